@@ -1,0 +1,58 @@
+"""The ``segbench`` command line: one module per subcommand, each with ``add_parser(subparsers)``.
+
+Every subcommand returns an exit code; a :class:`segbench.errors.SegbenchError` becomes a one-line
+message on stderr and its exit code, with nothing half-written left behind (writes are atomic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from segbench import __version__
+from segbench.errors import SegbenchError
+
+# Subcommand name -> module under segbench.cli. Order is the order of `segbench --help`.
+SUBCOMMANDS = {
+    "list": "list_cmd",
+    "data": "data_cmd",
+    "train": "train_cmd",
+    "evaluate": "evaluate_cmd",
+    "table": "table_cmd",
+    "report": "report_cmd",
+    "metrics": "metrics",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segbench",
+        description=(
+            "Reproduce Mask R-CNN (He et al., 2017) and U-Net (Ronneberger et al., 2015) from raw data "
+            "to tables and reports. The registry (segbench list) says which tables, rows and runs exist; "
+            "Snakemake (snakemake --cores all reproduce_table2) drives these subcommands."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"segbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in SUBCOMMANDS.values():
+        importlib.import_module(f"segbench.cli.{module_name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SegbenchError as exc:
+        print(f"segbench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("segbench: interrupted; completed results are intact, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
