@@ -1,0 +1,26 @@
+"""Arguments and helpers shared by the run-level subcommands (train, evaluate)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from segbench.paths import data_root, run_dir
+from segbench.registry import load_registry, resolve_run
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run name from the registry (segbench list --runs)")
+    p.add_argument("--scale", default=None, help="smoke | mini | paper (default: the registry's default_scale)")
+    p.add_argument("--seed", type=int, default=0, help="seed of this run instance (default 0)")
+    p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
+    p.add_argument("--data-root", default=None, help="data root (default: $SEGBENCH_DATA or <repo>/data)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+
+
+def resolve_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path, Path]:
+    """(resolved config, run directory, data root) for the run the arguments name."""
+    scale = args.scale or load_registry()["default_scale"]
+    cfg = resolve_run(args.run, scale, args.seed)
+    return cfg, run_dir(scale, cfg["run_id"], args.results), data_root(args.data_root)

@@ -1,0 +1,32 @@
+"""Where things live: the repository, the data root, the results tree, the shared development data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_root(override: str | os.PathLike[str] | None = None) -> Path:
+    """The data root: an explicit value, else ``$SEGBENCH_DATA``, else ``<repo>/data``."""
+    if override:
+        return Path(override).expanduser().resolve()
+    env = os.environ.get("SEGBENCH_DATA")
+    return Path(env).expanduser().resolve() if env else REPO_ROOT / "data"
+
+
+def shared_data_root() -> Path | None:
+    """The read-only development data (``../shared/data`` beside the checkout, or
+    ``$SEGBENCH_SHARED_DATA``); ``None`` where absent, so tests can skip."""
+    env = os.environ.get("SEGBENCH_SHARED_DATA")
+    candidate = Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+def results_root(override: str | os.PathLike[str] | None = None) -> Path:
+    return Path(override).resolve() if override else REPO_ROOT / "results"
+
+
+def run_dir(scale: str, run_id: str, results: str | os.PathLike[str] | None = None) -> Path:
+    return results_root(results) / scale / "runs" / run_id

@@ -1,0 +1,236 @@
+"""The experiment registry: tables -> rows -> runs, the papers' values, and the scales.
+
+One YAML file (``experiments.yaml`` beside this module), validated by ``experiments.schema.json`` plus
+the cross-references a schema cannot express. segbench, the Snakefile and dvc.yaml all read it through
+this module; nothing else lists a table, a row or a run.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from segbench.errors import InputError
+
+REGISTRY_FILE = "experiments.yaml"
+SCHEMA_FILE = "experiments.schema.json"
+
+
+def registry_path() -> Path:
+    """The registry file; ``$SEGBENCH_REGISTRY`` points at another one (tests, plugins)."""
+    env = os.environ.get("SEGBENCH_REGISTRY")
+    return Path(env) if env else Path(str(resources.files("segbench.registry") / REGISTRY_FILE))
+
+
+def load_registry(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Load and validate the registry (cached per path)."""
+    return copy.deepcopy(_load_cached(str(path or registry_path())))
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{p}: registry file not found; set SEGBENCH_REGISTRY or reinstall segbench") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise InputError(f"{p}:{where} invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    validate_registry(data, source=str(p))
+    return data
+
+
+def validate_registry(data: Any, source: str = "registry") -> None:
+    """Schema validation plus cross-references; the error names the offending entry."""
+    schema = yaml.safe_load(resources.files("segbench.registry").joinpath(SCHEMA_FILE).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise InputError(f"{source}: entry {where}: {err.message}; fix that entry (schema: {SCHEMA_FILE})")
+    _check_references(data, source)
+
+
+def _check_references(data: dict[str, Any], source: str) -> None:
+    runs, scales = data["runs"], data["scales"]
+
+    def fail(where: str, message: str) -> None:
+        raise InputError(f"{source}: entry {where}: {message}")
+
+    if data["default_scale"] not in scales:
+        fail("default_scale", f"unknown scale {data['default_scale']!r}; known: {sorted(scales)}")
+    logical_datasets = {run["dataset"] for run in runs.values()}
+    for scale_name, scale in scales.items():
+        missing = logical_datasets - set(scale["datasets"])
+        if missing:
+            fail(f"scales/{scale_name}/datasets", f"no concrete dataset for {sorted(missing)}")
+    for name, table in data["tables"].items():
+        where = f"tables/{name}"
+        columns = table["columns"]
+        if set(table["metrics"]) != set(columns):
+            fail(f"{where}/metrics", f"must map exactly the columns {columns}")
+        if set(table["seeds"]) != set(scales):
+            fail(f"{where}/seeds", f"must give a seed count for every scale {sorted(scales)}")
+        row_ids = [row["id"] for row in table["rows"]]
+        if len(set(row_ids)) != len(row_ids):
+            fail(f"{where}/rows", "row ids must be unique")
+        for i, row in enumerate(table["rows"]):
+            rwhere = f"{where}/rows/{i} ({row['id']})"
+            if len(row["paper_values"]) != len(columns):
+                fail(rwhere, f"paper_values has {len(row['paper_values'])} values for {len(columns)} columns")
+            kinds = [k for k in ("run", "column_runs", "difference") if k in row]
+            if len(kinds) > 1:
+                fail(rwhere, f"give only one of run / column_runs / difference, not {kinds}")
+            for run in _row_runs(row):
+                if run not in runs:
+                    fail(rwhere, f"unknown run {run!r}; define it under runs:")
+            if "column_runs" in row and set(row["column_runs"]) - set(columns):
+                fail(rwhere, f"column_runs names columns outside {columns}")
+        for j, direction in enumerate(table.get("directions", [])):
+            dwhere = f"{where}/directions/{j}"
+            for key in ("better", "worse"):
+                if direction[key] not in row_ids:
+                    fail(dwhere, f"{key}={direction[key]!r} is not a row id of {name}")
+            if direction["metric"] not in columns:
+                fail(dwhere, f"metric {direction['metric']!r} is not a column of {name}")
+
+
+def _row_runs(row: dict[str, Any]) -> list[str]:
+    if "run" in row:
+        return [row["run"]]
+    if "column_runs" in row:
+        return list(dict.fromkeys(row["column_runs"].values()))
+    if "difference" in row:
+        return [row["difference"]["minuend"], row["difference"]["subtrahend"]]
+    return []
+
+
+def row_runs(row: dict[str, Any]) -> list[str]:
+    """The runs a table row needs (none for a reference-only row)."""
+    return _row_runs(row)
+
+
+# ----------------------------------------------------------------------------------------------
+# Queries used by the CLI, the Snakefile and dvc.yaml.
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunSeed:
+    run: str
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.run, self.seed)
+
+
+def run_id(run: str, seed: int) -> str:
+    """The directory name of one trained instance: ``<run>-seed<k>``."""
+    return f"{run}-seed{seed}"
+
+
+def scales(registry: dict[str, Any] | None = None) -> list[str]:
+    return list((registry or load_registry())["scales"])
+
+
+def check_scale(scale: str, registry: dict[str, Any] | None = None) -> None:
+    known = scales(registry)
+    if scale not in known:
+        raise InputError(f"unknown scale {scale!r}; choose one of {known} (config key `scale`)")
+
+
+def table_names(registry: dict[str, Any] | None = None) -> list[str]:
+    return list((registry or load_registry())["tables"])
+
+
+def get_table(name: str, registry: dict[str, Any] | None = None) -> dict[str, Any]:
+    tables = (registry or load_registry())["tables"]
+    if name not in tables:
+        raise InputError(f"unknown table {name!r}; `segbench list` shows the tables: {', '.join(tables)}")
+    return tables[name]
+
+
+def artifacts(registry: dict[str, Any] | None = None) -> dict[str, list[str]]:
+    """Paper artifact -> tables it consists of: every table, every group (``table2`` = 2a-2e), ``all``."""
+    reg = registry or load_registry()
+    out: dict[str, list[str]] = {}
+    for name, table in reg["tables"].items():
+        if "group" in table:
+            out.setdefault(table["group"], []).append(name)
+        out[name] = [name]
+    out["all"] = list(reg["tables"])
+    return dict(sorted(out.items(), key=lambda kv: (kv[0] == "all", kv[0])))
+
+
+def seeds_for_run(run: str, scale: str, registry: dict[str, Any] | None = None) -> list[int]:
+    """Seeds of ``run`` at ``scale``: the most any table using it asks for (a shared run is trained
+    once per seed, however many tables show it)."""
+    reg = registry or load_registry()
+    count = 0
+    for table in reg["tables"].values():
+        if any(run in _row_runs(row) for row in table["rows"]):
+            count = max(count, table["seeds"][scale])
+    return list(range(max(count, 1)))
+
+
+def runs_for_tables(tables: list[str], scale: str, registry: dict[str, Any] | None = None) -> list[RunSeed]:
+    """Every (run, seed) the given tables need at ``scale``, each once, in registry order."""
+    reg = registry or load_registry()
+    wanted: list[str] = []
+    for name in tables:
+        for row in get_table(name, reg)["rows"]:
+            wanted.extend(r for r in _row_runs(row) if r not in wanted)
+    return [RunSeed(run, seed) for run in wanted for seed in seeds_for_run(run, scale, reg)]
+
+
+def datasets_for_scale(scale: str, runs: list[str] | None = None,
+                       registry: dict[str, Any] | None = None) -> list[str]:
+    """Concrete datasets the given runs (default: all) need at ``scale``."""
+    reg = registry or load_registry()
+    mapping = reg["scales"][scale]["datasets"]
+    names = [reg["runs"][r]["dataset"] for r in (runs or list(reg["runs"]))]
+    return list(dict.fromkeys(mapping[n] for n in names))
+
+
+def resolve_run(run: str, scale: str, seed: int = 0, registry: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The complete config of one run instance: run keys overlaid by the scale's family overlay."""
+    reg = registry or load_registry()
+    check_scale(scale, reg)
+    if run not in reg["runs"]:
+        raise InputError(f"unknown run {run!r}; `segbench list --runs` shows the runs")
+    spec = reg["runs"][run]
+    family = spec["family"]
+    overlay = reg["scales"][scale]["families"].get(family, {})
+    # The scale's model keys fill in sizes; keys a run sets deliberately win over them.
+    model = {**copy.deepcopy(overlay.get("model", {})), **copy.deepcopy(spec["model"])}
+    dataset_name = reg["scales"][scale]["datasets"][spec["dataset"]]
+    return {
+        "run": run,
+        "run_id": run_id(run, seed),
+        "family": family,
+        "scale": scale,
+        "seed": int(seed),
+        "dataset": {"name": dataset_name, "logical": spec["dataset"], **_dataset_entry(dataset_name)},
+        "model": model,
+        "input": copy.deepcopy(overlay.get("input", {})),
+        "schedule": copy.deepcopy(overlay.get("schedule", {})),
+    }
+
+
+def _dataset_entry(name: str) -> dict[str, Any]:
+    try:
+        from segbench.data.registry import dataset_entry
+    except ImportError:  # the dataset registry is optional for registry-only use
+        return {}
+    return copy.deepcopy(dataset_entry(name))

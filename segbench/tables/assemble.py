@@ -1,0 +1,207 @@
+"""Build one paper table from the metrics.json of its runs.
+
+Each row's reproduced value per column is the mean over the run's seeds (std with ddof=1 where there
+are several), beside the paper's value and the delta. COCO metrics are stored as fractions and shown
+x 100 like the paper. A table's ``directions`` (the paper's claims, e.g. RoIAlign > RoIPool on AP75)
+are reported as reproduced or not, with the gap in pooled standard deviations.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from segbench.errors import InputError
+from segbench.io import read_json, write_json_atomic, write_text_atomic
+from segbench.paths import results_root
+from segbench.provenance import provenance
+from segbench.registry import get_table, load_registry, row_runs, run_id, seeds_for_run
+
+PERCENT_PREFIXES = ("bbox.", "segm.", "keypoints.")
+
+
+def metric_value(metrics: dict[str, Any], key: str, source: Path) -> float | None:
+    """Look up ``"segm.AP"`` in a metrics dict; COCO fractions become percentages like the paper."""
+    node: Any = metrics
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise InputError(f"{source}: metric {key!r} missing; re-evaluate the run (segbench evaluate)")
+        node = node[part]
+    if node is None:
+        return None
+    value = float(node)
+    return value * 100.0 if key.startswith(PERCENT_PREFIXES) else value
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    clean = [v for v in values if v is not None and math.isfinite(v)]
+    if not clean:
+        return {"mean": None, "std": None, "n": 0, "per_seed": values}
+    std = statistics.stdev(clean) if len(clean) > 1 else None
+    return {"mean": statistics.fmean(clean), "std": std, "n": len(clean), "per_seed": values}
+
+
+def _load_run_metrics(run: str, scale: str, root: Path, registry: dict[str, Any]) -> list[tuple[Path, dict]]:
+    out = []
+    for seed in seeds_for_run(run, scale, registry):
+        path = root / scale / "runs" / run_id(run, seed) / "metrics.json"
+        if not path.exists():
+            raise InputError(f"{path}: missing; produce it with `segbench train --run {run} --scale {scale} "
+                             f"--seed {seed}` then `segbench evaluate ...` (or snakemake reproduce_<table>)")
+        out.append((path, read_json(path, "run metrics")))
+    return out
+
+
+def assemble_table(name: str, scale: str, results: str | Path | None = None) -> dict[str, Any]:
+    """The table ``name`` at ``scale`` as a JSON-ready dict."""
+    registry = load_registry()
+    table = get_table(name, registry)
+    root = results_root(results)
+    cache: dict[str, list[tuple[Path, dict]]] = {}
+
+    def seed_values(run: str, column: str) -> list[float | None]:
+        if run not in cache:
+            cache[run] = _load_run_metrics(run, scale, root, registry)
+        return [metric_value(rec["metrics"], table["metrics"][column], path) for path, rec in cache[run]]
+
+    rows = []
+    for row in table["rows"]:
+        values = {}
+        for col, paper in zip(table["columns"], row["paper_values"], strict=True):
+            if "run" in row:
+                per_seed = seed_values(row["run"], col)
+            elif "column_runs" in row:
+                per_seed = seed_values(row["column_runs"][col], col) if col in row["column_runs"] else []
+            elif "difference" in row:
+                a = seed_values(row["difference"]["minuend"], col)
+                b = seed_values(row["difference"]["subtrahend"], col)
+                per_seed = [x - y if x is not None and y is not None else None for x, y in zip(a, b)]
+            else:
+                per_seed = []
+            cell = _summary(per_seed) if per_seed else {"mean": None, "std": None, "n": 0, "per_seed": []}
+            cell["paper"] = paper
+            cell["delta"] = (cell["mean"] - paper) if cell["mean"] is not None and paper is not None else None
+            values[col] = cell
+        rows.append({"id": row["id"], "label": row["label"], "runs": row_runs(row),
+                     "reference_only": not row_runs(row), "values": values})
+
+    runs_used = sorted({r for row in table["rows"] for r in row_runs(row)})
+    run_provenance = {
+        rec["run_id"]: {"config_hash": rec.get("config_hash"),
+                        "git_commit": rec.get("provenance", {}).get("git_commit"),
+                        "device": rec.get("provenance", {}).get("device"),
+                        "train_wall_time_s": rec.get("train_wall_time_s"),
+                        "eval_wall_time_s": rec.get("provenance", {}).get("wall_time_s"),
+                        "metrics_file": str(path.relative_to(root.parent)) if root.parent in path.parents
+                        else str(path)}
+        for run in runs_used for path, rec in cache.get(run, [])
+    }
+    wall = sum((p["train_wall_time_s"] or 0) + (p["eval_wall_time_s"] or 0) for p in run_provenance.values())
+    seeds = sorted({s for run in runs_used for s in seeds_for_run(run, scale, registry)})
+    return {
+        "table": name,
+        "title": table["title"],
+        "paper": table["paper"],
+        "citation": registry["papers"][table["paper"]]["citation"],
+        "scale": scale,
+        "scale_description": registry["scales"][scale]["description"],
+        "split": table.get("split"),
+        "evaluated_on": table.get("evaluated_on"),
+        "columns": table["columns"],
+        "metrics": table["metrics"],
+        "lower_is_better": bool(table.get("lower_is_better", False)),
+        "rows": rows,
+        "directions": _directions(table, rows),
+        "runs": run_provenance,
+        "provenance": provenance({"table": name, "runs": {k: v["config_hash"] for k, v in run_provenance.items()}},
+                                 seeds=seeds, wall_time_s=wall, scale=scale),
+    }
+
+
+def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_id = {row["id"]: row for row in rows}
+    sign = -1.0 if table.get("lower_is_better") else 1.0
+    out = []
+    for d in table.get("directions", []):
+        better, worse = by_id[d["better"]]["values"][d["metric"]], by_id[d["worse"]]["values"][d["metric"]]
+        entry: dict[str, Any] = {**d, "claim": f"{d['better']} {'<' if sign < 0 else '>'} {d['worse']} on {d['metric']}",
+                                 "gap": None, "gap_in_std": None, "reproduced": None}
+        if better["mean"] is not None and worse["mean"] is not None:
+            gap = sign * (better["mean"] - worse["mean"])
+            entry["gap"] = gap
+            entry["reproduced"] = gap > 0
+            stds = [s for s in (better["std"], worse["std"]) if s is not None]
+            if len(stds) == 2:
+                pooled = math.sqrt((stds[0] ** 2 + stds[1] ** 2) / 2)
+                entry["gap_in_std"] = gap / pooled if pooled > 0 else None
+        out.append(entry)
+    return out
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _digits(table: dict[str, Any]) -> int:
+    return 4 if table["paper"] == "unet" else 1
+
+
+def to_markdown(table: dict[str, Any]) -> str:
+    d = _digits(table)
+    lines = [f"# {table['table']}: {table['title']}", "",
+             f"Scale: **{table['scale']}** ({table['scale_description']})  ",
+             f"Paper: {table['citation']}  ",
+             f"Paper split: {table['split']}" + (f"; reproduced on: {table['evaluated_on']}" if table["evaluated_on"] else ""),
+             "", "Cells: reproduced mean ± std (seeds) / paper / delta.", ""]
+    lines.append("| row | " + " | ".join(table["columns"]) + " |")
+    lines.append("|---|" + "---|" * len(table["columns"]))
+    for row in table["rows"]:
+        cells = []
+        for col in table["columns"]:
+            v = row["values"][col]
+            if row["reference_only"]:
+                cells.append(f"(paper {_fmt(v['paper'], d)})")
+                continue
+            rep = _fmt(v["mean"], d) + (f" ± {_fmt(v['std'], d)}" if v["std"] is not None else "") + f" ({v['n']})"
+            cells.append(f"{rep} / {_fmt(v['paper'], d)} / {_fmt(v['delta'], d)}")
+        label = row["label"] + (" *(reference)*" if row["reference_only"] else "")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if table["directions"]:
+        lines += ["", "Directions (the paper's claims):", ""]
+        for dirn in table["directions"]:
+            verdict = {True: "reproduced", False: "NOT reproduced", None: "not measured"}[dirn["reproduced"]]
+            gap = "" if dirn["gap"] is None else f", gap {dirn['gap']:.{d}f}"
+            sd = "" if dirn["gap_in_std"] is None else f" = {dirn['gap_in_std']:.1f} std"
+            lines.append(f"- {dirn['claim']}: **{verdict}**{gap}{sd}")
+    prov = table["provenance"]
+    lines += ["", f"Provenance: commit `{prov['git_commit']}`, device {prov['device']}, seeds {prov['seeds']}, "
+              f"compute {prov['wall_time_s']} s (train + eval, summed over runs), "
+              f"torch {prov['package_versions'].get('torch')}, created {prov['created_utc']}.", ""]
+    return "\n".join(lines)
+
+
+def to_csv(table: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["table", "scale", "row", "label", "reference_only", "column", "mean", "std", "n",
+                     "per_seed", "paper", "delta"])
+    for row in table["rows"]:
+        for col in table["columns"]:
+            v = row["values"][col]
+            writer.writerow([table["table"], table["scale"], row["id"], row["label"], row["reference_only"], col,
+                             v["mean"], v["std"], v["n"], " ".join(map(str, v["per_seed"])), v["paper"], v["delta"]])
+    return buf.getvalue()
+
+
+def write_table(name: str, scale: str, results: str | Path | None = None) -> Path:
+    """Assemble and write ``results/<scale>/tables/<name>.{json,csv,md}`` atomically; returns the JSON path."""
+    table = assemble_table(name, scale, results)
+    out = results_root(results) / scale / "tables"
+    write_json_atomic(out / f"{name}.json", table)
+    write_text_atomic(out / f"{name}.csv", to_csv(table))
+    write_text_atomic(out / f"{name}.md", to_markdown(table))
+    return out / f"{name}.json"

@@ -1,0 +1,34 @@
+# Helpers shared by the rules: paths of a run instance and of its dataset, read from the registry.
+from pathlib import Path
+
+from segbench.registry import resolve_run
+
+
+def root_of(path, levels):
+    """The directory ``levels`` above a file: recovers a root (results, data) from a rule's own
+    input/output path, so rules work without a shared filesystem."""
+    return str(Path(path).parents[levels - 1])
+
+
+def run_config(wildcards):
+    return resolve_run(wildcards.run, wildcards.scale, int(wildcards.seed), REGISTRY)
+
+
+def dataset_manifest(wildcards):
+    """The MANIFEST.json that proves the run's dataset (at this scale) is complete."""
+    dataset = REGISTRY["scales"][wildcards.scale]["datasets"][REGISTRY["runs"][wildcards.run]["dataset"]]
+    return f"{DATA_ROOT}/{dataset}/MANIFEST.json"
+
+
+def gpus_requested(wildcards):
+    """GPUs a training job asks for (the paper's 8 for Mask R-CNN at paper scale; 0 on the CPU scales).
+    Snakemake scales this down to --resources gpu=N; the job reads the granted count."""
+    return int(run_config(wildcards)["schedule"].get("gpus", 0))
+
+
+def run_metrics(tables, scale):
+    return [f"{RESULTS}/{scale}/runs/{rs.run_id}/metrics.json" for rs in runs_for_tables(tables, scale, REGISTRY)]
+
+
+def table_files(tables, scale):
+    return [f"{RESULTS}/{scale}/tables/{t}.{ext}" for t in tables for ext in ("json", "csv", "md")]

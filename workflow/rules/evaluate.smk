@@ -1,0 +1,20 @@
+rule evaluate:
+    """Evaluate a trained run instance on its held-out split into metrics.json."""
+    input:
+        done=f"{RESULTS}/{{scale}}/runs/{{run}}-seed{{seed}}/train_done.json",
+        manifest=dataset_manifest,
+    output:
+        metrics=f"{RESULTS}/{{scale}}/runs/{{run}}-seed{{seed}}/metrics.json",
+    log:
+        "logs/{scale}/evaluate/{run}-seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/{scale}/evaluate/{run}-seed{seed}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: config.get("train_threads", 1)
+    params:
+        results=lambda wc, output: root_of(output.metrics, 4),
+        data_root=lambda wc, input: root_of(input.manifest, 2),
+    shell:
+        "OMP_NUM_THREADS={threads} segbench evaluate --run {wildcards.run:q} --scale {wildcards.scale:q} "
+        "--seed {wildcards.seed} --results {params.results:q} --data-root {params.data_root:q} > {log:q} 2>&1"

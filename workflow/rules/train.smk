@@ -1,0 +1,22 @@
+rule train:
+    """Train one run instance (run x scale x seed); resumes from its newest checkpoint."""
+    input:
+        manifest=dataset_manifest,
+    output:
+        done=f"{RESULTS}/{{scale}}/runs/{{run}}-seed{{seed}}/train_done.json",
+    log:
+        "logs/{scale}/train/{run}-seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/{scale}/train/{run}-seed{seed}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: config.get("train_threads", 1)
+    resources:
+        gpu=gpus_requested,
+    params:
+        results=lambda wc, output: root_of(output.done, 4),
+        data_root=lambda wc, input: root_of(input.manifest, 2),
+    shell:
+        "OMP_NUM_THREADS={threads} segbench train --run {wildcards.run:q} --scale {wildcards.scale:q} "
+        "--seed {wildcards.seed} --results {params.results:q} --data-root {params.data_root:q} "
+        "--gpus {resources.gpu} > {log:q} 2>&1"
