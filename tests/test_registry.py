@@ -1,0 +1,106 @@
+"""The experiment registry: schema, cross-references, the papers' values, scales and run sharing."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from segbench.errors import InputError
+from segbench.registry import (
+    artifacts,
+    load_registry,
+    resolve_run,
+    runs_for_tables,
+    seeds_for_run,
+    validate_registry,
+)
+
+EXPECTED_TABLES = {
+    "table1", "table2a", "table2b", "table2c", "table2d", "table2e", "class_agnostic", "roialign_fpn",
+    "table3", "table4", "table5", "table6", "unet_table1", "unet_table2",
+}
+
+
+@pytest.fixture(scope="module")
+def registry() -> dict:
+    return load_registry()
+
+
+def test_every_paper_table_is_registered(registry):
+    assert set(registry["tables"]) == EXPECTED_TABLES
+    assert artifacts(registry)["table2"] == ["table2a", "table2b", "table2c", "table2d", "table2e"]
+    assert set(artifacts(registry)["all"]) == EXPECTED_TABLES
+
+
+def test_paper_values_match_the_transcription(registry, shared_data: Path):
+    """Every row's paper values equal ../shared/reference/paper_tables.yaml, row by row."""
+    reference = yaml.safe_load((shared_data.parent / "reference" / "paper_tables.yaml").read_text())
+    names = {"unet_table1": ("unet", "table1"), "unet_table2": ("unet", "table2")}
+    for table_name, table in registry["tables"].items():
+        paper, key = names.get(table_name, ("maskrcnn", table_name))
+        ref = reference[paper]["tables"][key]
+        assert table["columns"] == ref["columns"], table_name
+        ours = [row["paper_values"] for row in table["rows"] if any(v is not None for v in row["paper_values"])]
+        theirs = [row["values"] for row in ref["rows"]]
+        assert ours == theirs, table_name
+        assert registry["papers"][paper]["citation"] == reference[paper]["citation"]
+
+
+def test_shared_configs_are_one_run(registry):
+    """ResNet-50-C4 sigmoid/RoIAlign-avg is a row of 2a, 2b, 2c and class_agnostic, trained once."""
+    users = [name for name, t in registry["tables"].items() if any(r.get("run") == "r50_c4" for r in t["rows"])]
+    assert set(users) == {"table2a", "table2b", "table2c", "class_agnostic"}
+    instances = runs_for_tables(artifacts(registry)["table2"], "mini", registry)
+    ids = [rs.run_id for rs in instances]
+    assert len(ids) == len(set(ids))
+    assert ids.count("r50_c4-seed0") == 1
+    assert seeds_for_run("r50_c4", "mini", registry) == [0, 1, 2]  # 2b-2e ask for 3 seeds
+    assert seeds_for_run("r101_c4", "mini", registry) == [0]
+
+
+def test_resolve_run_overlays_the_scale(registry):
+    smoke = resolve_run("r50_fpn_mlp2", "smoke", 1, registry)
+    paper = resolve_run("r50_fpn_mlp2", "paper", 0, registry)
+    assert smoke["run_id"] == "r50_fpn_mlp2-seed1"
+    assert smoke["model"]["mask_head"] == paper["model"]["mask_head"] == "mlp2"
+    assert smoke["dataset"]["name"] == "shapes_smoke" and paper["dataset"]["name"] == "coco2017"
+    assert paper["input"]["min_size"] == 800 and paper["schedule"]["iterations"] == 160000
+    assert smoke["schedule"]["iterations"] < 10
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: r["runs"]["r50_c4"]["model"].__setitem__("backbone", "resnet42"), "runs/r50_c4/model/backbone"),
+        (lambda r: r["runs"]["r50_c4"]["model"].__setitem__("mask_lossy", "sigmoid"), "runs/r50_c4/model"),
+        (lambda r: r["tables"]["table2b"]["rows"][0].__setitem__("run", "no_such_run"), "tables/table2b/rows/0"),
+        (lambda r: r["tables"]["table2c"]["rows"][1]["paper_values"].pop(), "tables/table2c/rows/1"),
+        (lambda r: r["tables"]["table2b"]["directions"][0].__setitem__("better", "nope"), "tables/table2b/directions/0"),
+        (lambda r: r["tables"]["table1"]["seeds"].pop("mini"), "tables/table1/seeds"),
+        (lambda r: r["scales"]["mini"]["datasets"].pop("coco"), "scales/mini/datasets"),
+        (lambda r: r["tables"]["table6"].__setitem__("metrics", {"APkp": "keypoints.AP"}), "tables/table6/metrics"),
+    ],
+)
+def test_bad_entries_are_named(registry, mutate, message):
+    bad = copy.deepcopy(registry)
+    mutate(bad)
+    with pytest.raises(InputError, match="entry " + message) as info:
+        validate_registry(bad, source="experiments.yaml")
+    assert "\n" not in str(info.value)
+
+
+def test_broken_yaml_file_names_the_line(tmp_path, monkeypatch):
+    path = tmp_path / "experiments.yaml"
+    path.write_text("papers: {maskrcnn: [\n")
+    with pytest.raises(InputError, match=str(path)):
+        load_registry(path)
+
+
+def test_unknown_scale_and_run_are_refused(registry):
+    with pytest.raises(InputError, match="unknown scale 'huge'"):
+        resolve_run("r50_c4", "huge", 0, registry)
+    with pytest.raises(InputError, match="unknown run 'r51_c4'"):
+        resolve_run("r51_c4", "mini", 0, registry)

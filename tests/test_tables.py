@@ -1,0 +1,100 @@
+"""Table assembly: means and stds over seeds, deltas, difference rows, per-column runs, directions."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+
+from segbench.errors import InputError
+from segbench.io import write_json_atomic
+from segbench.registry import load_registry, runs_for_tables
+from segbench.tables.assemble import assemble_table, to_markdown, write_table
+
+
+def fake_metrics(root: Path, scale: str, tables: list[str], value_of) -> None:
+    """Write a metrics.json for every run instance the tables need; value_of(run, seed) -> float."""
+    for rs in runs_for_tables(tables, scale, load_registry()):
+        v = value_of(rs.run, rs.seed)
+        coco = {k: v for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+        metrics = {"segm": coco, "bbox": {k: v / 2 for k in coco}, "keypoints": coco,
+                   "isbi": {"warping_error": v, "rand_error": v, "pixel_error": v}, "ctc": {"seg": v, "iou": v}}
+        write_json_atomic(root / scale / "runs" / rs.run_id / "metrics.json",
+                          {"run_id": rs.run_id, "metrics": metrics, "config_hash": "x",
+                           "provenance": {"git_commit": "abc", "wall_time_s": 1.0}, "train_wall_time_s": 2.0})
+
+
+def test_seed_statistics_delta_and_directions(tmp_path):
+    # RoIAlign-avg (r50_c4) 0.30/0.32/0.34, RoIPool 0.20 on every seed, others 0.25.
+    values = {"r50_c4": [0.30, 0.32, 0.34], "r50_c4_roipool": [0.20] * 3}
+    fake_metrics(tmp_path, "mini", ["table2c"], lambda run, seed: values.get(run, [0.25] * 3)[seed])
+    table = assemble_table("table2c", "mini", tmp_path)
+    rows = {r["id"]: r for r in table["rows"]}
+    cell = rows["roialign_avg"]["values"]["AP75"]
+    assert cell["n"] == 3 and cell["per_seed"] == pytest.approx([30.0, 32.0, 34.0])
+    assert cell["mean"] == pytest.approx(32.0)
+    assert cell["std"] == pytest.approx(statistics.stdev([30.0, 32.0, 34.0]))
+    assert cell["paper"] == 31.5 and cell["delta"] == pytest.approx(0.5)
+    first = table["directions"][0]
+    assert first["claim"].startswith("roialign_avg > roipool")
+    assert first["reproduced"] is True and first["gap"] == pytest.approx(12.0)
+    assert first["gap_in_std"] == pytest.approx(12.0 / math.sqrt((2.0**2 + 0.0**2) / 2))
+
+
+def test_gap_in_std_uses_pooled_std(tmp_path):
+    values = {"r50_c4": [0.30, 0.32, 0.34], "r50_c4_roipool": [0.20, 0.21, 0.22]}
+    fake_metrics(tmp_path, "mini", ["table2c"], lambda run, seed: values.get(run, [0.25] * 3)[seed])
+    direction = assemble_table("table2c", "mini", tmp_path)["directions"][0]
+    pooled = math.sqrt((2.0**2 + 1.0**2) / 2)
+    assert direction["gap_in_std"] == pytest.approx(11.0 / pooled)
+
+
+def test_not_reproduced_direction_is_reported(tmp_path):
+    fake_metrics(tmp_path, "smoke", ["table2b"], lambda run, seed: 0.4 if run == "r50_c4_softmax" else 0.1)
+    table = assemble_table("table2b", "smoke", tmp_path)
+    assert table["directions"][0]["reproduced"] is False
+    assert "NOT reproduced" in to_markdown(table)
+
+
+def test_difference_rows_and_reference_rows(tmp_path):
+    fake_metrics(tmp_path, "smoke", ["roialign_fpn", "table1"],
+                 lambda run, seed: {"r50_fpn": 0.35, "r50_fpn_roipool": 0.33}.get(run, 0.1))
+    gain = assemble_table("roialign_fpn", "smoke", tmp_path)["rows"][0]["values"]
+    assert gain["delta_mask_AP"]["mean"] == pytest.approx(2.0)
+    assert gain["delta_box_AP"]["mean"] == pytest.approx(1.0)
+    table1 = assemble_table("table1", "smoke", tmp_path)
+    mnc = table1["rows"][0]
+    assert mnc["reference_only"] and mnc["values"]["AP"]["mean"] is None and mnc["values"]["AP"]["paper"] == 24.6
+    assert table1["evaluated_on"] == "val"
+
+
+def test_lower_is_better_and_column_runs(tmp_path):
+    fake_metrics(tmp_path, "smoke", ["unet_table1", "unet_table2"],
+                 lambda run, seed: {"unet_isbi": 0.01, "threshold_isbi": 0.05, "unet_phc": 0.9,
+                                    "unet_hela": 0.7, "threshold_phc": 0.5, "threshold_hela": 0.4}[run])
+    t1 = assemble_table("unet_table1", "smoke", tmp_path)
+    assert all(d["reproduced"] for d in t1["directions"])  # lower error is better
+    unet = {r["id"]: r for r in t1["rows"]}["unet"]
+    assert unet["values"]["warping_error"]["mean"] == pytest.approx(0.01)  # not scaled by 100
+    t2 = assemble_table("unet_table2", "smoke", tmp_path)
+    row = {r["id"]: r for r in t2["rows"]}["unet"]["values"]
+    assert row["PhC-U373"]["mean"] == pytest.approx(0.9) and row["DIC-HeLa"]["mean"] == pytest.approx(0.7)
+    assert all(d["reproduced"] for d in t2["directions"])
+
+
+def test_missing_metrics_name_the_file_and_the_fix(tmp_path):
+    with pytest.raises(InputError, match=r"metrics\.json: missing; produce it with `segbench train --run"):
+        assemble_table("table2b", "smoke", tmp_path)
+
+
+def test_write_table_writes_three_formats_atomically(tmp_path):
+    fake_metrics(tmp_path, "smoke", ["class_agnostic"], lambda run, seed: 0.3)
+    path = write_table("class_agnostic", "smoke", tmp_path)
+    data = json.loads(path.read_text())
+    assert data["provenance"]["scale"] == "smoke" and data["provenance"]["git_commit"]
+    assert path.with_suffix(".csv").read_text().startswith("table,scale,row")
+    assert "class-agnostic" in path.with_suffix(".md").read_text()
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp files left
