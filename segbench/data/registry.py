@@ -1,0 +1,157 @@
+"""The dataset registry (``segbench/registry/datasets.yaml``): entries, validation, concrete paths."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from segbench.errors import InputError
+
+DATASETS_YAML = Path(__file__).resolve().parents[1] / "registry" / "datasets.yaml"
+FORMATS = ("coco", "isbi2012", "ctc")
+SOURCES = ("synthetic", "real")
+COMMON_KEYS = {"description", "source", "format", "layout", "directory"}
+SOURCE_KEYS = {
+    "synthetic": {"generator", "params"},
+    "real": {"downloads", "homepage", "license", "registration"},
+}
+DOWNLOAD_KEYS = {"url", "file", "sha256", "extract"}
+
+
+@lru_cache(maxsize=4)
+def _load(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: cannot read the dataset registry ({exc}); fix the file") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("datasets"), dict):
+        raise InputError(f"{path}: expected a top-level 'datasets:' mapping; fix the file")
+    for name, entry in raw["datasets"].items():
+        validate_entry(name, entry, path)
+    return raw["datasets"]
+
+
+def load_datasets(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """All entries of the dataset registry, validated, by name (a fresh copy the caller may change)."""
+    import copy
+
+    return copy.deepcopy(_load(path or DATASETS_YAML))
+
+
+def dataset_entry(name: str) -> dict[str, Any]:
+    """One registry entry; an unknown name is an :class:`InputError` listing the known ones."""
+    datasets = load_datasets()
+    if name not in datasets:
+        raise InputError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(datasets))}")
+    return datasets[name]
+
+
+def validate_entry(name: str, entry: Any, where: Path | str = "datasets.yaml") -> None:
+    """Check one entry's keys, source, format, generator/params or downloads, and layout."""
+    def fail(problem: str) -> None:
+        raise InputError(f"{where}: dataset {name!r}: {problem}; fix the entry")
+
+    if not isinstance(entry, dict):
+        fail("expected a mapping")
+    source, fmt = entry.get("source"), entry.get("format")
+    if source not in SOURCES:
+        fail(f"source must be one of {SOURCES}, got {source!r}")
+    if fmt not in FORMATS:
+        fail(f"format must be one of {FORMATS}, got {fmt!r}")
+    unknown = set(entry) - COMMON_KEYS - SOURCE_KEYS[source]
+    if unknown:
+        fail(f"unknown keys {sorted(unknown)} for a {source} dataset")
+    if source == "synthetic":
+        from segbench.data.synthetic import GENERATORS
+
+        generator = entry.get("generator")
+        if generator not in GENERATORS:
+            fail(f"generator must be one of {sorted(GENERATORS)}, got {generator!r}")
+        params = entry.get("params", {})
+        extra = set(params) - set(GENERATORS[generator].DEFAULTS) if isinstance(params, dict) else {"<not a mapping>"}
+        if extra:
+            fail(f"unknown params {sorted(extra)} for generator {generator!r}")
+    else:
+        downloads = entry.get("downloads")
+        if not isinstance(downloads, list) or not downloads:
+            fail("a real dataset needs a non-empty 'downloads' list")
+        for item in downloads:
+            if not isinstance(item, dict) or set(item) - DOWNLOAD_KEYS or "file" not in item:
+                fail(f"each download needs 'file' and only {sorted(DOWNLOAD_KEYS)}, got {item!r}")
+    _validate_layout(fmt, entry.get("layout"), fail)
+
+
+def _validate_layout(fmt: str, layout: Any, fail) -> None:
+    if not isinstance(layout, dict) or not layout:
+        fail("'layout' must be a non-empty mapping")
+    if fmt == "coco":
+        for split, files in layout.items():
+            if not isinstance(files, dict) or set(files) != {"images", "annotations"}:
+                fail(f"coco layout split {split!r} needs exactly 'images' and 'annotations'")
+    elif fmt == "isbi2012":
+        if not {"volume", "labels"} <= set(layout) or set(layout) - {"volume", "labels", "test_volume"}:
+            fail("isbi2012 layout needs 'volume' and 'labels' (optionally 'test_volume')")
+    else:
+        sequences = layout.get("sequences")
+        if set(layout) != {"sequences"} or not isinstance(sequences, list) or not sequences or any(
+                not isinstance(s, dict) or set(s) != {"images", "gt_seg"} for s in sequences):
+            fail("ctc layout needs 'sequences', a list of {images, gt_seg}")
+
+
+def dataset_dir(name: str, data_root: str | Path) -> Path:
+    """``<data_root>/<directory or name>`` (not checked for existence)."""
+    entry = dataset_entry(name)
+    return Path(data_root) / entry.get("directory", name)
+
+
+def layout_paths(name: str, data_root: str | Path) -> dict[str, Any]:
+    """The entry's layout as absolute paths under ``data_root``, without checking that they exist."""
+    return resolve_layout(dataset_entry(name), dataset_dir(name, data_root))
+
+
+def resolve_layout(entry: dict[str, Any], root: Path) -> dict[str, Any]:
+    """An entry's layout as paths under the dataset directory ``root``."""
+    layout = entry["layout"]
+    if entry["format"] == "coco":
+        return {split: {key: root / rel for key, rel in files.items()} for split, files in layout.items()}
+    if entry["format"] == "isbi2012":
+        return {key: root / rel for key, rel in layout.items()}
+    return {"sequences": [{key: root / rel for key, rel in seq.items()} for seq in layout["sequences"]]}
+
+
+def dataset_paths(name: str, data_root: str | Path) -> dict[str, Any]:
+    """Concrete paths of a dataset, checked to exist.
+
+    coco: ``{"train": {"images": Path, "annotations": Path}, "val": {...}}``; isbi2012:
+    ``{"volume": Path, "labels": Path}`` (plus ``test_volume`` where present); ctc:
+    ``{"sequences": [{"images": Path, "gt_seg": Path}, ...]}``. A missing path is an :class:`InputError`
+    naming the dataset, the path and the fix.
+    """
+    entry = dataset_entry(name)
+    paths = layout_paths(name, data_root)
+    if entry["format"] == "isbi2012" and "test_volume" in paths and not paths["test_volume"].exists():
+        del paths["test_volume"]  # optional: the test volume has no labels and is not needed locally
+    for path in layout_files(paths):
+        if not path.exists():
+            raise InputError(f"dataset {name!r}: {path} not found; {missing_fix(name, entry, data_root)}")
+    return paths
+
+
+def missing_fix(name: str, entry: dict[str, Any], data_root: str | Path) -> str:
+    """The one-line fix for a dataset that is absent from ``data_root``."""
+    where = f"(data root {data_root}; set SEGBENCH_DATA or --data-root to use another)"
+    if entry["source"] == "real" and any(d.get("url") is None for d in entry["downloads"]):
+        return f"{entry.get('registration', 'download it by hand')}, then run `segbench data prepare {name}` {where}"
+    return f"run `segbench data prepare {name}` {where}"
+
+
+def layout_files(tree: Any) -> list[Path]:
+    """Every path in a (nested) result of :func:`layout_paths` / :func:`dataset_paths`."""
+    if isinstance(tree, Path):
+        return [tree]
+    if isinstance(tree, dict):
+        return [p for value in tree.values() for p in layout_files(value)]
+    return [p for value in tree for p in layout_files(value)]
