@@ -1,0 +1,211 @@
+"""Make a dataset ready under ``<data_root>/<name>``: generate, locate, download, verify (MANIFEST)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from segbench import __version__
+from segbench.data.registry import (
+    dataset_dir,
+    dataset_entry,
+    dataset_paths,
+    layout_files,
+    resolve_layout,
+)
+from segbench.errors import InputError
+
+MANIFEST = "MANIFEST.json"
+STALE_TMP_S = 3600.0  # leftovers of interrupted generations older than this are removed
+log = logging.getLogger(__name__)
+
+
+def prepare(name: str, data_root: str | os.PathLike[str], *, seed: int = 0, force: bool = False,
+            progress: bool = True) -> Path:
+    """Generate, locate or download dataset ``name`` under ``data_root``; return its directory.
+
+    Idempotent: a complete dataset that matches its MANIFEST (same generator, params and seed for
+    synthetic data) is left as it is unless ``force``.
+    """
+    entry = dataset_entry(name)
+    if entry["source"] == "synthetic":
+        return _prepare_synthetic(name, entry, Path(data_root), seed=seed, force=force)
+    return _prepare_real(name, entry, Path(data_root), force=force, progress=progress)
+
+
+def verify(name: str, data_root: str | os.PathLike[str]) -> dict[str, Any]:
+    """Re-hash every file listed in the dataset's MANIFEST; a missing or changed file is an
+    :class:`InputError`. Returns the manifest."""
+    root = dataset_dir(name, data_root)
+    manifest = read_manifest(root)
+    if manifest is None:
+        raise InputError(f"dataset {name!r}: no {MANIFEST} in {root}; run `segbench data prepare {name}`")
+    from segbench.data.download import sha256_file
+
+    for rel, record in manifest["files"].items():
+        path = root / rel
+        if not path.is_file():
+            raise InputError(f"dataset {name!r}: {path} is missing; run `segbench data prepare {name} --force`")
+        if sha256_file(path) != record["sha256"]:
+            raise InputError(f"dataset {name!r}: {path} does not match the sha256 in {root / MANIFEST}; "
+                             f"run `segbench data prepare {name} --force` (or restore the file)")
+    return manifest
+
+
+def read_manifest(root: Path) -> dict[str, Any] | None:
+    """The MANIFEST of a dataset directory, or ``None`` where absent or unreadable."""
+    import json
+
+    try:
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
+
+
+def build_manifest(root: Path, **fields: Any) -> dict[str, Any]:
+    """A manifest of every file under ``root`` (except the manifest and downloads in progress)."""
+    from segbench.data.download import sha256_file
+
+    files = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel == MANIFEST or rel.endswith(".part") or any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    return {**fields, "segbench_version": __version__, "files": files}
+
+
+def _files_intact(root: Path, manifest: dict[str, Any]) -> bool:
+    """Cheap completeness check: every listed file is present with the recorded size."""
+    for rel, record in manifest["files"].items():
+        path = root / rel
+        if not path.is_file() or path.stat().st_size != record["bytes"]:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------
+# Synthetic
+# ---------------------------------------------------------------------------------------------------
+def _prepare_synthetic(name: str, entry: dict[str, Any], data_root: Path, *, seed: int, force: bool) -> Path:
+    from segbench.data.synthetic import GENERATORS
+    from segbench.io import write_json_atomic
+
+    target = dataset_dir(name, data_root)
+    params = entry.get("params", {})
+    identity = {"dataset": name, "generator": entry["generator"], "params": params, "seed": int(seed)}
+    current = read_manifest(target)
+    if not force and current is not None and all(current.get(k) == v for k, v in identity.items()) \
+            and _files_intact(target, current):
+        log.info("%s: up to date in %s", name, target)
+        return target
+    data_root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(data_root, name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=data_root))
+    try:
+        start = time.perf_counter()
+        GENERATORS[entry["generator"]].generate(tmp, dict(params), int(seed))
+        manifest = build_manifest(tmp, **identity)
+        missing = [str(p) for p in layout_files(resolve_layout(entry, tmp)) if not p.exists()]
+        if missing:
+            raise InputError(f"dataset {name!r}: generator {entry['generator']!r} did not write {missing[0]}; "
+                             "fix the layout in datasets.yaml or the generator")
+        write_json_atomic(tmp / MANIFEST, manifest)
+        _swap_into_place(tmp, target)
+        log.info("%s: generated in %.1f s -> %s", name, time.perf_counter() - start, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Rename the finished ``tmp`` onto ``target``; an old ``target`` is moved aside first, then removed."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_stale_tmp(data_root: Path, name: str) -> None:
+    now = time.time()
+    for leftover in data_root.glob(f".{name}.*"):
+        if leftover.is_dir() and now - leftover.stat().st_mtime > STALE_TMP_S:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Real
+# ---------------------------------------------------------------------------------------------------
+def _prepare_real(name: str, entry: dict[str, Any], data_root: Path, *, force: bool, progress: bool) -> Path:
+    from segbench.data.download import download, extract_zip
+
+    root = dataset_dir(name, data_root)
+    manifest = read_manifest(root)
+    present = _all_present(name, data_root)
+    if present and not force:
+        if manifest is not None:
+            if not _files_intact(root, manifest):
+                raise InputError(f"dataset {name!r}: files in {root} differ from {root / MANIFEST}; "
+                                 f"run `segbench data verify {name}` to see which, or `segbench data prepare "
+                                 f"{name} --force` to re-download")
+            return root
+        _check_published_checksums(name, entry, root)
+        _write_real_manifest(name, entry, root, archives={})
+        return root
+    archives = dict((manifest or {}).get("archives", {}))
+    for item in entry["downloads"]:
+        if item.get("url") is None:
+            continue  # placed by hand after registration; the layout check below names what is missing
+        expected = item.get("sha256") or archives.get(item["file"])
+        fix = f"rerun `segbench data download {name}` to resume"
+        archive = root / "downloads" / item["file"] if item.get("extract") else root / item["file"]
+        archives[item["file"]] = download(item["url"], archive, sha256=expected, progress=progress, fix=fix)
+        if item.get("extract"):
+            extract_zip(archive, root)
+            archive.unlink()  # its sha256 stays in the MANIFEST; the extracted tree is what is used
+    dataset_paths(name, data_root)  # the layout must now be complete
+    _write_real_manifest(name, entry, root, archives=archives)
+    return root
+
+
+def _check_published_checksums(name: str, entry: dict[str, Any], root: Path) -> None:
+    """Files placed by hand (not archives) must match the publisher's sha256 where the registry has one."""
+    from segbench.data.download import sha256_file
+
+    for item in entry["downloads"]:
+        path, known = root / item["file"], item.get("sha256")
+        if known and not item.get("extract") and path.is_file() and sha256_file(path) != known:
+            raise InputError(f"dataset {name!r}: {path} does not match the publisher's sha256 {known}; "
+                             "replace it with the original file")
+
+
+def _all_present(name: str, data_root: Path) -> bool:
+    try:
+        dataset_paths(name, data_root)
+    except InputError:
+        return False
+    return True
+
+
+def _write_real_manifest(name: str, entry: dict[str, Any], root: Path, *, archives: dict[str, str]) -> None:
+    """Record the files of a real dataset (and its archives' sha256); skipped on a read-only data root."""
+    from segbench.io import write_json_atomic
+
+    manifest = build_manifest(root, dataset=name, source="real", archives=archives,
+                              downloads=[d.get("url") for d in entry["downloads"]])
+    manifest["files"] = {rel: rec for rel, rec in manifest["files"].items() if not rel.startswith("downloads/")}
+    try:
+        write_json_atomic(root / MANIFEST, manifest)
+    except OSError as exc:
+        log.warning("%s: cannot write %s (%s); the data root is read-only, checksums not recorded",
+                    name, root / MANIFEST, exc)
