@@ -1,0 +1,493 @@
+"""Mask R-CNN training and COCO evaluation (He et al. 2017, section 3.1 "Implementation details").
+
+Training: image-centric mini-batches grouped by aspect ratio, SGD with momentum 0.9 and weight decay 1e-4,
+the step schedule with linear warm-up (lr 0.02, /10 at 120k of 160k iterations, 16 images on 8 GPUs at
+paper scale), optional mixed precision on CUDA, DDP under ``torchrun``. Checkpoints carry the model,
+optimizer, grad scaler, iteration and RNG states; the sampler is a pure function of (seed, batch
+number), so an interrupted run resumes exactly where it stopped.
+
+Evaluation: inference on the val split, predictions converted to COCO results (boxes xywh in original
+image coordinates, masks binarised at 0.5 and RLE-encoded, keypoints), then COCO's AP/AR through
+:func:`segbench.metrics.coco.evaluate`, with the synthetic datasets' scaled area thresholds.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from pycocotools import mask as mask_utils
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from segbench.data.coco import CocoInstances, GroupedBatchSampler, Target, collate_detection
+from segbench.engine.common import (
+    capture_rng_state,
+    check_finite,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    seed_everything,
+    step_lr_factor,
+)
+from segbench.errors import InputError
+from segbench.io import append_jsonl, atomic_path, read_jsonl, write_text_atomic
+from segbench.provenance import config_hash
+
+log = logging.getLogger(__name__)
+
+FINAL_MODEL = "model_final.pt"
+TRAIN_LOG = "train_log.jsonl"
+IOU_TYPES = {"box": "bbox", "mask": "segm", "keypoint": "keypoints"}
+BOX_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+KEYPOINT_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+COCO_AREA_THRESHOLDS = (32.0**2, 96.0**2)
+
+
+# -- schedule -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Schedule:
+    """The optimisation schedule a run actually uses, after the granted-device rescaling."""
+
+    iterations: int
+    images_per_batch: int  # global, over all replicas
+    images_per_replica: int
+    base_lr: float
+    lr_decay_at: list[int]
+    lr_decay_factor: float
+    warmup_iters: int
+    warmup_factor: float
+    momentum: float
+    weight_decay: float
+    checkpoint_every: int
+    amp: bool
+    replicas: int
+    train_scales: list[int] | None = None
+    rescaled: dict[str, Any] | None = None
+
+    def lr(self, iteration: int) -> float:
+        return self.base_lr * step_lr_factor(iteration, self.lr_decay_at, self.lr_decay_factor,
+                                             self.warmup_iters, self.warmup_factor)
+
+
+def effective_schedule(cfg: dict[str, Any], *, replicas: int = 1, gpus: int = 0,
+                       cuda: bool = False) -> Schedule:
+    """The schedule of ``cfg`` for ``replicas`` data-parallel processes.
+
+    The registry's ``resnext`` / ``keypoint`` sub-schedules replace the base one for those runs (the paper
+    trains ResNeXt with 1 image per GPU at lr 0.01, and keypoints for 90k iterations, section 5). At paper
+    scale (``schedule.gpus`` set: 16 images on 8 GPUs) a different device count keeps 2 images per GPU
+    and rescales linearly: the global batch and learning rate by ``k = replicas / 8``, the iteration
+    counts by ``1 / k`` (same number of epochs); the change is recorded in ``rescaled``.
+    """
+    raw = dict(cfg["schedule"])
+    overlays = {"resnext": raw.pop("resnext", None), "keypoint": raw.pop("keypoint", None)}
+    model = cfg.get("model", {})
+    if str(model.get("backbone", "")).startswith("resnext") and overlays["resnext"]:
+        raw.update(overlays["resnext"])
+    train_scales = None
+    if "keypoint" in model.get("tasks", ()) and overlays["keypoint"]:
+        kp = overlays["keypoint"]
+        raw.update({k: kp[k] for k in ("iterations", "base_lr", "lr_decay_at") if k in kp})
+        train_scales = kp.get("train_scales")
+    iterations, batch, lr = int(raw["iterations"]), int(raw["images_per_batch"]), float(raw["base_lr"])
+    steps = [int(s) for s in raw.get("lr_decay_at", [])]
+    warmup, every = int(raw.get("warmup_iters", 0)), int(raw.get("checkpoint_every", 1000))
+    rescaled = None
+    paper_gpus = raw.get("gpus")
+    if paper_gpus:
+        per_gpu = batch // int(paper_gpus)
+        new_batch = per_gpu * replicas
+        if new_batch != batch:
+            k = new_batch / batch
+            rescaled = {"reason": f"{replicas} data-parallel replica(s) instead of the paper's {paper_gpus} "
+                                  f"GPUs (granted gpus={gpus}); linear scaling rule",
+                        "paper": {"images_per_batch": batch, "base_lr": lr, "iterations": iterations,
+                                  "lr_decay_at": steps, "warmup_iters": warmup},
+                        "factor": k}
+            iterations, steps = round(iterations / k), [round(s / k) for s in steps]
+            warmup, every = round(warmup / k), max(1, round(every / k))
+            batch, lr = new_batch, lr * k
+    if batch % replicas:
+        raise InputError(f"schedule: images_per_batch={batch} does not split over {replicas} replicas; "
+                         "change images_per_batch or the number of processes")
+    amp = bool(raw.get("amp", False)) and cuda
+    return Schedule(iterations=iterations, images_per_batch=batch, images_per_replica=batch // replicas,
+                    base_lr=lr, lr_decay_at=steps, lr_decay_factor=float(raw.get("lr_decay_factor", 0.1)),
+                    warmup_iters=warmup, warmup_factor=float(raw.get("warmup_factor", 1.0 / 3)),
+                    momentum=float(raw.get("momentum", 0.9)),
+                    weight_decay=float(raw.get("weight_decay", 1e-4)),
+                    checkpoint_every=every, amp=amp, replicas=replicas, train_scales=train_scales,
+                    rescaled=rescaled)
+
+
+# -- processes and devices ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Replica:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_replica() -> Replica:
+    """Join the process group ``torchrun`` describes in WORLD_SIZE / RANK / LOCAL_RANK, if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Replica()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Replica(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(device: str | None, replica: Replica) -> torch.device:
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", replica.local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return dev
+
+
+# -- data and model -----------------------------------------------------------------------------------
+def split_paths(cfg: dict[str, Any], data_root: Path, split: str) -> tuple[Path, Path]:
+    """(images folder, annotation file) of a split of the run's dataset."""
+    from segbench.data.registry import dataset_paths
+
+    paths = dataset_paths(cfg["dataset"]["name"], Path(data_root))[split]
+    return Path(paths["images"]), Path(paths["annotations"])
+
+
+def open_train_split(cfg: dict[str, Any], data_root: Path) -> CocoInstances:
+    """The training images with the targets the run's tasks need."""
+    images, annotations = split_paths(cfg, data_root, "train")
+    tasks = cfg["model"].get("tasks", ("box", "mask"))
+    return CocoInstances(images, annotations, train=True, masks="mask" in tasks,
+                         keypoints="keypoint" in tasks)
+
+
+def model_config(cfg: dict[str, Any], dataset: CocoInstances) -> dict[str, Any]:
+    """``cfg`` with the class and keypoint counts of the annotation file (background included)."""
+    out = copy.deepcopy(cfg)
+    out["model"]["num_classes"] = dataset.num_classes
+    if dataset.num_keypoints:
+        out["model"]["num_keypoints"] = dataset.num_keypoints
+    return out
+
+
+def build_model(cfg: dict[str, Any]) -> torch.nn.Module:
+    """The run's Mask R-CNN (:func:`segbench.models.maskrcnn.build_maskrcnn` through ``models.build``)."""
+    from segbench.models import build
+
+    return build(cfg)
+
+
+def apply_train_scales(model: torch.nn.Module, scales: list[int] | None) -> None:
+    """Scale jitter of the keypoint runs (shorter side drawn from ``scales`` in training, the last at
+    test time): torchvision's ``GeneralizedRCNNTransform`` does both when given a tuple of sizes."""
+    transform = getattr(model, "transform", None)
+    if scales and transform is not None and hasattr(transform, "min_size"):
+        transform.min_size = tuple(int(s) for s in scales)
+
+
+def _to_device(targets: list[Target], device: torch.device) -> list[Target]:
+    return [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+
+
+# -- training -----------------------------------------------------------------------------------------
+def train(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
+          gpus: int = 0) -> dict[str, Any]:
+    """Train (or resume) one run into ``run_dir``; returns the summary. A finished run is a no-op."""
+    run_dir = Path(run_dir)
+    identity = {"run": cfg["run"], "config_hash": config_hash(cfg)}
+    if (run_dir / FINAL_MODEL).exists():
+        return load_checkpoint(run_dir / FINAL_MODEL, expected=identity)["summary"]
+    replica = init_replica()
+    dev = resolve_device(device, replica)
+    if gpus > replica.world_size and replica.is_main:
+        log.warning("%d GPUs granted but %d process(es) running: launch with torchrun --nproc_per_node=%d "
+                    "to use them all", gpus, replica.world_size, gpus)
+    seed_everything(cfg["seed"])
+    dataset = open_train_split(cfg, data_root)
+    schedule = effective_schedule(cfg, replicas=replica.world_size, gpus=gpus, cuda=dev.type == "cuda")
+    if schedule.rescaled and replica.is_main:
+        log.warning("%s: schedule rescaled: %s", cfg["run_id"], schedule.rescaled["reason"])
+    trainer = Trainer(cfg, run_dir, identity, schedule, replica, dev, build_model(model_config(cfg, dataset)))
+    start = trainer.resume()
+    last = trainer.run(_train_batches(dataset, schedule, cfg, replica, start, dev), start)
+    summary = {"iterations": schedule.iterations, "resumed_from": start or None, "final_losses": last,
+               "schedule": asdict(schedule), "num_classes": dataset.num_classes,
+               "train_images": len(dataset), "device": str(dev), "gpus_granted": gpus}
+    if replica.is_main:
+        state = {**identity, "model": trainer.model.state_dict(), "category_ids": dataset.category_ids,
+                 "num_keypoints": dataset.num_keypoints, "summary": summary}
+        with atomic_path(run_dir / FINAL_MODEL) as tmp:
+            torch.save(state, tmp)
+    if replica.world_size > 1:
+        dist.barrier()
+    return summary
+
+
+class Trainer:
+    """The model, its optimizer and grad scaler, and the loop that steps, logs and checkpoints them."""
+
+    def __init__(self, cfg: dict[str, Any], run_dir: Path, identity: dict[str, Any], schedule: Schedule,
+                 replica: Replica, device: torch.device, model: torch.nn.Module) -> None:
+        self.cfg, self.run_dir, self.identity = cfg, run_dir, identity
+        self.schedule, self.replica, self.device = schedule, replica, device
+        self.model = model.to(device)
+        apply_train_scales(self.model, schedule.train_scales)
+        self.net = self.model
+        if replica.world_size > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(params, lr=schedule.base_lr, momentum=schedule.momentum,
+                                         weight_decay=schedule.weight_decay)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=schedule.amp)
+        self.log_path = run_dir / TRAIN_LOG
+
+    def resume(self) -> int:
+        """Load the newest checkpoint (weights, optimizer, scaler, RNG states); the iteration to
+        continue from, 0 for a fresh run. Log lines written after that checkpoint are dropped."""
+        path = latest_checkpoint(self.run_dir)
+        start = 0
+        if path is not None:
+            state = load_checkpoint(path, expected=self.identity)
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            restore_rng_state(state["rng"])
+            if self.device.type == "cuda" and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            start = int(state["iteration"])
+            log.info("%s: resuming at iteration %d", path, start)
+        if self.replica.is_main:
+            _truncate_log(self.log_path, start)
+            if start == 0:
+                append_jsonl(self.log_path, {"event": "schedule", **asdict(self.schedule)})
+        return start
+
+    def run(self, batches: Iterator[tuple[list[torch.Tensor], list[Target]]], start: int) -> dict[str, float]:
+        """Iterations ``start`` .. end; returns the last iteration's loss terms (replica means)."""
+        schedule, main = self.schedule, self.replica.is_main
+        self.net.train()
+        last: dict[str, float] = {}
+        bar = tqdm(total=schedule.iterations, initial=start, desc=self.cfg["run_id"], unit="it",
+                   dynamic_ncols=True, mininterval=2.0, disable=not main)
+        for iteration in range(start, schedule.iterations):
+            tic = time.perf_counter()
+            images, targets = next(batches)
+            data_time = time.perf_counter() - tic
+            lr = schedule.lr(iteration)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            loss, terms = forward_losses(self.net, images, targets, self.device, schedule.amp)
+            last = _all_mean(terms, self.replica)
+            check_finite(torch.tensor(last["loss"]), iteration + 1, self.run_dir, last)
+            sgd_step(loss, self.optimizer, self.scaler)
+            done = iteration + 1
+            if main:
+                append_jsonl(self.log_path, {"iteration": done, "lr": lr, **last,
+                                             "time": time.perf_counter() - tic, "data_time": data_time})
+                if done % schedule.checkpoint_every == 0:
+                    save_checkpoint(self.run_dir, done, self.checkpoint_state())
+            bar.update(1)
+            bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.2g}")
+        bar.close()
+        return last
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        state = {**self.identity, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scaler": self.scaler.state_dict(), "rng": capture_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+
+def _truncate_log(path: Path, iteration: int) -> None:
+    """Drop log lines past ``iteration`` (written after the checkpoint a run resumes from)."""
+    if not path.exists():
+        return
+    kept = [r for r in read_jsonl(path) if r.get("iteration", 0) <= iteration]
+    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+
+
+def _train_batches(dataset: CocoInstances, schedule: Schedule, cfg: dict[str, Any], replica: Replica,
+                   start: int, device: torch.device) -> Iterator[tuple[list[torch.Tensor], list[Target]]]:
+    """Endless image-centric batches of this replica, from batch ``start`` on (exact resume)."""
+    sampler = GroupedBatchSampler(dataset.aspect_groups(), schedule.images_per_replica, seed=cfg["seed"],
+                                  hflip=bool(cfg["input"].get("hflip", True)), rank=replica.rank,
+                                  world_size=replica.world_size, start_batch=start)
+    workers = int(cfg["schedule"].get("workers", 4 if device.type == "cuda" else 0))
+    # A private generator: creating the loader's iterator must not draw from the global RNG (exact resume).
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_detection, num_workers=workers,
+                        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                        generator=torch.Generator().manual_seed(cfg["seed"]))
+    return iter(loader)
+
+
+def forward_losses(net: torch.nn.Module, images: list[torch.Tensor], targets: list[Target],
+                   device: torch.device, amp: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The training losses of one mini-batch: their sum and the detached terms (plus ``loss``)."""
+    images = [im.to(device, non_blocking=True) for im in images]
+    with torch.autocast(device.type, enabled=amp):
+        loss_dict = net(images, _to_device(targets, device))
+    loss = sum(loss_dict.values())
+    terms = {k: v.detach() for k, v in loss_dict.items()}
+    terms["loss"] = loss.detach()
+    return loss, terms
+
+
+def sgd_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """Backward and update; the caller has checked that ``loss`` is finite on every replica."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def _all_mean(terms: dict[str, torch.Tensor], replica: Replica) -> dict[str, float]:
+    """Loss terms averaged over replicas (so every rank sees the same NaN and stops together)."""
+    names = sorted(terms)
+    values = torch.stack([terms[n].float() for n in names])
+    if replica.world_size > 1:
+        dist.all_reduce(values)
+        values /= replica.world_size
+    return dict(zip(names, values.cpu().tolist(), strict=True))
+
+
+# -- evaluation ---------------------------------------------------------------------------------------
+def evaluate(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
+             split: str = "val", backend: str = "pycocotools") -> dict[str, Any]:
+    """COCO metrics of the trained run on ``split``; also writes ``predictions_<split>.json``."""
+    images, annotations = split_paths(cfg, data_root, split)
+    gt = CocoInstances(images, annotations, train=False, masks=False)
+    results = predict_coco_results(cfg, run_dir, gt, device=device)
+    write_text_atomic(Path(run_dir) / f"predictions_{split}.json", json.dumps(results))
+    area = gt.area_thresholds  # scaled small/medium bounds of the synthetic datasets, else COCO's
+    metrics: dict[str, Any] = {iou_type: coco_stats(annotations, dts, iou_type, area, backend)
+                               for iou_type, dts in results.items()}
+    metrics["eval"] = {"images": len(gt), "split": split, "backend": backend,
+                       "area_thresholds": list(area or COCO_AREA_THRESHOLDS),
+                       "area_thresholds_source": "dataset info.segbench" if area else "COCO default"}
+    return metrics
+
+
+def predict_coco_results(cfg: dict[str, Any], run_dir: Path, images: CocoInstances, *,
+                         device: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """COCO result records per IoU type of the run's final model on ``images`` (any COCO-format image
+    list, annotations optional: test-dev's image_info file works); see :func:`write_coco_results`."""
+    dev = resolve_device(device, Replica())
+    identity = {"run": cfg["run"], "config_hash": config_hash(cfg)}
+    final = load_checkpoint(Path(run_dir) / FINAL_MODEL, expected=identity)
+    if images.category_ids != final["category_ids"]:
+        raise InputError(f"{images.annotation_file}: categories differ from the training split's; "
+                         "predict on a split of the same dataset")
+    model = build_model(model_config(cfg, images)).to(dev)
+    model.load_state_dict(final["model"])
+    iou_types = [IOU_TYPES[t] for t in cfg["model"].get("tasks", ("box", "mask"))]
+    threshold = float(cfg["model"].get("mask_threshold", 0.5))
+    batch = int(cfg["schedule"].get("test_images_per_batch", 2))
+    results: dict[str, list[dict[str, Any]]] = {t: [] for t in iou_types}
+    for image_id, output in predict(model, images, dev, batch):
+        records = coco_records(image_id, output, images.category_ids, iou_types, threshold)
+        for iou_type, image_records in records.items():
+            results[iou_type].extend(image_records)
+    return results
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset: CocoInstances, device: torch.device,
+            images_per_batch: int = 2) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    """(image id, output on the CPU) for every image of ``dataset``, in eval mode, batch by batch."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=images_per_batch, shuffle=False, collate_fn=collate_detection,
+                        num_workers=4 if device.type == "cuda" else 0)
+    for images, targets in tqdm(loader, desc="inference", unit="batch", mininterval=2.0, dynamic_ncols=True):
+        outputs = model([im.to(device, non_blocking=True) for im in images])
+        for target, output in zip(targets, outputs, strict=True):
+            yield int(target["image_id"]), {k: v.cpu() for k, v in output.items()}
+
+
+def coco_records(image_id: int, output: dict[str, torch.Tensor], category_ids: list[int],
+                 iou_types: Iterable[str], mask_threshold: float = 0.5) -> dict[str, list[dict[str, Any]]]:
+    """One image's detections as COCO result records per IoU type (original image coordinates).
+
+    ``output`` is torchvision's inference format: ``boxes`` (xyxy), ``labels`` (1..K), ``scores``,
+    ``masks`` ([N, 1, H, W] probabilities already pasted into the image) and ``keypoints`` ([N, K, 3]).
+    Masks are binarised at ``mask_threshold`` (0.5 in the paper, section 3.1) and RLE-encoded.
+    """
+    scores = output["scores"].tolist()
+    categories = [category_ids[int(label) - 1] for label in output["labels"].tolist()]
+    base = [{"image_id": image_id, "category_id": c, "score": s}
+            for c, s in zip(categories, scores, strict=True)]
+    records: dict[str, list[dict[str, Any]]] = {}
+    for iou_type in iou_types:
+        if iou_type == "bbox":
+            xywh = output["boxes"].clone()
+            xywh[:, 2:] -= xywh[:, :2]
+            values = [{"bbox": b} for b in xywh.tolist()]
+        elif iou_type == "segm":
+            values = [{"segmentation": rle} for rle in encode_masks(output["masks"], mask_threshold)]
+        else:
+            values = [{"keypoints": k} for k in output["keypoints"].flatten(1).tolist()]
+        records[iou_type] = [{**b, **v} for b, v in zip(base, values, strict=True)]
+    return records
+
+
+def encode_masks(masks: torch.Tensor, threshold: float = 0.5) -> list[dict[str, Any]]:
+    """Compressed RLEs (JSON-ready) of ``masks`` ([N, 1, H, W] or [N, H, W]) thresholded at ``threshold``."""
+    if masks.numel() == 0:
+        return []
+    binary = (masks.reshape(-1, *masks.shape[-2:]) >= threshold).numpy().astype(np.uint8)
+    rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
+    return [{"size": r["size"], "counts": r["counts"].decode("ascii")} for r in rles]
+
+
+def coco_stats(gt_file: Path, detections: list[dict[str, Any]], iou_type: str,
+               area_thresholds: list[float] | None = None, backend: str = "pycocotools") -> dict[str, float]:
+    """COCO's summary statistics (fractions) by :func:`segbench.metrics.coco.evaluate`, all zeros where
+    there is not a single detection; ``area_thresholds`` ([small_max, medium_max], px^2) replace COCO's
+    32^2 / 96^2 for the APs/APm/APl buckets."""
+    from segbench.metrics.coco import evaluate as coco_evaluate
+    from segbench.metrics.coco import stat_names
+
+    if not detections:
+        return dict.fromkeys(stat_names(iou_type), 0.0)
+    extra = {"area_thresholds": area_thresholds} if area_thresholds else {}
+    return coco_evaluate(gt_file, detections, iou_type, backend=backend, **extra)
+
+
+def write_coco_results(results: dict[str, list[dict[str, Any]]], out_dir: Path, *,
+                       split: str = "test-dev2017", algorithm: str = "segbench") -> list[Path]:
+    """Result files in the COCO evaluation server's naming, one per IoU type (bbox and segm are judged
+    separately): ``detections_<split>_<alg>-bbox_results.json``, ``..._<alg>-segm_results.json``,
+    ``person_keypoints_<split>_<alg>_results.json``."""
+    names = {"bbox": f"detections_{split}_{algorithm}-bbox_results.json",
+             "segm": f"detections_{split}_{algorithm}-segm_results.json",
+             "keypoints": f"person_keypoints_{split}_{algorithm}_results.json"}
+    written = []
+    for iou_type, records in results.items():
+        path = Path(out_dir) / names[iou_type]
+        write_text_atomic(path, json.dumps(records))
+        written.append(path)
+    return written
