@@ -1,0 +1,175 @@
+"""Figures from a trained run's predictions: Mask R-CNN Figs. 2/5 (masks, boxes, class, score), Fig. 7
+(keypoints, skeleton, person mask) and U-Net Fig. 4 (cell segmentation results).
+
+Mask R-CNN runs write ``predictions_val.json`` (``{"bbox": [...], "segm": [...], "keypoints": [...]}``, COCO
+result records, see :func:`segbench.engine.maskrcnn.evaluate`); the images and categories come from the
+run's dataset under the data root. Without such a run (or its data) the figure is skipped with a note.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segbench.io import read_json
+from segbench.reporting.figures.base import FigureContext, MissingInput, new_figure, plain, save_matplotlib
+
+PREDICTIONS = "predictions_val.json"
+SCORE_THRESHOLD = 0.5
+MAX_IMAGES = 4
+# Preferred runs, best model first (the paper shows its best model); any other run with the IoU type follows.
+INSTANCE_RUNS = ("x101_fpn", "r101_fpn", "r50_fpn", "r101_c4", "r50_c4")
+KEYPOINT_RUNS = ("r50_fpn_person_kp_mask", "r50_fpn_person_kp")
+
+
+def find_predictions(ctx: FigureContext, iou_type: str, preferred: tuple[str, ...]) -> tuple[Path, dict]:
+    """The predictions file (and its content) of the first run with ``iou_type`` detections."""
+    runs = sorted((ctx.scale_dir / "runs").glob(f"*/{PREDICTIONS}"))
+    rank = {name: i for i, name in enumerate(preferred)}
+    runs.sort(key=lambda p: (rank.get(p.parent.name.rpartition("-seed")[0], len(rank)), p.parent.name))
+    for path in runs:
+        content = read_json(path, "predictions")
+        if isinstance(content, dict) and content.get(iou_type):
+            return path, content
+    raise MissingInput(f"no trained run with {iou_type} predictions ({PREDICTIONS}) under "
+                       f"{ctx.scale_dir / 'runs'}; train and evaluate a run first")
+
+
+def val_split(ctx: FigureContext, run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """(images directory, COCO annotation dict) of the run's validation split."""
+    from segbench.data.registry import dataset_paths
+    from segbench.errors import InputError
+
+    config = read_json(run_dir / "config.json", "run config") if (run_dir / "config.json").is_file() else {}
+    name = (config.get("dataset") or {}).get("name")
+    if not name:
+        from segbench.registry import resolve_run
+
+        name = resolve_run(run_dir.name.rpartition("-seed")[0], ctx.scale)["dataset"]["name"]
+    try:
+        paths = dataset_paths(name, ctx.data_root or Path("data"))["val"]
+    except InputError as exc:
+        raise MissingInput(f"the images of dataset {name!r} are absent ({exc})") from None
+    return paths["images"], read_json(paths["annotations"], "COCO annotations")
+
+
+def by_image(records: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        grouped[int(record["image_id"])].append(record)
+    return grouped
+
+
+def chosen_images(grouped: dict[int, list[dict[str, Any]]]) -> list[int]:
+    """Images with the most confident detections, as the paper picks examples (deterministic order)."""
+    confident = {i: sum(r["score"] >= SCORE_THRESHOLD for r in recs) for i, recs in grouped.items()}
+    return sorted((i for i in confident if confident[i]), key=lambda i: (-confident[i], i))[:MAX_IMAGES]
+
+
+def load_image(images_dir: Path, coco: dict[str, Any], image_id: int) -> np.ndarray:
+    from PIL import Image
+
+    file_name = next(im["file_name"] for im in coco["images"] if im["id"] == image_id)
+    return np.asarray(Image.open(images_dir / file_name).convert("RGB"))
+
+
+def decode(rle: dict[str, Any]) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, colour: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    out = image.astype(np.float64)
+    out[mask] = (1 - alpha) * out[mask] + alpha * colour * 255
+    return out.astype(np.uint8)
+
+
+def _panel_grid(n: int):  # noqa: ANN202 - matplotlib axes
+    fig = new_figure(3.6 * n, 3.9)
+    return fig, fig.subplots(1, n, squeeze=False).ravel()
+
+
+def render_instances(ctx: FigureContext) -> list[str]:
+    from matplotlib.patches import Rectangle
+
+    path, predictions = find_predictions(ctx, "segm", INSTANCE_RUNS)
+    images_dir, coco = val_split(ctx, path.parent)
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    segm, boxes = by_image(predictions["segm"]), by_image(predictions.get("bbox", []))
+    ids = chosen_images(segm)
+    fig, axes = _panel_grid(len(ids))
+    colours = np.random.default_rng(0).uniform(0.2, 1.0, (64, 3))
+    for ax, image_id in zip(axes, ids, strict=True):
+        image = load_image(images_dir, coco, image_id)
+        shown = [(k, r) for k, r in enumerate(segm[image_id]) if r["score"] >= SCORE_THRESHOLD]
+        for n, (_, record) in enumerate(shown):
+            image = overlay(image, decode(record["segmentation"]), colours[n % len(colours)])
+        ax.imshow(image)
+        for n, (k, record) in enumerate(shown):
+            box = boxes[image_id][k]["bbox"] if k < len(boxes.get(image_id, [])) else None
+            if box:
+                ax.add_patch(Rectangle((box[0], box[1]), box[2], box[3], fill=False, lw=1.2,
+                                       ec=colours[n % len(colours)]))
+                ax.text(box[0], box[1] - 1, plain(f"{names.get(record['category_id'], '?')} {record['score']:.2f}"),
+                        fontsize=6, color="white", va="bottom", bbox={"fc": "black", "alpha": 0.5, "pad": 1})
+        ax.set_title(f"image {image_id}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(plain(f"Mask R-CNN results (Figs. 2/5): run {path.parent.name}, val images, score >= "
+                       f"{SCORE_THRESHOLD}"), fontsize=10)
+    return save_matplotlib(fig, ctx.out_dir, "maskrcnn_fig2_5")
+
+
+def render_keypoints(ctx: FigureContext) -> list[str]:
+    path, predictions = find_predictions(ctx, "keypoints", KEYPOINT_RUNS)
+    images_dir, coco = val_split(ctx, path.parent)
+    person = next((c for c in coco["categories"] if c.get("keypoints")), coco["categories"][0])
+    skeleton = [(a - 1, b - 1) for a, b in person.get("skeleton", [])]
+    keypoints, segm = by_image(predictions["keypoints"]), by_image(predictions.get("segm", []))
+    ids = chosen_images(keypoints)
+    fig, axes = _panel_grid(len(ids))
+    for ax, image_id in zip(axes, ids, strict=True):
+        image = load_image(images_dir, coco, image_id)
+        shown = [(k, r) for k, r in enumerate(keypoints[image_id]) if r["score"] >= SCORE_THRESHOLD]
+        masks = segm.get(image_id, [])
+        for k, _ in shown:  # keypoint and mask records of one run come from the same detections, in order
+            if k < len(masks):
+                image = overlay(image, decode(masks[k]["segmentation"]), np.array([0.2, 0.6, 1.0]), 0.4)
+        ax.imshow(image)
+        for _, record in shown:
+            xyv = np.asarray(record["keypoints"], dtype=np.float64).reshape(-1, 3)
+            visible = xyv[:, 2] > 0  # v = 0: not labelled / not predicted (COCO)
+            for a, b in skeleton:
+                if max(a, b) < len(xyv) and visible[a] and visible[b]:
+                    ax.plot(xyv[[a, b], 0], xyv[[a, b], 1], color="yellow", lw=1.2)
+            ax.scatter(xyv[visible, 0], xyv[visible, 1], s=8, color="red", zorder=3)
+        ax.set_title(f"image {image_id}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    masked = "with person masks" if segm else "(run predicts no masks)"
+    fig.suptitle(plain(f"Keypoints and skeleton (Fig. 7) {masked}: run {path.parent.name}"), fontsize=10)
+    return save_matplotlib(fig, ctx.out_dir, "maskrcnn_fig7")
+
+
+def render_cells(ctx: FigureContext) -> list[str]:
+    """U-Net Fig. 4 from ``predictions_val.npz`` (arrays ``image``, ``prediction``, ``ground_truth``)."""
+    found = sorted((ctx.scale_dir / "runs").glob("unet_*/predictions_val.npz"))
+    if not found:
+        raise MissingInput("no U-Net run with predictions_val.npz (arrays image, prediction, ground_truth) under "
+                           f"{ctx.scale_dir / 'runs'}; the U-Net engine does not write one yet")
+    fig, axes = _panel_grid(len(found))
+    for ax, path in zip(axes, found, strict=True):
+        with np.load(path) as data:
+            image, prediction, truth = data["image"], data["prediction"] > 0, data["ground_truth"] > 0
+        ax.imshow(image, cmap="gray")
+        ax.contour(truth, levels=[0.5], colors="yellow", linewidths=0.8)
+        ax.imshow(np.ma.masked_where(~prediction, prediction), cmap="cool", alpha=0.35)
+        ax.set_title(plain(f"{path.parent.name}: prediction (colour), ground truth (yellow)"), fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("U-Net Fig. 4: cell segmentation results", fontsize=10)
+    return save_matplotlib(fig, ctx.out_dir, "unet_fig4")

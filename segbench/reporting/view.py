@@ -1,0 +1,160 @@
+"""Turn a table JSON (segbench.tables.assemble_table) into the plain view model the templates render.
+
+Tolerance bands colour each reproduced cell by how far it lies from the paper's value:
+
+* Mask R-CNN (COCO AP, percentage points): within 1 AP -> ``good`` (green),
+  within 3 AP -> ``near`` (amber), else ``far`` (red);
+* U-Net (error rates and IoU, fractions): within 10 % relative -> ``good``, within 25 % -> ``near``,
+  else ``far``.
+
+Cells without a reproduced value or without a paper value are ``none`` (uncoloured). At the smoke and
+mini scales the paper's absolute values are not expected (synthetic data, tiny models): the colours are
+shown for orientation only, and the directions (the paper's claims) are what is compared.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+ABSOLUTE_SCALES = ("paper",)
+RUN_FILES = ("config.json", "train_log.jsonl", "metrics.json")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Bands on ``|delta|``: green within ``max(good_abs, good_rel*|paper|)``, amber within the near pair."""
+
+    unit: str
+    good_abs: float
+    good_rel: float
+    near_abs: float
+    near_rel: float
+
+    def classify(self, delta: float | None, paper: float | None) -> str:
+        if delta is None or paper is None:
+            return "none"
+        size = abs(delta)
+        if size <= max(self.good_abs, self.good_rel * abs(paper)):
+            return "good"
+        if size <= max(self.near_abs, self.near_rel * abs(paper)):
+            return "near"
+        return "far"
+
+    def describe(self) -> str:
+        def band(abs_: float, rel: float) -> str:
+            parts = ([f"{abs_:g} {self.unit}"] if abs_ else []) + ([f"{rel:.0%} relative"] if rel else [])
+            return " or ".join(parts)
+
+        return (f"green: |delta| within {band(self.good_abs, self.good_rel)}; "
+                f"amber: within {band(self.near_abs, self.near_rel)}; red: further")
+
+
+TOLERANCES = {
+    "maskrcnn": Tolerance("AP", good_abs=1.0, good_rel=0.0, near_abs=3.0, near_rel=0.0),
+    "unet": Tolerance("", good_abs=0.0, good_rel=0.10, near_abs=0.0, near_rel=0.25),
+}
+DEFAULT_TOLERANCE = TOLERANCES["maskrcnn"]
+
+
+def tolerance_for(table: dict[str, Any]) -> Tolerance:
+    return TOLERANCES.get(table.get("paper", ""), DEFAULT_TOLERANCE)
+
+
+def digits_for(table: dict[str, Any]) -> str:
+    """Number format: U-Net's metrics are small fractions spanning decades (warping error 0.000353), so
+    three significant digits; Mask R-CNN's are AP in percent, one decimal as in the paper."""
+    return ".3g" if table.get("paper") == "unet" else ".1f"
+
+
+def fmt(value: float | None, spec: str, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return format(value, ("+" if signed else "") + spec)
+
+
+def scale_is_absolute(scale: str) -> bool:
+    """Whether the paper's absolute values are expected at this scale (only at the paper scale)."""
+    return scale in ABSOLUTE_SCALES
+
+
+def url_between(target: Path, page_dir: Path) -> str:
+    """A relative, URL-quoted link from a page in ``page_dir`` to ``target``."""
+    rel = os.path.relpath(target, page_dir)
+    return quote(Path(rel).as_posix())
+
+
+def cell_view(value: dict[str, Any], tol: Tolerance, digits: str, reference_only: bool) -> dict[str, Any]:
+    per_seed = [v for v in value.get("per_seed", []) if v is not None]
+    reproduced = fmt(value.get("mean"), digits)
+    if value.get("std") is not None:
+        reproduced += f" ± {fmt(value['std'], digits)}"
+    return {
+        "reproduced": None if reference_only else reproduced,
+        "n": value.get("n", 0),
+        "paper": fmt(value.get("paper"), digits),
+        "delta": fmt(value.get("delta"), digits, signed=True),
+        "band": "none" if reference_only else tol.classify(value.get("delta"), value.get("paper")),
+        "seeds": ", ".join(fmt(v, digits) for v in per_seed),
+    }
+
+
+def direction_view(direction: dict[str, Any], labels: dict[str, str], digits: str) -> dict[str, Any]:
+    verdict = {True: "reproduced", False: "not reproduced", None: "not measured"}[direction.get("reproduced")]
+    gap_std = direction.get("gap_in_std")
+    return {
+        "claim": direction.get("claim", ""),
+        "better": labels.get(direction.get("better", ""), direction.get("better", "")),
+        "worse": labels.get(direction.get("worse", ""), direction.get("worse", "")),
+        "metric": direction.get("metric", ""),
+        "gap": fmt(direction.get("gap"), digits, signed=True),
+        "gap_in_std": "–" if gap_std is None else f"{gap_std:+.1f}",
+        "verdict": verdict,
+        "state": {True: "yes", False: "no", None: "none"}[direction.get("reproduced")],
+    }
+
+
+def run_views(table: dict[str, Any], results: Path, page_dir: Path) -> list[dict[str, Any]]:
+    """One entry per run instance (``<run>-seed<k>``) with its provenance and links to its files."""
+    out = []
+    for rid, info in sorted(table.get("runs", {}).items()):
+        run_dir = results / table["scale"] / "runs" / rid
+        links = [{"name": name, "href": url_between(run_dir / name, page_dir),
+                  "exists": (run_dir / name).is_file()} for name in RUN_FILES]
+        out.append({"run_id": rid, "links": links, **{k: info.get(k) for k in (
+            "config_hash", "git_commit", "device", "train_wall_time_s", "eval_wall_time_s")}})
+    return out
+
+
+def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str, Any]:
+    """Everything a table page shows, already formatted."""
+    tol, digits = tolerance_for(table), digits_for(table)
+    labels = {row["id"]: row["label"] for row in table["rows"]}
+    rows = [{"id": row["id"], "label": row["label"], "runs": row.get("runs", []),
+             "reference_only": row.get("reference_only", False),
+             "cells": [cell_view(row["values"][col], tol, digits, row.get("reference_only", False))
+                       for col in table["columns"]]}
+            for row in table["rows"]]
+    directions = [direction_view(d, labels, digits) for d in table.get("directions", [])]
+    bands = [c["band"] for r in rows for c in r["cells"] if c["band"] != "none"]
+    tables_dir = results / table["scale"] / "tables"
+    return {
+        "name": table["table"], "title": table["title"], "paper": table["paper"],
+        "citation": table["citation"], "scale": table["scale"],
+        "scale_description": table.get("scale_description", ""),
+        "absolute": scale_is_absolute(table["scale"]),
+        "split": table.get("split"), "evaluated_on": table.get("evaluated_on"),
+        "columns": table["columns"], "metrics": table.get("metrics", {}),
+        "lower_is_better": table.get("lower_is_better", False),
+        "tolerance": tol.describe(), "rows": rows, "directions": directions,
+        "directions_reproduced": sum(d["state"] == "yes" for d in directions),
+        "band_counts": {b: bands.count(b) for b in ("good", "near", "far")},
+        "runs": run_views(table, results, page_dir),
+        "provenance": table.get("provenance", {}),
+        "sources": [{"name": f"{table['table']}.{ext}", "href": url_between(tables_dir / f"{table['table']}.{ext}",
+                                                                              page_dir)}
+                    for ext in ("json", "csv", "md")],
+    }

@@ -1,0 +1,104 @@
+"""Figures: the registry, deterministic output, RoIAlign drawn from the op, the model/data-driven figures,
+predictions figures from fake predictions, and skipping (never crashing) when inputs are missing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_reporting_fixtures import build_results
+
+from segbench.reporting import FIGURES, FigureContext, render_figure
+from segbench.reporting.figures.base import read_manifest
+
+SCALE = "smoke"
+
+
+def context(tmp: Path, results: Path | None = None, data_root: Path | None = None) -> FigureContext:
+    return FigureContext(SCALE, results or tmp / "results", tmp / "reports" / SCALE / "figures", data_root)
+
+
+def test_registry_has_every_paper_figure_and_a_bar_chart_per_reproduced_table() -> None:
+    from segbench.registry import load_registry, row_runs
+
+    expected = {"training_curves", "run_metrics", "maskrcnn_fig2_5", "maskrcnn_fig3", "maskrcnn_fig4",
+                "maskrcnn_fig7", "unet_fig2", "unet_fig3", "unet_fig4"}
+    tables = [n for n, t in load_registry()["tables"].items() if any(row_runs(r) for r in t["rows"])]
+    assert expected | {f"bars_{t}" for t in tables} == set(FIGURES)
+    inputs = FIGURES["bars_table2c"].inputs(SCALE, Path("/r"))
+    assert inputs == [Path("/r/smoke/tables/table2c.json")]
+    assert Path("/r/smoke/runs/r50_c4-seed0/train_log.jsonl") in FIGURES["training_curves"].inputs(SCALE, Path("/r"))
+
+
+def test_figures_are_deterministic(tmp_path: Path) -> None:
+    build_results(tmp_path / "results", tables=("table2b",), scale=SCALE)
+    outputs = []
+    for k in range(2):
+        ctx = FigureContext(SCALE, tmp_path / "results", tmp_path / f"out{k}", None)
+        assert render_figure("training_curves", ctx).status == "ok"
+        outputs.append({f: (ctx.out_dir / f).read_bytes() for f in ("training_curves.png", "training_curves.svg")})
+    assert outputs[0] == outputs[1]
+    assert b"<dc:date>" not in outputs[0]["training_curves.svg"]
+
+
+def test_missing_inputs_skip_with_a_note(tmp_path: Path) -> None:
+    for name in ("training_curves", "bars_table2c", "maskrcnn_fig2_5", "maskrcnn_fig7", "unet_fig4"):
+        result = render_figure(name, context(tmp_path))
+        assert result.status == "skipped" and result.note, name
+        assert read_manifest(tmp_path / "reports" / SCALE / "figures" / f"{name}.json").status == "skipped"
+
+
+def test_fig3_sampling_points_reproduce_the_op() -> None:
+    pytest.importorskip("segbench.ops")
+    from segbench.reporting.figures.roialign import OUTPUT, STRIDE, compute_example
+
+    ex = compute_example()
+    assert np.allclose(ex.pooled, ex.recomputed, atol=1e-9)
+    x1, y1, x2, y2 = (v / STRIDE for v in ex.box)
+    ys, xs = ex.points[..., 0], ex.points[..., 1]
+    assert ys.min() > y1 and ys.max() < y2 and xs.min() > x1 and xs.max() < x2
+    # every bin's points lie inside that bin: the RoI is not quantized
+    bin_h = (y2 - y1) / OUTPUT
+    assert np.all(ys[0] < y1 + bin_h) and np.all(ys[1] > y1 + bin_h)
+    assert x1 % 1 != 0 and y1 % 1 != 0
+
+
+@pytest.mark.parametrize("name", ["maskrcnn_fig3", "maskrcnn_fig4", "unet_fig2", "unet_fig3"])
+def test_code_driven_figures_render(tmp_path: Path, name: str) -> None:
+    result = render_figure(name, context(tmp_path))
+    assert result.status == "ok", result.note
+    out = tmp_path / "reports" / SCALE / "figures"
+    if name == "maskrcnn_fig4":
+        html = (out / "maskrcnn_fig4.html").read_text()
+        assert 'id="heads-r50_c4"' in html and 'id="heads-r50_fpn"' in html and "ConvTranspose2d" in html
+    else:
+        assert (out / f"{name}.png").stat().st_size > 5000 and (out / f"{name}.svg").is_file()
+
+
+def _fake_predictions(run_dir: Path, dataset: str, data_root: Path, keypoints: bool) -> None:
+    """Ground truth dressed up as a run's COCO results (score 0.9)."""
+    from segbench.data import prepare
+    from segbench.data.registry import dataset_paths
+
+    prepare(dataset, data_root, progress=False)
+    coco = json.loads(dataset_paths(dataset, data_root)["val"]["annotations"].read_text())
+    base = [{"image_id": a["image_id"], "category_id": a["category_id"], "score": 0.9} for a in coco["annotations"]]
+    records = {"bbox": [{**b, "bbox": a["bbox"]} for b, a in zip(base, coco["annotations"], strict=True)],
+               "segm": [{**b, "segmentation": a["segmentation"]} for b, a in zip(base, coco["annotations"], strict=True)]}
+    if keypoints:
+        records["keypoints"] = [{**b, "keypoints": a["keypoints"]} for b, a in zip(base, coco["annotations"], strict=True)]
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"dataset": {"name": dataset}}))
+    (run_dir / "predictions_val.json").write_text(json.dumps(records))
+
+
+def test_prediction_figures_from_a_run(tmp_path: Path) -> None:
+    pytest.importorskip("segbench.data.registry")
+    runs = tmp_path / "results" / SCALE / "runs"
+    _fake_predictions(runs / "r50_fpn-seed0", "shapes_smoke", tmp_path / "data", keypoints=False)
+    _fake_predictions(runs / "r50_fpn_person_kp_mask-seed0", "keypoints_smoke", tmp_path / "data", keypoints=True)
+    for name in ("maskrcnn_fig2_5", "maskrcnn_fig7"):
+        result = render_figure(name, context(tmp_path, data_root=tmp_path / "data"))
+        assert result.status == "ok", result.note

@@ -1,0 +1,143 @@
+"""The HTML report: pages from a fake results tree, escaping, tolerance bands, links, the CLI, and a
+headless Chromium check (console errors, tables, images, injected markup shown as text, screenshot)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+from test_reporting_fixtures import TABLES, XSS, XSS_IMG, build_results, hostile_registry
+
+from segbench.cli import main
+from segbench.reporting import build_report
+from segbench.reporting.view import TOLERANCES
+
+SCALE = "mini"
+FIGURES = ["training_curves", "run_metrics", "bars_table2c", "unet_fig4"]  # unet_fig4: no predictions
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("report")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEGBENCH_REGISTRY", str(hostile_registry(tmp)))
+        build_results(tmp / "results")
+        build_report(SCALE, tmp / "results", tmp / "reports", figures=FIGURES)
+    return {"results": tmp / "results", "pages": tmp / "reports" / SCALE}
+
+
+def test_writes_index_and_one_page_per_table(report: dict[str, Path]) -> None:
+    pages = report["pages"]
+    assert (pages / "index.html").is_file()
+    assert sorted(p.stem for p in pages.glob("*.html") if p.stem != "index") == sorted(TABLES)
+    index = (pages / "index.html").read_text()
+    for name in TABLES:
+        assert f'href="{name}.html"' in index
+
+
+def test_user_strings_are_escaped(report: dict[str, Path]) -> None:
+    table2c = (report["pages"] / "table2c.html").read_text()
+    assert XSS not in table2c
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in table2c
+    assert "<script" not in (report["pages"] / "index.html").read_text()
+    assert XSS_IMG not in (report["pages"] / "table2b.html").read_text()
+
+
+def test_table_page_shows_mean_std_paper_delta_directions_provenance(report: dict[str, Path]) -> None:
+    html = (report["pages"] / "table2c.html").read_text()
+    assert "scale: mini" in html and 'id="scale-banner"' in html
+    assert re.search(r"\d+\.\d ± \d+\.\d</span> <span class=\"n\">\(3\)", html), "mean ± std over 3 seeds"
+    assert "paper 26.9" in html and "Δ " in html
+    assert "band-good" in html or "band-near" in html or "band-far" in html
+    assert html.count('class="verdict yes"') + html.count('class="verdict no"') == 2  # table2c's 2 claims
+    assert "abc1234" in html and "cpu (test)" in html and "torch " in html
+
+
+def test_unet_values_keep_their_significant_digits(report: dict[str, Path]) -> None:
+    html = (report["pages"] / "unet_table1.html").read_text()
+    assert "paper 0.000353" in html and "paper 5e-06" in html and "Lower is better. Sources" in html
+
+
+def test_run_and_source_links_are_relative_and_resolve(report: dict[str, Path]) -> None:
+    pages = report["pages"]
+    html = (pages / "table2c.html").read_text()
+    hrefs = [h for h in re.findall(r'(?:href|src)="([^"#]+)"', html) if h != "index.html"]
+    assert any(h.endswith("r50_c4_roipool-seed2/train_log.jsonl") for h in hrefs)
+    for href in hrefs:
+        assert not re.match(r"^[a-z]+:", href) and not href.startswith("/"), f"not relative: {href}"
+        assert (pages / unquote(href)).exists(), f"broken link {href}"
+
+
+def test_missing_figure_is_a_visible_note_not_a_crash(report: dict[str, Path]) -> None:
+    index = (report["pages"] / "index.html").read_text()
+    block = index.split('id="figure-unet_fig4"')[1].split("</figure>")[0]
+    assert "Skipped" in block and "predictions_val.npz" in block
+    assert (report["pages"] / "figures" / "training_curves.png").is_file()
+    assert 'id="figure-bars_table2c"' not in index  # per-table charts live on their table's page
+    assert 'id="figure-bars_table2c"' in (report["pages"] / "table2c.html").read_text()
+
+
+@pytest.mark.parametrize(("paper", "delta", "ref", "band"), [
+    ("maskrcnn", 0.9, 30.0, "good"), ("maskrcnn", -0.95, 5.0, "good"), ("maskrcnn", -4.9, 50.0, "far"), ("maskrcnn", 2.5, 30.0, "near"),
+    ("maskrcnn", -3.5, 30.0, "far"), ("unet", 0.003, 0.04, "good"), ("unet", 0.009, 0.04, "near"),
+    ("unet", 0.02, 0.04, "far"), ("unet", None, 0.04, "none"), ("maskrcnn", 1.0, None, "none"),
+])
+def test_tolerance_bands(paper: str, delta: float | None, ref: float | None, band: str) -> None:
+    assert TOLERANCES[paper].classify(delta, ref) == band
+
+
+def test_cli_renders_one_figure_and_rejects_unknown(report: dict[str, Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["report", "--scale", SCALE, "--results", str(report["results"]), "--out", str(tmp_path)]
+    assert main([*args, "--figure", "bars_table2c"]) == 0
+    assert (tmp_path / SCALE / "figures" / "bars_table2c.svg").is_file()
+    assert not (tmp_path / SCALE / "index.html").exists()
+    assert main([*args, "--figure", "no_such_figure"]) == 2
+    assert "unknown figure" in capsys.readouterr().err
+
+
+def _launch(playwright):  # noqa: ANN001, ANN202 - playwright types are optional
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+
+
+def test_pages_in_headless_chromium(report: dict[str, Path]) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("headless browser check needs /usr/bin/chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright into .venv")
+    ARTIFACTS.mkdir(exist_ok=True)
+    problems: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = _launch(pw)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("dialog", lambda d: (problems.append(f"dialog fired: {d.message}"), d.dismiss()))
+        page.route(re.compile(r"^(?!file:).*"), lambda route: (problems.append(f"network: {route.request.url}"),
+                                                                route.abort()))
+        for name in ["index", *TABLES]:
+            page.goto((report["pages"] / f"{name}.html").as_uri())
+            page.wait_for_load_state("load")
+            broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+                                   ".map(i => i.getAttribute('src'))")
+            assert broken == [], f"{name}: images not loaded: {broken}"
+            if name == "index":
+                assert page.locator("table.summary tbody tr").count() == len(TABLES)
+                assert page.locator("figure img").count() == 2
+            else:
+                assert page.locator("table#results-table").count() == 1
+                assert page.locator("#provenance").count() == 1
+            page.screenshot(path=str(ARTIFACTS / f"report_{name}.png"), full_page=True)
+        page.goto((report["pages"] / "table2c.html").as_uri())
+        labels = page.locator("table#results-table th.label").all_text_contents()
+        assert any(XSS in label for label in labels), labels
+        assert page.evaluate("document.querySelectorAll('main script, main img[src=x]').length") == 0
+        browser.close()
+    assert problems == []
+    shutil.copy(report["pages"] / "index.html", ARTIFACTS / "report_index.html")
