@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from segbench.registry import check_scale, load_registry
+from segbench.registry import check_scale, get_table, load_registry
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="render only this figure (repeatable; see --list-figures); writes no pages")
     p.add_argument("--no-figures", action="store_true",
                    help="write the pages from figures already rendered (do not render any)")
+    p.add_argument("--table", action="append", metavar="NAME",
+                   help="render only the figures of this table (and the run-wide ones) before writing the "
+                        "pages (repeatable; what the Snakemake report rule does per table)")
     p.add_argument("--list-figures", action="store_true", help="print the figure names and exit")
     p.set_defaults(func=run)
 
@@ -40,8 +43,13 @@ def run(args: argparse.Namespace) -> int:
         ctx = figure_context(scale, args.results, args.out, args.data_root)
         results = [render_figure(name, ctx) for name in args.figure]
     else:
-        paths, results = build_report(scale, args.results, args.out, render=not args.no_figures,
-                                      data_root=args.data_root)
+        chosen = None
+        if args.table:
+            for name in args.table:
+                get_table(name, registry)
+            chosen = [n for n, spec in FIGURES.items() if not spec.tables or set(spec.tables) & set(args.table)]
+        paths, results = build_report(scale, args.results, args.out, figures=chosen,
+                                      render=not args.no_figures, data_root=args.data_root)
         print(f"report: {paths.index} ({len(paths.pages)} table pages)")
     for r in results:
         where = ", ".join(str(ctx_file) for ctx_file in r.files + ([r.html] if r.html else []))

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 from segbench.cli._common import add_run_arguments, resolve_from_args
-from segbench.engine import engine_for
-from segbench.io import read_json, write_json_atomic
-from segbench.provenance import config_hash, provenance
+from segbench.engine.runner import train_run
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,20 +24,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg, out, data = resolve_from_args(args)
-    engine = engine_for(cfg["family"])  # fails with "not implemented yet" before anything is written
-    digest = config_hash(cfg)
-    done = out / "train_done.json"
-    if done.exists() and not args.force and read_json(done, "train record").get("config_hash") == digest:
-        print(f"{cfg['run_id']}: already trained ({done}); --force retrains")
-        return 0
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", {"config": cfg, "config_hash": digest,
-                                             "provenance": provenance(cfg, seeds=[cfg["seed"]], scale=cfg["scale"])})
-    start = time.perf_counter()
-    summary = engine.train(cfg, out, data, device=args.device, gpus=args.gpus or 0)
-    wall = time.perf_counter() - start
-    write_json_atomic(done, {"run_id": cfg["run_id"], "config_hash": digest, "summary": summary,
-                             "provenance": provenance(cfg, seeds=[cfg["seed"]], wall_time_s=wall,
-                                                      scale=cfg["scale"])})
-    print(f"{cfg['run_id']}: trained in {wall:.1f} s -> {out}")
+    record = train_run(cfg, out, data, device=args.device, gpus=args.gpus or 0, force=args.force)
+    print(f"{cfg['run_id']}: trained ({record['provenance']['wall_time_s']} s) -> {out}")
     return 0

@@ -31,9 +31,10 @@ def figure_context(scale: str, results: str | Path | None = None, out: str | Pat
 def build_report(scale: str, results: str | Path | None = None, out: str | Path | None = None, *,
                  figures: list[str] | None = None, render: bool = True,
                  data_root: str | Path | None = None) -> tuple[ReportPaths, list[FigureResult]]:
-    """Render ``figures`` (default: all; ``render=False`` reuses the manifests on disk) and the pages."""
+    """Render ``figures`` (default: all; ``render=False`` reuses the manifests on disk), then write every
+    page from the tables and figure manifests on disk."""
     ctx = figure_context(scale, results, out, data_root)
     names = figures if figures is not None else figure_names()
     rendered = [render_figure(name, ctx) for name in names] if render else []
-    paths = build_pages(scale, ctx.results, reports_root(out), names)
+    paths = build_pages(scale, ctx.results, reports_root(out), figure_names())
     return paths, rendered

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from segbench.registry import resolve_run
+from segbench.reporting import FIGURES
 
 
 def root_of(path, levels):
@@ -32,3 +33,10 @@ def run_metrics(tables, scale):
 
 def table_files(tables, scale):
     return [f"{RESULTS}/{scale}/tables/{t}.{ext}" for t in tables for ext in ("json", "csv", "md")]
+
+
+def figure_tables(figure, scale):
+    """A figure's inputs: the assembled tables it illustrates (so its runs exist); run-wide figures
+    (training curves, metrics per run) wait for every table."""
+    tables = FIGURES[figure].tables or ARTIFACTS["all"]
+    return [f"{RESULTS}/{scale}/tables/{t}.json" for t in tables]

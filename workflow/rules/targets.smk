@@ -1,11 +1,24 @@
 # One target rule per paper artifact: reproduce_table1, reproduce_table2 (= 2a-2e), reproduce_table2a,
-# ..., reproduce_unet_table2, reproduce_all. Each asks for the artifact's tables and report pages at the
-# configured scale (config: scale).
+# ..., reproduce_unet_table2, reproduce_all; and one per figure (reproduce_maskrcnn_fig3, ...), all of
+# which reproduce_all includes. Each asks for its outputs at the configured scale (config: scale).
+FIGURE_TARGETS = {f"reproduce_{name}": f"{REPORTS}/{SCALE}/figures/{name}.json" for name in FIGURES}
+
 for _artifact, _tables in ARTIFACTS.items():
+    _extra = list(FIGURE_TARGETS.values()) if _artifact == "all" else []
 
     rule:
         name:
             f"reproduce_{_artifact}"
         input:
-            table_files(_tables, SCALE) + [f"{REPORTS}/{SCALE}/{t}.html" for t in _tables],
+            table_files(_tables, SCALE) + [f"{REPORTS}/{SCALE}/{t}.html" for t in _tables] + _extra,
+        localrule: True
+
+
+for _target, _manifest in FIGURE_TARGETS.items():
+
+    rule:
+        name:
+            _target
+        input:
+            _manifest,
         localrule: True

@@ -1,0 +1,82 @@
+"""Train and evaluate one run instance with its records: the single path that the CLI, Snakemake's rules
+(through the CLI) and ``segbench compare`` all take.
+
+``train_run`` writes ``config.json`` and, when the engine returns, ``train_done.json``; ``evaluate_run``
+writes ``metrics.json``. Both are atomic and carry provenance. A finished run whose config hash matches
+is not retrained (``force`` retrains); an interrupted one resumes from its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from segbench.engine import engine_for
+from segbench.errors import InputError
+from segbench.io import read_json, write_json_atomic
+from segbench.provenance import config_hash, provenance
+
+
+def is_trained(cfg: dict[str, Any], run_dir: Path) -> bool:
+    done = run_dir / "train_done.json"
+    return done.exists() and read_json(done, "train record").get("config_hash") == config_hash(cfg)
+
+
+def is_evaluated(cfg: dict[str, Any], run_dir: Path) -> bool:
+    metrics = run_dir / "metrics.json"
+    return metrics.exists() and read_json(metrics, "run metrics").get("config_hash") == config_hash(cfg)
+
+
+def train_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
+              gpus: int = 0, force: bool = False) -> dict[str, Any]:
+    """Train (or resume) one run instance; returns the train record."""
+    engine = engine_for(cfg["family"])  # "not implemented yet" before anything is written
+    digest = config_hash(cfg)
+    done = run_dir / "train_done.json"
+    if not force and is_trained(cfg, run_dir):
+        return read_json(done, "train record")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "config.json", {
+        "config": cfg, "config_hash": digest,
+        "provenance": provenance(cfg, seeds=[cfg["seed"]], scale=cfg["scale"])})
+    start = time.perf_counter()
+    summary = engine.train(cfg, run_dir, data_root, device=device, gpus=gpus)
+    record = {"run_id": cfg["run_id"], "config_hash": digest, "summary": summary,
+              "provenance": provenance(cfg, seeds=[cfg["seed"]], wall_time_s=time.perf_counter() - start,
+                                       scale=cfg["scale"])}
+    write_json_atomic(done, record)
+    return record
+
+
+def evaluate_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
+                 device: str | None = None) -> dict[str, Any]:
+    """Evaluate a trained run instance into ``metrics.json``; returns the metrics record."""
+    engine = engine_for(cfg["family"])
+    done = run_dir / "train_done.json"
+    if not done.exists():
+        raise InputError(f"{done}: run not trained yet; run `segbench train --run {cfg['run']} "
+                         f"--scale {cfg['scale']} --seed {cfg['seed']}` first")
+    digest = config_hash(cfg)
+    trained = read_json(done, "train record")
+    if trained.get("config_hash") != digest:
+        raise InputError(f"{done}: trained with config {trained.get('config_hash')}, the registry now gives "
+                         f"{digest}; retrain with `segbench train --force`")
+    start = time.perf_counter()
+    metrics = engine.evaluate(cfg, run_dir, data_root, device=device)
+    record = {"run_id": cfg["run_id"], "run": cfg["run"], "seed": cfg["seed"], "scale": cfg["scale"],
+              "config_hash": digest, "metrics": metrics, "method": cfg.get("method"),
+              "train_wall_time_s": trained.get("provenance", {}).get("wall_time_s"),
+              "provenance": provenance(cfg, seeds=[cfg["seed"]], wall_time_s=time.perf_counter() - start,
+                                       scale=cfg["scale"])}
+    write_json_atomic(run_dir / "metrics.json", record)
+    return record
+
+
+def ensure_evaluated(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
+                     device: str | None = None) -> dict[str, Any]:
+    """Reuse a run's metrics when they match its config; otherwise train (resuming) and evaluate."""
+    if is_evaluated(cfg, run_dir):
+        return read_json(run_dir / "metrics.json", "run metrics")
+    train_run(cfg, run_dir, data_root, device=device)
+    return evaluate_run(cfg, run_dir, data_root, device=device)
