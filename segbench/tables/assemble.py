@@ -79,7 +79,9 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
             elif "difference" in row:
                 a = seed_values(row["difference"]["minuend"], col)
                 b = seed_values(row["difference"]["subtrahend"], col)
-                per_seed = [x - y if x is not None and y is not None else None for x, y in zip(a, b)]
+                # Paired by seed; a run with more seeds than the other contributes its first ones.
+                per_seed = [x - y if x is not None and y is not None else None
+                            for x, y in zip(a, b, strict=False)]
             else:
                 per_seed = []
             cell = _summary(per_seed) if per_seed else {"mean": None, "std": None, "n": 0, "per_seed": []}
