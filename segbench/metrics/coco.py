@@ -1,0 +1,188 @@
+"""COCO evaluation (bbox, segm, keypoints) through pycocotools, with faster-coco-eval as an optional backend.
+
+``evaluate(gt, dt, iou_type)`` returns the summary statistics by name, as fractions in [0, 1] (pycocotools'
+``-1`` is kept where a statistic is undefined, e.g. no ground truth in an area range):
+
+* bbox / segm: ``AP AP50 AP75 APs APm APl AR1 AR10 AR100 ARs ARm ARl`` (COCOeval.stats[0..11]);
+* keypoints: ``AP AP50 AP75 APm APl AR AR50 AR75 ARm ARl`` (COCOeval.stats[0..9]).
+
+``gt`` is a path to an annotation JSON file, its loaded dict, or a COCO object; ``dt`` a path to a results
+JSON file, its loaded list, or a COCO results object. Loaded objects are copied, never modified. An empty
+detection list gives all-zero statistics. Malformed input raises :class:`segbench.errors.InputError` naming
+the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from segbench.errors import InputError, SegbenchError
+from segbench.io import read_json
+
+IOU_TYPES = ("bbox", "segm", "keypoints")
+BACKENDS = ("pycocotools", "faster")
+DET_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+KPT_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+_AREA_MAX = 1e5**2  # COCO's upper bound of the "all" and "large" area ranges
+_DT_FIELD = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}
+
+
+def stat_names(iou_type: str) -> tuple[str, ...]:
+    """Names of the summary statistics of ``iou_type``, in COCOeval.stats order."""
+    _check_choice(iou_type, IOU_TYPES, "iou_type")
+    return KPT_STATS if iou_type == "keypoints" else DET_STATS
+
+
+def _check_choice(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise InputError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _load_gt(gt: Any) -> tuple[dict, str]:
+    if isinstance(gt, (str, os.PathLike)):
+        name = str(gt)
+        data = read_json(gt, "COCO annotation JSON")
+    elif isinstance(gt, dict):
+        name, data = "ground truth", copy.deepcopy(gt)
+    elif hasattr(gt, "dataset") and isinstance(gt.dataset, dict):
+        name, data = "ground truth", copy.deepcopy(gt.dataset)
+    else:
+        raise InputError(f"ground truth: unsupported type {type(gt).__name__}; pass a COCO annotation JSON path or dict")
+    if not isinstance(data, dict):
+        raise InputError(f"{name}: not a COCO annotation file (top level is {type(data).__name__}, expected an "
+                         "object with images, annotations, categories)")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise InputError(f"{name}: not a COCO annotation file (missing list '{key}'); pass the instances_*.json "
+                             "ground truth, not a results file")
+    return data, name
+
+
+def _load_dt(dt: Any) -> tuple[list, str]:
+    if isinstance(dt, (str, os.PathLike)):
+        name = str(dt)
+        data = read_json(dt, "COCO results JSON")
+    elif isinstance(dt, (list, tuple)):
+        name, data = "detections", copy.deepcopy(list(dt))
+    elif hasattr(dt, "dataset") and isinstance(dt.dataset, dict):
+        name, data = "detections", copy.deepcopy(dt.dataset.get("annotations", []))
+    else:
+        raise InputError(f"detections: unsupported type {type(dt).__name__}; pass a COCO results JSON path or list")
+    if not isinstance(data, list):
+        raise InputError(f"{name}: not a COCO results file (top level is {type(data).__name__}, expected a list "
+                         "of detections with image_id, category_id, score)")
+    return data, name
+
+
+def _check_dt(dts: list, name: str, iou_type: str, gt: dict) -> None:
+    field = _DT_FIELD[iou_type]
+    img_ids = {img.get("id") for img in gt["images"] if isinstance(img, dict)}
+    for k, d in enumerate(dts):
+        if not isinstance(d, dict):
+            raise InputError(f"{name}: detection {k} is a {type(d).__name__}, expected an object")
+        missing = [f for f in ("image_id", "category_id", "score", field) if f not in d]
+        if missing:
+            raise InputError(f"{name}: detection {k} lacks {', '.join(missing)}; --iou-type {iou_type} needs "
+                             f"image_id, category_id, score and {field}")
+        if d["image_id"] not in img_ids:
+            raise InputError(f"{name}: detection {k} has image_id {d['image_id']!r}, not in the ground truth; "
+                             "evaluate against the annotation file the detections were made for")
+
+
+def evaluate(gt: Any, dt: Any, iou_type: str, backend: str = "pycocotools", *,
+             area_thresholds: Sequence[float] | None = None) -> dict[str, float]:
+    """COCO summary statistics by name (see the module docstring) for ``iou_type`` bbox, segm or keypoints.
+
+    ``backend``: "pycocotools" (the reference) or "faster" (faster-coco-eval; same numbers, faster).
+    ``area_thresholds``: ``[small_max, medium_max]`` in px^2 replacing COCO's 32^2 and 96^2 for the
+    small/medium/large buckets (for scaled-down synthetic datasets); ``None`` keeps COCO's.
+    """
+    _check_choice(iou_type, IOU_TYPES, "iou_type")
+    _check_choice(backend, BACKENDS, "backend")
+    area_rng = _area_ranges(iou_type, area_thresholds)
+    gt_data, gt_name = _load_gt(gt)
+    dts, dt_name = _load_dt(dt)
+    _check_dt(dts, dt_name, iou_type, gt_data)
+    names = stat_names(iou_type)
+    if not dts:
+        return {n: 0.0 for n in names}
+    try:
+        run = _run_pycocotools if backend == "pycocotools" else _run_faster
+        stats = run(gt_data, dts, iou_type, area_rng)
+    except SegbenchError:
+        raise
+    except Exception as exc:  # malformed entries surface as KeyError/TypeError/AssertionError deep inside
+        raise InputError(f"{dt_name} / {gt_name}: COCO evaluation failed on malformed input "
+                         f"({type(exc).__name__}: {exc}); check both files follow the COCO format") from None
+    return {n: float(s) for n, s in zip(names, stats[: len(names)], strict=True)}
+
+
+def _area_ranges(iou_type: str, area_thresholds: Sequence[float] | None) -> list[list[float]] | None:
+    if area_thresholds is None:
+        return None
+    try:
+        small, medium = (float(v) for v in area_thresholds)
+    except (TypeError, ValueError):
+        raise InputError(f"area_thresholds must be two numbers [small_max, medium_max] in px^2; "
+                         f"got {area_thresholds!r}") from None
+    if not 0 < small < medium < _AREA_MAX:
+        raise InputError(f"area_thresholds must satisfy 0 < small_max < medium_max; got {area_thresholds!r}")
+    if iou_type == "keypoints":  # COCO's keypoint buckets: all, medium, large
+        return [[0.0, _AREA_MAX], [small, medium], [medium, _AREA_MAX]]
+    return [[0.0, _AREA_MAX], [0.0, small], [small, medium], [medium, _AREA_MAX]]
+
+
+def _run_pycocotools(gt: dict, dts: list, iou_type: str, area_rng: list[list[float]] | None):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(dts)
+        ev = COCOeval(coco_gt, coco_dt, iou_type)
+        if area_rng is not None:
+            ev.params.areaRng = area_rng
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats
+
+
+def _run_faster(gt: dict, dts: list, iou_type: str, area_rng: list[list[float]] | None):
+    try:
+        from faster_coco_eval import COCO, COCOeval_faster
+    except ImportError:  # pragma: no cover - it is a declared dependency
+        raise InputError("backend 'faster' needs faster-coco-eval; pip install faster-coco-eval, or use "
+                         "--backend pycocotools") from None
+
+    def quiet(*_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(gt, print_function=quiet)
+        coco_dt = coco_gt.loadRes(dts)
+        ev = COCOeval_faster(coco_gt, coco_dt, iou_type, print_function=quiet)
+        if area_rng is not None:
+            ev.params.areaRng = area_rng
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats
+
+
+def format_table(stats: dict[str, float]) -> str:
+    """A readable two-column table of the statistics (x 100, as papers print them)."""
+    lines = [f"{'stat':<6} {'value':>8}"]
+    for k, v in stats.items():
+        lines.append(f"{k:<6} {v * 100 if v >= 0 else v:>8.2f}")
+    return "\n".join(lines)
+
+
+__all__ = ["BACKENDS", "DET_STATS", "IOU_TYPES", "KPT_STATS", "evaluate", "format_table", "stat_names"]
