@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "table": "table_cmd",
     "report": "report_cmd",
     "metrics": "metrics",
+    "compare": "compare_cmd",
 }
 
 

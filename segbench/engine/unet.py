@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,9 @@ from segbench.engine.common import (
 from segbench.engine.overlap_tile import cell_probability_fn
 from segbench.errors import InputError
 from segbench.io import append_jsonl, atomic_path, read_jsonl, write_text_atomic
+from segbench.models import build as build_model
 from segbench.models.unet import (
     UNet,
-    build_unet,
     smallest_valid_input_at_least,
     valid_input_size,
     valid_output_size,
@@ -146,6 +147,24 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: 
     return (F.cross_entropy(logits, target, reduction="none") * weights).mean()
 
 
+UnetLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+UNET_LOSSES: dict[str, UnetLoss] = {"weighted_ce": weighted_cross_entropy}
+
+
+def register_unet_loss(name: str, loss: UnetLoss) -> None:
+    """Add a training loss ``f(logits, target, weights) -> scalar`` under ``name`` (model key ``loss``)."""
+    if UNET_LOSSES.get(name, loss) is not loss:
+        raise InputError(f"U-Net loss {name!r} is already registered; choose another name")
+    UNET_LOSSES[name] = loss
+
+
+def unet_loss(model_cfg: dict[str, Any]) -> UnetLoss:
+    name = model_cfg.get("loss", "weighted_ce")
+    if name not in UNET_LOSSES:
+        raise InputError(f"model key 'loss': unknown U-Net loss {name!r}; valid: {', '.join(UNET_LOSSES)}")
+    return UNET_LOSSES[name]
+
+
 class TrainingSet:
     """Training images with their targets and weight maps; ``sample`` draws one augmented tile."""
 
@@ -195,7 +214,8 @@ def train(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | 
     batch_size = int(schedule.get("batch_size", 1))
     seed_everything(seed)
     dev = pick_device(device)
-    model = build_unet(cfg).to(dev)
+    model = build_model(cfg).to(dev)
+    loss_fn = unet_loss(cfg["model"])
     optimizer = torch.optim.SGD(model.parameters(), lr=float(schedule["lr"]),
                                 momentum=float(schedule.get("momentum", 0.99)),
                                 weight_decay=float(schedule.get("weight_decay", 0.0)))
@@ -227,7 +247,7 @@ def train(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | 
                                                     float(schedule.get("lr_decay_factor", 0.1)))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = weighted_cross_entropy(model(images[:, None]), targets.long(), weights)
+        loss = loss_fn(model(images[:, None]), targets.long(), weights)
         check_finite(loss.detach(), iteration, run_dir)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -267,7 +287,7 @@ def load_trained(cfg: dict[str, Any], run_dir: Path, device: torch.device) -> UN
     path = Path(run_dir) / FINAL_WEIGHTS
     if not path.is_file():
         raise InputError(f"{path}: no trained weights; run `segbench train` for this run first")
-    model = build_unet(cfg)
+    model = build_model(cfg)
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except (RuntimeError, OSError, ValueError) as exc:

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from segbench.errors import NotImplementedYet
+from segbench.errors import InputError, NotImplementedYet
+
+ModelFactory = Callable[[dict[str, Any]], Any]
+MODEL_PLUGINS: dict[str, ModelFactory] = {}
+
+
+def register_model(name: str, factory: ModelFactory) -> None:
+    """Add a whole-model factory ``factory(cfg) -> nn.Module`` under ``name`` (model key ``plugin``); the
+    model must keep its family's interface (torchvision detection API for Mask R-CNN, logits for U-Net)."""
+    if MODEL_PLUGINS.get(name, factory) is not factory:
+        raise InputError(f"model plugin {name!r} is already registered; choose another name")
+    MODEL_PLUGINS[name] = factory
 
 
 def build(cfg: dict[str, Any]) -> Any:
     """Build the model of a resolved run config (``segbench.registry.resolve_run``)."""
+    plugin = cfg["model"].get("plugin")
+    if plugin is not None:
+        if plugin not in MODEL_PLUGINS:
+            raise InputError(f"model plugin {plugin!r} is not registered; pass --method to register it")
+        return MODEL_PLUGINS[plugin](cfg)
     family = cfg["family"]
     if family == "maskrcnn":
         from segbench.models.maskrcnn import build_maskrcnn

@@ -27,8 +27,23 @@ SPLIT_ID_BASE = {"train": 0, "val": 1_000_000}  # image ids are unique across sp
 
 DEFAULTS: dict[str, Any] = {
     "image_size": 160, "num_train": 400, "num_val": 100, "objects_per_image": [4, 10],
-    "object_size": [6, 110], "min_visible_area": 6, "noise_std": 10.0,
+    "object_size": [6, 110], "min_visible_area": 6, "noise_std": 10.0, "min_contrast": 0.0,
 }
+
+
+def with_contrast(texture: np.ndarray, background: np.ndarray, min_contrast: float) -> np.ndarray:
+    """Shift an object's texture (N x 3) so its mean colour is at least ``min_contrast`` (RGB distance)
+    from the mean of the background it covers; 0 keeps it as drawn (objects may then blend in)."""
+    if min_contrast <= 0:
+        return texture
+    offset = texture.mean(axis=0) - background.mean(axis=0)
+    distance = float(np.linalg.norm(offset))
+    if distance >= min_contrast:
+        return texture
+    direction = offset / distance if distance > 1e-6 else np.array([1.0, 1.0, 1.0]) / np.sqrt(3)
+    if (background.mean(axis=0) + direction * min_contrast).mean() > 235:  # no headroom: go darker
+        direction = -direction
+    return texture + direction * (min_contrast - distance)
 
 
 def generate(out_dir: Path, params: dict[str, Any], seed: int) -> None:
@@ -67,7 +82,8 @@ def render_image(rng: np.random.Generator, p: dict[str, Any]) -> tuple[np.ndarra
             continue
         window = ndimage.find_objects(mask.astype(np.uint8))[0]  # paint only the object's bounding box
         inside = mask[window]
-        image[window][inside] = object_texture(rng, inside.shape, extent)[inside]
+        texture = object_texture(rng, inside.shape, extent)[inside]
+        image[window][inside] = with_contrast(texture, image[window][inside], float(p["min_contrast"]))
         owner[mask] = k
         drawn.append(category_id)
     image = ndimage.gaussian_filter(image, sigma=(0.6, 0.6, 0))

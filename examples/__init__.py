@@ -1,0 +1,1 @@
+"""Worked examples of segbench plugins (see docs/adding_a_method.md)."""

@@ -1,0 +1,182 @@
+"""``segbench compare``: run a new method under exactly the protocol of a table's baseline rows.
+
+The method (a plugin, see :mod:`segbench.plugins`) replaces one component of the table's *base row* (by
+default the row with the paper's best value on the first column; ``base_row`` picks another). Every
+baseline row and the method are trained and evaluated on the same data, schedule and seeds 0..n-1;
+baseline runs already computed (same config hash) are reused. The result is a table of the baseline rows
+and the method row (mean ± std over seeds) plus, for every baseline row and column, the per-seed paired
+difference and a paired t-test over seeds (:mod:`segbench.tables.statistics`).
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from segbench.engine.runner import ensure_evaluated
+from segbench.errors import InputError
+from segbench.io import write_json_atomic, write_text_atomic
+from segbench.paths import data_root as default_data_root
+from segbench.paths import results_root, run_dir
+from segbench.plugins import Plugin, method_run_config, register_plugin
+from segbench.provenance import provenance
+from segbench.registry import get_table, load_registry, resolve_run
+from segbench.tables.assemble import metric_value
+from segbench.tables.statistics import TEST_NAME, paired_comparison
+
+
+def spec_slug(spec: str) -> str:
+    """The file-name stem of a method spec (its attribute name): ``pkg.mod:PreciseRoIPool`` -> ``PreciseRoIPool``."""
+    return spec.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+
+
+def compare_path(scale: str, table: str, spec: str, results: str | Path | None = None) -> Path:
+    return results_root(results) / scale / "compare" / f"{table}--{spec_slug(spec)}.json"
+
+
+def baseline_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows the method is compared with: every row with its own run(s) (not peers, not differences)."""
+    return [row for row in table["rows"] if "run" in row or "column_runs" in row]
+
+
+def choose_base_row(table: dict[str, Any], row_id: str | None) -> dict[str, Any]:
+    rows = baseline_rows(table)
+    if not rows:
+        raise InputError(f"table {table['title']!r} has no rows with runs to compare against")
+    if row_id is not None:
+        for row in rows:
+            if row["id"] == row_id:
+                return row
+        raise InputError(f"--base {row_id!r} is not a row with runs; choose one of {[r['id'] for r in rows]}")
+    first = 0
+    scored = [(row["paper_values"][first], row) for row in rows if row["paper_values"][first] is not None]
+    if not scored:
+        return rows[0]
+    pick = min if table.get("lower_is_better") else max
+    return pick(scored, key=lambda pair: pair[0])[1]
+
+
+def _row_runs_per_column(row: dict[str, Any], columns: list[str]) -> dict[str, str]:
+    if "run" in row:
+        return {col: row["run"] for col in columns}
+    return {col: row["column_runs"][col] for col in columns if col in row["column_runs"]}
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+            "n": len(values), "per_seed": values}
+
+
+def run_comparison(spec: str, table_name: str, *, seeds: int = 3, scale: str | None = None,
+                   results: str | Path | None = None, data_root: str | Path | None = None,
+                   base_row: str | None = None, kind: str | None = None, device: str | None = None) -> Path:
+    """Train/evaluate what is missing, then write ``results/<scale>/compare/<table>--<method>.{json,csv,md}``."""
+    registry = load_registry()
+    scale = scale or registry["default_scale"]
+    table = get_table(table_name, registry)
+    if seeds < 1:
+        raise InputError(f"--seeds {seeds}: need at least 1 seed (3 or more for a paired test)")
+    plugin = register_plugin(spec, kind)
+    data = default_data_root(data_root)
+    base = choose_base_row(table, base_row)
+    columns = table["columns"]
+
+    def evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+        from segbench.data import prepare
+
+        prepare(cfg["dataset"]["name"], data, seed=0)
+        out_dir = run_dir(scale, cfg["run_id"], results)
+        return ensure_evaluated(cfg, out_dir, data, device=device)["metrics"], out_dir / "metrics.json"
+
+    def column_values(run_for_column: dict[str, str], method: Plugin | None) -> dict[str, list[float]]:
+        values: dict[str, list[float]] = {col: [] for col in run_for_column}
+        for seed in range(seeds):
+            cache: dict[str, tuple[dict[str, Any], Path]] = {}
+            for col, run in run_for_column.items():
+                if run not in cache:
+                    cfg = resolve_run(run, scale, seed, registry)
+                    cache[run] = evaluate(method_run_config(cfg, method) if method else cfg)
+                metrics, source = cache[run]
+                value = metric_value(metrics, table["metrics"][col], source)
+                values[col].append(float("nan") if value is None else value)
+        return values
+
+    rows = []
+    for row in baseline_rows(table):
+        per_col = column_values(_row_runs_per_column(row, columns), None)
+        rows.append({"id": row["id"], "label": row["label"], "runs": sorted(set(_row_runs_per_column(row, columns).values())),
+                     "reference_only": False, "method": False,
+                     "values": {col: {**_summary(v), "paper": p, "delta": None}
+                                for col, p in zip(columns, row["paper_values"], strict=True)
+                                if (v := per_col.get(col))}})
+    method_values = column_values(_row_runs_per_column(base, columns), plugin)
+    method_row = {"id": f"method_{plugin.name}", "label": f"{plugin.name} (new {plugin.kind}, on {base['label']})",
+                  "runs": [f"{run}+{plugin.name}" for run in sorted(set(_row_runs_per_column(base, columns).values()))],
+                  "reference_only": False, "method": True, "method_spec": plugin.spec,
+                  "values": {col: {**_summary(v), "paper": None, "delta": None} for col, v in method_values.items()}}
+    rows.append(method_row)
+
+    higher = not table.get("lower_is_better", False)
+    comparisons = []
+    for row in rows[:-1]:
+        for col in columns:
+            if col in row["values"] and col in method_row["values"]:
+                stat = paired_comparison(method_row["values"][col]["per_seed"], row["values"][col]["per_seed"],
+                                         higher_is_better=higher)
+                comparisons.append({"baseline": row["id"], "baseline_label": row["label"], "metric": col, **stat})
+
+    out = compare_path(scale, table_name, spec, results)
+    record = {
+        "table": f"{table_name}--{spec_slug(spec)}", "compared_table": table_name,
+        "title": f"{table['title']}: {plugin.name} against the baselines",
+        "paper": table["paper"], "citation": registry["papers"][table["paper"]]["citation"],
+        "scale": scale, "scale_description": registry["scales"][scale]["description"],
+        "split": table.get("split"), "evaluated_on": table.get("evaluated_on"),
+        "columns": columns, "metrics": table["metrics"], "lower_is_better": not higher,
+        "method": plugin.as_dict(), "base_row": base["id"], "seeds": list(range(seeds)), "statistics": TEST_NAME,
+        "rows": rows, "comparisons": comparisons, "directions": [], "runs": {},
+        "provenance": provenance({"method": plugin.as_dict(), "table": table_name, "base": base["id"]},
+                                 seeds=list(range(seeds)), scale=scale),
+    }
+    write_json_atomic(out, record)
+    write_text_atomic(out.with_suffix(".md"), comparison_markdown(record))
+    write_text_atomic(out.with_suffix(".csv"), comparison_csv(record))
+    return out
+
+
+def _fmt(v: float | None, digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def comparison_markdown(record: dict[str, Any]) -> str:
+    d = 4 if record["paper"] == "unet" else 1
+    cols = record["columns"]
+    lines = [f"# {record['title']}", "", f"Scale: **{record['scale']}**; seeds {record['seeds']}; method "
+             f"`{record['method']['spec']}` ({record['method']['kind']}) replaces a component of row "
+             f"`{record['base_row']}`; everything else is the baseline's protocol.", "",
+             "| row | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for row in record["rows"]:
+        cells = []
+        for col in cols:
+            v = row["values"].get(col)
+            cells.append("-" if v is None else _fmt(v["mean"], d) + (f" ± {_fmt(v['std'], d)}" if v["std"] else ""))
+        label = f"**{row['label']}**" if row["method"] else row["label"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", f"Paired comparisons ({record['statistics']}, alpha 0.05):", "",
+              "| baseline | metric | mean difference | p | verdict |", "|---|---|---|---|---|"]
+    for c in record["comparisons"]:
+        p = "-" if c["p_value"] is None else f"{c['p_value']:.3g}"
+        lines.append(f"| {c['baseline_label']} | {c['metric']} | {_fmt(c['mean_difference'], d + 1)} | {p} | "
+                     f"{c['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_csv(record: dict[str, Any]) -> str:
+    header = "baseline,metric,n,mean_difference,std_difference,t,p_value,significant,verdict,differences"
+    lines = [header]
+    for c in record["comparisons"]:
+        lines.append(",".join(str(x) for x in (
+            c["baseline"], c["metric"], c["n"], c["mean_difference"], c["std_difference"], c["t"], c["p_value"],
+            c["significant"], c["verdict"], " ".join(f"{v:.6g}" for v in c["differences"]))))
+    return "\n".join(lines) + "\n"

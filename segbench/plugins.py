@@ -1,0 +1,299 @@
+"""The plugin API: a new RoI layer, mask head, mask loss, U-Net loss or whole model, run under exactly the
+protocol of a table's baseline rows.
+
+A plugin is any importable object, named either by a ``module:attr`` path (``examples.precise_roi_pool:
+precise_roi_pool``; a ``path/to/file.py:attr`` works too) or by the name of an entry point in the
+``segbench.plugins`` group of an installed package. It declares what it replaces with a ``segbench_kind``
+attribute (or the caller passes ``kind``):
+
+=============  ==================================================================  ===================
+kind           contract (the same inputs as the component it replaces)            replaces model key
+=============  ==================================================================  ===================
+roi_layer      ``f(features[N,C,H,W], rois[K,5], output_size, spatial_scale,       ``roi_layer``
+               sampling_ratio) -> [K,C,oh,ow]``, differentiable
+mask_head      ``factory(MaskHeadSpec) -> (mask_head, mask_predictor)``;            ``mask_head``
+               predictor output ``[N, out_channels, mask_size, mask_size]``
+mask_loss      a :class:`segbench.models.maskrcnn.MaskLoss`                        ``mask_loss``
+unet_loss      ``f(logits[N,2,H,W], target[N,H,W] (long), weights[N,H,W]) ->        ``loss``
+               scalar``, differentiable
+model          ``factory(cfg) -> nn.Module`` with the family's model interface      ``plugin``
+=============  ==================================================================  ===================
+
+:func:`register_plugin` imports the object, checks its contract on a small probe (a plugin that breaks
+it gets an error naming the contract and the expected shape) and registers it under ``segbench_name``
+(default: the attribute name) in the registry of the component it replaces.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import re
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from segbench.errors import InputError
+
+ENTRY_POINT_GROUP = "segbench.plugins"
+SPEC_RE = re.compile(r"^(?P<module>[^:]+):(?P<attr>[A-Za-z_][\w.]*)$")
+
+
+@dataclass(frozen=True)
+class PluginKind:
+    family: str  # the model family whose component it replaces
+    model_key: str  # the run's model key that names the component
+    description: str
+
+
+PLUGIN_KINDS: dict[str, PluginKind] = {
+    "roi_layer": PluginKind("maskrcnn", "roi_layer", "a RoI layer (segbench.ops)"),
+    "mask_head": PluginKind("maskrcnn", "mask_head", "a Mask R-CNN mask head factory"),
+    "mask_loss": PluginKind("maskrcnn", "mask_loss", "a Mask R-CNN mask loss (MaskLoss)"),
+    "unet_loss": PluginKind("unet", "loss", "a U-Net training loss"),
+    "model": PluginKind("*", "plugin", "a whole model factory (cfg -> nn.Module)"),
+}
+
+
+@dataclass(frozen=True)
+class Plugin:
+    spec: str
+    kind: str
+    name: str
+    obj: Any
+
+    @property
+    def model_key(self) -> str:
+        return PLUGIN_KINDS[self.kind].model_key
+
+    def as_dict(self) -> dict[str, str]:
+        return {"spec": self.spec, "kind": self.kind, "name": self.name}
+
+
+def load_object(spec: str) -> Any:
+    """Import ``module:attr`` (or ``file.py:attr``), or load the entry point named ``spec``."""
+    match = SPEC_RE.match(spec)
+    if match is None:
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name == spec:
+                return ep.load()
+        raise InputError(f"plugin {spec!r}: not a module:attr path nor an entry point of group "
+                         f"{ENTRY_POINT_GROUP!r}; write it as package.module:attribute")
+    module_name, attr = match["module"], match["attr"]
+    module = _import_module(module_name, spec)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise InputError(f"plugin {spec!r}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _import_module(module_name: str, spec: str) -> Any:
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise InputError(f"plugin {spec!r}: file {path} not found")
+        mod_spec = importlib.util.spec_from_file_location(f"segbench_plugin_{path.stem}", path)
+        module = importlib.util.module_from_spec(mod_spec)  # type: ignore[arg-type]
+        sys.modules[mod_spec.name] = module  # type: ignore[union-attr]
+        mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        return module
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name.split(".")[0] or os.getcwd() in sys.path:
+            raise InputError(f"plugin {spec!r}: cannot import {module_name!r} ({exc})") from None
+    # Console scripts do not put the working directory on sys.path; a plugin in the project tree
+    # (examples/, a user's package checkout) is found from there.
+    sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise InputError(f"plugin {spec!r}: cannot import {module_name!r} ({exc}); install the package "
+                         "or run from the directory that contains it") from None
+
+
+def resolve_plugin(spec: str, kind: str | None = None) -> Plugin:
+    """Load ``spec``, decide its kind and name, and check its contract (does not register it)."""
+    obj = load_object(spec)
+    kind = kind or getattr(obj, "segbench_kind", None)
+    if kind not in PLUGIN_KINDS:
+        raise InputError(f"plugin {spec!r}: unknown kind {kind!r}; set segbench_kind on the object or pass "
+                         f"--kind, one of {', '.join(PLUGIN_KINDS)}")
+    default_name = spec.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+    name = str(getattr(obj, "segbench_name", default_name))
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise InputError(f"plugin {spec!r}: name {name!r} must use letters, digits and _ only")
+    CONTRACT_CHECKS[kind](obj, spec)
+    return Plugin(spec=spec, kind=kind, name=name, obj=obj)
+
+
+def register_plugin(spec: str, kind: str | None = None) -> Plugin:
+    """Resolve, check and register a plugin in the registry of the component it replaces."""
+    plugin = resolve_plugin(spec, kind)
+    REGISTRARS[plugin.kind](plugin)
+    return plugin
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Contracts: a probe with small inputs; the error says which contract and what was expected.
+# ----------------------------------------------------------------------------------------------------------
+
+def _breach(spec: str, kind: str, what: str) -> InputError:
+    return InputError(f"plugin {spec!r} breaks the {kind} contract: {what}")
+
+
+def check_roi_layer(fn: Any, spec: str) -> None:
+    if not callable(fn):
+        raise _breach(spec, "roi_layer", f"expected a callable f(features, rois, output_size, spatial_scale, "
+                                         f"sampling_ratio), got {type(fn).__name__}")
+    generator = torch.Generator().manual_seed(0)
+    features = torch.rand(2, 3, 12, 12, dtype=torch.float64, generator=generator, requires_grad=True)
+    rois = torch.tensor([[0, 1.0, 1.0, 9.0, 7.0], [1, 0.5, 2.0, 5.5, 11.0], [0, 3.0, 3.0, 3.5, 3.5]],
+                        dtype=torch.float64)
+    expected = (3, 3, 4, 5)
+    try:
+        out = fn(features, rois, (4, 5), 1.0, 2)
+    except Exception as exc:  # noqa: BLE001 - any failure on the probe is a contract breach
+        raise _breach(spec, "roi_layer", f"calling it on features [2,3,12,12], rois [3,5], output_size (4,5), "
+                                         f"spatial_scale 1.0, sampling_ratio 2 raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise _breach(spec, "roi_layer", f"expected output shape [K, C, oh, ow] = {list(expected)} for features "
+                                         f"[2,3,12,12], rois [3,5], output_size (4,5); got {got}")
+    if not torch.isfinite(out).all():
+        raise _breach(spec, "roi_layer", "output has NaN/inf on a finite probe")
+    out.sum().backward()
+    if features.grad is None or not torch.isfinite(features.grad).all():
+        raise _breach(spec, "roi_layer", "no finite gradient reaches the features (it must be differentiable)")
+
+
+def check_mask_head(factory: Any, spec: str) -> None:
+    from segbench.models.maskrcnn import MaskHeadSpec
+
+    head_spec = MaskHeadSpec(in_channels=8, roi_size=7, out_channels=3, conv_dim=8, fc_dim=16)
+    try:
+        head, predictor = factory(head_spec)
+        out = predictor(head(torch.rand(2, 8, 7, 7)))
+    except Exception as exc:  # noqa: BLE001
+        raise _breach(spec, "mask_head", f"factory(MaskHeadSpec(in_channels=8, roi_size=7, out_channels=3)) "
+                                         f"-> (head, predictor) on RoI features [2,8,7,7] raised "
+                                         f"{type(exc).__name__}: {exc}") from None
+    if tuple(out.shape) != (2, 3, 14, 14):
+        raise _breach(spec, "mask_head", f"expected mask logits [N, out_channels, mask_size, mask_size] = "
+                                         f"[2, 3, 14, 14]; got {list(out.shape)}")
+
+
+def check_mask_loss(loss: Any, spec: str) -> None:
+    from segbench.models.maskrcnn import MaskLoss
+
+    if not isinstance(loss, MaskLoss):
+        raise _breach(spec, "mask_loss", f"expected a segbench.models.maskrcnn.MaskLoss, got {type(loss).__name__}")
+    channels = loss.channels(3)
+    logits = torch.randn(4, channels, 6, 6, requires_grad=True)
+    targets = (torch.rand(4, 6, 6) > 0.5).float()
+    classes = torch.tensor([1, 2, 3, 1])
+    value = loss.loss(logits, targets, classes)
+    if value.dim() != 0 or not torch.isfinite(value):
+        raise _breach(spec, "mask_loss", f"loss(logits [4,{channels},6,6], targets [4,6,6], classes [4]) must be a "
+                                         f"finite scalar; got shape {list(value.shape)}")
+    probs = loss.probabilities(logits.detach(), classes)
+    if tuple(probs.shape) != (4, 1, 6, 6):
+        raise _breach(spec, "mask_loss", f"probabilities(...) must be [N, 1, m, m] = [4, 1, 6, 6]; "
+                                         f"got {list(probs.shape)}")
+
+
+def check_unet_loss(fn: Any, spec: str) -> None:
+    logits = torch.randn(1, 2, 8, 8, requires_grad=True)
+    target = (torch.rand(1, 8, 8) > 0.5).long()
+    weights = torch.ones(1, 8, 8)
+    try:
+        value = fn(logits, target, weights)
+    except Exception as exc:  # noqa: BLE001
+        raise _breach(spec, "unet_loss", f"f(logits [1,2,8,8], target [1,8,8], weights [1,8,8]) raised "
+                                         f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(value, torch.Tensor) or value.dim() != 0:
+        raise _breach(spec, "unet_loss", "expected a scalar tensor from f(logits [N,2,H,W], target [N,H,W], "
+                                         "weights [N,H,W])")
+    value.backward()
+    if logits.grad is None:
+        raise _breach(spec, "unet_loss", "no gradient reaches the logits (it must be differentiable)")
+
+
+def check_model(factory: Any, spec: str) -> None:
+    if not callable(factory):
+        raise _breach(spec, "model", f"expected a callable factory(cfg) -> nn.Module, got {type(factory).__name__}")
+
+
+CONTRACT_CHECKS = {"roi_layer": check_roi_layer, "mask_head": check_mask_head, "mask_loss": check_mask_loss,
+                   "unet_loss": check_unet_loss, "model": check_model}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Registration into the component registries.
+# ----------------------------------------------------------------------------------------------------------
+
+def _register_roi_layer(plugin: Plugin) -> None:
+    from segbench.ops import register_roi_layer
+
+    register_roi_layer(plugin.name, plugin.obj)
+
+
+def _register_mask_head(plugin: Plugin) -> None:
+    from segbench.models.maskrcnn import MASK_HEADS, register_mask_head
+
+    if MASK_HEADS.get(plugin.name) is not plugin.obj:
+        register_mask_head(plugin.name, plugin.obj)
+
+
+def _register_mask_loss(plugin: Plugin) -> None:
+    from segbench.models.maskrcnn import MASK_LOSSES, register_mask_loss
+
+    if MASK_LOSSES.get(plugin.name) is not plugin.obj:
+        register_mask_loss(plugin.name, plugin.obj)
+
+
+def _register_unet_loss(plugin: Plugin) -> None:
+    from segbench.engine.unet import register_unet_loss
+
+    register_unet_loss(plugin.name, plugin.obj)
+
+
+def _register_model(plugin: Plugin) -> None:
+    from segbench.models import register_model
+
+    register_model(plugin.name, plugin.obj)
+
+
+REGISTRARS = {"roi_layer": _register_roi_layer, "mask_head": _register_mask_head,
+              "mask_loss": _register_mask_loss, "unet_loss": _register_unet_loss, "model": _register_model}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Method runs: a baseline run with one component replaced.
+# ----------------------------------------------------------------------------------------------------------
+
+def method_run_config(base: dict[str, Any], plugin: Plugin) -> dict[str, Any]:
+    """The resolved config of ``base`` (a resolved registry run) with the plugin's component swapped in.
+
+    Everything else (data, schedule, seeds, scale overlay) is the baseline's: the identical protocol.
+    """
+    kind = PLUGIN_KINDS[plugin.kind]
+    if kind.family not in ("*", base["family"]):
+        raise InputError(f"plugin {plugin.spec!r} ({plugin.kind}) replaces a {kind.family} component, but run "
+                         f"{base['run']!r} is a {base['family']} model; compare it on a {kind.family} table")
+    cfg = {**base, "model": dict(base["model"])}
+    cfg["model"][kind.model_key] = plugin.name
+    if plugin.kind == "roi_layer":
+        cfg["model"]["roi_aggregation"] = "avg"
+        cfg["model"]["roi_aligned"] = False
+    cfg["run"] = f"{base['run']}+{plugin.name}"
+    cfg["run_id"] = f"{cfg['run']}-seed{base['seed']}"
+    cfg["method"] = plugin.as_dict()
+    return cfg
