@@ -5,6 +5,7 @@ FIGURE_TARGETS = {f"reproduce_{name}": f"{REPORTS}/{SCALE}/figures/{name}.json" 
 
 for _artifact, _tables in ARTIFACTS.items():
     _extra = list(FIGURE_TARGETS.values()) if _artifact == "all" else []
+    _extra += [f"{RESULTS}/{SCALE}/compare/{t}--{m}.json" for (t, m) in METHODS if t in _tables]
 
     rule:
         name:
