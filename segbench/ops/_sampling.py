@@ -1,0 +1,261 @@
+"""Vectorized bilinear sample-and-reduce over RoI bins: the engine behind max-RoIAlign and RoIWarp.
+
+One routine, :func:`sample_bins`, covers every RoI layer that samples bilinearly: it takes each RoI's
+continuous start and size on the feature map (already scaled, offset and, for RoIWarp, quantized),
+places ``gh x gw`` sampling points in each of the ``oh x ow`` bins exactly as torchvision's RoIAlign
+kernel does, and reduces them by average or max.
+
+Bilinear conventions (copied from torchvision's ``roi_align`` CPU/CUDA kernels, ``T`` = input dtype):
+
+* sample ``y = start_y + ph * bin_h + (iy + 0.5) * bin_h / gh`` (same operation order, so float32
+  results match bit for bit), likewise ``x``;
+* a sample with ``y < -1 or y > H or x < -1 or x > W`` is 0 (all four weights 0);
+* otherwise ``y <= 0 -> 0``; ``y_low = int(y)``; if ``y_low >= H - 1`` then
+  ``y_low = y_high = H - 1`` (clamp to the edge), else ``y_high = y_low + 1``; ``ly = y - y_low``;
+* ``value = hy*hx*f[yl,xl] + hy*lx*f[yl,xh] + ly*hx*f[yh,xl] + ly*lx*f[yh,xh]``;
+* average: sum over the bin's samples divided by ``max(gh * gw, 1)`` (a bin without samples is 0);
+  max: the largest sample value (a bin without samples is 0); the gradient of a max bin flows to the
+  four bilinear neighbours of its arg-max sample only, weighted by the bilinear weights.
+
+Implementation (no Python loop over RoIs, bins or pixels; CPU and CUDA alike):
+
+* the feature map is viewed channels-last, ``[N*H*W, C]``, so that a sample's corner is one
+  contiguous row of ``C`` values;
+* per axis, each RoI's ``oh*gh`` sample rows and ``ow*gw`` sample columns give the low/high index
+  and weight tables (sampling is separable); their outer product gives, for every sampling point,
+  its four corner rows and bilinear weights (``[k, Y, X, 4]``, small: no ``C``);
+* ``F.embedding_bag(corners, features, mode="sum", per_sample_weights=weights)`` builds the sampled
+  grid ``[k, Y, X, C]`` in one fused gather-and-weight pass (nothing of size ``4*k*Y*X*C``);
+* that grid *is* a channels-last ``[k, C, Y, X]`` image whose ``gh x gw`` tiles are the bins, so
+  ``F.max_pool2d(..., return_indices=True)`` / ``F.avg_pool2d`` with kernel = stride = ``(gh, gw)``
+  reduce it (vectorized over channels) and give the arg-max sample of every output;
+* RoIs are walked in chunks whose sampled grid stays under ``_CHUNK_ELEMENTS`` values; with adaptive
+  sampling (``sampling_ratio <= 0``: a per-RoI ``gh, gw``) they are first sorted by grid size, and
+  each chunk holds one grid size. The loops run over chunks and distinct grid sizes only.
+
+The backward pass is a custom ``autograd.Function``. Max: for every output, the four corners and
+weights of its saved arg-max sample are gathered from the small tables and ``grad * w`` is
+scatter-added into the channels-last gradient (``4 * K * C * oh * ow`` elements, no dense
+sampled-grid gradient). Average: ``grad / (gh * gw) * w`` is index-added (rows of ``C``) to the
+four corners of every sample. Gradients flow to ``input`` only (the RoIs get none, as in
+torchvision); the backward is not itself differentiable (as torchvision's).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+# Largest sampled grid (values) built at once, per chunk of RoIs: 32 MiB in float32.
+_CHUNK_ELEMENTS = 1 << 23
+
+
+def _axis_tables(
+    start: Tensor, bin_size: Tensor, n_bins: int, grid: int, size: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-RoI sample positions along one axis, ``[k, n_bins * grid]``: low index, high index,
+    weight of the low index, weight of the high index (both 0 for a sample outside ``[-1, size]``).
+    """
+    dtype, device = start.dtype, start.device
+    ph = torch.arange(n_bins, dtype=dtype, device=device).repeat_interleave(grid)  # [n_bins*grid]
+    iy = (torch.arange(grid, dtype=dtype, device=device) + 0.5).repeat(n_bins)  # [n_bins*grid]
+    s = start[:, None]
+    b = bin_size[:, None]
+    # same evaluation order as the C++ kernel: (start + ph * bin) + ((iy + .5) * bin) / grid
+    y = (s + ph * b) + (iy * b) / grid
+    valid = (y >= -1.0) & (y <= size)  # False for NaN too
+    y = torch.where(valid, y, torch.zeros_like(y)).clamp(min=0)  # invalid: any in-range index, weight 0
+    low = y.to(torch.int64)  # y >= 0, so truncation is floor
+    at_edge = low >= size - 1
+    low = torch.where(at_edge, torch.full_like(low, size - 1), low)
+    high = torch.where(at_edge, low, low + 1)
+    y = torch.where(at_edge, low.to(dtype), y)
+    ly = y - low.to(dtype)
+    hy = 1.0 - ly
+    zero = torch.zeros((), dtype=dtype, device=device)
+    hy = torch.where(valid, hy, zero)
+    ly = torch.where(valid, ly, zero)
+    return low, high, hy, ly
+
+
+def _corner_tables(
+    batch_idx: Tensor,
+    y0: Tensor,
+    x0: Tensor,
+    bin_h: Tensor,
+    bin_w: Tensor,
+    oh: int,
+    ow: int,
+    gh: int,
+    gw: int,
+    height: int,
+    width: int,
+) -> tuple[Tensor, Tensor]:
+    """Rows of the channels-last ``[N*H*W, C]`` map and bilinear weights of the four corners of every
+    sampling point: two ``[k, Y, X, 4]`` tables (``Y = oh*gh`` sample rows, ``X = ow*gw`` sample
+    columns; corners ordered low-low, low-high, high-low, high-high as ``(y, x)``)."""
+    k = batch_idx.shape[0]
+    yl, yh, wyl, wyh = _axis_tables(y0, bin_h, oh, gh, height)  # [k, Y]
+    xl, xh, wxl, wxh = _axis_tables(x0, bin_w, ow, gw, width)  # [k, X]
+    base = (batch_idx * (height * width))[:, None]
+    rows = torch.stack([base + yl * width, base + yh * width], dim=2)  # [k, Y, 2]
+    cols = torch.stack([xl, xh], dim=2)  # [k, X, 2]
+    wy = torch.stack([wyl, wyh], dim=2)
+    wx = torch.stack([wxl, wxh], dim=2)
+    n_y, n_x = rows.shape[1], cols.shape[1]
+    idx = (rows[:, :, None, :, None] + cols[:, None, :, None, :]).reshape(k, n_y, n_x, 4)
+    w = (wy[:, :, None, :, None] * wx[:, None, :, None, :]).reshape(k, n_y, n_x, 4)
+    return idx, w
+
+
+def _plan(
+    roi_h: Tensor, roi_w: Tensor, oh: int, ow: int, sampling_ratio: int, channels: int
+) -> tuple[Tensor | None, list[tuple[int, int, int, int]]]:
+    """How to walk the RoIs: ``(order, [(start, end, gh, gw), ...])``.
+
+    ``order`` (None: identity) sorts the RoIs by sampling grid, so that every chunk is the
+    contiguous range ``start:end`` of the sorted RoIs, all with a ``gh x gw`` grid per bin and a
+    sampled grid of at most ``_CHUNK_ELEMENTS`` values (at least one RoI per chunk).
+    """
+    k = roi_h.shape[0]
+    if k == 0:
+        return None, []
+    order: Tensor | None = None
+    if sampling_ratio > 0:
+        groups = [(0, k, sampling_ratio, sampling_ratio)]
+    else:
+        # non-finite sizes get no sampling point (0) rather than an undefined integer conversion
+        gh = torch.nan_to_num(torch.ceil(roi_h / oh), 0.0, 0.0, 0.0).clamp(min=0).to(torch.int64)
+        gw = torch.nan_to_num(torch.ceil(roi_w / ow), 0.0, 0.0, 0.0).clamp(min=0).to(torch.int64)
+        stride = int(gw.max()) + 1
+        key = gh * stride + gw
+        uniq, counts = torch.unique(key, return_counts=True)
+        if uniq.numel() > 1:
+            order = torch.argsort(key, stable=True)
+        groups = []
+        start = 0
+        for u, n in zip(uniq.tolist(), counts.tolist(), strict=True):
+            groups.append((start, start + n, u // stride, u % stride))
+            start += n
+    chunks: list[tuple[int, int, int, int]] = []
+    for start, end, gh_, gw_ in groups:
+        step = max(1, _CHUNK_ELEMENTS // max(oh * ow * gh_ * gw_ * channels, 1))
+        for s in range(start, end, step):
+            chunks.append((s, min(s + step, end), gh_, gw_))
+    return order, chunks
+
+
+def _take(t: Tensor, order: Tensor | None) -> Tensor:
+    return t if order is None else t.index_select(0, order)
+
+
+class _SampleBins(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, batch_idx, y0, x0, roi_h, roi_w, oh, ow, sampling_ratio, mode):  # noqa: D102
+        n, c, height, width = input.shape
+        k = batch_idx.shape[0]
+        order, chunks = _plan(roi_h, roi_w, oh, ow, sampling_ratio, c)
+        # RoI geometry in walking order
+        geo = [_take(t, order) for t in (batch_idx, y0, x0, roi_h / oh, roi_w / ow)]
+        # channels-last rows: one sample corner is one contiguous row of C values
+        feat = input.permute(0, 2, 3, 1).reshape(n * height * width, c)
+        out = None
+        if len(chunks) != 1 or chunks[0][2] <= 0 or chunks[0][3] <= 0:
+            out = input.new_empty((k, c, oh, ow))
+        args: list[Tensor | None] = []  # per chunk: arg-max sample of every output (max mode)
+        for start, end, gh, gw in chunks:
+            if gh <= 0 or gw <= 0:  # no sampling point: the bin is 0 (avg and max alike)
+                out[start:end] = 0
+                args.append(None)
+                continue
+            idx, w = _corner_tables(*(t[start:end] for t in geo), oh, ow, gh, gw, height, width)
+            kk, n_y, n_x, _ = idx.shape
+            # the sampled grid [kk, Y, X, C]: each sample = weighted sum of its 4 corner rows (fused)
+            vals = F.embedding_bag(idx.view(-1, 4), feat, mode="sum", per_sample_weights=w.view(-1, 4))
+            grid = vals.view(kk, n_y, n_x, c).permute(0, 3, 1, 2)  # [kk, C, Y, X], channels-last
+            if mode == "max" and ctx.needs_input_grad[0]:
+                red, am = F.max_pool2d(grid, (gh, gw), (gh, gw), return_indices=True)
+            elif mode == "max":  # inference: no arg-max to keep
+                red, am = F.max_pool2d(grid, (gh, gw), (gh, gw)), None
+            else:
+                red, am = F.avg_pool2d(grid, (gh, gw), (gh, gw)), None
+            del vals, grid
+            args.append(am)  # channels-last [kk, C, oh, ow], i.e. laid out [kk, oh, ow, C]
+            if out is None:  # a single chunk: its result is the output
+                out = red.contiguous()
+            else:
+                out[start:end] = red
+        if out is None:  # no RoI
+            out = input.new_zeros((k, c, oh, ow))
+        if order is not None:
+            out = torch.empty_like(out).index_copy_(0, order, out)
+        ctx.geometry = (oh, ow, sampling_ratio, mode, (n, c, height, width))
+        ctx.args = args  # intermediates of this Function only (no graph), kept off save_for_backward
+        ctx.save_for_backward(batch_idx, y0, x0, roi_h, roi_w)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):  # noqa: D102
+        batch_idx, y0, x0, roi_h, roi_w = ctx.saved_tensors
+        args = ctx.args
+        oh, ow, sampling_ratio, mode, (n, c, height, width) = ctx.geometry
+        order, chunks = _plan(roi_h, roi_w, oh, ow, sampling_ratio, c)
+        geo = [_take(t, order) for t in (batch_idx, y0, x0, roi_h / oh, roi_w / ow)]
+        grad_feat = grad_out.new_zeros((n * height * width, c))  # channels-last rows
+        g = _take(grad_out.permute(0, 2, 3, 1), order).contiguous()  # [k, oh, ow, C], walking order
+        p = oh * ow
+        for (start, end, gh, gw), am in zip(chunks, args, strict=True):
+            if gh <= 0 or gw <= 0:
+                continue
+            idx, w = _corner_tables(*(t[start:end] for t in geo), oh, ow, gh, gw, height, width)
+            kk, n_y, n_x, _ = idx.shape
+            gk = g[start:end]
+            if mode == "max":
+                # for every output (kk, ph, pw, c): its arg-max sample's 4 corner rows and weights,
+                # gathered corner by corner from contiguous [kk, Y*X] tables (the fast gather path)
+                am = am.permute(0, 2, 3, 1).reshape(kk, p * c)
+                idx = idx.view(kk, n_y * n_x, 4).permute(2, 0, 1).contiguous()
+                w = w.view(kk, n_y * n_x, 4).permute(2, 0, 1).contiguous()
+                gk = gk.reshape(kk * p, c)
+                for j in range(4):
+                    rows = torch.gather(idx[j], 1, am).view(kk * p, c)
+                    src = torch.gather(w[j], 1, am).view(kk * p, c).mul_(gk)
+                    # column j of a [., C] row is channel j: scatter along the rows of grad_feat
+                    grad_feat.scatter_add_(0, rows, src)
+            else:
+                # every sample of a bin gets grad / (gh * gw), spread to its 4 corners
+                gs = (gk / (gh * gw)).view(kk, oh, 1, ow, 1, c).expand(kk, oh, gh, ow, gw, c)
+                gs = gs.reshape(kk * n_y * n_x, c)
+                idx = idx.view(-1, 4)
+                w = w.view(-1, 4)
+                for j in range(4):
+                    grad_feat.index_add_(0, idx[:, j], gs * w[:, j : j + 1])
+        grad_input = grad_feat.view(n, height, width, c).permute(0, 3, 1, 2).contiguous()
+        return grad_input, None, None, None, None, None, None, None, None, None
+
+
+def sample_bins(
+    input: Tensor,
+    batch_idx: Tensor,
+    y0: Tensor,
+    x0: Tensor,
+    roi_h: Tensor,
+    roi_w: Tensor,
+    output_size: tuple[int, int],
+    sampling_ratio: int,
+    aggregation: str,
+) -> Tensor:
+    """Bilinearly sample every bin of every RoI and reduce: ``[K, C, oh, ow]``.
+
+    ``y0, x0`` are the RoIs' top-left corners and ``roi_h, roi_w`` their sizes, on the feature map
+    (continuous coordinates, pixel ``i`` centred at ``i``), in ``input``'s dtype; ``batch_idx`` is
+    int64. ``sampling_ratio > 0`` gives that many points per bin side, else ``ceil(roi / bin count)``
+    per RoI. ``aggregation`` is ``"avg"`` or ``"max"``.
+    """
+    oh, ow = output_size
+    return _SampleBins.apply(
+        input, batch_idx, y0, x0, roi_h, roi_w, int(oh), int(ow), int(sampling_ratio), aggregation
+    )
