@@ -486,3 +486,24 @@ def test_register_roi_layer_extends_the_registry():
             make_roi_layer("nope")
     finally:
         ROI_LAYERS.pop("test_crop_center")
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [2, -1])
+def test_cpu_training_fast_path_of_average_roi_align_equals_torchvision(aligned, sampling_ratio):
+    """With a gradient to compute on the CPU, averaging RoIAlign runs our vectorized sampler: values and
+    input gradients must be torchvision's."""
+    g = torch.Generator().manual_seed(3)
+    feats = torch.rand(2, 5, 13, 17, generator=g, dtype=torch.float64)
+    boxes = torch.rand(12, 4, generator=g, dtype=torch.float64) * 30 - 5
+    boxes[:, 2:] = boxes[:, :2] + torch.rand(12, 2, generator=g, dtype=torch.float64) * 25
+    rois = torch.cat([torch.randint(0, 2, (12, 1), generator=g).to(torch.float64), boxes], dim=1)
+    ours_in = feats.clone().requires_grad_(True)
+    ref_in = feats.clone().requires_grad_(True)
+    ours = roi_align(ours_in, rois, (4, 3), 0.5, sampling_ratio, "avg", aligned)
+    ref = torchvision.ops.roi_align(ref_in, rois, (4, 3), 0.5, sampling_ratio, aligned)
+    torch.testing.assert_close(ours, ref)
+    grad = torch.rand(ours.shape, generator=g, dtype=torch.float64)
+    ours.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(ours_in.grad, ref_in.grad)

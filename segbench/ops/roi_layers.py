@@ -152,14 +152,14 @@ def roi_warp(
     size = _pair(output_size)
     rois = rois.detach().to(input.dtype)
     q = round_half_away(rois[:, 1:] * float(spatial_scale))
-    if aggregation == "avg":
+    if aggregation == "avg" and not _cpu_training(input):
         qrois = torch.cat([rois[:, :1], q], dim=1)
         return torchvision.ops.roi_align(input, qrois, size, 1.0, int(sampling_ratio), False)
     x1, y1, x2, y2 = q.unbind(1)
     roi_w = (x2 - x1).clamp(min=1.0)
     roi_h = (y2 - y1).clamp(min=1.0)
     batch = rois[:, 0].to(torch.int64)
-    return sample_bins(input, batch, y1, x1, roi_h, roi_w, size, int(sampling_ratio), "max")
+    return sample_bins(input, batch, y1, x1, roi_h, roi_w, size, int(sampling_ratio), aggregation)
 
 
 def roi_align(
@@ -182,7 +182,7 @@ def roi_align(
     rois = _check(input, rois)
     _check_aggregation(aggregation)
     size = _pair(output_size)
-    if aggregation == "avg":
+    if aggregation == "avg" and not _cpu_training(input):
         return torchvision.ops.roi_align(
             input, rois.to(input.dtype), size, float(spatial_scale), int(sampling_ratio), bool(aligned)
         )
@@ -198,7 +198,14 @@ def roi_align(
         roi_w = roi_w.clamp(min=1.0)
         roi_h = roi_h.clamp(min=1.0)
     batch = rois[:, 0].to(torch.int64)
-    return sample_bins(input, batch, y1, x1, roi_h, roi_w, size, int(sampling_ratio), "max")
+    return sample_bins(input, batch, y1, x1, roi_h, roi_w, size, int(sampling_ratio), aggregation)
+
+
+def _cpu_training(input: Tensor) -> bool:
+    """Averaging RoIAlign on the CPU with a gradient to compute: our sampler gives torchvision's values
+    with a vectorized backward (torchvision's CPU backward is a serial scatter loop, about 2.5x slower;
+    benchmarks/bench_roi_ops.py). Inference and CUDA use torchvision's kernels."""
+    return input.device.type == "cpu" and input.requires_grad and torch.is_grad_enabled()
 
 
 # --------------------------------------------------------------------------------------------------
