@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     except SegbenchError as exc:
         print(f"segbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # disk full, permission denied, read-only results root: one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        reason = " ".join(str(exc.strerror or exc).split())
+        print(f"segbench: error: {where}{reason}; free space or choose another --results", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("segbench: interrupted; completed results are intact, rerun to resume", file=sys.stderr)
         return 130

@@ -139,6 +139,10 @@ class CocoInstances(Dataset):
         self.area_thresholds: list[float] | None = (info.get("segbench") or {}).get("area_thresholds")
         self.skipped = SkipCounts()
         self.records = self._build_records(data, train)
+        if train and not self.records:
+            raise InputError(f"{self.annotation_file}: no training images left after filtering "
+                             f"({self.skipped.describe()}); fix the boxes (width and height >= 1 px) or "
+                             "regenerate the file")
         log.info("%s: %d images (%s)", self.annotation_file.name, len(self.records), self.skipped.describe())
 
     @property

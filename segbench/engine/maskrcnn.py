@@ -196,8 +196,12 @@ def model_config(cfg: dict[str, Any], dataset: CocoInstances) -> dict[str, Any]:
 def build_model(cfg: dict[str, Any]) -> torch.nn.Module:
     """The run's Mask R-CNN (:func:`segbench.models.maskrcnn.build_maskrcnn` through ``models.build``)."""
     from segbench.models import build
+    from segbench.registry import registry_path
 
-    return build(cfg)
+    try:
+        return build(cfg)
+    except InputError as exc:  # name the registry entry that holds the bad model key
+        raise InputError(f"{registry_path()}: entry runs/{cfg['run']}/model: {exc}; fix that entry") from None
 
 
 def apply_train_scales(model: torch.nn.Module, scales: list[int] | None) -> None:
@@ -291,28 +295,28 @@ class Trainer:
         schedule, main = self.schedule, self.replica.is_main
         self.net.train()
         last: dict[str, float] = {}
-        bar = tqdm(total=schedule.iterations, initial=start, desc=self.cfg["run_id"], unit="it",
-                   dynamic_ncols=True, mininterval=2.0, disable=not main)
-        for iteration in range(start, schedule.iterations):
-            tic = time.perf_counter()
-            images, targets = next(batches)
-            data_time = time.perf_counter() - tic
-            lr = schedule.lr(iteration)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            loss, terms = forward_losses(self.net, images, targets, self.device, schedule.amp)
-            last = _all_mean(terms, self.replica)
-            check_finite(torch.tensor(last["loss"]), iteration + 1, self.run_dir, last)
-            sgd_step(loss, self.optimizer, self.scaler)
-            done = iteration + 1
-            if main:
-                append_jsonl(self.log_path, {"iteration": done, "lr": lr, **last,
-                                             "time": time.perf_counter() - tic, "data_time": data_time})
-                if done % schedule.checkpoint_every == 0:
-                    save_checkpoint(self.run_dir, done, self.checkpoint_state())
-            bar.update(1)
-            bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.2g}")
-        bar.close()
+        # a context manager: the bar ends its line even when an error stops the loop (one-line errors)
+        with tqdm(total=schedule.iterations, initial=start, desc=self.cfg["run_id"], unit="it",
+                  dynamic_ncols=True, mininterval=2.0, disable=not main) as bar:
+            for iteration in range(start, schedule.iterations):
+                tic = time.perf_counter()
+                images, targets = next(batches)
+                data_time = time.perf_counter() - tic
+                lr = schedule.lr(iteration)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                loss, terms = forward_losses(self.net, images, targets, self.device, schedule.amp)
+                last = _all_mean(terms, self.replica)
+                check_finite(torch.tensor(last["loss"]), iteration + 1, self.run_dir, last)
+                sgd_step(loss, self.optimizer, self.scaler)
+                done = iteration + 1
+                if main:
+                    append_jsonl(self.log_path, {"iteration": done, "lr": lr, **last,
+                                                 "time": time.perf_counter() - tic, "data_time": data_time})
+                    if done % schedule.checkpoint_every == 0:
+                        save_checkpoint(self.run_dir, done, self.checkpoint_state())
+                bar.update(1)
+                bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.2g}")
         return last
 
     def checkpoint_state(self) -> dict[str, Any]:

@@ -60,6 +60,17 @@ def _load_gt(gt: Any) -> tuple[dict, str]:
         if not isinstance(data.get(key), list):
             raise InputError(f"{name}: not a COCO annotation file (missing list '{key}'); pass the instances_*.json "
                              "ground truth, not a results file")
+    image_ids = {img.get("id") for img in data["images"] if isinstance(img, dict)}
+    for ann in data["annotations"]:
+        if not isinstance(ann, dict):
+            continue  # reported by the evaluation itself
+        if ann.get("image_id") not in image_ids:
+            raise InputError(f"{name}: annotation {ann.get('id')} points at image_id {ann.get('image_id')!r}, "
+                             "which is not in 'images'; add the image or drop the annotation")
+        segm = ann.get("segmentation")
+        if isinstance(segm, list) and any(isinstance(poly, list) and len(poly) < 6 for poly in segm):
+            raise InputError(f"{name}: annotation {ann.get('id')} has a polygon with fewer than 3 points; drop "
+                             "that polygon or regenerate the file")
     return data, name
 
 

@@ -19,5 +19,5 @@ rule compare:
         results=lambda wc, output: root_of(output.json, 3),
         data_root=DATA_ROOT,
     shell:
-        "segbench compare --method {params.spec:q} --table {wildcards.table:q} --seeds {params.seeds} "
+        "segbench compare --method {params.spec:q} --table {wildcards.table:q} --seeds {params.seeds:q} "
         "--scale {wildcards.scale:q} --results {params.results:q} --data-root {params.data_root:q} > {log:q} 2>&1"

@@ -17,4 +17,4 @@ rule evaluate:
         data_root=lambda wc, input: root_of(input.manifest, 2),
     shell:
         "OMP_NUM_THREADS={threads} segbench evaluate --run {wildcards.run:q} --scale {wildcards.scale:q} "
-        "--seed {wildcards.seed} --results {params.results:q} --data-root {params.data_root:q} > {log:q} 2>&1"
+        "--seed {wildcards.seed:q} --results {params.results:q} --data-root {params.data_root:q} > {log:q} 2>&1"

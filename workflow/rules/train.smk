@@ -18,5 +18,5 @@ rule train:
         data_root=lambda wc, input: root_of(input.manifest, 2),
     shell:
         "OMP_NUM_THREADS={threads} segbench train --run {wildcards.run:q} --scale {wildcards.scale:q} "
-        "--seed {wildcards.seed} --results {params.results:q} --data-root {params.data_root:q} "
+        "--seed {wildcards.seed:q} --results {params.results:q} --data-root {params.data_root:q} "
         "--gpus {resources.gpu} > {log:q} 2>&1"

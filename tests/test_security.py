@@ -1,0 +1,179 @@
+"""Security properties: safe checkpoint loading, verified downloads, quoted shell commands, escaped HTML."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import http.server
+import re
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+from test_reporting_fixtures import XSS, build_results
+
+from segbench.cli import main
+from segbench.data.download import download
+from segbench.errors import InputError
+from segbench.registry import registry_path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "segbench"
+
+
+# -- torch.load: always weights_only=True ------------------------------------------------------------------
+def _torch_load_calls(tree: ast.AST) -> list[ast.Call]:
+    """Calls of ``torch.load(...)`` (also through ``import torch as t`` or ``from torch import load``)."""
+    torch_names, load_names = {"torch"}, set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            torch_names |= {a.asname for a in node.names if a.name == "torch" and a.asname}
+        elif isinstance(node, ast.ImportFrom) and node.module == "torch":
+            load_names |= {a.asname or a.name for a in node.names if a.name == "load"}
+    calls = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if (isinstance(f, ast.Attribute) and f.attr == "load" and isinstance(f.value, ast.Name)
+                and f.value.id in torch_names) or (isinstance(f, ast.Name) and f.id in load_names):
+            calls.append(node)
+    return calls
+
+
+def _weights_only_true(call: ast.Call) -> bool:
+    return any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+               for k in call.keywords)
+
+
+def test_every_torch_load_uses_weights_only():
+    calls, unsafe = 0, []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for call in _torch_load_calls(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            calls += 1
+            if not _weights_only_true(call):
+                unsafe.append(f"{path.relative_to(REPO)}:{call.lineno}")
+    assert calls > 0, "found no torch.load at all: the scan is broken"
+    assert unsafe == [], f"torch.load without weights_only=True: {unsafe}"
+
+
+@pytest.mark.parametrize(("source", "safe"), [
+    ("import torch\ntorch.load(p, weights_only=True)", True),
+    ("import torch\ntorch.load(p)", False),
+    ("import torch as t\nt.load(p, weights_only=False)", False),
+    ("from torch import load\nload(p, map_location='cpu')", False),
+    ("import torch\n# torch.load(p)\nx = 'torch.load(p)'", True),  # comments and strings are not calls
+], ids=["safe", "default", "alias_false", "from_import", "comment_and_string"])
+def test_the_scan_itself(source, safe):
+    calls = _torch_load_calls(ast.parse(source))
+    assert all(_weights_only_true(c) for c in calls) is safe
+
+
+# -- downloads: sha256 verified before the file is moved into place --------------------------------------
+@pytest.fixture
+def server():
+    files: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            body = files.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield files, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def test_download_with_wrong_checksum_is_never_moved_into_place(server, tmp_path):
+    files, base = server
+    files["/volume.tif"] = b"tampered bytes" * 1000
+    dest = tmp_path / "volume.tif"
+    expected = hashlib.sha256(b"the publisher's bytes").hexdigest()
+    with pytest.raises(InputError, match="checksum mismatch"):
+        download(f"{base}/volume.tif", dest, sha256=expected, progress=False)
+    assert sorted(tmp_path.iterdir()) == []  # neither the file nor its .part
+
+
+def test_download_with_right_checksum_is_moved_into_place(server, tmp_path):
+    files, base = server
+    files["/volume.tif"] = blob = b"the publisher's bytes" * 1000
+    dest = tmp_path / "volume.tif"
+    assert download(f"{base}/volume.tif", dest, sha256=hashlib.sha256(blob).hexdigest(), progress=False)
+    assert dest.read_bytes() == blob and sorted(tmp_path.iterdir()) == [dest]
+
+
+def test_existing_file_with_wrong_checksum_is_replaced_not_used(server, tmp_path):
+    files, base = server
+    files["/volume.tif"] = blob = b"the publisher's bytes" * 1000
+    dest = tmp_path / "volume.tif"
+    dest.write_bytes(b"a stale or tampered copy")
+    download(f"{base}/volume.tif", dest, sha256=hashlib.sha256(blob).hexdigest(), progress=False)
+    assert dest.read_bytes() == blob
+
+
+# -- shell commands quote every config- or wildcard-derived value ---------------------------------------
+SHELL_BLOCK = re.compile(r"^(\s*)shell:\s*\n((?:\1\s+.*\n?)+)", re.MULTILINE)
+PLACEHOLDER = re.compile(r"(?<!\{)\{((?:params|wildcards)\.\w+|log(?:\.\w+)?)(:[^}]*)?\}(?!\})")
+
+
+def _shell_commands() -> list[tuple[str, str]]:
+    commands = []
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for match in SHELL_BLOCK.finditer(smk.read_text(encoding="utf-8")):
+            commands.append((smk.name, match.group(2)))
+    return commands
+
+
+def test_shell_placeholders_are_quoted():
+    commands = _shell_commands()
+    assert len(commands) >= 6, "found too few shell commands: the scan is broken"
+    found, unquoted = 0, []
+    for name, command in commands:
+        for match in PLACEHOLDER.finditer(command):
+            found += 1
+            if match.group(2) != ":q":
+                unquoted.append(f"{name}: {match.group(0)}")
+    assert found >= 20
+    assert unquoted == [], f"shell placeholders without :q: {unquoted}"
+
+
+@pytest.mark.parametrize(("command", "bad"), [
+    ('"segbench train --run {wildcards.run:q} > {log:q} 2>&1"', []),
+    ('"segbench train --run {wildcards.run} > {log:q}"', ["{wildcards.run}"]),
+    ('"segbench compare --seeds {params.seeds} --out {log}"', ["{params.seeds}", "{log}"]),
+    ('f"{RESULTS}/{{wildcards.run}}"', []),  # an escaped brace in an f-string is not a placeholder
+], ids=["quoted", "wildcard", "params_and_log", "escaped"])
+def test_the_placeholder_scan_itself(command, bad):
+    assert [m.group(0) for m in PLACEHOLDER.finditer(command) if m.group(2) != ":q"] == bad
+
+
+# -- the HTML report escapes user strings -------------------------------------------------------------
+def test_report_escapes_a_script_row_label(tmp_path, monkeypatch, capsys):
+    reg = yaml.safe_load(registry_path().read_text(encoding="utf-8"))
+    reg["tables"]["table2b"]["rows"][0]["label"] = XSS
+    registry = tmp_path / "experiments.yaml"
+    registry.write_text(yaml.safe_dump(reg, sort_keys=False), encoding="utf-8")
+    monkeypatch.setenv("SEGBENCH_REGISTRY", str(registry))
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    build_results(results, ("table2b",), "mini")
+    code = main(["report", "--scale", "mini", "--table", "table2b", "--no-figures", "--results", str(results),
+                 "--out", str(reports)])
+    assert code == 0, capsys.readouterr().err
+    page = (reports / "mini" / "table2b.html").read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert XSS not in page
+    assert XSS not in (reports / "mini" / "index.html").read_text(encoding="utf-8")
