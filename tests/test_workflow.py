@@ -72,3 +72,22 @@ def test_list_json_lists_every_table_with_rows_and_scales():
         assert table["rows"] and set(table["scales"]) == {"smoke", "mini", "paper"}
     peer = data["tables"]["table1"]["rows"][0]
     assert peer["reference_only"] and peer["runs"] == []
+
+
+@pytest.mark.slow
+def test_smoke_run_of_every_target_and_snakemake_report(tmp_path):
+    """The whole DAG at the smoke scale: data -> train -> evaluate -> tables -> report pages -> figures,
+    then Snakemake's own report of it."""
+    config = ["--config", "scale=smoke", f"results={tmp_path}/results", f"reports={tmp_path}/reports",
+              f"data_root={tmp_path}/data"]
+    result = snakemake("--cores", "2", "reproduce_all", *config, timeout=1800)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    for table in artifacts()["all"]:
+        data = json.loads((tmp_path / "results" / "smoke" / "tables" / f"{table}.json").read_text())
+        assert data["scale"] == "smoke" and data["provenance"]["git_commit"]
+        assert (tmp_path / "reports" / "smoke" / f"{table}.html").is_file()
+    assert (tmp_path / "reports" / "smoke" / "index.html").is_file()
+    report = tmp_path / "snakemake_report.html"
+    result = snakemake("--report", str(report), "reproduce_all", *config, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert report.stat().st_size > 10_000
