@@ -306,6 +306,18 @@ def evaluate(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
     rotations = int(cfg.get("model", {}).get("test_time_rotations", 0))
     predict = cell_probability_fn(model, evaluation_tile(model, train_input, cfg),
                                   test_time_rotations=rotations, device=dev)
-    metrics = score_probability_maps(fmt, split, [predict(img.image) for img in split.held_out])
+    probabilities = [predict(img.image) for img in split.held_out]
+    metrics = score_probability_maps(fmt, split, probabilities)
     next(iter(metrics.values()))["test_time_versions"] = rotations + 1
+    if split.held_out:
+        save_example_prediction(run_dir / "predictions_val.npz", split.held_out[0], probabilities[0])
     return metrics
+
+
+def save_example_prediction(path: Path, image: LabelledImage, cell_probability: np.ndarray) -> None:
+    """One held-out image with its prediction (cell probability > 0.5) and ground truth, for the report's
+    U-Net Figure 4 (arrays ``image``, ``prediction``, ``ground_truth``); written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, image=image.image.astype(np.float32),
+                            prediction=(cell_probability > 0.5).astype(np.uint8),
+                            ground_truth=(image.instances > 0).astype(np.uint8))

@@ -160,7 +160,7 @@ def render_cells(ctx: FigureContext) -> list[str]:
     found = sorted((ctx.scale_dir / "runs").glob("unet_*/predictions_val.npz"))
     if not found:
         raise MissingInput("no U-Net run with predictions_val.npz (arrays image, prediction, ground_truth) under "
-                           f"{ctx.scale_dir / 'runs'}; the U-Net engine does not write one yet")
+                           f"{ctx.scale_dir / 'runs'}; evaluate a U-Net run first")
     fig, axes = _panel_grid(len(found))
     for ax, path in zip(axes, found, strict=True):
         with np.load(path) as data:
