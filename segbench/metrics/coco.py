@@ -156,14 +156,7 @@ def _run_pycocotools(gt: dict, dts: list, iou_type: str, area_rng: list[list[flo
         coco_gt = COCO()
         coco_gt.dataset = gt
         coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(dts)
-        ev = COCOeval(coco_gt, coco_dt, iou_type)
-        if area_rng is not None:
-            ev.params.areaRng = area_rng
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return ev.stats
+        return _summarize(COCOeval(coco_gt, coco_gt.loadRes(dts), iou_type), area_rng)
 
 
 def _run_faster(gt: dict, dts: list, iou_type: str, area_rng: list[list[float]] | None):
@@ -178,13 +171,17 @@ def _run_faster(gt: dict, dts: list, iou_type: str, area_rng: list[list[float]] 
 
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(gt, print_function=quiet)
-        coco_dt = coco_gt.loadRes(dts)
-        ev = COCOeval_faster(coco_gt, coco_dt, iou_type, print_function=quiet)
-        if area_rng is not None:
-            ev.params.areaRng = area_rng
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
+        return _summarize(COCOeval_faster(coco_gt, coco_gt.loadRes(dts), iou_type, print_function=quiet),
+                          area_rng)
+
+
+def _summarize(ev: Any, area_rng: list[list[float]] | None) -> Any:
+    """evaluate/accumulate/summarize a COCOeval-like object (either backend), with our area ranges."""
+    if area_rng is not None:
+        ev.params.areaRng = area_rng
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
     return ev.stats
 
 

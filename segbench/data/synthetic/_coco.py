@@ -6,12 +6,19 @@ decode exactly, so ``area`` (the mask's pixel count) and ``bbox`` (its tight box
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from segbench.data.synthetic import _draw as draw
+
 COCO_REFERENCE_SIZE = 640  # COCO images are ~640 px on the long side; its area buckets are 32^2, 96^2.
+
+
+SPLIT_ID_BASE = {"train": 0, "val": 1_000_000}  # image ids are unique across splits, as in COCO
 
 
 def area_thresholds(image_size: int) -> list[float]:
@@ -47,3 +54,23 @@ def dataset_json(*, images: list, annotations: list, categories: list, generator
         "annotations": annotations,
         "categories": categories,
     }
+
+
+def write_coco_dataset(out_dir: Path, p: dict[str, Any], seed: int, *, render: Callable, annotate: Callable,
+                       annotation_stem: str, categories: list, generator: str, description: str) -> None:
+    """Write both splits of a synthetic COCO-format dataset: ``images/<split>/*.png`` and
+    ``annotations/<stem>_<split>.json``. ``render(rng, p) -> (image, items)`` draws one image;
+    ``annotate(item, ann_id, image_id) -> dict`` makes an item's annotation. Each image depends only on
+    the seed and its own index."""
+    for split in ("train", "val"):
+        images, annotations = [], []
+        for index in range(int(p[f"num_{split}"])):
+            image_id = SPLIT_ID_BASE[split] + index + 1
+            file_name = f"{image_id:012d}.png"
+            image, items = render(draw.item_rng(seed, split, index), p)
+            draw.write_png(out_dir / "images" / split / file_name, image)
+            images.append(image_record(image_id, file_name, int(p["image_size"])))
+            annotations.extend(annotate(item, image_id * 100 + k + 1, image_id) for k, item in enumerate(items))
+        draw.write_json(out_dir / "annotations" / f"{annotation_stem}_{split}.json", dataset_json(
+            images=images, annotations=annotations, categories=categories, generator=generator, seed=seed,
+            split=split, image_size=int(p["image_size"]), description=description))

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from segbench.data.synthetic import _draw as draw
-from segbench.data.synthetic._coco import dataset_json, image_record, mask_annotation
+from segbench.data.synthetic._coco import mask_annotation, write_coco_dataset
 
 KEYPOINT_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -34,7 +34,6 @@ SKELETON = [  # COCO's person skeleton, 1-based keypoint indices
 CATEGORIES = [{"id": 1, "name": "person", "supercategory": "person", "keypoints": list(KEYPOINT_NAMES),
                "skeleton": SKELETON}]
 KP = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
-SPLIT_ID_BASE = {"train": 0, "val": 1_000_000}
 
 # Body proportions as fractions of the figure height (ankle to top of head is about 1).
 TORSO, SHOULDER_HALF, HIP_HALF, NECK, HEAD_RADIUS = 0.30, 0.11, 0.08, 0.10, 0.075
@@ -49,24 +48,17 @@ DEFAULTS: dict[str, Any] = {
 
 def generate(out_dir: Path, params: dict[str, Any], seed: int) -> None:
     """Write both splits of a person-keypoints dataset under ``out_dir``."""
-    p = {**DEFAULTS, **params}
-    for split in ("train", "val"):
-        images, annotations = [], []
-        for index in range(int(p[f"num_{split}"])):
-            image_id = SPLIT_ID_BASE[split] + index + 1
-            file_name = f"{image_id:012d}.png"
-            image, persons = render_image(draw.item_rng(seed, split, index), p)
-            draw.write_png(out_dir / "images" / split / file_name, image)
-            images.append(image_record(image_id, file_name, int(p["image_size"])))
-            for k, (mask, keypoints) in enumerate(persons):
-                ann = mask_annotation(mask, image_id * 100 + k + 1, image_id, 1)
-                ann["keypoints"] = keypoints
-                ann["num_keypoints"] = int(sum(v > 0 for v in keypoints[2::3]))
-                annotations.append(ann)
-        draw.write_json(out_dir / "annotations" / f"person_keypoints_{split}.json", dataset_json(
-            images=images, annotations=annotations, categories=CATEGORIES, generator="keypoints",
-            seed=seed, split=split, image_size=int(p["image_size"]),
-            description="segbench synthetic persons (COCO-format person keypoints)"))
+    write_coco_dataset(out_dir, {**DEFAULTS, **params}, seed, render=render_image, annotate=person_annotation,
+                       annotation_stem="person_keypoints", categories=CATEGORIES, generator="keypoints",
+                       description="segbench synthetic persons (COCO-format person keypoints)")
+
+
+def person_annotation(person: tuple[np.ndarray, list], ann_id: int, image_id: int) -> dict[str, Any]:
+    mask, keypoints = person
+    ann = mask_annotation(mask, ann_id, image_id, 1)
+    ann["keypoints"] = keypoints
+    ann["num_keypoints"] = int(sum(v > 0 for v in keypoints[2::3]))
+    return ann
 
 
 def render_image(rng: np.random.Generator, p: dict[str, Any]) -> tuple[np.ndarray, list[tuple[np.ndarray, list]]]:

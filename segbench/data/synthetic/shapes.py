@@ -19,11 +19,10 @@ import numpy as np
 from scipy import ndimage
 
 from segbench.data.synthetic import _draw as draw
-from segbench.data.synthetic._coco import dataset_json, image_record, mask_annotation
+from segbench.data.synthetic._coco import mask_annotation, write_coco_dataset
 
 CLASSES = ("circle", "square", "triangle", "ellipse", "star")
 CATEGORIES = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)]
-SPLIT_ID_BASE = {"train": 0, "val": 1_000_000}  # image ids are unique across splits, as in COCO
 
 DEFAULTS: dict[str, Any] = {
     "image_size": 160, "num_train": 400, "num_val": 100, "objects_per_image": [4, 10],
@@ -48,21 +47,10 @@ def with_contrast(texture: np.ndarray, background: np.ndarray, min_contrast: flo
 
 def generate(out_dir: Path, params: dict[str, Any], seed: int) -> None:
     """Write both splits of a shapes dataset under ``out_dir``."""
-    p = {**DEFAULTS, **params}
-    for split in ("train", "val"):
-        images, annotations = [], []
-        for index in range(int(p[f"num_{split}"])):
-            image_id = SPLIT_ID_BASE[split] + index + 1
-            file_name = f"{image_id:012d}.png"
-            image, objects = render_image(draw.item_rng(seed, split, index), p)
-            draw.write_png(out_dir / "images" / split / file_name, image)
-            images.append(image_record(image_id, file_name, int(p["image_size"])))
-            for k, (category_id, mask) in enumerate(objects):
-                annotations.append(mask_annotation(mask, image_id * 100 + k + 1, image_id, category_id))
-        draw.write_json(out_dir / "annotations" / f"instances_{split}.json", dataset_json(
-            images=images, annotations=annotations, categories=CATEGORIES, generator="shapes", seed=seed,
-            split=split, image_size=int(p["image_size"]),
-            description="segbench synthetic shapes (COCO-format instance segmentation)"))
+    write_coco_dataset(out_dir, {**DEFAULTS, **params}, seed, render=render_image,
+                       annotate=lambda item, ann_id, image_id: mask_annotation(item[1], ann_id, image_id, item[0]),
+                       annotation_stem="instances", categories=CATEGORIES, generator="shapes",
+                       description="segbench synthetic shapes (COCO-format instance segmentation)")
 
 
 def render_image(rng: np.random.Generator, p: dict[str, Any]) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
