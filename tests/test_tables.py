@@ -98,3 +98,11 @@ def test_write_table_writes_three_formats_atomically(tmp_path):
     assert path.with_suffix(".csv").read_text().startswith("table,scale,row")
     assert "class-agnostic" in path.with_suffix(".md").read_text()
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_a_gap_within_noise_is_not_called_reproduced(tmp_path):
+    values = {"r50_c4": [0.30, 0.20, 0.40], "r50_c4_roipool": [0.29, 0.21, 0.38]}  # mean gap 0.7 AP, std ~10
+    fake_metrics(tmp_path, "mini", ["table2c"], lambda run, seed: values.get(run, [0.25] * 3)[seed])
+    first = assemble_table("table2c", "mini", tmp_path)["directions"][0]
+    assert first["gap"] > 0 and first["gap_in_std"] < 2
+    assert first["verdict"] == "within noise (< 2 std)" and first["reproduced"] is False

@@ -103,7 +103,8 @@ def cell_view(value: dict[str, Any], tol: Tolerance, digits: str, reference_only
 
 
 def direction_view(direction: dict[str, Any], labels: dict[str, str], digits: str) -> dict[str, Any]:
-    verdict = {True: "reproduced", False: "not reproduced", None: "not measured"}[direction.get("reproduced")]
+    verdict = direction.get("verdict") or {True: "reproduced", False: "not reproduced",
+                                            None: "not measured"}[direction.get("reproduced")]
     gap_std = direction.get("gap_in_std")
     return {
         "claim": direction.get("claim", ""),

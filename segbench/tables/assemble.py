@@ -131,17 +131,31 @@ def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[
     for d in table.get("directions", []):
         better, worse = by_id[d["better"]]["values"][d["metric"]], by_id[d["worse"]]["values"][d["metric"]]
         entry: dict[str, Any] = {**d, "claim": f"{d['better']} {'<' if sign < 0 else '>'} {d['worse']} on {d['metric']}",
-                                 "gap": None, "gap_in_std": None, "reproduced": None}
+                                 "gap": None, "gap_in_std": None, "reproduced": None, "verdict": "not measured"}
         if better["mean"] is not None and worse["mean"] is not None:
             gap = sign * (better["mean"] - worse["mean"])
             entry["gap"] = gap
-            entry["reproduced"] = gap > 0
             stds = [s for s in (better["std"], worse["std"]) if s is not None]
             if len(stds) == 2:
                 pooled = math.sqrt((stds[0] ** 2 + stds[1] ** 2) / 2)
-                entry["gap_in_std"] = gap / pooled if pooled > 0 else None
+                entry["gap_in_std"] = gap / pooled if pooled > 0 else (math.copysign(math.inf, gap) if gap else 0.0)
+            entry["verdict"] = direction_verdict(gap, entry["gap_in_std"])
+            entry["reproduced"] = entry["verdict"].startswith("reproduced")
         out.append(entry)
     return out
+
+
+SIGNIFICANT_STD = 2.0  # a direction counts as reproduced when its gap is at least 2 pooled stds
+
+
+def direction_verdict(gap: float, gap_in_std: float | None) -> str:
+    """``reproduced`` (gap >= 2 pooled std), ``within noise`` (right sign, < 2 std), ``not reproduced``
+    (wrong sign or no gap); with one seed per row the sign alone decides, and the verdict says so."""
+    if gap <= 0:
+        return "not reproduced"
+    if gap_in_std is None:
+        return "reproduced (1 seed: sign only, untested)"
+    return "reproduced" if gap_in_std >= SIGNIFICANT_STD else "within noise (< 2 std)"
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -175,8 +189,8 @@ def to_markdown(table: dict[str, Any]) -> str:
     if table["directions"]:
         lines += ["", "Directions (the paper's claims):", ""]
         for dirn in table["directions"]:
-            verdict = {True: "reproduced", False: "NOT reproduced", None: "not measured"}[dirn["reproduced"]]
-            gap = "" if dirn["gap"] is None else f", gap {dirn['gap']:.{d}f}"
+            verdict = dirn["verdict"].replace("not reproduced", "NOT reproduced")
+            gap = "" if dirn["gap"] is None else f", gap {dirn['gap']:+.3g}"
             sd = "" if dirn["gap_in_std"] is None else f" = {dirn['gap_in_std']:.1f} std"
             lines.append(f"- {dirn['claim']}: **{verdict}**{gap}{sd}")
     prov = table["provenance"]
