@@ -106,3 +106,15 @@ def test_a_gap_within_noise_is_not_called_reproduced(tmp_path):
     first = assemble_table("table2c", "mini", tmp_path)["directions"][0]
     assert first["gap"] > 0 and first["gap_in_std"] < 2
     assert first["verdict"] == "within noise (< 2 std)" and first["reproduced"] is False
+
+
+def test_a_run_without_masks_has_no_mask_ap(tmp_path):
+    """Table 5's Faster R-CNN row has box AP only: its mask and keypoint cells are empty, not errors."""
+    fake_metrics(tmp_path, "smoke", ["table5"], lambda run, seed: 0.5)
+    faster = tmp_path / "smoke" / "runs" / "r50_fpn_person_faster-seed0" / "metrics.json"
+    record = json.loads(faster.read_text())
+    record["metrics"] = {"bbox": record["metrics"]["bbox"]}
+    faster.write_text(json.dumps(record))
+    row = assemble_table("table5", "smoke", tmp_path)["rows"][0]["values"]
+    assert row["APbb_person"]["mean"] == pytest.approx(25.0)
+    assert row["APmask_person"]["mean"] is None and row["APkp"]["mean"] is None

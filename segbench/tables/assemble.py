@@ -25,7 +25,10 @@ PERCENT_PREFIXES = ("bbox.", "segm.", "keypoints.")
 
 
 def metric_value(metrics: dict[str, Any], key: str, source: Path) -> float | None:
-    """Look up ``"segm.AP"`` in a metrics dict; COCO fractions become percentages like the paper."""
+    """Look up ``"segm.AP"`` in a metrics dict; COCO fractions become percentages like the paper. A run
+    without that kind of output at all (no ``segm`` for Faster R-CNN) gives ``None``: not applicable."""
+    if key.split(".", 1)[0] not in metrics:
+        return None
     node: Any = metrics
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
