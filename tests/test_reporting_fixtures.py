@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from segbench.registry import load_registry, registry_path, runs_for_tables
+from segbench.provenance import config_hash
+from segbench.registry import load_registry, registry_path, resolve_run, runs_for_tables
 from segbench.tables import write_table
 
 XSS = "<script>alert(1)</script>"
@@ -47,14 +48,14 @@ def fake_metrics(run: str, run_id: str) -> dict:
     return {"segm": coco, "bbox": dict(coco)}
 
 
-def write_run(run_dir: Path, run: str, seed: int) -> None:
+def write_run(run_dir: Path, run: str, seed: int, scale: str = SCALE) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     run_id = run_dir.name
     (run_dir / "config.json").write_text(json.dumps({"run": run, "seed": seed}), encoding="utf-8")
     log = [{"iteration": i, "lr": 0.01, "loss": 2.0 / (i + 1) + 0.1 * seed, "loss_cls": 1.0 / (i + 1),
             "loss_mask": 0.7 / (i + 1) + 0.05 * seed} for i in range(0, 40, 4)]
     (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log), encoding="utf-8")
-    record = {"run_id": run_id, "config_hash": hashlib.sha256(run_id.encode()).hexdigest()[:16],
+    record = {"run_id": run_id, "config_hash": config_hash(resolve_run(run, scale, seed)),
               "train_wall_time_s": 12.5, "provenance": {"git_commit": "abc1234", "device": "cpu (test)",
                                                         "wall_time_s": 1.5},
               "metrics": fake_metrics(run, run_id)}
@@ -66,5 +67,5 @@ def build_results(results: Path, tables: tuple[str, ...] = TABLES, scale: str = 
     Uses the registry ``$SEGBENCH_REGISTRY`` points at (set it first for a hostile registry)."""
     registry = load_registry()
     for rs in runs_for_tables(list(tables), scale, registry):
-        write_run(results / scale / "runs" / rs.run_id, rs.run, rs.seed)
+        write_run(results / scale / "runs" / rs.run_id, rs.run, rs.seed, scale)
     return [write_table(name, scale, results) for name in tables]

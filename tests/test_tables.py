@@ -11,7 +11,8 @@ import pytest
 
 from segbench.errors import InputError
 from segbench.io import write_json_atomic
-from segbench.registry import load_registry, runs_for_tables
+from segbench.provenance import config_hash
+from segbench.registry import load_registry, resolve_run, runs_for_tables
 from segbench.tables.assemble import assemble_table, to_markdown, write_table
 
 
@@ -23,7 +24,8 @@ def fake_metrics(root: Path, scale: str, tables: list[str], value_of) -> None:
         metrics = {"segm": coco, "bbox": {k: v / 2 for k in coco}, "keypoints": coco,
                    "isbi": {"warping_error": v, "rand_error": v, "pixel_error": v}, "ctc": {"seg": v, "iou": v}}
         write_json_atomic(root / scale / "runs" / rs.run_id / "metrics.json",
-                          {"run_id": rs.run_id, "metrics": metrics, "config_hash": "x",
+                          {"run_id": rs.run_id, "metrics": metrics,
+                           "config_hash": config_hash(resolve_run(rs.run, scale, rs.seed)),
                            "provenance": {"git_commit": "abc", "wall_time_s": 1.0}, "train_wall_time_s": 2.0})
 
 
@@ -118,3 +120,14 @@ def test_a_run_without_masks_has_no_mask_ap(tmp_path):
     row = assemble_table("table5", "smoke", tmp_path)["rows"][0]["values"]
     assert row["APbb_person"]["mean"] == pytest.approx(25.0)
     assert row["APmask_person"]["mean"] is None and row["APkp"]["mean"] is None
+
+
+def test_stale_metrics_are_refused(tmp_path):
+    """A metrics.json computed under another config (the registry entry changed since) names the fix."""
+    fake_metrics(tmp_path, "smoke", ["class_agnostic"], lambda run, seed: 0.3)
+    path = tmp_path / "smoke" / "runs" / "r50_c4_agnostic-seed0" / "metrics.json"
+    record = json.loads(path.read_text())
+    record["config_hash"] = "0123456789abcdef"
+    path.write_text(json.dumps(record))
+    with pytest.raises(InputError, match=r"r50_c4_agnostic-seed0/metrics.json: stale.*--force"):
+        assemble_table("class_agnostic", "smoke", tmp_path)

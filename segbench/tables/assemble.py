@@ -18,8 +18,8 @@ from typing import Any
 from segbench.errors import InputError
 from segbench.io import read_json, write_json_atomic, write_text_atomic
 from segbench.paths import results_root
-from segbench.provenance import provenance
-from segbench.registry import get_table, load_registry, row_runs, run_id, seeds_for_run
+from segbench.provenance import config_hash, provenance
+from segbench.registry import get_table, load_registry, resolve_run, row_runs, run_id, seeds_for_run
 
 PERCENT_PREFIXES = ("bbox.", "segm.", "keypoints.")
 
@@ -55,7 +55,13 @@ def _load_run_metrics(run: str, scale: str, root: Path, registry: dict[str, Any]
         if not path.exists():
             raise InputError(f"{path}: missing; produce it with `segbench train --run {run} --scale {scale} "
                              f"--seed {seed}` then `segbench evaluate ...` (or snakemake reproduce_<table>)")
-        out.append((path, read_json(path, "run metrics")))
+        record = read_json(path, "run metrics")
+        expected = config_hash(resolve_run(run, scale, seed, registry))
+        if record.get("config_hash") not in (expected, None):
+            raise InputError(f"{path}: stale, computed with config {record.get('config_hash')} but the registry now "
+                             f"gives {expected}; retrain: `segbench train --run {run} --scale {scale} --seed {seed} "
+                             "--force` then `segbench evaluate` (snakemake reruns it by itself)")
+        out.append((path, record))
     return out
 
 

@@ -1,6 +1,7 @@
 # Helpers shared by the rules: paths of a run instance and of its dataset, read from the registry.
 from pathlib import Path
 
+from segbench.provenance import config_hash
 from segbench.registry import resolve_run
 from segbench.reporting import FIGURES
 
@@ -13,6 +14,10 @@ def root_of(path, levels):
 
 def run_config(wildcards):
     return resolve_run(wildcards.run, wildcards.scale, int(wildcards.seed), REGISTRY)
+
+
+def run_config_hash(wildcards):
+    return config_hash(run_config(wildcards))
 
 
 def dataset_manifest(wildcards):

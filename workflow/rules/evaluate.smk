@@ -13,6 +13,7 @@ rule evaluate:
         "../../environment.yml"
     threads: config.get("train_threads", 1)
     params:
+        config_hash=run_config_hash,
         results=lambda wc, output: root_of(output.metrics, 4),
         data_root=lambda wc, input: root_of(input.manifest, 2),
     shell:

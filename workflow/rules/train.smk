@@ -14,6 +14,9 @@ rule train:
     resources:
         gpu=gpus_requested,
     params:
+        # The resolved config's hash: editing a run's registry entry or its scale reruns exactly the
+        # affected runs (Snakemake's params rerun trigger), not the whole DAG.
+        config_hash=run_config_hash,
         results=lambda wc, output: root_of(output.done, 4),
         data_root=lambda wc, input: root_of(input.manifest, 2),
     shell:
