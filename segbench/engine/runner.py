@@ -36,6 +36,7 @@ def train_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: st
     done = run_dir / "train_done.json"
     if not force and is_trained(cfg, run_dir):
         return read_json(done, "train record")
+    set_aside_stale(run_dir, digest, force=force)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "config.json", {
         "config": cfg, "config_hash": digest,
@@ -47,6 +48,25 @@ def train_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: st
                                        scale=cfg["scale"])}
     write_json_atomic(done, record)
     return record
+
+
+def set_aside_stale(run_dir: Path, digest: str, *, force: bool = False) -> Path | None:
+    """Move a previous training of this run directory out of the way when its recorded config
+    (``config.json``) differs from ``digest`` (the registry entry changed) or ``force`` is set, so the
+    new training starts clean instead of resuming from checkpoints of another config. The old files go to
+    ``stale-<old hash>/`` (nothing is deleted); a checkpoint copied in from elsewhere is still refused."""
+    record = run_dir / "config.json"
+    if not record.exists():
+        return None
+    old = read_json(record, "run config").get("config_hash")
+    if old == digest and not force:
+        return None
+    target = run_dir / f"stale-{old}"
+    target.mkdir(exist_ok=True)
+    for path in run_dir.iterdir():
+        if path.is_file():
+            path.replace(target / path.name)
+    return target
 
 
 def evaluate_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
