@@ -102,3 +102,10 @@ def test_prediction_figures_from_a_run(tmp_path: Path) -> None:
     for name in ("maskrcnn_fig2_5", "maskrcnn_fig7"):
         result = render_figure(name, context(tmp_path, data_root=tmp_path / "data"))
         assert result.status == "ok", result.note
+
+
+def test_prediction_figures_without_detections_are_skipped_not_failed(tmp_path):
+    from segbench.reporting.figures import predictions
+
+    with pytest.raises(predictions.MissingInput, match="no detections"):
+        predictions._panel_grid(0)

@@ -89,6 +89,9 @@ def overlay(image: np.ndarray, mask: np.ndarray, colour: np.ndarray, alpha: floa
 
 
 def _panel_grid(n: int):  # noqa: ANN202 - matplotlib axes
+    if n == 0:
+        raise MissingInput("the run's predictions_val.json holds no detections to draw (an untrained or "
+                           "smoke-scale model); train longer or at a larger scale")
     fig = new_figure(3.6 * n, 3.9)
     return fig, fig.subplots(1, n, squeeze=False).ravel()
 
