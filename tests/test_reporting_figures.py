@@ -109,3 +109,14 @@ def test_prediction_figures_without_detections_are_skipped_not_failed(tmp_path):
 
     with pytest.raises(predictions.MissingInput, match="no detections"):
         predictions._panel_grid(0)
+
+
+def test_weak_models_show_their_most_confident_detections():
+    from segbench.reporting.figures.predictions import SCORE_THRESHOLD, chosen_images, score_threshold
+
+    strong = {1: [{"score": 0.9}, {"score": 0.2}], 2: [{"score": 0.1}]}
+    assert score_threshold(strong) == SCORE_THRESHOLD and chosen_images(strong) == [1]
+    weak = {i: [{"score": 0.01 * i}] for i in range(1, 21)}
+    threshold = score_threshold(weak, top=3)
+    assert threshold == pytest.approx(0.18)
+    assert chosen_images(weak, threshold) == [18, 19, 20]

@@ -63,9 +63,18 @@ def by_image(records: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
     return grouped
 
 
-def chosen_images(grouped: dict[int, list[dict[str, Any]]]) -> list[int]:
+def score_threshold(grouped: dict[int, list[dict[str, Any]]], top: int = 3 * MAX_IMAGES) -> float:
+    """``SCORE_THRESHOLD`` (0.5), or, for a weak model with no detection that confident, the score of its
+    ``top``-th most confident detection, so the figure shows what the model finds (the title says which)."""
+    scores = sorted((r["score"] for recs in grouped.values() for r in recs), reverse=True)
+    if not scores or scores[0] >= SCORE_THRESHOLD:
+        return SCORE_THRESHOLD
+    return scores[min(top, len(scores)) - 1]
+
+
+def chosen_images(grouped: dict[int, list[dict[str, Any]]], threshold: float = SCORE_THRESHOLD) -> list[int]:
     """Images with the most confident detections, as the paper picks examples (deterministic order)."""
-    confident = {i: sum(r["score"] >= SCORE_THRESHOLD for r in recs) for i, recs in grouped.items()}
+    confident = {i: sum(r["score"] >= threshold for r in recs) for i, recs in grouped.items()}
     return sorted((i for i in confident if confident[i]), key=lambda i: (-confident[i], i))[:MAX_IMAGES]
 
 
@@ -103,12 +112,13 @@ def render_instances(ctx: FigureContext) -> list[str]:
     images_dir, coco = val_split(ctx, path.parent)
     names = {c["id"]: c["name"] for c in coco["categories"]}
     segm, boxes = by_image(predictions["segm"]), by_image(predictions.get("bbox", []))
-    ids = chosen_images(segm)
+    threshold = score_threshold(segm)
+    ids = chosen_images(segm, threshold)
     fig, axes = _panel_grid(len(ids))
     colours = np.random.default_rng(0).uniform(0.2, 1.0, (64, 3))
     for ax, image_id in zip(axes, ids, strict=True):
         image = load_image(images_dir, coco, image_id)
-        shown = [(k, r) for k, r in enumerate(segm[image_id]) if r["score"] >= SCORE_THRESHOLD]
+        shown = [(k, r) for k, r in enumerate(segm[image_id]) if r["score"] >= threshold]
         for n, (_, record) in enumerate(shown):
             image = overlay(image, decode(record["segmentation"]), colours[n % len(colours)])
         ax.imshow(image)
@@ -123,7 +133,7 @@ def render_instances(ctx: FigureContext) -> list[str]:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(plain(f"Mask R-CNN results (Figs. 2/5): run {path.parent.name}, val images, score >= "
-                       f"{SCORE_THRESHOLD}"), fontsize=10)
+                       f"{threshold:.2g}"), fontsize=10)
     return save_matplotlib(fig, ctx.out_dir, "maskrcnn_fig2_5")
 
 
@@ -133,11 +143,12 @@ def render_keypoints(ctx: FigureContext) -> list[str]:
     person = next((c for c in coco["categories"] if c.get("keypoints")), coco["categories"][0])
     skeleton = [(a - 1, b - 1) for a, b in person.get("skeleton", [])]
     keypoints, segm = by_image(predictions["keypoints"]), by_image(predictions.get("segm", []))
-    ids = chosen_images(keypoints)
+    threshold = score_threshold(keypoints)
+    ids = chosen_images(keypoints, threshold)
     fig, axes = _panel_grid(len(ids))
     for ax, image_id in zip(axes, ids, strict=True):
         image = load_image(images_dir, coco, image_id)
-        shown = [(k, r) for k, r in enumerate(keypoints[image_id]) if r["score"] >= SCORE_THRESHOLD]
+        shown = [(k, r) for k, r in enumerate(keypoints[image_id]) if r["score"] >= threshold]
         masks = segm.get(image_id, [])
         for k, _ in shown:  # keypoint and mask records of one run come from the same detections, in order
             if k < len(masks):
@@ -154,7 +165,8 @@ def render_keypoints(ctx: FigureContext) -> list[str]:
         ax.set_xticks([])
         ax.set_yticks([])
     masked = "with person masks" if segm else "(run predicts no masks)"
-    fig.suptitle(plain(f"Keypoints and skeleton (Fig. 7) {masked}: run {path.parent.name}"), fontsize=10)
+    fig.suptitle(plain(f"Keypoints and skeleton (Fig. 7) {masked}: run {path.parent.name}, score >= "
+                       f"{threshold:.2g}"), fontsize=10)
     return save_matplotlib(fig, ctx.out_dir, "maskrcnn_fig7")
 
 
