@@ -8,6 +8,7 @@ is not retrained (``force`` retrains); an interrupted one resumes from its newes
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,11 @@ from segbench.engine import engine_for
 from segbench.errors import InputError
 from segbench.io import read_json, write_json_atomic
 from segbench.provenance import config_hash, provenance
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun (``RANK``), or a plain single process: the one that writes the records."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def is_trained(cfg: dict[str, Any], run_dir: Path) -> bool:
@@ -36,17 +42,20 @@ def train_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: st
     done = run_dir / "train_done.json"
     if not force and is_trained(cfg, run_dir):
         return read_json(done, "train record")
-    set_aside_stale(run_dir, digest, force=force)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "config.json", {
-        "config": cfg, "config_hash": digest,
-        "provenance": provenance(cfg, seeds=[cfg["seed"]], scale=cfg["scale"])})
+    main = is_main_process()
+    if main:
+        set_aside_stale(run_dir, digest, force=force)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / "config.json", {
+            "config": cfg, "config_hash": digest,
+            "provenance": provenance(cfg, seeds=[cfg["seed"]], scale=cfg["scale"])})
     start = time.perf_counter()
     summary = engine.train(cfg, run_dir, data_root, device=device, gpus=gpus)
     record = {"run_id": cfg["run_id"], "config_hash": digest, "summary": summary,
               "provenance": provenance(cfg, seeds=[cfg["seed"]], wall_time_s=time.perf_counter() - start,
                                        scale=cfg["scale"])}
-    write_json_atomic(done, record)
+    if main:  # under torchrun every replica trains; rank 0 alone writes the records
+        write_json_atomic(done, record)
     return record
 
 
