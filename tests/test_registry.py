@@ -104,3 +104,11 @@ def test_unknown_scale_and_run_are_refused(registry):
         resolve_run("r50_c4", "huge", 0, registry)
     with pytest.raises(InputError, match="unknown run 'r51_c4'"):
         resolve_run("r51_c4", "mini", 0, registry)
+
+
+def test_a_family_without_an_engine_is_not_implemented_yet(tmp_path):
+    from segbench.engine import engine_for
+    from segbench.errors import NotImplementedYet
+
+    with pytest.raises(NotImplementedYet, match="not implemented yet: engine for model family 'detr'"):
+        engine_for("detr")
