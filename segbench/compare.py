@@ -10,7 +10,6 @@ difference and a paired t-test over seeds (:mod:`segbench.tables.statistics`).
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from segbench.paths import results_root, run_dir
 from segbench.plugins import Plugin, method_run_config, register_plugin
 from segbench.provenance import provenance
 from segbench.registry import get_table, load_registry, resolve_run
-from segbench.tables.assemble import metric_value
+from segbench.tables.assemble import format_value, metric_value, seed_summary
 from segbench.tables.statistics import TEST_NAME, paired_comparison
 
 
@@ -61,11 +60,6 @@ def _row_runs_per_column(row: dict[str, Any], columns: list[str]) -> dict[str, s
     if "run" in row:
         return {col: row["run"] for col in columns}
     return {col: row["column_runs"][col] for col in columns if col in row["column_runs"]}
-
-
-def _summary(values: list[float]) -> dict[str, Any]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
-            "n": len(values), "per_seed": values}
 
 
 def run_comparison(spec: str, table_name: str, *, seeds: int = 3, scale: str | None = None,
@@ -107,14 +101,14 @@ def run_comparison(spec: str, table_name: str, *, seeds: int = 3, scale: str | N
         per_col = column_values(_row_runs_per_column(row, columns), None)
         rows.append({"id": row["id"], "label": row["label"], "runs": sorted(set(_row_runs_per_column(row, columns).values())),
                      "reference_only": False, "method": False,
-                     "values": {col: {**_summary(v), "paper": p, "delta": None}
+                     "values": {col: {**seed_summary(v), "paper": p, "delta": None}
                                 for col, p in zip(columns, row["paper_values"], strict=True)
                                 if (v := per_col.get(col))}})
     method_values = column_values(_row_runs_per_column(base, columns), plugin)
     method_row = {"id": f"method_{plugin.name}", "label": f"{plugin.name} (new {plugin.kind}, on {base['label']})",
                   "runs": [f"{run}+{plugin.name}" for run in sorted(set(_row_runs_per_column(base, columns).values()))],
                   "reference_only": False, "method": True, "method_spec": plugin.spec,
-                  "values": {col: {**_summary(v), "paper": None, "delta": None} for col, v in method_values.items()}}
+                  "values": {col: {**seed_summary(v), "paper": None, "delta": None} for col, v in method_values.items()}}
     rows.append(method_row)
 
     higher = not table.get("lower_is_better", False)
@@ -145,10 +139,6 @@ def run_comparison(spec: str, table_name: str, *, seeds: int = 3, scale: str | N
     return out
 
 
-def _fmt(v: float | None, digits: int) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
-
-
 def comparison_markdown(record: dict[str, Any]) -> str:
     d = 4 if record["paper"] == "unet" else 1
     cols = record["columns"]
@@ -160,14 +150,14 @@ def comparison_markdown(record: dict[str, Any]) -> str:
         cells = []
         for col in cols:
             v = row["values"].get(col)
-            cells.append("-" if v is None else _fmt(v["mean"], d) + (f" ± {_fmt(v['std'], d)}" if v["std"] else ""))
+            cells.append("-" if v is None else format_value(v["mean"], d) + (f" ± {format_value(v['std'], d)}" if v["std"] else ""))
         label = f"**{row['label']}**" if row["method"] else row["label"]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", f"Paired comparisons ({record['statistics']}, alpha 0.05):", "",
               "| baseline | metric | mean difference | p | verdict |", "|---|---|---|---|---|"]
     for c in record["comparisons"]:
         p = "-" if c["p_value"] is None else f"{c['p_value']:.3g}"
-        lines.append(f"| {c['baseline_label']} | {c['metric']} | {_fmt(c['mean_difference'], d + 1)} | {p} | "
+        lines.append(f"| {c['baseline_label']} | {c['metric']} | {format_value(c['mean_difference'], d + 1)} | {p} | "
                      f"{c['verdict']} |")
     return "\n".join(lines) + "\n"
 

@@ -14,7 +14,6 @@ network the separating borders, so no further post-processing).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from segbench.models.unet import (
     valid_input_size,
     valid_output_size,
 )
+from segbench.provenance import config_hash
 
 FINAL_WEIGHTS = "model_final.pt"
 TRAIN_LOG = "train_log.jsonl"
@@ -126,13 +126,6 @@ def weight_map_params(model_cfg: dict[str, Any]) -> tuple[float, float] | None:
         return None
     spec = spec if isinstance(spec, dict) else {}
     return float(spec.get("w0", PAPER_W0)), float(spec.get("sigma_px", PAPER_SIGMA_PX))
-
-
-def config_hash(cfg: dict[str, Any]) -> str:
-    """Identity of a training configuration (checkpoints of another configuration are refused)."""
-    keys = ("run", "family", "dataset", "model", "input", "schedule", "seed", "split")
-    blob = json.dumps({k: cfg.get(k) for k in keys}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def pick_device(device: str | None) -> torch.device:

@@ -40,7 +40,8 @@ def metric_value(metrics: dict[str, Any], key: str, source: Path) -> float | Non
     return value * 100.0 if key.startswith(PERCENT_PREFIXES) else value
 
 
-def _summary(values: list[float]) -> dict[str, Any]:
+def seed_summary(values: list[float | None]) -> dict[str, Any]:
+    """Mean, std (ddof=1, only with several seeds) and count over the finite per-seed values."""
     clean = [v for v in values if v is not None and math.isfinite(v)]
     if not clean:
         return {"mean": None, "std": None, "n": 0, "per_seed": values}
@@ -93,7 +94,7 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
                             for x, y in zip(a, b, strict=False)]
             else:
                 per_seed = []
-            cell = _summary(per_seed) if per_seed else {"mean": None, "std": None, "n": 0, "per_seed": []}
+            cell = seed_summary(per_seed) if per_seed else {"mean": None, "std": None, "n": 0, "per_seed": []}
             cell["paper"] = paper
             cell["delta"] = (cell["mean"] - paper) if cell["mean"] is not None and paper is not None else None
             values[col] = cell
@@ -167,7 +168,7 @@ def direction_verdict(gap: float, gap_in_std: float | None) -> str:
     return "reproduced" if gap_in_std >= SIGNIFICANT_STD else "within noise (< 2 std)"
 
 
-def _fmt(value: float | None, digits: int) -> str:
+def format_value(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
@@ -189,10 +190,10 @@ def to_markdown(table: dict[str, Any]) -> str:
         for col in table["columns"]:
             v = row["values"][col]
             if row["reference_only"]:
-                cells.append(f"(paper {_fmt(v['paper'], d)})")
+                cells.append(f"(paper {format_value(v['paper'], d)})")
                 continue
-            rep = _fmt(v["mean"], d) + (f" ± {_fmt(v['std'], d)}" if v["std"] is not None else "") + f" ({v['n']})"
-            cells.append(f"{rep} / {_fmt(v['paper'], d)} / {_fmt(v['delta'], d)}")
+            rep = format_value(v["mean"], d) + (f" ± {format_value(v['std'], d)}" if v["std"] is not None else "") + f" ({v['n']})"
+            cells.append(f"{rep} / {format_value(v['paper'], d)} / {format_value(v['delta'], d)}")
         label = row["label"] + (" *(reference)*" if row["reference_only"] else "")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if table["directions"]:
