@@ -243,6 +243,20 @@ def test_init_is_recorded() -> None:
     assert init["norm"] == "frozen_bn"
 
 
+@pytest.mark.parametrize("norm, layer", [("gn", torch.nn.GroupNorm), ("none", torch.nn.Identity),
+                                         ("bn", torch.nn.BatchNorm2d)])
+def test_norm_choice_reaches_every_backbone_norm(norm: str, layer: type) -> None:
+    """Every norm slot of the ResNet (stem, bottlenecks, downsample, C4's res5) gets the chosen layer."""
+    model = build_maskrcnn(smoke("r50_c4", norm=norm))
+    resnet_parts = [model.backbone, model.roi_heads.box_head]
+    slots = [m for part in resnet_parts for name, m in part.named_modules()
+             if name.rsplit(".", 1)[-1].startswith("bn") or name.endswith("downsample.1")]
+    assert slots and all(type(m) is layer for m in slots)
+    if norm == "gn":  # 32 groups where the width allows, otherwise as many as divide the channels
+        assert all(m.num_groups == math.gcd(32, m.num_channels) for m in slots)
+    assert model.segbench_init["norm"] == norm
+
+
 def test_describe_heads_lists_every_layer_once() -> None:
     model = build_maskrcnn(smoke("r50_c4"))
     rows = describe_heads(model)

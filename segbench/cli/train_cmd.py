@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from segbench.cli._common import add_run_arguments, resolve_from_args
+from segbench.engine.gpu_pool import claim_from_environment
 from segbench.engine.runner import train_run
 
 
@@ -17,12 +18,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_run_arguments(p)
     p.add_argument("--gpus", type=int, default=None,
                    help="GPUs granted (Snakemake passes resources.gpu); the batch and learning rate are "
-                        "rescaled and recorded when this differs from the paper's")
+                        "rescaled and recorded when this differs from the paper's. With SEGBENCH_GPU_POOL set "
+                        "(e.g. 0,1,2,3), this many ids are claimed from the pool and CUDA_VISIBLE_DEVICES set "
+                        "to them, so concurrent jobs get distinct GPUs")
     p.add_argument("--force", action="store_true", help="retrain even if train_done.json is up to date")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    claim_from_environment(args.gpus or 0)  # before anything initialises CUDA
     cfg, out, data = resolve_from_args(args)
     record = train_run(cfg, out, data, device=args.device, gpus=args.gpus or 0, force=args.force)
     print(f"{cfg['run_id']}: trained ({record['provenance']['wall_time_s']} s) -> {out}")

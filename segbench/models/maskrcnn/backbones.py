@@ -13,6 +13,8 @@ and the ResNet has the paper's widths and depths; otherwise (or offline) the wei
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -60,7 +62,7 @@ class ScaledResNet(ResNet):
         width_per_group: int = 64,
         width_divisor: int = 1,
         res5_stride: int = 2,
-        norm_layer: type[nn.Module] = FrozenBatchNorm2d,
+        norm_layer: Callable[[int], nn.Module] = FrozenBatchNorm2d,
     ) -> None:
         nn.Module.__init__(self)
         scaled_groups = max(1, groups // width_divisor)
@@ -81,7 +83,7 @@ class ScaledResNet(ResNet):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
+            elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.constant_(module.weight, 1)
                 nn.init.constant_(module.bias, 0)
 
@@ -93,7 +95,7 @@ class BackboneInit:
     backbone_weights: str  # "imagenet" | "random"
     weights: str | None  # the torchvision weights enum used, if any
     reason: str | None  # why random when ImageNet weights were asked for
-    norm: str  # "frozen_bn" | "bn"
+    norm: str  # "frozen_bn" | "bn" | "gn" | "none"
     frozen_stages: tuple[str, ...]
 
     def as_dict(self) -> dict[str, Any]:
@@ -123,6 +125,23 @@ def _imagenet_state_dict(s: MaskRCNNSettings) -> tuple[dict[str, Any] | None, st
         return None, f"could not load {weights}: {type(exc).__name__}: {exc}"[:300]
 
 
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with 32 groups (Wu & He, 2018), fewer where a width-divided stage has fewer channels."""
+    return nn.GroupNorm(math.gcd(32, channels), channels)
+
+
+def no_norm(channels: int) -> nn.Identity:
+    """No normalisation (the CPU scales' from-scratch choice; see experiments.yaml, scale mini)."""
+    return nn.Identity()
+
+
+# frozen_bn: ImageNet statistics as constants; bn: trainable BatchNorm (torchvision's from-scratch choice);
+# gn: GroupNorm (trains from scratch at small batches, Wu & He 2018); none: identity.
+NORM_LAYERS: dict[str, Callable[[int], nn.Module]] = {
+    "frozen_bn": FrozenBatchNorm2d, "bn": nn.BatchNorm2d, "gn": group_norm, "none": no_norm,
+}
+
+
 def _resolve_norm(s: MaskRCNNSettings, imagenet: bool) -> str:
     """Frozen BN with ImageNet statistics; trainable BN from scratch (torchvision's rule), unless set."""
     if s.norm != "auto":
@@ -149,7 +168,7 @@ def build_backbone(s: MaskRCNNSettings) -> Backbone:
         width_per_group=width_per_group,
         width_divisor=s.width_divisor,
         res5_stride=1 if s.arch == "c4" else 2,
-        norm_layer=FrozenBatchNorm2d if norm == "frozen_bn" else nn.BatchNorm2d,
+        norm_layer=NORM_LAYERS[norm],
     )
     frozen: tuple[str, ...] = ()
     if state_dict is not None:

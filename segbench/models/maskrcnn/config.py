@@ -22,7 +22,7 @@ from segbench.ops import AGGREGATIONS, ROI_LAYERS
 BACKBONES = ("resnet50", "resnet101", "resnext101_32x8d")
 ARCHS = ("c4", "c5", "fpn")
 TASKS = ("box", "mask", "keypoint")
-NORMS = ("auto", "frozen_bn", "bn")
+NORMS = ("auto", "frozen_bn", "bn", "gn", "none")
 
 # Stage depths (res2..res5) of the paper's backbones (He et al. 2016; Xie et al. 2017).
 PAPER_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnext101_32x8d": (3, 4, 23, 3)}
