@@ -181,6 +181,43 @@ class TrainingSet:
                             (input_tile, input_tile), (output_tile, output_tile), params)
 
 
+class IterationBatches(torch.utils.data.Dataset):
+    """Item ``i`` is the augmented batch of training iteration ``i``, drawn from ``default_rng([seed, i])``.
+
+    Indexing by iteration makes the batches independent of how many DataLoader workers draw them (and of
+    resuming), so a GPU run can augment in worker processes while the model trains, with the same
+    batches as a single-process CPU run.
+    """
+
+    def __init__(self, data: TrainingSet, seed: int, batch_size: int, input_tile: int, output_tile: int,
+                 params: AugmentParams) -> None:
+        self.data, self.seed, self.batch_size = data, seed, batch_size
+        self.input_tile, self.output_tile, self.params = input_tile, output_tile, params
+
+    def __len__(self) -> int:  # iterations are drawn by index; the sampler decides which
+        return 2**31 - 1
+
+    def __getitem__(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, iteration])
+        batch = [self.data.sample(rng, self.input_tile, self.output_tile, self.params)
+                 for _ in range(self.batch_size)]
+        images, targets, weights = (np.stack(parts) for parts in zip(*batch, strict=True))
+        return torch.from_numpy(images), torch.from_numpy(targets), torch.from_numpy(weights)
+
+
+def iteration_loader(batches: IterationBatches, start: int, iterations: int, schedule: dict[str, Any],
+                     device: torch.device) -> torch.utils.data.DataLoader:
+    """Batches ``start .. iterations - 1`` in order; ``schedule.workers`` processes (default 4 on CUDA, 0 on
+    the CPU, where workers would compete with the model for the same cores), pinned memory on CUDA."""
+    workers = int(schedule.get("workers", 4 if device.type == "cuda" else 0))
+    # Its own generator: the loader draws a base seed when it starts, which must not shift the global
+    # torch RNG (dropout) between a resumed run and an uninterrupted one.
+    return torch.utils.data.DataLoader(batches, sampler=range(start, iterations), batch_size=None,
+                                       num_workers=workers, pin_memory=device.type == "cuda",
+                                       prefetch_factor=2 if workers else None,
+                                       generator=torch.Generator().manual_seed(batches.seed))
+
+
 def weight_cache_dir(data_root: Path, run_dir: Path) -> Path:
     """``<data_root>/cache/unet_weight_maps`` where writable (shared by runs), else inside the run dir."""
     for candidate in (Path(data_root) / "cache" / "unet_weight_maps", Path(run_dir) / "weight_map_cache"):
@@ -230,12 +267,11 @@ def train(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | 
     progress = tqdm(range(start, iterations), initial=start, total=iterations,
                     desc=f"unet {identity['run_id']}",
                     disable=None, leave=False)
-    for iteration in progress:
-        tic = time.perf_counter()
-        rng = np.random.default_rng([seed, iteration])
-        batch = [data.sample(rng, input_tile, output_tile, params) for _ in range(batch_size)]
-        images, targets, weights = (torch.from_numpy(np.stack(parts)).to(dev)
-                                    for parts in zip(*batch, strict=True))
+    batches = iteration_loader(IterationBatches(data, seed, batch_size, input_tile, output_tile, params),
+                               start, iterations, schedule, dev)
+    tic = time.perf_counter()
+    for iteration, batch in zip(progress, batches, strict=True):
+        images, targets, weights = (part.to(dev, non_blocking=True) for part in batch)
         lr = float(schedule["lr"]) * step_lr_factor(iteration, list(schedule.get("lr_decay_at", [])),
                                                     float(schedule.get("lr_decay_factor", 0.1)))
         for group in optimizer.param_groups:
@@ -247,8 +283,10 @@ def train(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | 
         optimizer.step()
         loss_value = loss.item()
         progress.set_postfix(loss=f"{loss_value:.4f}")
+        toc = time.perf_counter()
         append_jsonl(log_path, {"iteration": iteration + 1, "loss": loss_value, "lr": lr,
-                                "seconds": round(time.perf_counter() - tic, 4)})
+                                "seconds": round(toc - tic, 4)})
+        tic = toc
         if (iteration + 1) % checkpoint_every == 0 or iteration + 1 == iterations:
             save_checkpoint(run_dir, iteration + 1, {**identity, "model": model.state_dict(),
                                                      "optimizer": optimizer.state_dict(),
