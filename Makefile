@@ -40,7 +40,9 @@ dry-run: install
 	$(BIN)/dvc repro --dry
 
 bench: install
-	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/segbench bench all
+	$(BIN)/python benchmarks/bench_data_gen.py
+	$(BIN)/segbench bench report
 
 clean-smoke:
 	rm -rf results/smoke reports/smoke logs/smoke

@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "report": "report_cmd",
     "metrics": "metrics",
     "compare": "compare_cmd",
+    "bench": "bench_cmd",
 }
 
 
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.cli_argv = list(sys.argv[1:] if argv is None else argv)  # for commands that record their command line
     try:
         return int(args.func(args) or 0)
     except SegbenchError as exc:

@@ -1,0 +1,84 @@
+"""``reports/bench/index.html``: every ``results/bench/*.json`` as one table each, with device, threads,
+command and commit. Rendered by the report's Jinja2 environment (autoescape on, so every string from a
+result file is shown as text) with its inlined stylesheet; the page works offline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from segbench.errors import InputError
+from segbench.io import read_json, write_text_atomic
+from segbench.paths import REPO_ROOT
+
+DESCRIPTION = "speed and memory benchmarks; the figures depend on the machine and its load"
+
+
+def default_report_dir() -> Path:
+    return REPO_ROOT / "reports" / "bench"
+
+
+def load_results(results: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every bench result under ``results``, in suite order, then by device tag."""
+    from segbench.bench import MODULES
+
+    found = []
+    for path in sorted(results.glob("*.json")):
+        record = read_json(path, "benchmark result")
+        if not isinstance(record, dict) or "suite" not in record or "rows" not in record:
+            raise InputError(f"{path}: not a segbench bench result (no suite/rows); rerun segbench bench SUITE")
+        found.append((path, record))
+    rank = {name: i for i, name in enumerate(MODULES)}
+    return sorted(found, key=lambda pr: (rank.get(pr[1]["suite"], len(rank)), str(pr[1].get("device_tag")),
+                                         pr[0].name))
+
+
+def result_view(path: Path, record: dict[str, Any], page_dir: Path) -> dict[str, Any]:
+    from segbench.bench import table_cells
+    from segbench.reporting.view import url_between
+
+    prov = record.get("provenance") or {}
+    versions = prov.get("package_versions") or {}
+    labels, rows = table_cells(record)
+    return {
+        "anchor": f"bench-{path.stem}",
+        "file": path.name,
+        "href": url_between(path, page_dir),
+        "suite": record["suite"],
+        "title": record.get("title") or record["suite"],
+        "status": record.get("status", "ok"),
+        "reason": record.get("reason"),
+        "device": record.get("device"),
+        "device_name": record.get("device_name"),
+        "device_tag": record.get("device_tag"),
+        "threads": record.get("threads"),
+        "command": record.get("command") or "(not recorded)",
+        "commit": prov.get("git_commit", "unknown"),
+        "created": prov.get("created_utc"),
+        "wall_time_s": prov.get("wall_time_s"),
+        "versions": ", ".join(f"{k} {versions[k]}" for k in ("torch", "torchvision", "numpy") if k in versions),
+        "host": prov.get("host"),
+        "settings": json.dumps(record.get("settings"), sort_keys=True, default=str),
+        "labels": labels,
+        "rows": [[{"text": text, "num": num} for text, num in row] for row in rows],
+        "notes": record.get("notes") or [],
+    }
+
+
+def build_bench_report(results: str | Path | None = None, out: str | Path | None = None) -> tuple[Path, int]:
+    """Write ``<out>/index.html`` from ``<results>/*.json``; returns (page, number of result files)."""
+    from segbench.bench import default_results_dir
+    from segbench.reporting.html import environment, stylesheet
+
+    results_dir = Path(results) if results else default_results_dir()
+    page_dir = Path(out) if out else default_report_dir()
+    found = load_results(results_dir) if results_dir.is_dir() else []
+    views = [result_view(p, r, page_dir) for p, r in found]
+    html = environment().get_template("bench.html.j2").render(
+        results=views, results_dir=str(results_dir), css=stylesheet(), scale="bench", absolute=True,
+        scale_description=DESCRIPTION)
+    index = page_dir / "index.html"
+    write_text_atomic(index, html)
+    return index, len(views)

@@ -1,0 +1,153 @@
+"""``segbench bench``: tiny runs of every suite write result JSON, the report page shows them, bad input
+fails in one line. CPU, 1 thread, seconds: the suites run with toy sizes (smoke-scale Mask R-CNN at 64 x 64,
+one iteration), so the numbers are meaningless; the plumbing, the keys and the reference are not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from segbench.cli import main
+from segbench.cli.bench_cmd import SUITE_NAMES
+
+# Toy options per suite (what a test can afford); the CLI runs each into the same folder.
+TINY = {
+    "maskrcnn": ["--scale", "smoke", "--size", "64x64", "--iters", "1", "--warmup", "0",
+                 "--runs", "r50_fpn,r50_fpn_mlp2"],
+    "unet": ["--base-channels", "2", "--tile", "220", "--tiles", "1", "--image-size", "64"],
+    "coco_eval": ["--repeats", "1"],
+    "isbi_metrics": ["--synthetic", "--slices", "1", "--repeats", "1"],
+    "roi_ops": ["--rois-per-image", "4", "--repeats", "1"],
+}
+
+
+@pytest.fixture(scope="module")
+def bench_results(tmp_path_factory) -> Path:
+    """Every suite run once through the CLI into a folder whose name needs HTML escaping."""
+    out = tmp_path_factory.mktemp("bench") / "a<b>&c"
+    for suite, options in TINY.items():
+        threads = ["--threads", "1"] if suite in ("maskrcnn", "unet", "roi_ops") else []
+        assert main(["bench", suite, *options, *threads, "--out", str(out)]) == 0
+    return out
+
+
+def test_suites_match_the_cli():
+    from segbench.bench import MODULES, SUITES
+
+    assert list(MODULES) == list(SUITE_NAMES) == list(SUITES)
+
+
+def test_maskrcnn_json_has_timings_memory_and_the_torchvision_reference(bench_results):
+    out = bench_results
+    record = json.loads((out / "maskrcnn-cpu.json").read_text())
+    assert record["suite"] == "maskrcnn" and record["status"] == "ok"
+    assert record["device"] == "cpu" and record["device_tag"] == "cpu" and record["threads"] == 1
+    assert record["command"].startswith("segbench bench maskrcnn --scale smoke --size 64x64")
+    assert record["provenance"]["git_commit"] and record["provenance"]["package_versions"]["torch"]
+    assert record["settings"]["size"] == "64x64" and record["settings"]["scale"] == "smoke"
+    assert record["settings"]["overrides"] == {"pretrained": False, "box_score_thresh": 0.0}
+    fpn, mlp = record["rows"]
+    assert fpn["run"] == "r50_fpn" and mlp["run"] == "r50_fpn_mlp2"
+    for row in (fpn, fpn["reference"]):
+        assert row["train_img_s"] > 0 and row["train_ms_per_step"] > 0 and row["infer_ms_per_img"] > 0
+        assert row["train_peak_mb"] is not None and row["train_peak_mb"] >= 0
+        assert row["infer_peak_mb"] is not None and row["infer_peak_mb"] >= 0
+    ref = fpn["reference"]
+    assert ref["model"] == "maskrcnn_resnet50_fpn" and ref["weights_copied"] is True
+    assert ref["params"] == pytest.approx(fpn["params"], abs=32)  # torchvision's extra background mask channel
+    assert fpn["train_time_ratio"] > 0 and fpn["infer_time_ratio"] > 0
+    assert fpn["train_time_ratio"] == pytest.approx(fpn["train_ms_per_step"] / ref["train_ms_per_step"])
+    agreement = ref["agreement"]
+    assert agreement["same_boxes"] and agreement["max_abs_loss_difference"] < 1e-4
+    assert agreement["mask_pixels_differing"] < 1e-3
+    # a variant torchvision lacks: no reference, and why
+    assert mlp["reference"] is None and mlp["train_time_ratio"] is None
+    assert "mlp2" in mlp["reference_reason"] and mlp["train_img_s"] > 0
+
+
+def test_other_suites_write_rows(bench_results):
+    out = bench_results
+    unet = json.loads((out / "unet-cpu.json").read_text())
+    assert unet["rows"][0]["tiles_per_s"] > 0 and unet["rows"][0]["ms_per_image"] > 0
+    roi = json.loads((out / "roi_ops-cpu.json").read_text())
+    assert {r["layer"] for r in roi["rows"]} >= {"torchvision roi_align (avg)", "roi_align max (ours)"}
+    assert all(r["total_ms"] > 0 for r in roi["rows"])
+    isbi = json.loads((out / "isbi_metrics-cpu.json").read_text())
+    assert isbi["rows"][0]["stack"] == "1x512x512" and isbi["rows"][0]["median_s"] > 0
+    coco = json.loads((out / "coco_eval-cpu.json").read_text())
+    if coco["status"] == "skipped":
+        assert "coco_val2014_100" in coco["reason"] and coco["rows"] == []
+    else:
+        assert [r["iou_type"] for r in coco["rows"]] == ["bbox", "segm"]
+        assert all(r["max_abs_stat_difference"] <= 1e-12 for r in coco["rows"])
+
+
+def test_report_shows_every_suite_escaped(bench_results, tmp_path, capsys):
+    out = bench_results
+    assert main(["bench", "report", "--results", str(out), "--out", str(tmp_path / "site")]) == 0
+    assert "5 result files" in capsys.readouterr().out
+    html = (tmp_path / "site" / "index.html").read_text()
+    for suite in TINY:
+        assert f'id="bench-{suite}-cpu"' in html
+    for cell in ("r50_fpn_mlp2", "maskrcnn_resnet50_fpn", "roi_align max (ours)", "1x512x512", "220 -&gt; 36"):
+        assert cell in html
+    coco = json.loads((out / "coco_eval-cpu.json").read_text())
+    assert ("Skipped: shared data" in html) if coco["status"] == "skipped" else ("<td>segm</td>" in html)
+    # the command (with the folder a<b>&c) and every other string are text, never markup
+    assert "a&lt;b&gt;&amp;c" in html and "a<b>" not in html
+    assert "threads" in html and "commit" in html and "<code>segbench bench maskrcnn" in html
+
+
+def test_report_without_results_says_so(tmp_path, capsys):
+    assert main(["bench", "report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "site")]) == 0
+    assert "No benchmark results" in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_terminal_table_and_path_are_printed(tmp_path, capsys):
+    assert main(["bench", "roi_ops", "--rois-per-image", "2", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "roi_align max (ours)" in printed and f"wrote {tmp_path / 'roi_ops-cpu.json'}" in printed
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench", "nope"],
+    ["bench", "maskrcnn", "--size", "64by64"],
+    ["bench", "maskrcnn", "--size", "16x16"],
+    ["bench", "maskrcnn", "--amp", "--device", "cpu"],
+    ["bench", "maskrcnn", "--runs", "unet_isbi"],
+    ["bench", "unet", "--runs", "r50_fpn"],
+    ["bench", "all", "--iters", "3"],
+    ["bench", "report", "--iters", "3"],
+])
+def test_bad_input_is_one_line_and_exit_2(argv, tmp_path, capsys):
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("segbench: error: ")
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_all_runs_every_suite_with_its_defaults(tmp_path, monkeypatch, capsys):
+    """``bench all`` with every suite's defaults shrunk to toy sizes (the real defaults take minutes)."""
+    from segbench.bench import MODULES
+
+    tiny_defaults = {
+        "maskrcnn": {"scale": "smoke", "size": "64x64", "iters": 1, "warmup": 0, "runs": "r50_fpn_person_faster"},
+        "unet": {"base_channels": 2, "tile": 220, "tiles": 1, "image_size": 32},
+        "coco_eval": {"repeats": 1},
+        "isbi_metrics": {"synthetic": True, "slices": 1, "repeats": 1},
+        "roi_ops": {"rois_per_image": 2, "repeats": 1},
+    }
+    for suite, values in tiny_defaults.items():
+        for key, value in values.items():
+            monkeypatch.setitem(MODULES[suite].OPTIONS, key, value)
+    assert main(["bench", "all", "--threads", "1", "--out", str(tmp_path)]) == 0
+    written = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert written == sorted(f"{suite}-cpu.json" for suite in SUITE_NAMES)
+    for path in tmp_path.glob("*.json"):
+        record = json.loads(path.read_text())
+        assert record["command"] == f"segbench bench all --threads 1 --out {tmp_path}"
+    maskrcnn = json.loads((tmp_path / "maskrcnn-cpu.json").read_text())
+    assert maskrcnn["rows"][0]["reference"]["model"] == "fasterrcnn_resnet50_fpn"
+    assert "next: segbench bench report" in capsys.readouterr().out
