@@ -13,6 +13,7 @@ from segbench.data import prepare
 from segbench.engine import classical as classical_engine
 from segbench.engine import unet as unet_engine
 from segbench.engine.common import list_checkpoints
+from segbench.errors import InputError
 from segbench.io import read_jsonl
 from segbench.models.unet import UNet
 from segbench.registry import resolve_run
@@ -110,3 +111,15 @@ def test_classical_engine_on_cell_tracking_data(data_root: Path, tmp_path: Path)
     assert summary["polarity"] in (1, -1) and 0.0 < summary["train_pixel_f"] <= 1.0
     metrics = classical_engine.evaluate(cfg, tmp_path, data_root)["ctc"]
     assert 0.0 <= metrics["seg"] <= 1.0 and 0.0 <= metrics["iou"] <= 1.0 and metrics["objects"] > 0
+
+
+def test_input_normalization_standardizes_each_image_or_keeps_it() -> None:
+    image = np.random.default_rng(0).uniform(0.3, 0.6, (40, 50)).astype(np.float32)
+    z = unet_engine.normalize_input(image, {"input": {"normalize": "standardize"}})
+    assert abs(float(z.mean())) < 1e-5 and abs(float(z.std()) - 1.0) < 1e-4 and z.dtype == np.float32
+    assert np.array_equal(unet_engine.normalize_input(image, {"input": {}}), z)  # the default
+    assert unet_engine.normalize_input(image, {"input": {"normalize": "unit_range"}}) is image
+    flat = np.full((8, 8), 0.5, np.float32)  # a constant image must not divide by zero
+    assert np.all(np.isfinite(unet_engine.normalize_input(flat, {"input": {}})))
+    with pytest.raises(InputError, match="'normalize'"):
+        unet_engine.normalize_input(image, {"input": {"normalize": "zscore"}})
