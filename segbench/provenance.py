@@ -25,14 +25,20 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-@lru_cache(maxsize=1)
-def git_commit() -> str:
-    """The checkout's commit, with ``+dirty`` when tracked files differ; ``unknown`` outside git."""
-    root = Path(__file__).resolve().parents[1]
+GENERATED_DIRS = ("results", "reports")  # outputs the DAG writes, committed beside the code
+
+
+@lru_cache(maxsize=4)
+def git_commit(root: Path | None = None) -> str:
+    """The commit of the checkout at ``root`` (default: segbench's), with ``+dirty`` when tracked files
+    other than results and reports differ (a rerun rewrites the committed tables and pages, which does
+    not make the code dirty); ``unknown`` outside git."""
+    root = root or Path(__file__).resolve().parents[1]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                *(f":(exclude){out}" for out in GENERATED_DIRS)], cwd=root,
                                capture_output=True, text=True, check=True, timeout=10).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
