@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from segbench.errors import InputError
 from segbench.registry import artifacts, check_scale, load_registry
 from segbench.tables import write_table
 
@@ -13,7 +14,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "table", help="assemble a table (or artifact, e.g. table2) from run results",
         description="Write results/<scale>/tables/<table>.{json,csv,md}: reproduced mean ± std over seeds, "
                     "the paper's value, the delta, the paper's directions, provenance.")
-    p.add_argument("name", help="table or artifact name (segbench list)")
+    p.add_argument("name", nargs="?", help="table or artifact name (segbench list)")
+    p.add_argument("--summary", action="store_true",
+                   help="instead, print a Markdown digest of every assembled table of the scale (headline "
+                        "value per row, every direction with its verdict): the README's results section")
     p.add_argument("--scale", default=None, help="smoke | mini | paper (default: the registry's default)")
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
     p.set_defaults(func=run)
@@ -23,6 +27,14 @@ def run(args: argparse.Namespace) -> int:
     registry = load_registry()
     scale = args.scale or registry["default_scale"]
     check_scale(scale, registry)
+    if args.summary:
+        from segbench.paths import results_root
+        from segbench.tables.summary import summary_markdown
+
+        print(summary_markdown(scale, results_root(args.results)), end="")
+        return 0
+    if not args.name:
+        raise InputError("segbench table: name a table or artifact (segbench list), or pass --summary")
     for name in artifacts(registry).get(args.name, [args.name]):
         path = write_table(name, scale, args.results)
         print(f"{name}: {path.with_suffix('.md')}")

@@ -1,0 +1,64 @@
+"""A Markdown digest of a scale's assembled tables: one headline value per row and every direction.
+
+What the README's "Reproduced results" section shows, produced from ``results/<scale>/tables/*.json``
+(``segbench table --summary``), never typed by hand. The headline column is a table's first column,
+except where the paper's claim is about another one (Table 2c/2d: RoIAlign's gain shows on AP75).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from segbench.io import read_json
+
+HEADLINE_COLUMN = {"table2c": "AP75", "table2d": "AP75"}
+DIGITS = {"unet": 4}  # U-Net errors and SEG are fractions; Mask R-CNN AP is in points
+
+
+def _target(table: str, registry: dict[str, Any]) -> str:
+    """The Snakemake target that reproduces ``table`` (its group's, e.g. table2 for table2c)."""
+    from segbench.registry import artifacts
+
+    groups = [name for name, members in artifacts(registry).items()
+              if table in members and name != table and name != "all"]
+    return f"reproduce_{min(groups, key=len) if groups else table}"
+
+
+def _value(cell: dict[str, Any], digits: int) -> str:
+    if cell.get("mean") is None:
+        return "-"
+    text = f"{cell['mean']:.{digits}f}"
+    if cell.get("std") is not None:
+        text += f" ± {cell['std']:.{digits}f}"
+    return f"{text} ({cell['n']})"
+
+
+def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | None = None) -> str:
+    """The two Markdown tables (values, then directions) for every assembled table of ``scale``."""
+    from segbench.registry import load_registry, table_names
+
+    registry = load_registry()
+    if tables is None:
+        paths = [results / scale / "tables" / f"{name}.json" for name in table_names()]
+        tables = [read_json(p, "table JSON") for p in paths if p.is_file()]
+    lines = ["| table | row | reproduced (mean ± std, seeds) | paper |", "|---|---|---|---|"]
+    for t in tables:
+        column = HEADLINE_COLUMN.get(t["table"], t["columns"][0])
+        digits = DIGITS.get(t.get("paper", ""), 2)
+        link = f"[{t['table']}](results/{scale}/tables/{t['table']}.md)"
+        for row in t["rows"]:
+            if row.get("reference_only"):
+                continue
+            cell = row["values"][column]
+            paper = "-" if cell.get("paper") is None else f"{cell['paper']}"
+            lines.append(f"| {link} {column} | {row['label']} | {_value(cell, digits)} | {paper} |")
+    lines += ["", f"| table | paper's claim | verdict at {scale} | gap | gap / pooled std | command |",
+              "|---|---|---|---|---|---|"]
+    for t in tables:
+        for d in t.get("directions", []):
+            gap = "-" if d.get("gap") is None else f"{d['gap']:+.3g}"
+            in_std = "-" if d.get("gap_in_std") is None else f"{d['gap_in_std']:.1f}"
+            lines.append(f"| {t['table']} | {d['claim']} | {d['verdict']} | {gap} | {in_std} | "
+                         f"`snakemake --cores all {_target(t['table'], registry)}` |")
+    return "\n".join(lines) + "\n"
