@@ -19,6 +19,15 @@ from segbench.io import atomic_path
 CHECKPOINT_RE = re.compile(r"checkpoint_(\d{8})\.pt$")
 
 
+def loader_options(schedule: dict[str, Any], device: torch.device, seed: int) -> dict[str, Any]:
+    """DataLoader keywords the training engines share: ``schedule.workers`` processes (default 4 on CUDA,
+    0 on the CPU, where workers would take the cores the model trains on), pinned memory on CUDA, and a
+    private generator, so that starting the loader never draws from the global RNG (exact resume)."""
+    workers = int(schedule.get("workers", 4 if device.type == "cuda" else 0))
+    return {"num_workers": workers, "pin_memory": device.type == "cuda",
+            "generator": torch.Generator().manual_seed(int(seed))}
+
+
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed Python, NumPy and torch; request deterministic kernels where torch has them."""
     random.seed(seed)

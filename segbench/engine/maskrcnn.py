@@ -36,6 +36,7 @@ from segbench.engine.common import (
     check_finite,
     latest_checkpoint,
     load_checkpoint,
+    loader_options,
     restore_rng_state,
     save_checkpoint,
     seed_everything,
@@ -341,11 +342,9 @@ def _train_batches(dataset: CocoInstances, schedule: Schedule, cfg: dict[str, An
     sampler = GroupedBatchSampler(dataset.aspect_groups(), schedule.images_per_replica, seed=cfg["seed"],
                                   hflip=bool(cfg["input"].get("hflip", True)), rank=replica.rank,
                                   world_size=replica.world_size, start_batch=start)
-    workers = int(cfg["schedule"].get("workers", 4 if device.type == "cuda" else 0))
-    # A private generator: creating the loader's iterator must not draw from the global RNG (exact resume).
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_detection, num_workers=workers,
-                        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-                        generator=torch.Generator().manual_seed(cfg["seed"]))
+    options = loader_options(cfg["schedule"], device, cfg["seed"])
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_detection,
+                        persistent_workers=options["num_workers"] > 0, **options)
     return iter(loader)
 
 

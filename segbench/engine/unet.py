@@ -34,6 +34,7 @@ from segbench.engine.common import (
     check_finite,
     latest_checkpoint,
     load_checkpoint,
+    loader_options,
     restore_rng_state,
     save_checkpoint,
     seed_everything,
@@ -226,15 +227,11 @@ class IterationBatches(torch.utils.data.Dataset):
 
 def iteration_loader(batches: IterationBatches, start: int, iterations: int, schedule: dict[str, Any],
                      device: torch.device) -> torch.utils.data.DataLoader:
-    """Batches ``start .. iterations - 1`` in order; ``schedule.workers`` processes (default 4 on CUDA, 0 on
-    the CPU, where workers would compete with the model for the same cores), pinned memory on CUDA."""
-    workers = int(schedule.get("workers", 4 if device.type == "cuda" else 0))
-    # Its own generator: the loader draws a base seed when it starts, which must not shift the global
-    # torch RNG (dropout) between a resumed run and an uninterrupted one.
+    """Batches ``start .. iterations - 1`` in order (workers, pinned memory, private generator:
+    :func:`segbench.engine.common.loader_options`)."""
+    options = loader_options(schedule, device, batches.seed)
     return torch.utils.data.DataLoader(batches, sampler=range(start, iterations), batch_size=None,
-                                       num_workers=workers, pin_memory=device.type == "cuda",
-                                       prefetch_factor=2 if workers else None,
-                                       generator=torch.Generator().manual_seed(batches.seed))
+                                       prefetch_factor=2 if options["num_workers"] else None, **options)
 
 
 def weight_cache_dir(data_root: Path, run_dir: Path) -> Path:
