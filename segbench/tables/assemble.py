@@ -172,6 +172,12 @@ def format_value(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def format_reproduced(cell: dict[str, Any], digits: int) -> str:
+    """A table cell's reproduced value as ``mean ± std (seeds)`` (no ``± std`` for a single seed)."""
+    std = f" ± {format_value(cell['std'], digits)}" if cell["std"] is not None else ""
+    return f"{format_value(cell['mean'], digits)}{std} ({cell['n']})"
+
+
 def _digits(table: dict[str, Any]) -> int:
     return 4 if table["paper"] == "unet" else 1
 
@@ -192,8 +198,7 @@ def to_markdown(table: dict[str, Any]) -> str:
             if row["reference_only"]:
                 cells.append(f"(paper {format_value(v['paper'], d)})")
                 continue
-            rep = format_value(v["mean"], d) + (f" ± {format_value(v['std'], d)}" if v["std"] is not None else "") + f" ({v['n']})"
-            cells.append(f"{rep} / {format_value(v['paper'], d)} / {format_value(v['delta'], d)}")
+            cells.append(f"{format_reproduced(v, d)} / {format_value(v['paper'], d)} / {format_value(v['delta'], d)}")
         label = row["label"] + (" *(reference)*" if row["reference_only"] else "")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if table["directions"]:

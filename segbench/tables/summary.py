@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.io import read_json
+from segbench.tables.assemble import format_reproduced
 
 HEADLINE_COLUMN = {"table2c": "AP75", "table2d": "AP75"}
 DIGITS = {"unet": 4}  # U-Net errors and SEG are fractions; Mask R-CNN AP is in points
@@ -23,15 +24,6 @@ def _target(table: str, registry: dict[str, Any]) -> str:
     groups = [name for name, members in artifacts(registry).items()
               if table in members and name != table and name != "all"]
     return f"reproduce_{min(groups, key=len) if groups else table}"
-
-
-def _value(cell: dict[str, Any], digits: int) -> str:
-    if cell.get("mean") is None:
-        return "-"
-    text = f"{cell['mean']:.{digits}f}"
-    if cell.get("std") is not None:
-        text += f" ± {cell['std']:.{digits}f}"
-    return f"{text} ({cell['n']})"
 
 
 def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | None = None) -> str:
@@ -52,7 +44,8 @@ def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | N
                 continue
             cell = row["values"][column]
             paper = "-" if cell.get("paper") is None else f"{cell['paper']}"
-            lines.append(f"| {link} {column} | {row['label']} | {_value(cell, digits)} | {paper} |")
+            reproduced = "-" if cell.get("mean") is None else format_reproduced(cell, digits)
+            lines.append(f"| {link} {column} | {row['label']} | {reproduced} | {paper} |")
     lines += ["", f"| table | paper's claim | verdict at {scale} | gap | gap / pooled std | command |",
               "|---|---|---|---|---|---|"]
     for t in tables:
