@@ -2,6 +2,9 @@
 #   make reproduce   # the main job: Mask R-CNN Table 2 at the embedded default (mini) scale
 #   make test        # the test suite (smoke scale, CPU)
 # Both create .venv and install segbench (pip, pyproject.toml) when needed.
+#
+# Variables: TARGET (a Snakemake target, default reproduce_table2), SCALE (smoke | mini | paper),
+# CORES (default all), FORCE=1 (retrain every run of TARGET from scratch instead of reusing results).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,10 +12,17 @@ BIN := $(VENV)/bin
 SCALE ?= mini
 TARGET ?= reproduce_table2
 CORES ?= all
+FORCE ?=
 STAMP := $(VENV)/.segbench-installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install reproduce reproduce-all test lint bench dry-run clean-smoke
+RETRAIN := $(filter 1 yes true,$(FORCE))
+# The one Snakemake command line: targets first, --config last (Snakemake reads every word after
+# --config as key=value, so a target written after it is taken for config).
+SNAKEMAKE = $(BIN)/snakemake --cores $(CORES) $(1) $(if $(RETRAIN),--forcerun train) \
+	--config scale=$(SCALE) $(if $(RETRAIN),retrain=1)
+
+.PHONY: install reproduce reproduce-all tables status test lint bench dry-run clean-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,11 +32,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# What will be trained and why, then the DAG.
 reproduce: install
-	$(BIN)/snakemake --cores $(CORES) --config scale=$(SCALE) $(TARGET)
+	$(BIN)/segbench status $(TARGET) --scale $(SCALE) $(if $(RETRAIN),--retrain)
+	$(call SNAKEMAKE,$(TARGET))
 
-reproduce-all: install
-	$(BIN)/snakemake --cores $(CORES) --config scale=$(SCALE) reproduce_all
+reproduce-all:
+	$(MAKE) reproduce TARGET=reproduce_all
+
+# Only re-assemble TARGET's tables and pages from the run results on disk (no training).
+tables: install
+	$(BIN)/segbench table $(TARGET:reproduce_%=%) --scale $(SCALE) --with-shared
+	$(BIN)/segbench report --scale $(SCALE) --no-figures
+
+status: install
+	$(BIN)/segbench status $(TARGET) --scale $(SCALE)
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -36,7 +56,7 @@ lint: install
 	$(BIN)/snakemake --lint
 
 dry-run: install
-	$(BIN)/snakemake -n --config scale=$(SCALE) reproduce_all
+	$(BIN)/snakemake -n reproduce_all --config scale=$(SCALE)
 	$(BIN)/dvc repro --dry
 
 bench: install

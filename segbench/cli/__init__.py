@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "report": "report_cmd",
     "metrics": "metrics",
     "compare": "compare_cmd",
+    "status": "status_cmd",
     "bench": "bench_cmd",
 }
 

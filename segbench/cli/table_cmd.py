@@ -6,6 +6,7 @@ import argparse
 
 from segbench.errors import InputError
 from segbench.registry import artifacts, check_scale, load_registry
+from segbench.status import assembled_with
 from segbench.tables import write_table
 
 
@@ -18,6 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--summary", action="store_true",
                    help="instead, print a Markdown digest of every assembled table of the scale (headline "
                         "value per row, every direction with its verdict): the README's results section")
+    p.add_argument("--with-shared", action="store_true",
+                   help="also re-assemble every other table all of whose runs NAME has (as the Snakemake "
+                        "target does), so tables that share runs stay consistent")
     p.add_argument("--scale", default=None, help="smoke | mini | paper (default: the registry's default)")
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
     p.set_defaults(func=run)
@@ -35,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise InputError("segbench table: name a table or artifact (segbench list), or pass --summary")
-    for name in artifacts(registry).get(args.name, [args.name]):
+    names = assembled_with(args.name, registry) if args.with_shared else artifacts(registry).get(args.name, [args.name])
+    for name in names:
         path = write_table(name, scale, args.results)
         print(f"{name}: {path.with_suffix('.md')}")
     return 0

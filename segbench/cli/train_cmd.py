@@ -7,6 +7,7 @@ import argparse
 from segbench.cli._common import add_run_arguments, resolve_from_args
 from segbench.engine.gpu_pool import claim_from_environment
 from segbench.engine.runner import train_run
+from segbench.workflow_env import retrain_requested
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,13 +22,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "rescaled and recorded when this differs from the paper's. With SEGBENCH_GPU_POOL set "
                         "(e.g. 0,1,2,3), this many ids are claimed from the pool and CUDA_VISIBLE_DEVICES set "
                         "to them, so concurrent jobs get distinct GPUs")
-    p.add_argument("--force", action="store_true", help="retrain even if train_done.json is up to date")
+    p.add_argument("--force", action="store_true",
+                   help="retrain from scratch even if train_done.json is up to date (the old records are set "
+                        "aside in stale-<hash>/); SEGBENCH_RETRAIN=1 does the same, which is how `make reproduce "
+                        "FORCE=1` (snakemake --forcerun train --config retrain=1) reaches every training job")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     claim_from_environment(args.gpus or 0)  # before anything initialises CUDA
     cfg, out, data = resolve_from_args(args)
-    record = train_run(cfg, out, data, device=args.device, gpus=args.gpus or 0, force=args.force)
+    record = train_run(cfg, out, data, device=args.device, gpus=args.gpus or 0, force=args.force or retrain_requested())
     print(f"{cfg['run_id']}: trained ({record['provenance']['wall_time_s']} s) -> {out}")
     return 0

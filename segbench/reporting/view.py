@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from segbench.status import table_state
+
 ABSOLUTE_SCALES = ("paper",)
 RUN_FILES = ("config.json", "train_log.jsonl", "metrics.json")
 
@@ -153,6 +155,7 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
         "tolerance": tol.describe(), "rows": rows, "directions": directions,
         "directions_reproduced": sum(d["state"] == "yes" for d in directions),
         "band_counts": {b: bands.count(b) for b in ("good", "near", "far")},
+        "freshness": table_state(table["table"], table["scale"], results),
         "runs": run_views(table, results, page_dir),
         "provenance": table.get("provenance", {}),
         "sources": [{"name": f"{table['table']}.{ext}", "href": url_between(tables_dir / f"{table['table']}.{ext}",

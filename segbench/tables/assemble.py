@@ -9,6 +9,7 @@ are reported as reproduced or not, with the gap in pooled standard deviations.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import statistics
@@ -108,6 +109,8 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
                         "device": rec.get("provenance", {}).get("device"),
                         "train_wall_time_s": rec.get("train_wall_time_s"),
                         "eval_wall_time_s": rec.get("provenance", {}).get("wall_time_s"),
+                        # what this table was assembled from: a later retrain changes it (segbench status)
+                        "metrics_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                         "metrics_file": str(path.relative_to(root.parent)) if root.parent in path.parents
                         else str(path)}
         for run in runs_used for path, rec in cache.get(run, [])

@@ -2,7 +2,7 @@ rule evaluate:
     """Evaluate a trained run instance on its held-out split into metrics.json."""
     input:
         done=f"{RESULTS}/{{scale}}/runs/{{run}}-seed{{seed}}/train_done.json",
-        manifest=dataset_manifest,
+        manifest=ancient(dataset_manifest),
     output:
         metrics=f"{RESULTS}/{{scale}}/runs/{{run}}-seed{{seed}}/metrics.json",
     log:

@@ -1,0 +1,133 @@
+"""What a target's results on disk say before anything runs: which run instances are current, which
+are stale or missing, which assembled tables no longer match their runs.
+
+``segbench status TARGET`` prints it; ``make reproduce`` prints it before starting, so a user sees
+what will be retrained and why, and how to only re-assemble the committed results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segbench.errors import InputError
+from segbench.io import read_json
+from segbench.paths import results_root
+from segbench.provenance import config_hash
+from segbench.registry import artifacts, load_registry, resolve_run, row_runs, runs_for_tables
+
+#: State of one run instance, from its records against the registry's config.
+CURRENT, UNEVALUATED, STALE, MISSING = "current", "trained, not evaluated", "stale", "missing"
+
+
+@dataclass(frozen=True)
+class RunState:
+    run_id: str
+    state: str
+    reason: str
+
+
+@dataclass
+class TargetStatus:
+    artifact: str
+    scale: str
+    results: Path
+    runs: list[RunState] = field(default_factory=list)
+    tables: dict[str, str] = field(default_factory=dict)  # table -> "current" | "missing" | "stale: ..."
+
+    def count(self, state: str) -> int:
+        return sum(r.state == state for r in self.runs)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assembled_with(artifact: str, registry: dict[str, Any] | None = None) -> list[str]:
+    """The artifact's tables plus every other table all of whose runs the artifact trains: assembling
+    those costs nothing and keeps tables that share runs consistent (Table 1 shows 2a's runs)."""
+    reg = registry or load_registry()
+    arts = artifacts(reg)
+    if artifact not in arts:
+        raise InputError(f"unknown table or artifact {artifact!r}; `segbench list` shows them: "
+                         f"{', '.join(arts)}")
+    own = list(arts[artifact])
+    trained = {run for t in own for row in reg["tables"][t]["rows"] for run in row_runs(row)}
+    for name, table in reg["tables"].items():
+        needed = {run for row in table["rows"] for run in row_runs(row)}
+        if name not in own and needed and needed <= trained:
+            own.append(name)
+    return own
+
+
+def run_state(cfg: dict[str, Any], run_dir: Path) -> RunState:
+    digest = config_hash(cfg)
+    done, metrics = run_dir / "train_done.json", run_dir / "metrics.json"
+    if not done.exists():
+        return RunState(cfg["run_id"], MISSING, f"no {done.name}")
+    recorded = read_json(done, "train record").get("config_hash")
+    if recorded != digest:
+        return RunState(cfg["run_id"], STALE, f"trained with config {recorded}, the registry now gives {digest}")
+    if not metrics.exists() or read_json(metrics, "run metrics").get("config_hash") != digest:
+        return RunState(cfg["run_id"], UNEVALUATED, f"no current {metrics.name}")
+    return RunState(cfg["run_id"], CURRENT, "config hash matches the registry")
+
+
+def table_state(name: str, scale: str, root: Path) -> str:
+    """``current``, ``missing`` or ``stale: <why>``: a table is stale when a run's ``metrics.json``
+    changed after the table was assembled (its recorded sha256 differs)."""
+    path = root / scale / "tables" / f"{name}.json"
+    if not path.exists():
+        return "missing"
+    runs = read_json(path, "table").get("runs", {})
+    changed = []
+    for run_id, record in runs.items():
+        metrics = root / scale / "runs" / run_id / "metrics.json"
+        recorded = record.get("metrics_sha256")
+        if not metrics.exists():
+            changed.append(f"{run_id} (metrics.json missing)")
+        elif recorded and recorded != file_sha256(metrics):
+            changed.append(run_id)
+    if changed:
+        return f"stale: {', '.join(changed)} changed since assembly"
+    return "current"
+
+
+def target_status(artifact: str, scale: str, results: str | Path | None = None) -> TargetStatus:
+    reg = load_registry()
+    root = results_root(results)
+    tables = assembled_with(artifact, reg)
+    status = TargetStatus(artifact, scale, root)
+    for rs in runs_for_tables(tables, scale, reg):
+        cfg = resolve_run(rs.run, scale, rs.seed, reg)
+        status.runs.append(run_state(cfg, root / scale / "runs" / rs.run_id))
+    status.tables = {t: table_state(t, scale, root) for t in tables}
+    return status
+
+
+def describe(status: TargetStatus, *, retrain: bool = False, force_hint: str = "FORCE=1") -> list[str]:
+    """Human lines: what the target will run and why, before it starts."""
+    n = len(status.runs)
+    where = status.results / status.scale / "runs"
+    lines = [f"reproduce_{status.artifact} at scale {status.scale}: {n} run instances under {where}"]
+    if retrain:
+        lines.append(f"  retrain: all {n} run instances train from scratch (old records are set aside in "
+                     "stale-<hash>/), then every table and page is re-assembled")
+        return lines
+    current, unevaluated = status.count(CURRENT), status.count(UNEVALUATED)
+    todo = [r for r in status.runs if r.state in (MISSING, STALE)]
+    lines.append(f"  {current} current (trained and evaluated with the registry's config), "
+                 f"{unevaluated} to evaluate, {len(todo)} to train")
+    for r in todo[:12]:
+        lines.append(f"    train {r.run_id}: {r.state} ({r.reason})")
+    if len(todo) > 12:
+        lines.append(f"    ... and {len(todo) - 12} more")
+    stale_tables = {t: s for t, s in status.tables.items() if s != "current"}
+    for table, state in stale_tables.items():
+        lines.append(f"  table {table}: {state}")
+    if not todo and not unevaluated:
+        lines.append("  nothing to train: tables and pages are re-assembled from these results where needed")
+    lines.append(f"  to retrain every run from scratch instead: add {force_hint}")
+    return lines
