@@ -1,0 +1,95 @@
+"""`segbench status` and the consistency of tables that share runs (issue: fresh-clone commands)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from segbench.data import prepare
+from segbench.engine.runner import evaluate_run, train_run
+from segbench.provenance import config_hash
+from segbench.registry import load_registry, resolve_run, row_runs
+from segbench.status import CURRENT, MISSING, STALE, assembled_with, run_state, table_state, target_status
+from segbench.tables import write_table
+
+SEGBENCH = [sys.executable, "-m", "segbench"]
+
+
+def test_assembled_with_adds_exactly_the_tables_whose_runs_the_artifact_trains():
+    reg = load_registry()
+
+    def runs(tables):
+        return {r for t in tables for row in reg["tables"][t]["rows"] for r in row_runs(row)}
+
+    for artifact in ("table2", "table2a", "table5", "unet_table1", "class_agnostic"):
+        tables = assembled_with(artifact, reg)
+        trained = runs(tables)
+        others = [t for t in reg["tables"] if t not in tables]
+        assert not any(runs([t]) and runs([t]) <= trained for t in others), artifact
+    assert "table1" in assembled_with("table2")  # Table 1 shows 2a's deeper backbones
+    assert "class_agnostic" not in assembled_with("table2")  # it needs a run Table 2 does not train
+
+
+def test_run_state_and_table_staleness_follow_the_records(tmp_path):
+    data, results = tmp_path / "data", tmp_path / "results"
+    prepare("em_smoke", data)
+    cfg = resolve_run("threshold_isbi", "smoke", 0)
+    run_dir = results / "smoke" / "runs" / cfg["run_id"]
+    assert run_state(cfg, run_dir).state == MISSING
+    train_run(cfg, run_dir, data)
+    evaluate_run(cfg, run_dir, data)
+    assert run_state(cfg, run_dir).state == CURRENT
+    changed = {**cfg, "model": {**cfg["model"], "sigma_px": 3.0}}
+    assert run_state(changed, run_dir).state == STALE
+
+    # a table built on that run is current until the run's metrics change
+    table = next(t for t, spec in load_registry()["tables"].items()
+                 if any("threshold_isbi" in row_runs(r) for r in spec["rows"]))
+    metrics = run_dir / "metrics.json"
+    record = json.loads(metrics.read_text())
+    run_ids = [f"{r}-seed0" for r in {r for row in load_registry()["tables"][table]["rows"] for r in row_runs(row)}]
+    for rid in run_ids:  # the table's other runs: copies of this one's record are enough for assembly
+        other = results / "smoke" / "runs" / rid
+        if other != run_dir:
+            other.mkdir(parents=True, exist_ok=True)
+            run, seed = rid.rsplit("-seed", 1)
+            rec = {**record, "run_id": rid, "run": run, "config_hash": config_hash(resolve_run(run, "smoke", int(seed)))}
+            (other / "metrics.json").write_text(json.dumps(rec))
+    write_table(table, "smoke", results)
+    assert table_state(table, "smoke", results) == "current"
+    metrics.write_text(metrics.read_text().replace('"seed": 0', '"seed": 0 '))
+    state = table_state(table, "smoke", results)
+    assert state.startswith("stale:") and cfg["run_id"] in state
+    assert table_state("table3", "smoke", results) == "missing"
+
+
+def test_status_command_names_what_will_train_and_the_force(tmp_path):
+    out = subprocess.run([*SEGBENCH, "status", "reproduce_table2b", "--scale", "smoke", "--results", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "2 to train" in out.stdout and "r50_c4-seed0: missing" in out.stdout and "FORCE=1" in out.stdout
+    status = target_status("table2b", "smoke", tmp_path)
+    assert [r.state for r in status.runs] == [MISSING, MISSING]
+    bad = subprocess.run([*SEGBENCH, "status", "reproduce_bogus"], capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "bogus" in bad.stderr
+
+
+def test_retrain_switch_starts_from_scratch_with_a_fresh_log(tmp_path):
+    """What `make reproduce FORCE=1` does to each run: SEGBENCH_RETRAIN=1 reaches `segbench train`."""
+    data, results = tmp_path / "data", tmp_path / "results"
+    prepare("shapes_smoke", data)
+    args = [*SEGBENCH, "train", "--run", "r50_c4", "--scale", "smoke", "--results", str(results),
+            "--data-root", str(data)]
+    env = {"OMP_NUM_THREADS": "1", "PATH": str(Path(sys.executable).parent)}
+    assert subprocess.run(args, capture_output=True, text=True, env=env).returncode == 0
+    run_dir = results / "smoke" / "runs" / "r50_c4-seed0"
+    (run_dir / "train_done.json").unlink()  # what Snakemake's --forcerun does before the job
+    resumed = subprocess.run(args, capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0 and not list(run_dir.glob("stale-*"))
+    retrained = subprocess.run(args, capture_output=True, text=True, env={**env, "SEGBENCH_RETRAIN": "1"})
+    assert retrained.returncode == 0, retrained.stderr
+    log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert sum(1 for rec in log if rec.get("event") == "schedule") == 1  # a fresh log, not appended to
+    assert list(run_dir.glob("stale-*/train_log.jsonl"))
