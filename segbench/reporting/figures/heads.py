@@ -6,8 +6,14 @@ from typing import Any
 
 from segbench.reporting.figures.base import FigureContext, save_html_fragment
 
-# (run, what the paper's Figure 4 calls it)
-ARCHITECTURES = (("r50_c4", "ResNet-C4 head (Fig. 4 left)"), ("r50_fpn", "FPN head (Fig. 4 right)"))
+FIGURE = "maskrcnn_fig4"
+
+
+def architectures() -> list[tuple[str, str]]:
+    """(run, what the paper's Figure 4 calls its head): the registry's ``figures.maskrcnn_fig4.runs``."""
+    from segbench.registry import figure_runs
+
+    return figure_runs(FIGURE)
 
 
 def head_rows(run: str, scale: str) -> list[dict[str, Any]]:
@@ -40,6 +46,6 @@ def architecture_view(run: str, title: str, scale: str) -> dict[str, Any]:
 def render_fig4(ctx: FigureContext) -> list[str]:
     from segbench.reporting.html import environment
 
-    views = [architecture_view(run, title, ctx.scale) for run, title in ARCHITECTURES]
+    views = [architecture_view(run, title, ctx.scale) for run, title in architectures()]
     html = environment().get_template("fig4_heads.html.j2").render(architectures=views, scale=ctx.scale)
     return save_html_fragment(html, ctx.out_dir, "maskrcnn_fig4")
