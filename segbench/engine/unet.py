@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from segbench.component_registry import Registry
 from segbench.data.augment import AugmentParams, augment_tile
 from segbench.data.biomedical import LabelledImage, Split, held_out_split, load_labelled_images
 from segbench.data.registry import dataset_paths
@@ -161,14 +162,13 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: 
 
 
 UnetLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-UNET_LOSSES: dict[str, UnetLoss] = {"weighted_ce": weighted_cross_entropy}
+UNET_LOSSES: Registry[UnetLoss] = Registry("U-Net loss", {"weighted_ce": weighted_cross_entropy})
 
 
-def register_unet_loss(name: str, loss: UnetLoss) -> None:
-    """Add a training loss ``f(logits, target, weights) -> scalar`` under ``name`` (model key ``loss``)."""
-    if UNET_LOSSES.get(name, loss) is not loss:
-        raise InputError(f"U-Net loss {name!r} is already registered; choose another name")
-    UNET_LOSSES[name] = loss
+def register_unet_loss(name: str, loss: UnetLoss, *, override: bool = False) -> None:
+    """Add a training loss ``f(logits, target, weights) -> scalar`` under ``name`` (model key ``loss``); a
+    name taken by another loss is an error unless ``override=True`` (:mod:`segbench.component_registry`)."""
+    UNET_LOSSES.register(name, loss, override=override)
 
 
 def unet_loss(model_cfg: dict[str, Any]) -> UnetLoss:
