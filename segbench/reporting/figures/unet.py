@@ -18,15 +18,9 @@ SEED = 0
 
 def em_slice(size: int = EM_SIZE) -> np.ndarray:
     """One synthetic serial-section EM image (ISBI 2012 look), ``size x size`` uint8."""
-    from segbench.data.synthetic import _draw as draw
     from segbench.data.synthetic import em
 
-    spacing = float(em.DEFAULTS["cell_spacing"])
-    rng = draw.item_rng(SEED, "volume", 1)
-    seeds = em.initial_seeds(draw.item_rng(SEED, "volume", 0), (size, size), spacing)
-    regions = em.bent_voronoi(rng, (size, size), seeds, spacing)
-    membrane = em.membrane_mask(rng, regions)
-    return em.render_slice(rng, regions, membrane, float(em.DEFAULTS["noise_std"]))
+    return em.example_slice(size, SEED)
 
 
 def tile_geometry(input_tile: int = PAPER_TILE):  # noqa: ANN201 - TileGeometry, imported lazily
@@ -71,13 +65,9 @@ def render_fig2(ctx: FigureContext) -> list[str]:
 
 def cell_frame() -> tuple[np.ndarray, np.ndarray]:
     """A synthetic DIC-HeLa-like frame and its instance labels (touching, elongated cells)."""
-    from segbench.data.synthetic import _draw as draw
     from segbench.data.synthetic import cells
 
-    p = {**cells.DEFAULTS, "modality": "dic", "cells_per_frame": [10, 14]}
-    rng = draw.item_rng(SEED, "cells_dic", 0)
-    labels = cells.cell_labels(rng, (int(p["height"]), int(p["width"])), p)
-    return cells.render_dic(rng, labels, float(p["noise_std"])), labels
+    return cells.example_frame(SEED, modality="dic", cells_per_frame=[10, 14])
 
 
 def render_fig3(ctx: FigureContext) -> list[str]:
