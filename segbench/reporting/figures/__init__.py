@@ -68,7 +68,7 @@ def _static_specs(registry: dict) -> list[FigureSpec]:
                    "computed by segbench.ops.roi_align on conv features of a synthetic image",
                    _lazy("roialign", "render_fig3"), tables=tables("maskrcnn_fig3")),
         FigureSpec("maskrcnn_fig4", "Mask R-CNN Fig. 4: head architectures",
-                   "layers, output shapes and parameters of the built C4 and FPN heads (describe_heads)",
+                   "layers, output shapes and parameters of the C4 and FPN heads of trained runs (their heads.json)",
                    _lazy("heads", "render_fig4"), tables=tables("maskrcnn_fig4")),
         FigureSpec("maskrcnn_fig2_5", "Mask R-CNN Figs. 2/5: predictions",
                    "masks, boxes, classes and scores on validation images from a trained run",
@@ -77,7 +77,8 @@ def _static_specs(registry: dict) -> list[FigureSpec]:
                    "keypoints, skeleton and person mask on validation images from a trained run",
                    _lazy("predictions", "render_keypoints"), tables=tables("maskrcnn_fig7")),
         FigureSpec("unet_fig2", "U-Net Fig. 2: overlap-tile strategy",
-                   "input tile, mirrored border and output region on a synthetic EM image",
+                   "a U-Net run's input tile, mirrored border and output region (its overlap_tile.json) on a "
+                   "synthetic EM image",
                    _lazy("unet", "render_fig2"), tables=tables("unet_fig2")),
         FigureSpec("unet_fig3", "U-Net Fig. 3: weight map",
                    "raw image, ground-truth overlay, mask and pixel-wise loss weight map",

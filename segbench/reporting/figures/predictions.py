@@ -2,7 +2,7 @@
 (keypoints, skeleton, person mask) and U-Net Fig. 4 (cell segmentation results).
 
 Mask R-CNN runs write ``predictions_val.json`` (``{"bbox": [...], "segm": [...], "keypoints": [...]}``, COCO
-result records, see :func:`segbench.engine.maskrcnn.evaluate`); the images and categories come from the
+result records, see :mod:`segbench.records`); the images and categories come from the
 run's dataset under the data root. Without such a run (or its data) the figure is skipped with a note.
 """
 
@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from segbench.io import read_json
+from segbench.records import CELL_EXAMPLE, PREDICTIONS_VAL
 from segbench.reporting.figures.base import FigureContext, MissingInput, new_figure, plain, save_matplotlib
 
-PREDICTIONS = "predictions_val.json"
+PREDICTIONS = PREDICTIONS_VAL
 SCORE_THRESHOLD = 0.5
 MAX_IMAGES = 4
 
@@ -185,7 +186,7 @@ def render_cells(ctx: FigureContext) -> list[str]:
     from segbench.registry import runs_of_family
 
     unet = set(runs_of_family("unet"))
-    found = [p for p in sorted((ctx.scale_dir / "runs").glob("*/predictions_val.npz")) if run_name(p.parent) in unet]
+    found = [p for p in sorted((ctx.scale_dir / "runs").glob(f"*/{CELL_EXAMPLE}")) if run_name(p.parent) in unet]
     if not found:
         raise MissingInput("no U-Net run with predictions_val.npz (arrays image, prediction, ground_truth) under "
                            f"{ctx.scale_dir / 'runs'}; evaluate a U-Net run first")
