@@ -99,6 +99,9 @@ def _import_module(module_name: str, spec: str) -> Any:
         path = Path(module_name)
         if not path.is_file():
             raise InputError(f"plugin {spec!r}: file {path} not found")
+        loaded = sys.modules.get(f"segbench_plugin_{path.stem}")
+        if loaded is not None and Path(getattr(loaded, "__file__", "")).resolve() == path.resolve():
+            return loaded  # the same file loaded again: the same objects, so registering them is a no-op
         mod_spec = importlib.util.spec_from_file_location(f"segbench_plugin_{path.stem}", path)
         module = importlib.util.module_from_spec(mod_spec)  # type: ignore[arg-type]
         sys.modules[mod_spec.name] = module  # type: ignore[union-attr]
@@ -236,7 +239,8 @@ CONTRACT_CHECKS = {"roi_layer": check_roi_layer, "mask_head": check_mask_head, "
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Registration into the component registries.
+# Registration into the component registries (one rule for all, segbench.component_registry: a name taken
+# by another object is an error; the same plugin registered again is a no-op).
 # ----------------------------------------------------------------------------------------------------------
 
 def _register_roi_layer(plugin: Plugin) -> None:
@@ -246,17 +250,15 @@ def _register_roi_layer(plugin: Plugin) -> None:
 
 
 def _register_mask_head(plugin: Plugin) -> None:
-    from segbench.models.maskrcnn import MASK_HEADS, register_mask_head
+    from segbench.models.maskrcnn import register_mask_head
 
-    if MASK_HEADS.get(plugin.name) is not plugin.obj:
-        register_mask_head(plugin.name, plugin.obj)
+    register_mask_head(plugin.name, plugin.obj)
 
 
 def _register_mask_loss(plugin: Plugin) -> None:
-    from segbench.models.maskrcnn import MASK_LOSSES, register_mask_loss
+    from segbench.models.maskrcnn import register_mask_loss
 
-    if MASK_LOSSES.get(plugin.name) is not plugin.obj:
-        register_mask_loss(plugin.name, plugin.obj)
+    register_mask_loss(plugin.name, plugin.obj)
 
 
 def _register_unet_loss(plugin: Plugin) -> None:

@@ -117,6 +117,8 @@ def test_evaluate_returns_coco_metrics_per_task(finished_run):
     assert metrics["eval"]["area_thresholds_source"] == "dataset info.segbench"
     predictions = json.loads((run_dir / "predictions_val.json").read_text())
     assert set(predictions) == {"bbox", "segm"}
+    heads = json.loads((run_dir / "heads.json").read_text())  # the report's Fig. 4 reads this record
+    assert heads["run"] == cfg["run"] and {r["branch"] for r in heads["rows"]} == {"box", "mask"}
 
 
 def test_no_detections_give_zeros(data):

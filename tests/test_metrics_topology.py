@@ -178,3 +178,19 @@ def test_classification_matches_literal_rules_with_full_relabelling_randomized()
                 assert got[expected] == 1 and sum(got.values()) == 1, (level, y, x, expected, got)
                 seen.add(expected)
     assert seen == set(T.CLASSES)
+
+
+def test_warp_and_classify_is_warp_then_classify_with_named_fields():
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        src = ndimage.gaussian_filter(rng.random((24, 24)), 1.5) > 0.5
+        tgt = ndimage.gaussian_filter(rng.random((24, 24)), 1.5) > 0.5
+        ys, xs = T.flip_order(src != tgt, rng.random((24, 24)).astype(np.float32))
+        warped, remaining = T.warp(src.astype(np.uint8), tgt.astype(np.uint8), ys, xs)
+        outcome = T.warp_and_classify(src, ys, xs)
+        assert (outcome.mismatches_before, outcome.mismatches_after) == (ys.size, int(remaining.sum()))
+        assert outcome.classes.shape == (T.N_CLASSES,)
+        assert outcome.as_dict() == T.classify_mismatches(warped, ys[remaining], xs[remaining])
+        assert (outcome.split, outcome.merge) == (outcome.as_dict()["split"], outcome.as_dict()["merge"])
+    empty = T.warp_and_classify(np.zeros((4, 4), bool), np.array([], int), np.array([], int))
+    assert empty.mismatches_before == empty.mismatches_after == 0 and not empty.classes.any()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,8 @@ def test_unet_evaluate_reports_isbi_metrics_on_held_out_slices(data_root: Path, 
     assert set(metrics["best_threshold"]) == {"warping_error", "rand_error", "pixel_error"}
     assert metrics["held_out"] == ["slice03"] and "held out" in metrics["protocol"]
     assert metrics["test_time_versions"] == 2
+    tile = json.loads((tmp_path / "overlap_tile.json").read_text())  # the report's Fig. 2 reads this record
+    assert tile["run"] == "unet_isbi" and tile["input_tile"] - tile["output_size"] == 2 * tile["border"]
 
 
 def test_classical_engine_on_cell_tracking_data(data_root: Path, tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ BatchNorm from random init, and with two benchmark settings:
 
 - ``box_score_thresh: 0``, so inference always runs the mask (keypoint) branch on ``detections_per_image``
   boxes; random weights give no score above the paper's 0.05, which would time an empty mask branch;
-- ``num_classes`` of the run's logical dataset (81 for COCO, 2 for the person-keypoint runs).
+- ``num_classes`` of the run's logical dataset as the paper used it: the ``num_classes`` of the real
+  dataset the registry maps it to (datasets.yaml: 81 for COCO, 2 for the person-keypoint runs), whatever
+  synthetic stand-in the scale trains on.
 
 Images are ``--size H x W`` (``min_size = min(H, W)``, ``max_size = max(H, W)``: no resizing), random pixels
 with ``--objects`` random boxes (and box masks / keypoints as the run's tasks need), ``--batch`` images per
@@ -47,7 +49,7 @@ from segbench.errors import InputError
 
 TITLE = "Mask R-CNN: training img/s, inference ms/img, peak memory (torchvision's reference beside)"
 OPTIONS: dict[str, Any] = {
-    "runs": "r50_fpn",
+    "runs": None,  # the registry's benchmarks.maskrcnn.runs
     "scale": "paper",
     "size": None,  # 320x320 on CPU, 800x1333 (the paper's) on CUDA
     "batch": 1,
@@ -59,7 +61,6 @@ OPTIONS: dict[str, Any] = {
     "threads": 1,
 }
 DEFAULT_SIZE = {"cpu": (320, 320), "cuda": (800, 1333)}
-NUM_CLASSES = {"coco": 81, "coco_person_keypoints": 2}  # background included
 TORCHVISION_MODELS = {
     ("box",): "fasterrcnn_resnet50_fpn",
     ("box", "mask"): "maskrcnn_resnet50_fpn",
@@ -99,11 +100,15 @@ def parse_size(value: Any) -> tuple[int, int]:
     return height, width
 
 
-def run_names(value: str) -> list[str]:
-    """The Mask R-CNN runs ``--runs`` names (comma-separated, or ``all``), in the order given."""
+def run_names(value: str | None) -> list[str]:
+    """The Mask R-CNN runs ``--runs`` names (comma-separated, or ``all``), in the order given; ``None``:
+    the registry's default (``benchmarks.maskrcnn.runs`` in experiments.yaml)."""
     from segbench.registry import load_registry
 
-    runs = load_registry()["runs"]
+    registry = load_registry()
+    runs = registry["runs"]
+    if value is None:
+        value = ",".join(registry.get("benchmarks", {}).get("maskrcnn", {}).get("runs", []))
     maskrcnn = [name for name, spec in runs.items() if spec["family"] == "maskrcnn"]
     names = maskrcnn if str(value).strip() == "all" else [n.strip() for n in str(value).split(",") if n.strip()]
     if not names:
@@ -118,13 +123,17 @@ def run_names(value: str) -> list[str]:
 
 def bench_config(run: str, scale: str, size: tuple[int, int]) -> dict[str, Any]:
     """The run's resolved config at ``scale``, with the benchmark's overrides (module docstring)."""
-    from segbench.registry import resolve_run
+    from segbench.data.registry import dataset_entry
+    from segbench.registry import real_datasets, resolve_run
 
     cfg = resolve_run(run, scale)
     model = cfg["model"]
     model["pretrained"] = False
     model["box_score_thresh"] = 0.0
-    model["num_classes"] = NUM_CLASSES.get(cfg["dataset"]["logical"], NUM_CLASSES["coco"])
+    classes = [dataset_entry(d)["num_classes"] for d in real_datasets(cfg["dataset"]["logical"])
+               if "num_classes" in dataset_entry(d)]
+    if classes:  # else the model's default (COCO's 81)
+        model["num_classes"] = classes[0]
     cfg["input"] = {**cfg["input"], "min_size": min(size), "max_size": max(size)}
     return cfg
 

@@ -13,7 +13,7 @@ from segbench.errors import InputError
 DATASETS_YAML = Path(__file__).resolve().parents[1] / "registry" / "datasets.yaml"
 FORMATS = ("coco", "isbi2012", "ctc")
 SOURCES = ("synthetic", "real")
-COMMON_KEYS = {"description", "source", "format", "layout", "directory"}
+COMMON_KEYS = {"description", "source", "format", "layout", "directory", "num_classes"}
 SOURCE_KEYS = {
     "synthetic": {"generator", "params"},
     "real": {"downloads", "homepage", "license", "registration"},
@@ -64,6 +64,9 @@ def validate_entry(name: str, entry: Any, where: Path | str = "datasets.yaml") -
     unknown = set(entry) - COMMON_KEYS - SOURCE_KEYS[source]
     if unknown:
         fail(f"unknown keys {sorted(unknown)} for a {source} dataset")
+    classes = entry.get("num_classes", 2)
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+        fail(f"num_classes must be an int >= 2 (object classes + background), got {classes!r}")
     if source == "synthetic":
         from segbench.data.synthetic import GENERATORS
 

@@ -45,6 +45,7 @@ from segbench.engine.common import (
 from segbench.errors import InputError
 from segbench.io import append_jsonl, atomic_path, read_jsonl, write_text_atomic
 from segbench.provenance import config_hash
+from segbench.records import HEADS, predictions_file
 
 log = logging.getLogger(__name__)
 
@@ -381,11 +382,15 @@ def _all_mean(terms: dict[str, torch.Tensor], replica: Replica) -> dict[str, flo
 # -- evaluation ---------------------------------------------------------------------------------------
 def evaluate(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
              split: str = "val", backend: str = "pycocotools") -> dict[str, Any]:
-    """COCO metrics of the trained run on ``split``; also writes ``predictions_<split>.json``."""
+    """COCO metrics of the trained run on ``split``; also writes the report's records (segbench.records):
+    ``predictions_<split>.json`` and ``heads.json``."""
     images, annotations = split_paths(cfg, data_root, split)
     gt = CocoInstances(images, annotations, train=False, masks=False)
-    results = predict_coco_results(cfg, run_dir, gt, device=device)
-    write_text_atomic(Path(run_dir) / f"predictions_{split}.json", json.dumps(results))
+    dev = resolve_device(device, Replica())
+    model = load_final_model(cfg, run_dir, gt, dev)
+    results = coco_results(model, cfg, gt, dev)
+    write_text_atomic(Path(run_dir) / predictions_file(split), json.dumps(results))
+    write_head_record(model, cfg, run_dir)
     area = gt.area_thresholds  # scaled small/medium bounds of the synthetic datasets, else COCO's
     metrics: dict[str, Any] = {iou_type: coco_stats(annotations, dts, iou_type, area, backend)
                                for iou_type, dts in results.items()}
@@ -400,6 +405,12 @@ def predict_coco_results(cfg: dict[str, Any], run_dir: Path, images: CocoInstanc
     """COCO result records per IoU type of the run's final model on ``images`` (any COCO-format image
     list, annotations optional: test-dev's image_info file works); see :func:`write_coco_results`."""
     dev = resolve_device(device, Replica())
+    return coco_results(load_final_model(cfg, run_dir, images, dev), cfg, images, dev)
+
+
+def load_final_model(cfg: dict[str, Any], run_dir: Path, images: CocoInstances,
+                     dev: torch.device) -> torch.nn.Module:
+    """The run's final model on ``dev``; ``images`` must have the training split's categories."""
     identity = {"run": cfg["run"], "config_hash": config_hash(cfg)}
     final = load_checkpoint(Path(run_dir) / FINAL_MODEL, expected=identity)
     if images.category_ids != final["category_ids"]:
@@ -407,6 +418,20 @@ def predict_coco_results(cfg: dict[str, Any], run_dir: Path, images: CocoInstanc
                          "predict on a split of the same dataset")
     model = build_model(model_config(cfg, images)).to(dev)
     model.load_state_dict(final["model"])
+    return model
+
+
+def write_head_record(model: torch.nn.Module, cfg: dict[str, Any], run_dir: Path) -> None:
+    """``heads.json``: the model's RoI heads layer by layer (``describe_heads``), for Mask R-CNN Fig. 4."""
+    from segbench.models.maskrcnn import describe_heads
+
+    record = {"run": cfg["run"], "run_id": cfg.get("run_id", Path(run_dir).name), "rows": describe_heads(model)}
+    write_text_atomic(Path(run_dir) / HEADS, json.dumps(record, indent=1))
+
+
+def coco_results(model: torch.nn.Module, cfg: dict[str, Any], images: CocoInstances,
+                 dev: torch.device) -> dict[str, list[dict[str, Any]]]:
+    """COCO result records per IoU type of ``model`` on ``images``."""
     iou_types = [IOU_TYPES[t] for t in cfg["model"].get("tasks", ("box", "mask"))]
     threshold = float(cfg["model"].get("mask_threshold", 0.5))
     batch = int(cfg["schedule"].get("test_images_per_batch", 2))

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from segbench.component_registry import Registry
 from segbench.data.augment import AugmentParams, augment_tile
 from segbench.data.biomedical import LabelledImage, Split, held_out_split, load_labelled_images
 from segbench.data.registry import dataset_paths
@@ -40,7 +41,7 @@ from segbench.engine.common import (
     seed_everything,
     step_lr_factor,
 )
-from segbench.engine.overlap_tile import cell_probability_fn
+from segbench.engine.overlap_tile import TileGeometry, cell_probability_fn
 from segbench.errors import InputError
 from segbench.io import append_jsonl, atomic_path, read_jsonl, write_text_atomic
 from segbench.models import build as build_model
@@ -51,6 +52,7 @@ from segbench.models.unet import (
     valid_output_size,
 )
 from segbench.provenance import config_hash
+from segbench.records import CELL_EXAMPLE, OVERLAP_TILE
 
 FINAL_WEIGHTS = "model_final.pt"
 TRAIN_LOG = "train_log.jsonl"
@@ -161,14 +163,13 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: 
 
 
 UnetLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-UNET_LOSSES: dict[str, UnetLoss] = {"weighted_ce": weighted_cross_entropy}
+UNET_LOSSES: Registry[UnetLoss] = Registry("U-Net loss", {"weighted_ce": weighted_cross_entropy})
 
 
-def register_unet_loss(name: str, loss: UnetLoss) -> None:
-    """Add a training loss ``f(logits, target, weights) -> scalar`` under ``name`` (model key ``loss``)."""
-    if UNET_LOSSES.get(name, loss) is not loss:
-        raise InputError(f"U-Net loss {name!r} is already registered; choose another name")
-    UNET_LOSSES[name] = loss
+def register_unet_loss(name: str, loss: UnetLoss, *, override: bool = False) -> None:
+    """Add a training loss ``f(logits, target, weights) -> scalar`` under ``name`` (model key ``loss``); a
+    name taken by another loss is an error unless ``override=True`` (:mod:`segbench.component_registry`)."""
+    UNET_LOSSES.register(name, loss, override=override)
 
 
 def unet_loss(model_cfg: dict[str, Any]) -> UnetLoss:
@@ -346,20 +347,30 @@ def load_trained(cfg: dict[str, Any], run_dir: Path, device: torch.device) -> UN
 
 def evaluate(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
              device: str | None = None) -> dict[str, Any]:
-    """Metrics of the trained U-Net on the held-out data (overlap-tile, test-time dihedral averaging)."""
+    """Metrics of the trained U-Net on the held-out data (overlap-tile, test-time dihedral averaging); also
+    writes the report's records (segbench.records): ``predictions_val.npz`` and ``overlap_tile.json``."""
     dev = pick_device(device)
     model = load_trained(cfg, run_dir, dev)
     fmt, split = load_split(cfg, data_root)
     train_input, _ = training_tiles(model, int(cfg["input"]["tile"]))
     rotations = int(cfg.get("model", {}).get("test_time_rotations", 0))
-    predict = cell_probability_fn(model, evaluation_tile(model, train_input, cfg),
-                                  test_time_rotations=rotations, device=dev)
+    tile = evaluation_tile(model, train_input, cfg)
+    predict = cell_probability_fn(model, tile, test_time_rotations=rotations, device=dev)
+    write_tile_record(run_dir, TileGeometry.for_model(model, tile), cfg)
     probabilities = [predict(normalize_input(img.image, cfg)) for img in split.held_out]
     metrics = score_probability_maps(fmt, split, probabilities)
     next(iter(metrics.values()))["test_time_versions"] = rotations + 1
     if split.held_out:
-        save_example_prediction(run_dir / "predictions_val.npz", split.held_out[0], probabilities[0])
+        save_example_prediction(run_dir / CELL_EXAMPLE, split.held_out[0], probabilities[0])
     return metrics
+
+
+def write_tile_record(run_dir: Path, geometry: TileGeometry, cfg: dict[str, Any]) -> None:
+    """``overlap_tile.json``: the tile geometry evaluation used, for U-Net Fig. 2."""
+    record = {"run": cfg["run"], "run_id": cfg.get("run_id", Path(run_dir).name),
+              "input_tile": geometry.input_tile, "output_size": geometry.output_size,
+              "stride": geometry.stride, "border": geometry.border}
+    write_text_atomic(Path(run_dir) / OVERLAP_TILE, json.dumps(record, indent=1))
 
 
 def save_example_prediction(path: Path, image: LabelledImage, cell_probability: np.ndarray) -> None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -204,7 +204,7 @@ def _rand_sums_kernel(gt_lab, pred_lab):
     for j in range(1, n_pred + 1):
         s_b2 += b[j] * b[j]
         s_bp += b[j] * (b[j] - 1) // 2
-    out = np.empty(7, dtype=np.int64)
+    out = np.empty(7, dtype=np.int64)  # the fields of RandSums, in order
     out[0] = s_ij2
     out[1] = s_ijp
     out[2] = n0
@@ -240,12 +240,28 @@ def _compact(lab: np.ndarray) -> np.ndarray:
     return inv.reshape(lab.shape).astype(np.int64)
 
 
+class RandSums(NamedTuple):
+    """The sums of one slice's contingency table that both Rand forms need (``_rand_sums_kernel`` returns
+    them as an int64 vector in this field order; vectors of slices add up field by field)."""
+
+    s_ij2: int  # sum n_ij^2 over GT segments i > 0, predicted segments j > 0
+    s_ijp: int  # sum C(n_ij, 2)
+    n0: int  # pixels of GT segments on predicted membrane (singletons)
+    s_a2: int  # sum a_i^2 (GT segment sizes)
+    s_ap: int  # sum C(a_i, 2)
+    s_b2: int  # sum b_j^2 (predicted segment sizes inside GT segments)
+    s_bp: int  # sum C(b_j, 2)
+
+
+N_RAND_SUMS = len(RandSums._fields)
+
+
 def _rand_tp_fp_fn(s: np.ndarray, form: str) -> tuple[int, int, int]:
-    s_ij2, s_ijp, n0, s_a2, s_ap, s_b2, s_bp = (int(v) for v in s)
+    r = RandSums(*(int(v) for v in s))
     if form == "n2":
-        tp, pden, rden = s_ij2 + n0, s_b2 + n0, s_a2
+        tp, pden, rden = r.s_ij2 + r.n0, r.s_b2 + r.n0, r.s_a2
     else:
-        tp, pden, rden = s_ijp, s_bp, s_ap
+        tp, pden, rden = r.s_ijp, r.s_bp, r.s_ap
     return tp, pden - tp, rden - tp
 
 
@@ -257,12 +273,11 @@ def f_score(tp: float, fp: float, fn: float) -> float:
 
 
 def warp_order(pred: np.ndarray, mismatch: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
-    """(ys, xs) of the ``mismatch`` pixels of one slice in flip order: scanned column by column, stably
-    sorted by ``|pred - t|`` descending, the key computed in float64 and rounded to float32."""
-    xs, ys = np.nonzero(mismatch.T)  # row-major over the transpose = column by column
-    key = np.abs(np.asarray(pred)[ys, xs].astype(np.float64) - float(t)).astype(np.float32)
-    order = np.argsort(-key, kind="stable")
-    return ys[order], xs[order]
+    """(ys, xs) of the ``mismatch`` pixels of one slice in flip order (:func:`topology.flip_order`): scanned
+    column by column, stably sorted by ``|pred - t|`` descending, the key computed in float64 and rounded
+    to float32."""
+    key = np.abs(np.asarray(pred, dtype=np.float64) - float(t)).astype(np.float32)
+    return topology.flip_order(mismatch, key)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -273,16 +288,14 @@ def _slice_counts(gt: np.ndarray, pred: np.ndarray, thresholds: Sequence[float],
     nt = len(thresholds)
     out: dict[str, np.ndarray] = {}
     p64 = pred.astype(np.float64)
-    h, w = gt.shape
     if "pixel" in want:
         out["pixel"] = np.zeros((nt, 3), dtype=np.int64)
     if "rand" in want:
-        out["rand"] = np.zeros((nt, 7), dtype=np.int64)
+        out["rand"] = np.zeros((nt, N_RAND_SUMS), dtype=np.int64)
         gt_lab, _ = topology.label4(gt)
     if "warping" in want:
-        out["warping"] = np.zeros((nt, 6), dtype=np.int64)
+        out["warping"] = np.zeros((nt, topology.N_CLASSES), dtype=np.int64)
         out["mismatch"] = np.zeros((nt, 2), dtype=np.int64)  # before, after the warp
-        gt_canvas = topology.pad_canvas(gt)
     for k, t in enumerate(thresholds):
         tgt = p64 > t
         if "pixel" in want:
@@ -293,15 +306,9 @@ def _slice_counts(gt: np.ndarray, pred: np.ndarray, thresholds: Sequence[float],
             out["rand"][k] = _rand_sums_kernel(gt_lab, pred_lab)
         if "warping" in want:
             ys, xs = warp_order(p64, gt != tgt, t)
-            cy = ys.astype(np.int64) + 1
-            cx = xs.astype(np.int64) + 1
-            src = gt_canvas.copy()
-            remaining = topology._warp_kernel(src, cy, cx, topology.SIMPLE_LUT)
-            ry, rx = cy[remaining], cx[remaining]
-            out["mismatch"][k] = (cy.size, ry.size)
-            if ry.size:
-                lab, _ = topology.label4(src)
-                out["warping"][k] = topology._classify_kernel(src, lab, ry, rx, h, w, topology._DY, topology._DX)
+            outcome = topology.warp_and_classify(gt, ys, xs)
+            out["mismatch"][k] = (outcome.mismatches_before, outcome.mismatches_after)
+            out["warping"][k] = outcome.classes
     return out
 
 

@@ -14,9 +14,22 @@ Conventions (the organisers' "minimum splits and mergers" warping error, see
   counts as membrane.
 
 The hot loops are compiled with numba (``cache=True``, ``nogil=True``).
+
+Public API (image coordinates; what :mod:`segbench.metrics.isbi` uses):
+
+* :func:`flip_order` -- the mismatching pixels in the order the warp tries them;
+* :func:`warp` -- the simple-point warp of a source towards a target;
+* :func:`classify_mismatches` -- the classes (:data:`CLASSES`) of the pixels the warp left;
+* :func:`warp_and_classify` -- both steps at once, as a :class:`WarpOutcome` with named fields;
+* :data:`N_CLASSES` -- the length of a class-count vector (one count per :data:`CLASSES`, in that order).
+
+The numba kernels behind them (``_warp_kernel``, ``_classify_kernel``) work on the padded canvas and are
+private.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -33,7 +46,9 @@ _DX = np.array([o[1] for o in NEIGHBOUR_OFFSETS], dtype=np.int64)
 CLASSES: tuple[str, ...] = (
     "split", "merge", "hole_addition", "hole_deletion", "object_addition", "object_deletion",
 )
-SPLIT, MERGE, HOLE_ADDITION, HOLE_DELETION, OBJECT_ADDITION, OBJECT_DELETION = range(6)
+SPLIT, MERGE, HOLE_ADDITION, HOLE_DELETION, OBJECT_ADDITION, OBJECT_DELETION = range(len(CLASSES))
+#: Length of a class-count vector (:func:`warp_and_classify`, ``WarpOutcome.classes``).
+N_CLASSES = len(CLASSES)
 
 _FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 
@@ -254,7 +269,7 @@ def _splits_on_removal(lab, y, x, k, dy, dx, h, w, stamp, mark, owner, queue):
 @numba.njit(cache=True, nogil=True)
 def _classify_kernel(src, lab, ys, xs, h, w, dy, dx):
     """Counts per class (see :data:`CLASSES`) of the listed mismatching pixels of the warped source."""
-    counts = np.zeros(6, dtype=np.int64)
+    counts = np.zeros(N_CLASSES, dtype=np.int64)
     # flood-fill work arrays, allocated on the first split check
     mark = np.zeros((1, 1), dtype=np.int64)
     owner = np.zeros((1, 1), dtype=np.int64)
@@ -363,7 +378,48 @@ def classify_mismatches(warped: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> d
 
 
 def _classify_counts(warped: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    h, w = warped.shape
     canvas = pad_canvas(warped)
+    return _classify_canvas(canvas, ys.astype(np.int64) + 1, xs.astype(np.int64) + 1, *warped.shape)
+
+
+def _classify_canvas(canvas: np.ndarray, cy: np.ndarray, cx: np.ndarray, h: int, w: int) -> np.ndarray:
+    if not cy.size:
+        return np.zeros(N_CLASSES, dtype=np.int64)
     lab, _ = label4(canvas)
-    return _classify_kernel(canvas, lab, ys.astype(np.int64) + 1, xs.astype(np.int64) + 1, h, w, _DY, _DX)
+    return _classify_kernel(canvas, lab, cy, cx, h, w, _DY, _DX)
+
+
+class WarpOutcome(NamedTuple):
+    """What the simple-point warp of a source towards a target leaves (:func:`warp_and_classify`)."""
+
+    mismatches_before: int  # pixels where source and target differ
+    mismatches_after: int  # of those, the ones the warp could not flip
+    classes: np.ndarray  # int64 [N_CLASSES]: the remaining pixels per class of CLASSES, in that order
+
+    @property
+    def split(self) -> int:
+        return int(self.classes[SPLIT])
+
+    @property
+    def merge(self) -> int:
+        return int(self.classes[MERGE])
+
+    def as_dict(self) -> dict[str, int]:
+        """``{class name: count}`` over :data:`CLASSES`."""
+        return dict(zip(CLASSES, (int(c) for c in self.classes), strict=True))
+
+
+def warp_and_classify(source: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> WarpOutcome:
+    """Warp binary ``source`` (2D, nonzero = cell) by flipping the listed mismatching pixels ``ys, xs`` in
+    that order (:func:`flip_order`; the target is implied: every listed pixel differs from it), then
+    classify the pixels that still mismatch against the warped source (:func:`classify_mismatches`).
+
+    The same as :func:`warp` followed by :func:`classify_mismatches`, without leaving the padded canvas.
+    """
+    canvas = pad_canvas(source)
+    cy = np.asarray(ys, dtype=np.int64) + 1
+    cx = np.asarray(xs, dtype=np.int64) + 1
+    remaining = _warp_kernel(canvas, cy, cx, SIMPLE_LUT)
+    ry, rx = cy[remaining], cx[remaining]
+    classes = _classify_canvas(canvas, ry, rx, *source.shape)
+    return WarpOutcome(int(cy.size), int(ry.size), classes)

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from segbench.component_registry import Registry
 from segbench.errors import InputError, NotImplementedYet
 
 ModelFactory = Callable[[dict[str, Any]], Any]
-MODEL_PLUGINS: dict[str, ModelFactory] = {}
+MODEL_PLUGINS: Registry[ModelFactory] = Registry("model plugin")
 
 
-def register_model(name: str, factory: ModelFactory) -> None:
+def register_model(name: str, factory: ModelFactory, *, override: bool = False) -> None:
     """Add a whole-model factory ``factory(cfg) -> nn.Module`` under ``name`` (model key ``plugin``); the
-    model must keep its family's interface (torchvision detection API for Mask R-CNN, logits for U-Net)."""
-    if MODEL_PLUGINS.get(name, factory) is not factory:
-        raise InputError(f"model plugin {name!r} is already registered; choose another name")
-    MODEL_PLUGINS[name] = factory
+    model must keep its family's interface (torchvision detection API for Mask R-CNN, logits for U-Net).
+    A name taken by another factory is an error unless ``override=True`` (:mod:`segbench.component_registry`)."""
+    MODEL_PLUGINS.register(name, factory, override=override)
 
 
 def build(cfg: dict[str, Any]) -> Any:

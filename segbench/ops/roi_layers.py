@@ -34,6 +34,7 @@ import torch
 import torchvision
 from torch import Tensor
 
+from segbench.component_registry import Registry
 from segbench.errors import InputError
 from segbench.ops._sampling import sample_bins
 
@@ -212,25 +213,24 @@ def _cpu_training(input: Tensor) -> bool:
 # registry
 
 
-ROI_LAYERS: dict[str, RoILayer] = {
+ROI_LAYERS: Registry[RoILayer] = Registry("RoI layer", {
     "roi_pool": roi_pool,
     "roi_warp": roi_warp,
     "roi_align": roi_align,
-}
+})
 
 
-def register_roi_layer(name: str, fn: RoILayer) -> None:
-    """Add (or replace) a RoI layer under ``name``.
+def register_roi_layer(name: str, fn: RoILayer, *, override: bool = False) -> None:
+    """Add a RoI layer under ``name`` (the ``roi_layer`` model key); a name taken by another layer is an
+    error unless ``override=True`` (:mod:`segbench.component_registry`).
 
     ``fn(input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1, ...)`` returns
     ``[K, C, oh, ow]``; if it takes an ``aggregation`` and/or an ``aligned`` keyword,
     :func:`make_roi_layer` passes them, otherwise it has a fixed aggregation and no half-pixel mode.
     """
-    if not isinstance(name, str) or not name:
-        raise InputError(f"a RoI layer name must be a non-empty string, got {name!r}")
     if not callable(fn):
         raise InputError(f"RoI layer {name!r} must be callable, got {type(fn).__name__}")
-    ROI_LAYERS[name] = fn
+    ROI_LAYERS.register(name, fn, override=override)
 
 
 def _accepts(fn: Callable, keyword: str) -> bool:

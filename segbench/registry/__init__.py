@@ -104,6 +104,21 @@ def _check_references(data: dict[str, Any], source: str) -> None:
                     fail(dwhere, f"{key}={direction[key]!r} is not a row id of {name}")
             if direction["metric"] not in columns:
                 fail(dwhere, f"metric {direction['metric']!r} is not a column of {name}")
+        if "headline" in table and table["headline"] not in columns:
+            fail(f"{where}/headline", f"{table['headline']!r} is not a column of {name} ({columns})")
+    for suite, bench in data.get("benchmarks", {}).items():
+        for run in bench.get("runs", []):
+            if run not in runs or runs[run]["family"] != suite:
+                fail(f"benchmarks/{suite}/runs", f"{run!r} is not a {suite} run under runs:")
+    for name, figure in data.get("figures", {}).items():
+        where = f"figures/{name}"
+        for table in figure.get("tables", []):
+            if table not in data["tables"]:
+                fail(f"{where}/tables", f"unknown table {table!r}; define it under tables:")
+        for entry in figure.get("runs", []):
+            run = entry if isinstance(entry, str) else entry["run"]
+            if run not in runs:
+                fail(f"{where}/runs", f"unknown run {run!r}; define it under runs:")
 
 
 def _row_runs(row: dict[str, Any]) -> list[str]:
@@ -194,13 +209,54 @@ def runs_for_tables(tables: list[str], scale: str, registry: dict[str, Any] | No
     return [RunSeed(run, seed) for run in wanted for seed in seeds_for_run(run, scale, reg)]
 
 
+def dataset_for(run: str, scale: str, registry: dict[str, Any] | None = None) -> str:
+    """The concrete dataset (an entry of datasets.yaml) that ``run`` trains on at ``scale``: the scale's
+    mapping of the run's logical dataset. The Snakefile's rules call this instead of repeating the mapping."""
+    reg = registry or load_registry()
+    check_scale(scale, reg)
+    if run not in reg["runs"]:
+        raise InputError(f"unknown run {run!r}; `segbench list --runs` shows the runs")
+    return reg["scales"][scale]["datasets"][reg["runs"][run]["dataset"]]
+
+
+def real_datasets(logical: str, registry: dict[str, Any] | None = None) -> list[str]:
+    """The concrete datasets any scale maps the logical dataset ``logical`` to, real ones first (the
+    dataset the paper used, then its synthetic stand-ins), each once."""
+    reg = registry or load_registry()
+    names = list(dict.fromkeys(s["datasets"][logical] for s in reg["scales"].values() if logical in s["datasets"]))
+    entries = {name: _dataset_entry(name) for name in names}
+    return sorted(names, key=lambda n: entries[n].get("source") != "real")
+
+
+def runs_of_family(family: str, registry: dict[str, Any] | None = None) -> list[str]:
+    """The registry's runs of one model family (``maskrcnn``, ``unet``, ``classical``), in registry order."""
+    return [name for name, spec in (registry or load_registry())["runs"].items() if spec["family"] == family]
+
+
+def headline_column(table: str, registry: dict[str, Any] | None = None) -> str:
+    """The column that stands for ``table`` in one-value-per-row views: its ``headline`` key, else its
+    first column."""
+    spec = get_table(table, registry)
+    return spec.get("headline", spec["columns"][0])
+
+
+def figure_tables(figure: str, registry: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """The tables whose pages show ``figure`` (``figures.<figure>.tables``); none for a run-wide figure."""
+    return tuple((registry or load_registry()).get("figures", {}).get(figure, {}).get("tables", ()))
+
+
+def figure_runs(figure: str, registry: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """(run, label) of the runs ``figure`` draws from, in order of preference (``figures.<figure>.runs``;
+    the label defaults to the run's name)."""
+    entries = (registry or load_registry()).get("figures", {}).get(figure, {}).get("runs", [])
+    return [(e, e) if isinstance(e, str) else (e["run"], e.get("label", e["run"])) for e in entries]
+
+
 def datasets_for_scale(scale: str, runs: list[str] | None = None,
                        registry: dict[str, Any] | None = None) -> list[str]:
     """Concrete datasets the given runs (default: all) need at ``scale``."""
     reg = registry or load_registry()
-    mapping = reg["scales"][scale]["datasets"]
-    names = [reg["runs"][r]["dataset"] for r in (runs or list(reg["runs"]))]
-    return list(dict.fromkeys(mapping[n] for n in names))
+    return list(dict.fromkeys(dataset_for(r, scale, reg) for r in (runs or list(reg["runs"]))))
 
 
 def resolve_run(run: str, scale: str, seed: int = 0, registry: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -214,7 +270,7 @@ def resolve_run(run: str, scale: str, seed: int = 0, registry: dict[str, Any] | 
     overlay = reg["scales"][scale]["families"].get(family, {})
     # The scale's model keys fill in sizes; keys a run sets deliberately win over them.
     model = {**copy.deepcopy(overlay.get("model", {})), **copy.deepcopy(spec["model"])}
-    dataset_name = reg["scales"][scale]["datasets"][spec["dataset"]]
+    dataset_name = dataset_for(run, scale, reg)
     return {
         "run": run,
         "run_id": run_id(run, seed),

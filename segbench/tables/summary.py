@@ -1,8 +1,8 @@
 """A Markdown digest of a scale's assembled tables: one headline value per row and every direction.
 
 What the README's "Reproduced results" section shows, produced from ``results/<scale>/tables/*.json``
-(``segbench table --summary``), never typed by hand. The headline column is a table's first column,
-except where the paper's claim is about another one (Table 2c/2d: RoIAlign's gain shows on AP75).
+(``segbench table --summary``), never typed by hand. The headline column is a table's ``headline`` key
+in the registry, else its first column (:func:`segbench.registry.headline_column`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 from segbench.io import read_json
 from segbench.tables.assemble import format_reproduced
 
-HEADLINE_COLUMN = {"table2c": "AP75", "table2d": "AP75"}
 DIGITS = {"unet": 4}  # U-Net errors and SEG are fractions; Mask R-CNN AP is in points
 
 
@@ -36,7 +35,8 @@ def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | N
         tables = [read_json(p, "table JSON") for p in paths if p.is_file()]
     lines = ["| table | row | reproduced (mean ± std, seeds) | paper |", "|---|---|---|---|"]
     for t in tables:
-        column = HEADLINE_COLUMN.get(t["table"], t["columns"][0])
+        spec = registry["tables"].get(t["table"], {})
+        column = spec.get("headline", t["columns"][0])
         digits = DIGITS.get(t.get("paper", ""), 2)
         link = f"[{t['table']}](results/{scale}/tables/{t['table']}.md)"
         for row in t["rows"]:

@@ -50,6 +50,16 @@ def generate(out_dir: Path, params: dict[str, Any], seed: int) -> None:
             draw.write_tiff(out_dir / f"{sequence}_GT" / "SEG" / f"man_seg{t:03d}.tif", labels)
 
 
+def example_frame(seed: int = 0, **params: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(image, uint16 instance labels) of the first frame ``generate`` would draw for ``seed`` and
+    ``params`` (over :data:`DEFAULTS`), without writing files (figures and docs show it)."""
+    p = {**DEFAULTS, **params}
+    rng = draw.item_rng(seed, f"cells_{p['modality']}", 0)
+    labels = cell_labels(rng, (int(p["height"]), int(p["width"])), p)
+    render = render_phc if p["modality"] == "phc" else render_dic
+    return render(rng, labels, float(p["noise_std"])), labels
+
+
 def cell_labels(rng: np.random.Generator, shape: tuple[int, int], p: dict[str, Any]) -> np.ndarray:
     """A uint16 instance map of touching cells, labels 1..n without gaps."""
     yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float64)

@@ -42,6 +42,18 @@ def generate(out_dir: Path, params: dict[str, Any], seed: int) -> None:
     draw.write_tiff(out_dir / "train-labels.tif", np.stack(labels), imagej_zyx=True)
 
 
+def example_slice(size: int, seed: int = 0) -> np.ndarray:
+    """One ``size x size`` uint8 EM slice at the default spacing and noise: the first slice ``generate``
+    would draw for ``seed`` at that size (figures and docs show it; no files are written)."""
+    spacing = float(DEFAULTS["cell_spacing"])
+    shape = (size, size)
+    rng = draw.item_rng(seed, "volume", 1)
+    seeds = initial_seeds(draw.item_rng(seed, "volume", 0), shape, spacing)
+    regions = bent_voronoi(rng, shape, seeds, spacing)
+    membrane = membrane_mask(rng, regions)
+    return render_slice(rng, regions, membrane, float(DEFAULTS["noise_std"]))
+
+
 def initial_seeds(rng: np.random.Generator, shape: tuple[int, int], spacing: float) -> np.ndarray:
     """Seeds (y, x) on a jittered grid covering the image plus a margin, so no border cell is huge."""
     ys = np.arange(-spacing, shape[0] + spacing, spacing)

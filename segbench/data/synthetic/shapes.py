@@ -53,6 +53,13 @@ def generate(out_dir: Path, params: dict[str, Any], seed: int) -> None:
                        description="segbench synthetic shapes (COCO-format instance segmentation)")
 
 
+def example_image(seed: int = 0, split: str = "val", index: int = 0,
+                  **params: Any) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+    """Image ``index`` of ``split`` as ``generate`` would draw it for ``seed`` and ``params`` (over
+    :data:`DEFAULTS`), with its objects as ``(category_id, visible_mask)``; no files are written."""
+    return render_image(draw.item_rng(seed, split, index), {**DEFAULTS, **params})
+
+
 def render_image(rng: np.random.Generator, p: dict[str, Any]) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
     """One RGB image and its objects as ``(category_id, visible_mask)``, in painting order."""
     size = int(p["image_size"])

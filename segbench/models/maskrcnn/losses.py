@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.detection.roi_heads import keypointrcnn_loss
 
+from segbench.component_registry import Registry
 from segbench.errors import InputError
 
 keypoint_loss = keypointrcnn_loss
@@ -75,17 +76,16 @@ def softmax_mask_probabilities(logits: Tensor, classes: Tensor) -> Tensor:
     return logits.softmax(dim=1)[_rows(logits), classes][:, None]
 
 
-MASK_LOSSES: dict[str, MaskLoss] = {
+MASK_LOSSES: Registry[MaskLoss] = Registry("mask_loss", {
     "sigmoid": MaskLoss(sigmoid_mask_loss, sigmoid_mask_probabilities, channels=lambda k: k),
     "softmax": MaskLoss(softmax_mask_loss, softmax_mask_probabilities, channels=lambda k: k + 1),
-}
+})
 
 
-def register_mask_loss(name: str, loss: MaskLoss) -> None:
-    """Add a mask loss under ``name`` (the ``mask_loss`` model key); a plugin hook."""
-    if name in MASK_LOSSES:
-        raise InputError(f"mask_loss {name!r} is already registered; choose another name")
-    MASK_LOSSES[name] = loss
+def register_mask_loss(name: str, loss: MaskLoss, *, override: bool = False) -> None:
+    """Add a mask loss under ``name`` (the ``mask_loss`` model key); a plugin hook. A name taken by another
+    loss is an error unless ``override=True`` (:mod:`segbench.component_registry`)."""
+    MASK_LOSSES.register(name, loss, override=override)
 
 
 def get_mask_loss(name: str) -> MaskLoss:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 
+from segbench.component_registry import Registry
 from segbench.errors import InputError
 
 
@@ -88,20 +89,19 @@ def mlp_mask_head(num_fc: int) -> MaskHeadFactory:
     return factory
 
 
-MASK_HEADS: dict[str, MaskHeadFactory] = {
+MASK_HEADS: Registry[MaskHeadFactory] = Registry("mask_head", {
     "res5": res5_mask_head,
     "fcn": fcn_mask_head,
     "mlp2": mlp_mask_head(2),
     "mlp3": mlp_mask_head(3),
-}
+}, reserved=("default",))
 DEFAULT_MASK_HEAD = {"c4": "res5", "c5": "fcn", "fpn": "fcn"}  # ``mask_head: default`` (Figure 4)
 
 
-def register_mask_head(name: str, factory: MaskHeadFactory) -> None:
-    """Add a mask head under ``name`` (the ``mask_head`` model key); a plugin hook."""
-    if name in MASK_HEADS or name == "default":
-        raise InputError(f"mask_head {name!r} is already registered; choose another name")
-    MASK_HEADS[name] = factory
+def register_mask_head(name: str, factory: MaskHeadFactory, *, override: bool = False) -> None:
+    """Add a mask head under ``name`` (the ``mask_head`` model key); a plugin hook. A name taken by another
+    head is an error unless ``override=True``; ``default`` is reserved (:mod:`segbench.component_registry`)."""
+    MASK_HEADS.register(name, factory, override=override)
 
 
 def resolve_mask_head(name: str, arch: str) -> MaskHeadFactory:

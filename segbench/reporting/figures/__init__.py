@@ -1,6 +1,10 @@
 """The figure registry: ``FIGURES`` maps a figure name to its :class:`FigureSpec` (title, caption,
 ``render(ctx)``, ``inputs(scale, results)``, tables whose pages show it).
 
+Which tables a figure illustrates and which runs it draws from are the experiment registry's
+(``figures:`` in experiments.yaml, :func:`segbench.registry.figure_tables` / ``figure_runs``); this
+module only knows how to draw.
+
 The Snakefile iterates ``FIGURES`` to make one rule per figure; ``segbench report --figure NAME`` renders
 one. A figure whose inputs are missing (no trained run, a module not written yet) is *skipped* with a
 note in its manifest and on the report page, never a crash.
@@ -23,7 +27,7 @@ from segbench.reporting.figures.base import (
 )
 from segbench.reporting.figures.curves import render_run_metrics, render_training_curves, run_files
 
-__all__ = ["FIGURES", "FigureContext", "FigureResult", "FigureSpec", "MissingInput", "figure_names",
+__all__ = ["FIGURES", "FigureContext", "FigureResult", "FigureSpec", "MissingInput", "build_figures", "figure_names",
            "render_figure", "render_figures"]
 
 
@@ -47,7 +51,12 @@ def _table_input(table: str, scale: str, results: Path) -> list[Path]:
     return [results / scale / "tables" / f"{table}.json"]
 
 
-def _static_specs() -> list[FigureSpec]:
+def _static_specs(registry: dict) -> list[FigureSpec]:
+    from segbench.registry import figure_tables
+
+    def tables(figure: str) -> tuple[str, ...]:
+        return figure_tables(figure, registry)
+
     return [
         FigureSpec("training_curves", "Training curves",
                    "losses over iterations from each run's train_log.jsonl",
@@ -57,34 +66,35 @@ def _static_specs() -> list[FigureSpec]:
         FigureSpec("maskrcnn_fig3", "Mask R-CNN Fig. 3: RoIAlign",
                    "feature grid, RoI, 2x2 bins, 4 bilinear sampling points per bin and the pooled output, "
                    "computed by segbench.ops.roi_align on conv features of a synthetic image",
-                   _lazy("roialign", "render_fig3"), tables=("table2c", "table2d")),
+                   _lazy("roialign", "render_fig3"), tables=tables("maskrcnn_fig3")),
         FigureSpec("maskrcnn_fig4", "Mask R-CNN Fig. 4: head architectures",
-                   "layers, output shapes and parameters of the built C4 and FPN heads (describe_heads)",
-                   _lazy("heads", "render_fig4"), tables=("table2a", "table2e")),
+                   "layers, output shapes and parameters of the C4 and FPN heads of trained runs (their heads.json)",
+                   _lazy("heads", "render_fig4"), tables=tables("maskrcnn_fig4")),
         FigureSpec("maskrcnn_fig2_5", "Mask R-CNN Figs. 2/5: predictions",
                    "masks, boxes, classes and scores on validation images from a trained run",
-                   _lazy("predictions", "render_instances"), tables=("table1",)),
+                   _lazy("predictions", "render_instances"), tables=tables("maskrcnn_fig2_5")),
         FigureSpec("maskrcnn_fig7", "Mask R-CNN Fig. 7: keypoints",
                    "keypoints, skeleton and person mask on validation images from a trained run",
-                   _lazy("predictions", "render_keypoints"), tables=("table4",)),
+                   _lazy("predictions", "render_keypoints"), tables=tables("maskrcnn_fig7")),
         FigureSpec("unet_fig2", "U-Net Fig. 2: overlap-tile strategy",
-                   "input tile, mirrored border and output region on a synthetic EM image",
-                   _lazy("unet", "render_fig2"), tables=("unet_table1",)),
+                   "a U-Net run's input tile, mirrored border and output region (its overlap_tile.json) on a "
+                   "synthetic EM image",
+                   _lazy("unet", "render_fig2"), tables=tables("unet_fig2")),
         FigureSpec("unet_fig3", "U-Net Fig. 3: weight map",
                    "raw image, ground-truth overlay, mask and pixel-wise loss weight map",
-                   _lazy("unet", "render_fig3"), tables=("unet_table1", "unet_table2")),
+                   _lazy("unet", "render_fig3"), tables=tables("unet_fig3")),
         FigureSpec("unet_fig4", "U-Net Fig. 4: cell segmentation results",
                    "raw image, prediction and ground truth on the cell tracking data from a trained run",
-                   _lazy("predictions", "render_cells"), tables=("unet_table2",)),
+                   _lazy("predictions", "render_cells"), tables=tables("unet_fig4")),
     ]
 
 
-def _table_specs() -> list[FigureSpec]:
+def _table_specs(registry: dict) -> list[FigureSpec]:
     """One bar chart per registry table with reproduced rows (``bars_<table>``)."""
-    from segbench.registry import load_registry, row_runs
+    from segbench.registry import row_runs
 
     specs = []
-    for name, table in load_registry()["tables"].items():
+    for name, table in registry["tables"].items():
         if any(row_runs(row) for row in table["rows"]):
             figure = f"bars_{name}"
             specs.append(FigureSpec(figure, f"{name}: paper vs reproduced",
@@ -94,7 +104,15 @@ def _table_specs() -> list[FigureSpec]:
     return specs
 
 
-FIGURES: dict[str, FigureSpec] = {spec.name: spec for spec in _static_specs() + _table_specs()}
+def build_figures(registry: dict | None = None) -> dict[str, FigureSpec]:
+    """Every figure's spec for ``registry`` (default: the loaded registry; tests pass a renamed copy)."""
+    from segbench.registry import load_registry
+
+    reg = registry or load_registry()
+    return {spec.name: spec for spec in _static_specs(reg) + _table_specs(reg)}
+
+
+FIGURES: dict[str, FigureSpec] = build_figures()
 
 
 def figure_names() -> list[str]:

@@ -84,6 +84,14 @@ def read_manifest(path: Path) -> FigureResult:
     return FigureResult(**{k: data[k] for k in FigureResult.__dataclass_fields__ if k in data})
 
 
+def run_record(ctx: FigureContext, run: str, record: str) -> Path | None:
+    """The ``record`` file (segbench.records) of the lowest seed of registry run ``run`` at the context's
+    scale that has one, else None."""
+    found = sorted((ctx.scale_dir / "runs").glob(f"{run}-seed*/{record}"),
+                   key=lambda p: (len(p.parent.name), p.parent.name))
+    return found[0] if found else None
+
+
 def save_matplotlib(fig: Any, out_dir: Path, name: str) -> list[str]:
     """Save a matplotlib Figure as PNG and SVG with fixed DPI and without dates: same input, same bytes."""
     import matplotlib

@@ -2,7 +2,7 @@
 (keypoints, skeleton, person mask) and U-Net Fig. 4 (cell segmentation results).
 
 Mask R-CNN runs write ``predictions_val.json`` (``{"bbox": [...], "segm": [...], "keypoints": [...]}``, COCO
-result records, see :func:`segbench.engine.maskrcnn.evaluate`); the images and categories come from the
+result records, see :mod:`segbench.records`); the images and categories come from the
 run's dataset under the data root. Without such a run (or its data) the figure is skipped with a note.
 """
 
@@ -15,21 +15,32 @@ from typing import Any
 import numpy as np
 
 from segbench.io import read_json
+from segbench.records import CELL_EXAMPLE, PREDICTIONS_VAL
 from segbench.reporting.figures.base import FigureContext, MissingInput, new_figure, plain, save_matplotlib
 
-PREDICTIONS = "predictions_val.json"
+PREDICTIONS = PREDICTIONS_VAL
 SCORE_THRESHOLD = 0.5
 MAX_IMAGES = 4
-# Preferred runs, best model first (the paper shows its best model); any other run with the IoU type follows.
-INSTANCE_RUNS = ("x101_fpn", "r101_fpn", "r50_fpn", "r101_c4", "r50_c4")
-KEYPOINT_RUNS = ("r50_fpn_person_kp_mask", "r50_fpn_person_kp")
+
+
+def preferred_runs(figure: str) -> tuple[str, ...]:
+    """The registry's runs for ``figure`` (``figures.<figure>.runs``), best model first: the paper shows
+    its best model. Any other run with the needed predictions follows them."""
+    from segbench.registry import figure_runs
+
+    return tuple(run for run, _ in figure_runs(figure))
+
+
+def run_name(run_dir: Path) -> str:
+    """``results/<scale>/runs/r50_c4-seed2`` -> ``r50_c4``."""
+    return run_dir.name.rpartition("-seed")[0]
 
 
 def find_predictions(ctx: FigureContext, iou_type: str, preferred: tuple[str, ...]) -> tuple[Path, dict]:
     """The predictions file (and its content) of the first run with ``iou_type`` detections."""
     runs = sorted((ctx.scale_dir / "runs").glob(f"*/{PREDICTIONS}"))
     rank = {name: i for i, name in enumerate(preferred)}
-    runs.sort(key=lambda p: (rank.get(p.parent.name.rpartition("-seed")[0], len(rank)), p.parent.name))
+    runs.sort(key=lambda p: (rank.get(run_name(p.parent), len(rank)), p.parent.name))
     for path in runs:
         content = read_json(path, "predictions")
         if isinstance(content, dict) and content.get(iou_type):
@@ -48,7 +59,7 @@ def val_split(ctx: FigureContext, run_dir: Path) -> tuple[Path, dict[str, Any]]:
     if not name:
         from segbench.registry import resolve_run
 
-        name = resolve_run(run_dir.name.rpartition("-seed")[0], ctx.scale)["dataset"]["name"]
+        name = resolve_run(run_name(run_dir), ctx.scale)["dataset"]["name"]
     try:
         paths = dataset_paths(name, ctx.data_root or Path("data"))["val"]
     except InputError as exc:
@@ -108,7 +119,7 @@ def _panel_grid(n: int):  # noqa: ANN202 - matplotlib axes
 def render_instances(ctx: FigureContext) -> list[str]:
     from matplotlib.patches import Rectangle
 
-    path, predictions = find_predictions(ctx, "segm", INSTANCE_RUNS)
+    path, predictions = find_predictions(ctx, "segm", preferred_runs("maskrcnn_fig2_5"))
     images_dir, coco = val_split(ctx, path.parent)
     names = {c["id"]: c["name"] for c in coco["categories"]}
     segm, boxes = by_image(predictions["segm"]), by_image(predictions.get("bbox", []))
@@ -138,7 +149,7 @@ def render_instances(ctx: FigureContext) -> list[str]:
 
 
 def render_keypoints(ctx: FigureContext) -> list[str]:
-    path, predictions = find_predictions(ctx, "keypoints", KEYPOINT_RUNS)
+    path, predictions = find_predictions(ctx, "keypoints", preferred_runs("maskrcnn_fig7"))
     images_dir, coco = val_split(ctx, path.parent)
     person = next((c for c in coco["categories"] if c.get("keypoints")), coco["categories"][0])
     skeleton = [(a - 1, b - 1) for a, b in person.get("skeleton", [])]
@@ -172,7 +183,10 @@ def render_keypoints(ctx: FigureContext) -> list[str]:
 
 def render_cells(ctx: FigureContext) -> list[str]:
     """U-Net Fig. 4 from ``predictions_val.npz`` (arrays ``image``, ``prediction``, ``ground_truth``)."""
-    found = sorted((ctx.scale_dir / "runs").glob("unet_*/predictions_val.npz"))
+    from segbench.registry import runs_of_family
+
+    unet = set(runs_of_family("unet"))
+    found = [p for p in sorted((ctx.scale_dir / "runs").glob(f"*/{CELL_EXAMPLE}")) if run_name(p.parent) in unet]
     if not found:
         raise MissingInput("no U-Net run with predictions_val.npz (arrays image, prediction, ground_truth) under "
                            f"{ctx.scale_dir / 'runs'}; evaluate a U-Net run first")

@@ -33,11 +33,10 @@ class RoIAlignExample:
 
 def synthetic_image() -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """A shapes image and the (image-pixel) bounding box of its largest object, shrunk off the pixel grid."""
-    from segbench.data.synthetic import _draw as draw
-    from segbench.data.synthetic.shapes import DEFAULTS, render_image
+    from segbench.data.synthetic.shapes import example_image
 
-    params = {**DEFAULTS, "image_size": IMAGE_SIZE, "objects_per_image": [3, 5], "object_size": [30, 60]}
-    image, objects = render_image(draw.item_rng(SEED, "val", 0), params)
+    image, objects = example_image(SEED, "val", 0, image_size=IMAGE_SIZE, objects_per_image=[3, 5],
+                                   object_size=[30, 60])
     _, mask = max(objects, key=lambda o: int(o[1].sum()))
     ys, xs = np.nonzero(mask)
     return image, (xs.min() + 0.3, ys.min() + 0.6, xs.max() + 0.8, ys.max() + 0.4)

@@ -1,47 +1,70 @@
 """U-Net figures on synthetic data: Fig. 2 (overlap-tile strategy) and Fig. 3 (the loss weight map).
 
-Both draw from the project's own code: the EM and cell generators (``segbench.data.synthetic``), the tile
-geometry of the overlap-tile inference (``segbench.engine.overlap_tile``) and the weight map of equation 2
-(``segbench.data.weight_map``).
+Both draw on the project's own data code: the EM and cell generators (``segbench.data.synthetic``) and the
+weight map of equation 2 (``segbench.data.weight_map``). Fig. 2's tile geometry is the one a U-Net run's
+evaluation used, read from its ``overlap_tile.json`` record (segbench.records), not computed here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from segbench.reporting.figures.base import FigureContext, new_figure, save_matplotlib
+from segbench.io import read_json
+from segbench.records import OVERLAP_TILE
+from segbench.reporting.figures.base import (
+    FigureContext,
+    MissingInput,
+    new_figure,
+    run_record,
+    save_matplotlib,
+)
 
-PAPER_TILE = 572  # Figure 2's blue input tile
 EM_SIZE = 512
 SEED = 0
 
 
 def em_slice(size: int = EM_SIZE) -> np.ndarray:
     """One synthetic serial-section EM image (ISBI 2012 look), ``size x size`` uint8."""
-    from segbench.data.synthetic import _draw as draw
     from segbench.data.synthetic import em
 
-    spacing = float(em.DEFAULTS["cell_spacing"])
-    rng = draw.item_rng(SEED, "volume", 1)
-    seeds = em.initial_seeds(draw.item_rng(SEED, "volume", 0), (size, size), spacing)
-    regions = em.bent_voronoi(rng, (size, size), seeds, spacing)
-    membrane = em.membrane_mask(rng, regions)
-    return em.render_slice(rng, regions, membrane, float(em.DEFAULTS["noise_std"]))
+    return em.example_slice(size, SEED)
 
 
-def tile_geometry(input_tile: int = PAPER_TILE):  # noqa: ANN201 - TileGeometry, imported lazily
-    """The engine's geometry for the paper's unpadded depth-4 U-Net (572 -> 388, kept 384 per tile)."""
-    from segbench.engine.overlap_tile import TileGeometry
-    from segbench.models.unet import UNet
+@dataclass(frozen=True)
+class TileRecord:
+    """A run's ``overlap_tile.json``: ``input_tile`` -> ``output_size`` valid pixels, ``stride`` kept per
+    tile, ``border`` of context on each side."""
 
-    return TileGeometry.for_model(UNet(base_channels=1), input_tile)
+    run_id: str
+    input_tile: int
+    output_size: int
+    stride: int
+    border: int
+
+
+def tile_geometry(ctx: FigureContext) -> TileRecord:
+    """The overlap-tile geometry of the first evaluated run of the registry's ``figures.unet_fig2.runs``,
+    else of any evaluated U-Net run."""
+    from segbench.registry import figure_runs, runs_of_family
+
+    candidates = [run for run, _ in figure_runs("unet_fig2")] + runs_of_family("unet")
+    for run in dict.fromkeys(candidates):
+        path = run_record(ctx, run, OVERLAP_TILE)
+        if path is not None:
+            r = read_json(path, "overlap-tile record")
+            return TileRecord(path.parent.name, int(r["input_tile"]), int(r["output_size"]), int(r["stride"]),
+                              int(r["border"]))
+    raise MissingInput(f"no U-Net run with {OVERLAP_TILE} under {ctx.scale_dir / 'runs'}; evaluate a U-Net "
+                       "run first (segbench evaluate writes it)")
 
 
 def render_fig2(ctx: FigureContext) -> list[str]:
     from matplotlib.patches import Rectangle
 
+    geo = tile_geometry(ctx)
     image = em_slice()
-    geo = tile_geometry()
     border = geo.border
     padded = np.pad(image, border + geo.stride, mode="reflect")  # as the engine: mirror the missing context
     origin = border + geo.stride  # where the original image starts in ``padded``
@@ -64,20 +87,16 @@ def render_fig2(ctx: FigureContext) -> list[str]:
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(loc="lower right", fontsize=7, framealpha=0.85)
-    ax.set_title(f"Overlap-tile strategy (U-Net Fig. 2) on a synthetic EM image: the yellow output needs\n"
-                 f"the blue input; the {border}-px context missing at the border is mirrored", fontsize=9)
+    ax.set_title(f"Overlap-tile strategy (U-Net Fig. 2) of run {geo.run_id} on a synthetic EM image: the yellow\n"
+                 f"output needs the blue input; the {border}-px context missing at the border is mirrored", fontsize=9)
     return save_matplotlib(fig, ctx.out_dir, "unet_fig2")
 
 
 def cell_frame() -> tuple[np.ndarray, np.ndarray]:
     """A synthetic DIC-HeLa-like frame and its instance labels (touching, elongated cells)."""
-    from segbench.data.synthetic import _draw as draw
     from segbench.data.synthetic import cells
 
-    p = {**cells.DEFAULTS, "modality": "dic", "cells_per_frame": [10, 14]}
-    rng = draw.item_rng(SEED, "cells_dic", 0)
-    labels = cells.cell_labels(rng, (int(p["height"]), int(p["width"])), p)
-    return cells.render_dic(rng, labels, float(p["noise_std"])), labels
+    return cells.example_frame(SEED, modality="dic", cells_per_frame=[10, 14])
 
 
 def render_fig3(ctx: FigureContext) -> list[str]:

@@ -1,0 +1,32 @@
+"""The records a run's evaluate step writes under its run directory for the report to read.
+
+The contract between :mod:`segbench.engine` (writes) and :mod:`segbench.reporting` (reads): a figure
+that shows something of a model (its heads, its tile geometry, its predictions) reads one of these files
+and never builds a model or calls engine code. Each file is small and written atomically.
+
+=========================  ============  =========================================================
+file                       family        content
+=========================  ============  =========================================================
+``predictions_val.json``   maskrcnn      COCO result records per IoU type (``bbox``, ``segm``,
+                                         ``keypoints``) on the validation split
+``heads.json``             maskrcnn      ``{"run", "run_id", "rows"}``: the RoI heads of the trained
+                                         model layer by layer (``describe_heads``: branch, layer,
+                                         type, output_shape, params, shared_with_box)
+``predictions_val.npz``    unet          one held-out image: arrays ``image``, ``prediction``
+                                         (cell probability > 0.5), ``ground_truth``
+``overlap_tile.json``      unet          ``{"run", "run_id", "input_tile", "output_size", "stride",
+                                         "border"}``: the overlap-tile geometry evaluation used
+=========================  ============  =========================================================
+"""
+
+from __future__ import annotations
+
+PREDICTIONS_VAL = "predictions_val.json"
+HEADS = "heads.json"
+CELL_EXAMPLE = "predictions_val.npz"
+OVERLAP_TILE = "overlap_tile.json"
+
+
+def predictions_file(split: str) -> str:
+    """``predictions_<split>.json`` (the validation split's is :data:`PREDICTIONS_VAL`)."""
+    return f"predictions_{split}.json"
