@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from segbench.provenance import config_hash
-from segbench.registry import resolve_run
+from segbench.registry import dataset_for, resolve_run
 from segbench.reporting import FIGURES
 
 
@@ -22,8 +22,7 @@ def run_config_hash(wildcards):
 
 def dataset_manifest(wildcards):
     """The MANIFEST.json that proves the run's dataset (at this scale) is complete."""
-    dataset = REGISTRY["scales"][wildcards.scale]["datasets"][REGISTRY["runs"][wildcards.run]["dataset"]]
-    return f"{DATA_ROOT}/{dataset}/MANIFEST.json"
+    return f"{DATA_ROOT}/{dataset_for(wildcards.run, wildcards.scale, REGISTRY)}/MANIFEST.json"
 
 
 def gpus_requested(wildcards):
