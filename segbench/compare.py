@@ -16,8 +16,8 @@ from typing import Any
 from segbench.engine.runner import ensure_evaluated
 from segbench.errors import InputError
 from segbench.io import write_json_atomic, write_text_atomic
+from segbench.paths import child_path, results_root, run_dir
 from segbench.paths import data_root as default_data_root
-from segbench.paths import results_root, run_dir
 from segbench.plugins import Plugin, method_run_config, register_plugin
 from segbench.provenance import provenance
 from segbench.registry import get_table, load_registry, resolve_run
@@ -31,7 +31,8 @@ def spec_slug(spec: str) -> str:
 
 
 def compare_path(scale: str, table: str, spec: str, results: str | Path | None = None) -> Path:
-    return results_root(results) / scale / "compare" / f"{table}--{spec_slug(spec)}.json"
+    root = child_path(results_root(results), scale, what="scale") / "compare"
+    return child_path(root, f"{table}--{spec_slug(spec)}", ".json", what="method")
 
 
 def baseline_rows(table: dict[str, Any]) -> list[dict[str, Any]]:

@@ -29,4 +29,23 @@ def results_root(override: str | os.PathLike[str] | None = None) -> Path:
 
 
 def run_dir(scale: str, run_id: str, results: str | os.PathLike[str] | None = None) -> Path:
-    return results_root(results) / scale / "runs" / run_id
+    root = child_path(results_root(results), scale, what="scale")
+    return child_path(root / "runs", run_id, what="run")
+
+
+def child_path(root: str | os.PathLike[str], name: str, suffix: str = "", *, what: str = "name",
+               source: str | os.PathLike[str] | None = None) -> Path:
+    """``root / (name + suffix)`` for a name read from a file or the registry, refusing any name that would
+    leave ``root`` (a separator, ``..``, an absolute path, a NUL byte): every place where such a name
+    becomes a path goes through here. ``source`` names the file the name came from, for the error."""
+    from segbench.errors import InputError
+
+    text = str(name)
+    where = f"{source}: " if source else ""
+    bad = (not text or text in (".", "..") or "/" in text or "\\" in text or "\x00" in text
+           or os.path.isabs(text) or text.startswith(".."))
+    base = Path(root)
+    if bad:
+        raise InputError(f"{where}{what} {text!r} is not a plain file name (it would leave {base}); "
+                         "use letters, digits, '-', '_' and '.' only")
+    return base / f"{text}{suffix}"
