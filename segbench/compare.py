@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from segbench.engine.device import check_device
 from segbench.engine.runner import ensure_evaluated
 from segbench.errors import InputError
 from segbench.io import write_json_atomic, write_text_atomic
@@ -72,6 +73,7 @@ def run_comparison(spec: str, table_name: str, *, seeds: int = 3, scale: str | N
     table = get_table(table_name, registry)
     if seeds < 1:
         raise InputError(f"--seeds {seeds}: need at least 1 seed (3 or more for a paired test)")
+    check_device(device)
     plugin = register_plugin(spec, kind)
     data = default_data_root(data_root)
     base = choose_base_row(table, base_row)

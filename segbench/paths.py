@@ -9,11 +9,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def data_root(override: str | os.PathLike[str] | None = None) -> Path:
-    """The data root: an explicit value, else ``$SEGBENCH_DATA``, else ``<repo>/data``."""
-    if override:
-        return Path(override).expanduser().resolve()
+    """The data root: an explicit value, else ``$SEGBENCH_DATA``, else ``<repo>/data``; one that exists but
+    is not a folder is refused by name (not reported later as a full disk)."""
     env = os.environ.get("SEGBENCH_DATA")
-    return Path(env).expanduser().resolve() if env else REPO_ROOT / "data"
+    if override:
+        root, source = Path(override).expanduser().resolve(), f"--data-root {override}"
+    elif env:
+        root, source = Path(env).expanduser().resolve(), f"SEGBENCH_DATA={env}"
+    else:
+        root, source = REPO_ROOT / "data", f"data root {REPO_ROOT / 'data'}"
+    if root.exists() and not root.is_dir():
+        from segbench.errors import InputError
+
+        raise InputError(f"{source}: {root} is a file, not a folder; point it at the data folder "
+                         "(or an empty folder to prepare data into)")
+    return root
 
 
 def shared_data_root() -> Path | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,19 +112,35 @@ def _prepare_synthetic(name: str, entry: dict[str, Any], data_root: Path, *, see
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=data_root))
     try:
         start = time.perf_counter()
-        GENERATORS[entry["generator"]].generate(tmp, dict(params), int(seed))
-        manifest = build_manifest(tmp, **identity)
+        with _name_failed_writes(target, tmp):
+            GENERATORS[entry["generator"]].generate(tmp, dict(params), int(seed))
+            manifest = build_manifest(tmp, **identity)
         missing = [str(p) for p in layout_files(resolve_layout(entry, tmp)) if not p.exists()]
         if missing:
             raise InputError(f"dataset {name!r}: generator {entry['generator']!r} did not write {missing[0]}; "
                              "fix the layout in datasets.yaml or the generator")
-        write_json_atomic(tmp / MANIFEST, manifest)
-        _swap_into_place(tmp, target)
+        with _name_failed_writes(target, tmp):
+            write_json_atomic(tmp / MANIFEST, manifest)
+            _swap_into_place(tmp, target)
         log.info("%s: generated in %.1f s -> %s", name, time.perf_counter() - start, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+@contextlib.contextmanager
+def _name_failed_writes(target: Path, tmp: Path) -> Iterator[None]:
+    """A write that fails while a dataset is generated (a full disk) names the file it was writing, as the
+    path it would have had in ``target``; the half-generated ``tmp`` is removed by the caller."""
+    try:
+        yield
+    except OSError as exc:
+        where = str(target)
+        if exc.filename:
+            with contextlib.suppress(ValueError):
+                where = str(target / Path(exc.filename).relative_to(tmp))
+        raise OSError(exc.errno, exc.strerror or str(exc), where) from exc
 
 
 def _swap_into_place(tmp: Path, target: Path) -> None:
