@@ -99,6 +99,8 @@ def run_comparison(spec: str, table_name: str, *, seeds: int = 3, scale: str | N
                 values[col].append(float("nan") if value is None else value)
         return values
 
+    # The method first: a plugin that fails on real data stops the comparison before hours of baselines.
+    method_values = column_values(_row_runs_per_column(base, columns), plugin)
     rows = []
     for row in baseline_rows(table):
         per_col = column_values(_row_runs_per_column(row, columns), None)
@@ -107,7 +109,6 @@ def run_comparison(spec: str, table_name: str, *, seeds: int = 3, scale: str | N
                      "values": {col: {**seed_summary(v), "paper": p, "delta": None}
                                 for col, p in zip(columns, row["paper_values"], strict=True)
                                 if (v := per_col.get(col))}})
-    method_values = column_values(_row_runs_per_column(base, columns), plugin)
     method_row = {"id": f"method_{plugin.name}", "label": f"{plugin.name} (new {plugin.kind}, on {base['label']})",
                   "runs": [f"{run}+{plugin.name}" for run in sorted(set(_row_runs_per_column(base, columns).values()))],
                   "reference_only": False, "method": True, "method_spec": plugin.spec,
