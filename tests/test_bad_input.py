@@ -778,3 +778,93 @@ def test_snakemake_valid_config_passes_schema(tmp_path):
                                                        "table": "unet_table1", "seeds": 1}]}))
     result = _snakemake("-n", "reproduce_table2b", "--configfile", str(configfile))
     assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+
+
+# -- tampered data: MANIFEST hashes checked by prepare and train, dataset hash in every run's provenance -------
+def _tamper(path: Path, keep_mtime: bool = False) -> bytes:
+    """Flip one byte of ``path`` (same size); returns the original bytes."""
+    original = path.read_bytes()
+    st = path.stat()
+    blob = bytearray(original)
+    blob[len(blob) // 2] ^= 0x01
+    path.write_bytes(bytes(blob))
+    if keep_mtime:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return original
+
+
+def test_bad_input_tampered_synthetic_data_is_regenerated_by_prepare(tmp_path, capsys):
+    root = data.prepare("em_smoke", tmp_path)
+    target = root / "train-labels.tif"
+    original = _tamper(target)
+    assert main(["data", "prepare", "em_smoke", "--data-root", str(tmp_path)]) == 0
+    assert target.read_bytes() == original  # regenerated, not "up to date"
+    assert main(["data", "verify", "em_smoke", "--data-root", str(tmp_path)]) == 0
+
+
+def test_bad_input_tampered_synthetic_data_is_regenerated_before_train(tmp_path, capsys):
+    root = data.prepare("em_smoke", tmp_path / "data")
+    manifest = data.read_manifest(root)
+    target = root / "train-volume.tif"
+    original = _tamper(target)
+    results = tmp_path / "results"
+    argv = ["train", "--run", "threshold_isbi", "--scale", SCALE, "--results", str(results),
+            "--data-root", str(tmp_path / "data")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("segbench: warning: ")]
+    assert len(warnings) == 1 and str(target) in warnings[0] and "regenerating" in warnings[0], err
+    assert target.read_bytes() == original
+    record = json.loads((results / SCALE / "runs" / "threshold_isbi-seed0" / "train_done.json").read_text())
+    assert record["provenance"]["dataset"] == {"name": "em_smoke", "sha256": manifest["dataset_sha256"],
+                                               "files": 2}
+
+
+def test_bad_input_tampered_real_data_is_refused_by_prepare_and_train(tmp_path, monkeypatch, capsys):
+    from segbench.data import preparation
+
+    root = data.prepare("em_smoke", tmp_path / "data")
+    entry = {**data.dataset_entry("em_smoke"), "source": "real", "downloads": []}
+    monkeypatch.setattr(preparation, "dataset_entry", lambda name: entry)
+    target = root / "train-volume.tif"
+    _tamper(target)
+    before = target.read_bytes()
+    code = main(["data", "prepare", "em_smoke", "--data-root", str(tmp_path / "data")])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segbench: error: ")]
+    assert code == 2 and len(lines) == 1 and str(target) in lines[0] and "restore the file" in lines[0], lines
+    results = tmp_path / "results"
+    code = main(["train", "--run", "threshold_isbi", "--scale", SCALE, "--results", str(results),
+                 "--data-root", str(tmp_path / "data")])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segbench: error: ")]
+    assert code == 2 and len(lines) == 1 and str(target) in lines[0], lines
+    assert target.read_bytes() == before and not results.exists()  # refused, not repaired, nothing written
+
+
+def test_bad_input_tampered_data_with_mtime_set_back_needs_verify(tmp_path):
+    root = data.prepare("em_smoke", tmp_path)
+    target = root / "train-labels.tif"
+    time_before = target.stat().st_mtime_ns
+    original = _tamper(target, keep_mtime=True)
+    assert target.stat().st_mtime_ns == time_before
+    assert main(["data", "prepare", "em_smoke", "--data-root", str(tmp_path)]) == 0
+    assert target.read_bytes() != original  # the fast path (size + mtime) cannot see it: documented
+    assert main(["data", "prepare", "em_smoke", "--data-root", str(tmp_path), "--verify"]) == 0
+    assert target.read_bytes() == original
+
+
+def test_bad_input_dataset_hash_in_provenance_not_in_config_hash(tmp_path):
+    from segbench.provenance import config_hash
+    from segbench.registry import resolve_run
+
+    root = data.prepare("em_smoke", tmp_path / "data")
+    digest = data.read_manifest(root)["dataset_sha256"]
+    results = tmp_path / "results"
+    for command in ("train", "evaluate"):
+        assert main([command, "--run", "threshold_isbi", "--scale", SCALE, "--results", str(results),
+                     "--data-root", str(tmp_path / "data")]) == 0
+    out = results / SCALE / "runs" / "threshold_isbi-seed0"
+    expected_hash = config_hash(resolve_run("threshold_isbi", SCALE, 0))
+    for name in ("config.json", "train_done.json", "metrics.json"):
+        record = json.loads((out / name).read_text())
+        assert record["provenance"]["dataset"]["sha256"] == digest, name
+        assert record["config_hash"] == expected_hash, name

@@ -22,12 +22,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(e.g. 0,1,2,3), this many ids are claimed from the pool and CUDA_VISIBLE_DEVICES set "
                         "to them, so concurrent jobs get distinct GPUs")
     p.add_argument("--force", action="store_true", help="retrain even if train_done.json is up to date")
+    p.add_argument("--verify", action="store_true",
+                   help="re-hash every dataset file against its MANIFEST (default: only files whose size or "
+                        "mtime changed); a changed synthetic dataset is regenerated, a changed real one refused")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     claim_from_environment(args.gpus or 0)  # before anything initialises CUDA
     cfg, out, data = resolve_from_args(args)
-    record = train_run(cfg, out, data, device=args.device, gpus=args.gpus or 0, force=args.force)
+    record = train_run(cfg, out, data, device=args.device, gpus=args.gpus or 0, force=args.force,
+                       verify=args.verify)
     print(f"{cfg['run_id']}: trained ({record['provenance']['wall_time_s']} s) -> {out}")
     return 0

@@ -37,15 +37,28 @@ def is_evaluated(cfg: dict[str, Any], run_dir: Path) -> bool:
     return metrics.exists() and read_json(metrics, "run metrics").get("config_hash") == config_hash(cfg)
 
 
+def dataset_of(cfg: dict[str, Any], data_root: Path, *, verify: bool = False) -> dict[str, Any] | None:
+    """The run's dataset checked against its MANIFEST (a changed synthetic one is regenerated, a changed
+    real one refused) and named by its content hash, for the provenance; ``None`` without a MANIFEST."""
+    name = cfg.get("dataset", {}).get("name")
+    if not name:
+        return None
+    from segbench.data import dataset_identity
+
+    return dataset_identity(name, data_root, verify=verify)
+
+
 def train_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
-              gpus: int = 0, force: bool = False) -> dict[str, Any]:
-    """Train (or resume) one run instance; returns the train record."""
+              gpus: int = 0, force: bool = False, verify: bool = False) -> dict[str, Any]:
+    """Train (or resume) one run instance; returns the train record. The dataset is checked first
+    (size + mtime of every file, sha256 where they differ or with ``verify``)."""
     engine = engine_for(cfg["family"])  # "not implemented yet" before anything is written
     digest = config_hash(cfg)
     done = run_dir / "train_done.json"
     if not force and is_trained(cfg, run_dir):
         return read_json(done, "train record")
     main = is_main_process()
+    dataset = dataset_of(cfg, data_root, verify=verify) if main else None
     with run_lock(run_dir, "train") if main else contextlib.nullcontext():
         if not force and is_trained(cfg, run_dir):  # finished by the writer we may have waited behind
             return read_json(done, "train record")
@@ -55,13 +68,13 @@ def train_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: st
             run_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(run_dir / "config.json", {
                 "config": cfg, "config_hash": digest,
-                "provenance": provenance(cfg, seeds=[cfg["seed"]], scale=cfg["scale"])})
+                "provenance": provenance(cfg, seeds=[cfg["seed"]], scale=cfg["scale"], dataset=dataset)})
         start = time.perf_counter()
         with _discard_if_unstarted(run_dir, fresh and main), _plugin_faults(cfg, "training"):
             summary = engine.train(cfg, run_dir, data_root, device=device, gpus=gpus)
         record = {"run_id": cfg["run_id"], "config_hash": digest, "summary": summary,
                   "provenance": provenance(cfg, seeds=[cfg["seed"]], wall_time_s=time.perf_counter() - start,
-                                           scale=cfg["scale"])}
+                                           scale=cfg["scale"], dataset=dataset)}
         if main:  # under torchrun every replica trains; rank 0 alone writes the records
             write_json_atomic(done, record)
     return record
@@ -138,6 +151,7 @@ def evaluate_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
     if trained.get("config_hash") != digest:
         raise InputError(f"{done}: trained with config {trained.get('config_hash')}, the registry now gives "
                          f"{digest}; retrain with `segbench train --force`")
+    dataset = dataset_of(cfg, data_root)
     start = time.perf_counter()
     with run_lock(run_dir, "evaluate"):
         with _plugin_faults(cfg, "evaluation"):
@@ -146,7 +160,7 @@ def evaluate_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
                   "config_hash": digest, "metrics": metrics, "method": cfg.get("method"),
                   "train_wall_time_s": trained.get("provenance", {}).get("wall_time_s"),
                   "provenance": provenance(cfg, seeds=[cfg["seed"]], wall_time_s=time.perf_counter() - start,
-                                           scale=cfg["scale"])}
+                                           scale=cfg["scale"], dataset=dataset)}
         write_json_atomic(run_dir / "metrics.json", record)
     return record
 
