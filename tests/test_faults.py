@@ -91,6 +91,17 @@ def test_fault_metrics_enospc(em_data, tmp_path, monkeypatch, capsys):
     _no_tmp(tmp_path)
 
 
+def test_fault_config_enospc_leaves_no_run_folder(em_data, tmp_path, monkeypatch, capsys):
+    _fsync_enospc(monkeypatch)
+    results = tmp_path / "results"
+    code = main(_run_args("train", "threshold_isbi", results, em_data))
+    line = _one_line(capsys)
+    out = results / "smoke" / "runs" / "threshold_isbi-seed0"
+    assert code == 1 and str(out / "config.json") in line and ENOSPC in line, line
+    assert not out.exists()
+    _no_tmp(tmp_path)
+
+
 def test_fault_table_enospc(tmp_path, monkeypatch, capsys):
     results = tmp_path / "results"
     for rs in runs_for_tables(["table2b"], "smoke"):

@@ -60,18 +60,19 @@ def train_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: st
     main = is_main_process()
     dataset = dataset_of(cfg, data_root, verify=verify) if main else None
     with run_lock(run_dir, "train") if main else contextlib.nullcontext():
-        if not force and is_trained(cfg, run_dir):  # finished by the writer we may have waited behind
+        if not force and is_trained(cfg, run_dir):  # finished by another writer since the check above
             return read_json(done, "train record")
         fresh = not run_dir.exists()
-        if main:
-            set_aside_stale(run_dir, digest, force=force)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(run_dir / "config.json", {
-                "config": cfg, "config_hash": digest,
-                "provenance": provenance(cfg, seeds=[cfg["seed"]], scale=cfg["scale"], dataset=dataset)})
         start = time.perf_counter()
-        with _discard_if_unstarted(run_dir, fresh and main), _plugin_faults(cfg, "training"):
-            summary = engine.train(cfg, run_dir, data_root, device=device, gpus=gpus)
+        with _discard_if_unstarted(run_dir, fresh and main):
+            if main:
+                set_aside_stale(run_dir, digest, force=force)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(run_dir / "config.json", {
+                    "config": cfg, "config_hash": digest,
+                    "provenance": provenance(cfg, seeds=[cfg["seed"]], scale=cfg["scale"], dataset=dataset)})
+            with _plugin_faults(cfg, "training"):
+                summary = engine.train(cfg, run_dir, data_root, device=device, gpus=gpus)
         record = {"run_id": cfg["run_id"], "config_hash": digest, "summary": summary,
                   "provenance": provenance(cfg, seeds=[cfg["seed"]], wall_time_s=time.perf_counter() - start,
                                            scale=cfg["scale"], dataset=dataset)}
