@@ -59,3 +59,17 @@ def child_path(root: str | os.PathLike[str], name: str, suffix: str = "", *, wha
         raise InputError(f"{where}{what} {text!r} is not a plain file name (it would leave {base}); "
                          "use letters, digits, '-', '_' and '.' only")
     return base / f"{text}{suffix}"
+
+
+def relative_child(root: str | os.PathLike[str], rel: str, *, what: str = "path",
+                   source: str | os.PathLike[str] | None = None) -> Path:
+    """``root / rel`` for a relative path read from a file (a dataset layout entry, a MANIFEST key), which
+    may have sub-folders but no ``..``, no absolute start and no NUL byte."""
+    text = str(rel)
+    parts = text.replace("\\", "/").split("/")
+    if not text or "\x00" in text or os.path.isabs(text) or any(p in ("..",) for p in parts) or text[1:3] == ":\\":
+        from segbench.errors import InputError
+
+        where = f"{source}: " if source else ""
+        raise InputError(f"{where}{what} {text!r} leaves {root}; use a path relative to it without '..'")
+    return Path(root) / text

@@ -114,6 +114,9 @@ def _train_json(ctx: Ctx) -> Path:
 
 
 def _train_case(ctx: Ctx, offender: str, fix: str) -> Case:
+    # Without its MANIFEST the edited dataset is one the user made, which train validates; a segbench-made
+    # dataset that changed would be regenerated instead (test_bad_input_tampered_*).
+    (ctx.data() / "shapes_smoke" / "MANIFEST.json").unlink(missing_ok=True)
     out = run_dir(ctx.tmp / "results", RUN_A)
     return Case(ctx.run_args("train"), [offender], fix,
                 absent=[out / "train_done.json", out / "model_final.pt", out / "checkpoint_00000002.pt"])

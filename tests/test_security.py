@@ -20,7 +20,7 @@ from segbench.cli import main
 from segbench.data.download import download
 from segbench.errors import InputError
 from segbench.io import write_json_atomic, write_text_atomic
-from segbench.paths import child_path, run_dir
+from segbench.paths import child_path, relative_child, run_dir
 from segbench.registry import registry_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -272,3 +272,41 @@ def test_security_cli_outputs_are_world_readable_under_umask_022(umask, tmp_path
     assert main(["report", "--scale", "mini", "--no-figures", "--results", str(results), "--out", str(reports)]) == 0
     pages = list((reports / "mini").glob("*.html"))
     assert pages and all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in pages)
+
+
+@pytest.mark.parametrize("rel", ["../x.tif", "a/../../x", "/etc/passwd", "a\x00b"])
+def test_security_relative_child_refuses_escapes(rel, tmp_path):
+    with pytest.raises(InputError, match="leaves"):
+        relative_child(tmp_path, rel, what="layout path")
+
+
+def test_security_relative_child_allows_subfolders(tmp_path):
+    assert relative_child(tmp_path, "01_GT/SEG/man_seg000.tif") == tmp_path / "01_GT" / "SEG" / "man_seg000.tif"
+
+
+def test_security_dataset_names_from_the_dataset_registry_stay_inside_the_data_root(tmp_path, monkeypatch, capsys):
+    from segbench.data import registry as data_registry
+
+    registry_file = tmp_path / "datasets.yaml"
+    registry_file.write_text("""
+datasets:
+  evil:
+    source: real
+    format: isbi2012
+    directory: ../../outside
+    downloads:
+      - {url: null, file: ../../../x.tif, sha256: null, extract: false}
+    layout: {volume: ../../v.tif, labels: l.tif}
+""")
+    monkeypatch.setattr(data_registry, "DATASETS_YAML", registry_file)
+    code = main(["data", "prepare", "evil", "--data-root", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("segbench: error: ") == 1 and "'../../outside'" in err, err
+    assert not (tmp_path / "outside").exists()
+
+
+def test_security_manifest_entries_cannot_point_outside_the_dataset(tmp_path):
+    from segbench.data import integrity
+
+    with pytest.raises(InputError, match="MANIFEST entry"):
+        integrity.check(tmp_path, {"files": {"../../etc/passwd": {"sha256": "0", "bytes": 1}}})

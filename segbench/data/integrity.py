@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segbench.paths import relative_child
+
 log = logging.getLogger(__name__)
 
 
@@ -65,7 +67,7 @@ def check(root: Path, manifest: dict[str, Any], *, full: bool = False) -> Check:
         reference = -1
     hashed, newest = 0, 0
     for rel, record in manifest["files"].items():
-        path = root / rel
+        path = relative_child(root, rel, what="MANIFEST entry", source=root / MANIFEST)
         try:
             st = path.stat()
         except FileNotFoundError:

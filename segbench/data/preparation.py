@@ -14,6 +14,7 @@ from typing import Any
 
 from segbench import __version__
 from segbench.data import integrity
+from segbench.data import registry as _registry
 from segbench.data.registry import (
     dataset_dir,
     dataset_entry,
@@ -22,6 +23,7 @@ from segbench.data.registry import (
     resolve_layout,
 )
 from segbench.errors import InputError
+from segbench.paths import child_path, relative_child
 
 MANIFEST = "MANIFEST.json"
 STALE_TMP_S = 3600.0  # leftovers of interrupted generations older than this are removed
@@ -76,7 +78,7 @@ def verify(name: str, data_root: str | os.PathLike[str]) -> dict[str, Any]:
     from segbench.data.download import sha256_file
 
     for rel, record in manifest["files"].items():
-        path = root / rel
+        path = relative_child(root, rel, what="MANIFEST entry", source=root / MANIFEST)
         if not path.is_file():
             raise InputError(f"dataset {name!r}: {path} is missing; run `segbench data prepare {name} --force`")
         if sha256_file(path) != record["sha256"]:
@@ -207,7 +209,8 @@ def _prepare_real(name: str, entry: dict[str, Any], data_root: Path, *, force: b
             continue  # placed by hand after registration; the layout check below names what is missing
         expected = item.get("sha256") or archives.get(item["file"])
         fix = f"rerun `segbench data download {name}` to resume"
-        archive = root / "downloads" / item["file"] if item.get("extract") else root / item["file"]
+        file = child_path(root, item["file"], what="download file", source=_registry.DATASETS_YAML)
+        archive = root / "downloads" / item["file"] if item.get("extract") else file
         archives[item["file"]] = download(item["url"], archive, sha256=expected, progress=progress, fix=fix)
         if item.get("extract"):
             extract_zip(archive, root)
@@ -222,7 +225,7 @@ def _check_published_checksums(name: str, entry: dict[str, Any], root: Path) -> 
     from segbench.data.download import sha256_file
 
     for item in entry["downloads"]:
-        path, known = root / item["file"], item.get("sha256")
+        path, known = child_path(root, item["file"], what="download file"), item.get("sha256")
         if known and not item.get("extract") and path.is_file() and sha256_file(path) != known:
             raise InputError(f"dataset {name!r}: {path} does not match the publisher's sha256 {known}; "
                              "replace it with the original file")
