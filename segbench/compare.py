@@ -13,11 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from segbench.engine.device import check_device
 from segbench.engine.runner import ensure_evaluated
 from segbench.errors import InputError
 from segbench.io import write_json_atomic, write_text_atomic
+from segbench.paths import child_path, results_root, run_dir
 from segbench.paths import data_root as default_data_root
-from segbench.paths import results_root, run_dir
 from segbench.plugins import Plugin, method_run_config, register_plugin
 from segbench.provenance import provenance
 from segbench.registry import get_table, load_registry, resolve_run
@@ -31,7 +32,8 @@ def spec_slug(spec: str) -> str:
 
 
 def compare_path(scale: str, table: str, spec: str, results: str | Path | None = None) -> Path:
-    return results_root(results) / scale / "compare" / f"{table}--{spec_slug(spec)}.json"
+    root = child_path(results_root(results), scale, what="scale") / "compare"
+    return child_path(root, f"{table}--{spec_slug(spec)}", ".json", what="method")
 
 
 def baseline_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
@@ -71,6 +73,7 @@ def run_comparison(spec: str, table_name: str, *, seeds: int = 3, scale: str | N
     table = get_table(table_name, registry)
     if seeds < 1:
         raise InputError(f"--seeds {seeds}: need at least 1 seed (3 or more for a paired test)")
+    check_device(device)
     plugin = register_plugin(spec, kind)
     data = default_data_root(data_root)
     base = choose_base_row(table, base_row)
@@ -96,6 +99,8 @@ def run_comparison(spec: str, table_name: str, *, seeds: int = 3, scale: str | N
                 values[col].append(float("nan") if value is None else value)
         return values
 
+    # The method first: a plugin that fails on real data stops the comparison before hours of baselines.
+    method_values = column_values(_row_runs_per_column(base, columns), plugin)
     rows = []
     for row in baseline_rows(table):
         per_col = column_values(_row_runs_per_column(row, columns), None)
@@ -104,7 +109,6 @@ def run_comparison(spec: str, table_name: str, *, seeds: int = 3, scale: str | N
                      "values": {col: {**seed_summary(v), "paper": p, "delta": None}
                                 for col, p in zip(columns, row["paper_values"], strict=True)
                                 if (v := per_col.get(col))}})
-    method_values = column_values(_row_runs_per_column(base, columns), plugin)
     method_row = {"id": f"method_{plugin.name}", "label": f"{plugin.name} (new {plugin.kind}, on {base['label']})",
                   "runs": [f"{run}+{plugin.name}" for run in sorted(set(_row_runs_per_column(base, columns).values()))],
                   "reference_only": False, "method": True, "method_spec": plugin.spec,

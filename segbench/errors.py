@@ -33,3 +33,10 @@ class RunError(SegbenchError):
     """A run failed after it started (NaN loss, interrupted write). Exit code 1."""
 
     exit_code = 1
+
+
+def warn(message: str) -> None:
+    """A one-line ``segbench: warning: ...`` on stderr: a result that is computed but likely meaningless."""
+    import sys
+
+    print(f"segbench: warning: {' '.join(str(message).split())}", file=sys.stderr)

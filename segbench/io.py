@@ -7,30 +7,64 @@ reader (a table rule, a report) never sees a half-written file, even after ``kil
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from segbench.errors import InputError
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it; serialised across threads)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The file gets the mode an ordinary ``open(path, "w")`` would give (0666 minus the umask, typically
+    0644), not ``mkstemp``'s private 0600."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def write_with(path: str | os.PathLike[str], write: Callable[[Path], None], what: str = "file") -> None:
+    """Write ``path`` atomically through ``write(tmp)`` (e.g. ``torch.save``, ``tifffile.imwrite``),
+    turning a failed write into an ``OSError`` that names ``path``, not the temporary file: a library
+    that reports a full disk as a ``RuntimeError`` (torch's ``inline_container.cc ... unexpected pos``)
+    or a ``ValueError`` still ends as one line."""
+    try:
+        with atomic_path(path) as tmp:
+            write(tmp)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OSError(errno.EIO, f"{what} write failed, disk full or unwritable? ({first[:200]})",
+                      str(path)) from exc
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:

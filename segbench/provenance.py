@@ -70,9 +70,13 @@ def device_description() -> str:
 
 
 def provenance(config: Any = None, *, seeds: list[int] | None = None,
-               wall_time_s: float | None = None, scale: str | None = None) -> dict[str, Any]:
-    """The provenance block every result JSON carries."""
+               wall_time_s: float | None = None, scale: str | None = None,
+               dataset: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The provenance block every result JSON carries. ``dataset`` (name, sha256, file count of the data
+    a run used; :func:`segbench.data.dataset_identity`) is recorded here, never in the config hash."""
+    extra = {} if dataset is None else {"dataset": dataset}
     return {
+        **extra,
         "git_commit": git_commit(),
         "config_hash": config_hash(config) if config is not None else None,
         "package_versions": package_versions(),

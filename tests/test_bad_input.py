@@ -9,6 +9,7 @@ the files that must not exist afterwards, the files that must be unchanged, and 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import errno
 import hashlib
@@ -113,6 +114,9 @@ def _train_json(ctx: Ctx) -> Path:
 
 
 def _train_case(ctx: Ctx, offender: str, fix: str) -> Case:
+    # Without its MANIFEST the edited dataset is one the user made, which train validates; a segbench-made
+    # dataset that changed would be regenerated instead (test_bad_input_tampered_*).
+    (ctx.data() / "shapes_smoke" / "MANIFEST.json").unlink(missing_ok=True)
     out = run_dir(ctx.tmp / "results", RUN_A)
     return Case(ctx.run_args("train"), [offender], fix,
                 absent=[out / "train_done.json", out / "model_final.pt", out / "checkpoint_00000002.pt"])
@@ -186,6 +190,26 @@ def case_metrics_coco_annotation_of_unknown_image(ctx: Ctx) -> Case:
 def case_metrics_coco_polygon_two_points(ctx: Ctx) -> Case:
     return _metrics_coco_case(ctx, lambda d: d["annotations"][0].update(segmentation=[[1, 1, 4, 4]]),
                               "drop that polygon")
+
+
+def case_coco_duplicate_annotation_id(ctx: Ctx) -> Case:
+    path = _train_json(ctx)
+
+    def duplicate(d: dict) -> None:
+        d["annotations"][1]["id"] = d["annotations"][0]["id"]
+
+    _edit_json(path, duplicate)
+    case = _train_case(ctx, str(path), "give each annotation its own id")
+    case.names.append("appears twice")
+    return case
+
+
+def case_coco_category_not_in_categories(ctx: Ctx) -> Case:
+    path = _train_json(ctx)
+    _edit_json(path, lambda d: d["annotations"][0].update(category_id=4242))
+    case = _train_case(ctx, str(path), "add the category or fix the annotation")
+    case.names.append("category_id 4242")
+    return case
 
 
 def case_metrics_coco_results_not_a_list(ctx: Ctx) -> Case:
@@ -502,6 +526,232 @@ def test_at_least_25_cases():
     assert len(CASES) >= 25
 
 
+# -- COCO consistency: each defect is one line naming the file and the entry ----------------------------------
+def _tiny_gt() -> dict:
+    images = [{"id": i, "file_name": f"{i}.png", "width": 32, "height": 24} for i in (1, 2)]
+    anns = [{"id": 10 + k, "image_id": 1 + k % 2, "category_id": 1, "bbox": [2.0, 3.0, 10.0, 8.0], "area": 60.0,
+             "iscrowd": 0, "segmentation": [[2, 3, 12, 3, 12, 11, 2, 11]]} for k in range(4)]
+    return {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "shape"}]}
+
+
+def _tiny_dt(gt: dict) -> list[dict]:
+    return [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]), "score": 0.9,
+             "segmentation": a["segmentation"]} for a in gt["annotations"]]
+
+
+def _rle(mask: np.ndarray) -> dict:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _set(path: list, value):
+    def edit(obj):
+        target = obj
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return edit
+
+
+COCO_DEFECTS = {  # name: (edit of the ground truth, edit of the detections, entry named, fix)
+    "gt_duplicate_annotation_id": (_set(["annotations", 1, "id"], 10), None, "annotation 10 appears twice",
+                                   "give each annotation its own id"),
+    "gt_category_not_in_categories": (_set(["annotations", 0, "category_id"], 7), None, "annotation 10 has "
+                                      "category_id 7", "add the category"),
+    "gt_image_width_zero": (_set(["images", 0, "width"], 0), None, "image 1 has width 0", "positive integers"),
+    "gt_rle_size_not_the_image": (_set(["annotations", 0, "segmentation"], _rle(np.ones((16, 16), bool))), None,
+                                  "annotation 10 has an RLE of size [16, 16], but its image is [24, 32]",
+                                  "fix or drop that entry"),
+    "gt_rle_counts_do_not_decode": (_set(["annotations", 0, "segmentation"], {"size": [24, 32], "counts": "~~~"}),
+                                    None, "annotation 10 has RLE counts that do not decode", "fix or drop"),
+    "gt_rle_counts_wrong_total": (_set(["annotations", 0, "segmentation"], {"size": [24, 32], "counts": [5, 7]}),
+                                  None, "cover 12 pixels, not 24 x 32", "fix or drop"),
+    "dt_category_not_in_categories": (None, _set([0, "category_id"], 3), "detection 0 (image_id 1) has category_id 3",
+                                      "map the detector's labels"),
+    "dt_box_negative_width": (None, _set([0, "bbox"], [5.0, 5.0, -4.0, 3.0]), "detection 0 (image_id 1) has a "
+                              "bbox with negative width", "fix or drop that detection"),
+    "dt_polygon_two_points": (None, _set([1, "segmentation"], [[1, 1, 5, 5]]), "detection 1 (image_id 2) has a "
+                              "polygon with fewer than 3 points", "fix or drop that detection"),
+    "dt_rle_size_not_the_image": (None, _set([0, "segmentation"], _rle(np.ones((24, 30), bool))),
+                                  "detection 0 (image_id 1) has an RLE of size [24, 30]", "fix or drop"),
+    "dt_score_nan": (None, _set([0, "score"], float("nan")), "detection 0 (image_id 1) has score nan",
+                     "finite numbers"),
+}
+
+
+@pytest.mark.parametrize("defect", list(COCO_DEFECTS))
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+def test_bad_input_coco_defect_is_one_line_naming_file_and_entry(defect, iou_type, tmp_path, capsys):
+    edit_gt, edit_dt, entry, fix = COCO_DEFECTS[defect]
+    gt = _tiny_gt()
+    dt = _tiny_dt(gt)
+    (edit_gt or (lambda _: None))(gt)
+    (edit_dt or (lambda _: None))(dt)
+    gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_path.write_text(json.dumps(gt))
+    dt_path.write_text(json.dumps(dt))
+    code = main(["metrics", "coco", "--gt", str(gt_path), "--dt", str(dt_path), "--iou-type", iou_type])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("segbench: error: ")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    offender = gt_path if edit_gt else dt_path
+    assert f"{offender}: " in lines[0] and entry in lines[0] and fix in lines[0], lines[0]
+
+
+def test_bad_input_coco_consistent_files_pass(tmp_path):
+    from segbench.metrics.coco import evaluate
+
+    gt = _tiny_gt()
+    gt["annotations"][0]["segmentation"] = _rle(np.pad(np.ones((8, 10), bool), ((3, 13), (2, 20))))
+    assert evaluate(gt, _tiny_dt(gt), "segm")["AP"] > 0.9
+
+
+# -- property tests (hypothesis): the COCO and TIFF validators ------------------------------------------------
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+from segbench.errors import InputError  # noqa: E402
+from segbench.metrics.coco_checks import check_detections, check_ground_truth, rle_string_counts  # noqa: E402
+from segbench.metrics.isbi import validate_labels, validate_prediction  # noqa: E402
+
+PROPERTY = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@PROPERTY
+@given(arrays(np.bool_, st.tuples(st.integers(1, 12), st.integers(1, 12))))
+def test_bad_input_property_rle_decoder_matches_pycocotools(mask):
+    rle = _rle(mask)
+    flat = mask.flatten(order="F").astype(np.int8)
+    changes = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1]]])))
+    runs = np.diff(np.concatenate([[0], changes])).tolist()
+    assert rle_string_counts(rle["counts"]) == runs
+    assert sum(rle_string_counts(rle["counts"])) == mask.size
+
+
+@PROPERTY
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30))
+def test_bad_input_property_rle_decoder_never_crashes(text):
+    try:
+        counts = rle_string_counts(text)
+    except ValueError:
+        return
+    assert all(isinstance(c, int) and c >= 0 for c in counts)
+
+
+@st.composite
+def coco_files(draw) -> tuple[dict, list]:
+    n_images = draw(st.integers(1, 4))
+    sizes = [(draw(st.integers(1, 40)), draw(st.integers(1, 40))) for _ in range(n_images)]
+    images = [{"id": i + 1, "width": w, "height": h} for i, (h, w) in enumerate(sizes)]
+    cats = [{"id": c, "name": f"c{c}"} for c in draw(st.sets(st.integers(1, 90), min_size=1, max_size=3))]
+    anns, dts = [], []
+    for k in range(draw(st.integers(0, 6))):
+        img = draw(st.sampled_from(images))
+        box = [draw(st.floats(0, 10)), draw(st.floats(0, 10)), draw(st.floats(0, 30)), draw(st.floats(0, 30))]
+        cat = draw(st.sampled_from(cats))["id"]
+        segm = _rle(draw(arrays(np.bool_, (img["height"], img["width"])))) if draw(st.booleans()) else \
+            [[box[0], box[1], box[0] + box[2], box[1], box[0] + box[2], box[1] + box[3]]]
+        anns.append({"id": 100 + k, "image_id": img["id"], "category_id": cat, "bbox": box, "segmentation": segm})
+        dts.append({"image_id": img["id"], "category_id": cat, "bbox": list(box), "segmentation": copy.deepcopy(segm),
+                    "score": draw(st.floats(0, 1))})
+    return {"images": images, "annotations": anns, "categories": cats}, dts
+
+
+DEFECTS = ("duplicate_image", "image_size", "ann_category", "ann_duplicate", "ann_bbox", "ann_rle_size",
+           "dt_category", "dt_bbox", "dt_polygon")
+
+
+@PROPERTY
+@given(coco_files(), st.sampled_from(DEFECTS), st.data())
+def test_bad_input_property_coco_consistent_passes_and_any_defect_is_named(files, defect, data):
+    gt, dts = files
+    check_ground_truth(gt, "gt.json")
+    check_detections(dts, "dt.json", gt, "segm", "segmentation")
+    needs = {"ann": bool(gt["annotations"]), "dt": bool(dts), "ann_duplicate": len(gt["annotations"]) >= 2}
+    kind = "ann_duplicate" if defect == "ann_duplicate" else defect.split("_")[0]
+    if not needs.get(kind, True):
+        return
+    k = data.draw(st.integers(0, max(len(gt["annotations"]), 1) - 1))
+    known_cats = {c["id"] for c in gt["categories"]}
+    if defect == "duplicate_image":
+        gt["images"].append(dict(gt["images"][0]))
+    elif defect == "image_size":
+        gt["images"][0]["width"] = data.draw(st.sampled_from([0, -3, 2.5, None, "32"]))
+    elif defect == "ann_category":
+        gt["annotations"][k]["category_id"] = max(known_cats) + 1
+    elif defect == "ann_duplicate":
+        gt["annotations"][-1]["id"] = gt["annotations"][0]["id"]
+    elif defect == "ann_bbox":
+        gt["annotations"][k]["bbox"][data.draw(st.sampled_from([2, 3]))] = -data.draw(st.floats(0.01, 5))
+    elif defect == "ann_rle_size":
+        img = next(i for i in gt["images"] if i["id"] == gt["annotations"][k]["image_id"])
+        gt["annotations"][k]["segmentation"] = _rle(np.zeros((img["height"] + 1, img["width"]), bool))
+    elif defect == "dt_category":
+        dts[k]["category_id"] = max(known_cats) + 1
+    elif defect == "dt_bbox":
+        dts[k]["bbox"][2] = -data.draw(st.floats(0.01, 5))
+    elif defect == "dt_polygon":
+        dts[k]["segmentation"] = [[1.0, 2.0, 3.0, 4.0]]
+    with pytest.raises(InputError) as info:
+        check_ground_truth(gt, "gt.json")
+        check_detections(dts, "dt.json", gt, "segm", "segmentation")
+    message = str(info.value)
+    assert message.startswith("gt.json: " if not defect.startswith("dt_") else "dt.json: ")
+    assert "\n" not in message and ("annotation" in message or "image" in message or "detection" in message)
+
+
+@PROPERTY
+@given(arrays(np.uint8, st.tuples(st.integers(1, 3), st.integers(2, 8), st.integers(2, 8)),
+              elements=st.sampled_from([0, 255])))
+def test_bad_input_property_binary_labels_pass(labels):
+    assert validate_labels(labels).dtype == np.bool_
+
+
+@PROPERTY
+@given(arrays(np.uint8, st.tuples(st.integers(1, 3), st.integers(2, 8), st.integers(2, 8)),
+              elements=st.sampled_from([0, 255])), st.integers(2, 254))
+def test_bad_input_property_non_binary_labels_are_refused(labels, value):
+    labels.flat[0], labels.flat[1] = 255, value
+    with pytest.raises(InputError, match="labels must be exactly 0/255"):
+        validate_labels(labels, "labels.tif")
+
+
+@PROPERTY
+@given(arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(1, 8), st.integers(1, 8)),
+              elements=st.floats(0, 1, width=32)))
+def test_bad_input_property_probabilities_pass(pred):
+    assert validate_prediction(pred).shape == pred.shape
+
+
+@PROPERTY
+@given(arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(1, 8), st.integers(1, 8)),
+              elements=st.floats(0, 1, width=32)),
+       st.one_of(st.floats(1.5, 1e6, width=32), st.floats(-1e6, -0.5, width=32), st.just(float("nan"))))
+def test_bad_input_property_out_of_range_predictions_are_refused(pred, bad):
+    pred.flat[0] = bad
+    with pytest.raises(InputError, match="pred.tif"):
+        validate_prediction(pred, "pred.tif")
+
+
+@PROPERTY
+@given(st.binary(max_size=400))
+def test_bad_input_property_any_bytes_as_tiff_is_an_array_or_one_line(tmp_path_factory, blob):
+    from segbench.cli.metrics import read_tiff
+
+    path = tmp_path_factory.mktemp("tiff") / "x.tif"
+    path.write_bytes(b"II*\x00" + blob)
+    try:
+        arr = read_tiff(str(path), "labels")
+    except InputError as exc:
+        assert str(path) in str(exc) and "\n" not in str(exc)
+    else:
+        assert arr.size > 0
+
+
 # -- the Snakemake configuration is validated against workflow/schemas/config.schema.yaml ---------------
 def _snakemake(*args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("snakemake")
@@ -531,3 +781,93 @@ def test_snakemake_valid_config_passes_schema(tmp_path):
                                                        "table": "unet_table1", "seeds": 1}]}))
     result = _snakemake("-n", "reproduce_table2b", "--configfile", str(configfile))
     assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+
+
+# -- tampered data: MANIFEST hashes checked by prepare and train, dataset hash in every run's provenance -------
+def _tamper(path: Path, keep_mtime: bool = False) -> bytes:
+    """Flip one byte of ``path`` (same size); returns the original bytes."""
+    original = path.read_bytes()
+    st = path.stat()
+    blob = bytearray(original)
+    blob[len(blob) // 2] ^= 0x01
+    path.write_bytes(bytes(blob))
+    if keep_mtime:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return original
+
+
+def test_bad_input_tampered_synthetic_data_is_regenerated_by_prepare(tmp_path, capsys):
+    root = data.prepare("em_smoke", tmp_path)
+    target = root / "train-labels.tif"
+    original = _tamper(target)
+    assert main(["data", "prepare", "em_smoke", "--data-root", str(tmp_path)]) == 0
+    assert target.read_bytes() == original  # regenerated, not "up to date"
+    assert main(["data", "verify", "em_smoke", "--data-root", str(tmp_path)]) == 0
+
+
+def test_bad_input_tampered_synthetic_data_is_regenerated_before_train(tmp_path, capsys):
+    root = data.prepare("em_smoke", tmp_path / "data")
+    manifest = data.read_manifest(root)
+    target = root / "train-volume.tif"
+    original = _tamper(target)
+    results = tmp_path / "results"
+    argv = ["train", "--run", "threshold_isbi", "--scale", SCALE, "--results", str(results),
+            "--data-root", str(tmp_path / "data")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("segbench: warning: ")]
+    assert len(warnings) == 1 and str(target) in warnings[0] and "regenerating" in warnings[0], err
+    assert target.read_bytes() == original
+    record = json.loads((results / SCALE / "runs" / "threshold_isbi-seed0" / "train_done.json").read_text())
+    assert record["provenance"]["dataset"] == {"name": "em_smoke", "sha256": manifest["dataset_sha256"],
+                                               "files": 2}
+
+
+def test_bad_input_tampered_real_data_is_refused_by_prepare_and_train(tmp_path, monkeypatch, capsys):
+    from segbench.data import preparation
+
+    root = data.prepare("em_smoke", tmp_path / "data")
+    entry = {**data.dataset_entry("em_smoke"), "source": "real", "downloads": []}
+    monkeypatch.setattr(preparation, "dataset_entry", lambda name: entry)
+    target = root / "train-volume.tif"
+    _tamper(target)
+    before = target.read_bytes()
+    code = main(["data", "prepare", "em_smoke", "--data-root", str(tmp_path / "data")])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segbench: error: ")]
+    assert code == 2 and len(lines) == 1 and str(target) in lines[0] and "restore the file" in lines[0], lines
+    results = tmp_path / "results"
+    code = main(["train", "--run", "threshold_isbi", "--scale", SCALE, "--results", str(results),
+                 "--data-root", str(tmp_path / "data")])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segbench: error: ")]
+    assert code == 2 and len(lines) == 1 and str(target) in lines[0], lines
+    assert target.read_bytes() == before and not results.exists()  # refused, not repaired, nothing written
+
+
+def test_bad_input_tampered_data_with_mtime_set_back_needs_verify(tmp_path):
+    root = data.prepare("em_smoke", tmp_path)
+    target = root / "train-labels.tif"
+    time_before = target.stat().st_mtime_ns
+    original = _tamper(target, keep_mtime=True)
+    assert target.stat().st_mtime_ns == time_before
+    assert main(["data", "prepare", "em_smoke", "--data-root", str(tmp_path)]) == 0
+    assert target.read_bytes() != original  # the fast path (size + mtime) cannot see it: documented
+    assert main(["data", "prepare", "em_smoke", "--data-root", str(tmp_path), "--verify"]) == 0
+    assert target.read_bytes() == original
+
+
+def test_bad_input_dataset_hash_in_provenance_not_in_config_hash(tmp_path):
+    from segbench.provenance import config_hash
+    from segbench.registry import resolve_run
+
+    root = data.prepare("em_smoke", tmp_path / "data")
+    digest = data.read_manifest(root)["dataset_sha256"]
+    results = tmp_path / "results"
+    for command in ("train", "evaluate"):
+        assert main([command, "--run", "threshold_isbi", "--scale", SCALE, "--results", str(results),
+                     "--data-root", str(tmp_path / "data")]) == 0
+    out = results / SCALE / "runs" / "threshold_isbi-seed0"
+    expected_hash = config_hash(resolve_run("threshold_isbi", SCALE, 0))
+    for name in ("config.json", "train_done.json", "metrics.json"):
+        record = json.loads((out / name).read_text())
+        assert record["provenance"]["dataset"]["sha256"] == digest, name
+        assert record["config_hash"] == expected_hash, name

@@ -5,7 +5,10 @@ from __future__ import annotations
 import ast
 import hashlib
 import http.server
+import json
+import os
 import re
+import stat
 import threading
 from pathlib import Path
 
@@ -16,6 +19,8 @@ from test_reporting_fixtures import XSS, build_results
 from segbench.cli import main
 from segbench.data.download import download
 from segbench.errors import InputError
+from segbench.io import write_json_atomic, write_text_atomic
+from segbench.paths import child_path, relative_child, run_dir
 from segbench.registry import registry_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,3 +182,131 @@ def test_report_escapes_a_script_row_label(tmp_path, monkeypatch, capsys):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert XSS not in page
     assert XSS not in (reports / "mini" / "index.html").read_text(encoding="utf-8")
+
+
+# -- names read from files never become paths outside their root -----------------------------------------
+@pytest.mark.parametrize("name", ["../../../x", "..", "/etc/x", "a/b", "a\\b", "x\x00y", ""],
+                         ids=["dotdot", "parent", "absolute", "slash", "backslash", "nul", "empty"])
+def test_security_child_path_refuses_escaping_names(name, tmp_path):
+    with pytest.raises(InputError, match="not a plain file name"):
+        child_path(tmp_path, name, ".html", what="table", source=tmp_path / "t.json")
+
+
+@pytest.mark.parametrize("name", ["table2b", "r50_c4-seed0", "unet_isbi+dice_weighted_ce-seed1", "a.b"])
+def test_security_child_path_keeps_plain_names(name, tmp_path):
+    assert child_path(tmp_path, name, ".json").parent == tmp_path
+
+
+def test_security_report_refuses_a_table_name_that_leaves_out(tmp_path, capsys):
+    results, reports = tmp_path / "results", tmp_path / "a" / "b" / "reports"
+    build_results(results, ("table2b",), "mini")
+    table_json = results / "mini" / "tables" / "table2b.json"
+    table = json.loads(table_json.read_text())
+    table["table"] = "../../../x"
+    table_json.write_text(json.dumps(table))
+    code = main(["report", "--scale", "mini", "--no-figures", "--results", str(results), "--out", str(reports)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("segbench: error: ") == 1, err
+    assert str(table_json) in err and "'../../../x'" in err
+    assert [p for p in tmp_path.rglob("x.html")] == []
+
+
+def test_security_run_name_from_a_table_cannot_leave_results(tmp_path, capsys):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    build_results(results, ("table2b",), "mini")
+    table_json = results / "mini" / "tables" / "table2b.json"
+    table = json.loads(table_json.read_text())
+    table["runs"] = {"../../../../etc": {}}
+    table_json.write_text(json.dumps(table))
+    code = main(["report", "--scale", "mini", "--no-figures", "--results", str(results), "--out", str(reports)])
+    assert code == 2 and "'../../../../etc'" in capsys.readouterr().err
+
+
+def test_security_figure_manifest_cannot_embed_a_file_outside_figures(tmp_path):
+    from segbench.reporting.figures.base import read_manifest
+
+    manifest = tmp_path / "figures" / "fig.json"
+    manifest.parent.mkdir()
+    manifest.write_text(json.dumps({"name": "fig", "title": "t", "caption": "c", "status": "ok",
+                                    "html": "../../../../etc/passwd"}))
+    with pytest.raises(InputError, match="figure file"):
+        read_manifest(manifest)
+
+
+def test_security_run_dir_refuses_escaping_run_ids(tmp_path):
+    with pytest.raises(InputError, match="run"):
+        run_dir("smoke", "../../elsewhere", tmp_path)
+    with pytest.raises(InputError, match="scale"):
+        run_dir("../x", "r-seed0", tmp_path)
+
+
+# -- files written through the atomic path honour the umask (not mkstemp's 0600) ---------------------------
+@pytest.fixture
+def umask():
+    def set_mask(mask: int) -> None:
+        os.umask(mask)
+
+    old = os.umask(0o022)
+    yield set_mask
+    os.umask(old)
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_security_atomic_writes_honour_the_umask(mask, mode, umask, tmp_path):
+    import torch
+
+    from segbench.engine.common import save_torch
+
+    umask(mask)
+    write_json_atomic(tmp_path / "config.json", {"a": 1})
+    write_text_atomic(tmp_path / "table.md", "| a |\n")
+    save_torch({"w": torch.zeros(2)}, tmp_path / "checkpoint_00000002.pt")
+    for name in ("config.json", "table.md", "checkpoint_00000002.pt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_security_cli_outputs_are_world_readable_under_umask_022(umask, tmp_path):
+    umask(0o022)
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    build_results(results, ("table2b",), "mini")
+    assert main(["report", "--scale", "mini", "--no-figures", "--results", str(results), "--out", str(reports)]) == 0
+    pages = list((reports / "mini").glob("*.html"))
+    assert pages and all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in pages)
+
+
+@pytest.mark.parametrize("rel", ["../x.tif", "a/../../x", "/etc/passwd", "a\x00b"])
+def test_security_relative_child_refuses_escapes(rel, tmp_path):
+    with pytest.raises(InputError, match="leaves"):
+        relative_child(tmp_path, rel, what="layout path")
+
+
+def test_security_relative_child_allows_subfolders(tmp_path):
+    assert relative_child(tmp_path, "01_GT/SEG/man_seg000.tif") == tmp_path / "01_GT" / "SEG" / "man_seg000.tif"
+
+
+def test_security_dataset_names_from_the_dataset_registry_stay_inside_the_data_root(tmp_path, monkeypatch, capsys):
+    from segbench.data import registry as data_registry
+
+    registry_file = tmp_path / "datasets.yaml"
+    registry_file.write_text("""
+datasets:
+  evil:
+    source: real
+    format: isbi2012
+    directory: ../../outside
+    downloads:
+      - {url: null, file: ../../../x.tif, sha256: null, extract: false}
+    layout: {volume: ../../v.tif, labels: l.tif}
+""")
+    monkeypatch.setattr(data_registry, "DATASETS_YAML", registry_file)
+    code = main(["data", "prepare", "evil", "--data-root", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("segbench: error: ") == 1 and "'../../outside'" in err, err
+    assert not (tmp_path / "outside").exists()
+
+
+def test_security_manifest_entries_cannot_point_outside_the_dataset(tmp_path):
+    from segbench.data import integrity
+
+    with pytest.raises(InputError, match="MANIFEST entry"):
+        integrity.check(tmp_path, {"files": {"../../etc/passwd": {"sha256": "0", "bytes": 1}}})

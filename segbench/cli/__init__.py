@@ -7,6 +7,7 @@ message on stderr and its exit code, with nothing half-written left behind (writ
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -44,6 +45,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_FIXES = {
+    errno.ENOSPC: "free space or choose another --results (or --data-root)",
+    errno.EDQUOT: "free space (disk quota exceeded) or choose another --results (or --data-root)",
+    errno.EACCES: "fix its permissions or choose another --results (or --data-root)",
+    errno.EPERM: "fix its permissions or choose another --results (or --data-root)",
+    errno.EROFS: "the file system is read-only; choose another --results (or --data-root)",
+    errno.ENOTDIR: "a path component is a file, not a folder; point --results / --data-root / SEGBENCH_DATA "
+                   "at a folder",
+    errno.EEXIST: "a file is in the way of a folder; move it or choose another --results (or --data-root)",
+    errno.EIO: "free space or choose another --results (or --data-root); check the disk if it persists",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an ``OSError``: the file, the reason and a fix that matches the reason."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    reason = " ".join(str(exc.strerror or exc).split())
+    fix = _FIXES.get(exc.errno or 0, "check the path, then rerun")
+    return f"{where}{reason}; {fix}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"segbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # disk full, permission denied, read-only results root: one line, not a traceback
-        where = f"{exc.filename}: " if exc.filename else ""
-        reason = " ".join(str(exc.strerror or exc).split())
-        print(f"segbench: error: {where}{reason}; free space or choose another --results", file=sys.stderr)
+        print(f"segbench: error: {os_error_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("segbench: interrupted; completed results are intact, rerun to resume", file=sys.stderr)

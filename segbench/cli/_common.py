@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from segbench.engine.device import check_device
+from segbench.errors import InputError
 from segbench.paths import data_root, run_dir
 from segbench.registry import load_registry, resolve_run
 
@@ -20,7 +22,17 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path, Path]:
-    """(resolved config, run directory, data root) for the run the arguments name."""
+    """(resolved config, run directory, data root) for the run the arguments name; every argument is
+    checked here, before anything is written."""
+    check_seed(args.seed)
+    check_device(args.device)
     scale = args.scale or load_registry()["default_scale"]
     cfg = resolve_run(args.run, scale, args.seed)
     return cfg, run_dir(scale, cfg["run_id"], args.results), data_root(args.data_root)
+
+
+def check_seed(seed: int) -> int:
+    """Seeds are 0, 1, 2, ... (``<run>-seed<k>`` directories; NumPy refuses negative seeds)."""
+    if seed < 0:
+        raise InputError(f"--seed {seed}: seeds are non-negative integers (0, 1, 2, ...); use --seed 0")
+    return seed

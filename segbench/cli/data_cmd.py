@@ -32,6 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             q.add_argument("--seed", type=int, default=0, help="generator seed (synthetic data)")
         if action != "verify":
             q.add_argument("--force", action="store_true", help="regenerate / re-download even if complete")
+            q.add_argument("--verify", action="store_true",
+                           help="re-hash every file against the MANIFEST (default: only files whose size or "
+                                "mtime changed)")
         q.set_defaults(func=run_action, action=action)
 
 
@@ -63,6 +66,6 @@ def run_action(args: argparse.Namespace) -> int:
             manifest = data.verify(name, root)
             print(f"{name}: {len(manifest['files'])} files match {data.dataset_dir(name, root) / data.MANIFEST}")
             continue
-        path = data.prepare(name, root, seed=getattr(args, "seed", 0), force=args.force)
+        path = data.prepare(name, root, seed=getattr(args, "seed", 0), force=args.force, verify=args.verify)
         print(f"{name}: ready in {path}")
     return 0

@@ -109,7 +109,8 @@ def run_isbi(args: argparse.Namespace) -> int:
     labels = read_tiff(args.labels, "labels")
     p, g = validate_isbi_inputs(pred, labels, pred_name=args.pred, labels_name=args.labels,
                                 membrane_prob=args.membrane_prob)
-    res = isbi_metrics(p, g.view(np.uint8), rand_form=args.rand_form, warping_form=args.warping_form)
+    res = isbi_metrics(p, g.view(np.uint8), rand_form=args.rand_form, warping_form=args.warping_form,
+                      labels_name=args.labels)
     if args.json:
         _print_json(res)
         return 0

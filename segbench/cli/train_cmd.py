@@ -26,12 +26,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="retrain from scratch even if train_done.json is up to date (the old records are set "
                         "aside in stale-<hash>/); SEGBENCH_RETRAIN=1 does the same, which is how `make reproduce "
                         "FORCE=1` (snakemake --forcerun train --config retrain=1) reaches every training job")
+    p.add_argument("--verify", action="store_true",
+                   help="re-hash every dataset file against its MANIFEST (default: only files whose size or "
+                        "mtime changed); a changed synthetic dataset is regenerated, a changed real one refused")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     claim_from_environment(args.gpus or 0)  # before anything initialises CUDA
     cfg, out, data = resolve_from_args(args)
-    record = train_run(cfg, out, data, device=args.device, gpus=args.gpus or 0, force=args.force or retrain_requested())
+    record = train_run(cfg, out, data, device=args.device, gpus=args.gpus or 0,
+                       force=args.force or retrain_requested(), verify=args.verify)
     print(f"{cfg['run_id']}: trained ({record['provenance']['wall_time_s']} s) -> {out}")
     return 0

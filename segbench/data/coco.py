@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 from segbench.errors import InputError
 from segbench.io import read_json
+from segbench.metrics.coco_checks import check_ground_truth
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def load_coco_json(annotation_file: Path, *, annotations_required: bool = True) 
                     raise InputError(f"{annotation_file}: annotation {ann.get('id')} has a polygon with "
                                      f"{len(poly) // 2} points (< 3); drop that polygon or regenerate the "
                                      "file")
+    check_ground_truth(data, str(annotation_file))
     return data
 
 

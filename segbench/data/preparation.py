@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from segbench import __version__
+from segbench.data import integrity
+from segbench.data import registry as _registry
 from segbench.data.registry import (
     dataset_dir,
     dataset_entry,
@@ -19,6 +23,7 @@ from segbench.data.registry import (
     resolve_layout,
 )
 from segbench.errors import InputError
+from segbench.paths import child_path, relative_child
 
 MANIFEST = "MANIFEST.json"
 STALE_TMP_S = 3600.0  # leftovers of interrupted generations older than this are removed
@@ -26,16 +31,41 @@ log = logging.getLogger(__name__)
 
 
 def prepare(name: str, data_root: str | os.PathLike[str], *, seed: int = 0, force: bool = False,
-            progress: bool = True) -> Path:
+            progress: bool = True, verify: bool = False) -> Path:
     """Generate, locate or download dataset ``name`` under ``data_root``; return its directory.
 
     Idempotent: a complete dataset that matches its MANIFEST (same generator, params and seed for
-    synthetic data) is left as it is unless ``force``.
+    synthetic data; every file's size and mtime, or its sha256 where they differ or with ``verify``) is
+    left as it is unless ``force``. A changed file makes a synthetic dataset regenerate and a real one
+    refused (:class:`InputError` naming the file).
     """
     entry = dataset_entry(name)
     if entry["source"] == "synthetic":
-        return _prepare_synthetic(name, entry, Path(data_root), seed=seed, force=force)
-    return _prepare_real(name, entry, Path(data_root), force=force, progress=progress)
+        return _prepare_synthetic(name, entry, Path(data_root), seed=seed, force=force, verify=verify)
+    return _prepare_real(name, entry, Path(data_root), force=force, progress=progress, verify=verify)
+
+
+def dataset_identity(name: str, data_root: str | os.PathLike[str], *, verify: bool = False) -> dict[str, Any] | None:
+    """``{"name", "sha256", "files"}`` of a prepared dataset after checking it against its MANIFEST (see
+    :mod:`segbench.data.integrity`): a changed synthetic dataset is regenerated (with a warning line), a
+    changed real one refused. ``None`` where the dataset has no MANIFEST (not prepared by segbench)."""
+    from segbench.errors import warn
+
+    entry = dataset_entry(name)
+    root = dataset_dir(name, data_root)
+    manifest = read_manifest(root)
+    if manifest is None:
+        return None
+    result = integrity.check(root, manifest, full=verify)
+    if not result.ok and entry["source"] == "synthetic":
+        warn(f"dataset {name!r}: {result.changed} {result.reason}; regenerating the synthetic dataset")
+        prepare(name, data_root, seed=int(manifest.get("seed", 0)), force=True)
+        manifest = read_manifest(root) or {"files": {}}
+        result = integrity.check(root, manifest, full=verify)
+    if not result.ok:
+        raise InputError(f"dataset {name!r}: {result.changed} {result.reason}; restore the file or run "
+                         f"`segbench data prepare {name} --force` to re-download")
+    return {"name": name, "sha256": result.sha256, "files": len(manifest["files"])}
 
 
 def verify(name: str, data_root: str | os.PathLike[str]) -> dict[str, Any]:
@@ -48,7 +78,7 @@ def verify(name: str, data_root: str | os.PathLike[str]) -> dict[str, Any]:
     from segbench.data.download import sha256_file
 
     for rel, record in manifest["files"].items():
-        path = root / rel
+        path = relative_child(root, rel, what="MANIFEST entry", source=root / MANIFEST)
         if not path.is_file():
             raise InputError(f"dataset {name!r}: {path} is missing; run `segbench data prepare {name} --force`")
         if sha256_file(path) != record["sha256"]:
@@ -69,31 +99,23 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
 
 
 def build_manifest(root: Path, **fields: Any) -> dict[str, Any]:
-    """A manifest of every file under ``root`` (except the manifest and downloads in progress)."""
-    from segbench.data.download import sha256_file
-
+    """A manifest of every file under ``root`` (except the manifest and downloads in progress), with each
+    file's sha256, size and mtime and the dataset's hash (:mod:`segbench.data.integrity`)."""
     files = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
         if rel == MANIFEST or rel.endswith(".part") or any(part.startswith(".") for part in path.relative_to(root).parts):
             continue
-        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    return {**fields, "segbench_version": __version__, "files": files}
-
-
-def _files_intact(root: Path, manifest: dict[str, Any]) -> bool:
-    """Cheap completeness check: every listed file is present with the recorded size."""
-    for rel, record in manifest["files"].items():
-        path = root / rel
-        if not path.is_file() or path.stat().st_size != record["bytes"]:
-            return False
-    return True
+        files[rel] = integrity.file_record(path)
+    return {**fields, "segbench_version": __version__, "files": files,
+            "dataset_sha256": integrity.dataset_sha256(files)}
 
 
 # ---------------------------------------------------------------------------------------------------
 # Synthetic
 # ---------------------------------------------------------------------------------------------------
-def _prepare_synthetic(name: str, entry: dict[str, Any], data_root: Path, *, seed: int, force: bool) -> Path:
+def _prepare_synthetic(name: str, entry: dict[str, Any], data_root: Path, *, seed: int, force: bool,
+                       verify: bool = False) -> Path:
     from segbench.data.synthetic import GENERATORS
     from segbench.io import write_json_atomic
 
@@ -101,28 +123,46 @@ def _prepare_synthetic(name: str, entry: dict[str, Any], data_root: Path, *, see
     params = entry.get("params", {})
     identity = {"dataset": name, "generator": entry["generator"], "params": params, "seed": int(seed)}
     current = read_manifest(target)
-    if not force and current is not None and all(current.get(k) == v for k, v in identity.items()) \
-            and _files_intact(target, current):
-        log.info("%s: up to date in %s", name, target)
-        return target
+    if not force and current is not None and all(current.get(k) == v for k, v in identity.items()):
+        result = integrity.check(target, current, full=verify)
+        if result.ok:
+            log.info("%s: up to date in %s", name, target)
+            return target
+        log.warning("%s: %s %s; regenerating", name, result.changed, result.reason)
     data_root.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(data_root, name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=data_root))
     try:
         start = time.perf_counter()
-        GENERATORS[entry["generator"]].generate(tmp, dict(params), int(seed))
-        manifest = build_manifest(tmp, **identity)
+        with _name_failed_writes(target, tmp):
+            GENERATORS[entry["generator"]].generate(tmp, dict(params), int(seed))
+            manifest = build_manifest(tmp, **identity)
         missing = [str(p) for p in layout_files(resolve_layout(entry, tmp)) if not p.exists()]
         if missing:
             raise InputError(f"dataset {name!r}: generator {entry['generator']!r} did not write {missing[0]}; "
                              "fix the layout in datasets.yaml or the generator")
-        write_json_atomic(tmp / MANIFEST, manifest)
-        _swap_into_place(tmp, target)
+        with _name_failed_writes(target, tmp):
+            write_json_atomic(tmp / MANIFEST, manifest)
+            _swap_into_place(tmp, target)
         log.info("%s: generated in %.1f s -> %s", name, time.perf_counter() - start, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+@contextlib.contextmanager
+def _name_failed_writes(target: Path, tmp: Path) -> Iterator[None]:
+    """A write that fails while a dataset is generated (a full disk) names the file it was writing, as the
+    path it would have had in ``target``; the half-generated ``tmp`` is removed by the caller."""
+    try:
+        yield
+    except OSError as exc:
+        where = str(target)
+        if exc.filename:
+            with contextlib.suppress(ValueError):
+                where = str(target / Path(exc.filename).relative_to(tmp))
+        raise OSError(exc.errno, exc.strerror or str(exc), where) from exc
 
 
 def _swap_into_place(tmp: Path, target: Path) -> None:
@@ -146,7 +186,8 @@ def _remove_stale_tmp(data_root: Path, name: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Real
 # ---------------------------------------------------------------------------------------------------
-def _prepare_real(name: str, entry: dict[str, Any], data_root: Path, *, force: bool, progress: bool) -> Path:
+def _prepare_real(name: str, entry: dict[str, Any], data_root: Path, *, force: bool, progress: bool,
+                  verify: bool = False) -> Path:
     from segbench.data.download import download, extract_zip
 
     root = dataset_dir(name, data_root)
@@ -154,10 +195,10 @@ def _prepare_real(name: str, entry: dict[str, Any], data_root: Path, *, force: b
     present = _all_present(name, data_root)
     if present and not force:
         if manifest is not None:
-            if not _files_intact(root, manifest):
-                raise InputError(f"dataset {name!r}: files in {root} differ from {root / MANIFEST}; "
-                                 f"run `segbench data verify {name}` to see which, or `segbench data prepare "
-                                 f"{name} --force` to re-download")
+            result = integrity.check(root, manifest, full=verify)
+            if not result.ok:
+                raise InputError(f"dataset {name!r}: {result.changed} {result.reason}; restore the file or run "
+                                 f"`segbench data prepare {name} --force` to re-download")
             return root
         _check_published_checksums(name, entry, root)
         _write_real_manifest(name, entry, root, archives={})
@@ -168,7 +209,8 @@ def _prepare_real(name: str, entry: dict[str, Any], data_root: Path, *, force: b
             continue  # placed by hand after registration; the layout check below names what is missing
         expected = item.get("sha256") or archives.get(item["file"])
         fix = f"rerun `segbench data download {name}` to resume"
-        archive = root / "downloads" / item["file"] if item.get("extract") else root / item["file"]
+        file = child_path(root, item["file"], what="download file", source=_registry.DATASETS_YAML)
+        archive = root / "downloads" / item["file"] if item.get("extract") else file
         archives[item["file"]] = download(item["url"], archive, sha256=expected, progress=progress, fix=fix)
         if item.get("extract"):
             extract_zip(archive, root)
@@ -183,7 +225,7 @@ def _check_published_checksums(name: str, entry: dict[str, Any], root: Path) -> 
     from segbench.data.download import sha256_file
 
     for item in entry["downloads"]:
-        path, known = root / item["file"], item.get("sha256")
+        path, known = child_path(root, item["file"], what="download file"), item.get("sha256")
         if known and not item.get("extract") and path.is_file() and sha256_file(path) != known:
             raise InputError(f"dataset {name!r}: {path} does not match the publisher's sha256 {known}; "
                              "replace it with the original file")
@@ -204,6 +246,7 @@ def _write_real_manifest(name: str, entry: dict[str, Any], root: Path, *, archiv
     manifest = build_manifest(root, dataset=name, source="real", archives=archives,
                               downloads=[d.get("url") for d in entry["downloads"]])
     manifest["files"] = {rel: rec for rel, rec in manifest["files"].items() if not rel.startswith("downloads/")}
+    manifest["dataset_sha256"] = integrity.dataset_sha256(manifest["files"])
     try:
         write_json_atomic(root / MANIFEST, manifest)
     except OSError as exc:

@@ -106,8 +106,10 @@ def _validate_layout(fmt: str, layout: Any, fail) -> None:
 
 def dataset_dir(name: str, data_root: str | Path) -> Path:
     """``<data_root>/<directory or name>`` (not checked for existence)."""
+    from segbench.paths import child_path
+
     entry = dataset_entry(name)
-    return Path(data_root) / entry.get("directory", name)
+    return child_path(data_root, entry.get("directory", name), what="dataset directory", source=DATASETS_YAML)
 
 
 def layout_paths(name: str, data_root: str | Path) -> dict[str, Any]:
@@ -117,12 +119,18 @@ def layout_paths(name: str, data_root: str | Path) -> dict[str, Any]:
 
 def resolve_layout(entry: dict[str, Any], root: Path) -> dict[str, Any]:
     """An entry's layout as paths under the dataset directory ``root``."""
+    from segbench.paths import relative_child
+
     layout = entry["layout"]
+
+    def at(rel: str) -> Path:
+        return relative_child(root, rel, what="layout path", source=DATASETS_YAML)
+
     if entry["format"] == "coco":
-        return {split: {key: root / rel for key, rel in files.items()} for split, files in layout.items()}
+        return {split: {key: at(rel) for key, rel in files.items()} for split, files in layout.items()}
     if entry["format"] == "isbi2012":
-        return {key: root / rel for key, rel in layout.items()}
-    return {"sequences": [{key: root / rel for key, rel in seq.items()} for seq in layout["sequences"]]}
+        return {key: at(rel) for key, rel in layout.items()}
+    return {"sequences": [{key: at(rel) for key, rel in seq.items()} for seq in layout["sequences"]]}
 
 
 def dataset_paths(name: str, data_root: str | Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from segbench.errors import InputError
-from segbench.io import atomic_path
+from segbench.io import write_with
 
 PAPER_W0 = 10.0
 PAPER_SIGMA_PX = 5.0
@@ -127,6 +127,9 @@ def cached_weight_map(label_file: Path, index: int, instances: np.ndarray, cache
         except (OSError, ValueError):
             pass  # a damaged cache file is recomputed below
     weights = unet_weight_map(instances, w0=w0, sigma=sigma)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, weights, allow_pickle=False)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.save on a path would append ".npy"
+            np.save(fh, weights, allow_pickle=False)
+
+    write_with(path, write, "weight map")
     return weights

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from segbench.errors import InputError, RunError
-from segbench.io import atomic_path
+from segbench.io import write_with
 
 CHECKPOINT_RE = re.compile(r"checkpoint_(\d{8})\.pt$")
 
@@ -65,11 +65,16 @@ def save_checkpoint(run_dir: Path, iteration: int, state: dict[str, Any], keep: 
     """Write ``checkpoint_<iteration>.pt`` atomically and prune all but the newest ``keep``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / f"checkpoint_{iteration:08d}.pt"
-    with atomic_path(path) as tmp:
-        torch.save({"iteration": iteration, **state}, tmp)
+    save_torch({"iteration": iteration, **state}, path)
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    """``torch.save`` atomically; a failed write (torch reports a full disk as ``RuntimeError: [enforce
+    fail at inline_container.cc] ... unexpected pos``) becomes an ``OSError`` naming ``path``."""
+    write_with(path, lambda tmp: torch.save(obj, tmp), "checkpoint")
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:

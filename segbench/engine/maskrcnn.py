@@ -39,11 +39,12 @@ from segbench.engine.common import (
     loader_options,
     restore_rng_state,
     save_checkpoint,
+    save_torch,
     seed_everything,
     step_lr_factor,
 )
 from segbench.errors import InputError
-from segbench.io import append_jsonl, atomic_path, read_jsonl, write_text_atomic
+from segbench.io import append_jsonl, read_jsonl, write_text_atomic
 from segbench.provenance import config_hash
 from segbench.records import HEADS, predictions_file
 
@@ -245,8 +246,7 @@ def train(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | 
     if replica.is_main:
         state = {**identity, "model": trainer.model.state_dict(), "category_ids": dataset.category_ids,
                  "num_keypoints": dataset.num_keypoints, "summary": summary}
-        with atomic_path(run_dir / FINAL_MODEL) as tmp:
-            torch.save(state, tmp)
+        save_torch(state, run_dir / FINAL_MODEL)
     if replica.world_size > 1:
         dist.barrier()
     return summary

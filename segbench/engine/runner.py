@@ -8,13 +8,16 @@ is not retrained (``force`` retrains); an interrupted one resumes from its newes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from segbench.engine import engine_for
-from segbench.errors import InputError
+from segbench.engine.runlock import run_lock
+from segbench.errors import InputError, RunError, SegbenchError
 from segbench.io import read_json, write_json_atomic
 from segbench.provenance import config_hash, provenance
 
@@ -34,29 +37,87 @@ def is_evaluated(cfg: dict[str, Any], run_dir: Path) -> bool:
     return metrics.exists() and read_json(metrics, "run metrics").get("config_hash") == config_hash(cfg)
 
 
+def dataset_of(cfg: dict[str, Any], data_root: Path, *, verify: bool = False) -> dict[str, Any] | None:
+    """The run's dataset checked against its MANIFEST (a changed synthetic one is regenerated, a changed
+    real one refused) and named by its content hash, for the provenance; ``None`` without a MANIFEST."""
+    name = cfg.get("dataset", {}).get("name")
+    if not name:
+        return None
+    from segbench.data import dataset_identity
+
+    return dataset_identity(name, data_root, verify=verify)
+
+
 def train_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
-              gpus: int = 0, force: bool = False) -> dict[str, Any]:
-    """Train (or resume) one run instance; returns the train record."""
+              gpus: int = 0, force: bool = False, verify: bool = False) -> dict[str, Any]:
+    """Train (or resume) one run instance; returns the train record. The dataset is checked first
+    (size + mtime of every file, sha256 where they differ or with ``verify``)."""
     engine = engine_for(cfg["family"])  # "not implemented yet" before anything is written
     digest = config_hash(cfg)
     done = run_dir / "train_done.json"
     if not force and is_trained(cfg, run_dir):
         return read_json(done, "train record")
     main = is_main_process()
-    if main:
-        set_aside_stale(run_dir, digest, force=force)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / "config.json", {
-            "config": cfg, "config_hash": digest,
-            "provenance": provenance(cfg, seeds=[cfg["seed"]], scale=cfg["scale"])})
-    start = time.perf_counter()
-    summary = engine.train(cfg, run_dir, data_root, device=device, gpus=gpus)
-    record = {"run_id": cfg["run_id"], "config_hash": digest, "summary": summary,
-              "provenance": provenance(cfg, seeds=[cfg["seed"]], wall_time_s=time.perf_counter() - start,
-                                       scale=cfg["scale"])}
-    if main:  # under torchrun every replica trains; rank 0 alone writes the records
-        write_json_atomic(done, record)
+    dataset = dataset_of(cfg, data_root, verify=verify) if main else None
+    with run_lock(run_dir, "train") if main else contextlib.nullcontext():
+        if not force and is_trained(cfg, run_dir):  # finished by another writer since the check above
+            return read_json(done, "train record")
+        fresh = not run_dir.exists()
+        start = time.perf_counter()
+        with _discard_if_unstarted(run_dir, fresh and main):
+            if main:
+                set_aside_stale(run_dir, digest, force=force)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(run_dir / "config.json", {
+                    "config": cfg, "config_hash": digest,
+                    "provenance": provenance(cfg, seeds=[cfg["seed"]], scale=cfg["scale"], dataset=dataset)})
+            with _plugin_faults(cfg, "training"):
+                summary = engine.train(cfg, run_dir, data_root, device=device, gpus=gpus)
+        record = {"run_id": cfg["run_id"], "config_hash": digest, "summary": summary,
+                  "provenance": provenance(cfg, seeds=[cfg["seed"]], wall_time_s=time.perf_counter() - start,
+                                           scale=cfg["scale"], dataset=dataset)}
+        if main:  # under torchrun every replica trains; rank 0 alone writes the records
+            write_json_atomic(done, record)
     return record
+
+
+UNSTARTED_FILES = ("config.json", "train_log.jsonl")
+
+
+@contextlib.contextmanager
+def _discard_if_unstarted(run_dir: Path, fresh: bool) -> Iterator[None]:
+    """When a run directory this call created fails before its first checkpoint, remove it again, so no
+    folder with a ``config.json`` looks like a run that started (nothing of value is lost)."""
+    try:
+        yield
+    except BaseException:
+        from segbench.engine.common import list_checkpoints  # torch is imported only once training runs
+
+        if fresh and not list_checkpoints(run_dir):
+            for name in UNSTARTED_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only if nothing else is in it
+        raise
+
+
+@contextlib.contextmanager
+def _plugin_faults(cfg: dict[str, Any], stage: str) -> Iterator[None]:
+    """A method run whose plugin raises (after passing the contract probe) stops with one line naming the
+    plugin, the run and the exception, instead of a traceback. Runs without a plugin are unaffected."""
+    method = cfg.get("method")
+    if not method:
+        yield
+        return
+    try:
+        yield
+    except (SegbenchError, OSError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - third-party code: any exception is the plugin's fault
+        spec = method.get("spec", method) if isinstance(method, dict) else method
+        detail = " ".join(str(exc).split())[:300]
+        raise RunError(f"{cfg['run_id']}: plugin {spec!r} raised {type(exc).__name__} during {stage} ({detail}); "
+                       "fix the plugin (it passed the contract probe but fails on real data)") from exc
 
 
 def set_aside_stale(run_dir: Path, digest: str, *, force: bool = False) -> Path | None:
@@ -91,14 +152,17 @@ def evaluate_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
     if trained.get("config_hash") != digest:
         raise InputError(f"{done}: trained with config {trained.get('config_hash')}, the registry now gives "
                          f"{digest}; retrain with `segbench train --force`")
+    dataset = dataset_of(cfg, data_root)
     start = time.perf_counter()
-    metrics = engine.evaluate(cfg, run_dir, data_root, device=device)
-    record = {"run_id": cfg["run_id"], "run": cfg["run"], "seed": cfg["seed"], "scale": cfg["scale"],
-              "config_hash": digest, "metrics": metrics, "method": cfg.get("method"),
-              "train_wall_time_s": trained.get("provenance", {}).get("wall_time_s"),
-              "provenance": provenance(cfg, seeds=[cfg["seed"]], wall_time_s=time.perf_counter() - start,
-                                       scale=cfg["scale"])}
-    write_json_atomic(run_dir / "metrics.json", record)
+    with run_lock(run_dir, "evaluate"):
+        with _plugin_faults(cfg, "evaluation"):
+            metrics = engine.evaluate(cfg, run_dir, data_root, device=device)
+        record = {"run_id": cfg["run_id"], "run": cfg["run"], "seed": cfg["seed"], "scale": cfg["scale"],
+                  "config_hash": digest, "metrics": metrics, "method": cfg.get("method"),
+                  "train_wall_time_s": trained.get("provenance", {}).get("wall_time_s"),
+                  "provenance": provenance(cfg, seeds=[cfg["seed"]], wall_time_s=time.perf_counter() - start,
+                                           scale=cfg["scale"], dataset=dataset)}
+        write_json_atomic(run_dir / "metrics.json", record)
     return record
 
 

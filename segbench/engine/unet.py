@@ -38,12 +38,13 @@ from segbench.engine.common import (
     loader_options,
     restore_rng_state,
     save_checkpoint,
+    save_torch,
     seed_everything,
     step_lr_factor,
 )
 from segbench.engine.overlap_tile import TileGeometry, cell_probability_fn
 from segbench.errors import InputError
-from segbench.io import append_jsonl, atomic_path, read_jsonl, write_text_atomic
+from segbench.io import append_jsonl, read_jsonl, write_text_atomic, write_with
 from segbench.models import build as build_model
 from segbench.models.unet import (
     UNet,
@@ -310,8 +311,7 @@ def train(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | 
                                                      "optimizer": optimizer.state_dict(),
                                                      "rng": capture_rng_state()})
     progress.close()
-    with atomic_path(run_dir / FINAL_WEIGHTS) as tmp:
-        torch.save(model.state_dict(), tmp)
+    save_torch(model.state_dict(), run_dir / FINAL_WEIGHTS)
     return {"iterations": iterations, "resumed_from": start, "final_loss": loss_value,
             "input_tile": input_tile, "output_tile": output_tile, "train_images": len(split.train),
             "protocol": split.protocol, "device": str(dev)}
@@ -376,7 +376,11 @@ def write_tile_record(run_dir: Path, geometry: TileGeometry, cfg: dict[str, Any]
 def save_example_prediction(path: Path, image: LabelledImage, cell_probability: np.ndarray) -> None:
     """One held-out image with its prediction (cell probability > 0.5) and ground truth, for the report's
     U-Net Figure 4 (arrays ``image``, ``prediction``, ``ground_truth``); written atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, image=image.image.astype(np.float32),
-                            prediction=(cell_probability > 0.5).astype(np.uint8),
-                            ground_truth=(image.instances > 0).astype(np.uint8))
+    arrays = {"image": image.image.astype(np.float32), "prediction": (cell_probability > 0.5).astype(np.uint8),
+              "ground_truth": (image.instances > 0).astype(np.uint8)}
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez on a path would append ".npz"
+            np.savez_compressed(fh, **arrays)
+
+    write_with(path, write, "example prediction")

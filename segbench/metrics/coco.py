@@ -23,6 +23,7 @@ from typing import Any
 
 from segbench.errors import InputError, SegbenchError
 from segbench.io import read_json
+from segbench.metrics.coco_checks import check_detections, check_ground_truth
 
 IOU_TYPES = ("bbox", "segm", "keypoints")
 BACKENDS = ("pycocotools", "faster")
@@ -71,6 +72,7 @@ def _load_gt(gt: Any) -> tuple[dict, str]:
         if isinstance(segm, list) and any(isinstance(poly, list) and len(poly) < 6 for poly in segm):
             raise InputError(f"{name}: annotation {ann.get('id')} has a polygon with fewer than 3 points; drop "
                              "that polygon or regenerate the file")
+    check_ground_truth(data, name)
     return data, name
 
 
@@ -91,18 +93,7 @@ def _load_dt(dt: Any) -> tuple[list, str]:
 
 
 def _check_dt(dts: list, name: str, iou_type: str, gt: dict) -> None:
-    field = _DT_FIELD[iou_type]
-    img_ids = {img.get("id") for img in gt["images"] if isinstance(img, dict)}
-    for k, d in enumerate(dts):
-        if not isinstance(d, dict):
-            raise InputError(f"{name}: detection {k} is a {type(d).__name__}, expected an object")
-        missing = [f for f in ("image_id", "category_id", "score", field) if f not in d]
-        if missing:
-            raise InputError(f"{name}: detection {k} lacks {', '.join(missing)}; --iou-type {iou_type} needs "
-                             f"image_id, category_id, score and {field}")
-        if d["image_id"] not in img_ids:
-            raise InputError(f"{name}: detection {k} has image_id {d['image_id']!r}, not in the ground truth; "
-                             "evaluate against the annotation file the detections were made for")
+    check_detections(dts, name, gt, iou_type, _DT_FIELD[iou_type])
 
 
 def evaluate(gt: Any, dt: Any, iou_type: str, backend: str = "pycocotools", *,

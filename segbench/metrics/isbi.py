@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import numba
 import numpy as np
 
-from segbench.errors import InputError
+from segbench.errors import InputError, warn
 from segbench.metrics import topology
 
 RAND_FORMS = ("n2", "pairs")
@@ -397,8 +397,19 @@ def warping_error(pred: Any, labels: Any, *, form: str = "splits_mergers") -> di
     return _warping_result(c["warping"], c["mismatch"], int(g.size), form)
 
 
+def warn_if_one_class(gt: np.ndarray, name: str = "labels") -> None:
+    """Labels that are all membrane (or all cell) hold no segment boundary: the Rand and warping errors are
+    trivially 0 whatever the prediction, so say so (one ``segbench: warning:`` line) rather than report a
+    perfect score in silence."""
+    cells = int(np.count_nonzero(gt))
+    if cells in (0, gt.size):
+        what = "membrane (0)" if cells == 0 else "cell (255)"
+        warn(f"{name}: every pixel is {what}; the Rand and warping errors are trivially 0 for any prediction "
+             "and only the pixel error is informative; check the label stack (255 = cell, 0 = membrane)")
+
+
 def isbi_metrics(pred: Any, labels: Any, *, rand_form: str = "n2", warping_form: str = "splits_mergers",
-                 membrane_prob: bool = False) -> dict[str, Any]:
+                 membrane_prob: bool = False, labels_name: str = "labels") -> dict[str, Any]:
     """The three ISBI 2012 leaderboard metrics of a prediction stack against binary labels.
 
     ``pred``: float in [0, 1], 1 = cell (2D = one slice); ``labels``: 255 (or 1) = cell, 0 = membrane.
@@ -411,6 +422,7 @@ def isbi_metrics(pred: Any, labels: Any, *, rand_form: str = "n2", warping_form:
     _check_form(rand_form, RAND_FORMS, "rand_form")
     _check_form(warping_form, WARPING_FORMS, "warping_form")
     p, g = validate_isbi_inputs(pred, labels, membrane_prob=membrane_prob)
+    warn_if_one_class(g, labels_name)
     c = _stack_counts(p, g, frozenset({"pixel", "rand", "warping"}))
     res = {
         "warping_error": _warping_result(c["warping"], c["mismatch"], int(g.size), warping_form),

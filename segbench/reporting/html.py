@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from segbench.errors import InputError
 from segbench.io import read_json, write_text_atomic
+from segbench.paths import child_path
 from segbench.reporting.figures.base import FigureResult, manifest_path, read_manifest
 from segbench.reporting.view import scale_is_absolute, table_view, url_between
 
@@ -60,8 +61,18 @@ def load_tables(scale: str, results: Path) -> list[dict[str, Any]]:
         table = read_json(path, "table JSON")
         if not isinstance(table, dict) or "rows" not in table or "columns" not in table:
             raise InputError(f"{path}: not an assembled table (no rows/columns); rebuild it with segbench table")
-        by_name[table.get("table", path.stem)] = table
+        table.setdefault("table", path.stem)
+        check_table_names(table, path)
+        by_name[table["table"]] = table
     return [by_name[name] for name in table_order(list(by_name))]
+
+
+def check_table_names(table: dict[str, Any], path: Path) -> None:
+    """Every name of ``table`` that becomes a path (its own, its scale, its runs) must be a plain name."""
+    child_path(path.parent, table["table"], what="table", source=path)
+    child_path(path.parent, table.get("scale", "scale"), what="scale", source=path)
+    for rid in table.get("runs", {}) or {}:
+        child_path(path.parent, rid, what="run", source=path)
 
 
 def load_figures(figures_dir: Path, names: list[str] | None = None) -> list[FigureResult]:
@@ -112,7 +123,7 @@ def build_pages(scale: str, results: Path, out: Path, figure_names: list[str] | 
     pages = []
     for table in tables:
         own = [figure_view(m, figures_dir, page_dir) for m in manifests if table["table"] in m.tables]
-        page = page_dir / f"{table['table']}.html"
+        page = child_path(page_dir, table["table"], ".html", what="table")
         write_text_atomic(page, render_table_page(env, table, results, page_dir, own))
         pages.append(page)
     index = page_dir / "index.html"

@@ -18,7 +18,7 @@ from typing import Any
 
 from segbench.errors import InputError
 from segbench.io import read_json, write_json_atomic, write_text_atomic
-from segbench.paths import results_root
+from segbench.paths import child_path, results_root
 from segbench.provenance import config_hash, provenance
 from segbench.registry import get_table, load_registry, resolve_run, row_runs, run_id, seeds_for_run
 
@@ -234,8 +234,8 @@ def to_csv(table: dict[str, Any]) -> str:
 def write_table(name: str, scale: str, results: str | Path | None = None) -> Path:
     """Assemble and write ``results/<scale>/tables/<name>.{json,csv,md}`` atomically; returns the JSON path."""
     table = assemble_table(name, scale, results)
-    out = results_root(results) / scale / "tables"
-    write_json_atomic(out / f"{name}.json", table)
-    write_text_atomic(out / f"{name}.csv", to_csv(table))
-    write_text_atomic(out / f"{name}.md", to_markdown(table))
+    out = child_path(results_root(results), scale, what="scale") / "tables"
+    write_json_atomic(child_path(out, name, ".json", what="table"), table)
+    write_text_atomic(child_path(out, name, ".csv", what="table"), to_csv(table))
+    write_text_atomic(child_path(out, name, ".md", what="table"), to_markdown(table))
     return out / f"{name}.json"

@@ -7,7 +7,9 @@ growing a split does not change the images already in it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,20 +102,34 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 def write_png(path: Path, image: np.ndarray) -> None:
     """Write an 8-bit grey or RGB PNG with fixed settings and no metadata chunks (byte-stable)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path, format="PNG", compress_level=6, optimize=False)
+    with naming(path):
+        Image.fromarray(image).save(path, format="PNG", compress_level=6, optimize=False)
 
 
 def write_tiff(path: Path, array: np.ndarray, *, imagej_zyx: bool = False) -> None:
     """Write an uncompressed TIFF without timestamps: an ImageJ ZYX stack (as the ISBI 2012 files) or a
     single plain page (as the Cell Tracking Challenge files)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if imagej_zyx:
-        tifffile.imwrite(path, array, imagej=True, metadata={"axes": "ZYX"})
-    else:
-        tifffile.imwrite(path, array, photometric="minisblack", metadata=None)
+    with naming(path):
+        if imagej_zyx:
+            tifffile.imwrite(path, array, imagej=True, metadata={"axes": "ZYX"})
+        else:
+            tifffile.imwrite(path, array, photometric="minisblack", metadata=None)
 
 
 def write_json(path: Path, obj: Any) -> None:
     """Compact, key-sorted JSON (byte-stable for the same content)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n", encoding="utf-8")
+    with naming(path):
+        path.write_text(json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An ``OSError`` without a file name (a full disk while PIL or tifffile writes) gets ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.io import read_json, write_bytes_atomic, write_json_atomic, write_text_atomic
+from segbench.paths import child_path
 
 DPI = 100
 SVG_HASH_SALT = "segbench"  # fixed ids in SVG output, so the same figure gives the same bytes
@@ -72,7 +73,7 @@ class FigureSpec:
 
 
 def manifest_path(out_dir: Path, name: str) -> Path:
-    return out_dir / f"{name}.json"
+    return child_path(out_dir, name, ".json", what="figure")
 
 
 def write_manifest(result: FigureResult, out_dir: Path) -> None:
@@ -81,7 +82,10 @@ def write_manifest(result: FigureResult, out_dir: Path) -> None:
 
 def read_manifest(path: Path) -> FigureResult:
     data: dict[str, Any] = read_json(path, "figure manifest")
-    return FigureResult(**{k: data[k] for k in FigureResult.__dataclass_fields__ if k in data})
+    result = FigureResult(**{k: data[k] for k in FigureResult.__dataclass_fields__ if k in data})
+    for name in [result.name, *result.files, *([result.html] if result.html else [])]:
+        child_path(path.parent, name, what="figure file", source=path)  # stays inside the figures folder
+    return result
 
 
 def run_record(ctx: FigureContext, run: str, record: str) -> Path | None:
@@ -101,13 +105,13 @@ def save_matplotlib(fig: Any, out_dir: Path, name: str) -> list[str]:
         for ext, metadata in (("png", {"Software": None}), ("svg", {"Date": None})):
             buf = io.BytesIO()
             fig.savefig(buf, format=ext, dpi=DPI, metadata=metadata)
-            write_bytes_atomic(out_dir / f"{name}.{ext}", buf.getvalue())
+            write_bytes_atomic(child_path(out_dir, name, f".{ext}", what="figure"), buf.getvalue())
             files.append(f"{name}.{ext}")
     return files
 
 
 def save_html_fragment(html: str, out_dir: Path, name: str) -> list[str]:
-    write_text_atomic(out_dir / f"{name}.html", html)
+    write_text_atomic(child_path(out_dir, name, ".html", what="figure"), html)
     return [f"{name}.html"]
 
 
