@@ -40,9 +40,25 @@ def prepare(name: str, data_root: str | os.PathLike[str], *, seed: int = 0, forc
     refused (:class:`InputError` naming the file).
     """
     entry = dataset_entry(name)
-    if entry["source"] == "synthetic":
-        return _prepare_synthetic(name, entry, Path(data_root), seed=seed, force=force, verify=verify)
-    return _prepare_real(name, entry, Path(data_root), force=force, progress=progress, verify=verify)
+    with dataset_lock(name, Path(data_root)):  # concurrent jobs that need the same dataset: one prepares it
+        if entry["source"] == "synthetic":
+            return _prepare_synthetic(name, entry, Path(data_root), seed=seed, force=force, verify=verify)
+        return _prepare_real(name, entry, Path(data_root), force=force, progress=progress, verify=verify)
+
+
+@contextlib.contextmanager
+def dataset_lock(name: str, data_root: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``<data_root>/.<name>.lock`` while a dataset is prepared: a second
+    process waits, then finds it up to date. The kernel releases it when the holder dies (kill -9)."""
+    import fcntl
+
+    data_root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_root / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def dataset_identity(name: str, data_root: str | os.PathLike[str], *, verify: bool = False) -> dict[str, Any] | None:

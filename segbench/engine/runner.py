@@ -43,8 +43,12 @@ def dataset_of(cfg: dict[str, Any], data_root: Path, *, verify: bool = False) ->
     name = cfg.get("dataset", {}).get("name")
     if not name:
         return None
-    from segbench.data import dataset_identity
+    from segbench.data import MANIFEST, dataset_dir, dataset_identity, prepare
 
+    if cfg["dataset"].get("source") == "synthetic" and not (dataset_dir(name, data_root) / MANIFEST).exists():
+        # generated on first use (deterministic, seconds), under the dataset's lock: Snakemake's train
+        # jobs do not depend on a synthetic dataset's MANIFEST, so regenerating it reruns nothing
+        prepare(name, data_root, progress=False)
     return dataset_identity(name, data_root, verify=verify)
 
 

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from segbench.provenance import config_hash
+from segbench.data import dataset_entry
 from segbench.registry import dataset_for, resolve_run
 from segbench.reporting import FIGURES
 
@@ -23,6 +24,18 @@ def run_config_hash(wildcards):
 def dataset_manifest(wildcards):
     """The MANIFEST.json that proves the run's dataset (at this scale) is complete."""
     return f"{DATA_ROOT}/{dataset_for(wildcards.run, wildcards.scale, REGISTRY)}/MANIFEST.json"
+
+
+def dataset_inputs(wildcards):
+    """A train/evaluate job's data dependency: a real dataset's MANIFEST (downloaded or located by the
+    prepare_dataset job, before any GPU job starts), as ancient() so that re-verifying it retrains
+    nothing. A synthetic dataset is no DAG input: the job generates it on first use under a lock
+    (deterministic, seconds), so a fresh clone or a deleted data/ does not make every run that uses the
+    dataset look updated."""
+    name = dataset_for(wildcards.run, wildcards.scale, REGISTRY)
+    if dataset_entry(name)["source"] == "synthetic":
+        return []
+    return [ancient(dataset_manifest(wildcards))]
 
 
 def gpus_requested(wildcards):

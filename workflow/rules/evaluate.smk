@@ -2,7 +2,7 @@ rule evaluate:
     """Evaluate a trained run instance on its held-out split into metrics.json."""
     input:
         done=f"{RESULTS}/{{scale}}/runs/{{run}}-seed{{seed}}/train_done.json",
-        manifest=ancient(dataset_manifest),
+        data=dataset_inputs,
     output:
         metrics=f"{RESULTS}/{{scale}}/runs/{{run}}-seed{{seed}}/metrics.json",
     log:
@@ -15,7 +15,7 @@ rule evaluate:
     params:
         config_hash=run_config_hash,
         results=lambda wc, output: root_of(output.metrics, 4),
-        data_root=lambda wc, input: root_of(input.manifest, 2),
+        data_root=DATA_ROOT,
     shell:
         "OMP_NUM_THREADS={threads} segbench evaluate --run {wildcards.run:q} --scale {wildcards.scale:q} "
         "--seed {wildcards.seed:q} --results {params.results:q} --data-root {params.data_root:q} > {log:q} 2>&1"

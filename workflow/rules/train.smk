@@ -1,9 +1,9 @@
 rule train:
     """Train one run instance (run x scale x seed); resumes from its newest checkpoint."""
     input:
-        # ancient: a regenerated dataset (byte-identical; its definition is in the config hash) does
-        # not retrain committed runs; a changed definition changes the hash and so the params below.
-        manifest=ancient(dataset_manifest),
+        # a real dataset's MANIFEST (ancient) or nothing for a synthetic one (common.smk: dataset_inputs);
+        # the dataset's definition is part of the config hash, so a changed one changes the params below.
+        data=dataset_inputs,
     output:
         done=f"{RESULTS}/{{scale}}/runs/{{run}}-seed{{seed}}/train_done.json",
     log:
@@ -20,7 +20,7 @@ rule train:
         # affected runs (Snakemake's params rerun trigger), not the whole DAG.
         config_hash=run_config_hash,
         results=lambda wc, output: root_of(output.done, 4),
-        data_root=lambda wc, input: root_of(input.manifest, 2),
+        data_root=DATA_ROOT,
     shell:
         "OMP_NUM_THREADS={threads} segbench train --run {wildcards.run:q} --scale {wildcards.scale:q} "
         "--seed {wildcards.seed:q} --results {params.results:q} --data-root {params.data_root:q} "
