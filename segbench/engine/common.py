@@ -91,6 +91,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def load_checkpoint(path: Path, expected: dict[str, Any] | None = None) -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``). ``expected`` maps keys (e.g. ``run``,
     ``config_hash``) to the values this run requires; a checkpoint of another variant is refused."""
+    if not Path(path).exists():
+        raise InputError(f"{path}: missing (model weights are not kept in git, so a clone has none); retrain "
+                         "the run: `segbench train ... --force`, or `make reproduce FORCE=1`")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling/zip error means a corrupt file
