@@ -238,14 +238,20 @@ def load_final(run_dir: Path, identity: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"{path}: no trained weights; run `segbench train` for this run first")
     state = load_checkpoint(path)
     if "model" not in state and "config_hash" not in state:
-        done = Path(run_dir) / "train_done.json"
-        recorded = read_json(done, "train record").get("config_hash") if done.exists() else None
-        if recorded != identity["config_hash"]:
-            raise InputError(f"{path}: weights without a run identity and no matching {done.name}; "
-                             "delete them and retrain")
+        check_legacy_final(run_dir, identity, path)
         return {**identity, "model": state, "summary": None}
     check_identity(state, identity, path)
     return state
+
+
+def check_legacy_final(run_dir: Path, identity: dict[str, Any], path: Path) -> None:
+    """Accept a final model written without identity (earlier engines) only where the run's
+    ``train_done.json`` records this config hash; otherwise a one-line :class:`InputError`."""
+    done = Path(run_dir) / "train_done.json"
+    recorded = read_json(done, "train record").get("config_hash") if done.exists() else None
+    if recorded != identity["config_hash"]:
+        raise InputError(f"{path}: written without a run identity and no matching {done.name}; "
+                         "delete it and retrain")
 
 
 # -- the log ------------------------------------------------------------------------------------------
