@@ -4,6 +4,7 @@ resolver."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -222,3 +223,53 @@ def test_every_engine_refuses_a_bad_device_before_training(family, data_root, tm
     with pytest.raises(InputError, match="--device 'banana'"):
         engine_for(family).train(smoke_config(family), tmp_path, data_root, device="banana")
     assert not (tmp_path / contract.TRAIN_LOG).exists()
+
+
+# -- a new family is a small class --------------------------------------------------------------------
+class ToyFamily:
+    """A family in a few lines: a linear model fitted to a noiseless regression, batch i drawn from seed i."""
+
+    distributed = False
+    schedule_defaults = {"momentum": 0.9, "weight_decay": 0.0}
+
+    def __init__(self, cfg: dict[str, Any], data_root: Path, run_dir: Path) -> None:
+        self.cfg = cfg
+
+    def schedule(self, *, replicas: int, gpus: int, cuda: bool) -> contract.Schedule:
+        return contract.parse_schedule(self.cfg["schedule"], self.schedule_defaults, replicas=replicas)
+
+    def build_model(self, schedule: contract.Schedule) -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
+
+    def batches(self, schedule, replica, device, start):
+        for i in itertools.count(start):
+            x = torch.randn(schedule.images_per_batch, 3, generator=torch.Generator().manual_seed(i))
+            yield x, x.sum(1, keepdim=True)
+
+    def loss(self, net, batch, device, amp):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(net(x.to(device)), y.to(device))
+        return loss, {"loss": loss.detach()}
+
+    def summary(self) -> dict[str, Any]:
+        return {"toy": True}
+
+    def final_extras(self) -> dict[str, Any]:
+        return {}
+
+
+def test_a_new_family_gets_training_resume_and_identity_from_the_contract(tmp_path):
+    cfg = {"run": "toy", "run_id": "toy-seed0", "seed": 0,
+           "schedule": {"iterations": 6, "lr": 0.05, "batch_size": 4, "checkpoint_every": 2}}
+    straight = contract.train(ToyFamily(cfg, tmp_path, tmp_path / "a"), cfg, tmp_path / "a", device="cpu")
+    assert straight["toy"] and straight["schedule"]["base_lr"] == 0.05 and straight["resumed_from"] is None
+    interrupted = tmp_path / "b"
+    contract.train(ToyFamily(cfg, tmp_path, interrupted), cfg, interrupted, device="cpu")
+    for name in ("checkpoint_00000006.pt", contract.FINAL_MODEL):  # as if killed after iteration 4's checkpoint
+        (interrupted / name).unlink()
+    resumed = contract.train(ToyFamily(cfg, tmp_path, interrupted), cfg, interrupted, device="cpu")
+    assert resumed["resumed_from"] == 4 and resumed["final_losses"] == straight["final_losses"]
+    a, b = final_weights(tmp_path / "a"), final_weights(interrupted)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(InputError, match="config_hash="):
+        contract.load_final(interrupted, contract.run_identity({**cfg, "seed": 1}))
