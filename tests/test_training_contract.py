@@ -273,3 +273,15 @@ def test_a_new_family_gets_training_resume_and_identity_from_the_contract(tmp_pa
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(InputError, match="config_hash="):
         contract.load_final(interrupted, contract.run_identity({**cfg, "seed": 1}))
+
+
+def test_checkpoints_of_the_earlier_unet_engine_resume_by_config_hash(tmp_path):
+    """They carry ``run_id`` instead of ``run``; the config hash still decides."""
+    cfg = smoke_config("unet")
+    identity = contract.run_identity(cfg)
+    path = tmp_path / "checkpoint_00000002.pt"
+    torch.save({"iteration": 2, "run_id": cfg["run_id"], "config_hash": identity["config_hash"]}, path)
+    assert contract.load_identified(path, identity)["iteration"] == 2
+    torch.save({"iteration": 2, "run_id": cfg["run_id"], "config_hash": "0" * 16}, path)
+    with pytest.raises(InputError, match="config_hash="):
+        contract.load_identified(path, identity)
