@@ -262,7 +262,7 @@ def _register_mask_loss(plugin: Plugin) -> None:
 
 
 def _register_unet_loss(plugin: Plugin) -> None:
-    from segbench.engine.unet import register_unet_loss
+    from segbench.models.unet_losses import register_unet_loss
 
     register_unet_loss(plugin.name, plugin.obj)
 

@@ -96,8 +96,7 @@ def _train_and_kill(run: str, results: Path, env: dict, at_iteration: int) -> No
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(run_dir / "model_final.pt", map_location="cpu", weights_only=True)
-    return state.get("model", state)
+    return torch.load(run_dir / "model_final.pt", map_location="cpu", weights_only=True)["model"]
 
 
 @pytest.mark.parametrize("run", list(SCHEDULES))

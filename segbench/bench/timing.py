@@ -207,21 +207,11 @@ def _cpu_peak_in_child(fn: Callable[[], object],
 
 
 def resolve_device(value: Any) -> Any:
-    """``torch.device`` of ``--device`` (default: cuda where available, else cpu); one-line errors."""
-    import torch
+    """``torch.device`` of ``--device`` (default: cuda where available, else cpu); one-line errors. The
+    one resolver of the engines (:func:`segbench.engine.contract.resolve_device`)."""
+    from segbench.engine.contract import resolve_device as resolve
 
-    if value in (None, ""):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    text = str(value)
-    if text != "cpu" and not text.startswith("cuda"):
-        raise InputError(f"--device {text!r}: expected cpu or cuda (cuda:N)")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise InputError(f"--device {text!r}: expected cpu or cuda (cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {text}: CUDA is not available on this machine; use --device cpu")
-    return device
+    return resolve(value)
 
 
 @contextlib.contextmanager

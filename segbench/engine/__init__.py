@@ -1,4 +1,5 @@
-"""Training and evaluation engines, one module per model family (see docs/architecture.md)."""
+"""Training and evaluation engines, one module per model family; the training loop they share is
+:mod:`segbench.engine.contract` (see docs/architecture.md, "Training contract")."""
 
 from __future__ import annotations
 

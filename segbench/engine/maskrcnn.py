@@ -16,42 +16,36 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from pycocotools import mask as mask_utils
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from segbench.data.coco import CocoInstances, GroupedBatchSampler, Target, collate_detection
-from segbench.engine.common import (
-    capture_rng_state,
-    check_finite,
-    latest_checkpoint,
-    load_checkpoint,
-    loader_options,
-    restore_rng_state,
-    save_checkpoint,
-    save_torch,
-    seed_everything,
-    step_lr_factor,
+from segbench.engine import contract
+from segbench.engine.common import latest_checkpoint, loader_options  # noqa: F401 - latest_checkpoint re-exported
+from segbench.engine.contract import (  # noqa: F401 - re-exported: the engine's public names
+    FINAL_MODEL,
+    TRAIN_LOG,
+    Replica,
+    Schedule,
+    init_replica,
+    load_final,
+    parse_schedule,
+    resolve_device,
+    run_identity,
 )
 from segbench.errors import InputError
-from segbench.io import append_jsonl, read_jsonl, write_text_atomic
-from segbench.provenance import config_hash
+from segbench.io import write_text_atomic
 from segbench.records import HEADS, predictions_file
 
 log = logging.getLogger(__name__)
 
-FINAL_MODEL = "model_final.pt"
-TRAIN_LOG = "train_log.jsonl"
 IOU_TYPES = {"box": "bbox", "mask": "segm", "keypoint": "keypoints"}
 BOX_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 KEYPOINT_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -59,34 +53,13 @@ COCO_AREA_THRESHOLDS = (32.0**2, 96.0**2)
 
 
 # -- schedule -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Schedule:
-    """The optimisation schedule a run actually uses, after the granted-device rescaling."""
-
-    iterations: int
-    images_per_batch: int  # global, over all replicas
-    images_per_replica: int
-    base_lr: float
-    lr_decay_at: list[int]
-    lr_decay_factor: float
-    warmup_iters: int
-    warmup_factor: float
-    momentum: float
-    weight_decay: float
-    checkpoint_every: int
-    amp: bool
-    replicas: int
-    train_scales: list[int] | None = None
-    rescaled: dict[str, Any] | None = None
-
-    def lr(self, iteration: int) -> float:
-        return self.base_lr * step_lr_factor(iteration, self.lr_decay_at, self.lr_decay_factor,
-                                             self.warmup_iters, self.warmup_factor)
+SCHEDULE_DEFAULTS = {"momentum": 0.9, "weight_decay": 1e-4, "checkpoint_every": 1000, "lr_decay_factor": 0.1,
+                     "warmup_iters": 0, "warmup_factor": 1.0 / 3}
 
 
 def effective_schedule(cfg: dict[str, Any], *, replicas: int = 1, gpus: int = 0,
                        cuda: bool = False) -> Schedule:
-    """The schedule of ``cfg`` for ``replicas`` data-parallel processes.
+    """The schedule of ``cfg`` for ``replicas`` data-parallel processes (:func:`contract.parse_schedule`).
 
     The registry's ``resnext`` / ``keypoint`` sub-schedules replace the base one for those runs (the paper
     trains ResNeXt with 1 image per GPU at lr 0.01, and keypoints for 90k iterations, section 5). At paper
@@ -104,70 +77,8 @@ def effective_schedule(cfg: dict[str, Any], *, replicas: int = 1, gpus: int = 0,
         kp = overlays["keypoint"]
         raw.update({k: kp[k] for k in ("iterations", "base_lr", "lr_decay_at") if k in kp})
         train_scales = kp.get("train_scales")
-    iterations, batch, lr = int(raw["iterations"]), int(raw["images_per_batch"]), float(raw["base_lr"])
-    steps = [int(s) for s in raw.get("lr_decay_at", [])]
-    warmup, every = int(raw.get("warmup_iters", 0)), int(raw.get("checkpoint_every", 1000))
-    rescaled = None
-    paper_gpus = raw.get("gpus")
-    if paper_gpus:
-        per_gpu = batch // int(paper_gpus)
-        new_batch = per_gpu * replicas
-        if new_batch != batch:
-            k = new_batch / batch
-            rescaled = {"reason": f"{replicas} data-parallel replica(s) instead of the paper's {paper_gpus} "
-                                  f"GPUs (granted gpus={gpus}); linear scaling rule",
-                        "paper": {"images_per_batch": batch, "base_lr": lr, "iterations": iterations,
-                                  "lr_decay_at": steps, "warmup_iters": warmup},
-                        "factor": k}
-            iterations, steps = round(iterations / k), [round(s / k) for s in steps]
-            warmup, every = round(warmup / k), max(1, round(every / k))
-            batch, lr = new_batch, lr * k
-    if batch % replicas:
-        raise InputError(f"schedule: images_per_batch={batch} does not split over {replicas} replicas; "
-                         "change images_per_batch or the number of processes")
-    amp = bool(raw.get("amp", False)) and cuda
-    return Schedule(iterations=iterations, images_per_batch=batch, images_per_replica=batch // replicas,
-                    base_lr=lr, lr_decay_at=steps, lr_decay_factor=float(raw.get("lr_decay_factor", 0.1)),
-                    warmup_iters=warmup, warmup_factor=float(raw.get("warmup_factor", 1.0 / 3)),
-                    momentum=float(raw.get("momentum", 0.9)),
-                    weight_decay=float(raw.get("weight_decay", 1e-4)),
-                    checkpoint_every=every, amp=amp, replicas=replicas, train_scales=train_scales,
-                    rescaled=rescaled)
-
-
-# -- processes and devices ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Replica:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_replica() -> Replica:
-    """Join the process group ``torchrun`` describes in WORLD_SIZE / RANK / LOCAL_RANK, if any."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Replica()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return Replica(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(device: str | None, replica: Replica) -> torch.device:
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", replica.local_rank)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    return dev
+    return parse_schedule(raw, SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus, cuda=cuda,
+                          train_scales=train_scales)
 
 
 # -- data and model -----------------------------------------------------------------------------------
@@ -220,121 +131,48 @@ def _to_device(targets: list[Target], device: torch.device) -> list[Target]:
 
 
 # -- training -----------------------------------------------------------------------------------------
+class MaskRCNNFamily:
+    """Mask R-CNN's part of the training contract (:class:`segbench.engine.contract.TrainingFamily`)."""
+
+    distributed = True
+    schedule_defaults = SCHEDULE_DEFAULTS
+
+    def __init__(self, cfg: dict[str, Any], data_root: Path, run_dir: Path) -> None:
+        self.cfg, self.data_root, self.run_dir = cfg, Path(data_root), Path(run_dir)
+        self.dataset: CocoInstances | None = None
+
+    def schedule(self, *, replicas: int, gpus: int, cuda: bool) -> Schedule:
+        return effective_schedule(self.cfg, replicas=replicas, gpus=gpus, cuda=cuda)
+
+    def build_model(self, schedule: Schedule) -> torch.nn.Module:
+        self.dataset = open_train_split(self.cfg, self.data_root)
+        model = build_model(model_config(self.cfg, self.dataset))
+        apply_train_scales(model, schedule.train_scales)
+        return model
+
+    def batches(self, schedule: Schedule, replica: Replica, device: torch.device,
+                start: int) -> Iterator[tuple[list[torch.Tensor], list[Target]]]:
+        assert self.dataset is not None
+        return _train_batches(self.dataset, schedule, self.cfg, replica, start, device)
+
+    def loss(self, net: torch.nn.Module, batch: tuple[list[torch.Tensor], list[Target]], device: torch.device,
+             amp: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images, targets = batch
+        return forward_losses(net, images, targets, device, amp)
+
+    def summary(self) -> dict[str, Any]:
+        assert self.dataset is not None
+        return {"num_classes": self.dataset.num_classes, "train_images": len(self.dataset)}
+
+    def final_extras(self) -> dict[str, Any]:
+        assert self.dataset is not None
+        return {"category_ids": self.dataset.category_ids, "num_keypoints": self.dataset.num_keypoints}
+
+
 def train(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
           gpus: int = 0) -> dict[str, Any]:
     """Train (or resume) one run into ``run_dir``; returns the summary. A finished run is a no-op."""
-    run_dir = Path(run_dir)
-    identity = {"run": cfg["run"], "config_hash": config_hash(cfg)}
-    if (run_dir / FINAL_MODEL).exists():
-        return load_checkpoint(run_dir / FINAL_MODEL, expected=identity)["summary"]
-    replica = init_replica()
-    dev = resolve_device(device, replica)
-    if gpus > replica.world_size and replica.is_main:
-        log.warning("%d GPUs granted but %d process(es) running: launch with torchrun --nproc_per_node=%d "
-                    "to use them all", gpus, replica.world_size, gpus)
-    seed_everything(cfg["seed"])
-    dataset = open_train_split(cfg, data_root)
-    schedule = effective_schedule(cfg, replicas=replica.world_size, gpus=gpus, cuda=dev.type == "cuda")
-    if schedule.rescaled and replica.is_main:
-        log.warning("%s: schedule rescaled: %s", cfg["run_id"], schedule.rescaled["reason"])
-    trainer = Trainer(cfg, run_dir, identity, schedule, replica, dev, build_model(model_config(cfg, dataset)))
-    start = trainer.resume()
-    last = trainer.run(_train_batches(dataset, schedule, cfg, replica, start, dev), start)
-    summary = {"iterations": schedule.iterations, "resumed_from": start or None, "final_losses": last,
-               "schedule": asdict(schedule), "num_classes": dataset.num_classes,
-               "train_images": len(dataset), "device": str(dev), "gpus_granted": gpus}
-    if replica.is_main:
-        state = {**identity, "model": trainer.model.state_dict(), "category_ids": dataset.category_ids,
-                 "num_keypoints": dataset.num_keypoints, "summary": summary}
-        save_torch(state, run_dir / FINAL_MODEL)
-    if replica.world_size > 1:
-        dist.barrier()
-    return summary
-
-
-class Trainer:
-    """The model, its optimizer and grad scaler, and the loop that steps, logs and checkpoints them."""
-
-    def __init__(self, cfg: dict[str, Any], run_dir: Path, identity: dict[str, Any], schedule: Schedule,
-                 replica: Replica, device: torch.device, model: torch.nn.Module) -> None:
-        self.cfg, self.run_dir, self.identity = cfg, run_dir, identity
-        self.schedule, self.replica, self.device = schedule, replica, device
-        self.model = model.to(device)
-        apply_train_scales(self.model, schedule.train_scales)
-        self.net = self.model
-        if replica.world_size > 1:
-            ids = [device.index] if device.type == "cuda" else None
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(params, lr=schedule.base_lr, momentum=schedule.momentum,
-                                         weight_decay=schedule.weight_decay)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=schedule.amp)
-        self.log_path = run_dir / TRAIN_LOG
-
-    def resume(self) -> int:
-        """Load the newest checkpoint (weights, optimizer, scaler, RNG states); the iteration to
-        continue from, 0 for a fresh run. Log lines written after that checkpoint are dropped."""
-        path = latest_checkpoint(self.run_dir)
-        start = 0
-        if path is not None:
-            state = load_checkpoint(path, expected=self.identity)
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scaler.load_state_dict(state["scaler"])
-            restore_rng_state(state["rng"])
-            if self.device.type == "cuda" and "cuda_rng" in state:
-                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-            start = int(state["iteration"])
-            log.info("%s: resuming at iteration %d", path, start)
-        if self.replica.is_main:
-            _truncate_log(self.log_path, start)
-            if start == 0:
-                append_jsonl(self.log_path, {"event": "schedule", **asdict(self.schedule)})
-        return start
-
-    def run(self, batches: Iterator[tuple[list[torch.Tensor], list[Target]]], start: int) -> dict[str, float]:
-        """Iterations ``start`` .. end; returns the last iteration's loss terms (replica means)."""
-        schedule, main = self.schedule, self.replica.is_main
-        self.net.train()
-        last: dict[str, float] = {}
-        # a context manager: the bar ends its line even when an error stops the loop (one-line errors)
-        with tqdm(total=schedule.iterations, initial=start, desc=self.cfg["run_id"], unit="it",
-                  dynamic_ncols=True, mininterval=2.0, disable=not main) as bar:
-            for iteration in range(start, schedule.iterations):
-                tic = time.perf_counter()
-                images, targets = next(batches)
-                data_time = time.perf_counter() - tic
-                lr = schedule.lr(iteration)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                loss, terms = forward_losses(self.net, images, targets, self.device, schedule.amp)
-                last = _all_mean(terms, self.replica)
-                check_finite(torch.tensor(last["loss"]), iteration + 1, self.run_dir, last)
-                sgd_step(loss, self.optimizer, self.scaler)
-                done = iteration + 1
-                if main:
-                    append_jsonl(self.log_path, {"iteration": done, "lr": lr, **last,
-                                                 "time": time.perf_counter() - tic, "data_time": data_time})
-                    if done % schedule.checkpoint_every == 0:
-                        save_checkpoint(self.run_dir, done, self.checkpoint_state())
-                bar.update(1)
-                bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.2g}")
-        return last
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        state = {**self.identity, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scaler": self.scaler.state_dict(), "rng": capture_rng_state()}
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return state
-
-
-def _truncate_log(path: Path, iteration: int) -> None:
-    """Drop log lines past ``iteration`` (written after the checkpoint a run resumes from)."""
-    if not path.exists():
-        return
-    kept = [r for r in read_jsonl(path) if r.get("iteration", 0) <= iteration]
-    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+    return contract.train(MaskRCNNFamily(cfg, data_root, run_dir), cfg, run_dir, device=device, gpus=gpus)
 
 
 def _train_batches(dataset: CocoInstances, schedule: Schedule, cfg: dict[str, Any], replica: Replica,
@@ -361,24 +199,6 @@ def forward_losses(net: torch.nn.Module, images: list[torch.Tensor], targets: li
     return loss, terms
 
 
-def sgd_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
-    """Backward and update; the caller has checked that ``loss`` is finite on every replica."""
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
-
-
-def _all_mean(terms: dict[str, torch.Tensor], replica: Replica) -> dict[str, float]:
-    """Loss terms averaged over replicas (so every rank sees the same NaN and stops together)."""
-    names = sorted(terms)
-    values = torch.stack([terms[n].float() for n in names])
-    if replica.world_size > 1:
-        dist.all_reduce(values)
-        values /= replica.world_size
-    return dict(zip(names, values.cpu().tolist(), strict=True))
-
-
 # -- evaluation ---------------------------------------------------------------------------------------
 def evaluate(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
              split: str = "val", backend: str = "pycocotools") -> dict[str, Any]:
@@ -386,7 +206,7 @@ def evaluate(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str
     ``predictions_<split>.json`` and ``heads.json``."""
     images, annotations = split_paths(cfg, data_root, split)
     gt = CocoInstances(images, annotations, train=False, masks=False)
-    dev = resolve_device(device, Replica())
+    dev = resolve_device(device)
     model = load_final_model(cfg, run_dir, gt, dev)
     results = coco_results(model, cfg, gt, dev)
     write_text_atomic(Path(run_dir) / predictions_file(split), json.dumps(results))
@@ -404,15 +224,14 @@ def predict_coco_results(cfg: dict[str, Any], run_dir: Path, images: CocoInstanc
                          device: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """COCO result records per IoU type of the run's final model on ``images`` (any COCO-format image
     list, annotations optional: test-dev's image_info file works); see :func:`write_coco_results`."""
-    dev = resolve_device(device, Replica())
+    dev = resolve_device(device)
     return coco_results(load_final_model(cfg, run_dir, images, dev), cfg, images, dev)
 
 
 def load_final_model(cfg: dict[str, Any], run_dir: Path, images: CocoInstances,
                      dev: torch.device) -> torch.nn.Module:
     """The run's final model on ``dev``; ``images`` must have the training split's categories."""
-    identity = {"run": cfg["run"], "config_hash": config_hash(cfg)}
-    final = load_checkpoint(Path(run_dir) / FINAL_MODEL, expected=identity)
+    final = load_final(Path(run_dir), run_identity(cfg))
     if images.category_ids != final["category_ids"]:
         raise InputError(f"{images.annotation_file}: categories differ from the training split's; "
                          "predict on a split of the same dataset")

@@ -15,36 +15,37 @@ network the separating borders, so no further post-processing).
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
-from segbench.component_registry import Registry
 from segbench.data.augment import AugmentParams, augment_tile
-from segbench.data.biomedical import LabelledImage, Split, held_out_split, load_labelled_images
-from segbench.data.registry import dataset_paths
+from segbench.data.biomedical import LabelledImage
 from segbench.data.weight_map import PAPER_SIGMA_PX, PAPER_W0, cached_weight_map, training_target
-from segbench.engine.common import (
-    capture_rng_state,
-    check_finite,
-    latest_checkpoint,
-    load_checkpoint,
-    loader_options,
-    restore_rng_state,
-    save_checkpoint,
-    save_torch,
-    seed_everything,
-    step_lr_factor,
+from segbench.engine import contract
+from segbench.engine.biomedical import (  # noqa: F401 - re-exported (earlier home of these names)
+    INPUT_NORMALIZATIONS,
+    load_split,
+    normalize_input,
+    score_probability_maps,
+)
+from segbench.engine.common import loader_options
+from segbench.engine.contract import (  # noqa: F401 - TRAIN_LOG re-exported
+    FINAL_MODEL,
+    TRAIN_LOG,
+    Replica,
+    Schedule,
+    load_final,
+    parse_schedule,
+    resolve_device,
+    run_identity,
 )
 from segbench.engine.overlap_tile import TileGeometry, cell_probability_fn
 from segbench.errors import InputError
-from segbench.io import append_jsonl, read_jsonl, write_text_atomic, write_with
+from segbench.io import write_text_atomic, write_with
 from segbench.models import build as build_model
 from segbench.models.unet import (
     UNet,
@@ -52,64 +53,17 @@ from segbench.models.unet import (
     valid_input_size,
     valid_output_size,
 )
-from segbench.provenance import config_hash
+from segbench.models.unet_losses import (  # noqa: F401 - re-exported (earlier home of the loss registry)
+    UNET_LOSSES,
+    UnetLoss,
+    register_unet_loss,
+    unet_loss,
+    weighted_cross_entropy,
+)
 from segbench.records import CELL_EXAMPLE, OVERLAP_TILE
 
-FINAL_WEIGHTS = "model_final.pt"
-TRAIN_LOG = "train_log.jsonl"
+FINAL_WEIGHTS = FINAL_MODEL
 EVAL_MIN_OUTPUT = 132  # evaluation tiles give at least this many valid output pixels per side (speed)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Data shared with the classical engine
-# ----------------------------------------------------------------------------------------------------------
-def load_split(cfg: dict[str, Any], data_root: Path) -> tuple[str, Split]:
-    """The dataset of a run config, split into training images and held-out evaluation images."""
-    fmt, groups = load_labelled_images(dataset_paths(cfg["dataset"]["name"], Path(data_root)))
-    split_cfg = cfg.get("split", {})
-    return fmt, held_out_split(fmt, groups, fold=split_cfg.get("fold"), folds=split_cfg.get("folds", 5))
-
-
-INPUT_NORMALIZATIONS = ("unit_range", "standardize")
-
-
-def normalize_input(image: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
-    """The network's input for a [0, 1] image: ``input.normalize`` ``unit_range`` keeps it,
-    ``standardize`` (the default) maps each image to zero mean and unit variance.
-
-    The paper does not say how intensities are scaled. Standardising matters on DIC images, whose cells
-    differ from the background by relief, not by mean intensity: on hela_mini (800 iterations, seed 0)
-    SEG is 0.000 with [0, 1] inputs and 0.125 standardised.
-    """
-    mode = cfg.get("input", {}).get("normalize", "standardize")
-    if mode not in INPUT_NORMALIZATIONS:
-        raise InputError(f"input key 'normalize': {mode!r} is not one of {', '.join(INPUT_NORMALIZATIONS)}")
-    if mode == "unit_range":
-        return image
-    return ((image - image.mean()) / max(float(image.std()), 1e-6)).astype(np.float32)
-
-
-def score_probability_maps(fmt: str, split: Split, cell_probability: list[np.ndarray]) -> dict[str, Any]:
-    """Metrics of P(cell) maps of the held-out images: ``{"isbi": ...}`` or ``{"ctc": ...}``."""
-    held_out = [img.name for img in split.held_out]
-    if fmt == "isbi2012":
-        from segbench.metrics.isbi import isbi_metrics
-
-        labels = np.stack([np.where(img.instances > 0, 255, 0).astype(np.uint8) for img in split.held_out])
-        pred = np.clip(np.stack(cell_probability), 0.0, 1.0).astype(np.float32)
-        return {"isbi": {**isbi_metrics(pred, labels), "protocol": split.protocol, "held_out": held_out}}
-    from scipy import ndimage
-
-    from segbench.metrics.ctc import seg_metrics
-
-    four = ndimage.generate_binary_structure(2, 1)
-    shapes = {img.instances.shape for img in split.held_out}
-    if len(shapes) != 1:
-        raise InputError(f"held-out frames have several sizes {sorted(shapes)}; "
-                         "evaluate one sequence at a time")
-    pred = np.stack([ndimage.label(p > 0.5, structure=four)[0] for p in cell_probability])
-    gt = np.stack([img.instances for img in split.held_out])
-    return {"ctc": {**seg_metrics(pred, gt), "protocol": split.protocol, "held_out": held_out}}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -151,35 +105,9 @@ def weight_map_params(model_cfg: dict[str, Any]) -> tuple[float, float] | None:
     return float(spec.get("w0", PAPER_W0)), float(spec.get("sigma_px", PAPER_SIGMA_PX))
 
 
-def pick_device(device: str | None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------------------
-def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Equation 1: -sum_x w(x) log p_l(x)(x) of the pixel-wise softmax, divided by the pixel count."""
-    return (F.cross_entropy(logits, target, reduction="none") * weights).mean()
-
-
-UnetLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-UNET_LOSSES: Registry[UnetLoss] = Registry("U-Net loss", {"weighted_ce": weighted_cross_entropy})
-
-
-def register_unet_loss(name: str, loss: UnetLoss, *, override: bool = False) -> None:
-    """Add a training loss ``f(logits, target, weights) -> scalar`` under ``name`` (model key ``loss``); a
-    name taken by another loss is an error unless ``override=True`` (:mod:`segbench.component_registry`)."""
-    UNET_LOSSES.register(name, loss, override=override)
-
-
-def unet_loss(model_cfg: dict[str, Any]) -> UnetLoss:
-    name = model_cfg.get("loss", "weighted_ce")
-    if name not in UNET_LOSSES:
-        raise InputError(f"model key 'loss': unknown U-Net loss {name!r}; valid: {', '.join(UNET_LOSSES)}")
-    return UNET_LOSSES[name]
-
-
 class TrainingSet:
     """Training images with their targets and weight maps; ``sample`` draws one augmented tile."""
 
@@ -250,95 +178,75 @@ def weight_cache_dir(data_root: Path, run_dir: Path) -> Path:
     raise InputError(f"{run_dir}: cannot write the weight-map cache; make the run directory writable")
 
 
+SCHEDULE_DEFAULTS = {"momentum": 0.99, "weight_decay": 0.0, "checkpoint_every": None, "lr_decay_factor": 0.1,
+                     "warmup_iters": 0}
+
+
+class UNetFamily:
+    """The U-Net's part of the training contract (:class:`segbench.engine.contract.TrainingFamily`): one
+    device, batches indexed by iteration (:class:`IterationBatches`), the ``model.loss`` of the registry."""
+
+    distributed = False
+    schedule_defaults = SCHEDULE_DEFAULTS
+
+    def __init__(self, cfg: dict[str, Any], data_root: Path, run_dir: Path) -> None:
+        self.cfg, self.data_root, self.run_dir = cfg, Path(data_root), Path(run_dir)
+        self.loss_fn = unet_loss(cfg.get("model", {}))
+        self.extra: dict[str, Any] = {}
+
+    def schedule(self, *, replicas: int, gpus: int, cuda: bool) -> Schedule:
+        return parse_schedule(self.cfg["schedule"], SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus, cuda=cuda)
+
+    def build_model(self, schedule: Schedule) -> torch.nn.Module:
+        self.model = build_model(self.cfg)
+        return self.model
+
+    def batches(self, schedule: Schedule, replica: Replica, device: torch.device,
+                start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        cfg = self.cfg
+        _, split = load_split(cfg, self.data_root)
+        model_cfg = cfg.get("model", {})
+        data = TrainingSet(split.train, weight_map_params(model_cfg), weight_cache_dir(self.data_root, self.run_dir),
+                           normalize=lambda image: normalize_input(image, cfg))
+        input_tile, output_tile = training_tiles(self.model, int(cfg["input"]["tile"]))
+        self.extra = {"input_tile": input_tile, "output_tile": output_tile, "train_images": len(split.train),
+                      "protocol": split.protocol}
+        batches = IterationBatches(data, int(cfg.get("seed", 0)), schedule.images_per_batch, input_tile,
+                                   output_tile, augment_params(model_cfg))
+        return iter(iteration_loader(batches, start, schedule.iterations, cfg["schedule"], device))
+
+    def loss(self, net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+             device: torch.device, amp: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images, targets, weights = (part.to(device, non_blocking=True) for part in batch)
+        with torch.autocast(device.type, enabled=amp):
+            loss = self.loss_fn(net(images[:, None]), targets.long(), weights)
+        return loss, {"loss": loss.detach()}
+
+    def summary(self) -> dict[str, Any]:
+        return dict(self.extra)
+
+    def final_extras(self) -> dict[str, Any]:
+        return {}
+
+
 def train(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
           gpus: int = 0) -> dict[str, Any]:
-    """Train (or resume) the U-Net of ``cfg`` in ``run_dir``; writes checkpoints, the log, ``model_final.pt``.
-    One device (``gpus`` is accepted for the engine contract; batch 1 leaves nothing to split across GPUs)."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    schedule = cfg["schedule"]
-    iterations, seed = int(schedule["iterations"]), int(cfg.get("seed", 0))
-    checkpoint_every = int(schedule.get("checkpoint_every", iterations)) or iterations
-    batch_size = int(schedule.get("batch_size", 1))
-    seed_everything(seed)
-    dev = pick_device(device)
-    model = build_model(cfg).to(dev)
-    loss_fn = unet_loss(cfg["model"])
-    optimizer = torch.optim.SGD(model.parameters(), lr=float(schedule["lr"]),
-                                momentum=float(schedule.get("momentum", 0.99)),
-                                weight_decay=float(schedule.get("weight_decay", 0.0)))
-    identity = {"run_id": cfg.get("run_id", cfg.get("run")), "config_hash": config_hash(cfg)}
-    start = _resume(run_dir, model, optimizer, identity)
-    log_path = run_dir / TRAIN_LOG
-    if log_path.exists():  # drop log lines of iterations the checkpoint does not contain
-        kept = [r for r in read_jsonl(log_path) if r.get("iteration", 0) <= start]
-        write_text_atomic(log_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
-
-    _, split = load_split(cfg, data_root)
-    model_cfg = cfg.get("model", {})
-    data = TrainingSet(split.train, weight_map_params(model_cfg), weight_cache_dir(data_root, run_dir),
-                       normalize=lambda image: normalize_input(image, cfg))
-    input_tile, output_tile = training_tiles(model, int(cfg["input"]["tile"]))
-    params = augment_params(model_cfg)
-
-    model.train()
-    loss_value = float("nan")
-    progress = tqdm(range(start, iterations), initial=start, total=iterations,
-                    desc=f"unet {identity['run_id']}",
-                    disable=None, leave=False)
-    batches = iteration_loader(IterationBatches(data, seed, batch_size, input_tile, output_tile, params),
-                               start, iterations, schedule, dev)
-    tic = time.perf_counter()
-    for iteration, batch in zip(progress, batches, strict=True):
-        images, targets, weights = (part.to(dev, non_blocking=True) for part in batch)
-        lr = float(schedule["lr"]) * step_lr_factor(iteration, list(schedule.get("lr_decay_at", [])),
-                                                    float(schedule.get("lr_decay_factor", 0.1)))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss = loss_fn(model(images[:, None]), targets.long(), weights)
-        check_finite(loss.detach(), iteration, run_dir)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_value = loss.item()
-        progress.set_postfix(loss=f"{loss_value:.4f}")
-        toc = time.perf_counter()
-        append_jsonl(log_path, {"iteration": iteration + 1, "loss": loss_value, "lr": lr,
-                                "seconds": round(toc - tic, 4)})
-        tic = toc
-        if (iteration + 1) % checkpoint_every == 0 or iteration + 1 == iterations:
-            save_checkpoint(run_dir, iteration + 1, {**identity, "model": model.state_dict(),
-                                                     "optimizer": optimizer.state_dict(),
-                                                     "rng": capture_rng_state()})
-    progress.close()
-    save_torch(model.state_dict(), run_dir / FINAL_WEIGHTS)
-    return {"iterations": iterations, "resumed_from": start, "final_loss": loss_value,
-            "input_tile": input_tile, "output_tile": output_tile, "train_images": len(split.train),
-            "protocol": split.protocol, "device": str(dev)}
-
-
-def _resume(run_dir: Path, model: UNet, optimizer: torch.optim.Optimizer, identity: dict[str, Any]) -> int:
-    """Restore the newest checkpoint, if any; returns the iteration to continue from."""
-    path = latest_checkpoint(run_dir)
-    if path is None:
-        return 0
-    state = load_checkpoint(path, expected=identity)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    restore_rng_state(state["rng"])
-    return int(state["iteration"])
+    """Train (or resume) the U-Net of ``cfg`` in ``run_dir`` through :func:`segbench.engine.contract.train`:
+    checkpoints, the log, ``model_final.pt``. One device (``gpus`` is accepted for the engine contract;
+    batch 1 leaves nothing to split across GPUs)."""
+    return contract.train(UNetFamily(cfg, data_root, run_dir), cfg, run_dir, device=device, gpus=gpus)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Evaluation
 # ----------------------------------------------------------------------------------------------------------
 def load_trained(cfg: dict[str, Any], run_dir: Path, device: torch.device) -> UNet:
+    """The run's final U-Net on ``device`` (identity-checked: :func:`segbench.engine.contract.load_final`)."""
     path = Path(run_dir) / FINAL_WEIGHTS
-    if not path.is_file():
-        raise InputError(f"{path}: no trained weights; run `segbench train` for this run first")
+    weights = load_final(Path(run_dir), run_identity(cfg))["model"]
     model = build_model(cfg)
     try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.load_state_dict(weights)
     except (RuntimeError, OSError, ValueError) as exc:
         raise InputError(f"{path}: weights do not fit this run's U-Net ({type(exc).__name__}); "
                          "delete them and retrain") from None
@@ -349,7 +257,7 @@ def evaluate(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
              device: str | None = None) -> dict[str, Any]:
     """Metrics of the trained U-Net on the held-out data (overlap-tile, test-time dihedral averaging); also
     writes the report's records (segbench.records): ``predictions_val.npz`` and ``overlap_tile.json``."""
-    dev = pick_device(device)
+    dev = resolve_device(device)
     model = load_trained(cfg, run_dir, dev)
     fmt, split = load_split(cfg, data_root)
     train_input, _ = training_tiles(model, int(cfg["input"]["tile"]))

@@ -1,0 +1,421 @@
+"""The training-loop contract every gradient-trained family shares (docs/architecture.md, "Training contract").
+
+A family supplies the model, the batches and the loss (:class:`TrainingFamily`); :func:`train` does the rest,
+once for all families:
+
+- the schedule: :class:`Schedule`, parsed from the resolved config's ``schedule`` block in one vocabulary
+  (``base_lr``, ``images_per_batch``; the U-Net registry spellings ``lr`` and ``batch_size`` are read as
+  aliases, so the registry keys, and with them the config hashes, stay as they are);
+- the device (:func:`resolve_device`, one-line errors) and torchrun replicas (:func:`init_replica`);
+- seeding, SGD with momentum, the step learning rate with warm-up, optional mixed precision on CUDA;
+- checkpoints and resume (:func:`resume`): model, optimizer, grad scaler, iteration and RNG states under the
+  run identity :func:`run_identity` (``run``, ``config_hash``, and ``dataset_hash`` once provenance records
+  it); log lines past the checkpoint are dropped;
+- the log schema (:data:`TRAIN_LOG`): one ``{"event": "schedule", ...}`` line at the start, then per
+  iteration ``iteration``, ``lr``, ``loss`` and the other loss terms, ``time`` (the step's wall time, data
+  included) and ``data_time``; :func:`read_train_log` also reads logs that named the step time ``seconds``;
+- the final model (:data:`FINAL_MODEL`): ``{run, config_hash, model, summary, ...}``, identity-checked on
+  load (:func:`load_final`).
+
+Bit-identical training for a config and seed on the CPU: seed, then build the model, then resume, then the
+batches (the loaders draw from private generators, never from the global RNG that dropout uses).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from segbench.engine.common import (
+    capture_rng_state,
+    check_finite,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    save_torch,
+    seed_everything,
+    step_lr_factor,
+)
+from segbench.errors import InputError
+from segbench.io import append_jsonl, read_json, read_jsonl, write_text_atomic
+from segbench.provenance import config_hash
+
+log = logging.getLogger(__name__)
+
+FINAL_MODEL = "model_final.pt"
+TRAIN_LOG = "train_log.jsonl"
+STEP_TIME = "time"  # the log key of a step's wall time
+LEGACY_STEP_TIME = ("seconds",)  # older U-Net logs
+IDENTITY_KEYS = ("run", "config_hash", "dataset_hash")
+
+
+# -- schedule -----------------------------------------------------------------------------------------
+SCHEDULE_ALIASES = {"lr": "base_lr", "batch_size": "images_per_batch"}  # registry spelling -> contract's
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The optimisation schedule a run actually uses, after the granted-device rescaling."""
+
+    iterations: int
+    images_per_batch: int  # global, over all replicas
+    images_per_replica: int
+    base_lr: float
+    lr_decay_at: list[int]
+    lr_decay_factor: float
+    warmup_iters: int
+    warmup_factor: float
+    momentum: float
+    weight_decay: float
+    checkpoint_every: int
+    amp: bool
+    replicas: int
+    train_scales: list[int] | None = None
+    rescaled: dict[str, Any] | None = None
+
+    def lr(self, iteration: int) -> float:
+        return self.base_lr * step_lr_factor(iteration, self.lr_decay_at, self.lr_decay_factor,
+                                             self.warmup_iters, self.warmup_factor)
+
+
+def canonical_schedule(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` in the contract's vocabulary: ``lr`` -> ``base_lr``, ``batch_size`` -> ``images_per_batch``."""
+    out = dict(raw)
+    for alias, name in SCHEDULE_ALIASES.items():
+        if alias in out:
+            if name in out:
+                raise InputError(f"schedule: both {alias!r} and {name!r} given; keep one")
+            out[name] = out.pop(alias)
+    return out
+
+
+def parse_schedule(raw: dict[str, Any], defaults: dict[str, Any], *, replicas: int = 1, gpus: int = 0,
+                   cuda: bool = False, train_scales: list[int] | None = None) -> Schedule:
+    """The :class:`Schedule` of a ``schedule`` block for ``replicas`` data-parallel processes.
+
+    ``defaults`` are the family's values of omitted keys (``checkpoint_every: None`` = once, at the end).
+    With ``gpus`` set (the paper's device count: 16 images on 8 GPUs) a different replica count keeps the
+    images per GPU and rescales linearly: the global batch and learning rate by ``k = replicas / gpus``,
+    the iteration counts by ``1 / k`` (same number of epochs); the change is recorded in ``rescaled``.
+    """
+    values = {**defaults, **canonical_schedule(raw)}
+    for key in ("iterations", "base_lr"):
+        if key not in values:
+            spelled = " or ".join([key, *(a for a, n in SCHEDULE_ALIASES.items() if n == key)])
+            raise InputError(f"schedule: missing {spelled}")
+    iterations, batch, lr = int(values["iterations"]), int(values.get("images_per_batch", 1)), float(values["base_lr"])
+    steps = [int(s) for s in values.get("lr_decay_at", [])]
+    warmup = int(values.get("warmup_iters", 0))
+    every = int(values.get("checkpoint_every") or iterations) or iterations
+    rescaled = None
+    paper_gpus = values.get("gpus")
+    if paper_gpus:
+        new_batch = batch // int(paper_gpus) * replicas
+        if new_batch != batch:
+            k = new_batch / batch
+            rescaled = {"reason": f"{replicas} data-parallel replica(s) instead of the paper's {paper_gpus} "
+                                  f"GPUs (granted gpus={gpus}); linear scaling rule",
+                        "paper": {"images_per_batch": batch, "base_lr": lr, "iterations": iterations,
+                                  "lr_decay_at": steps, "warmup_iters": warmup},
+                        "factor": k}
+            iterations, steps = round(iterations / k), [round(s / k) for s in steps]
+            warmup, every = round(warmup / k), max(1, round(every / k))
+            batch, lr = new_batch, lr * k
+    if batch % replicas:
+        raise InputError(f"schedule: images_per_batch={batch} does not split over {replicas} replicas; "
+                         "change images_per_batch or the number of processes")
+    return Schedule(iterations=iterations, images_per_batch=batch, images_per_replica=batch // replicas,
+                    base_lr=lr, lr_decay_at=steps, lr_decay_factor=float(values.get("lr_decay_factor", 0.1)),
+                    warmup_iters=warmup, warmup_factor=float(values.get("warmup_factor", 1.0 / 3)),
+                    momentum=float(values["momentum"]), weight_decay=float(values["weight_decay"]),
+                    checkpoint_every=every, amp=bool(values.get("amp", False)) and cuda, replicas=replicas,
+                    train_scales=train_scales, rescaled=rescaled)
+
+
+# -- processes and devices ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Replica:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_replica() -> Replica:
+    """Join the process group ``torchrun`` describes in WORLD_SIZE / RANK / LOCAL_RANK, if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Replica()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Replica(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+DEVICE_RE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+def resolve_device(value: Any = None, local_rank: int = 0) -> torch.device:
+    """``torch.device`` of ``--device`` (default: cuda where available, else cpu; bare ``cuda`` is this
+    replica's GPU). Anything else, or CUDA on a machine without it, is a one-line :class:`InputError`."""
+    if value is None or str(value).strip() == "":
+        value = "cuda" if torch.cuda.is_available() else "cpu"
+    text = str(value).strip()
+    if not DEVICE_RE.fullmatch(text):
+        raise InputError(f"--device {text!r}: expected cpu, cuda or cuda:N")
+    device = torch.device(text)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {text}: CUDA is not available on this machine; use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        if device.index >= torch.cuda.device_count():
+            raise InputError(f"--device {text}: this machine has {torch.cuda.device_count()} visible GPU(s); "
+                             "use cuda:0 .. cuda:N-1")
+    return device
+
+
+# -- identity and the final model ---------------------------------------------------------------------
+def run_identity(cfg: dict[str, Any], dataset_hash: str | None = None) -> dict[str, Any]:
+    """What a checkpoint or final model must match to be used by this run: the run name and the config
+    hash, plus the dataset hash where provenance records one (the slot is ``dataset_hash``)."""
+    identity = {"run": cfg["run"], "config_hash": config_hash(cfg)}
+    if dataset_hash is not None:
+        identity["dataset_hash"] = dataset_hash
+    return identity
+
+
+def check_identity(state: dict[str, Any], identity: dict[str, Any], path: Path) -> None:
+    """Refuse ``state`` (a checkpoint or final model) of another run or config; one-line errors.
+    Checkpoints of the earlier U-Net engine carry ``run_id`` instead of ``run`` (their config hash decides)."""
+    for key, value in identity.items():
+        found = state.get(key)
+        if key == "run" and "run" not in state and "run_id" in state:
+            continue
+        if found != value:
+            raise InputError(f"{path}: written for {key}={found!r}, this run needs {value!r}; "
+                             "delete it or point the run at the right directory")
+
+
+def load_identified(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint (``weights_only``) after :func:`check_identity`."""
+    state = load_checkpoint(path)
+    check_identity(state, identity, path)
+    return state
+
+
+def save_final(run_dir: Path, identity: dict[str, Any], model: torch.nn.Module, summary: dict[str, Any],
+               **extra: Any) -> Path:
+    """``model_final.pt``: identity, weights, the training summary and family ``extra``; atomic."""
+    path = Path(run_dir) / FINAL_MODEL
+    save_torch({**identity, "model": model.state_dict(), "summary": summary, **extra}, path)
+    return path
+
+
+def load_final(run_dir: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """The run's final model (``model`` = weights, ``summary``, family extras), identity-checked.
+
+    A bare state dict written by the earlier U-Net engine is accepted only where the run's
+    ``train_done.json`` records this config hash; its ``summary`` is None."""
+    path = Path(run_dir) / FINAL_MODEL
+    if not path.is_file():
+        raise InputError(f"{path}: no trained weights; run `segbench train` for this run first")
+    state = load_checkpoint(path)
+    if "model" not in state and "config_hash" not in state:
+        check_legacy_final(run_dir, identity, path)
+        return {**identity, "model": state, "summary": None}
+    check_identity(state, identity, path)
+    return state
+
+
+def check_legacy_final(run_dir: Path, identity: dict[str, Any], path: Path) -> None:
+    """Accept a final model written without identity (earlier engines) only where the run's
+    ``train_done.json`` records this config hash; otherwise a one-line :class:`InputError`."""
+    done = Path(run_dir) / "train_done.json"
+    recorded = read_json(done, "train record").get("config_hash") if done.exists() else None
+    if recorded != identity["config_hash"]:
+        raise InputError(f"{path}: written without a run identity and no matching {done.name}; "
+                         "delete it and retrain")
+
+
+# -- the log ------------------------------------------------------------------------------------------
+def truncate_log(path: Path, iteration: int) -> None:
+    """Drop log lines past ``iteration`` (written after the checkpoint a run resumes from)."""
+    if not path.exists():
+        return
+    kept = [r for r in read_jsonl(path) if r.get("iteration", 0) <= iteration]
+    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+
+
+def read_train_log(path: Path) -> list[dict[str, Any]]:
+    """The log's records in the current schema (an older ``seconds`` step time is read as ``time``)."""
+    records = []
+    for record in read_jsonl(path):
+        for old in LEGACY_STEP_TIME:
+            if old in record and STEP_TIME not in record:
+                record = {**record, STEP_TIME: record[old]}
+                del record[old]
+        records.append(record)
+    return records
+
+
+# -- resume -------------------------------------------------------------------------------------------
+def resume(run_dir: Path, identity: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+           scaler: torch.amp.GradScaler, device: torch.device) -> int:
+    """Load the newest checkpoint of ``run_dir`` (weights, optimizer, scaler, RNG states) into the given
+    objects; returns the iteration to continue from, 0 for a fresh run."""
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        return 0
+    state = load_identified(path, identity)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    restore_rng_state(state["rng"])
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    log.info("%s: resuming at iteration %d", path, int(state["iteration"]))
+    return int(state["iteration"])
+
+
+def checkpoint_state(identity: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     scaler: torch.amp.GradScaler, device: torch.device) -> dict[str, Any]:
+    state = {**identity, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scaler": scaler.state_dict(), "rng": capture_rng_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+# -- what a family supplies ---------------------------------------------------------------------------
+class TrainingFamily(Protocol):
+    """One model family's part of training; made per run (``cfg``, ``data_root``, ``run_dir``)."""
+
+    distributed: bool  # may run as several torchrun replicas (DistributedDataParallel)
+    schedule_defaults: dict[str, Any]  # values of omitted schedule keys
+
+    def schedule(self, *, replicas: int, gpus: int, cuda: bool) -> Schedule: ...
+
+    def build_model(self, schedule: Schedule) -> torch.nn.Module:
+        """The model to train; called right after seeding (its initialisation draws from the RNG)."""
+
+    def batches(self, schedule: Schedule, replica: Replica, device: torch.device,
+                start: int) -> Iterator[Any]:
+        """Endless batches of this replica from iteration ``start`` on (after resume)."""
+
+    def loss(self, net: torch.nn.Module, batch: Any, device: torch.device,
+             amp: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss to minimise and its detached terms (``loss`` among them), logged per iteration."""
+
+    def summary(self) -> dict[str, Any]:
+        """Family entries of the training summary (dataset size, tiles, ...)."""
+
+    def final_extras(self) -> dict[str, Any]:
+        """Entries stored in ``model_final.pt`` beside the weights (e.g. category ids)."""
+
+
+# -- the loop -----------------------------------------------------------------------------------------
+def train(family: TrainingFamily, cfg: dict[str, Any], run_dir: Path, *, device: str | None = None,
+          gpus: int = 0) -> dict[str, Any]:
+    """Train (or resume) ``family``'s model of ``cfg`` into ``run_dir``; returns the summary, which
+    ``model_final.pt`` also holds. A finished run (identity-checked final model) is a no-op."""
+    run_dir = Path(run_dir)
+    identity = run_identity(cfg)
+    if (run_dir / FINAL_MODEL).exists():
+        summary = load_final(run_dir, identity)["summary"]
+        if summary is not None:
+            return summary
+    replica = init_replica() if family.distributed else Replica()
+    dev = resolve_device(device, replica.local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if gpus > replica.world_size and replica.is_main:
+        log.warning("%d GPUs granted but %d process(es) running%s", gpus, replica.world_size,
+                    f": launch with torchrun --nproc_per_node={gpus} to use them all" if family.distributed
+                    else " (this family trains on one device)")
+    schedule = family.schedule(replicas=replica.world_size, gpus=gpus, cuda=dev.type == "cuda")
+    if schedule.rescaled and replica.is_main:
+        log.warning("%s: schedule rescaled: %s", cfg.get("run_id", cfg["run"]), schedule.rescaled["reason"])
+    seed_everything(int(cfg.get("seed", 0)))
+    model = family.build_model(schedule).to(dev)
+    net = model
+    if replica.world_size > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda"
+                                                        else None)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=schedule.base_lr,
+                                momentum=schedule.momentum, weight_decay=schedule.weight_decay)
+    scaler = torch.amp.GradScaler(dev.type, enabled=schedule.amp)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = resume(run_dir, identity, model, optimizer, scaler, dev)
+    log_path = run_dir / TRAIN_LOG
+    if replica.is_main:
+        truncate_log(log_path, start)
+        if start == 0:
+            append_jsonl(log_path, {"event": "schedule", **asdict(schedule)})
+    batches = family.batches(schedule, replica, dev, start)
+    last: dict[str, float] = {}
+    net.train()
+    # a context manager: the bar ends its line even when an error stops the loop (one-line errors)
+    with tqdm(total=schedule.iterations, initial=start, desc=cfg.get("run_id", cfg["run"]), unit="it",
+              dynamic_ncols=True, mininterval=2.0, disable=not replica.is_main) as bar:
+        for iteration in range(start, schedule.iterations):
+            tic = time.perf_counter()
+            batch = next(batches)
+            data_time = time.perf_counter() - tic
+            lr = schedule.lr(iteration)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss, terms = family.loss(net, batch, dev, schedule.amp)
+            last = all_mean(terms, replica)
+            check_finite(torch.tensor(last["loss"]), iteration + 1, run_dir, last)
+            sgd_step(loss, optimizer, scaler)
+            done = iteration + 1
+            if replica.is_main:
+                append_jsonl(log_path, {"iteration": done, "lr": lr, **last,
+                                        STEP_TIME: time.perf_counter() - tic, "data_time": data_time})
+                if done % schedule.checkpoint_every == 0 or done == schedule.iterations:
+                    save_checkpoint(run_dir, done, checkpoint_state(identity, model, optimizer, scaler, dev))
+            bar.update(1)
+            bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.2g}")
+    summary = {"iterations": schedule.iterations, "resumed_from": start or None, "final_losses": last,
+               "schedule": asdict(schedule), "device": str(dev), "gpus_granted": gpus, **family.summary()}
+    if replica.is_main:
+        save_final(run_dir, identity, model, summary, **family.final_extras())
+    if replica.world_size > 1:
+        dist.barrier()
+    return summary
+
+
+def sgd_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """Backward and update; the caller has checked that ``loss`` is finite on every replica."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def all_mean(terms: dict[str, torch.Tensor], replica: Replica) -> dict[str, float]:
+    """Loss terms averaged over replicas (so every rank sees the same NaN and stops together)."""
+    names = sorted(terms)
+    values = torch.stack([terms[n].float() for n in names])
+    if replica.world_size > 1:
+        dist.all_reduce(values)
+        values /= replica.world_size
+    return dict(zip(names, values.cpu().tolist(), strict=True))
