@@ -141,3 +141,58 @@ def test_pages_in_headless_chromium(report: dict[str, Path]) -> None:
         browser.close()
     assert problems == []
     shutil.copy(report["pages"] / "index.html", ARTIFACTS / "report_index.html")
+
+
+REPO = Path(__file__).resolve().parents[1]
+#: The committed report directories and the narrowest viewport each must fit without horizontal scrolling.
+COMMITTED_REPORTS = {"mini": 1280, "bench": 1024}
+
+
+def _local_targets(page) -> list[str]:  # noqa: ANN001 - playwright Page
+    """Every link and image on the page that is not an in-page anchor, resolved by the browser."""
+    return page.evaluate("""() => [
+        ...Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+        ...Array.from(document.querySelectorAll('img[src]')).map(i => i.src),
+    ].filter(u => !u.startsWith(location.href.split('#')[0] + '#'))""")
+
+
+@pytest.mark.parametrize("report_dir", sorted(COMMITTED_REPORTS))
+def test_committed_report_has_no_dead_link_console_error_or_overflow(report_dir: str) -> None:
+    """Walk every page of reports/<dir>/ as committed: every link and image resolves to a file in the
+    checkout, no console error, no horizontal overflow at the page's width (1280 px; the bench page 1024)."""
+    if not CHROMIUM.exists():
+        pytest.skip("headless browser check needs /usr/bin/chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright into .venv")
+    pages_dir = REPO / "reports" / report_dir
+    pages = sorted(pages_dir.glob("*.html"))
+    assert pages, f"no pages under {pages_dir}"
+    width = COMMITTED_REPORTS[report_dir]
+    problems: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = _launch(pw)
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        current = {"name": ""}
+        page.on("console", lambda m: problems.append(f"{current['name']}: console {m.type}: {m.text}")
+                if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"{current['name']}: page error: {e}"))
+        page.route(re.compile(r"^(?!file:).*"), lambda route: (
+            problems.append(f"{current['name']}: network: {route.request.url}"), route.abort()))
+        for path in pages:
+            current["name"] = path.name
+            page.goto(path.as_uri())
+            page.wait_for_load_state("load")
+            for url in _local_targets(page):
+                if not url.startswith("file:"):
+                    problems.append(f"{path.name}: non-local link {url}")
+                    continue
+                target = Path(unquote(url[len("file://"):].split("#")[0]))
+                if not target.exists():
+                    problems.append(f"{path.name}: dead link {target.relative_to(REPO) if REPO in target.parents else target}")
+            broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+                                   ".map(i => i.getAttribute('src'))")
+            problems += [f"{path.name}: image not loaded {src}" for src in broken]
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            if overflow > 0:
+                problems.append(f"{path.name}: {overflow} px horizontal overflow at {width} px")
+        browser.close()
+    assert problems == [], "\n".join(problems)
