@@ -54,8 +54,26 @@ def test_table_page_shows_mean_std_paper_delta_directions_provenance(report: dic
     assert re.search(r"\d+\.\d ± \d+\.\d</span> <span class=\"n\">\(3\)", html), "mean ± std over 3 seeds"
     assert "paper 26.9" in html and "Δ " in html
     assert "band-good" in html or "band-near" in html or "band-far" in html
-    assert html.count('class="verdict yes"') + html.count('class="verdict no"') == 2  # table2c's 2 claims
+    assert len(re.findall(r'class="verdict (?:yes|no)\b', html)) == 2  # table2c's 2 claims
+    assert "The paper's claims" in html and "paired t-test" in html and 'id="test-rule"' in html
     assert "abc1234" in html and "cpu (test)" in html and "torch " in html
+
+
+def test_mini_cells_are_coloured_by_claims_and_claims_are_split(report: dict[str, Path]) -> None:
+    from segbench.reporting.view import table_view
+
+    table = __import__("json").loads((report["results"] / SCALE / "tables" / "table2c.json").read_text())
+    view = table_view(table, report["results"], report["pages"])
+    bands = {(row["id"], col): cell["band"] for row in view["rows"] for col, cell in zip(table["columns"], row["cells"],
+                                                                                        strict=True)}
+    assert {bands[(r, c)] for r in ("roipool", "roiwarp_max") for c in ("AP", "AP50")} == {"none"}  # no claim there
+    for d in table["directions"]:
+        expected = {True: "good", False: "near" if d["verdict"].startswith("within") else "far"}[d["reproduced"]]
+        assert bands[(d["worse"], d["metric"])] == expected
+    unet = (report["pages"] / "unet_table1.html").read_text()
+    assert "Against our baselines" in unet and "no claim of the paper to check" in unet
+    index = (report["pages"] / "index.html").read_text()
+    assert index.index("The paper's claims") < index.index("Against our baselines")
 
 
 def test_unet_values_keep_their_significant_digits(report: dict[str, Path]) -> None:
@@ -84,11 +102,13 @@ def test_missing_figure_is_a_visible_note_not_a_crash(report: dict[str, Path]) -
 
 @pytest.mark.parametrize(("paper", "delta", "ref", "band"), [
     ("maskrcnn", 0.9, 30.0, "good"), ("maskrcnn", -0.95, 5.0, "good"), ("maskrcnn", -4.9, 50.0, "far"), ("maskrcnn", 2.5, 30.0, "near"),
-    ("maskrcnn", -3.5, 30.0, "far"), ("unet", 0.003, 0.04, "good"), ("unet", 0.009, 0.04, "near"),
-    ("unet", 0.02, 0.04, "far"), ("unet", None, 0.04, "none"), ("maskrcnn", 1.0, None, "none"),
+    ("maskrcnn", -3.5, 30.0, "far"), ("maskrcnn", 4.9, 30.0, "near"),  # beating the paper is never red
+    ("unet", 0.003, 0.04, "good"), ("unet", 0.009, 0.04, "near"),
+    ("unet", 0.02, 0.04, "far"), ("unet", -0.02, 0.04, "near"),  # a lower error than the paper's is not red
+    ("unet", None, 0.04, "none"), ("maskrcnn", 1.0, None, "none"),
 ])
 def test_tolerance_bands(paper: str, delta: float | None, ref: float | None, band: str) -> None:
-    assert TOLERANCES[paper].classify(delta, ref) == band
+    assert TOLERANCES[paper].classify(delta, ref, lower_is_better=paper == "unet") == band
 
 
 def test_cli_renders_one_figure_and_rejects_unknown(report: dict[str, Path], tmp_path: Path,

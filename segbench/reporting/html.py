@@ -97,7 +97,11 @@ def render_index(env: jinja2.Environment, scale: str, tables: list[dict[str, Any
                  page_dir: Path, figures: list[dict[str, Any]]) -> str:
     views = [table_view(t, results, page_dir) for t in tables]
     description = views[0]["scale_description"] if views else ""
+    claims = [{**d, "table": v["name"]} for v in views for d in v["directions"]]
     return env.get_template("index.html.j2").render(
+        paper_directions=[d for d in claims if d["source"] == "paper"],
+        our_directions=[d for d in claims if d["source"] == "ours"],
+        std_rule=next((v["std_rule"] for v in views if v["std_rule"]), None),
         tables=views, figures=figures, css=stylesheet(), scale=scale, absolute=scale_is_absolute(scale),
         scale_description=description, results_dir=url_between(results / scale, page_dir))
 
