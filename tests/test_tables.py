@@ -57,7 +57,7 @@ def test_std_floor_keeps_deterministic_rows_from_inflating_the_gap(tmp_path):
     first = assemble_table("table2c", "mini", tmp_path)["directions"][0]
     assert first["pooled_std"] == 0.0 and first["std_floor"] == pytest.approx(0.30)  # 1 % of 30 AP
     assert first["gap_in_std"] == pytest.approx(0.2 / 0.30)
-    assert first["verdict"] == "within noise (< 2 std)" and "1 %" in first["std_rule"]
+    assert first["verdict"] == "within noise (< 2 std)" and "1%" in first["std_rule"]
 
 
 def test_claims_against_a_segbench_baseline_are_ours(tmp_path):
@@ -155,3 +155,31 @@ def test_stale_metrics_are_refused(tmp_path):
     path.write_text(json.dumps(record))
     with pytest.raises(InputError, match=r"r50_c4_agnostic-seed0/metrics.json: stale.*--force"):
         assemble_table("class_agnostic", "smoke", tmp_path)
+
+
+def test_cli_table_prints_markdown_and_still_writes_the_files(tmp_path, capsys):
+    from segbench.cli import main
+
+    fake_metrics(tmp_path, "smoke", ["table2b"], lambda run, seed: 0.3 if run == "r50_c4" else 0.2)
+    assert main(["table", "table2b", "--scale", "smoke", "--results", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    written = tmp_path / "smoke" / "tables" / "table2b.md"
+    assert out == written.read_text() and out.startswith("# table2b:") and "wrote" in err
+    written.unlink()
+    assert main(["table", "table2b", "--scale", "smoke", "--results", str(tmp_path), "--no-write"]) == 0
+    assert capsys.readouterr().out.startswith("# table2b:") and not written.exists()
+
+
+def test_cli_list_runs_shows_state_headline_metric_and_train_time(tmp_path, capsys):
+    from segbench.cli import main
+
+    fake_metrics(tmp_path, "smoke", ["table2b"], lambda run, seed: 0.3)
+    done = tmp_path / "smoke" / "runs" / "r50_c4-seed0" / "train_done.json"
+    write_json_atomic(done, {"config_hash": config_hash(resolve_run("r50_c4", "smoke", 0))})
+    stale = tmp_path / "smoke" / "runs" / "r50_c4_softmax-seed0" / "train_done.json"
+    write_json_atomic(stale, {"config_hash": "old"})
+    assert main(["list", "--runs", "--scale", "smoke", "--table", "table2b", "--results", str(tmp_path)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "current" in lines["r50_c4-seed0"] and "mask AP 30" in lines["r50_c4-seed0"]
+    assert "2 s" in lines["r50_c4-seed0"]  # train_wall_time_s of the fake metrics.json
+    assert "stale" in lines["r50_c4_softmax-seed0"]
