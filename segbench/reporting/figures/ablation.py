@@ -168,10 +168,11 @@ def render_table_bars(ctx: FigureContext, table_name: str, figure_name: str) -> 
     for i, col in enumerate(columns):
         ax = fig.add_subplot(grid[first + i // ncols, i % ncols])
         paper_ax = absolute_panel(ax, table, rows, col, absolute, spec, 0.8 * (width / ncols - 1.0) / len(rows))
-        for a in {ax, paper_ax}:
+        for a in dict.fromkeys([paper_ax, ax]):  # ordered: the same legend on every render
             for handle, label in zip(*a.get_legend_handles_labels(), strict=True):
                 handles.setdefault(label, handle)
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2, fontsize=8, frameon=False)
-    note = "" if absolute else " – absolute values not expected at this scale: compare the gaps"
+    note = "" if absolute else (" – absolute values not expected at this scale: compare the gaps" if claims else
+                                " – absolute values not expected at this scale")
     fig.suptitle(plain(wrap(f"{table_name}: {table['title']} ({ctx.scale}{note})", width, 10)), fontsize=10)
     return save_matplotlib(fig, ctx.out_dir, figure_name)
