@@ -151,3 +151,13 @@ def test_all_runs_every_suite_with_its_defaults(tmp_path, monkeypatch, capsys):
     maskrcnn = json.loads((tmp_path / "maskrcnn-cpu.json").read_text())
     assert maskrcnn["rows"][0]["reference"]["model"] == "fasterrcnn_resnet50_fpn"
     assert "next: segbench bench report" in capsys.readouterr().out
+
+
+def test_bench_page_prints_no_machine_paths_and_titles_the_unet_tile_size() -> None:
+    from segbench.bench import suite_title
+    from segbench.bench.report import portable
+
+    settings = {"data": "/work/shared/data/coco_val2014_100", "out": "/home/u/x/y.json", "repeats": 5}
+    assert portable(settings) == {"data": "<data root>/coco_val2014_100", "out": ".../x/y.json", "repeats": 5}
+    title = suite_title("unet", {"tile": 572, "image_size": 512})
+    assert "572 x 572 input tiles" in title and "572 tiles/s" not in title

@@ -160,3 +160,36 @@ def test_weak_models_show_their_most_confident_detections():
     threshold = score_threshold(weak, top=3)
     assert threshold == pytest.approx(0.18)
     assert chosen_images(weak, threshold) == [18, 19, 20]
+
+
+def test_table_chart_has_a_claims_panel_labelled_axes_and_a_title_that_fits(tmp_path: Path) -> None:
+    """The claims panel (gap with seed spread beside the paper's gap), a y label with units on every
+    panel, and a suptitle no wider than the figure."""
+    from unittest import mock
+
+    from segbench.reporting.figures import ablation
+
+    build_results(tmp_path / "results", scale="mini")
+    ctx = FigureContext("mini", tmp_path / "results", tmp_path / "figures")
+    saved = {}
+    with mock.patch.object(ablation, "save_matplotlib", lambda fig, out, name: saved.setdefault(name, fig) and []):
+        ablation.render_table_bars(ctx, "table2c", "bars_table2c")
+    fig = saved["bars_table2c"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    claims = next(ax for ax in axes if ax.get_title().startswith("The claims"))
+    assert "gap" in claims.get_ylabel() and "AP, %" in claims.get_ylabel()
+    assert "paper's gap" in [t.get_text() for t in claims.get_legend().get_texts()]
+    assert all(ax.get_ylabel() for ax in axes), [ax.get_title() for ax in axes if not ax.get_ylabel()]
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    assert title.x0 >= 0 and title.x1 <= fig.bbox.width
+
+
+def test_fig4_is_a_grid_not_a_strip() -> None:
+    from segbench.reporting.figures.predictions import panel_grid
+
+    fig, axes = panel_grid(9)
+    assert len(axes) == 9 and fig.get_figwidth() / fig.get_figheight() < 1.5

@@ -43,7 +43,31 @@ def test_seed_statistics_delta_and_directions(tmp_path):
     first = table["directions"][0]
     assert first["claim"].startswith("roialign_avg > roipool")
     assert first["reproduced"] is True and first["gap"] == pytest.approx(12.0)
-    assert first["gap_in_std"] == pytest.approx(12.0 / math.sqrt((2.0**2 + 0.0**2) / 2))
+    # RoIPool has std 0: it is left out of the pooling (pooling with 0 would halve the variance)
+    assert first["gap_in_std"] == pytest.approx(12.0 / 2.0) and first["pooled_std"] == pytest.approx(2.0)
+    assert first["source"] == "paper" and first["paper_gap"] == pytest.approx(31.5 - 26.4)
+    assert first["test"]["n"] == 3 and first["test"]["p_value"] < 0.05  # paired over the same seeds
+    assert first["gap_per_seed"] == pytest.approx([10.0, 12.0, 14.0]) and first["gap_std"] == pytest.approx(2.0)
+
+
+def test_std_floor_keeps_deterministic_rows_from_inflating_the_gap(tmp_path):
+    """Both rows with std 0 (or tiny): the gap is measured against max(1 % of |mean|, 0.1 AP), not 0."""
+    values = {"r50_c4": [0.300, 0.300, 0.300], "r50_c4_roipool": [0.298, 0.298, 0.298]}
+    fake_metrics(tmp_path, "mini", ["table2c"], lambda run, seed: values.get(run, [0.25] * 3)[seed])
+    first = assemble_table("table2c", "mini", tmp_path)["directions"][0]
+    assert first["pooled_std"] == 0.0 and first["std_floor"] == pytest.approx(0.30)  # 1 % of 30 AP
+    assert first["gap_in_std"] == pytest.approx(0.2 / 0.30)
+    assert first["verdict"] == "within noise (< 2 std)" and "1%" in first["std_rule"]
+
+
+def test_claims_against_a_segbench_baseline_are_ours(tmp_path):
+    fake_metrics(tmp_path, "mini", ["unet_table1"],
+                 lambda run, seed: {"unet_isbi": [0.01, 0.012, 0.011][seed], "threshold_isbi": 0.05}[run])
+    table = assemble_table("unet_table1", "mini", tmp_path)
+    assert {d["source"] for d in table["directions"]} == {"ours"}
+    assert all(d["paper_gap"] is None for d in table["directions"])
+    md = to_markdown(table)
+    assert "Against our baselines:" in md and "The paper's claims:" not in md and "paired t-test over 3 seeds" in md
 
 
 def test_gap_in_std_uses_pooled_std(tmp_path):
@@ -131,3 +155,31 @@ def test_stale_metrics_are_refused(tmp_path):
     path.write_text(json.dumps(record))
     with pytest.raises(InputError, match=r"r50_c4_agnostic-seed0/metrics.json: stale.*--force"):
         assemble_table("class_agnostic", "smoke", tmp_path)
+
+
+def test_cli_table_prints_markdown_and_still_writes_the_files(tmp_path, capsys):
+    from segbench.cli import main
+
+    fake_metrics(tmp_path, "smoke", ["table2b"], lambda run, seed: 0.3 if run == "r50_c4" else 0.2)
+    assert main(["table", "table2b", "--scale", "smoke", "--results", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    written = tmp_path / "smoke" / "tables" / "table2b.md"
+    assert out == written.read_text() and out.startswith("# table2b:") and "wrote" in err
+    written.unlink()
+    assert main(["table", "table2b", "--scale", "smoke", "--results", str(tmp_path), "--no-write"]) == 0
+    assert capsys.readouterr().out.startswith("# table2b:") and not written.exists()
+
+
+def test_cli_list_runs_shows_state_headline_metric_and_train_time(tmp_path, capsys):
+    from segbench.cli import main
+
+    fake_metrics(tmp_path, "smoke", ["table2b"], lambda run, seed: 0.3)
+    done = tmp_path / "smoke" / "runs" / "r50_c4-seed0" / "train_done.json"
+    write_json_atomic(done, {"config_hash": config_hash(resolve_run("r50_c4", "smoke", 0))})
+    stale = tmp_path / "smoke" / "runs" / "r50_c4_softmax-seed0" / "train_done.json"
+    write_json_atomic(stale, {"config_hash": "old"})
+    assert main(["list", "--runs", "--scale", "smoke", "--table", "table2b", "--results", str(tmp_path)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "current" in lines["r50_c4-seed0"] and "mask AP 30" in lines["r50_c4-seed0"]
+    assert "2 s" in lines["r50_c4-seed0"]  # train_wall_time_s of the fake metrics.json
+    assert "stale" in lines["r50_c4_softmax-seed0"]

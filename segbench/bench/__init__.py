@@ -53,6 +53,13 @@ def suite_module(name: str) -> ModuleType:
     return MODULES[name]
 
 
+def suite_title(name: str, settings: dict[str, Any] | None) -> str:
+    """The suite's title, from the settings where the module words it by them (``title_for``)."""
+    module = suite_module(name)
+    title_for = getattr(module, "title_for", None)
+    return title_for(settings or {}) if title_for else module.TITLE
+
+
 def suite_options(name: str) -> dict[str, Any]:
     """The options ``name`` takes, with their defaults."""
     return dict(suite_module(name).OPTIONS)
@@ -112,7 +119,7 @@ def run_suite(name: str, options: dict[str, Any] | None = None, *, out: str | Pa
     record = {
         "format": RESULT_FORMAT,
         "suite": name,
-        "title": suite_module(name).TITLE,
+        "title": suite_title(name, settings),
         "status": result.get("status", "ok"),
         "reason": result.get("reason"),
         "device": device,

@@ -35,6 +35,24 @@ def load_results(results: Path) -> list[tuple[Path, dict[str, Any]]]:
                                          pr[0].name))
 
 
+def portable(value: Any) -> Any:
+    """``value`` with every absolute path made machine-independent: relative to the repository where it
+    lies inside it, else ``<data root>/...`` under a data directory, else its last two components."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and value.startswith("/") and " " not in value:
+        path = Path(value)
+        if REPO_ROOT in path.parents:
+            return path.relative_to(REPO_ROOT).as_posix()
+        parts = path.parts
+        if "data" in parts:
+            return "<data root>/" + "/".join(parts[len(parts) - parts[::-1].index("data"):])
+        return ".../" + "/".join(parts[-2:])
+    return value
+
+
 def result_view(path: Path, record: dict[str, Any], page_dir: Path) -> dict[str, Any]:
     from segbench.bench import table_cells
     from segbench.reporting.view import url_between
@@ -47,24 +65,32 @@ def result_view(path: Path, record: dict[str, Any], page_dir: Path) -> dict[str,
         "file": path.name,
         "href": url_between(path, page_dir),
         "suite": record["suite"],
-        "title": record.get("title") or record["suite"],
+        "title": _title(record),
         "status": record.get("status", "ok"),
         "reason": record.get("reason"),
         "device": record.get("device"),
         "device_name": record.get("device_name"),
         "device_tag": record.get("device_tag"),
         "threads": record.get("threads"),
-        "command": record.get("command") or "(not recorded)",
+        "command": " ".join(portable(word) for word in str(record.get("command") or "(not recorded)").split(" ")),
         "commit": prov.get("git_commit", "unknown"),
         "created": prov.get("created_utc"),
         "wall_time_s": prov.get("wall_time_s"),
         "versions": ", ".join(f"{k} {versions[k]}" for k in ("torch", "torchvision", "numpy") if k in versions),
         "host": prov.get("host"),
-        "settings": json.dumps(record.get("settings"), sort_keys=True, default=str),
+        "settings": json.dumps(portable(record.get("settings")), sort_keys=True, default=str),
         "labels": labels,
         "rows": [[{"text": text, "num": num} for text, num in row] for row in rows],
         "notes": record.get("notes") or [],
     }
+
+
+def _title(record: dict[str, Any]) -> str:
+    from segbench.bench import MODULES, suite_title
+
+    if record["suite"] in MODULES and isinstance(record.get("settings"), dict):
+        return suite_title(record["suite"], record["settings"])  # today's wording of the recorded settings
+    return record.get("title") or record["suite"]
 
 
 def build_bench_report(results: str | Path | None = None, out: str | Path | None = None) -> tuple[Path, int]:
@@ -77,7 +103,7 @@ def build_bench_report(results: str | Path | None = None, out: str | Path | None
     found = load_results(results_dir) if results_dir.is_dir() else []
     views = [result_view(p, r, page_dir) for p, r in found]
     html = environment().get_template("bench.html.j2").render(
-        results=views, results_dir=str(results_dir), css=stylesheet(), scale="bench", absolute=True,
+        results=views, results_dir=portable(str(results_dir.resolve())), css=stylesheet(), scale="bench", absolute=True,
         scale_description=DESCRIPTION)
     index = page_dir / "index.html"
     write_text_atomic(index, html)

@@ -19,7 +19,14 @@ import torch
 from segbench.bench.timing import memory_method, peak_memory_mb, resolve_device, sync, time_interleaved
 from segbench.errors import InputError
 
-TITLE = "U-Net: 572 tiles/s and ms per 512 x 512 image by overlap-tile"
+TITLE = "U-Net: tiles/s on 572 x 572 input tiles and ms per 512 x 512 image by overlap-tile"
+
+
+def title_for(settings: dict[str, Any]) -> str:
+    """The title for the settings a result was measured with (the tile and image sizes are options)."""
+    tile, size = settings.get("tile", OPTIONS["tile"]), settings.get("image_size", OPTIONS["image_size"])
+    return f"U-Net: tiles/s on {tile} x {tile} input tiles and ms per {size} x {size} image by overlap-tile"
+
 OPTIONS: dict[str, Any] = {
     "base_channels": 64,
     "tile": 572,

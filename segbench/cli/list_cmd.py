@@ -14,7 +14,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "that the Snakefile and dvc.yaml are built from.")
     p.add_argument("--json", action="store_true", help="print JSON (tables with rows and scales, runs, artifacts)")
     p.add_argument("--runs", action="store_true", help="list the distinct runs (trained once each per seed)")
-    p.add_argument("--scale", default=None, help="with --runs: list run instances (run-seedK) at this scale")
+    p.add_argument("--scale", default=None,
+                   help="with --runs: list run instances (run-seedK) at this scale with their state "
+                        "(current / stale / missing), headline metric and train time from metrics.json")
+    p.add_argument("--results", default=None, help="with --runs --scale: results root (default: <repo>/results)")
     p.add_argument("--table", default=None, help="only this table or artifact (e.g. table2, unet_table1)")
     p.set_defaults(func=run)
 
@@ -45,6 +48,45 @@ def registry_summary(table_filter: str | None = None) -> dict:
     }
 
 
+def instance_lines(tables: list[str], scale: str, results: str | None = None) -> list[str]:
+    """One line per run instance at ``scale``: id, state (segbench.status.run_state), headline metric
+    (as the report's run_metrics figure picks it) and train wall time from its metrics.json."""
+    from segbench.io import read_json
+    from segbench.paths import results_root
+    from segbench.registry import resolve_run
+    from segbench.reporting.figures.curves import headline
+    from segbench.status import run_state
+
+    reg = load_registry()
+    root = results_root(results)
+    instances = runs_for_tables(tables, scale, reg)
+    width = max((len(rs.run_id) for rs in instances), default=10)
+    lines = [f"{'run instance':{width}s}  {'state':22s}  {'headline metric':26s}  train time"]
+    states = []
+    for rs in instances:
+        run_dir = root / scale / "runs" / rs.run_id
+        state = run_state(resolve_run(rs.run, scale, rs.seed, reg), run_dir)
+        states.append(state.state)
+        metric, train = "-", "-"
+        path = run_dir / "metrics.json"
+        if path.is_file():
+            try:
+                record = read_json(path, "run metrics")
+            except Exception:  # a torn or foreign file: the state column already says what to do
+                record = {}
+            found = headline(record.get("metrics", {}) if isinstance(record, dict) else {})
+            if found:
+                _, label, value = found
+                metric = f"{label} {value:.4g}"
+            seconds = record.get("train_wall_time_s") if isinstance(record, dict) else None
+            if isinstance(seconds, int | float):
+                train = f"{seconds:.0f} s" if seconds < 600 else f"{seconds / 60:.1f} min"
+        lines.append(f"{rs.run_id:{width}s}  {state.state:22s}  {metric:26s}  {train}")
+    lines.append(f"{len(instances)} run instances at scale {scale} under {root / scale / 'runs'}: "
+                 + ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(["current", *states])))
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     summary = registry_summary(args.table)
     if args.json:
@@ -52,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.runs:
         if args.scale:
-            for rs in runs_for_tables(list(summary["tables"]), args.scale):
-                print(rs.run_id)
+            from segbench.registry import check_scale
+
+            check_scale(args.scale, load_registry())
+            print("\n".join(instance_lines(list(summary["tables"]), args.scale, args.results)))
             return 0
         for name, r in summary["runs"].items():
             seeds = ", ".join(f"{s}:{n}" for s, n in r["seeds"].items())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from segbench.errors import InputError
 from segbench.registry import artifacts, check_scale, load_registry
@@ -14,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "table", help="assemble a table (or artifact, e.g. table2) from run results",
         description="Write results/<scale>/tables/<table>.{json,csv,md}: reproduced mean ± std over seeds, "
-                    "the paper's value, the delta, the paper's directions, provenance.")
+                    "the paper's value, the delta, the claims with their test, provenance; and print the "
+                    "table's Markdown to stdout (the written files' paths go to stderr).")
     p.add_argument("name", nargs="?", help="table or artifact name (segbench list)")
     p.add_argument("--summary", action="store_true",
                    help="instead, print a Markdown digest of every assembled table of the scale (headline "
@@ -22,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--with-shared", action="store_true",
                    help="also re-assemble every other table all of whose runs NAME has (as the Snakemake "
                         "target does), so tables that share runs stay consistent")
+    p.add_argument("--no-write", "--print-only", dest="no_write", action="store_true",
+                   help="only print the Markdown; write no file (results/<scale>/tables stays as it is)")
     p.add_argument("--scale", default=None, help="smoke | mini | paper (default: the registry's default)")
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
     p.set_defaults(func=run)
@@ -40,7 +44,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.name:
         raise InputError("segbench table: name a table or artifact (segbench list), or pass --summary")
     names = assembled_with(args.name, registry) if args.with_shared else artifacts(registry).get(args.name, [args.name])
-    for name in names:
-        path = write_table(name, scale, args.results)
-        print(f"{name}: {path.with_suffix('.md')}")
+    from segbench.tables.assemble import assemble_table, to_markdown
+
+    for i, name in enumerate(names):
+        if args.no_write:
+            markdown = to_markdown(assemble_table(name, scale, args.results))
+        else:
+            path = write_table(name, scale, args.results)
+            markdown = path.with_suffix(".md").read_text(encoding="utf-8")
+            print(f"{name}: wrote {path.with_suffix('.{json,csv,md}')}", file=sys.stderr)
+        print(("\n" if i else "") + markdown, end="" if markdown.endswith("\n") else "\n")
     return 0

@@ -1,6 +1,8 @@
 """Turn a table JSON (segbench.tables.assemble_table) into the plain view model the templates render.
 
-Tolerance bands colour each reproduced cell by how far it lies from the paper's value:
+Cell colours depend on the scale. At the paper scale, tolerance bands colour each reproduced cell by how
+far it lies from the paper's value, the sign respected (a value better than the paper's, e.g. a lower
+error, is never red):
 
 * Mask R-CNN (COCO AP, percentage points): within 1 AP -> ``good`` (green),
   within 3 AP -> ``near`` (amber), else ``far`` (red);
@@ -8,8 +10,10 @@ Tolerance bands colour each reproduced cell by how far it lies from the paper's 
   else ``far``.
 
 Cells without a reproduced value or without a paper value are ``none`` (uncoloured). At the smoke and
-mini scales the paper's absolute values are not expected (synthetic data, tiny models): the colours are
-shown for orientation only, and the directions (the paper's claims) are what is compared.
+mini scales the paper's absolute values are not expected (synthetic data, tiny models), so a cell is
+coloured by the claims made on it instead: green when every claim on that row and metric reproduces,
+amber when one is within noise (right sign, < 2 std), red when one is not reproduced; cells no claim
+is about stay uncoloured.
 """
 
 from __future__ import annotations
@@ -36,13 +40,16 @@ class Tolerance:
     near_abs: float
     near_rel: float
 
-    def classify(self, delta: float | None, paper: float | None) -> str:
+    def classify(self, delta: float | None, paper: float | None, *, lower_is_better: bool = False) -> str:
+        """The band of ``delta = reproduced - paper``; a delta in the better direction (positive, or
+        negative for a lower-is-better metric) is at worst ``near``: beating the paper is no failure."""
         if delta is None or paper is None:
             return "none"
         size = abs(delta)
         if size <= max(self.good_abs, self.good_rel * abs(paper)):
             return "good"
-        if size <= max(self.near_abs, self.near_rel * abs(paper)):
+        better = delta < 0 if lower_is_better else delta > 0
+        if better or size <= max(self.near_abs, self.near_rel * abs(paper)):
             return "near"
         return "far"
 
@@ -52,7 +59,36 @@ class Tolerance:
             return " or ".join(parts)
 
         return (f"green: |delta| within {band(self.good_abs, self.good_rel)}; "
-                f"amber: within {band(self.near_abs, self.near_rel)}; red: further")
+                f"amber: within {band(self.near_abs, self.near_rel)}, or further in the better direction; "
+                "red: further in the worse direction")
+
+
+CLAIM_BANDS = {"yes": "good", "noise": "near", "no": "far"}
+CLAIM_LEGEND = ("green: every claim on this row and metric reproduces; amber: one is within noise (right sign, "
+                "< 2 std); red: one is not reproduced; uncoloured: no claim on this cell")
+
+
+def claim_state(direction: dict[str, Any]) -> str:
+    """``yes`` (reproduced), ``noise`` (right sign, < 2 std), ``no`` (not reproduced) or ``none``."""
+    if direction.get("reproduced") is None:
+        return "none"
+    if direction["reproduced"]:
+        return "yes"
+    return "noise" if str(direction.get("verdict", "")).startswith("within noise") else "no"
+
+
+def claim_bands(table: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(row id, column) -> band of the worst claim on it."""
+    order = ["good", "near", "far"]
+    out: dict[tuple[str, str], str] = {}
+    for d in table.get("directions", []):
+        band = CLAIM_BANDS.get(claim_state(d))
+        if band is None:
+            continue
+        for row in (d.get("better"), d.get("worse")):
+            key = (row, d.get("metric"))
+            out[key] = max(out.get(key, "good"), band, key=order.index)
+    return out
 
 
 TOLERANCES = {
@@ -89,7 +125,7 @@ def url_between(target: Path, page_dir: Path) -> str:
     return quote(Path(rel).as_posix())
 
 
-def cell_view(value: dict[str, Any], tol: Tolerance, digits: str, reference_only: bool) -> dict[str, Any]:
+def cell_view(value: dict[str, Any], band: str, digits: str, reference_only: bool) -> dict[str, Any]:
     per_seed = [v for v in value.get("per_seed", []) if v is not None]
     reproduced = fmt(value.get("mean"), digits)
     if value.get("std") is not None:
@@ -99,16 +135,35 @@ def cell_view(value: dict[str, Any], tol: Tolerance, digits: str, reference_only
         "n": value.get("n", 0),
         "paper": fmt(value.get("paper"), digits),
         "delta": fmt(value.get("delta"), digits, signed=True),
-        "band": "none" if reference_only else tol.classify(value.get("delta"), value.get("paper")),
+        "band": "none" if reference_only else band,
         "seeds": ", ".join(fmt(v, digits) for v in per_seed),
     }
+
+
+def test_text(direction: dict[str, Any], digits: str) -> str:
+    """How the claim was tested, in words: paired t-test (seeds, p) and the std the gap is measured in."""
+    test = direction.get("test")
+    parts = []
+    if test and test.get("p_value") is not None:
+        parts.append(f"paired t-test, {test['n']} seeds, p = {test['p_value']:.2g}")
+    elif direction.get("gap") is not None and direction.get("gap_in_std") is None:
+        parts.append("1 seed: sign only")
+    if direction.get("std_used") is not None:
+        floored = direction["std_used"] > (direction.get("pooled_std") or 0.0)
+        parts.append(f"std {fmt(direction['std_used'], digits)}" + (" (floor)" if floored else " (pooled)"))
+    return "; ".join(parts) or "–"
 
 
 def direction_view(direction: dict[str, Any], labels: dict[str, str], digits: str) -> dict[str, Any]:
     verdict = direction.get("verdict") or {True: "reproduced", False: "not reproduced",
                                             None: "not measured"}[direction.get("reproduced")]
     gap_std = direction.get("gap_in_std")
+    spread = direction.get("gap_std")
     return {
+        "source": direction.get("source", "paper"),
+        "paper_gap": fmt(direction.get("paper_gap"), digits, signed=True),
+        "gap_spread": "" if spread is None else f" ± {fmt(spread, digits)}",
+        "test": test_text(direction, digits),
         "claim": direction.get("claim", ""),
         "better": labels.get(direction.get("better", ""), direction.get("better", "")),
         "worse": labels.get(direction.get("worse", ""), direction.get("worse", "")),
@@ -117,6 +172,7 @@ def direction_view(direction: dict[str, Any], labels: dict[str, str], digits: st
         "gap_in_std": "–" if gap_std is None else f"{gap_std:+.1f}",
         "verdict": verdict,
         "state": {True: "yes", False: "no", None: "none"}[direction.get("reproduced")],
+        "band": CLAIM_BANDS.get(claim_state(direction), "none"),
     }
 
 
@@ -135,10 +191,20 @@ def run_views(table: dict[str, Any], results: Path, page_dir: Path) -> list[dict
 def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str, Any]:
     """Everything a table page shows, already formatted."""
     tol, digits = tolerance_for(table), digits_for(table)
+    absolute = scale_is_absolute(table["scale"])
+    lower = bool(table.get("lower_is_better", False))
+    by_claims = claim_bands(table)
+
+    def band(row: dict[str, Any], col: str) -> str:
+        if not absolute:
+            return by_claims.get((row["id"], col), "none")
+        value = row["values"][col]
+        return tol.classify(value.get("delta"), value.get("paper"), lower_is_better=lower)
+
     labels = {row["id"]: row["label"] for row in table["rows"]}
     rows = [{"id": row["id"], "label": row["label"], "runs": row.get("runs", []),
              "reference_only": row.get("reference_only", False),
-             "cells": [cell_view(row["values"][col], tol, digits, row.get("reference_only", False))
+             "cells": [cell_view(row["values"][col], band(row, col), digits, row.get("reference_only", False))
                        for col in table["columns"]]}
             for row in table["rows"]]
     directions = [direction_view(d, labels, digits) for d in table.get("directions", [])]
@@ -148,12 +214,16 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
         "name": table["table"], "title": table["title"], "paper": table["paper"],
         "citation": table["citation"], "scale": table["scale"],
         "scale_description": table.get("scale_description", ""),
-        "absolute": scale_is_absolute(table["scale"]),
+        "absolute": absolute,
         "split": table.get("split"), "evaluated_on": table.get("evaluated_on"),
         "columns": table["columns"], "metrics": table.get("metrics", {}),
         "lower_is_better": table.get("lower_is_better", False),
-        "tolerance": tol.describe(), "rows": rows, "directions": directions,
-        "directions_reproduced": sum(d["state"] == "yes" for d in directions),
+        "tolerance": tol.describe() if absolute else CLAIM_LEGEND, "rows": rows, "directions": directions,
+        "paper_directions": [d for d in directions if d["source"] == "paper"],
+        "our_directions": [d for d in directions if d["source"] == "ours"],
+        "directions_reproduced": sum(d["state"] == "yes" for d in directions if d["source"] == "paper"),
+        "std_rule": next((d.get("std_rule") for d in table.get("directions", []) if d.get("std_rule")), None),
+        "our_reproduced": sum(d["state"] == "yes" for d in directions if d["source"] == "ours"),
         "band_counts": {b: bands.count(b) for b in ("good", "near", "far")},
         "freshness": table_state(table["table"], table["scale"], results),
         "runs": run_views(table, results, page_dir),

@@ -137,21 +137,69 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
     }
 
 
+#: The absolute std floor per metric family: COCO AP in percentage points (0.1 AP, the paper's precision);
+#: other metrics (U-Net's error rates and IoU, fractions) rely on the relative floor alone.
+STD_FLOOR_ABS = {"bbox.": 0.1, "segm.": 0.1, "keypoints.": 0.1}
+STD_FLOOR_REL = 0.01  # 1 % of the larger |mean| of the two rows
+STD_RULE = ("gap / std, where std = max(pooled std of the rows with seed variance, "
+            f"{STD_FLOOR_REL:.0%} of the larger |mean|, the metric's absolute floor); a deterministic row "
+            "(std 0, e.g. a classical baseline) is left out of the pooling instead of halving the variance")
+BASELINE_MARK = "(segbench baseline)"
+
+
+def is_segbench_baseline(row: dict[str, Any]) -> bool:
+    """A row the paper does not have: labelled a segbench baseline, or measured with no paper value at all."""
+    values = row["values"].values()
+    return BASELINE_MARK in row["label"] or (not row["reference_only"] and all(v["paper"] is None for v in values))
+
+
+def std_floor(metric_key: str, means: list[float]) -> float:
+    absolute = next((v for prefix, v in STD_FLOOR_ABS.items() if metric_key.startswith(prefix)), 0.0)
+    return max(absolute, STD_FLOOR_REL * max((abs(m) for m in means), default=0.0))
+
+
 def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each claim ``better > worse on metric``: its source (the paper's claim, or one against a segbench
+    baseline), the gap with its seed spread, the paper's gap, the gap in (floored) std, a paired t-test
+    over seeds where both rows have the same seeds, and the verdict."""
+    from segbench.tables.statistics import paired_comparison
+
     by_id = {row["id"]: row for row in rows}
     sign = -1.0 if table.get("lower_is_better") else 1.0
     out = []
     for d in table.get("directions", []):
-        better, worse = by_id[d["better"]]["values"][d["metric"]], by_id[d["worse"]]["values"][d["metric"]]
+        b_row, w_row = by_id[d["better"]], by_id[d["worse"]]
+        better, worse = b_row["values"][d["metric"]], w_row["values"][d["metric"]]
+        ours = is_segbench_baseline(b_row) or is_segbench_baseline(w_row)
+        paper_gap = (sign * (better["paper"] - worse["paper"])
+                     if better["paper"] is not None and worse["paper"] is not None else None)
         entry: dict[str, Any] = {**d, "claim": f"{d['better']} {'<' if sign < 0 else '>'} {d['worse']} on {d['metric']}",
-                                 "gap": None, "gap_in_std": None, "reproduced": None, "verdict": "not measured"}
+                                 "source": "ours" if ours else "paper", "paper_gap": paper_gap,
+                                 "gap": None, "gap_std": None, "gap_per_seed": [], "pooled_std": None,
+                                 "std_floor": None, "std_used": None, "std_rule": STD_RULE, "test": None,
+                                 "gap_in_std": None, "reproduced": None, "verdict": "not measured"}
         if better["mean"] is not None and worse["mean"] is not None:
             gap = sign * (better["mean"] - worse["mean"])
             entry["gap"] = gap
+            b_seeds, w_seeds = better.get("per_seed") or [], worse.get("per_seed") or []
+            paired = (len(b_seeds) == len(w_seeds) >= 2
+                      and all(v is not None for v in [*b_seeds, *w_seeds]))
+            if paired:
+                per_seed = [sign * (b - w) for b, w in zip(b_seeds, w_seeds, strict=True)]
+                entry["gap_per_seed"] = per_seed
+                entry["gap_std"] = statistics.stdev(per_seed)
+                result = paired_comparison(b_seeds, w_seeds, higher_is_better=sign > 0)
+                entry["test"] = {k: result[k] for k in ("test", "n", "t", "p_value", "alpha", "significant")}
             stds = [s for s in (better["std"], worse["std"]) if s is not None]
             if len(stds) == 2:
-                pooled = math.sqrt((stds[0] ** 2 + stds[1] ** 2) / 2)
-                entry["gap_in_std"] = gap / pooled if pooled > 0 else (math.copysign(math.inf, gap) if gap else 0.0)
+                varying = [s for s in stds if s > 0]
+                pooled = math.sqrt(sum(s * s for s in varying) / len(varying)) if varying else 0.0
+                if not paired:
+                    entry["gap_std"] = math.sqrt(sum(s * s for s in stds))
+                floor = std_floor(table["metrics"][d["metric"]], [better["mean"], worse["mean"]])
+                used = max(pooled, floor)
+                entry.update(pooled_std=pooled, std_floor=floor, std_used=used)
+                entry["gap_in_std"] = gap / used if used > 0 else (math.copysign(math.inf, gap) if gap else 0.0)
             entry["verdict"] = direction_verdict(gap, entry["gap_in_std"])
             entry["reproduced"] = entry["verdict"].startswith("reproduced")
         out.append(entry)
@@ -204,13 +252,24 @@ def to_markdown(table: dict[str, Any]) -> str:
             cells.append(f"{format_reproduced(v, d)} / {format_value(v['paper'], d)} / {format_value(v['delta'], d)}")
         label = row["label"] + (" *(reference)*" if row["reference_only"] else "")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    if table["directions"]:
-        lines += ["", "Directions (the paper's claims):", ""]
-        for dirn in table["directions"]:
+    for source, heading in (("paper", "The paper's claims"), ("ours", "Against our baselines")):
+        group = [dirn for dirn in table["directions"] if dirn.get("source", "paper") == source]
+        if not group:
+            continue
+        lines += ["", f"{heading}:", ""]
+        for dirn in group:
             verdict = dirn["verdict"].replace("not reproduced", "NOT reproduced")
             gap = "" if dirn["gap"] is None else f", gap {dirn['gap']:+.3g}"
+            if dirn.get("gap_std") is not None:
+                gap += f" ± {dirn['gap_std']:.2g}"
+            if dirn.get("paper_gap") is not None:
+                gap += f" (paper {dirn['paper_gap']:+.3g})"
             sd = "" if dirn["gap_in_std"] is None else f" = {dirn['gap_in_std']:.1f} std"
-            lines.append(f"- {dirn['claim']}: **{verdict}**{gap}{sd}")
+            test = dirn.get("test")
+            p = f", paired t-test over {test['n']} seeds p = {test['p_value']:.2g}" if test and test.get("p_value") is not None else ""
+            lines.append(f"- {dirn['claim']}: **{verdict}**{gap}{sd}{p}")
+    if table["directions"]:
+        lines += ["", f"Test: {STD_RULE}; reproduced when the gap is at least {SIGNIFICANT_STD:g} std."]
     prov = table["provenance"]
     lines += ["", f"Provenance: commit `{prov['git_commit']}`, device {prov['device']}, seeds {prov['seeds']}, "
               f"compute {prov['wall_time_s']} s (train + eval, summed over runs), "

@@ -16,6 +16,10 @@ HEADLINE_METRICS = (
 )
 
 
+HEADLINE_UNITS = {"mask AP": "%", "box AP": "%", "keypoint AP": "%", "ISBI Rand error": "fraction, lower is better",
+                  "cell tracking SEG": "IoU, fraction"}
+
+
 def run_name(run_id: str) -> str:
     """``r50_c4-seed2`` -> ``r50_c4``."""
     head, sep, tail = run_id.rpartition("-seed")
@@ -61,6 +65,7 @@ def render_training_curves(ctx: FigureContext) -> list[str]:
         seeds = f"{len(instances)} seed" + ("s" if len(instances) > 1 else "")
         ax.set_title(plain(f"{run} ({seeds})"), fontsize=9)
         ax.set_xlabel("iteration", fontsize=8)
+        ax.set_ylabel("training loss (unitless)", fontsize=8)
         ax.tick_params(labelsize=7)
         if keys:
             ax.legend(fontsize=6, frameon=False)
@@ -96,18 +101,20 @@ def render_run_metrics(ctx: FigureContext) -> list[str]:
     groups = run_metrics(ctx)
     if not groups:
         raise MissingInput(f"no metrics.json under {ctx.scale_dir / 'runs'}; evaluate a run first")
-    heights = [max(1.6, 0.28 * len(runs) + 0.9) for runs in groups.values()]
-    fig = new_figure(7.5, sum(heights))
-    axes = fig.subplots(len(groups), 1, squeeze=False, height_ratios=heights).ravel()
-    for ax, (label, runs) in zip(axes, sorted(groups.items()), strict=True):
+    ordered = sorted(groups.items())  # the heights follow the panels' order: one 0.3 in row per run
+    heights = [max(1.6, 0.3 * len(runs) + 1.0) for _, runs in ordered]
+    fig = new_figure(8.0, sum(heights) + 0.5)
+    axes = fig.subplots(len(ordered), 1, squeeze=False, height_ratios=heights).ravel()
+    for ax, (label, runs) in zip(axes, ordered, strict=True):
         names = sorted(runs)
         means = [sum(runs[n]) / len(runs[n]) for n in names]
         ax.barh(range(len(names)), means, color="C0", alpha=0.75)
         for i, name in enumerate(names):
             ax.scatter(runs[name], [i] * len(runs[name]), color="k", s=8, zorder=3)
         ax.set_yticks(range(len(names)), [plain(n) for n in names], fontsize=7)
-        ax.invert_yaxis()
-        ax.set_xlabel(label + " (bar: mean over seeds; dots: seeds)", fontsize=8)
+        ax.set_ylim(len(names) - 0.5, -0.5)
+        ax.set_ylabel("run", fontsize=8)
+        ax.set_xlabel(f"{label} ({HEADLINE_UNITS.get(label, '')}; bar: mean over seeds, dots: seeds)", fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
     fig.suptitle(f"Headline metric per run ({ctx.scale} scale)", fontsize=11)
     return save_matplotlib(fig, ctx.out_dir, "run_metrics")

@@ -112,8 +112,18 @@ def _panel_grid(n: int):  # noqa: ANN202 - matplotlib axes
     if n == 0:
         raise MissingInput("the run's predictions_val.json holds no detections to draw (an untrained or "
                            "smoke-scale model); train longer or at a larger scale")
-    fig = new_figure(3.6 * n, 3.9)
-    return fig, fig.subplots(1, n, squeeze=False).ravel()
+    return panel_grid(n)
+
+
+def panel_grid(n: int, columns: int = 3, size: float = 3.6):  # noqa: ANN201 - matplotlib axes
+    """``n`` image panels in rows of at most ``columns`` (a long strip is unreadable once scaled to a page)."""
+    cols = min(columns, n)
+    rows = -(-n // cols)
+    fig = new_figure(size * cols, (size + 0.3) * rows + 0.4)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
 
 
 def render_instances(ctx: FigureContext) -> list[str]:
@@ -190,15 +200,22 @@ def render_cells(ctx: FigureContext) -> list[str]:
     if not found:
         raise MissingInput("no U-Net run with predictions_val.npz (arrays image, prediction, ground_truth) under "
                            f"{ctx.scale_dir / 'runs'}; evaluate a U-Net run first")
-    fig, axes = _panel_grid(len(found))
+    # one row per run (PhC-U373, DIC-HeLa, ...), one column per seed
+    by_run: dict[str, list[Path]] = defaultdict(list)
+    for path in found:
+        by_run[run_name(path.parent)].append(path)
+    columns = max(len(paths) for paths in by_run.values())
+    found = [p for paths in by_run.values() for p in paths]
+    fig, axes = panel_grid(len(found), columns=min(columns, 3))
     for ax, path in zip(axes, found, strict=True):
         with np.load(path) as data:
             image, prediction, truth = data["image"], data["prediction"] > 0, data["ground_truth"] > 0
         ax.imshow(image, cmap="gray")
         ax.contour(truth, levels=[0.5], colors="yellow", linewidths=0.8)
         ax.imshow(np.ma.masked_where(~prediction, prediction), cmap="cool", alpha=0.35)
-        ax.set_title(plain(f"{path.parent.name}: prediction (colour), ground truth (yellow)"), fontsize=7)
+        ax.set_title(plain(path.parent.name), fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("U-Net Fig. 4: cell segmentation results", fontsize=10)
+    fig.suptitle("U-Net Fig. 4: cell segmentation results – prediction (colour), ground truth (yellow outline)",
+                 fontsize=10)
     return save_matplotlib(fig, ctx.out_dir, "unet_fig4")

@@ -130,6 +130,9 @@ def render_fig3(ctx: FigureContext) -> list[str]:
                       f"{OUTPUT}x{OUTPUT} bins\nand {SAMPLES}x{SAMPLES} bilinear samples per bin "
                       "(arrows: one sample's 4 grid neighbours)", fontsize=8)
     ax_feat.legend(loc="lower right", fontsize=7)
+    ax_feat.set_xlabel(f"x (feature-map cells; 1 cell = {STRIDE} px)", fontsize=8)
+    ax_feat.set_ylabel("y (feature-map cells)", fontsize=8)
+    ax_feat.tick_params(labelsize=7)
 
     ax_out.imshow(ex.pooled, cmap="Blues", vmin=ex.features.min(), vmax=ex.features.max())
     for (ph, pw), value in np.ndenumerate(ex.pooled):

@@ -121,7 +121,7 @@ def render_fig3(ctx: FigureContext) -> list[str]:
     axes[2].set_title("c  training mask (touching cells separated)", fontsize=9)
     shown = axes[3].imshow(weights, cmap="jet", interpolation="nearest")
     axes[3].set_title("d  loss weight map (eq. 2, w0=10, sigma=5)", fontsize=9)
-    fig.colorbar(shown, ax=axes[3], fraction=0.046)
+    fig.colorbar(shown, ax=axes[3], fraction=0.046).set_label("loss weight w(x) (unitless)", fontsize=8)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
