@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import sys
 
 from segbench import __version__
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except SegbenchError as exc:
         print(f"segbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `segbench list ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # disk full, permission denied, read-only results root: one line, not a traceback
         print(f"segbench: error: {os_error_line(exc)}", file=sys.stderr)
         return 1
