@@ -52,7 +52,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check segbench tests benchmarks
+	$(BIN)/ruff check segbench tests benchmarks examples
+	$(BIN)/ruff format --check segbench tests benchmarks examples
 	$(BIN)/snakemake --lint
 
 dry-run: install
