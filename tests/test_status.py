@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,51 @@ def test_retrain_switch_starts_from_scratch_with_a_fresh_log(tmp_path):
     log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
     assert sum(1 for rec in log if rec.get("event") == "schedule") == 1  # a fresh log, not appended to
     assert list(run_dir.glob("stale-*/train_log.jsonl"))
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+def test_committed_results_get_dates_in_dag_order_and_changed_ones_keep_theirs(tmp_path):
+    from segbench.workflow_env import settle_committed_mtimes
+
+    repo = tmp_path / "repo"
+    files = {"results/mini/runs/a-seed0/config.json": 0, "results/mini/runs/a-seed0/train_done.json": 1,
+             "results/mini/runs/a-seed0/metrics.json": 2, "results/mini/tables/t.json": 3,
+             "reports/mini/figures/f.json": 4, "reports/mini/t.html": 5, "results/mini/runs/b-seed0/metrics.json": 2}
+    for i, rel in enumerate(reversed(list(files))):  # checked out in the wrong order: pages oldest
+        path = repo / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(rel)
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "results")
+    changed = repo / "results/mini/runs/b-seed0/metrics.json"
+    changed.write_text("retrained")  # a result produced after the checkout keeps its (new) date
+    os.utime(changed, (2_000_000, 2_000_000))
+
+    assert settle_committed_mtimes(repo) == len(files) - 1
+    dates = {rel: (repo / rel).stat().st_mtime_ns for rel in files}
+    ordered = sorted((lv, dates[rel]) for rel, lv in files.items() if rel != str(changed.relative_to(repo)))
+    assert [d for _, d in ordered] == sorted(d for _, d in ordered) and len(set(ordered)) == len(ordered)
+    assert dates["results/mini/runs/b-seed0/metrics.json"] == 2_000_000 * 10**9
+    assert settle_committed_mtimes(repo) == len(files) - 1 and dates == {
+        rel: (repo / rel).stat().st_mtime_ns for rel in files}  # a second call changes nothing
+    assert settle_committed_mtimes(tmp_path / "not-a-repo") == 0
+
+
+def test_a_fresh_clone_has_nothing_to_redo(tmp_path):
+    """The README's promise: `make reproduce` on a fresh clone trains nothing (the committed mini results
+    are current) and, with no weights and no data, does not try to re-evaluate anything either."""
+    from segbench.paths import REPO_ROOT
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--local", str(REPO_ROOT), str(clone)], check=True)
+    env = {**os.environ, "PYTHONPATH": str(clone), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-n", "reproduce_all", "--config",
+                          "scale=mini"], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Nothing to be done" in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
+    assert not (clone / "data").exists()
