@@ -49,7 +49,7 @@ status: install
 	$(BIN)/segbench status $(TARGET) --scale $(SCALE)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: install
 	$(BIN)/ruff check segbench tests benchmarks examples
