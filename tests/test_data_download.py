@@ -37,6 +37,7 @@ class Server:
         self.files: dict[str, bytes] = {}
         self.truncate: set[str] = set()
         self.drop_once: set[str] = set()
+        self.refuse_ranges = False
         self.ranges: list[str | None] = []
         server = self
 
@@ -49,7 +50,7 @@ class Server:
                 header = self.headers.get("Range")
                 server.ranges.append(header)
                 start = int(header.split("=")[1].split("-")[0]) if header else 0
-                if start >= len(body):
+                if start >= len(body) or (header and server.refuse_ranges):
                     self.send_error(416)
                     return
                 self.send_response(206 if header else 200)
@@ -273,3 +274,13 @@ def test_disk_space_shortfall_is_refused_before_downloading(server, tmp_path, mo
         data.prepare("toy_cells", tmp_path / "data", progress=False)
     assert "archives 2.8 GiB + extracted 4.7 GiB" in str(err.value)
     assert server.ranges == []  # nothing was requested
+
+
+def test_a_server_refusing_to_resume_means_starting_over(server, tmp_path):
+    server.files["/r.bin"] = PAYLOAD
+    server.drop_once.add("/r.bin")
+    server.refuse_ranges = True  # answers 416 to any Range request
+    fetch(server.base + "/r.bin", tmp_path / "r.bin", sha256=sha(PAYLOAD), progress=False, timeout=5,
+          backoff=0.0, sleep=lambda s: None)
+    assert (tmp_path / "r.bin").read_bytes() == PAYLOAD
+    assert server.ranges == [None, f"bytes={len(PAYLOAD) // 2}-", None]

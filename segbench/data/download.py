@@ -66,7 +66,7 @@ def hash_file(path: str | os.PathLike[str], algorithms: tuple[str, ...] = ("sha2
 
 def download(url: str, dest: str | os.PathLike[str], *, sha256: str | None = None, md5: str | None = None,
              progress: bool | TextIO = True, timeout: float = 60.0, fix: str = "rerun the command to resume",
-             retries: int = RETRIES, backoff: float = BACKOFF_S, expected_from: str = "") -> str:
+             retries: int | None = None, backoff: float | None = None, expected_from: str = "") -> str:
     """Fetch ``url`` into ``dest`` (resuming ``dest.part``) and return the file's sha256.
 
     See :func:`fetch`, which also returns the size and md5.
@@ -77,17 +77,21 @@ def download(url: str, dest: str | os.PathLike[str], *, sha256: str | None = Non
 
 def fetch(url: str, dest: str | os.PathLike[str], *, sha256: str | None = None, md5: str | None = None,
           progress: bool | TextIO = True, timeout: float = 60.0, fix: str = "rerun the command to resume",
-          retries: int = RETRIES, backoff: float = BACKOFF_S, expected_from: str = "",
-          sleep: Callable[[float], None] = time.sleep) -> Fetched:
+          retries: int | None = None, backoff: float | None = None, expected_from: str = "",
+          sleep: Callable[[float], None] | None = None) -> Fetched:
     """Fetch ``url`` into ``dest`` and verify it against ``sha256`` and/or ``md5`` where given.
 
     A complete ``dest`` whose checksums match is not fetched again (a mismatching one is replaced).
     Transient failures are retried ``retries`` times (waits ``backoff``, 2x, 4x ... capped at
     :data:`MAX_BACKOFF_S`), each resuming with a ``Range`` request; after the last one the ``.part`` file
-    is kept and :class:`InputError` says how to resume. A checksum mismatch removes the copy and raises
+    is kept and :class:`InputError` says how to resume (defaults: :data:`RETRIES`, :data:`BACKOFF_S`,
+    read at call time). A checksum mismatch removes the copy and raises
     :class:`InputError`. ``expected_from`` (e.g. "published, datasets.yaml") is quoted in that error.
     ``progress``: False, True (stderr) or a text stream.
     """
+    retries = RETRIES if retries is None else retries
+    backoff = BACKOFF_S if backoff is None else backoff
+    sleep = time.sleep if sleep is None else sleep
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     algorithms = ("sha256", "md5") if md5 else ("sha256",)
@@ -145,8 +149,13 @@ def _fetch_into(url: str, part: Path, *, timeout: float, meter: Progress) -> Non
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # nothing left to send: the .part file is already whole
-            return
+        if exc.code == 416 and have:
+            announced = (exc.headers.get("Content-Range") or "").rpartition("/")[2]
+            total = int(announced) if announced.isdigit() else meter.total
+            if total is None or have >= total:  # nothing left to send: the .part file is whole (checked next)
+                return
+            part.unlink()  # the server will not resume this file: start over
+            raise _Transient(f"HTTP 416 for a resume at byte {have} of {total}; starting over") from None
         if exc.code in RETRY_HTTP:
             raise _Transient(f"HTTP {exc.code} from {url}") from None
         raise InputError(f"{part.name[:-5]}: HTTP {exc.code} from {url}; check the URL in datasets.yaml") from None
