@@ -30,6 +30,7 @@ import yaml
 
 from segbench import data
 from segbench.cli import main
+from segbench.data import download as data_download
 from segbench.data import registry as data_registry
 from segbench.registry import registry_path
 
@@ -399,6 +400,7 @@ datasets:
     layout: {{volume: toy-volume.tif, labels: toy-labels.tif}}
 """)
     ctx.monkeypatch.setattr(data_registry, "DATASETS_YAML", registry_file)
+    ctx.monkeypatch.setattr(data_download, "BACKOFF_S", 0.0)  # retries (bounded) without waiting
     root = ctx.tmp / "dl"
     fix = "rerun `segbench data download toy_em` to resume"
     return Case(["data", "download", "toy_em", "--data-root", str(root)], ["toy-volume.tif"],

@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "metrics": "metrics",
     "compare": "compare_cmd",
     "status": "status_cmd",
+    "plan": "plan_cmd",
     "bench": "bench_cmd",
 }
 

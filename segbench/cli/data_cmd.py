@@ -53,6 +53,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_action(args: argparse.Namespace) -> int:
     from segbench import data
+    from segbench.data.preparation import describe_checksums
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = data_root(args.data_root)
@@ -65,7 +66,10 @@ def run_action(args: argparse.Namespace) -> int:
         if args.action == "verify":
             manifest = data.verify(name, root)
             print(f"{name}: {len(manifest['files'])} files match {data.dataset_dir(name, root) / data.MANIFEST}")
-            continue
-        path = data.prepare(name, root, seed=getattr(args, "seed", 0), force=args.force, verify=args.verify)
-        print(f"{name}: ready in {path}")
+        else:
+            path = data.prepare(name, root, seed=getattr(args, "seed", 0), force=args.force, verify=args.verify)
+            print(f"{name}: ready in {path}")
+        if source == "real":  # which checksum each file was checked against: published, or trust on first use
+            for line in describe_checksums(name, root):
+                print(line)
     return 0

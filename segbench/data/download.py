@@ -1,8 +1,15 @@
-"""Resumable HTTP downloads with sha256 verification, and safe zip extraction.
+"""Resumable, retried, verified HTTP downloads, a free-space check, and atomic zip extraction.
 
-A download streams into ``<file>.part``; an interrupted or truncated transfer keeps that file and the next
-call resumes it with an HTTP ``Range`` request. The finished file is checked against its sha256 (where
-one is known) before it is renamed into place, so a file without ``.part`` is always complete.
+A download streams into ``<file>.part``. A transfer that stops short (connection reset, timeout,
+truncated body) is retried with bounded exponential backoff, each retry resuming the ``.part`` file with
+an HTTP ``Range`` request; after the last retry the ``.part`` file is kept and the next call resumes it.
+The finished file is hashed (sha256 always, md5 where a published md5 is to be checked) and compared with
+the expected checksum *before* it is renamed into place, so a file without ``.part`` is always complete
+and verified. A mismatch removes the copy and raises a one-line :class:`InputError` naming the file and
+the expected and actual checksums.
+
+Progress (bytes, rate, ETA) goes to stderr: one self-overwriting line on a terminal, plain lines every
+few seconds otherwise (CI logs, ``| tee``). Only the standard library is used.
 """
 
 from __future__ import annotations
@@ -11,54 +18,130 @@ import hashlib
 import http.client
 import os
 import shutil
+import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from segbench.errors import InputError
 
 CHUNK = 1 << 20
 USER_AGENT = "segbench-data/0.1"
+RETRIES = 4  # attempts after the first, for transient failures
+BACKOFF_S = 2.0  # first wait; doubled each retry
+MAX_BACKOFF_S = 60.0
+RETRY_HTTP = {408, 429, 500, 502, 503, 504}
+LINE_EVERY_S = 10.0  # progress line interval when stderr is not a terminal
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A downloaded, verified file: where it is, its size and its checksums."""
+
+    path: Path
+    bytes: int
+    sha256: str
+    md5: str
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
+    return hash_file(path)["sha256"]
+
+
+def hash_file(path: str | os.PathLike[str], algorithms: tuple[str, ...] = ("sha256",)) -> dict[str, str]:
+    """Hex digests of ``path`` for each of ``algorithms``, in one read."""
+    digests = {name: hashlib.new(name) for name in algorithms}
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            for digest in digests.values():
+                digest.update(block)
+    return {name: digest.hexdigest() for name, digest in digests.items()}
 
 
-def download(url: str, dest: str | os.PathLike[str], *, sha256: str | None = None, progress: bool = True,
-             timeout: float = 60.0, fix: str = "rerun the command to resume") -> str:
+def download(url: str, dest: str | os.PathLike[str], *, sha256: str | None = None, md5: str | None = None,
+             progress: bool | TextIO = True, timeout: float = 60.0, fix: str = "rerun the command to resume",
+             retries: int | None = None, backoff: float | None = None, expected_from: str = "") -> str:
     """Fetch ``url`` into ``dest`` (resuming ``dest.part``) and return the file's sha256.
 
-    A complete ``dest`` whose checksum matches is not fetched again. A truncated transfer raises
-    :class:`InputError` and keeps the ``.part`` file for the next attempt; a checksum mismatch raises
-    :class:`InputError` and removes the corrupt file. ``fix`` ends each error message.
+    See :func:`fetch`, which also returns the size and md5.
     """
+    return fetch(url, dest, sha256=sha256, md5=md5, progress=progress, timeout=timeout, fix=fix,
+                 retries=retries, backoff=backoff, expected_from=expected_from).sha256
+
+
+def fetch(url: str, dest: str | os.PathLike[str], *, sha256: str | None = None, md5: str | None = None,
+          progress: bool | TextIO = True, timeout: float = 60.0, fix: str = "rerun the command to resume",
+          retries: int | None = None, backoff: float | None = None, expected_from: str = "",
+          sleep: Callable[[float], None] | None = None) -> Fetched:
+    """Fetch ``url`` into ``dest`` and verify it against ``sha256`` and/or ``md5`` where given.
+
+    A complete ``dest`` whose checksums match is not fetched again (a mismatching one is replaced).
+    Transient failures are retried ``retries`` times (waits ``backoff``, 2x, 4x ... capped at
+    :data:`MAX_BACKOFF_S`), each resuming with a ``Range`` request; after the last one the ``.part`` file
+    is kept and :class:`InputError` says how to resume (defaults: :data:`RETRIES`, :data:`BACKOFF_S`,
+    read at call time). A checksum mismatch removes the copy and raises
+    :class:`InputError`. ``expected_from`` (e.g. "published, datasets.yaml") is quoted in that error.
+    ``progress``: False, True (stderr) or a text stream.
+    """
+    retries = RETRIES if retries is None else retries
+    backoff = BACKOFF_S if backoff is None else backoff
+    sleep = time.sleep if sleep is None else sleep
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    algorithms = ("sha256", "md5") if md5 else ("sha256",)
     if dest.is_file():
-        actual = sha256_file(dest)
-        if sha256 is None or actual == sha256:
-            return actual
+        digests = hash_file(dest, algorithms)
+        if _mismatch(digests, sha256, md5) is None:
+            return Fetched(dest, dest.stat().st_size, digests["sha256"], digests.get("md5", ""))
         dest.unlink()
     part = dest.with_name(dest.name + ".part")
-    _fetch_into(url, part, timeout=timeout, progress=progress, fix=fix)
-    actual = sha256_file(part)
-    if sha256 is not None and actual != sha256:
+    stream = None if progress is False else (sys.stderr if progress is True else progress)
+    meter = Progress(dest.name, stream)
+    attempt = 0
+    while True:
+        try:
+            _fetch_into(url, part, timeout=timeout, meter=meter)
+            break
+        except _Transient as exc:
+            if attempt >= retries:
+                kept = f"partial file kept as {part}, " if part.exists() and part.stat().st_size else ""
+                raise InputError(f"{dest.name}: {exc} after {attempt + 1} attempt(s); {kept}{fix}") from None
+            wait = min(backoff * 2 ** attempt, MAX_BACKOFF_S)
+            meter.note(f"{exc}; retrying in {wait:g} s (retry {attempt + 1} of {retries})")
+            sleep(wait)
+            attempt += 1
+    meter.done()
+    digests = hash_file(part, algorithms)
+    problem = _mismatch(digests, sha256, md5)
+    if problem is not None:
         part.unlink()
-        raise InputError(f"{dest.name}: checksum mismatch (sha256 {actual}, expected {sha256}) for {url}; "
-                         f"the corrupt copy was removed, {fix}")
+        algo, expected, actual = problem
+        source = f" ({expected_from})" if expected_from else ""
+        raise InputError(f"{dest.name}: checksum mismatch: expected {algo} {expected}{source}, got {algo} {actual} "
+                         f"from {url}; the corrupt copy was removed, {fix}")
     os.replace(part, dest)
-    return actual
+    return Fetched(dest, dest.stat().st_size, digests["sha256"], digests.get("md5", ""))
 
 
-def _fetch_into(url: str, part: Path, *, timeout: float, progress: bool, fix: str) -> None:
-    """Append the rest of ``url`` to ``part``; raise :class:`InputError` if the transfer stops short."""
+def _mismatch(digests: dict[str, str], sha256: str | None, md5: str | None) -> tuple[str, str, str] | None:
+    for algo, expected in (("md5", md5), ("sha256", sha256)):
+        if expected and digests[algo] != expected.lower():
+            return algo, expected.lower(), digests[algo]
+    return None
+
+
+class _Transient(Exception):
+    """A failure worth retrying: the connection dropped, timed out or the server was briefly unavailable."""
+
+
+def _fetch_into(url: str, part: Path, *, timeout: float, meter: Progress) -> None:
+    """Append the rest of ``url`` to ``part``; raise :class:`_Transient` if the transfer stops short."""
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if have:
@@ -66,42 +149,142 @@ def _fetch_into(url: str, part: Path, *, timeout: float, progress: bool, fix: st
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # nothing left to send: the .part file is already whole
-            return
-        raise InputError(f"{part.name[:-5]}: HTTP {exc.code} from {url}; check the URL or {fix}") from None
+        if exc.code == 416 and have:
+            announced = (exc.headers.get("Content-Range") or "").rpartition("/")[2]
+            total = int(announced) if announced.isdigit() else meter.total
+            if total is None or have >= total:  # nothing left to send: the .part file is whole (checked next)
+                return
+            part.unlink()  # the server will not resume this file: start over
+            raise _Transient(f"HTTP 416 for a resume at byte {have} of {total}; starting over") from None
+        if exc.code in RETRY_HTTP:
+            raise _Transient(f"HTTP {exc.code} from {url}") from None
+        raise InputError(f"{part.name[:-5]}: HTTP {exc.code} from {url}; check the URL in datasets.yaml") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise InputError(f"{part.name[:-5]}: cannot reach {url} ({exc}); check the network, then {fix}") from None
+        reason = getattr(exc, "reason", exc)
+        raise _Transient(f"cannot reach {url} ({reason})") from None
     with response:
         if have and response.status != 206:  # the server ignored the Range header: start over
             have = 0
         remaining = response.length  # bytes the server promised for this response (None if unknown)
         total = have + remaining if remaining is not None else None
+        if remaining:
+            check_free_space(part.parent, remaining, what=part.name[:-5])
         received = have
-        with open(part, "ab" if have else "wb") as fh, _progress_bar(part.name[:-5], total, have, progress) as bar:
+        meter.start(total, have)
+        with open(part, "ab" if have else "wb") as fh:
             try:
                 while block := response.read(CHUNK):
                     fh.write(block)
                     received += len(block)
-                    bar.update(len(block))
+                    meter.update(received)
             except (http.client.IncompleteRead, OSError) as exc:  # OSError covers resets and timeouts
-                raise InputError(f"{part.name[:-5]}: download interrupted after {received} of "
-                                 f"{total or '?'} bytes ({type(exc).__name__}); partial file kept as "
-                                 f"{part}, {fix}") from None
+                raise _Transient(f"download interrupted after {received} of {total or '?'} bytes "
+                                 f"({type(exc).__name__})") from None
     if total is not None and received < total:
-        raise InputError(f"{part.name[:-5]}: truncated download ({received} of {total} bytes); partial file kept "
-                         f"as {part}, {fix}")
+        raise _Transient(f"truncated download ({received} of {total} bytes)")
 
 
-def _progress_bar(name: str, total: int | None, initial: int, enabled: bool):
-    from tqdm import tqdm
+# -- free space ----------------------------------------------------------------------------------------
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "? B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
 
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
-                disable=None if enabled else True, leave=False)
+
+def check_free_space(where: str | os.PathLike[str], needed: int, *, what: str, detail: str = "") -> None:
+    """Raise :class:`InputError` before anything is written if the file system holding ``where`` (or its
+    nearest existing parent) has less than ``needed`` bytes free."""
+    probe = Path(where)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed > free:
+        extra = f" ({detail})" if detail else ""
+        raise InputError(f"{what}: needs {human_bytes(needed)} free in {probe}{extra}, only {human_bytes(free)} "
+                         "free; free some space or choose another data root (--data-root or SEGBENCH_DATA)")
+
+
+# -- progress --------------------------------------------------------------------------------------------
+class Progress:
+    """Bytes, rate and ETA of one download on ``stream``: a self-overwriting line on a terminal, a plain
+    line every :data:`LINE_EVERY_S` seconds otherwise; nothing when ``stream`` is None."""
+
+    def __init__(self, name: str, stream: TextIO | None, *, every_s: float = LINE_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.stream, self.every_s, self.clock = name, stream, every_s, clock
+        self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
+        self.total: int | None = None
+        self.received = self.start_bytes = 0
+        self.t0 = self.last = clock()
+        self.started = False
+
+    def start(self, total: int | None, have: int) -> None:
+        self.total, self.received, self.start_bytes = total, have, have
+        self.t0 = self.last = self.clock()
+        if not self.started:
+            resumed = f", resuming at {human_bytes(have)}" if have else ""
+            self._emit(f"{self.name}: downloading {human_bytes(total)}{resumed}", final=True)
+            self.started = True
+        elif have:
+            self._emit(f"{self.name}: resuming at {human_bytes(have)} of {human_bytes(total)} (HTTP Range)", final=True)
+
+    def update(self, received: int) -> None:
+        self.received = received
+        now = self.clock()
+        if now - self.last >= (0.5 if self.tty else self.every_s):
+            self.last = now
+            self._emit(self.line(now))
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = max((now if now is not None else self.clock()) - self.t0, 1e-9)
+        rate = (self.received - self.start_bytes) / elapsed
+        if self.total:
+            pct = f" ({100.0 * self.received / self.total:.0f}%)"
+            eta = f", ETA {_duration((self.total - self.received) / rate)}" if rate > 0 else ", ETA ?"
+        else:
+            pct, eta = "", ""
+        return (f"{self.name}: {human_bytes(self.received)} of {human_bytes(self.total)}{pct}, "
+                f"{human_bytes(rate)}/s{eta}")
+
+    def note(self, message: str) -> None:
+        self._emit(f"{self.name}: {message}", final=True)
+
+    def done(self) -> None:
+        if self.started:
+            self._emit(self.line() + ", done", final=True)
+
+    def _emit(self, text: str, final: bool = False) -> None:
+        if self.stream is None:
+            return
+        if self.tty:
+            self.stream.write("\r\033[K" + text + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+# -- extraction ------------------------------------------------------------------------------------------
+def zip_extracted_bytes(archive: str | os.PathLike[str]) -> int:
+    """The uncompressed size of every member of ``archive``."""
+    with zipfile.ZipFile(archive) as zf:
+        return sum(info.file_size for info in zf.infolist())
 
 
 def extract_zip(archive: str | os.PathLike[str], dest_dir: str | os.PathLike[str]) -> list[Path]:
-    """Extract ``archive`` into ``dest_dir`` via a temporary directory beside it, then move the top-level
-    entries into place (an interrupted extraction leaves no partial tree). Returns the moved paths."""
+    """Extract ``archive`` into ``dest_dir`` atomically: everything is unpacked into a temporary directory
+    beside the target first (checked for members escaping it and for free space), then each top-level
+    entry is renamed into place, so an interrupted extraction leaves no partial tree. Returns the paths."""
     archive, dest_dir = Path(archive), Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".extract-{archive.stem}-", dir=dest_dir))
@@ -112,6 +295,8 @@ def extract_zip(archive: str | os.PathLike[str], dest_dir: str | os.PathLike[str
                 if not target.is_relative_to(tmp.resolve()):
                     raise InputError(f"{archive}: member {member!r} escapes the extraction directory; "
                                      "the archive is unsafe, delete it and download again")
+            check_free_space(tmp, sum(i.file_size for i in zf.infolist()), what=archive.name,
+                             detail="to extract it")
             zf.extractall(tmp)
         moved = []
         for entry in sorted(tmp.iterdir()):

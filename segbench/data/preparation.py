@@ -202,13 +202,20 @@ def _remove_stale_tmp(data_root: Path, name: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Real
 # ---------------------------------------------------------------------------------------------------
+ARCHIVES = "ARCHIVES.json"  # beside the data: each archive's size, checksums and what they were checked against
+PUBLISHED = "published"  # the registry's checksum (the publisher's or the community's), checked at download
+TOFU = "trust on first use"  # no published checksum: the first download's sha256, checked on later downloads
+
+
 def _prepare_real(name: str, entry: dict[str, Any], data_root: Path, *, force: bool, progress: bool,
                   verify: bool = False) -> Path:
-    from segbench.data.download import download, extract_zip
+    from segbench.data.download import check_free_space, extract_zip, fetch, human_bytes
+    from segbench.io import write_json_atomic
 
     root = dataset_dir(name, data_root)
     manifest = read_manifest(root)
     present = _all_present(name, data_root)
+    records = read_archive_records(root)
     if present and not force:
         if manifest is not None:
             result = integrity.check(root, manifest, full=verify)
@@ -217,34 +224,133 @@ def _prepare_real(name: str, entry: dict[str, Any], data_root: Path, *, force: b
                                  f"`segbench data prepare {name} --force` to re-download")
             return root
         _check_published_checksums(name, entry, root)
-        _write_real_manifest(name, entry, root, archives={})
+        _write_real_manifest(name, entry, root, archives=records)
         return root
-    archives = dict((manifest or {}).get("archives", {}))
-    for item in entry["downloads"]:
-        if item.get("url") is None:
-            continue  # placed by hand after registration; the layout check below names what is missing
-        expected = item.get("sha256") or archives.get(item["file"])
-        fix = f"rerun `segbench data download {name}` to resume"
-        file = child_path(root, item["file"], what="download file", source=_registry.DATASETS_YAML)
-        archive = root / "downloads" / item["file"] if item.get("extract") else file
-        archives[item["file"]] = download(item["url"], archive, sha256=expected, progress=progress, fix=fix)
+    if manifest is not None:  # no longer ready until every archive is verified and extracted again
+        (root / MANIFEST).unlink()
+    pending = [item for item in entry["downloads"] if item.get("url") is not None
+               and (force or not _already_extracted(root, records.get(item["file"])))]
+    needed, archive_bytes, extracted_bytes = 0, 0, 0
+    for item in pending:
+        archive = _archive_path(root, item)
+        have = max((p.stat().st_size for p in (archive, archive.with_name(archive.name + ".part")) if p.is_file()),
+                   default=0)
+        size = item.get("size_bytes")
+        if size is not None:
+            archive_bytes += max(int(size) - have, 0)
         if item.get("extract"):
-            extract_zip(archive, root)
-            archive.unlink()  # its sha256 stays in the MANIFEST; the extracted tree is what is used
+            extracted_bytes += int(item.get("extracted_bytes") or size or 0)
+    needed = archive_bytes + extracted_bytes
+    if needed:
+        check_free_space(root, needed, what=f"dataset {name!r}",
+                         detail=f"archives {human_bytes(archive_bytes)} + extracted {human_bytes(extracted_bytes)}, "
+                                "sizes from datasets.yaml")
+    for item in pending:
+        file, archive = item["file"], _archive_path(root, item)
+        recorded = records.get(file, {}).get("sha256") if not (item.get("sha256") or item.get("md5")) else None
+        if item.get("md5") or item.get("sha256"):
+            expected_from = "published, datasets.yaml"
+        else:
+            expected_from = f"recorded at the first download in {root / ARCHIVES}; delete that entry if the publisher " \
+                            "changed the file"
+        fix = f"rerun `segbench data download {name}` to resume"
+        got = fetch(item["url"], archive, sha256=item.get("sha256") or recorded, md5=item.get("md5"),
+                    progress=progress, fix=fix, expected_from=expected_from)
+        record = {"url": item["url"], "bytes": got.bytes, "sha256": got.sha256,
+                  "recorded_utc": records.get(file, {}).get("recorded_utc") or _utc_now()}
+        if item.get("md5"):
+            record.update(md5=got.md5, checked_against=f"{PUBLISHED} md5 (datasets.yaml)", trust=PUBLISHED)
+        elif item.get("sha256"):
+            record.update(checked_against=f"{PUBLISHED} sha256 (datasets.yaml)", trust=PUBLISHED)
+        elif recorded:
+            record.update(checked_against="sha256 recorded at the first download", trust=TOFU)
+        else:
+            record.update(checked_against="nothing: first download, sha256 recorded now", trust=TOFU)
+        records[file] = record
+        _write_archive_records(root, records, write_json_atomic)  # before extraction: a retry is checked too
+        if item.get("extract"):
+            moved = extract_zip(archive, root)
+            record["extracted"] = sorted(p.name for p in moved)
+            archive.unlink()  # its checksums stay in ARCHIVES.json and the MANIFEST; the tree is what is used
+            _write_archive_records(root, records, write_json_atomic)
     dataset_paths(name, data_root)  # the layout must now be complete
-    _write_real_manifest(name, entry, root, archives=archives)
+    _check_published_checksums(name, entry, root)
+    _write_real_manifest(name, entry, root, archives=records)  # last: its presence marks the dataset ready
     return root
 
 
+def _archive_path(root: Path, item: dict[str, Any]) -> Path:
+    return root / "downloads" / item["file"] if item.get("extract") else root / item["file"]
+
+
+def _already_extracted(root: Path, record: dict[str, Any] | None) -> bool:
+    """An archive verified and extracted by an earlier, interrupted prepare (its entries are all present)."""
+    return bool(record and record.get("extracted") and all((root / n).exists() for n in record["extracted"]))
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def read_archive_records(root: Path) -> dict[str, Any]:
+    """``<dataset>/ARCHIVES.json``: per downloaded archive its URL, size, sha256 (md5 where published) and
+    what it was checked against; empty where absent."""
+    import json
+
+    try:
+        records = json.loads((root / ARCHIVES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return records if isinstance(records, dict) else {}
+
+
+def _write_archive_records(root: Path, records: dict[str, Any], write_json_atomic) -> None:
+    write_json_atomic(root / ARCHIVES, records)
+
+
+def describe_checksums(name: str, data_root: str | os.PathLike[str]) -> list[str]:
+    """One line per file of a real dataset: which checksum it was checked against, and whether that
+    checksum is published (registry) or was recorded on first use."""
+    entry = dataset_entry(name)
+    if entry["source"] != "real":
+        return [f"  {name}: synthetic; every file's sha256 is in {MANIFEST} (regenerated, not downloaded)"]
+    root = dataset_dir(name, data_root)
+    records = read_archive_records(root)
+    lines = []
+    for item in entry["downloads"]:
+        file, record = item["file"], records.get(item["file"])
+        if item.get("md5"):
+            published = f"md5 {item['md5']} published (datasets.yaml)"
+        elif item.get("sha256"):
+            published = f"sha256 {item['sha256']} published (datasets.yaml)"
+        else:
+            published = None
+        if record is None:
+            where = "placed by hand" if item.get("url") is None else "not downloaded by segbench"
+            how = published or f"no published checksum; its files' sha256 recorded in {MANIFEST} ({TOFU})"
+            lines.append(f"  {file}: {where}; {how}")
+        elif published:
+            lines.append(f"  {file}: {published}, matched at download ({record.get('recorded_utc', '?')}); "
+                         f"sha256 {record['sha256']} recorded")
+        else:
+            lines.append(f"  {file}: no published checksum; sha256 {record['sha256']} recorded at the first download "
+                         f"({record.get('recorded_utc', '?')}, {TOFU}), later downloads must match it")
+    return lines
+
+
 def _check_published_checksums(name: str, entry: dict[str, Any], root: Path) -> None:
-    """Files placed by hand (not archives) must match the publisher's sha256 where the registry has one."""
-    from segbench.data.download import sha256_file
+    """Files placed by hand (not archives) must match the publisher's checksum where the registry has one."""
+    from segbench.data.download import hash_file
 
     for item in entry["downloads"]:
-        path, known = child_path(root, item["file"], what="download file"), item.get("sha256")
-        if known and not item.get("extract") and path.is_file() and sha256_file(path) != known:
-            raise InputError(f"dataset {name!r}: {path} does not match the publisher's sha256 {known}; "
-                             "replace it with the original file")
+        path = child_path(root, item["file"], what="download file", source=_registry.DATASETS_YAML)
+        if item.get("extract") or not path.is_file():
+            continue
+        for algo in ("sha256", "md5"):
+            known = item.get(algo)
+            if known and (actual := hash_file(path, (algo,))[algo]) != known:
+                raise InputError(f"dataset {name!r}: {path}: checksum mismatch: expected {algo} {known} "
+                                 f"(published, datasets.yaml), got {algo} {actual}; replace it with the original file")
 
 
 def _all_present(name: str, data_root: Path) -> bool:
@@ -255,13 +361,14 @@ def _all_present(name: str, data_root: Path) -> bool:
     return True
 
 
-def _write_real_manifest(name: str, entry: dict[str, Any], root: Path, *, archives: dict[str, str]) -> None:
+def _write_real_manifest(name: str, entry: dict[str, Any], root: Path, *, archives: dict[str, Any]) -> None:
     """Record the files of a real dataset (and its archives' sha256); skipped on a read-only data root."""
     from segbench.io import write_json_atomic
 
     manifest = build_manifest(root, dataset=name, source="real", archives=archives,
                               downloads=[d.get("url") for d in entry["downloads"]])
-    manifest["files"] = {rel: rec for rel, rec in manifest["files"].items() if not rel.startswith("downloads/")}
+    manifest["files"] = {rel: rec for rel, rec in manifest["files"].items()
+                         if not rel.startswith("downloads/") and rel != ARCHIVES}
     manifest["dataset_sha256"] = integrity.dataset_sha256(manifest["files"])
     try:
         write_json_atomic(root / MANIFEST, manifest)

@@ -18,7 +18,8 @@ SOURCE_KEYS = {
     "synthetic": {"generator", "params"},
     "real": {"downloads", "homepage", "license", "registration"},
 }
-DOWNLOAD_KEYS = {"url", "file", "sha256", "extract"}
+DOWNLOAD_KEYS = {"url", "file", "sha256", "md5", "extract", "size_bytes", "extracted_bytes"}
+HEX_DIGITS = {"sha256": 64, "md5": 32}
 
 
 @lru_cache(maxsize=4)
@@ -84,6 +85,16 @@ def validate_entry(name: str, entry: Any, where: Path | str = "datasets.yaml") -
         for item in downloads:
             if not isinstance(item, dict) or set(item) - DOWNLOAD_KEYS or "file" not in item:
                 fail(f"each download needs 'file' and only {sorted(DOWNLOAD_KEYS)}, got {item!r}")
+            for algo, digits in HEX_DIGITS.items():
+                value = item.get(algo)
+                if value is not None and (not isinstance(value, str) or len(value) != digits
+                                          or any(c not in "0123456789abcdef" for c in value)):
+                    fail(f"download {item['file']!r}: {algo} must be {digits} lower-case hex digits or null, "
+                         f"got {value!r}")
+            for key in ("size_bytes", "extracted_bytes"):
+                value = item.get(key)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                    fail(f"download {item['file']!r}: {key} must be a non-negative integer or null, got {value!r}")
     _validate_layout(fmt, entry.get("layout"), fail)
 
 
