@@ -43,11 +43,12 @@ def dataset_of(cfg: dict[str, Any], data_root: Path, *, verify: bool = False) ->
     name = cfg.get("dataset", {}).get("name")
     if not name:
         return None
-    from segbench.data import MANIFEST, dataset_dir, dataset_identity, prepare
+    from segbench.data import dataset_dir, dataset_identity, prepare
 
-    if cfg["dataset"].get("source") == "synthetic" and not (dataset_dir(name, data_root) / MANIFEST).exists():
+    if cfg["dataset"].get("source") == "synthetic" and not dataset_dir(name, data_root).exists():
         # generated on first use (deterministic, seconds), under the dataset's lock: Snakemake's train
-        # jobs do not depend on a synthetic dataset's MANIFEST, so regenerating it reruns nothing
+        # jobs do not depend on a synthetic dataset's MANIFEST, so generating it reruns nothing. A
+        # directory without a MANIFEST is data someone placed there: used as it is, never overwritten.
         prepare(name, data_root, progress=False)
     return dataset_identity(name, data_root, verify=verify)
 
