@@ -142,3 +142,21 @@ def test_a_fresh_clone_has_nothing_to_redo(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Nothing to be done" in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
     assert not (clone / "data").exists()
+
+
+def test_a_job_generates_its_missing_synthetic_dataset_and_leaves_placed_data_alone(tmp_path):
+    """Synthetic datasets are no DAG input (so a clone without data/ reruns nothing): the first job that
+    needs one generates it; a directory someone placed there is used as it is."""
+    data, results = tmp_path / "data", tmp_path / "results"
+    cfg = resolve_run("threshold_isbi", "smoke", 0)
+    train_run(cfg, results / "smoke" / "runs" / cfg["run_id"], data)
+    assert (data / cfg["dataset"]["name"] / "MANIFEST.json").is_file()
+
+    placed = tmp_path / "placed"
+    (placed / cfg["dataset"]["name"]).mkdir(parents=True)
+    marker = placed / cfg["dataset"]["name"] / "mine.txt"
+    marker.write_text("user data")
+    from segbench.engine.runner import dataset_of
+
+    assert dataset_of(cfg, placed) is None and marker.read_text() == "user data"
+    assert not (placed / cfg["dataset"]["name"] / "MANIFEST.json").exists()
