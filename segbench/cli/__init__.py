@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "compare": "compare_cmd",
     "status": "status_cmd",
     "bench": "bench_cmd",
+    "audit": "audit_cmd",
 }
 
 
