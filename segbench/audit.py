@@ -278,7 +278,7 @@ def verdict(report: dict[str, Any]) -> str:
                           + (f" (|Δ| {_fmt(d['abs_diff'])})" if d["abs_diff"] is not None else "")
                           for d in diffs[:3])
         parts.append(f"{len(diffs)} metric(s) differ: {shown}{' ...' if len(diffs) > 3 else ''}")
-    elif report["mode"] == BIT_FOR_BIT:
+    else:
         parts.append("every metric equal")
     first = log["first_divergence"]
     if first:
