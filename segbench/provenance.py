@@ -1,4 +1,5 @@
-"""Provenance written beside every result: commit, config hash, package versions, device, seeds, time."""
+"""Provenance written beside every result: commit, config hash, package versions, device, machine signature,
+seeds, time."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import time
 from functools import lru_cache
@@ -69,12 +71,117 @@ def device_description() -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {threads} threads)"
 
 
+# -- the machine signature ----------------------------------------------------------------------------
+# What decides whether a rerun can be bit for bit: the CPU and its vector extensions (the kernels torch and
+# the BLAS pick at run time), torch's dispatch level, the BLAS / oneDNN builds, the thread count (parallel
+# reductions sum in another order) and, on CUDA, the GPU, CUDA and cuDNN. The other package versions are
+# recorded beside it (``package_versions``); torch's is in it too, since its kernels decide the bits.
+CPU_FLAGS = ("sse4_2", "fma", "f16c", "avx", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+             "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve",
+             "sve2")
+_TORCH_CONFIG_LINE = re.compile(r"(Math Kernel Library|MKL-DNN|oneDNN|OpenBLAS|BLIS|LAPACK is|CPU capability)",
+                                re.IGNORECASE)
+_TORCH_BUILD_KEYS = ("BLAS_INFO", "LAPACK_INFO", "USE_MKLDNN")
+
+
+@lru_cache(maxsize=1)
+def _cpu() -> tuple[str, tuple[str, ...]]:
+    """(CPU model, its kernel-relevant vector extensions among :data:`CPU_FLAGS`) from /proc/cpuinfo
+    (``platform.processor()`` and no flags where it is absent)."""
+    model, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key == "model name" and not model:
+                model = value.strip()
+            elif key in ("flags", "features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine() or "unknown"
+    return " ".join(model.split()), tuple(f for f in CPU_FLAGS if f in flags)
+
+
+@lru_cache(maxsize=1)
+def _torch_libraries() -> dict[str, Any]:
+    """torch's CPU capability, the BLAS / LAPACK / oneDNN lines of ``torch.__config__.show()``, and on
+    CUDA the GPU, CUDA and cuDNN versions; empty without torch."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    out: dict[str, Any] = {"torch": torch.__version__}
+    try:
+        out["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        out["cpu_capability"] = "unknown"
+    try:
+        shown = torch.__config__.show()
+    except (AttributeError, RuntimeError):
+        shown = ""
+    lines = [" ".join(line.strip(" -").split()) for line in shown.splitlines()]
+    out["torch_libraries"] = [line for line in lines if _TORCH_CONFIG_LINE.search(line)
+                              and not line.lower().startswith("build settings")]
+    build = dict(re.findall(r"\b([A-Z_]+)=([^,\s]+)", shown))
+    out["torch_build"] = {key: build[key] for key in _TORCH_BUILD_KEYS if key in build}
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+        out["gpu_count"] = torch.cuda.device_count()
+        out["cuda"] = torch.version.cuda
+        out["cudnn"] = torch.backends.cudnn.version()
+    return out
+
+
+@lru_cache(maxsize=1)
+def _numpy_blas() -> list[str]:
+    """numpy's / scipy's BLAS (library, version, kernel architecture) via threadpoolctl, if installed."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    try:
+        import numpy  # noqa: F401 - loads its BLAS so threadpoolctl sees it
+    except ImportError:
+        return []
+    return sorted({" ".join(str(info.get(k)) for k in ("internal_api", "version", "architecture") if info.get(k))
+                   for info in threadpool_info() if info.get("user_api") == "blas"})
+
+
+def _threads() -> int:
+    try:
+        import torch
+
+        return int(torch.get_num_threads())
+    except ImportError:
+        return os.cpu_count() or 1
+
+
+def machine_signature() -> dict[str, Any]:
+    """The compact signature of this machine for bit-for-bit comparisons: CPU model and vector extensions,
+    torch's CPU capability, the BLAS / oneDNN in use, the thread count and, on CUDA, GPU / CUDA / cuDNN."""
+    model, flags = _cpu()
+    return {"cpu": model, "cpu_flags": list(flags), "machine": platform.machine(), "system": platform.system(),
+            **_torch_libraries(), "numpy_blas": _numpy_blas(), "threads": _threads()}
+
+
+def signature_hash(signature: dict[str, Any]) -> str:
+    """A stable short hash (12 hex digits) of a machine signature: the same dict gives the same hash."""
+    blob = json.dumps(signature, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def machine_signature_hash() -> str:
+    return signature_hash(machine_signature())
+
+
 def provenance(config: Any = None, *, seeds: list[int] | None = None,
                wall_time_s: float | None = None, scale: str | None = None,
                dataset: dict[str, Any] | None = None) -> dict[str, Any]:
     """The provenance block every result JSON carries. ``dataset`` (name, sha256, file count of the data
     a run used; :func:`segbench.data.dataset_identity`) is recorded here, never in the config hash."""
     extra = {} if dataset is None else {"dataset": dataset}
+    machine = machine_signature()
     return {
         **extra,
         "git_commit": git_commit(),
@@ -82,6 +189,8 @@ def provenance(config: Any = None, *, seeds: list[int] | None = None,
         "package_versions": package_versions(),
         "device": device_description(),
         "host": platform.node(),
+        "machine_signature": machine,
+        "machine_signature_hash": signature_hash(machine),
         "seeds": seeds,
         "scale": scale,
         "wall_time_s": None if wall_time_s is None else round(float(wall_time_s), 3),

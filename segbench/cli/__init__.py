@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "status": "status_cmd",
     "plan": "plan_cmd",
     "bench": "bench_cmd",
+    "audit": "audit_cmd",
 }
 
 
