@@ -239,7 +239,10 @@ def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
         "dataset": dataset.get("name") if isinstance(dataset, dict) else dataset,
         "schedule": sched,
         "schedule_text": schedule_text(sched),
-        "s_per_iter": f"{spi:.3f}" if spi is not None else NOT_RECORDED,
+        # a run without a training loop (a threshold fitted in one pass) has no s/iter to record
+        "s_per_iter": f"{spi:.3f}"
+        if spi is not None
+        else (NOT_RECORDED if log or sched["iterations"] else "–"),
         "train_time": fmt_seconds(train_s),
         "eval_time": fmt_seconds(dig(metrics, "provenance.wall_time_s")),
         "metrics": {label: fmt_metric(number(dig(values, path)), pct) for path, label, pct in ZOO_METRICS},
