@@ -34,10 +34,32 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_writes_index_and_one_page_per_table(report: dict[str, Path]) -> None:
     pages = report["pages"]
     assert (pages / "index.html").is_file()
-    assert sorted(p.stem for p in pages.glob("*.html") if p.stem != "index") == sorted(TABLES)
+    assert sorted(p.stem for p in pages.glob("*.html") if p.stem not in ("index", "runs")) == sorted(TABLES)
     index = (pages / "index.html").read_text()
     for name in TABLES:
         assert f'href="{name}.html"' in index
+    assert 'href="runs.html"' in index and (pages / "runs.html").is_file()
+
+
+def test_run_zoo_lists_every_run_with_schedule_time_metrics_curve_and_files(report: dict[str, Path]) -> None:
+    pages, runs = report["pages"], report["results"] / SCALE / "runs"
+    html = (pages / "runs.html").read_text()
+    run_ids = sorted(p.name for p in runs.iterdir() if p.is_dir())
+    assert run_ids and all(f'id="run-{rid}"' in html for rid in run_ids)
+    assert html.count('<svg class="spark"') == len(run_ids)  # every fake run has a loss log
+    assert "not recorded" in html  # no s/iter in the fake logs, no validation AP anywhere
+    assert "12.5 s" in html and "1.5 s" in html  # train and eval time from metrics.json
+    hrefs = [h for h in re.findall(r'href="([^"#]+)"', html) if h != "index.html"]
+    assert any(h.endswith("/metrics.json") for h in hrefs) and any(h.endswith("/config.json") for h in hrefs)
+    for href in hrefs:
+        assert not re.match(r"^[a-z]+:", href) and (pages / unquote(href)).exists(), f"broken link {href}"
+
+
+def test_table_page_separates_runs_trained_at_from_assembled_by(report: dict[str, Path]) -> None:
+    html = (report["pages"] / "table2c.html").read_text()
+    trained = html[html.index('id="schedule"'):html.index('id="provenance"')]
+    assert "Runs trained at" in trained and "seeds</dt><dd>0, 1, 2" in trained and "abc1234" in trained
+    assert "Assembled by" in html[html.index('id="provenance"'):]
 
 
 def test_user_strings_are_escaped(report: dict[str, Path]) -> None:
@@ -141,7 +163,7 @@ def test_pages_in_headless_chromium(report: dict[str, Path]) -> None:
         page.on("dialog", lambda d: (problems.append(f"dialog fired: {d.message}"), d.dismiss()))
         page.route(re.compile(r"^(?!file:).*"), lambda route: (problems.append(f"network: {route.request.url}"),
                                                                 route.abort()))
-        for name in ["index", *TABLES]:
+        for name in ["index", "runs", *TABLES]:
             page.goto((report["pages"] / f"{name}.html").as_uri())
             page.wait_for_load_state("load")
             broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
@@ -150,6 +172,8 @@ def test_pages_in_headless_chromium(report: dict[str, Path]) -> None:
             if name == "index":
                 assert page.locator("table.summary tbody tr").count() == len(TABLES)
                 assert page.locator("figure img").count() == 2
+            elif name == "runs":
+                assert page.locator("table.zoo tbody tr").count() > 0
             else:
                 assert page.locator("table#results-table").count() == 1
                 assert page.locator("#provenance").count() == 1
@@ -184,7 +208,8 @@ def test_committed_report_has_no_dead_link_console_error_or_overflow(report_dir:
         pytest.skip("headless browser check needs /usr/bin/chromium (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright into .venv")
     pages_dir = REPO / "reports" / report_dir
-    pages = sorted(pages_dir.glob("*.html"))
+    # snakemake.html (`snakemake --report`) is Snakemake's page, generated locally and not committed
+    pages = sorted(p for p in pages_dir.glob("*.html") if p.name != "snakemake.html")
     assert pages, f"no pages under {pages_dir}"
     width = COMMITTED_REPORTS[report_dir]
     problems: list[str] = []

@@ -20,12 +20,14 @@ from segbench.io import read_json, write_text_atomic
 from segbench.paths import child_path
 from segbench.reporting.figures.base import FigureResult, manifest_path, read_manifest
 from segbench.reporting.view import scale_is_absolute, table_view, url_between
+from segbench.reporting.zoo import table_runs_summary, zoo_view
 
 
 @dataclass(frozen=True)
 class ReportPaths:
     index: Path
     pages: list[Path]
+    runs: Path | None = None
 
 
 def environment() -> jinja2.Environment:
@@ -99,8 +101,9 @@ def figure_view(result: FigureResult, figures_dir: Path, page_dir: Path) -> dict
 def render_table_page(env: jinja2.Environment, table: dict[str, Any], results: Path, page_dir: Path,
                       figures: list[dict[str, Any]]) -> str:
     view = table_view(table, results, page_dir)
+    trained = table_runs_summary(list(table.get("runs", {}) or {}), results, table["scale"], page_dir)
     return env.get_template("table.html.j2").render(
-        t=view, figures=figures, css=stylesheet(), scale=view["scale"], absolute=view["absolute"],
+        t=view, trained=trained, figures=figures, css=stylesheet(), scale=view["scale"], absolute=view["absolute"],
         scale_description=view["scale_description"])
 
 
@@ -117,9 +120,19 @@ def render_index(env: jinja2.Environment, scale: str, tables: list[dict[str, Any
         scale_description=description, results_dir=url_between(results / scale, page_dir))
 
 
+def render_runs_page(env: jinja2.Environment, scale: str, results: Path, page_dir: Path,
+                     description: str) -> str:
+    """``runs.html``: the run zoo (every run instance of the scale, see :mod:`segbench.reporting.zoo`)."""
+    groups = zoo_view(results, scale, page_dir)
+    return env.get_template("runs.html.j2").render(
+        groups=groups, count=sum(len(g["rows"]) for g in groups), css=stylesheet(), scale=scale,
+        absolute=scale_is_absolute(scale), scale_description=description,
+        runs_dir=f"results/{scale}/runs")
+
+
 def build_pages(scale: str, results: Path, out: Path, figure_names: list[str] | None = None) -> ReportPaths:
-    """Write ``out/<scale>/index.html`` and ``out/<scale>/<table>.html`` from the tables and figure
-    manifests on disk (render figures first with :func:`segbench.reporting.render_figures`)."""
+    """Write ``out/<scale>/index.html``, ``out/<scale>/runs.html`` (the run zoo) and ``out/<scale>/<table>.html``
+    from the tables, run records and figure manifests on disk (render figures first with :func:`segbench.reporting.render_figures`)."""
     page_dir = out / scale
     figures_dir = page_dir / "figures"
     env = environment()
@@ -132,6 +145,9 @@ def build_pages(scale: str, results: Path, out: Path, figure_names: list[str] | 
         page = child_path(page_dir, table["table"], ".html", what="table")
         write_text_atomic(page, render_table_page(env, table, results, page_dir, own))
         pages.append(page)
+    description = next((t.get("scale_description", "") for t in tables), "")
+    runs = page_dir / "runs.html"
+    write_text_atomic(runs, render_runs_page(env, scale, results, page_dir, description))
     index = page_dir / "index.html"
     write_text_atomic(index, render_index(env, scale, tables, results, page_dir, index_figures))
-    return ReportPaths(index=index, pages=pages)
+    return ReportPaths(index=index, pages=pages, runs=runs)

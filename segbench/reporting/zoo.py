@@ -1,0 +1,334 @@
+"""The run zoo (``reports/<scale>/runs.html``, after detectron2's MODEL_ZOO) and the schedule summary of a
+table page, both read from the run records ``results/<scale>/runs/<run>-seed<k>/``.
+
+Every number comes from a committed file: the schedule and input size from ``config.json`` (the resolved
+config holds ``schedule`` and ``input``), s/iter from ``train_log.jsonl`` (median of ``time``; older U-Net
+logs name it ``seconds``), train and eval time from ``metrics.json`` / ``train_done.json`` provenance, the
+metrics from ``metrics.json``. What a run did not record is shown as "not recorded", never estimated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from segbench.reporting.view import RUN_FILES, url_between
+
+NOT_RECORDED = "not recorded"
+#: (metrics path, column label, scale to percent): the metrics a zoo row shows, in column order.
+ZOO_METRICS = (
+    ("bbox.AP", "box AP", True),
+    ("segm.AP", "mask AP", True),
+    ("keypoints.AP", "kp AP", True),
+    ("isbi.pixel_error", "pixel error", False),
+    ("isbi.rand_error", "Rand error", False),
+    ("isbi.warping_error", "warping error", False),
+    ("ctc.seg", "SEG", False),
+    ("ctc.iou", "IoU", False),
+)
+FAMILY_ORDER = ("maskrcnn", "unet", "classical")
+FAMILY_TITLES = {
+    "maskrcnn": "Mask R-CNN (and Faster R-CNN / keypoint variants)",
+    "unet": "U-Net",
+    "classical": "Classical baselines (no training loop)",
+}
+#: Keys of a train_log record holding the seconds one iteration took (newest name first).
+TIME_KEYS = ("time", "seconds")
+
+
+def read_json_or_none(path: Path) -> dict[str, Any] | None:
+    """A run file as a dict, or None when it is absent or not a JSON object (the zoo shows what exists)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    out = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def number(value: Any) -> float | None:
+    return (
+        float(value)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        else None
+    )
+
+
+def dig(doc: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(key)
+    return doc
+
+
+def run_config(doc: dict[str, Any] | None) -> dict[str, Any]:
+    """The resolved config of a config.json (``{"config": ..., "provenance": ...}``; a bare dict as is)."""
+    if not doc:
+        return {}
+    inner = doc.get("config")
+    return inner if isinstance(inner, dict) else doc
+
+
+def schedule_of(config: dict[str, Any]) -> dict[str, Any]:
+    """Iterations, batch and image size / tile of a resolved config (None where it has none)."""
+    sched = config.get("schedule") if isinstance(config.get("schedule"), dict) else {}
+    inp = config.get("input") if isinstance(config.get("input"), dict) else {}
+    batch = sched.get("images_per_batch", sched.get("batch_size"))
+    if inp.get("tile") is not None:
+        size = f"tile {inp['tile']}"
+    elif inp.get("min_size") is not None:
+        lo, hi = inp.get("min_size"), inp.get("max_size")
+        lo_text = "–".join(map(str, lo)) if isinstance(lo, list) else str(lo)
+        size = lo_text if hi in (None, lo) else f"{lo_text} (max {hi})"
+    else:
+        size = None
+    return {"iterations": sched.get("iterations"), "batch": batch, "size": size}
+
+
+def schedule_text(s: dict[str, Any]) -> str:
+    if s["iterations"] is None and s["batch"] is None and s["size"] is None:
+        return "no training schedule"
+    parts = [
+        f"{s['iterations']} iter" if s["iterations"] is not None else None,
+        f"batch {s['batch']}" if s["batch"] is not None else None,
+        s["size"],
+    ]
+    return ", ".join(p for p in parts if p)
+
+
+def seconds_per_iter(log: list[dict[str, Any]]) -> float | None:
+    times = [
+        t
+        for r in log
+        if isinstance(r.get("iteration"), int | float)
+        for t in [next((number(r.get(k)) for k in TIME_KEYS if number(r.get(k)) is not None), None)]
+        if t is not None
+    ]
+    return statistics.median(times) if times else None
+
+
+def loss_points(log: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    key = "loss" if any(number(r.get("loss")) is not None for r in log) else "loss_total"
+    return [
+        (float(r["iteration"]), v)
+        for r in log
+        if number(r.get("iteration")) is not None
+        for v in [number(r.get(key))]
+        if v is not None
+    ]
+
+
+def validation_points(log: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(iteration, AP) of validation records (``event`` "validation"/"eval" with an ``AP``); none is
+    recorded by today's trainers, and then the zoo says so."""
+    return [
+        (float(r["iteration"]), v)
+        for r in log
+        if r.get("event") in ("validation", "eval") and number(r.get("iteration")) is not None
+        for v in [number(r.get("AP", dig(r, "segm.AP")))]
+        if v is not None
+    ]
+
+
+def sparkline(
+    points: list[tuple[float, float]], title: str, *, width: int = 150, height: int = 38, log_y: bool = True
+) -> Markup | None:
+    """A small inline SVG polyline (log y when every value is positive: losses fall over decades)."""
+    if len(points) < 2:
+        return None
+    step = max(1, len(points) // 80)
+    pts = points[::step] + ([points[-1]] if (len(points) - 1) % step else [])
+    use_log = log_y and all(v > 0 for _, v in pts)
+    ys = [math.log10(v) if use_log else v for _, v in pts]
+    xs = [x for x, _ in pts]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    pad = 2.0
+
+    def sx(x: float) -> float:
+        return pad + (x - x0) / ((x1 - x0) or 1.0) * (width - 2 * pad)
+
+    def sy(y: float) -> float:
+        return height - pad - (y - y0) / ((y1 - y0) or 1.0) * (height - 2 * pad)
+
+    coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys, strict=True))
+    return Markup(  # numbers we computed; the title is escaped
+        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
+        f'<polyline fill="none" stroke="#2563eb" stroke-width="1.2" points="{coords}"/></svg>'
+    )
+
+
+def fmt_metric(value: float | None, percent: bool) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.1f}" if percent else f"{value:.3g}"
+
+
+def fmt_seconds(value: Any) -> str:
+    v = number(value)
+    if v is None:
+        return NOT_RECORDED
+    return f"{v:.0f} s" if v >= 100 else f"{v:.1f} s"
+
+
+def eval_set(metrics: dict[str, Any]) -> str | None:
+    """The evaluation set a metrics.json was measured on, in words (images / slices / frames)."""
+    m = metrics.get("metrics") if isinstance(metrics.get("metrics"), dict) else {}
+    ev = m.get("eval") if isinstance(m.get("eval"), dict) else {}
+    if ev.get("images") is not None:
+        return f"{ev['images']} {ev.get('split', 'val')} images"
+    isbi = m.get("isbi") if isinstance(m.get("isbi"), dict) else {}
+    if isbi.get("slices") is not None:
+        return f"{isbi['slices']} held-out ISBI slices"
+    ctc = m.get("ctc") if isinstance(m.get("ctc"), dict) else {}
+    if isinstance(ctc.get("held_out"), list):
+        objects = f", {ctc['objects']} objects" if ctc.get("objects") is not None else ""
+        return f"{len(ctc['held_out'])} held-out frames{objects}"
+    return None
+
+
+def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
+    """Everything the zoo and a table page show about one run instance."""
+    cfg_doc = read_json_or_none(run_dir / "config.json")
+    done = read_json_or_none(run_dir / "train_done.json") or {}
+    metrics = read_json_or_none(run_dir / "metrics.json") or {}
+    config = run_config(cfg_doc)
+    log = read_log(run_dir / "train_log.jsonl")
+    prov = next(
+        (
+            p
+            for p in (done.get("provenance"), dig(cfg_doc, "provenance"), metrics.get("provenance"))
+            if isinstance(p, dict) and p.get("git_commit")
+        ),
+        {},
+    )
+    sched = schedule_of(config)
+    spi = seconds_per_iter(log)
+    losses = loss_points(log)
+    val = validation_points(log)
+    train_s = metrics.get("train_wall_time_s", dig(done, "provenance.wall_time_s"))
+    values = metrics.get("metrics") if isinstance(metrics.get("metrics"), dict) else {}
+    dataset = config.get("dataset")
+    seed = config.get("seed", metrics.get("seed"))
+    return {
+        "run_id": run_dir.name,
+        "run": config.get("run", metrics.get("run", run_dir.name.rpartition("-seed")[0])),
+        "seed": seed,
+        "family": config.get("family") or ("classical" if not log else "other"),
+        "dataset": dataset.get("name") if isinstance(dataset, dict) else dataset,
+        "schedule": sched,
+        "schedule_text": schedule_text(sched),
+        # a run without a training loop (a threshold fitted in one pass) has no s/iter to record
+        "s_per_iter": f"{spi:.3f}"
+        if spi is not None
+        else (NOT_RECORDED if log or sched["iterations"] else "–"),
+        "train_time": fmt_seconds(train_s),
+        "eval_time": fmt_seconds(dig(metrics, "provenance.wall_time_s")),
+        "metrics": {label: fmt_metric(number(dig(values, path)), pct) for path, label, pct in ZOO_METRICS},
+        "eval_set": eval_set(metrics),
+        "git_commit": prov.get("git_commit"),
+        "device": prov.get("device"),
+        "host": prov.get("host"),
+        "links": [
+            {
+                "name": name,
+                "href": url_between(run_dir / name, page_dir),
+                "exists": (run_dir / name).is_file(),
+            }
+            for name in RUN_FILES
+        ],
+        "loss_svg": sparkline(
+            losses,
+            f"{run_dir.name}: training loss over {len(losses)} logged iterations"
+            + (f", {losses[0][1]:.3g} to {losses[-1][1]:.3g} (log scale)" if losses else ""),
+        ),
+        "loss_range": f"{losses[0][1]:.3g} → {losses[-1][1]:.3g}" if losses else None,
+        "val_svg": sparkline(val, f"{run_dir.name}: validation AP over iterations", log_y=False),
+    }
+
+
+def run_dirs(results: Path, scale: str) -> list[Path]:
+    runs = results / scale / "runs"
+    return (
+        sorted(
+            p
+            for p in runs.iterdir()
+            if p.is_dir() and not p.name.startswith((".", "stale-")) and (p / "config.json").is_file()
+        )
+        if runs.is_dir()
+        else []
+    )
+
+
+def zoo_view(results: Path, scale: str, page_dir: Path) -> list[dict[str, Any]]:
+    """The run zoo: one group per family, its rows and the metric columns any of its runs has."""
+    records = [run_record(d, page_dir) for d in run_dirs(results, scale)]
+    families = sorted(
+        {r["family"] for r in records},
+        key=lambda f: (FAMILY_ORDER.index(f) if f in FAMILY_ORDER else len(FAMILY_ORDER), f),
+    )
+    groups = []
+    for fam in families:
+        rows = [r for r in records if r["family"] == fam]
+        columns = [label for _, label, _ in ZOO_METRICS if any(r["metrics"][label] != "–" for r in rows)]
+        groups.append(
+            {
+                "family": fam,
+                "title": FAMILY_TITLES.get(fam, fam),
+                "rows": rows,
+                "columns": columns,
+                "has_log": any(r["loss_svg"] is not None for r in rows),
+            }
+        )
+    return groups
+
+
+def distinct(values: list[Any]) -> list[Any]:
+    seen: list[Any] = []
+    for v in values:
+        if v is not None and v not in seen:
+            seen.append(v)
+    return seen
+
+
+def table_runs_summary(run_ids: list[str], results: Path, scale: str, page_dir: Path) -> dict[str, Any]:
+    """What a table's runs were trained with and where: schedules, eval sets, seeds, commits, machines."""
+    records = [
+        run_record(results / scale / "runs" / rid, page_dir)
+        for rid in sorted(run_ids)
+        if (results / scale / "runs" / rid).is_dir()
+    ]
+    schedules: dict[str, list[str]] = {}
+    for r in records:
+        schedules.setdefault(r["schedule_text"], []).append(r["run"])
+    return {
+        "schedules": [{"text": text, "runs": ", ".join(distinct(runs))} for text, runs in schedules.items()],
+        "eval_sets": distinct([r["eval_set"] for r in records]),
+        "seeds": sorted(distinct([r["seed"] for r in records]), key=str),
+        "commits": distinct([r["git_commit"] for r in records]),
+        "machines": distinct(
+            [" on ".join(str(x) for x in (r["device"], r["host"]) if x) or None for r in records]
+        ),
+        "count": len(records),
+    }

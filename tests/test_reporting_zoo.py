@@ -1,0 +1,98 @@
+"""The run zoo's readers: schedule and input size from a resolved config, s/iter from either log key,
+eval-set wording, and "not recorded" where a run recorded nothing (never an estimate)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from segbench.reporting.zoo import (
+    NOT_RECORDED,
+    eval_set,
+    run_record,
+    schedule_of,
+    schedule_text,
+    seconds_per_iter,
+    sparkline,
+    table_runs_summary,
+)
+
+
+def test_schedule_of_maskrcnn_unet_and_classical() -> None:
+    mrcnn = {
+        "schedule": {"iterations": 500, "images_per_batch": 4},
+        "input": {"min_size": 128, "max_size": 128},
+    }
+    assert schedule_text(schedule_of(mrcnn)) == "500 iter, batch 4, 128"
+    multi = {
+        "schedule": {"iterations": 9, "images_per_batch": 2},
+        "input": {"min_size": [96, 128], "max_size": 160},
+    }
+    assert schedule_text(schedule_of(multi)) == "9 iter, batch 2, 96–128 (max 160)"
+    unet = {"schedule": {"iterations": 800, "batch_size": 1}, "input": {"tile": 316}}
+    assert schedule_text(schedule_of(unet)) == "800 iter, batch 1, tile 316"
+    assert schedule_text(schedule_of({})) == "no training schedule"
+
+
+def test_seconds_per_iter_is_the_median_of_time_or_older_seconds() -> None:
+    assert seconds_per_iter([{"iteration": i, "time": t} for i, t in enumerate([0.1, 0.5, 0.2])]) == 0.2
+    assert seconds_per_iter([{"iteration": 1, "seconds": 0.3}, {"event": "schedule", "time": 9.0}]) == 0.3
+    assert seconds_per_iter([{"iteration": 1, "loss": 1.0}]) is None
+
+
+def test_eval_set_words() -> None:
+    assert eval_set({"metrics": {"eval": {"images": 100, "split": "val"}}}) == "100 val images"
+    assert eval_set({"metrics": {"isbi": {"slices": 4}}}) == "4 held-out ISBI slices"
+    assert (
+        eval_set({"metrics": {"ctc": {"held_out": ["a", "b"], "objects": 7}}})
+        == "2 held-out frames, 7 objects"
+    )
+    assert eval_set({}) is None
+
+
+def test_sparkline_escapes_its_title_and_needs_two_points() -> None:
+    assert sparkline([(1, 1.0)], "x") is None
+    svg = str(sparkline([(1, 2.0), (2, 1.0)], "<b>"))
+    assert "<b>" not in svg and "&lt;b&gt;" in svg and "<polyline" in svg
+
+
+def test_run_record_reads_the_run_files_and_says_not_recorded(tmp_path: Path) -> None:
+    run = tmp_path / "mini" / "runs" / "unet_isbi-seed1"
+    run.mkdir(parents=True)
+    config = {
+        "run": "unet_isbi",
+        "seed": 1,
+        "family": "unet",
+        "dataset": {"name": "em_mini"},
+        "schedule": {"iterations": 800, "batch_size": 1},
+        "input": {"tile": 316},
+    }
+    prov = {"git_commit": "feedbee", "device": "cpu (test)", "host": "box", "wall_time_s": 40.0}
+    (run / "config.json").write_text(json.dumps({"config": config, "provenance": prov}))
+    (run / "train_done.json").write_text(json.dumps({"provenance": prov}))
+    (run / "train_log.jsonl").write_text(
+        "".join(json.dumps({"iteration": i, "loss": 2.0 / i, "seconds": 0.25}) + "\n" for i in range(1, 6))
+    )
+    (run / "metrics.json").write_text(
+        json.dumps(
+            {
+                "metrics": {"isbi": {"rand_error": 0.5, "slices": 4}},
+                "provenance": {"wall_time_s": 3.0},
+                "train_wall_time_s": 40.0,
+            }
+        )
+    )
+    rec = run_record(run, tmp_path)
+    assert rec["family"] == "unet" and rec["dataset"] == "em_mini" and rec["s_per_iter"] == "0.250"
+    assert rec["train_time"] == "40.0 s" and rec["eval_time"] == "3.0 s"
+    assert rec["metrics"]["Rand error"] == "0.5" and rec["metrics"]["mask AP"] == "–"
+    assert rec["loss_svg"] is not None and rec["val_svg"] is None
+    assert [link["href"] for link in rec["links"]] == [
+        f"mini/runs/unet_isbi-seed1/{n}" for n in ("config.json", "train_log.jsonl", "metrics.json")
+    ]
+    summary = table_runs_summary(["unet_isbi-seed1"], tmp_path, "mini", tmp_path)
+    assert summary["schedules"][0]["text"] == "800 iter, batch 1, tile 316" and summary["seeds"] == [1]
+    assert summary["commits"] == ["feedbee"] and summary["machines"] == ["cpu (test) on box"]
+    assert summary["eval_sets"] == ["4 held-out ISBI slices"]
+    (run / "train_log.jsonl").unlink()
+    assert run_record(run, tmp_path)["s_per_iter"] == NOT_RECORDED
