@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--with-shared", action="store_true",
                    help="also re-assemble every other table all of whose runs NAME has (as the Snakemake "
                         "target does), so tables that share runs stay consistent")
-    p.add_argument("--scale", default=None, help="smoke | mini | paper (default: the registry's default)")
+    p.add_argument("--scale", default=None, help="smoke | mini | paper | real_cpu (default: the registry's default)")
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
     p.set_defaults(func=run)
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise InputError("segbench table: name a table or artifact (segbench list), or pass --summary")
-    names = assembled_with(args.name, registry) if args.with_shared else artifacts(registry).get(args.name, [args.name])
+    names = assembled_with(args.name, registry, scale) if args.with_shared else artifacts(registry).get(args.name, [args.name])
     for name in names:
         path = write_table(name, scale, args.results)
         print(f"{name}: {path.with_suffix('.md')}")
