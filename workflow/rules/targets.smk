@@ -10,24 +10,16 @@ FIGURE_TARGETS_AT_SCALE = [m for f, m in FIGURE_TARGETS.items()
                            if set(FIGURES[f.removeprefix("reproduce_")].tables or ARTIFACTS["all"]) <= set(SCALE_TABLES)]
 
 
-def _not_defined(artifact, missing):
-    def fail(wildcards):
-        raise WorkflowError(f"reproduce_{artifact}: {', '.join(missing)} not defined at scale {SCALE!r} "
-                            f"(tables at {SCALE}: {', '.join(SCALE_TABLES)})")
-
-    return fail
-
-
 for _artifact in ARTIFACTS:
     _missing = [t for t in ARTIFACTS[_artifact] if t not in SCALE_TABLES]
     if _artifact == "all" or not _missing:
         # the artifact's tables plus those whose runs it all trains (cheap; keeps shared runs consistent)
-        _tables = [t for t in assembled_with(_artifact, REGISTRY) if t in SCALE_TABLES]
+        _tables = assembled_with(_artifact, REGISTRY, SCALE)
         _extra = list(FIGURE_TARGETS_AT_SCALE) if _artifact == "all" else []
         _extra += [f"{RESULTS}/{SCALE}/compare/{t}--{m}.json" for (t, m) in METHODS if t in _tables]
         _inputs = table_files(_tables, SCALE) + [f"{REPORTS}/{SCALE}/{t}.html" for t in _tables] + _extra
     else:
-        _inputs = _not_defined(_artifact, _missing)
+        _inputs = not_defined_at_scale(_artifact, _missing)
 
     rule:
         name:
