@@ -171,7 +171,7 @@ def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[
         d = {"kind": "better", "source": "paper", **d}
         better, worse = by_id[d["better"]]["values"][d["metric"]], by_id[d["worse"]]["values"][d["metric"]]
         if d["kind"] == "equivalent":
-            claim = f"{d['better']} ≈ {d['worse']} on {d['metric']} (|difference| <= {d['margin']:g})"
+            claim = f"{d['better']} ≈ {d['worse']} on {d['metric']} (within ±{d['margin']:g})"
         else:
             claim = f"{d['better']} {'<' if sign < 0 else '>'} {d['worse']} on {d['metric']}"
         entry: dict[str, Any] = {**d, "claim": claim,

@@ -52,6 +52,7 @@ def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | N
         for d in t.get("directions", []):
             gap = "-" if d.get("gap") is None else f"{d['gap']:+.3g}"
             in_std = "-" if d.get("gap_in_std") is None else f"{d['gap_in_std']:.1f}"
-            lines.append(f"| {t['table']} | {d['claim']} | {d['verdict']} | {gap} | {in_std} | "
+            claim = d["claim"] + (" (ours, not the paper's)" if d.get("source") == "ours" else "")
+            lines.append(f"| {t['table']} | {claim} | {d['verdict']} | {gap} | {in_std} | "
                          f"`snakemake --cores all {_target(t['table'], registry)}` |")
     return "\n".join(lines) + "\n"
