@@ -45,19 +45,24 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def assembled_with(artifact: str, registry: dict[str, Any] | None = None) -> list[str]:
+def assembled_with(artifact: str, registry: dict[str, Any] | None = None, scale: str | None = None) -> list[str]:
     """The artifact's tables plus every other table all of whose runs the artifact trains: assembling
-    those costs nothing and keeps tables that share runs consistent (Table 1 shows 2a's runs)."""
+    those costs nothing and keeps tables that share runs consistent (Table 1 shows 2a's runs). With
+    ``scale``, ``all`` and the added tables are limited to the tables defined at that scale."""
     reg = registry or load_registry()
     arts = artifacts(reg)
     if artifact not in arts:
         raise InputError(f"unknown table or artifact {artifact!r}; `segbench list` shows them: "
                          f"{', '.join(arts)}")
-    own = list(arts[artifact])
+
+    def defined(name: str) -> bool:
+        return scale is None or scale in reg["tables"][name]["seeds"]
+
+    own = [t for t in arts[artifact] if artifact != "all" or defined(t)]
     trained = {run for t in own for row in reg["tables"][t]["rows"] for run in row_runs(row)}
     for name, table in reg["tables"].items():
         needed = {run for row in table["rows"] for run in row_runs(row)}
-        if name not in own and needed and needed <= trained:
+        if name not in own and needed and needed <= trained and defined(name):
             own.append(name)
     return own
 
@@ -98,7 +103,7 @@ def table_state(name: str, scale: str, root: Path) -> str:
 def target_status(artifact: str, scale: str, results: str | Path | None = None) -> TargetStatus:
     reg = load_registry()
     root = results_root(results)
-    tables = assembled_with(artifact, reg)
+    tables = assembled_with(artifact, reg, scale)
     status = TargetStatus(artifact, scale, root)
     for rs in runs_for_tables(tables, scale, reg):
         cfg = resolve_run(rs.run, scale, rs.seed, reg)

@@ -61,8 +61,8 @@ def test_compare_reuses_baseline_runs(tmp_path):
 def test_compare_dice_loss_against_unet_table1(tmp_path):
     record = run_compare(tmp_path, "examples.dice_loss:dice_weighted_ce", "unet_table1")
     rows = {row["id"]: row for row in record["rows"]}
-    assert set(rows) == {"unet", "threshold", "method_dice_weighted_ce"}
+    assert set(rows) == {"unet", "idsia", "threshold", "method_dice_weighted_ce"}
     assert record["base_row"] == "unet" and record["lower_is_better"] is True
     assert set(rows["method_dice_weighted_ce"]["values"]) == {"warping_error", "rand_error", "pixel_error"}
     assert {(c["baseline"], c["metric"]) for c in record["comparisons"]} == {
-        (b, m) for b in ("unet", "threshold") for m in ("warping_error", "rand_error", "pixel_error")}
+        (b, m) for b in ("unet", "idsia", "threshold") for m in ("warping_error", "rand_error", "pixel_error")}

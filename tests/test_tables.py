@@ -99,7 +99,7 @@ def test_difference_rows_and_reference_rows(tmp_path):
 
 def test_lower_is_better_and_column_runs(tmp_path):
     fake_metrics(tmp_path, "smoke", ["unet_table1", "unet_table2"],
-                 lambda run, seed: {"unet_isbi": 0.01, "threshold_isbi": 0.05, "unet_phc": 0.9,
+                 lambda run, seed: {"unet_isbi": 0.01, "swcnn_isbi": 0.0105, "threshold_isbi": 0.05, "unet_phc": 0.9,
                                     "unet_hela": 0.7, "threshold_phc": 0.5, "threshold_hela": 0.4}[run])
     t1 = assemble_table("unet_table1", "smoke", tmp_path)
     assert all(d["reproduced"] for d in t1["directions"])  # lower error is better

@@ -54,6 +54,20 @@ def test_dry_run_of_every_target(scale, tmp_path):
         assert "gpu=8" in result.stdout.replace(" ", "")  # Mask R-CNN asks for the paper's 8 GPUs
 
 
+def test_dry_run_at_the_real_data_cpu_scale(tmp_path):
+    """real_cpu defines U-Net Table 1 only: it and reproduce_all build the 15 fold runs; a Mask R-CNN
+    target stops with one line naming the scale."""
+    config = ["--config", "scale=real_cpu", f"results={tmp_path}/results", f"reports={tmp_path}/reports",
+              f"data_root={tmp_path}/data"]
+    for target in ("reproduce_unet_table1", "reproduce_all"):
+        result = snakemake("-n", target, *config)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "swcnn_isbi-seed4" in result.stdout and "r50_c4" not in result.stdout
+    result = snakemake("-n", "reproduce_table2", *config)
+    assert result.returncode != 0
+    assert "table2a, table2b, table2c, table2d, table2e not defined at scale 'real_cpu'" in result.stdout + result.stderr
+
+
 def test_dvc_dry_run(tmp_path):
     if shutil.which("git") is None:
         pytest.skip("git absent")
@@ -69,7 +83,9 @@ def test_list_json_lists_every_table_with_rows_and_scales():
     data = json.loads(result.stdout)
     assert set(data["tables"]) == set(artifacts()["all"])
     for table in data["tables"].values():
-        assert table["rows"] and set(table["scales"]) == {"smoke", "mini", "paper"}
+        assert table["rows"] and {"smoke", "mini", "paper"} <= set(table["scales"])
+    assert set(data["tables"]["unet_table1"]["scales"]) == {"smoke", "mini", "paper", "real_cpu"}
+    assert "real_cpu" not in data["tables"]["table2a"]["scales"]
     peer = data["tables"]["table1"]["rows"][0]
     assert peer["reference_only"] and peer["runs"] == []
 

@@ -32,7 +32,7 @@ def registry_summary(table_filter: str | None = None) -> dict:
         out_tables[name] = {
             "paper": t["paper"], "title": t["title"], "group": t.get("group"), "columns": t["columns"],
             "split": t.get("split"), "evaluated_on": t.get("evaluated_on"),
-            "scales": {s: {"seeds": t["seeds"][s]} for s in reg["scales"]},
+            "scales": {s: {"seeds": t["seeds"][s]} for s in reg["scales"] if s in t["seeds"]},
             "rows": [{"id": r["id"], "label": r["label"], "runs": row_runs(r),
                       "reference_only": not row_runs(r), "paper_values": r["paper_values"]} for r in t["rows"]],
         }
@@ -43,7 +43,7 @@ def registry_summary(table_filter: str | None = None) -> dict:
         "tables": out_tables,
         "artifacts": arts,
         "runs": {name: {"family": r["family"], "dataset": r["dataset"], "model": r["model"],
-                        "seeds": {s: len(seeds_for_run(name, s, reg)) for s in reg["scales"]}}
+                        "seeds": {s: n for s in reg["scales"] if (n := len(seeds_for_run(name, s, reg)))}}
                  for name, r in reg["runs"].items()},
     }
 

@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "target does), so tables that share runs stay consistent")
     p.add_argument("--no-write", "--print-only", dest="no_write", action="store_true",
                    help="only print the Markdown; write no file (results/<scale>/tables stays as it is)")
-    p.add_argument("--scale", default=None, help="smoke | mini | paper (default: the registry's default)")
+    p.add_argument("--scale", default=None, help="smoke | mini | paper | real_cpu (default: the registry's default)")
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
     p.set_defaults(func=run)
 
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise InputError("segbench table: name a table or artifact (segbench list), or pass --summary")
-    names = assembled_with(args.name, registry) if args.with_shared else artifacts(registry).get(args.name, [args.name])
+    names = assembled_with(args.name, registry, scale) if args.with_shared else artifacts(registry).get(args.name, [args.name])
     from segbench.tables.assemble import assemble_table, to_markdown
 
     for i, name in enumerate(names):

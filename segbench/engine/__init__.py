@@ -9,7 +9,7 @@ from types import ModuleType
 from segbench.errors import NotImplementedYet
 
 FAMILY_ENGINES = {"maskrcnn": "segbench.engine.maskrcnn", "unet": "segbench.engine.unet",
-                  "classical": "segbench.engine.classical"}
+                  "classical": "segbench.engine.classical", "sliding_window": "segbench.engine.sliding_window"}
 
 
 def engine_for(family: str) -> ModuleType:

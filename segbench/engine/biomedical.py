@@ -44,11 +44,12 @@ def score_probability_maps(fmt: str, split: Split, cell_probability: list[np.nda
     """Metrics of P(cell) maps of the held-out images: ``{"isbi": ...}`` or ``{"ctc": ...}``."""
     held_out = [img.name for img in split.held_out]
     if fmt == "isbi2012":
-        from segbench.metrics.isbi import isbi_metrics
+        from segbench.metrics.isbi_pooled import isbi_metrics_with_counts  # counts: pooled over folds
 
         labels = np.stack([np.where(img.instances > 0, 255, 0).astype(np.uint8) for img in split.held_out])
         pred = np.clip(np.stack(cell_probability), 0.0, 1.0).astype(np.float32)
-        return {"isbi": {**isbi_metrics(pred, labels), "protocol": split.protocol, "held_out": held_out}}
+        return {"isbi": {**isbi_metrics_with_counts(pred, labels), "protocol": split.protocol,
+                         "held_out": held_out}}
     from scipy import ndimage
 
     from segbench.metrics.ctc import seg_metrics

@@ -39,4 +39,8 @@ def build(cfg: dict[str, Any]) -> Any:
         from segbench.models.classical import build_classical
 
         return build_classical(cfg)
+    if family == "sliding_window":
+        from segbench.models.sliding_window import build_sliding_window
+
+        return build_sliding_window(cfg)
     raise NotImplementedYet(f"model family {family!r}")

@@ -70,9 +70,11 @@ def _check_references(data: dict[str, Any], source: str) -> None:
 
     if data["default_scale"] not in scales:
         fail("default_scale", f"unknown scale {data['default_scale']!r}; known: {sorted(scales)}")
-    logical_datasets = {run["dataset"] for run in runs.values()}
     for scale_name, scale in scales.items():
-        missing = logical_datasets - set(scale["datasets"])
+        # a scale maps the logical datasets of the runs of the tables defined at it (tables' seeds keys)
+        needed = {run for t in data["tables"].values() if scale_name in t["seeds"]
+                  for row in t["rows"] for run in _row_runs(row) if run in runs}
+        missing = {runs[run]["dataset"] for run in needed} - set(scale["datasets"])
         if missing:
             fail(f"scales/{scale_name}/datasets", f"no concrete dataset for {sorted(missing)}")
     for name, table in data["tables"].items():
@@ -80,8 +82,17 @@ def _check_references(data: dict[str, Any], source: str) -> None:
         columns = table["columns"]
         if set(table["metrics"]) != set(columns):
             fail(f"{where}/metrics", f"must map exactly the columns {columns}")
-        if set(table["seeds"]) != set(scales):
-            fail(f"{where}/seeds", f"must give a seed count for every scale {sorted(scales)}")
+        # seeds: the scales the table is defined at (its keys) and its seed count at each
+        if set(table["seeds"]) - set(scales):
+            fail(f"{where}/seeds", f"unknown scales {sorted(set(table['seeds']) - set(scales))}; "
+                 f"known: {sorted(scales)}")
+        if data["default_scale"] not in table["seeds"]:
+            fail(f"{where}/seeds", f"must give a seed count for the default scale {data['default_scale']!r}")
+        for scale_name, count in table["seeds"].items():
+            folds = scales[scale_name].get("cross_validation", {}).get("folds")
+            if folds is not None and count != folds:
+                fail(f"{where}/seeds/{scale_name}", f"scale {scale_name!r} runs {folds}-fold cross-validation "
+                     f"(seed k = fold k), so the table needs {folds} seeds there, not {count}")
         row_ids = [row["id"] for row in table["rows"]]
         if len(set(row_ids)) != len(row_ids):
             fail(f"{where}/rows", "row ids must be unique")
@@ -99,6 +110,8 @@ def _check_references(data: dict[str, Any], source: str) -> None:
                 fail(rwhere, f"column_runs names columns outside {columns}")
         for j, direction in enumerate(table.get("directions", [])):
             dwhere = f"{where}/directions/{j}"
+            if direction.get("kind") == "equivalent" and "margin" not in direction:
+                fail(dwhere, "an equivalence claim (kind: equivalent) needs a margin")
             for key in ("better", "worse"):
                 if direction[key] not in row_ids:
                     fail(dwhere, f"{key}={direction[key]!r} is not a row id of {name}")
@@ -165,8 +178,24 @@ def check_scale(scale: str, registry: dict[str, Any] | None = None) -> None:
         raise InputError(f"unknown scale {scale!r}; choose one of {known} (config key `scale`)")
 
 
-def table_names(registry: dict[str, Any] | None = None) -> list[str]:
-    return list((registry or load_registry())["tables"])
+def table_names(registry: dict[str, Any] | None = None, scale: str | None = None) -> list[str]:
+    """The registry's tables; with ``scale``, only those defined at it (the keys of a table's ``seeds``)."""
+    tables = (registry or load_registry())["tables"]
+    return [name for name, t in tables.items() if scale is None or scale in t["seeds"]]
+
+
+def table_defined_at(name: str, scale: str, registry: dict[str, Any] | None = None) -> bool:
+    """Whether table ``name`` exists at ``scale`` (Mask R-CNN tables do not at the real-data CPU scale)."""
+    return scale in get_table(name, registry)["seeds"]
+
+
+def check_table_at_scale(name: str, scale: str, registry: dict[str, Any] | None = None) -> None:
+    """One-line :class:`InputError` for a table that is not defined at ``scale``."""
+    reg = registry or load_registry()
+    if not table_defined_at(name, scale, reg):
+        defined = ", ".join(get_table(name, reg)["seeds"])
+        raise InputError(f"table {name!r} is not defined at scale {scale!r} (it exists at: {defined}); "
+                         f"tables at {scale}: {', '.join(table_names(reg, scale)) or 'none'}")
 
 
 def get_table(name: str, registry: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -190,13 +219,15 @@ def artifacts(registry: dict[str, Any] | None = None) -> dict[str, list[str]]:
 
 def seeds_for_run(run: str, scale: str, registry: dict[str, Any] | None = None) -> list[int]:
     """Seeds of ``run`` at ``scale``: the most any table using it asks for (a shared run is trained
-    once per seed, however many tables show it)."""
+    once per seed, however many tables show it); none where only tables not defined at ``scale`` use it,
+    one for a run no table uses."""
     reg = registry or load_registry()
-    count = 0
+    count, used = 0, False
     for table in reg["tables"].values():
         if any(run in _row_runs(row) for row in table["rows"]):
-            count = max(count, table["seeds"][scale])
-    return list(range(max(count, 1)))
+            used = True
+            count = max(count, table["seeds"].get(scale, 0))
+    return list(range(count if used else 1))
 
 
 def runs_for_tables(tables: list[str], scale: str, registry: dict[str, Any] | None = None) -> list[RunSeed]:
@@ -204,6 +235,7 @@ def runs_for_tables(tables: list[str], scale: str, registry: dict[str, Any] | No
     reg = registry or load_registry()
     wanted: list[str] = []
     for name in tables:
+        check_table_at_scale(name, scale, reg)
         for row in get_table(name, reg)["rows"]:
             wanted.extend(r for r in _row_runs(row) if r not in wanted)
     return [RunSeed(run, seed) for run in wanted for seed in seeds_for_run(run, scale, reg)]
@@ -216,7 +248,11 @@ def dataset_for(run: str, scale: str, registry: dict[str, Any] | None = None) ->
     check_scale(scale, reg)
     if run not in reg["runs"]:
         raise InputError(f"unknown run {run!r}; `segbench list --runs` shows the runs")
-    return reg["scales"][scale]["datasets"][reg["runs"][run]["dataset"]]
+    logical = reg["runs"][run]["dataset"]
+    if logical not in reg["scales"][scale]["datasets"]:
+        raise InputError(f"run {run!r} is not defined at scale {scale!r} (the scale maps no dataset for "
+                         f"{logical!r}); tables at {scale}: {', '.join(table_names(reg, scale)) or 'none'}")
+    return reg["scales"][scale]["datasets"][logical]
 
 
 def real_datasets(logical: str, registry: dict[str, Any] | None = None) -> list[str]:
@@ -256,7 +292,9 @@ def datasets_for_scale(scale: str, runs: list[str] | None = None,
                        registry: dict[str, Any] | None = None) -> list[str]:
     """Concrete datasets the given runs (default: all) need at ``scale``."""
     reg = registry or load_registry()
-    return list(dict.fromkeys(dataset_for(r, scale, reg) for r in (runs or list(reg["runs"]))))
+    if runs is None:  # the runs of the tables defined at the scale
+        runs = [rs.run for rs in runs_for_tables(table_names(reg, scale), scale, reg)]
+    return list(dict.fromkeys(dataset_for(r, scale, reg) for r in runs))
 
 
 def resolve_run(run: str, scale: str, seed: int = 0, registry: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -271,7 +309,7 @@ def resolve_run(run: str, scale: str, seed: int = 0, registry: dict[str, Any] | 
     # The scale's model keys fill in sizes; keys a run sets deliberately win over them.
     model = {**copy.deepcopy(overlay.get("model", {})), **copy.deepcopy(spec["model"])}
     dataset_name = dataset_for(run, scale, reg)
-    return {
+    cfg = {
         "run": run,
         "run_id": run_id(run, seed),
         "family": family,
@@ -282,6 +320,14 @@ def resolve_run(run: str, scale: str, seed: int = 0, registry: dict[str, Any] | 
         "input": copy.deepcopy(overlay.get("input", {})),
         "schedule": copy.deepcopy(overlay.get("schedule", {})),
     }
+    cross_validation = reg["scales"][scale].get("cross_validation")
+    if cross_validation:  # seed k is fold k (segbench.data.biomedical.held_out_split); seeds the RNG too
+        folds = int(cross_validation["folds"])
+        if not 0 <= int(seed) < folds:
+            raise InputError(f"seed {seed} at scale {scale!r}: the scale runs {folds}-fold cross-validation "
+                             f"and seed k is fold k; choose a seed in 0..{folds - 1}")
+        cfg["split"] = {"folds": folds, "fold": int(seed)}
+    return cfg
 
 
 def _dataset_entry(name: str) -> dict[str, Any]:

@@ -20,7 +20,15 @@ from segbench.errors import InputError
 from segbench.io import read_json, write_json_atomic, write_text_atomic
 from segbench.paths import child_path, results_root
 from segbench.provenance import config_hash, provenance
-from segbench.registry import get_table, load_registry, resolve_run, row_runs, run_id, seeds_for_run
+from segbench.registry import (
+    check_table_at_scale,
+    get_table,
+    load_registry,
+    resolve_run,
+    row_runs,
+    run_id,
+    seeds_for_run,
+)
 
 PERCENT_PREFIXES = ("bbox.", "segm.", "keypoints.")
 
@@ -71,6 +79,7 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
     """The table ``name`` at ``scale`` as a JSON-ready dict."""
     registry = load_registry()
     table = get_table(name, registry)
+    check_table_at_scale(name, scale, registry)
     root = results_root(results)
     cache: dict[str, list[tuple[Path, dict]]] = {}
 
@@ -78,6 +87,8 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
         if run not in cache:
             cache[run] = _load_run_metrics(run, scale, root, registry)
         return [metric_value(rec["metrics"], table["metrics"][column], path) for path, rec in cache[run]]
+
+    folds = registry["scales"][scale].get("cross_validation", {}).get("folds")
 
     rows = []
     for row in table["rows"]:
@@ -96,6 +107,8 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
             else:
                 per_seed = []
             cell = seed_summary(per_seed) if per_seed else {"mean": None, "std": None, "n": 0, "per_seed": []}
+            if folds and "run" in row:  # seeds are folds: also the errors of all held-out slices pooled
+                cell["pooled"] = pooled_value([rec for _, rec in cache[row["run"]]], table["metrics"][col])
             cell["paper"] = paper
             cell["delta"] = (cell["mean"] - paper) if cell["mean"] is not None and paper is not None else None
             values[col] = cell
@@ -124,6 +137,7 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
         "citation": registry["papers"][table["paper"]]["citation"],
         "scale": scale,
         "scale_description": registry["scales"][scale]["description"],
+        "cross_validation_folds": folds,
         "split": table.get("split"),
         "evaluated_on": table.get("evaluated_on"),
         "columns": table["columns"],
@@ -158,6 +172,18 @@ def std_floor(metric_key: str, means: list[float]) -> float:
     return max(absolute, STD_FLOOR_REL * max((abs(m) for m in means), default=0.0))
 
 
+def pooled_value(records: list[dict[str, Any]], key: str) -> float | None:
+    """The ISBI error ``key`` (``isbi.<metric>``) of the folds' held-out slices pooled (their per-threshold
+    counts summed, :mod:`segbench.metrics.isbi_pooled`); ``None`` for other metrics or records without counts."""
+    section, _, metric = key.partition(".")
+    parts = [rec["metrics"].get(section, {}).get("counts") for rec in records]
+    if section != "isbi" or not parts or any(p is None for p in parts):
+        return None
+    from segbench.metrics.isbi_pooled import pooled_isbi_metrics
+
+    return float(pooled_isbi_metrics(parts)[metric])
+
+
 def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each claim ``better > worse on metric``: its source (the paper's claim, or one against a segbench
     baseline), the gap with its seed spread, the paper's gap, the gap in (floored) std, a paired t-test
@@ -168,13 +194,19 @@ def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[
     sign = -1.0 if table.get("lower_is_better") else 1.0
     out = []
     for d in table.get("directions", []):
+        d = {"kind": "better", **d}
         b_row, w_row = by_id[d["better"]], by_id[d["worse"]]
         better, worse = b_row["values"][d["metric"]], w_row["values"][d["metric"]]
+        # the registry may say whose claim it is; otherwise a segbench baseline row makes it ours
         ours = is_segbench_baseline(b_row) or is_segbench_baseline(w_row)
+        source = d.get("source") or ("ours" if ours else "paper")
+        if d["kind"] == "equivalent":
+            claim = f"{d['better']} ≈ {d['worse']} on {d['metric']} (within ±{d['margin']:g})"
+        else:
+            claim = f"{d['better']} {'<' if sign < 0 else '>'} {d['worse']} on {d['metric']}"
         paper_gap = (sign * (better["paper"] - worse["paper"])
                      if better["paper"] is not None and worse["paper"] is not None else None)
-        entry: dict[str, Any] = {**d, "claim": f"{d['better']} {'<' if sign < 0 else '>'} {d['worse']} on {d['metric']}",
-                                 "source": "ours" if ours else "paper", "paper_gap": paper_gap,
+        entry: dict[str, Any] = {**d, "claim": claim, "source": source, "paper_gap": paper_gap,
                                  "gap": None, "gap_std": None, "gap_per_seed": [], "pooled_std": None,
                                  "std_floor": None, "std_used": None, "std_rule": STD_RULE, "test": None,
                                  "gap_in_std": None, "reproduced": None, "verdict": "not measured"}
@@ -200,10 +232,18 @@ def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[
                 used = max(pooled, floor)
                 entry.update(pooled_std=pooled, std_floor=floor, std_used=used)
                 entry["gap_in_std"] = gap / used if used > 0 else (math.copysign(math.inf, gap) if gap else 0.0)
-            entry["verdict"] = direction_verdict(gap, entry["gap_in_std"])
+            if d["kind"] == "equivalent":
+                entry["verdict"] = equivalence_verdict(gap, float(d["margin"]))
+            else:
+                entry["verdict"] = direction_verdict(gap, entry["gap_in_std"])
             entry["reproduced"] = entry["verdict"].startswith("reproduced")
         out.append(entry)
     return out
+
+
+def equivalence_verdict(gap: float, margin: float) -> str:
+    """``reproduced`` where the two means differ by at most ``margin``, else ``not reproduced``."""
+    return "reproduced (within margin)" if abs(gap) <= margin else "not reproduced"
 
 
 SIGNIFICANT_STD = 2.0  # a direction counts as reproduced when its gap is at least 2 pooled stds
@@ -239,7 +279,9 @@ def to_markdown(table: dict[str, Any]) -> str:
              f"Scale: **{table['scale']}** ({table['scale_description']})  ",
              f"Paper: {table['citation']}  ",
              f"Paper split: {table['split']}" + (f"; reproduced on: {table['evaluated_on']}" if table["evaluated_on"] else ""),
-             "", "Cells: reproduced mean ± std (seeds) / paper / delta.", ""]
+             "", "Cells: reproduced mean ± std (seeds) / paper / delta." if not table.get("cross_validation_folds")
+             else f"Cells: reproduced mean ± std over the {table['cross_validation_folds']} folds (seed k = fold k); "
+                  "pooled = the errors of all held-out slices together / paper / delta (of the mean).", ""]
     lines.append("| row | " + " | ".join(table["columns"]) + " |")
     lines.append("|---|" + "---|" * len(table["columns"]))
     for row in table["rows"]:
@@ -249,7 +291,9 @@ def to_markdown(table: dict[str, Any]) -> str:
             if row["reference_only"]:
                 cells.append(f"(paper {format_value(v['paper'], d)})")
                 continue
-            cells.append(f"{format_reproduced(v, d)} / {format_value(v['paper'], d)} / {format_value(v['delta'], d)}")
+            pooled = f"; pooled {format_value(v['pooled'], d)}" if v.get("pooled") is not None else ""
+            cells.append(f"{format_reproduced(v, d)}{pooled} / {format_value(v['paper'], d)} / "
+                         f"{format_value(v['delta'], d)}")
         label = row["label"] + (" *(reference)*" if row["reference_only"] else "")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for source, heading in (("paper", "The paper's claims"), ("ours", "Against our baselines")):
@@ -281,12 +325,13 @@ def to_csv(table: dict[str, Any]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["table", "scale", "row", "label", "reference_only", "column", "mean", "std", "n",
-                     "per_seed", "paper", "delta"])
+                     "per_seed", "paper", "delta", "pooled"])
     for row in table["rows"]:
         for col in table["columns"]:
             v = row["values"][col]
             writer.writerow([table["table"], table["scale"], row["id"], row["label"], row["reference_only"], col,
-                             v["mean"], v["std"], v["n"], " ".join(map(str, v["per_seed"])), v["paper"], v["delta"]])
+                             v["mean"], v["std"], v["n"], " ".join(map(str, v["per_seed"])), v["paper"], v["delta"],
+                             v.get("pooled")])
     return buf.getvalue()
 
 

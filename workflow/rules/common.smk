@@ -57,3 +57,13 @@ def figure_tables(figure, scale):
     (training curves, metrics per run) wait for every table."""
     tables = FIGURES[figure].tables or ARTIFACTS["all"]
     return [f"{RESULTS}/{scale}/tables/{t}.json" for t in tables]
+
+
+def not_defined_at_scale(artifact, missing):
+    """Input function of the target of an artifact with tables not defined at SCALE: stops with one line."""
+
+    def fail(wildcards):
+        raise WorkflowError(f"reproduce_{artifact}: {', '.join(missing)} not defined at scale {SCALE!r} "
+                            f"(tables at {SCALE}: {', '.join(table_names(REGISTRY, SCALE))})")
+
+    return fail

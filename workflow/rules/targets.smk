@@ -3,17 +3,29 @@
 # which reproduce_all includes. Each asks for its outputs at the configured scale (config: scale).
 FIGURE_TARGETS = {f"reproduce_{name}": f"{REPORTS}/{SCALE}/figures/{name}.json" for name in FIGURES}
 
+# A scale defines a subset of the tables (a table's `seeds` keys name its scales): reproduce_all builds
+# those; the target of a table not defined at the scale stops with one line saying so.
+SCALE_TABLES = table_names(REGISTRY, SCALE)
+FIGURE_TARGETS_AT_SCALE = [m for f, m in FIGURE_TARGETS.items()
+                           if set(FIGURES[f.removeprefix("reproduce_")].tables or ARTIFACTS["all"]) <= set(SCALE_TABLES)]
+
+
 for _artifact in ARTIFACTS:
-    # the artifact's tables plus those whose runs it all trains (cheap; keeps shared runs consistent)
-    _tables = assembled_with(_artifact, REGISTRY)
-    _extra = list(FIGURE_TARGETS.values()) if _artifact == "all" else []
-    _extra += [f"{RESULTS}/{SCALE}/compare/{t}--{m}.json" for (t, m) in METHODS if t in _tables]
+    _missing = [t for t in ARTIFACTS[_artifact] if t not in SCALE_TABLES]
+    if _artifact == "all" or not _missing:
+        # the artifact's tables plus those whose runs it all trains (cheap; keeps shared runs consistent)
+        _tables = assembled_with(_artifact, REGISTRY, SCALE)
+        _extra = list(FIGURE_TARGETS_AT_SCALE) if _artifact == "all" else []
+        _extra += [f"{RESULTS}/{SCALE}/compare/{t}--{m}.json" for (t, m) in METHODS if t in _tables]
+        _inputs = table_files(_tables, SCALE) + [f"{REPORTS}/{SCALE}/{t}.html" for t in _tables] + _extra
+    else:
+        _inputs = not_defined_at_scale(_artifact, _missing)
 
     rule:
         name:
             f"reproduce_{_artifact}"
         input:
-            table_files(_tables, SCALE) + [f"{REPORTS}/{SCALE}/{t}.html" for t in _tables] + _extra,
+            _inputs,
         localrule: True
 
 

@@ -1,0 +1,177 @@
+"""The real-data CPU scale (real_cpu): 5-fold cross-validation over the ISBI 2012 training stack, tables
+defined at some scales only, pooled errors, the equivalence claim, and a real-data smoke run."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from segbench.data.biomedical import LabelledImage, held_out_split
+from segbench.engine.runner import evaluate_run, train_run
+from segbench.errors import InputError
+from segbench.io import write_json_atomic
+from segbench.metrics.isbi import isbi_metrics
+from segbench.metrics.isbi_pooled import isbi_metrics_with_counts, pooled_isbi_metrics
+from segbench.provenance import config_hash
+from segbench.registry import (
+    load_registry,
+    resolve_run,
+    runs_for_tables,
+    seeds_for_run,
+    table_names,
+    validate_registry,
+)
+from segbench.tables.assemble import assemble_table, to_markdown
+
+SCALE = "real_cpu"
+
+
+@pytest.fixture(scope="module")
+def registry() -> dict:
+    return load_registry()
+
+
+def fake_stack(n: int = 30) -> list[LabelledImage]:
+    return [LabelledImage(f"slice{i:02d}", np.zeros((4, 4), np.float32), np.ones((4, 4), np.int32),
+                          Path("labels.tif"), i) for i in range(n)]
+
+
+def test_the_five_folds_hold_out_every_slice_exactly_once(registry):
+    images = fake_stack()
+    held: list[str] = []
+    for seed in seeds_for_run("unet_isbi", SCALE, registry):
+        cfg = resolve_run("unet_isbi", SCALE, seed, registry)
+        assert cfg["split"] == {"folds": 5, "fold": seed}  # seed k = fold k
+        split = held_out_split("isbi2012", [images], **cfg["split"])
+        train, out = {img.name for img in split.train}, [img.name for img in split.held_out]
+        assert len(out) == 6 and len(train) == 24 and not train & set(out)
+        assert out == [f"slice{i:02d}" for i in range(6 * seed, 6 * seed + 6)]  # contiguous blocks
+        held += out
+    assert sorted(held) == [img.name for img in images]  # each of the 30 slices scored once
+
+
+def test_every_family_gets_the_same_fold_and_other_scales_keep_their_configs(registry):
+    for run in ("unet_isbi", "swcnn_isbi", "threshold_isbi"):
+        cfg = resolve_run(run, SCALE, 3, registry)
+        assert cfg["split"]["fold"] == 3 and cfg["dataset"]["name"] == "isbi2012"
+        assert "split" not in resolve_run(run, "mini", 0, registry)  # mini/smoke hashes unchanged
+    with pytest.raises(InputError, match="seed k is fold k"):
+        resolve_run("unet_isbi", SCALE, 5, registry)
+
+
+def test_only_the_unet_table1_is_defined_at_real_cpu(registry):
+    assert table_names(registry, SCALE) == ["unet_table1"]
+    assert "table2a" in table_names(registry, "mini")
+    assert seeds_for_run("r50_c4", SCALE, registry) == []
+    ids = [rs.run_id for rs in runs_for_tables(["unet_table1"], SCALE, registry)]
+    assert len(ids) == 15 and "swcnn_isbi-seed4" in ids
+    with pytest.raises(InputError, match="table 'table2a' is not defined at scale 'real_cpu'") as info:
+        runs_for_tables(["table2a"], SCALE, registry)
+    assert "\n" not in str(info.value)
+    description = registry["scales"][SCALE]["description"]
+    assert description.startswith("Real data, held-out training slices (5-fold CV), not the secret test set")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: r["tables"]["unet_table1"]["seeds"].__setitem__("huge", 1), "tables/unet_table1/seeds"),
+        (lambda r: r["tables"]["unet_table1"]["seeds"].__setitem__("real_cpu", 3), "tables/unet_table1/seeds/real_cpu"),
+        (lambda r: r["tables"]["table1"]["seeds"].__setitem__("real_cpu", 5), "scales/real_cpu/datasets"),
+        (lambda r: r["tables"]["unet_table1"]["directions"][2].pop("margin"), "tables/unet_table1/directions/2"),
+        (lambda r: r["tables"]["unet_table1"]["directions"][0].__setitem__("source", "blog"),
+         "tables/unet_table1/directions/0/source"),
+        (lambda r: r["scales"]["real_cpu"]["cross_validation"].__setitem__("folds", 1), "scales/real_cpu"),
+    ],
+)
+def test_bad_scale_entries_are_named(registry, mutate, message):
+    bad = copy.deepcopy(registry)
+    mutate(bad)
+    with pytest.raises(InputError, match="entry " + message):
+        validate_registry(bad, source="experiments.yaml")
+
+
+def test_pooled_errors_equal_the_errors_of_the_whole_stack():
+    rng = np.random.default_rng(0)
+    labels = np.where(rng.random((4, 24, 24)) > 0.3, 255, 0).astype(np.uint8)
+    pred = np.clip(labels / 255.0 + rng.normal(0, 0.4, labels.shape), 0, 1).astype(np.float32)
+    whole = isbi_metrics(pred, labels)
+    parts = [isbi_metrics_with_counts(pred[a:b], labels[a:b]) for a, b in ((0, 2), (2, 4))]
+    first = {k: v for k, v in parts[0].items() if k != "counts"}
+    assert first == isbi_metrics(pred[:2], labels[:2])
+    pooled = pooled_isbi_metrics([p["counts"] for p in parts])
+    for key in ("warping_error", "rand_error", "pixel_error", "best_threshold", "slices", "pixels"):
+        assert pooled[key] == whole[key], key
+
+
+def fake_fold_metrics(root: Path, values: dict[str, list[float]], counts: dict) -> None:
+    for rs in runs_for_tables(["unet_table1"], SCALE):
+        v = values[rs.run][rs.seed]
+        isbi = {"warping_error": v / 100, "rand_error": v, "pixel_error": v, "counts": counts}
+        write_json_atomic(root / SCALE / "runs" / rs.run_id / "metrics.json",
+                          {"run_id": rs.run_id, "metrics": {"isbi": isbi},
+                           "config_hash": config_hash(resolve_run(rs.run, SCALE, rs.seed)),
+                           "provenance": {"git_commit": "abc", "wall_time_s": 1.0}, "train_wall_time_s": 2.0})
+
+
+def test_the_real_cpu_table_has_fold_statistics_pooled_errors_and_both_kinds_of_claims(tmp_path):
+    rng = np.random.default_rng(1)
+    labels = np.where(rng.random((2, 16, 16)) > 0.3, 255, 0).astype(np.uint8)
+    pred = np.clip(labels / 255.0 + rng.normal(0, 0.3, labels.shape), 0, 1).astype(np.float32)
+    counts = isbi_metrics_with_counts(pred, labels)["counts"]
+    values = {"unet_isbi": [0.050, 0.052, 0.054, 0.056, 0.058], "swcnn_isbi": [0.090, 0.091, 0.092, 0.093, 0.094],
+              "threshold_isbi": [0.2] * 5}
+    fake_fold_metrics(tmp_path, values, counts)
+    table = assemble_table("unet_table1", SCALE, tmp_path)
+    rows = {r["id"]: r for r in table["rows"]}
+    cell = rows["unet"]["values"]["rand_error"]
+    assert cell["n"] == 5 and cell["mean"] == pytest.approx(0.054) and cell["std"] > 0
+    assert cell["pooled"] == pytest.approx(pooled_isbi_metrics([counts] * 5)["rand_error"])
+    assert rows["idsia"]["label"] == "sliding-window CNN (Ciresan et al. 2012, reduced width)"
+    assert rows["idsia"]["runs"] == ["swcnn_isbi"] and rows["threshold"]["label"] == "smoothed threshold (ours)"
+    by_claim = {(d["worse"], d["metric"]): d for d in table["directions"]}
+    assert by_claim[("idsia", "rand_error")]["verdict"] == "reproduced" and by_claim[("idsia", "rand_error")]["source"] == "paper"
+    equivalent = by_claim[("idsia", "pixel_error")]
+    assert equivalent["kind"] == "equivalent" and equivalent["verdict"] == "not reproduced"  # 0.038 apart > 0.01
+    assert by_claim[("threshold", "pixel_error")]["source"] == "ours"
+    md = to_markdown(table)
+    assert "Directions (the paper's claims):" in md and "Directions against our own baseline" in md
+    assert md.index("unet ≈ idsia") < md.index("Directions against our own baseline")
+    assert "; pooled " in md and "5 folds" in md and "not the secret test set" in md
+    with pytest.raises(InputError, match="not defined at scale"):
+        assemble_table("table2a", SCALE, tmp_path)
+
+
+def test_a_run_without_the_real_data_stops_naming_the_data_root_and_the_file(tmp_path):
+    cfg = resolve_run("threshold_isbi", SCALE, 0)
+    with pytest.raises(InputError) as info:
+        train_run(cfg, tmp_path / "run", tmp_path / "empty_root")
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "empty_root") in message
+    assert "train-volume.tif" in message
+
+
+def test_real_data_smoke_two_iterations_on_two_slices(shared_data: Path, tmp_path: Path):
+    """All three Table 1 families on the first two real slices (cropped to 188 x 188): 2 folds of 1."""
+    source = shared_data / "isbi2012"
+    if not (source / "train-volume.tif").is_file():
+        pytest.skip("the real ISBI 2012 stack is absent from the shared data")
+    root = tmp_path / "data"
+    (root / "isbi2012").mkdir(parents=True)
+    for name in ("train-volume.tif", "train-labels.tif"):
+        tifffile.imwrite(root / "isbi2012" / name, tifffile.imread(source / name)[:2, :188, :188])
+    for run in ("unet_isbi", "swcnn_isbi", "threshold_isbi"):
+        cfg = resolve_run(run, SCALE, 0)
+        cfg["schedule"].update(iterations=2, checkpoint_every=2)
+        cfg["model"]["test_time_rotations"] = 0
+        if run == "unet_isbi":
+            cfg["model"]["base_channels"] = 4
+            cfg["input"]["tile"] = 188
+        train_run(cfg, tmp_path / run, root)
+        isbi = evaluate_run(cfg, tmp_path / run, root)["metrics"]["isbi"]
+        assert isbi["held_out"] == ["slice00"] and isbi["slices"] == 1
+        assert all(0 <= isbi[m] <= 1 for m in ("warping_error", "rand_error", "pixel_error"))
