@@ -21,8 +21,9 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help="datasets (default: every synthetic *_mini entry)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    names = args.names or [n for n, e in data.load_datasets().items()
-                           if e["source"] == "synthetic" and n.endswith("_mini")]
+    names = args.names or [
+        n for n, e in data.load_datasets().items() if e["source"] == "synthetic" and n.endswith("_mini")
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         print(f"{'dataset':<18} {'seconds':>8} {'files':>6} {'MiB':>7}")
         for name in names:

@@ -21,4 +21,3 @@ def dice_weighted_ce(logits: Tensor, target: Tensor, weights: Tensor, eps: float
 
 dice_weighted_ce.segbench_kind = "unet_loss"  # type: ignore[attr-defined]
 dice_weighted_ce.segbench_name = "dice_weighted_ce"  # type: ignore[attr-defined]
-

@@ -28,14 +28,21 @@ def hat_antiderivative(t: Tensor) -> Tensor:
 
 def bin_weights(start: Tensor, bin_size: Tensor, bins: int, length: int) -> Tensor:
     """``[K, bins, length]``: the integral of each grid point's hat over each bin along one axis."""
-    edges = start[:, None] + bin_size[:, None] * torch.arange(bins + 1, device=start.device, dtype=start.dtype)
+    edges = start[:, None] + bin_size[:, None] * torch.arange(
+        bins + 1, device=start.device, dtype=start.dtype
+    )
     grid = torch.arange(length, device=start.device, dtype=start.dtype)
     cumulative = hat_antiderivative(edges[:, :, None] - grid)  # [K, bins + 1, length]
     return cumulative[:, 1:] - cumulative[:, :-1]
 
 
-def prroi_pool(input: Tensor, rois: Tensor, output_size: int | tuple[int, int], spatial_scale: float = 1.0,
-               sampling_ratio: int = -1) -> Tensor:
+def prroi_pool(
+    input: Tensor,
+    rois: Tensor,
+    output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+) -> Tensor:
     """Precise RoI Pooling: the mean of the bilinear surface over each bin (sampling_ratio is unused)."""
     oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
     n, c, h, w = input.shape

@@ -64,9 +64,18 @@ def _row_runs_per_column(row: dict[str, Any], columns: list[str]) -> dict[str, s
     return {col: row["column_runs"][col] for col in columns if col in row["column_runs"]}
 
 
-def run_comparison(spec: str, table_name: str, *, seeds: int = 3, scale: str | None = None,
-                   results: str | Path | None = None, data_root: str | Path | None = None,
-                   base_row: str | None = None, kind: str | None = None, device: str | None = None) -> Path:
+def run_comparison(
+    spec: str,
+    table_name: str,
+    *,
+    seeds: int = 3,
+    scale: str | None = None,
+    results: str | Path | None = None,
+    data_root: str | Path | None = None,
+    base_row: str | None = None,
+    kind: str | None = None,
+    device: str | None = None,
+) -> Path:
     """Train/evaluate what is missing, then write ``results/<scale>/compare/<table>--<method>.{json,csv,md}``."""
     registry = load_registry()
     scale = scale or registry["default_scale"]
@@ -104,15 +113,31 @@ def run_comparison(spec: str, table_name: str, *, seeds: int = 3, scale: str | N
     rows = []
     for row in baseline_rows(table):
         per_col = column_values(_row_runs_per_column(row, columns), None)
-        rows.append({"id": row["id"], "label": row["label"], "runs": sorted(set(_row_runs_per_column(row, columns).values())),
-                     "reference_only": False, "method": False,
-                     "values": {col: {**seed_summary(v), "paper": p, "delta": None}
-                                for col, p in zip(columns, row["paper_values"], strict=True)
-                                if (v := per_col.get(col))}})
-    method_row = {"id": f"method_{plugin.name}", "label": f"{plugin.name} (new {plugin.kind}, on {base['label']})",
-                  "runs": [f"{run}+{plugin.name}" for run in sorted(set(_row_runs_per_column(base, columns).values()))],
-                  "reference_only": False, "method": True, "method_spec": plugin.spec,
-                  "values": {col: {**seed_summary(v), "paper": None, "delta": None} for col, v in method_values.items()}}
+        rows.append(
+            {
+                "id": row["id"],
+                "label": row["label"],
+                "runs": sorted(set(_row_runs_per_column(row, columns).values())),
+                "reference_only": False,
+                "method": False,
+                "values": {
+                    col: {**seed_summary(v), "paper": p, "delta": None}
+                    for col, p in zip(columns, row["paper_values"], strict=True)
+                    if (v := per_col.get(col))
+                },
+            }
+        )
+    method_row = {
+        "id": f"method_{plugin.name}",
+        "label": f"{plugin.name} (new {plugin.kind}, on {base['label']})",
+        "runs": [f"{run}+{plugin.name}" for run in sorted(set(_row_runs_per_column(base, columns).values()))],
+        "reference_only": False,
+        "method": True,
+        "method_spec": plugin.spec,
+        "values": {
+            col: {**seed_summary(v), "paper": None, "delta": None} for col, v in method_values.items()
+        },
+    }
     rows.append(method_row)
 
     higher = not table.get("lower_is_better", False)
@@ -120,22 +145,42 @@ def run_comparison(spec: str, table_name: str, *, seeds: int = 3, scale: str | N
     for row in rows[:-1]:
         for col in columns:
             if col in row["values"] and col in method_row["values"]:
-                stat = paired_comparison(method_row["values"][col]["per_seed"], row["values"][col]["per_seed"],
-                                         higher_is_better=higher)
-                comparisons.append({"baseline": row["id"], "baseline_label": row["label"], "metric": col, **stat})
+                stat = paired_comparison(
+                    method_row["values"][col]["per_seed"],
+                    row["values"][col]["per_seed"],
+                    higher_is_better=higher,
+                )
+                comparisons.append(
+                    {"baseline": row["id"], "baseline_label": row["label"], "metric": col, **stat}
+                )
 
     out = compare_path(scale, table_name, spec, results)
     record = {
-        "table": f"{table_name}--{spec_slug(spec)}", "compared_table": table_name,
+        "table": f"{table_name}--{spec_slug(spec)}",
+        "compared_table": table_name,
         "title": f"{table['title']}: {plugin.name} against the baselines",
-        "paper": table["paper"], "citation": registry["papers"][table["paper"]]["citation"],
-        "scale": scale, "scale_description": registry["scales"][scale]["description"],
-        "split": table.get("split"), "evaluated_on": table.get("evaluated_on"),
-        "columns": columns, "metrics": table["metrics"], "lower_is_better": not higher,
-        "method": plugin.as_dict(), "base_row": base["id"], "seeds": list(range(seeds)), "statistics": TEST_NAME,
-        "rows": rows, "comparisons": comparisons, "directions": [], "runs": {},
-        "provenance": provenance({"method": plugin.as_dict(), "table": table_name, "base": base["id"]},
-                                 seeds=list(range(seeds)), scale=scale),
+        "paper": table["paper"],
+        "citation": registry["papers"][table["paper"]]["citation"],
+        "scale": scale,
+        "scale_description": registry["scales"][scale]["description"],
+        "split": table.get("split"),
+        "evaluated_on": table.get("evaluated_on"),
+        "columns": columns,
+        "metrics": table["metrics"],
+        "lower_is_better": not higher,
+        "method": plugin.as_dict(),
+        "base_row": base["id"],
+        "seeds": list(range(seeds)),
+        "statistics": TEST_NAME,
+        "rows": rows,
+        "comparisons": comparisons,
+        "directions": [],
+        "runs": {},
+        "provenance": provenance(
+            {"method": plugin.as_dict(), "table": table_name, "base": base["id"]},
+            seeds=list(range(seeds)),
+            scale=scale,
+        ),
     }
     write_json_atomic(out, record)
     write_text_atomic(out.with_suffix(".md"), comparison_markdown(record))
@@ -146,23 +191,40 @@ def run_comparison(spec: str, table_name: str, *, seeds: int = 3, scale: str | N
 def comparison_markdown(record: dict[str, Any]) -> str:
     d = 4 if record["paper"] == "unet" else 1
     cols = record["columns"]
-    lines = [f"# {record['title']}", "", f"Scale: **{record['scale']}**; seeds {record['seeds']}; method "
-             f"`{record['method']['spec']}` ({record['method']['kind']}) replaces a component of row "
-             f"`{record['base_row']}`; everything else is the baseline's protocol.", "",
-             "| row | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines = [
+        f"# {record['title']}",
+        "",
+        f"Scale: **{record['scale']}**; seeds {record['seeds']}; method "
+        f"`{record['method']['spec']}` ({record['method']['kind']}) replaces a component of row "
+        f"`{record['base_row']}`; everything else is the baseline's protocol.",
+        "",
+        "| row | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
     for row in record["rows"]:
         cells = []
         for col in cols:
             v = row["values"].get(col)
-            cells.append("-" if v is None else format_value(v["mean"], d) + (f" ± {format_value(v['std'], d)}" if v["std"] else ""))
+            cells.append(
+                "-"
+                if v is None
+                else format_value(v["mean"], d) + (f" ± {format_value(v['std'], d)}" if v["std"] else "")
+            )
         label = f"**{row['label']}**" if row["method"] else row["label"]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", f"Paired comparisons ({record['statistics']}, alpha 0.05):", "",
-              "| baseline | metric | mean difference | p | verdict |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Paired comparisons ({record['statistics']}, alpha 0.05):",
+        "",
+        "| baseline | metric | mean difference | p | verdict |",
+        "|---|---|---|---|---|",
+    ]
     for c in record["comparisons"]:
         p = "-" if c["p_value"] is None else f"{c['p_value']:.3g}"
-        lines.append(f"| {c['baseline_label']} | {c['metric']} | {format_value(c['mean_difference'], d + 1)} | {p} | "
-                     f"{c['verdict']} |")
+        lines.append(
+            f"| {c['baseline_label']} | {c['metric']} | {format_value(c['mean_difference'], d + 1)} | {p} | "
+            f"{c['verdict']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -170,7 +232,21 @@ def comparison_csv(record: dict[str, Any]) -> str:
     header = "baseline,metric,n,mean_difference,std_difference,t,p_value,significant,verdict,differences"
     lines = [header]
     for c in record["comparisons"]:
-        lines.append(",".join(str(x) for x in (
-            c["baseline"], c["metric"], c["n"], c["mean_difference"], c["std_difference"], c["t"], c["p_value"],
-            c["significant"], c["verdict"], " ".join(f"{v:.6g}" for v in c["differences"]))))
+        lines.append(
+            ",".join(
+                str(x)
+                for x in (
+                    c["baseline"],
+                    c["metric"],
+                    c["n"],
+                    c["mean_difference"],
+                    c["std_difference"],
+                    c["t"],
+                    c["p_value"],
+                    c["significant"],
+                    c["verdict"],
+                    " ".join(f"{v:.6g}" for v in c["differences"]),
+                )
+            )
+        )
     return "\n".join(lines) + "\n"

@@ -26,7 +26,9 @@ T = TypeVar("T")
 class Registry(Mapping[str, T], Generic[T]):
     """Name -> component, extended by :meth:`register`; ``what`` names the component in messages."""
 
-    def __init__(self, what: str, initial: Mapping[str, T] | None = None, reserved: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, what: str, initial: Mapping[str, T] | None = None, reserved: tuple[str, ...] = ()
+    ) -> None:
         self.what = what
         self.reserved = frozenset(reserved)
         self._items: dict[str, T] = {}
@@ -41,8 +43,10 @@ class Registry(Mapping[str, T], Generic[T]):
             raise InputError(f"{self.what} {name!r} is a reserved name; choose another name")
         current = self._items.get(name)
         if current is not None and current is not obj and not override:
-            raise InputError(f"{self.what} {name!r} is already registered (to {_describe(current)}); choose "
-                             "another name, or pass override=True to replace it")
+            raise InputError(
+                f"{self.what} {name!r} is already registered (to {_describe(current)}); choose "
+                "another name, or pass override=True to replace it"
+            )
         self._items[name] = obj
         return obj
 

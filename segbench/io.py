@@ -63,8 +63,9 @@ def write_with(path: str | os.PathLike[str], write: Callable[[Path], None], what
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     except (RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise OSError(errno.EIO, f"{what} write failed, disk full or unwritable? ({first[:200]})",
-                      str(path)) from exc
+        raise OSError(
+            errno.EIO, f"{what} write failed, disk full or unwritable? ({first[:200]})", str(path)
+        ) from exc
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:

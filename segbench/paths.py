@@ -21,8 +21,10 @@ def data_root(override: str | os.PathLike[str] | None = None) -> Path:
     if root.exists() and not root.is_dir():
         from segbench.errors import InputError
 
-        raise InputError(f"{source}: {root} is a file, not a folder; point it at the data folder "
-                         "(or an empty folder to prepare data into)")
+        raise InputError(
+            f"{source}: {root} is a file, not a folder; point it at the data folder "
+            "(or an empty folder to prepare data into)"
+        )
     return root
 
 
@@ -43,8 +45,14 @@ def run_dir(scale: str, run_id: str, results: str | os.PathLike[str] | None = No
     return child_path(root / "runs", run_id, what="run")
 
 
-def child_path(root: str | os.PathLike[str], name: str, suffix: str = "", *, what: str = "name",
-               source: str | os.PathLike[str] | None = None) -> Path:
+def child_path(
+    root: str | os.PathLike[str],
+    name: str,
+    suffix: str = "",
+    *,
+    what: str = "name",
+    source: str | os.PathLike[str] | None = None,
+) -> Path:
     """``root / (name + suffix)`` for a name read from a file or the registry, refusing any name that would
     leave ``root`` (a separator, ``..``, an absolute path, a NUL byte): every place where such a name
     becomes a path goes through here. ``source`` names the file the name came from, for the error."""
@@ -52,22 +60,42 @@ def child_path(root: str | os.PathLike[str], name: str, suffix: str = "", *, wha
 
     text = str(name)
     where = f"{source}: " if source else ""
-    bad = (not text or text in (".", "..") or "/" in text or "\\" in text or "\x00" in text
-           or os.path.isabs(text) or text.startswith(".."))
+    bad = (
+        not text
+        or text in (".", "..")
+        or "/" in text
+        or "\\" in text
+        or "\x00" in text
+        or os.path.isabs(text)
+        or text.startswith("..")
+    )
     base = Path(root)
     if bad:
-        raise InputError(f"{where}{what} {text!r} is not a plain file name (it would leave {base}); "
-                         "use letters, digits, '-', '_' and '.' only")
+        raise InputError(
+            f"{where}{what} {text!r} is not a plain file name (it would leave {base}); "
+            "use letters, digits, '-', '_' and '.' only"
+        )
     return base / f"{text}{suffix}"
 
 
-def relative_child(root: str | os.PathLike[str], rel: str, *, what: str = "path",
-                   source: str | os.PathLike[str] | None = None) -> Path:
+def relative_child(
+    root: str | os.PathLike[str],
+    rel: str,
+    *,
+    what: str = "path",
+    source: str | os.PathLike[str] | None = None,
+) -> Path:
     """``root / rel`` for a relative path read from a file (a dataset layout entry, a MANIFEST key), which
     may have sub-folders but no ``..``, no absolute start and no NUL byte."""
     text = str(rel)
     parts = text.replace("\\", "/").split("/")
-    if not text or "\x00" in text or os.path.isabs(text) or any(p in ("..",) for p in parts) or text[1:3] == ":\\":
+    if (
+        not text
+        or "\x00" in text
+        or os.path.isabs(text)
+        or any(p in ("..",) for p in parts)
+        or text[1:3] == ":\\"
+    ):
         from segbench.errors import InputError
 
         where = f"{source}: " if source else ""

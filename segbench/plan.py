@@ -48,22 +48,36 @@ class GpuType:
 
 
 _V100_D2 = 16 / 0.261 / 8  # detectron2 MODEL_ZOO, R50-FPN 1x: 0.261 s per 16-image iteration on 8 x V100
-_H100_OVER_A100 = 40.0 / 19.18  # MLPerf Training Mask R-CNN: ~40 min on 8 x A100 (v2.1), 19.18 min on 8 x H100 (v3.0)
+_H100_OVER_A100 = (
+    40.0 / 19.18
+)  # MLPerf Training Mask R-CNN: ~40 min on 8 x A100 (v2.1), 19.18 min on 8 x H100 (v3.0)
 
 #: Published anchors (../shared/reference/anchors.md and the paper's section 4.4).
 GPU_TYPES: dict[str, GpuType] = {
-    "h100": GpuType("h100", round(_V100_D2 * _H100_OVER_A100, 1),
-                    f"R50-FPN {_V100_D2 * _H100_OVER_A100:.1f} img/s per H100 = detectron2's 8 x V100 "
-                    f"{_V100_D2:.2f} img/s/GPU x {_H100_OVER_A100:.2f} (MLPerf H100/A100 time ratio; the A100 "
-                    "taken as no faster than the V100, a conservative chain)"),
-    "a100": GpuType("a100", round(_V100_D2, 2),
-                    f"R50-FPN {_V100_D2:.2f} img/s per A100 = detectron2's 8 x V100 figure (conservative: NVIDIA's "
-                    "fused AMP code reaches 24 img/s on one A100)"),
-    "v100": GpuType("v100", round(_V100_D2, 2),
-                    f"R50-FPN {_V100_D2:.2f} img/s per V100 (detectron2 MODEL_ZOO: 0.261 s per 16-image "
-                    "iteration on 8 x V100)"),
-    "m40": GpuType("m40", round(16 / 0.72 / 8, 2),
-                   f"R50-FPN {16 / 0.72 / 8:.2f} img/s per M40 (the paper: 0.72 s per 16-image mini-batch on 8 GPUs)"),
+    "h100": GpuType(
+        "h100",
+        round(_V100_D2 * _H100_OVER_A100, 1),
+        f"R50-FPN {_V100_D2 * _H100_OVER_A100:.1f} img/s per H100 = detectron2's 8 x V100 "
+        f"{_V100_D2:.2f} img/s/GPU x {_H100_OVER_A100:.2f} (MLPerf H100/A100 time ratio; the A100 "
+        "taken as no faster than the V100, a conservative chain)",
+    ),
+    "a100": GpuType(
+        "a100",
+        round(_V100_D2, 2),
+        f"R50-FPN {_V100_D2:.2f} img/s per A100 = detectron2's 8 x V100 figure (conservative: NVIDIA's "
+        "fused AMP code reaches 24 img/s on one A100)",
+    ),
+    "v100": GpuType(
+        "v100",
+        round(_V100_D2, 2),
+        f"R50-FPN {_V100_D2:.2f} img/s per V100 (detectron2 MODEL_ZOO: 0.261 s per 16-image "
+        "iteration on 8 x V100)",
+    ),
+    "m40": GpuType(
+        "m40",
+        round(16 / 0.72 / 8, 2),
+        f"R50-FPN {16 / 0.72 / 8:.2f} img/s per M40 (the paper: 0.72 s per 16-image mini-batch on 8 GPUs)",
+    ),
 }
 
 #: Training cost of a Mask R-CNN backbone relative to ResNet-50 (same architecture otherwise).
@@ -72,13 +86,19 @@ BACKBONE_COST: dict[str, tuple[float, str]] = {
     "resnet101": (44 / 32, "ResNet-101 x1.375: the paper trains R101-FPN in 44 h, R50-FPN in 32 h"),
     # time = a + b * GFLOPs through the paper's two points (R50 4.09, R101 7.80 GFLOPs, torchvision's
     # ImageNet figures): b = 12 / 3.71 h per GFLOP, a = 32 - 4.09 b; X101-32x8d (16.41 GFLOPs) -> 72 h / 32 h.
-    "resnext101_32x8d": (round((32 + (16.41 - 4.09) * 12 / (7.80 - 4.09)) / 32, 2),
-                         "ResNeXt-101-32x8d x2.25: the paper's R50/R101 hours extrapolated linearly in "
-                         "backbone GFLOPs (4.09, 7.80, 16.41)"),
+    "resnext101_32x8d": (
+        round((32 + (16.41 - 4.09) * 12 / (7.80 - 4.09)) / 32, 2),
+        "ResNeXt-101-32x8d x2.25: the paper's R50/R101 hours extrapolated linearly in "
+        "backbone GFLOPs (4.09, 7.80, 16.41)",
+    ),
 }
 
-GPU_SHORT = {"h100": "detectron2 V100 x MLPerf H100/A100", "a100": "detectron2 V100, conservative",
-             "v100": "detectron2 MODEL_ZOO", "m40": "the paper, section 4.4"}
+GPU_SHORT = {
+    "h100": "detectron2 V100 x MLPerf H100/A100",
+    "a100": "detectron2 V100, conservative",
+    "v100": "detectron2 MODEL_ZOO",
+    "m40": "the paper, section 4.4",
+}
 
 #: Architectures the benchmark may not have measured -> the measured one closest in cost.
 NEAREST_ARCH = {"c5": "fpn"}  # both run the whole ResNet once per image and light per-RoI heads
@@ -132,12 +152,23 @@ class Plan:
         return sum(d["bytes"] or 0 for d in self.datasets.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "scale": self.scale, "gpus": self.gpus, "gpu_type": self.gpu_type,
-                "tables": self.tables, "runs": [asdict(r) for r in self.runs], "datasets": self.datasets,
-                "factor": self.factor, "total": {"runs": len(self.runs), "gpu_hours": self.gpu_hours,
-                                                 "wall_hours": self.wall_hours,
-                                                 "download_bytes": self.download_bytes},
-                "notes": self.notes}
+        return {
+            "target": self.target,
+            "scale": self.scale,
+            "gpus": self.gpus,
+            "gpu_type": self.gpu_type,
+            "tables": self.tables,
+            "runs": [asdict(r) for r in self.runs],
+            "datasets": self.datasets,
+            "factor": self.factor,
+            "total": {
+                "runs": len(self.runs),
+                "gpu_hours": self.gpu_hours,
+                "wall_hours": self.wall_hours,
+                "download_bytes": self.download_bytes,
+            },
+            "notes": self.notes,
+        }
 
 
 # -- benchmark records ------------------------------------------------------------------------------------
@@ -165,9 +196,15 @@ def load_bench(bench_dir: Path, suite: str, gpu_type: str) -> BenchRecord | None
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: unreadable benchmark record ({exc}); rerun `segbench bench {suite}`") from None
-        if isinstance(data, dict) and data.get("suite", suite) == suite and data.get("status", "ok") == "ok" \
-                and data.get("rows"):
+            raise InputError(
+                f"{path}: unreadable benchmark record ({exc}); rerun `segbench bench {suite}`"
+            ) from None
+        if (
+            isinstance(data, dict)
+            and data.get("suite", suite) == suite
+            and data.get("status", "ok") == "ok"
+            and data.get("rows")
+        ):
             records.append(BenchRecord(path, data))
     for record in records:
         if record.device.startswith("cuda") and gpu_type.lower() in record.device_name.lower():
@@ -196,8 +233,14 @@ def train_pixels(cfg: dict[str, Any]) -> int:
 
 
 # -- the plan ---------------------------------------------------------------------------------------------
-def plan(target: str, scale: str = "paper", *, gpus: int | None = None, gpu_type: str = "h100",
-         bench_dir: str | Path | None = None) -> Plan:
+def plan(
+    target: str,
+    scale: str = "paper",
+    *,
+    gpus: int | None = None,
+    gpu_type: str = "h100",
+    bench_dir: str | Path | None = None,
+) -> Plan:
     """The runs ``target`` (a table, artifact, ``all`` or ``reproduce_<name>``) needs at ``scale`` and what
     they cost on ``gpus`` GPUs of ``gpu_type``; reads nothing but the registries and the bench records."""
     from segbench.engine.maskrcnn import effective_schedule
@@ -207,13 +250,17 @@ def plan(target: str, scale: str = "paper", *, gpus: int | None = None, gpu_type
 
     gpu_type = gpu_type.lower()
     if gpu_type not in GPU_TYPES:
-        raise InputError(f"unknown GPU type {gpu_type!r}; choose one of {', '.join(GPU_TYPES)} "
-                         "(segbench.plan.GPU_TYPES documents each one's speed)")
+        raise InputError(
+            f"unknown GPU type {gpu_type!r}; choose one of {', '.join(GPU_TYPES)} "
+            "(segbench.plan.GPU_TYPES documents each one's speed)"
+        )
     reg = load_registry()
     check_scale(scale, reg)
     artifact = target.removeprefix("reproduce_")
     tables = assembled_with(artifact, reg)
-    paper_gpus = int(reg["scales"][scale]["families"].get("maskrcnn", {}).get("schedule", {}).get("gpus") or 1)
+    paper_gpus = int(
+        reg["scales"][scale]["families"].get("maskrcnn", {}).get("schedule", {}).get("gpus") or 1
+    )
     gpus = int(gpus or paper_gpus)
     if gpus < 1:
         raise InputError(f"--gpus must be at least 1, got {gpus}")
@@ -246,8 +293,24 @@ def plan(target: str, scale: str = "paper", *, gpus: int | None = None, gpu_type
             img_s, source = None, "no training: a classical baseline, evaluated on the CPU"
         gpu_hours = seen / img_s / 3600 if img_s else 0.0
         wall = gpu_hours / run_gpus if run_gpus else 0.0
-        result.runs.append(RunPlan(rs.run_id, rs.run, cfg["family"], dataset, size, note, iterations, batch,
-                                   seen, run_gpus, img_s, gpu_hours, wall, source))
+        result.runs.append(
+            RunPlan(
+                rs.run_id,
+                rs.run,
+                cfg["family"],
+                dataset,
+                size,
+                note,
+                iterations,
+                batch,
+                seen,
+                run_gpus,
+                img_s,
+                gpu_hours,
+                wall,
+                source,
+            )
+        )
     result.factor = speeds.factor_record()
     result.notes = [
         "training only: evaluation (5k minival images per Mask R-CNN run) is not included",
@@ -286,24 +349,34 @@ class _Speeds:
         if self._factor is None:
             record = self.maskrcnn_record
             if record is None or record.device != "cpu" or "r50_fpn" not in record.rows():
-                raise InputError(f"no CPU Mask R-CNN benchmark with an r50_fpn row in {self.bench} to calibrate the "
-                                 f"{self.gpu.name} estimate; run `segbench bench maskrcnn --runs r50_fpn`")
+                raise InputError(
+                    f"no CPU Mask R-CNN benchmark with an r50_fpn row in {self.bench} to calibrate the "
+                    f"{self.gpu.name} estimate; run `segbench bench maskrcnn --runs r50_fpn`"
+                )
             bench_px = _size_pixels(record.data.get("settings", {}).get("size", "320x320"))
             cpu = float(record.rows()["r50_fpn"]["train_img_s"]) * bench_px / PAPER_PIXELS
             x = self.gpu.maskrcnn_img_s / cpu
-            self.short_why = (f"R50-FPN {self.gpu.maskrcnn_img_s:g} img/s per {self.gpu.name.upper()} at 800x1067 "
-                              f"({GPU_SHORT[self.gpu.name]}) / {cpu:.3g} img/s for r50_fpn on this CPU at that size")
-            why = (f"{self.gpu.why}, vs {cpu:.3g} img/s for r50_fpn on this CPU at 800x1067 "
-                   f"({self._rel(record.path)}: {record.rows()['r50_fpn']['train_img_s']:.3g} img/s at "
-                   f"{record.data.get('settings', {}).get('size', '320x320')}, cost proportional to pixels)")
+            self.short_why = (
+                f"R50-FPN {self.gpu.maskrcnn_img_s:g} img/s per {self.gpu.name.upper()} at 800x1067 "
+                f"({GPU_SHORT[self.gpu.name]}) / {cpu:.3g} img/s for r50_fpn on this CPU at that size"
+            )
+            why = (
+                f"{self.gpu.why}, vs {cpu:.3g} img/s for r50_fpn on this CPU at 800x1067 "
+                f"({self._rel(record.path)}: {record.rows()['r50_fpn']['train_img_s']:.3g} img/s at "
+                f"{record.data.get('settings', {}).get('size', '320x320')}, cost proportional to pixels)"
+            )
             self._factor = (x, why)
         return self._factor
 
     def factor_record(self) -> dict[str, Any] | None:
         if self._factor is None:
             return None
-        return {"gpu_type": self.gpu.name, "factor": self._factor[0], "why": self._factor[1],
-                "anchor_img_s": self.gpu.maskrcnn_img_s}
+        return {
+            "gpu_type": self.gpu.name,
+            "factor": self._factor[0],
+            "why": self._factor[1],
+            "anchor_img_s": self.gpu.maskrcnn_img_s,
+        }
 
     def _rel(self, path: Path) -> str:
         try:
@@ -330,22 +403,31 @@ class _Speeds:
         img_s = float(row["train_img_s"]) * pixels / ratio
         as_what = "measured" if measured == cfg["run"] else f"as {measured}, the nearest measured run"
         backbone_note = f", /{ratio:.3g} for the backbone ({cost_why})" if ratio != 1.0 else ""
-        scale_note = f"{float(row['train_img_s']):.3g} img/s at {bench_size}, x{pixels:.3g} for {_size_text(cfg)}"
+        scale_note = (
+            f"{float(row['train_img_s']):.3g} img/s at {bench_size}, x{pixels:.3g} for {_size_text(cfg)}"
+        )
         if record.device.startswith("cuda"):
-            return img_s, (f"source: {self._rel(record.path)} (GPU {record.device_name}, {as_what}: {scale_note}"
-                           f"{backbone_note}; used directly)")
+            return img_s, (
+                f"source: {self._rel(record.path)} (GPU {record.device_name}, {as_what}: {scale_note}"
+                f"{backbone_note}; used directly)"
+            )
         x, _ = self.factor()
         why = self.short_why
-        return img_s * x, (f"source: {self._rel(record.path)} (CPU, {as_what}: {scale_note}{backbone_note}; "
-                           f"scaled by {x:.0f} for {self.gpu.name}: {why})")
+        return img_s * x, (
+            f"source: {self._rel(record.path)} (CPU, {as_what}: {scale_note}{backbone_note}; "
+            f"scaled by {x:.0f} for {self.gpu.name}: {why})"
+        )
 
     def _nearest(self, cfg: dict[str, Any], rows: dict[str, dict[str, Any]], resolve_run) -> str:
         if cfg["run"] in rows:
             return cfg["run"]
         model = cfg["model"]
         arch = model.get("arch")
-        arch = arch if any(self._model(r, resolve_run).get("arch") == arch for r in rows) else \
-            NEAREST_ARCH.get(arch, arch)
+        arch = (
+            arch
+            if any(self._model(r, resolve_run).get("arch") == arch for r in rows)
+            else NEAREST_ARCH.get(arch, arch)
+        )
         tasks = set(model.get("tasks", ()))
 
         def score(name: str) -> tuple[bool, bool, int, int, float]:
@@ -353,8 +435,13 @@ class _Speeds:
             # run (the estimate errs on the expensive side)
             m = self._model(name, resolve_run)
             other = set(m.get("tasks", ()))
-            return (m.get("arch") == arch, other == tasks, len(other & tasks), -len(other ^ tasks),
-                    -float(rows[name].get("train_img_s") or 0.0))
+            return (
+                m.get("arch") == arch,
+                other == tasks,
+                len(other & tasks),
+                -len(other ^ tasks),
+                -float(rows[name].get("train_img_s") or 0.0),
+            )
 
         return max(rows, key=score)
 
@@ -371,17 +458,27 @@ class _Speeds:
         bench_tile = int(row.get("tile", record.data.get("settings", {}).get("tile", 572)))
         tile = int(cfg["input"].get("tile", bench_tile))
         step_s = float(row["ms_per_tile"]) / 1e3 * UNET_TRAIN_OVER_FORWARD * (tile / bench_tile) ** 2
-        what = (f"{float(row['ms_per_tile']):.0f} ms per {bench_tile} px tile forward, x{UNET_TRAIN_OVER_FORWARD:g} "
-                f"for a training step" + (f", x{(tile / bench_tile) ** 2:.3g} for {tile} px tiles" if tile != bench_tile
-                                          else ""))
+        what = (
+            f"{float(row['ms_per_tile']):.0f} ms per {bench_tile} px tile forward, x{UNET_TRAIN_OVER_FORWARD:g} "
+            f"for a training step"
+            + (f", x{(tile / bench_tile) ** 2:.3g} for {tile} px tiles" if tile != bench_tile else "")
+        )
         if record.device.startswith("cuda"):
-            return 1.0 / step_s, f"source: {self._rel(record.path)} (GPU {record.device_name}, {what}; used directly)"
+            return (
+                1.0 / step_s,
+                f"source: {self._rel(record.path)} (GPU {record.device_name}, {what}; used directly)",
+            )
         x, _ = self.factor()
         why = self.short_why
-        same = ("" if self.maskrcnn_record and self.maskrcnn_record.device_name == record.device_name
-                else " [calibrated on another CPU: less reliable]")
-        return x / step_s, (f"source: {self._rel(record.path)} (CPU, {what}; scaled by {x:.0f} for {self.gpu.name}, "
-                            f"the Mask R-CNN calibration of this CPU{same}: {why})")
+        same = (
+            ""
+            if self.maskrcnn_record and self.maskrcnn_record.device_name == record.device_name
+            else " [calibrated on another CPU: less reliable]"
+        )
+        return x / step_s, (
+            f"source: {self._rel(record.path)} (CPU, {what}; scaled by {x:.0f} for {self.gpu.name}, "
+            f"the Mask R-CNN calibration of this CPU{same}: {why})"
+        )
 
 
 # -- printing ---------------------------------------------------------------------------------------------
@@ -400,24 +497,49 @@ def _gib(n: int | None) -> str:
 
 
 def format_plan(p: Plan) -> list[str]:
-    head = ("run", "dataset (download)", "iterations", "img/batch", "images seen", "img/s/GPU", "GPUs",
-            "GPU-hours", "wall")
+    head = (
+        "run",
+        "dataset (download)",
+        "iterations",
+        "img/batch",
+        "images seen",
+        "img/s/GPU",
+        "GPUs",
+        "GPU-hours",
+        "wall",
+    )
     rows = []
     for r in p.runs:
         dl = _gib(r.download_bytes) if r.download_bytes is not None else r.download_note
-        rows.append((r.run_id, f"{r.dataset} ({dl})", f"{r.iterations:,}", str(r.images_per_batch),
-                     f"{r.images_seen:,}", f"{r.img_s_per_gpu:.3g}" if r.img_s_per_gpu else "-", str(r.gpus),
-                     f"{r.gpu_hours:.1f}" if r.gpu_hours else "-", hours(r.wall_hours)))
+        rows.append(
+            (
+                r.run_id,
+                f"{r.dataset} ({dl})",
+                f"{r.iterations:,}",
+                str(r.images_per_batch),
+                f"{r.images_seen:,}",
+                f"{r.img_s_per_gpu:.3g}" if r.img_s_per_gpu else "-",
+                str(r.gpus),
+                f"{r.gpu_hours:.1f}" if r.gpu_hours else "-",
+                hours(r.wall_hours),
+            )
+        )
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
     right = {2, 3, 4, 5, 6, 7}
 
     def fmt(cells) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
 
-    out = [f"plan for {p.target} at scale {p.scale} on {p.gpus} x {p.gpu_type} "
-           f"(tables {', '.join(p.tables)}): {len(p.runs)} run instance(s), nothing downloaded or trained", "",
-           fmt(head), fmt(["-" * w for w in widths])]
+    out = [
+        f"plan for {p.target} at scale {p.scale} on {p.gpus} x {p.gpu_type} "
+        f"(tables {', '.join(p.tables)}): {len(p.runs)} run instance(s), nothing downloaded or trained",
+        "",
+        fmt(head),
+        fmt(["-" * w for w in widths]),
+    ]
     for r, cells in zip(p.runs, rows, strict=True):
         out.append(fmt(cells))
         out.append(f"    {r.source}")
@@ -425,9 +547,12 @@ def format_plan(p: Plan) -> list[str]:
     for directory, d in p.datasets.items():
         size = _gib(d["bytes"]) if d["bytes"] is not None else d["note"]
         out.append(f"  {directory}: {size}  ({', '.join(d['datasets'])})")
-    out += ["", f"total: {p.gpu_hours:,.0f} GPU-hours ({p.gpu_type}), about {hours(p.wall_hours)} wall on {p.gpus} GPU(s); "
-            f"download {_gib(p.download_bytes)}" + (" + datasets of unknown size" if any(
-                d["bytes"] is None for d in p.datasets.values()) else "")]
+    out += [
+        "",
+        f"total: {p.gpu_hours:,.0f} GPU-hours ({p.gpu_type}), about {hours(p.wall_hours)} wall on {p.gpus} GPU(s); "
+        f"download {_gib(p.download_bytes)}"
+        + (" + datasets of unknown size" if any(d["bytes"] is None for d in p.datasets.values()) else ""),
+    ]
     if p.factor:
         out.append(f"CPU -> {p.gpu_type} factor X = {p.factor['factor']:.0f}: {p.factor['why']}")
     out += [f"note: {n}" for n in p.notes]
@@ -435,8 +560,10 @@ def format_plan(p: Plan) -> list[str]:
 
 
 def estimate_line(p: Plan) -> str:
-    return (f"{len(p.runs)} runs, {p.gpu_hours:,.0f} GPU-hours, about {hours(p.wall_hours)} wall on "
-            f"{p.gpus} x {p.gpu_type}")
+    return (
+        f"{len(p.runs)} runs, {p.gpu_hours:,.0f} GPU-hours, about {hours(p.wall_hours)} wall on "
+        f"{p.gpus} x {p.gpu_type}"
+    )
 
 
 __all__ = ["BACKBONE_COST", "GPU_TYPES", "Plan", "RunPlan", "estimate_line", "format_plan", "plan"]

@@ -82,8 +82,10 @@ def load_object(spec: str) -> Any:
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name == spec:
                 return ep.load()
-        raise InputError(f"plugin {spec!r}: not a module:attr path nor an entry point of group "
-                         f"{ENTRY_POINT_GROUP!r}; write it as package.module:attribute")
+        raise InputError(
+            f"plugin {spec!r}: not a module:attr path nor an entry point of group "
+            f"{ENTRY_POINT_GROUP!r}; write it as package.module:attribute"
+        )
     module_name, attr = match["module"], match["attr"]
     module = _import_module(module_name, spec)
     obj: Any = module
@@ -118,8 +120,10 @@ def _import_module(module_name: str, spec: str) -> Any:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise InputError(f"plugin {spec!r}: cannot import {module_name!r} ({exc}); install the package "
-                         "or run from the directory that contains it") from None
+        raise InputError(
+            f"plugin {spec!r}: cannot import {module_name!r} ({exc}); install the package "
+            "or run from the directory that contains it"
+        ) from None
 
 
 def resolve_plugin(spec: str, kind: str | None = None) -> Plugin:
@@ -127,8 +131,10 @@ def resolve_plugin(spec: str, kind: str | None = None) -> Plugin:
     obj = load_object(spec)
     kind = kind or getattr(obj, "segbench_kind", None)
     if kind not in PLUGIN_KINDS:
-        raise InputError(f"plugin {spec!r}: unknown kind {kind!r}; set segbench_kind on the object or pass "
-                         f"--kind, one of {', '.join(PLUGIN_KINDS)}")
+        raise InputError(
+            f"plugin {spec!r}: unknown kind {kind!r}; set segbench_kind on the object or pass "
+            f"--kind, one of {', '.join(PLUGIN_KINDS)}"
+        )
     default_name = spec.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
     name = str(getattr(obj, "segbench_name", default_name))
     if not re.fullmatch(r"[A-Za-z0-9_]+", name):
@@ -148,33 +154,49 @@ def register_plugin(spec: str, kind: str | None = None) -> Plugin:
 # Contracts: a probe with small inputs; the error says which contract and what was expected.
 # ----------------------------------------------------------------------------------------------------------
 
+
 def _breach(spec: str, kind: str, what: str) -> InputError:
     return InputError(f"plugin {spec!r} breaks the {kind} contract: {what}")
 
 
 def check_roi_layer(fn: Any, spec: str) -> None:
     if not callable(fn):
-        raise _breach(spec, "roi_layer", f"expected a callable f(features, rois, output_size, spatial_scale, "
-                                         f"sampling_ratio), got {type(fn).__name__}")
+        raise _breach(
+            spec,
+            "roi_layer",
+            f"expected a callable f(features, rois, output_size, spatial_scale, "
+            f"sampling_ratio), got {type(fn).__name__}",
+        )
     generator = torch.Generator().manual_seed(0)
     features = torch.rand(2, 3, 12, 12, dtype=torch.float64, generator=generator, requires_grad=True)
-    rois = torch.tensor([[0, 1.0, 1.0, 9.0, 7.0], [1, 0.5, 2.0, 5.5, 11.0], [0, 3.0, 3.0, 3.5, 3.5]],
-                        dtype=torch.float64)
+    rois = torch.tensor(
+        [[0, 1.0, 1.0, 9.0, 7.0], [1, 0.5, 2.0, 5.5, 11.0], [0, 3.0, 3.0, 3.5, 3.5]], dtype=torch.float64
+    )
     expected = (3, 3, 4, 5)
     try:
         out = fn(features, rois, (4, 5), 1.0, 2)
     except Exception as exc:  # noqa: BLE001 - any failure on the probe is a contract breach
-        raise _breach(spec, "roi_layer", f"calling it on features [2,3,12,12], rois [3,5], output_size (4,5), "
-                                         f"spatial_scale 1.0, sampling_ratio 2 raised {type(exc).__name__}: {exc}") from None
+        raise _breach(
+            spec,
+            "roi_layer",
+            f"calling it on features [2,3,12,12], rois [3,5], output_size (4,5), "
+            f"spatial_scale 1.0, sampling_ratio 2 raised {type(exc).__name__}: {exc}",
+        ) from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise _breach(spec, "roi_layer", f"expected output shape [K, C, oh, ow] = {list(expected)} for features "
-                                         f"[2,3,12,12], rois [3,5], output_size (4,5); got {got}")
+        raise _breach(
+            spec,
+            "roi_layer",
+            f"expected output shape [K, C, oh, ow] = {list(expected)} for features "
+            f"[2,3,12,12], rois [3,5], output_size (4,5); got {got}",
+        )
     if not torch.isfinite(out).all():
         raise _breach(spec, "roi_layer", "output has NaN/inf on a finite probe")
     out.sum().backward()
     if features.grad is None or not torch.isfinite(features.grad).all():
-        raise _breach(spec, "roi_layer", "no finite gradient reaches the features (it must be differentiable)")
+        raise _breach(
+            spec, "roi_layer", "no finite gradient reaches the features (it must be differentiable)"
+        )
 
 
 def check_mask_head(factory: Any, spec: str) -> None:
@@ -185,31 +207,48 @@ def check_mask_head(factory: Any, spec: str) -> None:
         head, predictor = factory(head_spec)
         out = predictor(head(torch.rand(2, 8, 7, 7)))
     except Exception as exc:  # noqa: BLE001
-        raise _breach(spec, "mask_head", f"factory(MaskHeadSpec(in_channels=8, roi_size=7, out_channels=3)) "
-                                         f"-> (head, predictor) on RoI features [2,8,7,7] raised "
-                                         f"{type(exc).__name__}: {exc}") from None
+        raise _breach(
+            spec,
+            "mask_head",
+            f"factory(MaskHeadSpec(in_channels=8, roi_size=7, out_channels=3)) "
+            f"-> (head, predictor) on RoI features [2,8,7,7] raised "
+            f"{type(exc).__name__}: {exc}",
+        ) from None
     if tuple(out.shape) != (2, 3, 14, 14):
-        raise _breach(spec, "mask_head", f"expected mask logits [N, out_channels, mask_size, mask_size] = "
-                                         f"[2, 3, 14, 14]; got {list(out.shape)}")
+        raise _breach(
+            spec,
+            "mask_head",
+            f"expected mask logits [N, out_channels, mask_size, mask_size] = "
+            f"[2, 3, 14, 14]; got {list(out.shape)}",
+        )
 
 
 def check_mask_loss(loss: Any, spec: str) -> None:
     from segbench.models.maskrcnn import MaskLoss
 
     if not isinstance(loss, MaskLoss):
-        raise _breach(spec, "mask_loss", f"expected a segbench.models.maskrcnn.MaskLoss, got {type(loss).__name__}")
+        raise _breach(
+            spec, "mask_loss", f"expected a segbench.models.maskrcnn.MaskLoss, got {type(loss).__name__}"
+        )
     channels = loss.channels(3)
     logits = torch.randn(4, channels, 6, 6, requires_grad=True)
     targets = (torch.rand(4, 6, 6) > 0.5).float()
     classes = torch.tensor([1, 2, 3, 1])
     value = loss.loss(logits, targets, classes)
     if value.dim() != 0 or not torch.isfinite(value):
-        raise _breach(spec, "mask_loss", f"loss(logits [4,{channels},6,6], targets [4,6,6], classes [4]) must be a "
-                                         f"finite scalar; got shape {list(value.shape)}")
+        raise _breach(
+            spec,
+            "mask_loss",
+            f"loss(logits [4,{channels},6,6], targets [4,6,6], classes [4]) must be a "
+            f"finite scalar; got shape {list(value.shape)}",
+        )
     probs = loss.probabilities(logits.detach(), classes)
     if tuple(probs.shape) != (4, 1, 6, 6):
-        raise _breach(spec, "mask_loss", f"probabilities(...) must be [N, 1, m, m] = [4, 1, 6, 6]; "
-                                         f"got {list(probs.shape)}")
+        raise _breach(
+            spec,
+            "mask_loss",
+            f"probabilities(...) must be [N, 1, m, m] = [4, 1, 6, 6]; got {list(probs.shape)}",
+        )
 
 
 def check_unet_loss(fn: Any, spec: str) -> None:
@@ -219,11 +258,17 @@ def check_unet_loss(fn: Any, spec: str) -> None:
     try:
         value = fn(logits, target, weights)
     except Exception as exc:  # noqa: BLE001
-        raise _breach(spec, "unet_loss", f"f(logits [1,2,8,8], target [1,8,8], weights [1,8,8]) raised "
-                                         f"{type(exc).__name__}: {exc}") from None
+        raise _breach(
+            spec,
+            "unet_loss",
+            f"f(logits [1,2,8,8], target [1,8,8], weights [1,8,8]) raised {type(exc).__name__}: {exc}",
+        ) from None
     if not isinstance(value, torch.Tensor) or value.dim() != 0:
-        raise _breach(spec, "unet_loss", "expected a scalar tensor from f(logits [N,2,H,W], target [N,H,W], "
-                                         "weights [N,H,W])")
+        raise _breach(
+            spec,
+            "unet_loss",
+            "expected a scalar tensor from f(logits [N,2,H,W], target [N,H,W], weights [N,H,W])",
+        )
     value.backward()
     if logits.grad is None:
         raise _breach(spec, "unet_loss", "no gradient reaches the logits (it must be differentiable)")
@@ -231,17 +276,25 @@ def check_unet_loss(fn: Any, spec: str) -> None:
 
 def check_model(factory: Any, spec: str) -> None:
     if not callable(factory):
-        raise _breach(spec, "model", f"expected a callable factory(cfg) -> nn.Module, got {type(factory).__name__}")
+        raise _breach(
+            spec, "model", f"expected a callable factory(cfg) -> nn.Module, got {type(factory).__name__}"
+        )
 
 
-CONTRACT_CHECKS = {"roi_layer": check_roi_layer, "mask_head": check_mask_head, "mask_loss": check_mask_loss,
-                   "unet_loss": check_unet_loss, "model": check_model}
+CONTRACT_CHECKS = {
+    "roi_layer": check_roi_layer,
+    "mask_head": check_mask_head,
+    "mask_loss": check_mask_loss,
+    "unet_loss": check_unet_loss,
+    "model": check_model,
+}
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Registration into the component registries (one rule for all, segbench.component_registry: a name taken
 # by another object is an error; the same plugin registered again is a no-op).
 # ----------------------------------------------------------------------------------------------------------
+
 
 def _register_roi_layer(plugin: Plugin) -> None:
     from segbench.ops import register_roi_layer
@@ -273,13 +326,19 @@ def _register_model(plugin: Plugin) -> None:
     register_model(plugin.name, plugin.obj)
 
 
-REGISTRARS = {"roi_layer": _register_roi_layer, "mask_head": _register_mask_head,
-              "mask_loss": _register_mask_loss, "unet_loss": _register_unet_loss, "model": _register_model}
+REGISTRARS = {
+    "roi_layer": _register_roi_layer,
+    "mask_head": _register_mask_head,
+    "mask_loss": _register_mask_loss,
+    "unet_loss": _register_unet_loss,
+    "model": _register_model,
+}
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Method runs: a baseline run with one component replaced.
 # ----------------------------------------------------------------------------------------------------------
+
 
 def method_run_config(base: dict[str, Any], plugin: Plugin) -> dict[str, Any]:
     """The resolved config of ``base`` (a resolved registry run) with the plugin's component swapped in.
@@ -288,8 +347,10 @@ def method_run_config(base: dict[str, Any], plugin: Plugin) -> dict[str, Any]:
     """
     kind = PLUGIN_KINDS[plugin.kind]
     if kind.family not in ("*", base["family"]):
-        raise InputError(f"plugin {plugin.spec!r} ({plugin.kind}) replaces a {kind.family} component, but run "
-                         f"{base['run']!r} is a {base['family']} model; compare it on a {kind.family} table")
+        raise InputError(
+            f"plugin {plugin.spec!r} ({plugin.kind}) replaces a {kind.family} component, but run "
+            f"{base['run']!r} is a {base['family']} model; compare it on a {kind.family} table"
+        )
     cfg = {**base, "model": dict(base["model"])}
     cfg["model"][kind.model_key] = plugin.name
     if plugin.kind == "roi_layer":

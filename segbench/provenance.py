@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import Any
 
 TRACKED_PACKAGES = (
-    "segbench", "torch", "torchvision", "numpy", "scipy", "scikit-image", "pycocotools",
-    "faster-coco-eval", "tifffile", "snakemake", "dvc",
+    "segbench",
+    "torch",
+    "torchvision",
+    "numpy",
+    "scipy",
+    "scikit-image",
+    "pycocotools",
+    "faster-coco-eval",
+    "tifffile",
+    "snakemake",
+    "dvc",
 )
 
 
@@ -37,11 +46,25 @@ def git_commit(root: Path | None = None) -> str:
     not make the code dirty); ``unknown`` outside git."""
     root = root or Path(__file__).resolve().parents[1]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                *(f":(exclude){out}" for out in GENERATED_DIRS)], cwd=root,
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                *(f":(exclude){out}" for out in GENERATED_DIRS),
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -76,11 +99,29 @@ def device_description() -> str:
 # the BLAS pick at run time), torch's dispatch level, the BLAS / oneDNN builds, the thread count (parallel
 # reductions sum in another order) and, on CUDA, the GPU, CUDA and cuDNN. The other package versions are
 # recorded beside it (``package_versions``); torch's is in it too, since its kernels decide the bits.
-CPU_FLAGS = ("sse4_2", "fma", "f16c", "avx", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-             "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve",
-             "sve2")
-_TORCH_CONFIG_LINE = re.compile(r"(Math Kernel Library|MKL-DNN|oneDNN|OpenBLAS|BLIS|LAPACK is|CPU capability)",
-                                re.IGNORECASE)
+CPU_FLAGS = (
+    "sse4_2",
+    "fma",
+    "f16c",
+    "avx",
+    "avx2",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "sve",
+    "sve2",
+)
+_TORCH_CONFIG_LINE = re.compile(
+    r"(Math Kernel Library|MKL-DNN|oneDNN|OpenBLAS|BLIS|LAPACK is|CPU capability)", re.IGNORECASE
+)
 _TORCH_BUILD_KEYS = ("BLAS_INFO", "LAPACK_INFO", "USE_MKLDNN")
 
 
@@ -121,8 +162,11 @@ def _torch_libraries() -> dict[str, Any]:
     except (AttributeError, RuntimeError):
         shown = ""
     lines = [" ".join(line.strip(" -").split()) for line in shown.splitlines()]
-    out["torch_libraries"] = [line for line in lines if _TORCH_CONFIG_LINE.search(line)
-                              and not line.lower().startswith("build settings")]
+    out["torch_libraries"] = [
+        line
+        for line in lines
+        if _TORCH_CONFIG_LINE.search(line) and not line.lower().startswith("build settings")
+    ]
     build = dict(re.findall(r"\b([A-Z_]+)=([^,\s]+)", shown))
     out["torch_build"] = {key: build[key] for key in _TORCH_BUILD_KEYS if key in build}
     if torch.cuda.is_available():
@@ -144,8 +188,13 @@ def _numpy_blas() -> list[str]:
         import numpy  # noqa: F401 - loads its BLAS so threadpoolctl sees it
     except ImportError:
         return []
-    return sorted({" ".join(str(info.get(k)) for k in ("internal_api", "version", "architecture") if info.get(k))
-                   for info in threadpool_info() if info.get("user_api") == "blas"})
+    return sorted(
+        {
+            " ".join(str(info.get(k)) for k in ("internal_api", "version", "architecture") if info.get(k))
+            for info in threadpool_info()
+            if info.get("user_api") == "blas"
+        }
+    )
 
 
 def _threads() -> int:
@@ -161,8 +210,15 @@ def machine_signature() -> dict[str, Any]:
     """The compact signature of this machine for bit-for-bit comparisons: CPU model and vector extensions,
     torch's CPU capability, the BLAS / oneDNN in use, the thread count and, on CUDA, GPU / CUDA / cuDNN."""
     model, flags = _cpu()
-    return {"cpu": model, "cpu_flags": list(flags), "machine": platform.machine(), "system": platform.system(),
-            **_torch_libraries(), "numpy_blas": _numpy_blas(), "threads": _threads()}
+    return {
+        "cpu": model,
+        "cpu_flags": list(flags),
+        "machine": platform.machine(),
+        "system": platform.system(),
+        **_torch_libraries(),
+        "numpy_blas": _numpy_blas(),
+        "threads": _threads(),
+    }
 
 
 def signature_hash(signature: dict[str, Any]) -> str:
@@ -175,9 +231,14 @@ def machine_signature_hash() -> str:
     return signature_hash(machine_signature())
 
 
-def provenance(config: Any = None, *, seeds: list[int] | None = None,
-               wall_time_s: float | None = None, scale: str | None = None,
-               dataset: dict[str, Any] | None = None) -> dict[str, Any]:
+def provenance(
+    config: Any = None,
+    *,
+    seeds: list[int] | None = None,
+    wall_time_s: float | None = None,
+    scale: str | None = None,
+    dataset: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The provenance block every result JSON carries. ``dataset`` (name, sha256, file count of the data
     a run used; :func:`segbench.data.dataset_identity`) is recorded here, never in the config hash."""
     extra = {} if dataset is None else {"dataset": dataset}

@@ -45,15 +45,18 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def assembled_with(artifact: str, registry: dict[str, Any] | None = None, scale: str | None = None) -> list[str]:
+def assembled_with(
+    artifact: str, registry: dict[str, Any] | None = None, scale: str | None = None
+) -> list[str]:
     """The artifact's tables plus every other table all of whose runs the artifact trains: assembling
     those costs nothing and keeps tables that share runs consistent (Table 1 shows 2a's runs). With
     ``scale``, ``all`` and the added tables are limited to the tables defined at that scale."""
     reg = registry or load_registry()
     arts = artifacts(reg)
     if artifact not in arts:
-        raise InputError(f"unknown table or artifact {artifact!r}; `segbench list` shows them: "
-                         f"{', '.join(arts)}")
+        raise InputError(
+            f"unknown table or artifact {artifact!r}; `segbench list` shows them: {', '.join(arts)}"
+        )
 
     def defined(name: str) -> bool:
         return scale is None or scale in reg["tables"][name]["seeds"]
@@ -74,7 +77,9 @@ def run_state(cfg: dict[str, Any], run_dir: Path) -> RunState:
         return RunState(cfg["run_id"], MISSING, f"no {done.name}")
     recorded = read_json(done, "train record").get("config_hash")
     if recorded != digest:
-        return RunState(cfg["run_id"], STALE, f"trained with config {recorded}, the registry now gives {digest}")
+        return RunState(
+            cfg["run_id"], STALE, f"trained with config {recorded}, the registry now gives {digest}"
+        )
     if not metrics.exists() or read_json(metrics, "run metrics").get("config_hash") != digest:
         return RunState(cfg["run_id"], UNEVALUATED, f"no current {metrics.name}")
     return RunState(cfg["run_id"], CURRENT, "config hash matches the registry")
@@ -118,13 +123,17 @@ def describe(status: TargetStatus, *, retrain: bool = False, force_hint: str = "
     where = status.results / status.scale / "runs"
     lines = [f"reproduce_{status.artifact} at scale {status.scale}: {n} run instances under {where}"]
     if retrain:
-        lines.append(f"  retrain: all {n} run instances train from scratch (old records are set aside in "
-                     "stale-<hash>/), then every table and page is re-assembled")
+        lines.append(
+            f"  retrain: all {n} run instances train from scratch (old records are set aside in "
+            "stale-<hash>/), then every table and page is re-assembled"
+        )
         return lines
     current, unevaluated = status.count(CURRENT), status.count(UNEVALUATED)
     todo = [r for r in status.runs if r.state in (MISSING, STALE)]
-    lines.append(f"  {current} current (trained and evaluated with the registry's config), "
-                 f"{unevaluated} to evaluate, {len(todo)} to train")
+    lines.append(
+        f"  {current} current (trained and evaluated with the registry's config), "
+        f"{unevaluated} to evaluate, {len(todo)} to train"
+    )
     for r in todo[:12]:
         lines.append(f"    train {r.run_id}: {r.state} ({r.reason})")
     if len(todo) > 12:

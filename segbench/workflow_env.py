@@ -31,8 +31,10 @@ def prepare_environment(config: Mapping[str, Any]) -> str | None:
     else:
         os.environ.pop(RETRAIN_ENV, None)
     if shutil.which("segbench") is None:
-        return (f"no `segbench` command beside {sys.executable} or on PATH: run `make install` and "
-                "`source .venv/bin/activate` (or call .venv/bin/snakemake)")
+        return (
+            f"no `segbench` command beside {sys.executable} or on PATH: run `make install` and "
+            "`source .venv/bin/activate` (or call .venv/bin/snakemake)"
+        )
     return None
 
 
@@ -63,10 +65,26 @@ def settle_committed_mtimes(repo: Path, roots: tuple[str, ...] = ("results", "re
     checkout keeps its real date and so still reruns what depends on it. Returns the files settled;
     nothing happens outside a git work tree."""
     try:
-        tracked = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--", *roots], capture_output=True,
-                                 check=True, timeout=60).stdout.decode().split("\0")
-        changed = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "-z", "--", *roots],
-                                 capture_output=True, check=True, timeout=60).stdout.decode().split("\0")
+        tracked = (
+            subprocess.run(
+                ["git", "-C", str(repo), "ls-files", "-z", "--", *roots],
+                capture_output=True,
+                check=True,
+                timeout=60,
+            )
+            .stdout.decode()
+            .split("\0")
+        )
+        changed = (
+            subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain", "-z", "--", *roots],
+                capture_output=True,
+                check=True,
+                timeout=60,
+            )
+            .stdout.decode()
+            .split("\0")
+        )
     except (OSError, subprocess.SubprocessError):
         return 0
     modified = {entry[3:] for entry in changed if len(entry) > 3}

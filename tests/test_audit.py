@@ -60,8 +60,13 @@ def edit_json(path: Path, change) -> None:
 def test_a_fresh_run_audited_against_itself_passes_bit_for_bit(committed, tmp_path: Path) -> None:
     results, data = committed
     before = snapshot(results)
-    summary = audit("smoke", ["unet_isbi-seed0", "threshold_isbi-seed0"], data=data, results=results,
-                    work_dir=tmp_path / "work")
+    summary = audit(
+        "smoke",
+        ["unet_isbi-seed0", "threshold_isbi-seed0"],
+        data=data,
+        results=results,
+        work_dir=tmp_path / "work",
+    )
     assert summary["passed"], [r["verdict"] for r in summary["runs"]]
     for report in summary["runs"]:
         assert report["mode"] == "bit-for-bit" and report["metric_differences"] == []
@@ -75,11 +80,28 @@ def test_a_fresh_run_audited_against_itself_passes_bit_for_bit(committed, tmp_pa
 def test_a_tampered_metric_fails_naming_the_metric(committed, tmp_path: Path, capsys) -> None:
     results, data = committed
     root = copy_records(results, tmp_path, "threshold_isbi-seed0")
-    edit_json(root / "smoke/runs/threshold_isbi-seed0/metrics.json",
-              lambda r: r["metrics"]["isbi"].update(rand_error=r["metrics"]["isbi"]["rand_error"] + 1e-12))
+    edit_json(
+        root / "smoke/runs/threshold_isbi-seed0/metrics.json",
+        lambda r: r["metrics"]["isbi"].update(rand_error=r["metrics"]["isbi"]["rand_error"] + 1e-12),
+    )
     out = tmp_path / "report.json"
-    code = main(["audit", "--scale", "smoke", "--runs", "threshold_isbi-seed0", "--results", str(root),
-                 "--data-root", str(data), "--work-dir", str(tmp_path / "work"), "--out", str(out)])
+    code = main(
+        [
+            "audit",
+            "--scale",
+            "smoke",
+            "--runs",
+            "threshold_isbi-seed0",
+            "--results",
+            str(root),
+            "--data-root",
+            str(data),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 1
     assert "FAIL bit-for-bit" in printed and "isbi.rand_error" in printed and "audit FAILED" in printed
@@ -88,7 +110,9 @@ def test_a_tampered_metric_fails_naming_the_metric(committed, tmp_path: Path, ca
     assert report["metric_differences"][0]["abs_diff"] == pytest.approx(1e-12, rel=1e-3)
 
 
-def test_other_machine_is_statistical_and_names_the_divergence_and_the_signature(committed, tmp_path: Path) -> None:
+def test_other_machine_is_statistical_and_names_the_divergence_and_the_signature(
+    committed, tmp_path: Path
+) -> None:
     results, data = committed
     root = copy_records(results, tmp_path, "unet_isbi-seed0")
     run = root / "smoke/runs/unet_isbi-seed0"
@@ -117,10 +141,14 @@ def test_a_record_without_signature_is_unknown_and_statistical(committed, tmp_pa
     results, data = committed
     root = copy_records(results, tmp_path, "threshold_isbi-seed0")
     for name in ("config.json", "train_done.json"):
-        edit_json(root / "smoke/runs/threshold_isbi-seed0" / name,
-                  lambda r: [r["provenance"].pop(k) for k in ("machine_signature", "machine_signature_hash")])
-    edit_json(root / "smoke/runs/threshold_isbi-seed0/metrics.json",
-              lambda r: r["metrics"]["isbi"].update(pixel_error=r["metrics"]["isbi"]["pixel_error"] * 2 + 0.1))
+        edit_json(
+            root / "smoke/runs/threshold_isbi-seed0" / name,
+            lambda r: [r["provenance"].pop(k) for k in ("machine_signature", "machine_signature_hash")],
+        )
+    edit_json(
+        root / "smoke/runs/threshold_isbi-seed0/metrics.json",
+        lambda r: r["metrics"]["isbi"].update(pixel_error=r["metrics"]["isbi"]["pixel_error"] * 2 + 0.1),
+    )
     summary = audit("smoke", ["threshold_isbi-seed0"], data=data, results=root, work_dir=tmp_path / "work")
     report = summary["runs"][0]
     assert report["machine"]["recorded_hash"] == "unknown" and report["mode"] == "statistical"
@@ -134,10 +162,16 @@ def test_statistical_rule_uses_the_seed_spread_widened_by_the_margin(tmp_path: P
     runs = tmp_path / "runs"
     for seed, value in enumerate((0.20, 0.30, 0.25)):
         (runs / f"threshold_phc-seed{seed}").mkdir(parents=True)
-        (runs / f"threshold_phc-seed{seed}" / "metrics.json").write_text(json.dumps({"metrics": {"ctc": {"seg": value}}}))
+        (runs / f"threshold_phc-seed{seed}" / "metrics.json").write_text(
+            json.dumps({"metrics": {"ctc": {"seg": value}}})
+        )
     ok = statistical_check("threshold_phc", runs, {"ctc": {"seg": 0.34}}, relative=0.02)  # 0.30 + 0.05 margin
     bad = statistical_check("threshold_phc", runs, {"ctc": {"seg": 0.36}}, relative=0.02)
-    assert ok == [{**ok[0], "ok": True}] and ok[0]["committed_seeds"] == 3 and ok[0]["margin"] == pytest.approx(0.05)
+    assert (
+        ok == [{**ok[0], "ok": True}]
+        and ok[0]["committed_seeds"] == 3
+        and ok[0]["margin"] == pytest.approx(0.05)
+    )
     assert bad[0]["ok"] is False
 
 

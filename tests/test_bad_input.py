@@ -49,8 +49,19 @@ def smoke(tmp_path_factory) -> dict[str, Path]:
         data.prepare(name, data_root)
     for run in (RUN_A, RUN_B):
         for command in ("train", "evaluate"):
-            argv = [command, "--run", run, "--scale", SCALE, "--results", str(results),
-                    "--data-root", str(data_root), "--device", "cpu"]
+            argv = [
+                command,
+                "--run",
+                run,
+                "--scale",
+                SCALE,
+                "--results",
+                str(results),
+                "--data-root",
+                str(data_root),
+                "--device",
+                "cpu",
+            ]
             assert main(argv) == 0, argv
     return {"data": data_root, "results": results}
 
@@ -63,10 +74,10 @@ def run_dir(results: Path, run: str) -> Path:
 @dataclasses.dataclass
 class Case:
     argv: list[str]
-    names: list[str]                 # substrings the error line must contain (the offending file / entry)
-    fix: str                         # the "what to do" part the error line must contain
+    names: list[str]  # substrings the error line must contain (the offending file / entry)
+    fix: str  # the "what to do" part the error line must contain
     code: int = 2
-    absent: list[Path] = dataclasses.field(default_factory=list)     # must not exist afterwards
+    absent: list[Path] = dataclasses.field(default_factory=list)  # must not exist afterwards
     unchanged: list[Path] = dataclasses.field(default_factory=list)  # must keep their bytes
 
 
@@ -91,8 +102,19 @@ class Ctx:
         return target
 
     def run_args(self, command: str, run: str = RUN_A, results: Path | None = None) -> list[str]:
-        return [command, "--run", run, "--scale", SCALE, "--results", str(results or self.tmp / "results"),
-                "--data-root", str(self.data()), "--device", "cpu"]
+        return [
+            command,
+            "--run",
+            run,
+            "--scale",
+            SCALE,
+            "--results",
+            str(results or self.tmp / "results"),
+            "--data-root",
+            str(self.data()),
+            "--device",
+            "cpu",
+        ]
 
     def registry_copy(self, edit: Callable[[dict], None]) -> Path:
         reg = yaml.safe_load(registry_path().read_text(encoding="utf-8"))
@@ -119,8 +141,12 @@ def _train_case(ctx: Ctx, offender: str, fix: str) -> Case:
     # dataset that changed would be regenerated instead (test_bad_input_tampered_*).
     (ctx.data() / "shapes_smoke" / "MANIFEST.json").unlink(missing_ok=True)
     out = run_dir(ctx.tmp / "results", RUN_A)
-    return Case(ctx.run_args("train"), [offender], fix,
-                absent=[out / "train_done.json", out / "model_final.pt", out / "checkpoint_00000002.pt"])
+    return Case(
+        ctx.run_args("train"),
+        [offender],
+        fix,
+        absent=[out / "train_done.json", out / "model_final.pt", out / "checkpoint_00000002.pt"],
+    )
 
 
 def case_coco_malformed_json(ctx: Ctx) -> Case:
@@ -184,13 +210,15 @@ def _metrics_coco_case(ctx: Ctx, edit: Callable[[dict], None], fix: str, iou_typ
 
 
 def case_metrics_coco_annotation_of_unknown_image(ctx: Ctx) -> Case:
-    return _metrics_coco_case(ctx, lambda d: d["annotations"][0].update(image_id=424242),
-                              "add the image or drop the annotation")
+    return _metrics_coco_case(
+        ctx, lambda d: d["annotations"][0].update(image_id=424242), "add the image or drop the annotation"
+    )
 
 
 def case_metrics_coco_polygon_two_points(ctx: Ctx) -> Case:
-    return _metrics_coco_case(ctx, lambda d: d["annotations"][0].update(segmentation=[[1, 1, 4, 4]]),
-                              "drop that polygon")
+    return _metrics_coco_case(
+        ctx, lambda d: d["annotations"][0].update(segmentation=[[1, 1, 4, 4]]), "drop that polygon"
+    )
 
 
 def case_coco_duplicate_annotation_id(ctx: Ctx) -> Case:
@@ -217,12 +245,17 @@ def case_metrics_coco_results_not_a_list(ctx: Ctx) -> Case:
     gt = ctx.smoke["data"] / "shapes_smoke" / "annotations" / "instances_val.json"
     dt = ctx.tmp / "dt.json"
     dt.write_text(json.dumps({"annotations": []}))
-    return Case(["metrics", "coco", "--gt", str(gt), "--dt", str(dt), "--iou-type", "bbox"], [str(dt)],
-                "expected a list of detections")
+    return Case(
+        ["metrics", "coco", "--gt", str(gt), "--dt", str(dt), "--iou-type", "bbox"],
+        [str(dt)],
+        "expected a list of detections",
+    )
 
 
 # ISBI TIFFs -----------------------------------------------------------------------------------------
-def _isbi_pair(ctx: Ctx, pred: np.ndarray | None = None, labels: np.ndarray | None = None) -> tuple[Path, Path]:
+def _isbi_pair(
+    ctx: Ctx, pred: np.ndarray | None = None, labels: np.ndarray | None = None
+) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
     good_labels = np.where(rng.random((2, 32, 32)) > 0.3, 255, 0).astype(np.uint8)
     good_pred = rng.random((2, 32, 32)).astype(np.float32)
@@ -283,19 +316,31 @@ def case_isbi_shape_mismatch(ctx: Ctx) -> Case:
 def case_registry_unknown_variant(ctx: Ctx) -> Case:
     path = ctx.registry_copy(lambda r: r["runs"][RUN_A]["model"].update(roi_layer="roi_bogus"))
     out = run_dir(ctx.tmp / "results", RUN_A)
-    return Case(ctx.run_args("train"), [str(path), f"runs/{RUN_A}/model", "roi_bogus"], "fix that entry",
-                absent=[out / "train_done.json", out / "model_final.pt"])
+    return Case(
+        ctx.run_args("train"),
+        [str(path), f"runs/{RUN_A}/model", "roi_bogus"],
+        "fix that entry",
+        absent=[out / "train_done.json", out / "model_final.pt"],
+    )
 
 
 def case_registry_unknown_arch(ctx: Ctx) -> Case:
     path = ctx.registry_copy(lambda r: r["runs"][RUN_A]["model"].update(arch="c6"))
-    return Case(ctx.run_args("train"), [str(path), f"runs/{RUN_A}/model/arch"], "fix that entry",
-                absent=[ctx.tmp / "results"])
+    return Case(
+        ctx.run_args("train"),
+        [str(path), f"runs/{RUN_A}/model/arch"],
+        "fix that entry",
+        absent=[ctx.tmp / "results"],
+    )
 
 
 def case_unknown_run(ctx: Ctx) -> Case:
-    return Case(ctx.run_args("train", run="r51_c4"), ["'r51_c4'"], "segbench list --runs",
-                absent=[ctx.tmp / "results"])
+    return Case(
+        ctx.run_args("train", run="r51_c4"),
+        ["'r51_c4'"],
+        "segbench list --runs",
+        absent=[ctx.tmp / "results"],
+    )
 
 
 def case_unknown_scale(ctx: Ctx) -> Case:
@@ -306,13 +351,18 @@ def case_unknown_scale(ctx: Ctx) -> Case:
 
 def case_unknown_table(ctx: Ctx) -> Case:
     results = ctx.results()
-    return Case(["table", "table9z", "--scale", SCALE, "--results", str(results)], ["'table9z'"],
-                "segbench list", absent=[results / SCALE / "tables"])
+    return Case(
+        ["table", "table9z", "--scale", SCALE, "--results", str(results)],
+        ["'table9z'"],
+        "segbench list",
+        absent=[results / SCALE / "tables"],
+    )
 
 
 def case_unknown_dataset(ctx: Ctx) -> Case:
-    return Case(["data", "verify", "shapes_nope", "--data-root", str(ctx.data())], ["'shapes_nope'"],
-                "known datasets")
+    return Case(
+        ["data", "verify", "shapes_nope", "--data-root", str(ctx.data())], ["'shapes_nope'"], "known datasets"
+    )
 
 
 # tables ------------------------------------------------------------------------------------------------
@@ -321,8 +371,12 @@ def case_table_missing_metrics(ctx: Ctx) -> Case:
     missing = run_dir(results, RUN_B) / "metrics.json"
     missing.unlink()
     tables = results / SCALE / "tables"
-    return Case(["table", "table2b", "--scale", SCALE, "--results", str(results)], [str(missing)],
-                f"segbench train --run {RUN_B}", absent=[tables / "table2b.json", tables / "table2b.md"])
+    return Case(
+        ["table", "table2b", "--scale", SCALE, "--results", str(results)],
+        [str(missing)],
+        f"segbench train --run {RUN_B}",
+        absent=[tables / "table2b.json", tables / "table2b.md"],
+    )
 
 
 def case_table_malformed_metrics(ctx: Ctx) -> Case:
@@ -330,8 +384,12 @@ def case_table_malformed_metrics(ctx: Ctx) -> Case:
     bad = run_dir(results, RUN_A) / "metrics.json"
     bad.write_text(bad.read_text()[:-40])
     tables = results / SCALE / "tables"
-    return Case(["table", "table2b", "--scale", SCALE, "--results", str(results)], [str(bad)],
-                "regenerate or fix the file", absent=[tables / "table2b.json", tables / "table2b.csv"])
+    return Case(
+        ["table", "table2b", "--scale", SCALE, "--results", str(results)],
+        [str(bad)],
+        "regenerate or fix the file",
+        absent=[tables / "table2b.json", tables / "table2b.csv"],
+    )
 
 
 # data: checksums and downloads --------------------------------------------------------------------------
@@ -341,8 +399,11 @@ def case_data_checksum_mismatch(ctx: Ctx) -> Case:
     blob = bytearray(tampered.read_bytes())
     blob[-20] ^= 0xFF
     tampered.write_bytes(bytes(blob))
-    return Case(["data", "verify", "shapes_smoke", "--data-root", str(root)], [str(tampered)],
-                "segbench data prepare shapes_smoke --force")
+    return Case(
+        ["data", "verify", "shapes_smoke", "--data-root", str(root)],
+        [str(tampered)],
+        "segbench data prepare shapes_smoke --force",
+    )
 
 
 class _Server:
@@ -371,8 +432,9 @@ class _Server:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def close(self) -> None:
@@ -403,8 +465,12 @@ datasets:
     ctx.monkeypatch.setattr(data_download, "BACKOFF_S", 0.0)  # retries (bounded) without waiting
     root = ctx.tmp / "dl"
     fix = "rerun `segbench data download toy_em` to resume"
-    return Case(["data", "download", "toy_em", "--data-root", str(root)], ["toy-volume.tif"],
-                fix, absent=[root / "toy_em" / "toy-volume.tif", root / "toy_em" / "MANIFEST.json"])
+    return Case(
+        ["data", "download", "toy_em", "--data-root", str(root)],
+        ["toy-volume.tif"],
+        fix,
+        absent=[root / "toy_em" / "toy-volume.tif", root / "toy_em" / "MANIFEST.json"],
+    )
 
 
 def case_download_truncated(ctx: Ctx) -> Case:
@@ -427,10 +493,13 @@ def case_checkpoint_of_another_variant(ctx: Ctx) -> Case:
     foreign.parent.mkdir(parents=True)
     shutil.copy(run_dir(ctx.smoke["results"], RUN_A) / "checkpoint_00000002.pt", foreign)
     out = run_dir(results, RUN_B)
-    return Case(ctx.run_args("train", run=RUN_B, results=results), [str(foreign), f"{RUN_A!r}", f"{RUN_B!r}"],
-                "delete it or point the run at the right directory",
-                absent=[out / "train_done.json", out / "model_final.pt", out / "checkpoint_00000004.pt"],
-                unchanged=[foreign])
+    return Case(
+        ctx.run_args("train", run=RUN_B, results=results),
+        [str(foreign), f"{RUN_A!r}", f"{RUN_B!r}"],
+        "delete it or point the run at the right directory",
+        absent=[out / "train_done.json", out / "model_final.pt", out / "checkpoint_00000004.pt"],
+        unchanged=[foreign],
+    )
 
 
 def case_checkpoint_corrupt(ctx: Ctx) -> Case:
@@ -439,8 +508,12 @@ def case_checkpoint_corrupt(ctx: Ctx) -> Case:
     out.mkdir(parents=True)
     corrupt = out / "checkpoint_00000002.pt"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip archive" * 10)
-    return Case(ctx.run_args("train", results=results), [str(corrupt)], "delete it to retrain",
-                absent=[out / "train_done.json", out / "model_final.pt", out / "checkpoint_00000004.pt"])
+    return Case(
+        ctx.run_args("train", results=results),
+        [str(corrupt)],
+        "delete it to retrain",
+        absent=[out / "train_done.json", out / "model_final.pt", out / "checkpoint_00000004.pt"],
+    )
 
 
 def case_final_model_corrupt(ctx: Ctx) -> Case:
@@ -449,8 +522,12 @@ def case_final_model_corrupt(ctx: Ctx) -> Case:
     (out / "metrics.json").unlink()
     final = out / "model_final.pt"
     final.write_bytes(final.read_bytes()[:1000])
-    return Case(ctx.run_args("evaluate", results=results), [str(final)], "delete it to retrain",
-                absent=[out / "metrics.json"])
+    return Case(
+        ctx.run_args("evaluate", results=results),
+        [str(final)],
+        "delete it to retrain",
+        absent=[out / "metrics.json"],
+    )
 
 
 # disk full -----------------------------------------------------------------------------------------------
@@ -465,9 +542,13 @@ def case_disk_full_new_table(ctx: Ctx) -> Case:
     results = ctx.results(RUN_A, RUN_B)
     _disk_full(ctx)
     target = results / SCALE / "tables" / "table2b.json"
-    return Case(["table", "table2b", "--scale", SCALE, "--results", str(results)],
-                [str(target), os.strerror(errno.ENOSPC)], "free space or choose another --results", code=1,
-                absent=[target, target.with_suffix(".csv"), target.with_suffix(".md")])
+    return Case(
+        ["table", "table2b", "--scale", SCALE, "--results", str(results)],
+        [str(target), os.strerror(errno.ENOSPC)],
+        "free space or choose another --results",
+        code=1,
+        absent=[target, target.with_suffix(".csv"), target.with_suffix(".md")],
+    )
 
 
 def case_disk_full_keeps_old_table(ctx: Ctx) -> Case:
@@ -475,9 +556,13 @@ def case_disk_full_keeps_old_table(ctx: Ctx) -> Case:
     assert main(["table", "table2b", "--scale", SCALE, "--results", str(results)]) == 0
     target = results / SCALE / "tables" / "table2b.json"
     _disk_full(ctx)
-    return Case(["table", "table2b", "--scale", SCALE, "--results", str(results)],
-                [str(target), os.strerror(errno.ENOSPC)], "free space or choose another --results", code=1,
-                unchanged=[target, target.with_suffix(".csv"), target.with_suffix(".md")])
+    return Case(
+        ["table", "table2b", "--scale", SCALE, "--results", str(results)],
+        [str(target), os.strerror(errno.ENOSPC)],
+        "free space or choose another --results",
+        code=1,
+        unchanged=[target, target.with_suffix(".csv"), target.with_suffix(".md")],
+    )
 
 
 def case_disk_full_metrics(ctx: Ctx) -> Case:
@@ -485,11 +570,16 @@ def case_disk_full_metrics(ctx: Ctx) -> Case:
     out = run_dir(results, RUN_A)
     (out / "metrics.json").unlink()
     _disk_full(ctx)
-    return Case(ctx.run_args("evaluate", results=results), [str(out), os.strerror(errno.ENOSPC)],
-                "free space or choose another --results", code=1, absent=[out / "metrics.json"])
+    return Case(
+        ctx.run_args("evaluate", results=results),
+        [str(out), os.strerror(errno.ENOSPC)],
+        "free space or choose another --results",
+        code=1,
+        absent=[out / "metrics.json"],
+    )
 
 
-CASES = {name[len("case_"):]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
+CASES = {name[len("case_") :]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
 
 
 def _snapshot(paths: list[Path]) -> dict[Path, bytes]:
@@ -510,7 +600,9 @@ def test_bad_input_is_one_line_and_leaves_nothing_half_written(build, smoke, tmp
             server.close()
     stderr = capsys.readouterr().err
     assert "Traceback" not in stderr
-    errors = [line for line in stderr.replace("\r", "\n").splitlines() if line.startswith("segbench: error: ")]
+    errors = [
+        line for line in stderr.replace("\r", "\n").splitlines() if line.startswith("segbench: error: ")
+    ]
     assert len(errors) == 1, stderr
     line = errors[0]
     for name in case.names:
@@ -531,14 +623,32 @@ def test_at_least_25_cases():
 # -- COCO consistency: each defect is one line naming the file and the entry ----------------------------------
 def _tiny_gt() -> dict:
     images = [{"id": i, "file_name": f"{i}.png", "width": 32, "height": 24} for i in (1, 2)]
-    anns = [{"id": 10 + k, "image_id": 1 + k % 2, "category_id": 1, "bbox": [2.0, 3.0, 10.0, 8.0], "area": 60.0,
-             "iscrowd": 0, "segmentation": [[2, 3, 12, 3, 12, 11, 2, 11]]} for k in range(4)]
+    anns = [
+        {
+            "id": 10 + k,
+            "image_id": 1 + k % 2,
+            "category_id": 1,
+            "bbox": [2.0, 3.0, 10.0, 8.0],
+            "area": 60.0,
+            "iscrowd": 0,
+            "segmentation": [[2, 3, 12, 3, 12, 11, 2, 11]],
+        }
+        for k in range(4)
+    ]
     return {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "shape"}]}
 
 
 def _tiny_dt(gt: dict) -> list[dict]:
-    return [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]), "score": 0.9,
-             "segmentation": a["segmentation"]} for a in gt["annotations"]]
+    return [
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": list(a["bbox"]),
+            "score": 0.9,
+            "segmentation": a["segmentation"],
+        }
+        for a in gt["annotations"]
+    ]
 
 
 def _rle(mask: np.ndarray) -> dict:
@@ -554,32 +664,77 @@ def _set(path: list, value):
         for key in path[:-1]:
             target = target[key]
         target[path[-1]] = value
+
     return edit
 
 
 COCO_DEFECTS = {  # name: (edit of the ground truth, edit of the detections, entry named, fix)
-    "gt_duplicate_annotation_id": (_set(["annotations", 1, "id"], 10), None, "annotation 10 appears twice",
-                                   "give each annotation its own id"),
-    "gt_category_not_in_categories": (_set(["annotations", 0, "category_id"], 7), None, "annotation 10 has "
-                                      "category_id 7", "add the category"),
-    "gt_image_width_zero": (_set(["images", 0, "width"], 0), None, "image 1 has width 0", "positive integers"),
-    "gt_rle_size_not_the_image": (_set(["annotations", 0, "segmentation"], _rle(np.ones((16, 16), bool))), None,
-                                  "annotation 10 has an RLE of size [16, 16], but its image is [24, 32]",
-                                  "fix or drop that entry"),
-    "gt_rle_counts_do_not_decode": (_set(["annotations", 0, "segmentation"], {"size": [24, 32], "counts": "~~~"}),
-                                    None, "annotation 10 has RLE counts that do not decode", "fix or drop"),
-    "gt_rle_counts_wrong_total": (_set(["annotations", 0, "segmentation"], {"size": [24, 32], "counts": [5, 7]}),
-                                  None, "cover 12 pixels, not 24 x 32", "fix or drop"),
-    "dt_category_not_in_categories": (None, _set([0, "category_id"], 3), "detection 0 (image_id 1) has category_id 3",
-                                      "map the detector's labels"),
-    "dt_box_negative_width": (None, _set([0, "bbox"], [5.0, 5.0, -4.0, 3.0]), "detection 0 (image_id 1) has a "
-                              "bbox with negative width", "fix or drop that detection"),
-    "dt_polygon_two_points": (None, _set([1, "segmentation"], [[1, 1, 5, 5]]), "detection 1 (image_id 2) has a "
-                              "polygon with fewer than 3 points", "fix or drop that detection"),
-    "dt_rle_size_not_the_image": (None, _set([0, "segmentation"], _rle(np.ones((24, 30), bool))),
-                                  "detection 0 (image_id 1) has an RLE of size [24, 30]", "fix or drop"),
-    "dt_score_nan": (None, _set([0, "score"], float("nan")), "detection 0 (image_id 1) has score nan",
-                     "finite numbers"),
+    "gt_duplicate_annotation_id": (
+        _set(["annotations", 1, "id"], 10),
+        None,
+        "annotation 10 appears twice",
+        "give each annotation its own id",
+    ),
+    "gt_category_not_in_categories": (
+        _set(["annotations", 0, "category_id"], 7),
+        None,
+        "annotation 10 has category_id 7",
+        "add the category",
+    ),
+    "gt_image_width_zero": (
+        _set(["images", 0, "width"], 0),
+        None,
+        "image 1 has width 0",
+        "positive integers",
+    ),
+    "gt_rle_size_not_the_image": (
+        _set(["annotations", 0, "segmentation"], _rle(np.ones((16, 16), bool))),
+        None,
+        "annotation 10 has an RLE of size [16, 16], but its image is [24, 32]",
+        "fix or drop that entry",
+    ),
+    "gt_rle_counts_do_not_decode": (
+        _set(["annotations", 0, "segmentation"], {"size": [24, 32], "counts": "~~~"}),
+        None,
+        "annotation 10 has RLE counts that do not decode",
+        "fix or drop",
+    ),
+    "gt_rle_counts_wrong_total": (
+        _set(["annotations", 0, "segmentation"], {"size": [24, 32], "counts": [5, 7]}),
+        None,
+        "cover 12 pixels, not 24 x 32",
+        "fix or drop",
+    ),
+    "dt_category_not_in_categories": (
+        None,
+        _set([0, "category_id"], 3),
+        "detection 0 (image_id 1) has category_id 3",
+        "map the detector's labels",
+    ),
+    "dt_box_negative_width": (
+        None,
+        _set([0, "bbox"], [5.0, 5.0, -4.0, 3.0]),
+        "detection 0 (image_id 1) has a bbox with negative width",
+        "fix or drop that detection",
+    ),
+    "dt_polygon_two_points": (
+        None,
+        _set([1, "segmentation"], [[1, 1, 5, 5]]),
+        "detection 1 (image_id 2) has a polygon with fewer than 3 points",
+        "fix or drop that detection",
+    ),
+    "dt_rle_size_not_the_image": (
+        None,
+        _set([0, "segmentation"], _rle(np.ones((24, 30), bool))),
+        "detection 0 (image_id 1) has an RLE of size [24, 30]",
+        "fix or drop",
+    ),
+    "dt_score_nan": (
+        None,
+        _set([0, "score"], float("nan")),
+        "detection 0 (image_id 1) has score nan",
+        "finite numbers",
+    ),
 }
 
 
@@ -620,7 +775,9 @@ from segbench.errors import InputError  # noqa: E402
 from segbench.metrics.coco_checks import check_detections, check_ground_truth, rle_string_counts  # noqa: E402
 from segbench.metrics.isbi import validate_labels, validate_prediction  # noqa: E402
 
-PROPERTY = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = settings(
+    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @PROPERTY
@@ -655,16 +812,37 @@ def coco_files(draw) -> tuple[dict, list]:
         img = draw(st.sampled_from(images))
         box = [draw(st.floats(0, 10)), draw(st.floats(0, 10)), draw(st.floats(0, 30)), draw(st.floats(0, 30))]
         cat = draw(st.sampled_from(cats))["id"]
-        segm = _rle(draw(arrays(np.bool_, (img["height"], img["width"])))) if draw(st.booleans()) else \
-            [[box[0], box[1], box[0] + box[2], box[1], box[0] + box[2], box[1] + box[3]]]
-        anns.append({"id": 100 + k, "image_id": img["id"], "category_id": cat, "bbox": box, "segmentation": segm})
-        dts.append({"image_id": img["id"], "category_id": cat, "bbox": list(box), "segmentation": copy.deepcopy(segm),
-                    "score": draw(st.floats(0, 1))})
+        segm = (
+            _rle(draw(arrays(np.bool_, (img["height"], img["width"]))))
+            if draw(st.booleans())
+            else [[box[0], box[1], box[0] + box[2], box[1], box[0] + box[2], box[1] + box[3]]]
+        )
+        anns.append(
+            {"id": 100 + k, "image_id": img["id"], "category_id": cat, "bbox": box, "segmentation": segm}
+        )
+        dts.append(
+            {
+                "image_id": img["id"],
+                "category_id": cat,
+                "bbox": list(box),
+                "segmentation": copy.deepcopy(segm),
+                "score": draw(st.floats(0, 1)),
+            }
+        )
     return {"images": images, "annotations": anns, "categories": cats}, dts
 
 
-DEFECTS = ("duplicate_image", "image_size", "ann_category", "ann_duplicate", "ann_bbox", "ann_rle_size",
-           "dt_category", "dt_bbox", "dt_polygon")
+DEFECTS = (
+    "duplicate_image",
+    "image_size",
+    "ann_category",
+    "ann_duplicate",
+    "ann_bbox",
+    "ann_rle_size",
+    "dt_category",
+    "dt_bbox",
+    "dt_polygon",
+)
 
 
 @PROPERTY
@@ -707,15 +885,26 @@ def test_bad_input_property_coco_consistent_passes_and_any_defect_is_named(files
 
 
 @PROPERTY
-@given(arrays(np.uint8, st.tuples(st.integers(1, 3), st.integers(2, 8), st.integers(2, 8)),
-              elements=st.sampled_from([0, 255])))
+@given(
+    arrays(
+        np.uint8,
+        st.tuples(st.integers(1, 3), st.integers(2, 8), st.integers(2, 8)),
+        elements=st.sampled_from([0, 255]),
+    )
+)
 def test_bad_input_property_binary_labels_pass(labels):
     assert validate_labels(labels).dtype == np.bool_
 
 
 @PROPERTY
-@given(arrays(np.uint8, st.tuples(st.integers(1, 3), st.integers(2, 8), st.integers(2, 8)),
-              elements=st.sampled_from([0, 255])), st.integers(2, 254))
+@given(
+    arrays(
+        np.uint8,
+        st.tuples(st.integers(1, 3), st.integers(2, 8), st.integers(2, 8)),
+        elements=st.sampled_from([0, 255]),
+    ),
+    st.integers(2, 254),
+)
 def test_bad_input_property_non_binary_labels_are_refused(labels, value):
     labels.flat[0], labels.flat[1] = 255, value
     with pytest.raises(InputError, match="labels must be exactly 0/255"):
@@ -723,16 +912,26 @@ def test_bad_input_property_non_binary_labels_are_refused(labels, value):
 
 
 @PROPERTY
-@given(arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(1, 8), st.integers(1, 8)),
-              elements=st.floats(0, 1, width=32)))
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 3), st.integers(1, 8), st.integers(1, 8)),
+        elements=st.floats(0, 1, width=32),
+    )
+)
 def test_bad_input_property_probabilities_pass(pred):
     assert validate_prediction(pred).shape == pred.shape
 
 
 @PROPERTY
-@given(arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(1, 8), st.integers(1, 8)),
-              elements=st.floats(0, 1, width=32)),
-       st.one_of(st.floats(1.5, 1e6, width=32), st.floats(-1e6, -0.5, width=32), st.just(float("nan"))))
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 3), st.integers(1, 8), st.integers(1, 8)),
+        elements=st.floats(0, 1, width=32),
+    ),
+    st.one_of(st.floats(1.5, 1e6, width=32), st.floats(-1e6, -0.5, width=32), st.just(float("nan"))),
+)
 def test_bad_input_property_out_of_range_predictions_are_refused(pred, bad):
     pred.flat[0] = bad
     with pytest.raises(InputError, match="pred.tif"):
@@ -760,12 +959,21 @@ def _snakemake(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(exe), *args], cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize(("config", "key"), [
-    ({"scale": SCALE, "resluts": "results"}, "'resluts' was unexpected"),
-    ({"scale": SCALE, "train_threads": "two"}, "'two' is not of type 'integer'"),
-    ({"scale": SCALE, "methods": [{"method": "examples.dice_loss:dice_weighted_ce", "tabel": "unet_table1"}]},
-     "'tabel' was unexpected"),
-], ids=["typo_key", "wrong_type", "typo_in_method"])
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"scale": SCALE, "resluts": "results"}, "'resluts' was unexpected"),
+        ({"scale": SCALE, "train_threads": "two"}, "'two' is not of type 'integer'"),
+        (
+            {
+                "scale": SCALE,
+                "methods": [{"method": "examples.dice_loss:dice_weighted_ce", "tabel": "unet_table1"}],
+            },
+            "'tabel' was unexpected",
+        ),
+    ],
+    ids=["typo_key", "wrong_type", "typo_in_method"],
+)
 def test_snakemake_config_typo_fails_before_any_job(config, key, tmp_path):
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
@@ -778,9 +986,17 @@ def test_snakemake_config_typo_fails_before_any_job(config, key, tmp_path):
 
 def test_snakemake_valid_config_passes_schema(tmp_path):
     configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump({"scale": SCALE, "results": str(tmp_path / "results"),
-                                          "methods": [{"method": "examples.dice_loss:dice_weighted_ce",
-                                                       "table": "unet_table1", "seeds": 1}]}))
+    configfile.write_text(
+        yaml.safe_dump(
+            {
+                "scale": SCALE,
+                "results": str(tmp_path / "results"),
+                "methods": [
+                    {"method": "examples.dice_loss:dice_weighted_ce", "table": "unet_table1", "seeds": 1}
+                ],
+            }
+        )
+    )
     result = _snakemake("-n", "reproduce_table2b", "--configfile", str(configfile))
     assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
 
@@ -813,16 +1029,28 @@ def test_bad_input_tampered_synthetic_data_is_regenerated_before_train(tmp_path,
     target = root / "train-volume.tif"
     original = _tamper(target)
     results = tmp_path / "results"
-    argv = ["train", "--run", "threshold_isbi", "--scale", SCALE, "--results", str(results),
-            "--data-root", str(tmp_path / "data")]
+    argv = [
+        "train",
+        "--run",
+        "threshold_isbi",
+        "--scale",
+        SCALE,
+        "--results",
+        str(results),
+        "--data-root",
+        str(tmp_path / "data"),
+    ]
     assert main(argv) == 0
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if line.startswith("segbench: warning: ")]
     assert len(warnings) == 1 and str(target) in warnings[0] and "regenerating" in warnings[0], err
     assert target.read_bytes() == original
     record = json.loads((results / SCALE / "runs" / "threshold_isbi-seed0" / "train_done.json").read_text())
-    assert record["provenance"]["dataset"] == {"name": "em_smoke", "sha256": manifest["dataset_sha256"],
-                                               "files": 2}
+    assert record["provenance"]["dataset"] == {
+        "name": "em_smoke",
+        "sha256": manifest["dataset_sha256"],
+        "files": 2,
+    }
 
 
 def test_bad_input_tampered_real_data_is_refused_by_prepare_and_train(tmp_path, monkeypatch, capsys):
@@ -838,8 +1066,19 @@ def test_bad_input_tampered_real_data_is_refused_by_prepare_and_train(tmp_path, 
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segbench: error: ")]
     assert code == 2 and len(lines) == 1 and str(target) in lines[0] and "restore the file" in lines[0], lines
     results = tmp_path / "results"
-    code = main(["train", "--run", "threshold_isbi", "--scale", SCALE, "--results", str(results),
-                 "--data-root", str(tmp_path / "data")])
+    code = main(
+        [
+            "train",
+            "--run",
+            "threshold_isbi",
+            "--scale",
+            SCALE,
+            "--results",
+            str(results),
+            "--data-root",
+            str(tmp_path / "data"),
+        ]
+    )
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segbench: error: ")]
     assert code == 2 and len(lines) == 1 and str(target) in lines[0], lines
     assert target.read_bytes() == before and not results.exists()  # refused, not repaired, nothing written
@@ -865,8 +1104,22 @@ def test_bad_input_dataset_hash_in_provenance_not_in_config_hash(tmp_path):
     digest = data.read_manifest(root)["dataset_sha256"]
     results = tmp_path / "results"
     for command in ("train", "evaluate"):
-        assert main([command, "--run", "threshold_isbi", "--scale", SCALE, "--results", str(results),
-                     "--data-root", str(tmp_path / "data")]) == 0
+        assert (
+            main(
+                [
+                    command,
+                    "--run",
+                    "threshold_isbi",
+                    "--scale",
+                    SCALE,
+                    "--results",
+                    str(results),
+                    "--data-root",
+                    str(tmp_path / "data"),
+                ]
+            )
+            == 0
+        )
     out = results / SCALE / "runs" / "threshold_isbi-seed0"
     expected_hash = config_hash(resolve_run("threshold_isbi", SCALE, 0))
     for name in ("config.json", "train_done.json", "metrics.json"):

@@ -14,8 +14,18 @@ from segbench.cli.bench_cmd import SUITE_NAMES
 
 # Toy options per suite (what a test can afford); the CLI runs each into the same folder.
 TINY = {
-    "maskrcnn": ["--scale", "smoke", "--size", "64x64", "--iters", "1", "--warmup", "0",
-                 "--runs", "r50_fpn,r50_fpn_mlp2"],
+    "maskrcnn": [
+        "--scale",
+        "smoke",
+        "--size",
+        "64x64",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--runs",
+        "r50_fpn,r50_fpn_mlp2",
+    ],
     "unet": ["--base-channels", "2", "--tile", "220", "--tiles", "1", "--image-size", "64"],
     "coco_eval": ["--repeats", "1"],
     "isbi_metrics": ["--synthetic", "--slices", "1", "--repeats", "1"],
@@ -56,7 +66,9 @@ def test_maskrcnn_json_has_timings_memory_and_the_torchvision_reference(bench_re
         assert row["infer_peak_mb"] is not None and row["infer_peak_mb"] >= 0
     ref = fpn["reference"]
     assert ref["model"] == "maskrcnn_resnet50_fpn" and ref["weights_copied"] is True
-    assert ref["params"] == pytest.approx(fpn["params"], abs=32)  # torchvision's extra background mask channel
+    assert ref["params"] == pytest.approx(
+        fpn["params"], abs=32
+    )  # torchvision's extra background mask channel
     assert fpn["train_time_ratio"] > 0 and fpn["infer_time_ratio"] > 0
     assert fpn["train_time_ratio"] == pytest.approx(fpn["train_ms_per_step"] / ref["train_ms_per_step"])
     agreement = ref["agreement"]
@@ -91,7 +103,13 @@ def test_report_shows_every_suite_escaped(bench_results, tmp_path, capsys):
     html = (tmp_path / "site" / "index.html").read_text()
     for suite in TINY:
         assert f'id="bench-{suite}-cpu"' in html
-    for cell in ("r50_fpn_mlp2", "maskrcnn_resnet50_fpn", "roi_align max (ours)", "1x512x512", "220 -&gt; 36"):
+    for cell in (
+        "r50_fpn_mlp2",
+        "maskrcnn_resnet50_fpn",
+        "roi_align max (ours)",
+        "1x512x512",
+        "220 -&gt; 36",
+    ):
         assert cell in html
     coco = json.loads((out / "coco_eval-cpu.json").read_text())
     assert ("Skipped: shared data" in html) if coco["status"] == "skipped" else ("<td>segm</td>" in html)
@@ -101,7 +119,9 @@ def test_report_shows_every_suite_escaped(bench_results, tmp_path, capsys):
 
 
 def test_report_without_results_says_so(tmp_path, capsys):
-    assert main(["bench", "report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "site")]) == 0
+    assert (
+        main(["bench", "report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "site")]) == 0
+    )
     assert "No benchmark results" in (tmp_path / "site" / "index.html").read_text()
 
 
@@ -111,16 +131,19 @@ def test_terminal_table_and_path_are_printed(tmp_path, capsys):
     assert "roi_align max (ours)" in printed and f"wrote {tmp_path / 'roi_ops-cpu.json'}" in printed
 
 
-@pytest.mark.parametrize("argv", [
-    ["bench", "nope"],
-    ["bench", "maskrcnn", "--size", "64by64"],
-    ["bench", "maskrcnn", "--size", "16x16"],
-    ["bench", "maskrcnn", "--amp", "--device", "cpu"],
-    ["bench", "maskrcnn", "--runs", "unet_isbi"],
-    ["bench", "unet", "--runs", "r50_fpn"],
-    ["bench", "all", "--iters", "3"],
-    ["bench", "report", "--iters", "3"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "nope"],
+        ["bench", "maskrcnn", "--size", "64by64"],
+        ["bench", "maskrcnn", "--size", "16x16"],
+        ["bench", "maskrcnn", "--amp", "--device", "cpu"],
+        ["bench", "maskrcnn", "--runs", "unet_isbi"],
+        ["bench", "unet", "--runs", "r50_fpn"],
+        ["bench", "all", "--iters", "3"],
+        ["bench", "report", "--iters", "3"],
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(argv, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -133,7 +156,13 @@ def test_all_runs_every_suite_with_its_defaults(tmp_path, monkeypatch, capsys):
     from segbench.bench import MODULES
 
     tiny_defaults = {
-        "maskrcnn": {"scale": "smoke", "size": "64x64", "iters": 1, "warmup": 0, "runs": "r50_fpn_person_faster"},
+        "maskrcnn": {
+            "scale": "smoke",
+            "size": "64x64",
+            "iters": 1,
+            "warmup": 0,
+            "runs": "r50_fpn_person_faster",
+        },
         "unet": {"base_channels": 2, "tile": 220, "tiles": 1, "image_size": 32},
         "coco_eval": {"repeats": 1},
         "isbi_metrics": {"synthetic": True, "slices": 1, "repeats": 1},

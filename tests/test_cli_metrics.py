@@ -49,10 +49,22 @@ def test_isbi_json(isbi_files, capsys):
     _, pp, lp, _, _ = isbi_files
     assert run_cli(["isbi", "--pred", str(pp), "--labels", str(lp), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    for key in ("warping_error", "rand_error", "pixel_error", "best_threshold", "per_threshold", "split_pixels",
-                "merge_pixels", "slices"):
+    for key in (
+        "warping_error",
+        "rand_error",
+        "pixel_error",
+        "best_threshold",
+        "per_threshold",
+        "split_pixels",
+        "merge_pixels",
+        "slices",
+    ):
         assert key in out
-    assert set(out["best_threshold"]) == set(out["per_threshold"]) == {"warping_error", "rand_error", "pixel_error"}
+    assert (
+        set(out["best_threshold"])
+        == set(out["per_threshold"])
+        == {"warping_error", "rand_error", "pixel_error"}
+    )
     assert all(len(v) == 10 for v in out["per_threshold"].values())
     assert out["slices"] == 2 and out["merge_pixels"] == 1 and out["split_pixels"] == 0
     assert out["warping_error"] == 1 / (2 * 24 * 24)
@@ -75,7 +87,10 @@ def test_2d_tiffs_are_one_slice(tmp_path, capsys):
     labels[2:14, 2:14] = 255
     tifffile.imwrite(tmp_path / "l.tif", labels)
     tifffile.imwrite(tmp_path / "p.tif", (labels / 255).astype(np.float32))
-    assert run_cli(["isbi", "--pred", str(tmp_path / "p.tif"), "--labels", str(tmp_path / "l.tif"), "--json"]) == 0
+    assert (
+        run_cli(["isbi", "--pred", str(tmp_path / "p.tif"), "--labels", str(tmp_path / "l.tif"), "--json"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["slices"] == 1
 
 
@@ -126,7 +141,9 @@ def test_isbi_errors(isbi_files, capsys):
     text = tmp / "text.tif"
     text.write_text("not a tiff")
     _expect_error(["isbi", "--pred", str(pp), "--labels", str(text)], capsys, str(text), "TIFF")
-    _expect_error(["isbi", "--pred", str(tmp / "nope.tif"), "--labels", str(lp)], capsys, "nope.tif", "not found")
+    _expect_error(
+        ["isbi", "--pred", str(tmp / "nope.tif"), "--labels", str(lp)], capsys, "nope.tif", "not found"
+    )
 
 
 def test_seg_cli(tmp_path, capsys):
@@ -137,28 +154,52 @@ def test_seg_cli(tmp_path, capsys):
     pred[1, 6:11, 6:11] = 0
     tifffile.imwrite(tmp_path / "gt.tif", gt)
     tifffile.imwrite(tmp_path / "pred.tif", pred)
-    assert run_cli(["seg", "--pred", str(tmp_path / "pred.tif"), "--gt", str(tmp_path / "gt.tif"), "--json"]) == 0
+    assert (
+        run_cli(["seg", "--pred", str(tmp_path / "pred.tif"), "--gt", str(tmp_path / "gt.tif"), "--json"])
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
-    assert res["seg"] == 0.75 and res["objects"] == 4 and res["iou"] == pytest.approx((2 * 16 + 25) / (2 * 41))
+    assert (
+        res["seg"] == 0.75 and res["objects"] == 4 and res["iou"] == pytest.approx((2 * 16 + 25) / (2 * 41))
+    )
     assert run_cli(["seg", "--pred", str(tmp_path / "pred.tif"), "--gt", str(tmp_path / "gt.tif")]) == 0
     assert "SEG" in capsys.readouterr().out
     tifffile.imwrite(tmp_path / "zero.tif", np.zeros_like(gt))
-    _expect_error(["seg", "--pred", str(tmp_path / "pred.tif"), "--gt", str(tmp_path / "zero.tif")], capsys,
-                  "zero.tif", "no reference objects")
+    _expect_error(
+        ["seg", "--pred", str(tmp_path / "pred.tif"), "--gt", str(tmp_path / "zero.tif")],
+        capsys,
+        "zero.tif",
+        "no reference objects",
+    )
     tifffile.imwrite(tmp_path / "other.tif", gt[:1])
-    _expect_error(["seg", "--pred", str(tmp_path / "other.tif"), "--gt", str(tmp_path / "gt.tif")], capsys,
-                  "other.tif", "shape")
+    _expect_error(
+        ["seg", "--pred", str(tmp_path / "other.tif"), "--gt", str(tmp_path / "gt.tif")],
+        capsys,
+        "other.tif",
+        "shape",
+    )
 
 
 def test_coco_cli(tmp_path, capsys):
-    gt = {"images": [{"id": 1, "width": 100, "height": 100}],
-          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "area": 1600,
-                           "iscrowd": 0}],
-          "categories": [{"id": 1, "name": "x"}]}
+    gt = {
+        "images": [{"id": 1, "width": 100, "height": 100}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0}
+        ],
+        "categories": [{"id": 1, "name": "x"}],
+    }
     dt = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "score": 0.9}]
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "dt.json").write_text(json.dumps(dt))
-    base = ["coco", "--gt", str(tmp_path / "gt.json"), "--dt", str(tmp_path / "dt.json"), "--iou-type", "bbox"]
+    base = [
+        "coco",
+        "--gt",
+        str(tmp_path / "gt.json"),
+        "--dt",
+        str(tmp_path / "dt.json"),
+        "--iou-type",
+        "bbox",
+    ]
     for backend in ("pycocotools", "faster"):
         assert run_cli([*base, "--backend", backend, "--json"]) == 0
         stats = json.loads(capsys.readouterr().out)
@@ -166,8 +207,12 @@ def test_coco_cli(tmp_path, capsys):
     assert run_cli(base) == 0
     assert "AR100" in capsys.readouterr().out
     (tmp_path / "bad.json").write_text("{not json")
-    _expect_error(["coco", "--gt", str(tmp_path / "gt.json"), "--dt", str(tmp_path / "bad.json"),
-                   "--iou-type", "bbox"], capsys, "bad.json", "malformed")
+    _expect_error(
+        ["coco", "--gt", str(tmp_path / "gt.json"), "--dt", str(tmp_path / "bad.json"), "--iou-type", "bbox"],
+        capsys,
+        "bad.json",
+        "malformed",
+    )
 
 
 def test_registered_in_the_segbench_command():

@@ -14,8 +14,23 @@ pytestmark = pytest.mark.slow
 
 
 def run_compare(tmp_path: Path, method: str, table: str, seeds: int = 2) -> dict:
-    code = main(["compare", "--method", method, "--table", table, "--seeds", str(seeds), "--scale", "smoke",
-                 "--results", str(tmp_path / "results"), "--data-root", str(tmp_path / "data")])
+    code = main(
+        [
+            "compare",
+            "--method",
+            method,
+            "--table",
+            table,
+            "--seeds",
+            str(seeds),
+            "--scale",
+            "smoke",
+            "--results",
+            str(tmp_path / "results"),
+            "--data-root",
+            str(tmp_path / "data"),
+        ]
+    )
     assert code == 0
     stem = method.rsplit(":", 1)[-1]
     out = tmp_path / "results" / "smoke" / "compare" / f"{table}--{stem}.json"
@@ -26,8 +41,14 @@ def run_compare(tmp_path: Path, method: str, table: str, seeds: int = 2) -> dict
 def test_compare_precise_roi_pool_against_table2c(tmp_path, capsys):
     record = run_compare(tmp_path, "examples.precise_roi_pool:prroi_pool", "table2c")
     rows = {row["id"]: row for row in record["rows"]}
-    assert set(rows) == {"roipool", "roiwarp_max", "roiwarp_avg", "roialign_max", "roialign_avg",
-                         "method_prroi_pool"}
+    assert set(rows) == {
+        "roipool",
+        "roiwarp_max",
+        "roiwarp_avg",
+        "roialign_max",
+        "roialign_avg",
+        "method_prroi_pool",
+    }
     assert record["base_row"] == "roialign_avg"  # the paper's best row of Table 2c
     method = rows["method_prroi_pool"]
     assert method["method"] and method["runs"] == ["r50_c4+prroi_pool"]
@@ -44,8 +65,13 @@ def test_compare_precise_roi_pool_against_table2c(tmp_path, capsys):
     assert record["provenance"]["seeds"] == [0, 1] and record["method"]["kind"] == "roi_layer"
     # The method's runs used the baseline's protocol with only the RoI layer swapped.
     base_cfg = json.loads((tmp_path / "results/smoke/runs/r50_c4-seed0/config.json").read_text())["config"]
-    new_cfg = json.loads((tmp_path / "results/smoke/runs/r50_c4+prroi_pool-seed0/config.json").read_text())["config"]
-    assert new_cfg["model"].pop("roi_layer") == "prroi_pool" and base_cfg["model"].pop("roi_layer") == "roi_align"
+    new_cfg = json.loads((tmp_path / "results/smoke/runs/r50_c4+prroi_pool-seed0/config.json").read_text())[
+        "config"
+    ]
+    assert (
+        new_cfg["model"].pop("roi_layer") == "prroi_pool"
+        and base_cfg["model"].pop("roi_layer") == "roi_align"
+    )
     assert new_cfg["model"] == base_cfg["model"] and new_cfg["schedule"] == base_cfg["schedule"]
     assert "Paired comparisons" in capsys.readouterr().out
 
@@ -65,4 +91,5 @@ def test_compare_dice_loss_against_unet_table1(tmp_path):
     assert record["base_row"] == "unet" and record["lower_is_better"] is True
     assert set(rows["method_dice_weighted_ce"]["values"]) == {"warping_error", "rand_error", "pixel_error"}
     assert {(c["baseline"], c["metric"]) for c in record["comparisons"]} == {
-        (b, m) for b in ("unet", "idsia", "threshold") for m in ("warping_error", "rand_error", "pixel_error")}
+        (b, m) for b in ("unet", "idsia", "threshold") for m in ("warping_error", "rand_error", "pixel_error")
+    }

@@ -71,8 +71,10 @@ def test_every_component_registry_follows_the_rule(kind: str) -> None:
     from segbench.ops import ROI_LAYERS, register_roi_layer
 
     registry, register = {
-        "roi_layer": (ROI_LAYERS, register_roi_layer), "mask_head": (MASK_HEADS, register_mask_head),
-        "mask_loss": (MASK_LOSSES, register_mask_loss), "unet_loss": (UNET_LOSSES, register_unet_loss),
+        "roi_layer": (ROI_LAYERS, register_roi_layer),
+        "mask_head": (MASK_HEADS, register_mask_head),
+        "mask_loss": (MASK_LOSSES, register_mask_loss),
+        "unet_loss": (UNET_LOSSES, register_unet_loss),
         "model": (MODEL_PLUGINS, register_model),
     }[kind]
     assert isinstance(registry, Registry)

@@ -34,8 +34,20 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _argv(command: str, run: str, results: Path, data_root: Path) -> list[str]:
-    return [SEGBENCH, command, "--run", run, "--scale", SCALE, "--results", str(results),
-            "--data-root", str(data_root), "--device", "cpu"]
+    return [
+        SEGBENCH,
+        command,
+        "--run",
+        run,
+        "--scale",
+        SCALE,
+        "--results",
+        str(results),
+        "--data-root",
+        str(data_root),
+        "--device",
+        "cpu",
+    ]
 
 
 def _all_ok(procs: list[subprocess.Popen]) -> None:

@@ -19,9 +19,25 @@ from segbench.data.coco import (
 )
 from segbench.errors import InputError
 
-KEYPOINT_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
-                  "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip",
-                  "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"]  # COCO's, in its order
+KEYPOINT_NAMES = [
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+]  # COCO's, in its order
 CATEGORY_IDS = (3, 7)  # non-contiguous on purpose: labels must become 1, 2
 
 
@@ -41,20 +57,44 @@ def write_tiny_coco(root: Path, *, keypoints: bool = False, images: int = 6) -> 
                 w, h = int(rng.integers(12, 20)), int(rng.integers(12, 20))
                 x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
                 category = CATEGORY_IDS[k % 2]
-                pixels[y:y + h, x:x + w] = 120 if category == 3 else 230
-                ann = {"id": len(anns) + 1, "image_id": image_id, "category_id": category, "iscrowd": 0,
-                       "bbox": [x, y, w, h], "area": w * h,
-                       "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]}
+                pixels[y : y + h, x : x + w] = 120 if category == 3 else 230
+                ann = {
+                    "id": len(anns) + 1,
+                    "image_id": image_id,
+                    "category_id": category,
+                    "iscrowd": 0,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
+                }
                 if keypoints:
                     ann["keypoints"] = _keypoints_in_box(x, y, w, h)
                     ann["num_keypoints"] = len(KEYPOINT_NAMES) - 1
                 anns.append(ann)
         Image.fromarray(pixels).save(image_dir / f"{image_id:04d}.png")
         records.append({"id": image_id, "file_name": f"{image_id:04d}.png", "height": height, "width": width})
-    anns.append({"id": len(anns) + 1, "image_id": 1, "category_id": 3, "iscrowd": 1, "bbox": [0, 0, 10, 10],
-                 "area": 100, "segmentation": {"size": [48, 64], "counts": [0, 100, 2972]}})
-    anns.append({"id": len(anns) + 1, "image_id": 1, "category_id": 7, "iscrowd": 0, "bbox": [5, 5, 0.5, 8],
-                 "area": 4, "segmentation": [[5, 5, 5.5, 5, 5.5, 13, 5, 13]]})
+    anns.append(
+        {
+            "id": len(anns) + 1,
+            "image_id": 1,
+            "category_id": 3,
+            "iscrowd": 1,
+            "bbox": [0, 0, 10, 10],
+            "area": 100,
+            "segmentation": {"size": [48, 64], "counts": [0, 100, 2972]},
+        }
+    )
+    anns.append(
+        {
+            "id": len(anns) + 1,
+            "image_id": 1,
+            "category_id": 7,
+            "iscrowd": 0,
+            "bbox": [5, 5, 0.5, 8],
+            "area": 4,
+            "segmentation": [[5, 5, 5.5, 5, 5.5, 13, 5, 13]],
+        }
+    )
     if keypoints:
         for ann in anns[-2:]:
             ann["keypoints"], ann["num_keypoints"] = [0] * 3 * len(KEYPOINT_NAMES), 0
@@ -62,8 +102,12 @@ def write_tiny_coco(root: Path, *, keypoints: bool = False, images: int = 6) -> 
     if keypoints:
         for c in categories:
             c["keypoints"], c["skeleton"] = KEYPOINT_NAMES, [[16, 14], [14, 12]]
-    data = {"info": {"segbench": {"area_thresholds": [64.0, 256.0]}}, "images": records, "annotations": anns,
-            "categories": categories}
+    data = {
+        "info": {"segbench": {"area_thresholds": [64.0, 256.0]}},
+        "images": records,
+        "annotations": anns,
+        "categories": categories,
+    }
     ann_file = root / "annotations.json"
     ann_file.write_text(json.dumps(data))
     split = {"images": image_dir, "annotations": ann_file}
@@ -144,13 +188,23 @@ def test_keypoint_flip_permutation_swaps_left_and_right():
     assert keypoint_flip_permutation(coco) == [0, 2, 1, 4, 3, 5]
 
 
-@pytest.mark.parametrize("defect, message", [
-    (lambda d: "{not json", "malformed"),
-    (lambda d: json.dumps({"images": d["images"]}), "no 'annotations' list"),
-    (lambda d: json.dumps({**d, "annotations": [{**d["annotations"][0], "image_id": 999}]}), "image_id 999"),
-    (lambda d: json.dumps({**d, "annotations": [{**d["annotations"][0], "segmentation": [[1, 2, 3, 4]]}]}),
-     "2 points"),
-])
+@pytest.mark.parametrize(
+    "defect, message",
+    [
+        (lambda d: "{not json", "malformed"),
+        (lambda d: json.dumps({"images": d["images"]}), "no 'annotations' list"),
+        (
+            lambda d: json.dumps({**d, "annotations": [{**d["annotations"][0], "image_id": 999}]}),
+            "image_id 999",
+        ),
+        (
+            lambda d: json.dumps(
+                {**d, "annotations": [{**d["annotations"][0], "segmentation": [[1, 2, 3, 4]]}]}
+            ),
+            "2 points",
+        ),
+    ],
+)
 def test_malformed_annotations_raise_input_error_naming_the_file(tiny, defect, message):
     ann_file = tiny["train"]["annotations"]
     ann_file.write_text(defect(json.loads(ann_file.read_text())))
@@ -183,8 +237,14 @@ def test_sampler_resumes_at_a_batch_and_shards_ranks():
     groups = [i % 3 == 0 for i in range(40)]
     stream = _take(GroupedBatchSampler(groups, 4, seed=0, hflip=True), 25)
     assert _take(GroupedBatchSampler(groups, 4, seed=0, hflip=True, start_batch=17), 8) == stream[17:]
-    ranks = [{i for b in _take(GroupedBatchSampler(groups, 2, seed=0, hflip=False, rank=r, world_size=2), 9)
-              for i, _ in b} for r in (0, 1)]
+    ranks = [
+        {
+            i
+            for b in _take(GroupedBatchSampler(groups, 2, seed=0, hflip=False, rank=r, world_size=2), 9)
+            for i, _ in b
+        }
+        for r in (0, 1)
+    ]
     assert not ranks[0] & ranks[1]  # the first epoch's shards are disjoint
 
 

@@ -70,7 +70,9 @@ class Server:
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.timeout = 5
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
         self.stopper = threading.Timer(self.LIFETIME_S, self.httpd.shutdown)
         self.stopper.daemon = True
@@ -98,7 +100,9 @@ def test_download_verifies_and_resumes(server, tmp_path):
     server.files["/a.bin"] = PAYLOAD
     dest = tmp_path / "a.bin"
     (tmp_path / "a.bin.part").write_bytes(PAYLOAD[:30000])
-    assert download(server.base + "/a.bin", dest, sha256=sha(PAYLOAD), progress=False, timeout=5) == sha(PAYLOAD)
+    assert download(server.base + "/a.bin", dest, sha256=sha(PAYLOAD), progress=False, timeout=5) == sha(
+        PAYLOAD
+    )
     assert dest.read_bytes() == PAYLOAD and not (tmp_path / "a.bin.part").exists()
     assert server.ranges == ["bytes=30000-"]
     download(server.base + "/a.bin", dest, sha256=sha(PAYLOAD), progress=False, timeout=5)
@@ -182,8 +186,15 @@ def test_dropped_connection_is_resumed_with_range_and_reported(server, tmp_path)
     server.files["/d.bin"] = PAYLOAD
     server.drop_once.add("/d.bin")
     log, waits = io.StringIO(), []
-    got = fetch(server.base + "/d.bin", tmp_path / "d.bin", sha256=sha(PAYLOAD), progress=log, timeout=5,
-                backoff=0.5, sleep=waits.append)
+    got = fetch(
+        server.base + "/d.bin",
+        tmp_path / "d.bin",
+        sha256=sha(PAYLOAD),
+        progress=log,
+        timeout=5,
+        backoff=0.5,
+        sleep=waits.append,
+    )
     assert got.sha256 == sha(PAYLOAD) and (tmp_path / "d.bin").read_bytes() == PAYLOAD
     assert server.ranges == [None, f"bytes={len(PAYLOAD) // 2}-"]  # the retry resumed where the drop left off
     assert waits == [0.5]
@@ -196,9 +207,19 @@ def test_retries_are_bounded_and_back_off(server, tmp_path):
     server.files["/t.bin"] = PAYLOAD
     server.truncate.add("/t.bin")
     waits = []
-    with pytest.raises(InputError, match=r"t\.bin: truncated download .* after 4 attempt\(s\); partial file kept"):
-        fetch(server.base + "/t.bin", tmp_path / "t.bin", sha256=sha(PAYLOAD), progress=False, timeout=5,
-              retries=3, backoff=1.0, sleep=waits.append)
+    with pytest.raises(
+        InputError, match=r"t\.bin: truncated download .* after 4 attempt\(s\); partial file kept"
+    ):
+        fetch(
+            server.base + "/t.bin",
+            tmp_path / "t.bin",
+            sha256=sha(PAYLOAD),
+            progress=False,
+            timeout=5,
+            retries=3,
+            backoff=1.0,
+            sleep=waits.append,
+        )
     assert waits == [1.0, 2.0, 4.0] and len(server.ranges) == 4
     assert 0 < (tmp_path / "t.bin.part").stat().st_size < len(PAYLOAD)
 
@@ -230,15 +251,19 @@ def test_corrupted_archive_is_refused_and_nothing_is_ready(server, tmp_path, mon
     assert main(["data", "prepare", "toy_cells", "--data-root", str(root)]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segbench: error:")]
     assert len(errors) == 1
-    assert (f"Toy-Cells.zip: checksum mismatch: expected md5 {published} (published, datasets.yaml), "
-            f"got md5 {hashlib.md5(bytes(corrupt)).hexdigest()}") in errors[0]
+    assert (
+        f"Toy-Cells.zip: checksum mismatch: expected md5 {published} (published, datasets.yaml), "
+        f"got md5 {hashlib.md5(bytes(corrupt)).hexdigest()}"
+    ) in errors[0]
     target = root / "toy_cells"
     assert not (target / data.MANIFEST).exists() and not (target / "Toy-Cells").exists()
     assert not list(target.rglob("*.zip*"))  # the corrupt copy is gone, .part included
     with pytest.raises(InputError, match="not found"):
         data.dataset_paths("toy_cells", root)
 
-    server.files["/Toy-Cells.zip"] = good  # the publisher's bytes: accepted, and said to be checked against md5
+    server.files["/Toy-Cells.zip"] = (
+        good  # the publisher's bytes: accepted, and said to be checked against md5
+    )
     assert main(["data", "prepare", "toy_cells", "--data-root", str(root)]) == 0
     out = capsys.readouterr().out
     assert f"Toy-Cells.zip: md5 {published} published (datasets.yaml), matched at download" in out
@@ -261,8 +286,13 @@ def test_trust_on_first_use_records_sha256_and_checks_later_downloads(server, tm
     server.files["/Toy-Cells.zip"] = changed = ctc_zip("Toy-Cells") + b"appended"
     assert main(["data", "prepare", "toy_cells", "--force", "--data-root", str(root)]) == 2
     err = capsys.readouterr().err
-    assert f"expected sha256 {sha(first)} (recorded at the first download" in err and f"got sha256 {sha(changed)}" in err
-    assert not (root / "toy_cells" / data.MANIFEST).exists()  # --force unmarked it; the bad copy did not re-mark it
+    assert (
+        f"expected sha256 {sha(first)} (recorded at the first download" in err
+        and f"got sha256 {sha(changed)}" in err
+    )
+    assert not (
+        root / "toy_cells" / data.MANIFEST
+    ).exists()  # --force unmarked it; the bad copy did not re-mark it
 
 
 def test_disk_space_shortfall_is_refused_before_downloading(server, tmp_path, monkeypatch):
@@ -270,7 +300,9 @@ def test_disk_space_shortfall_is_refused_before_downloading(server, tmp_path, mo
     use_registry(tmp_path, monkeypatch, server, extra=", size_bytes: 3000000000, extracted_bytes: 5000000000")
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * 2**30, 6 * 2**30, 4 * 2**30))
-    with pytest.raises(InputError, match=r"dataset 'toy_cells': needs 7\.5 GiB free in .*only 4\.0 GiB free") as err:
+    with pytest.raises(
+        InputError, match=r"dataset 'toy_cells': needs 7\.5 GiB free in .*only 4\.0 GiB free"
+    ) as err:
         data.prepare("toy_cells", tmp_path / "data", progress=False)
     assert "archives 2.8 GiB + extracted 4.7 GiB" in str(err.value)
     assert server.ranges == []  # nothing was requested
@@ -280,7 +312,14 @@ def test_a_server_refusing_to_resume_means_starting_over(server, tmp_path):
     server.files["/r.bin"] = PAYLOAD
     server.drop_once.add("/r.bin")
     server.refuse_ranges = True  # answers 416 to any Range request
-    fetch(server.base + "/r.bin", tmp_path / "r.bin", sha256=sha(PAYLOAD), progress=False, timeout=5,
-          backoff=0.0, sleep=lambda s: None)
+    fetch(
+        server.base + "/r.bin",
+        tmp_path / "r.bin",
+        sha256=sha(PAYLOAD),
+        progress=False,
+        timeout=5,
+        backoff=0.0,
+        sleep=lambda s: None,
+    )
     assert (tmp_path / "r.bin").read_bytes() == PAYLOAD
     assert server.ranges == [None, f"bytes={len(PAYLOAD) // 2}-", None]

@@ -35,13 +35,16 @@ def test_unknown_dataset_lists_the_known_ones():
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("change, complaint", [
-    ({"colour": "red"}, "unknown keys"),
-    ({"format": "voc"}, "format must be one of"),
-    ({"generator": "nope"}, "generator must be one of"),
-    ({"params": {"image_size": 64, "wings": 2}}, "unknown params"),
-    ({"layout": {"train": {"images": "images/train"}}}, "needs exactly 'images' and 'annotations'"),
-])
+@pytest.mark.parametrize(
+    "change, complaint",
+    [
+        ({"colour": "red"}, "unknown keys"),
+        ({"format": "voc"}, "format must be one of"),
+        ({"generator": "nope"}, "generator must be one of"),
+        ({"params": {"image_size": 64, "wings": 2}}, "unknown params"),
+        ({"layout": {"train": {"images": "images/train"}}}, "needs exactly 'images' and 'annotations'"),
+    ],
+)
 def test_malformed_entries_are_refused_by_name(change, complaint):
     entry = {**data.dataset_entry("shapes_smoke"), **change}
     with pytest.raises(InputError, match=complaint) as err:
@@ -62,7 +65,9 @@ def test_coco_entries_share_the_image_directory(tmp_path):
 
 def readme_hashes(readme: Path) -> dict[str, tuple[str, str]]:
     """``file -> (file sha256, pixel sha256)`` from the table in the shared ISBI README."""
-    rows = re.findall(r"\| `([\w-]+\.tif)` \|.*?\| `([0-9a-f]{64})` \| `([0-9a-f]{64})` \|", readme.read_text())
+    rows = re.findall(
+        r"\| `([\w-]+\.tif)` \|.*?\| `([0-9a-f]{64})` \| `([0-9a-f]{64})` \|", readme.read_text()
+    )
     return {name: (file_hash, pixel_hash) for name, file_hash, pixel_hash in rows}
 
 
@@ -89,7 +94,8 @@ def test_prepare_records_a_manifest_for_a_real_copy(shared_data, tmp_path):
     manifest = data.read_manifest(target)
     expected = readme_hashes(shared_data / "isbi2012" / "README.md")
     assert {name: rec["sha256"] for name, rec in manifest["files"].items()} == {
-        name: hashes[0] for name, hashes in expected.items()}
+        name: hashes[0] for name, hashes in expected.items()
+    }
 
 
 def test_cli_prepare_list_and_verify(tmp_path, capsys):

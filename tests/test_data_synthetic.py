@@ -19,9 +19,23 @@ from segbench.errors import InputError
 SMOKE = ["shapes_smoke", "keypoints_smoke", "em_smoke", "phc_smoke", "hela_smoke"]
 # COCO's person keypoints, in COCO's order (person_keypoints_val2017.json, category 1).
 COCO_KEYPOINTS = [
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
-    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee",
-    "left_ankle", "right_ankle",
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
 ]
 
 
@@ -34,8 +48,11 @@ def smoke_root(tmp_path_factory) -> Path:
 
 
 def file_hashes(directory: Path) -> dict[str, str]:
-    return {p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 def load_coco(path: Path) -> COCO:
@@ -51,7 +68,8 @@ def test_coco_annotations_agree_with_their_masks(smoke_root, name):
         coco = load_coco(paths[split]["annotations"])
         assert coco.getImgIds() and coco.getAnnIds()
         assert coco.dataset["info"]["segbench"]["area_thresholds"] == pytest.approx(
-            [(32 * size / 640) ** 2, (96 * size / 640) ** 2])
+            [(32 * size / 640) ** 2, (96 * size / 640) ** 2]
+        )
         for image_id in coco.getImgIds():
             info = coco.loadImgs(image_id)[0]
             assert (paths[split]["images"] / info["file_name"]).is_file()
@@ -77,7 +95,9 @@ def test_keypoints_follow_coco_conventions(smoke_root):
     coco = load_coco(data.dataset_paths("keypoints_smoke", smoke_root)["train"]["annotations"])
     (category,) = coco.dataset["categories"]
     assert category["name"] == "person" and category["keypoints"] == COCO_KEYPOINTS
-    assert len(category["skeleton"]) == 19 and all(1 <= i <= 17 for edge in category["skeleton"] for i in edge)
+    assert len(category["skeleton"]) == 19 and all(
+        1 <= i <= 17 for edge in category["skeleton"] for i in edge
+    )
     flags = []
     for ann in coco.dataset["annotations"]:
         kp = np.array(ann["keypoints"], float).reshape(17, 3)
@@ -113,7 +133,9 @@ def test_cells_are_ctc_format(smoke_root, name):
     for t in range(4):
         image = tifffile.imread(sequence["images"] / f"t{t:03d}.tif")
         labels = tifffile.imread(sequence["gt_seg"] / f"man_seg{t:03d}.tif")
-        assert image.dtype == np.uint8 and labels.dtype == np.uint16 and image.shape == labels.shape == (96, 96)
+        assert (
+            image.dtype == np.uint8 and labels.dtype == np.uint16 and image.shape == labels.shape == (96, 96)
+        )
         ids = np.unique(labels)
         assert ids[0] == 0 and list(ids[1:]) == list(range(1, len(ids)))
         for k in ids[1:]:

@@ -20,7 +20,17 @@ BIN = Path(sys.executable).parent
 
 def train(cmd: list[str], results: Path, data: Path) -> list[dict]:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
-    args = ["train", "--run", "r50_fpn", "--scale", "smoke", "--results", str(results), "--data-root", str(data)]
+    args = [
+        "train",
+        "--run",
+        "r50_fpn",
+        "--scale",
+        "smoke",
+        "--results",
+        str(results),
+        "--data-root",
+        str(data),
+    ]
     done = subprocess.run(cmd + args, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     log = results / "smoke" / "runs" / "r50_fpn-seed0" / "train_log.jsonl"
@@ -33,8 +43,11 @@ def test_two_replicas_follow_one_process(tmp_path):
     data = tmp_path / "data"
     prepare("shapes_smoke", data)
     single = train([str(BIN / "segbench")], tmp_path / "single", data)
-    ddp = train([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "segbench", "--"],
-                tmp_path / "ddp", data)
+    ddp = train(
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "segbench", "--"],
+        tmp_path / "ddp",
+        data,
+    )
     schedule_single, schedule_ddp = single[0], ddp[0]
     assert schedule_single["replicas"] == 1 and schedule_ddp["replicas"] == 2
     assert schedule_ddp["images_per_batch"] == schedule_single["images_per_batch"]  # same global batch

@@ -73,7 +73,7 @@ def assert_config_last(words: list[str], where: str) -> None:
     """Snakemake reads every word after --config (or --resources) as key=value: no target may follow."""
     for option in ("--config", "--resources"):
         if option in words:
-            tail = words[words.index(option) + 1:]
+            tail = words[words.index(option) + 1 :]
             for word in tail:
                 if word.startswith("-"):
                     break

@@ -31,8 +31,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]
 
 @pytest.fixture(autouse=True)
 def _tiny_dataset(monkeypatch: pytest.MonkeyPatch, data) -> None:
-    monkeypatch.setattr(engine, "split_paths", lambda cfg, root, split: (data[split]["images"],
-                                                                         data[split]["annotations"]))
+    monkeypatch.setattr(
+        engine, "split_paths", lambda cfg, root, split: (data[split]["images"], data[split]["annotations"])
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,11 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, data) -> tuple[dict, 
     """One uninterrupted smoke run (4 iterations, checkpoints every 2), shared by several tests."""
     run_dir = tmp_path_factory.mktemp("run")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(engine, "split_paths", lambda cfg, root, split: (data[split]["images"],
-                                                                    data[split]["annotations"]))
+        mp.setattr(
+            engine,
+            "split_paths",
+            lambda cfg, root, split: (data[split]["images"], data[split]["annotations"]),
+        )
         cfg = resolve_run(RUN, "smoke", 0)
         summary = engine.train(cfg, run_dir, Path("unused"))
     return cfg, run_dir, summary
@@ -140,7 +144,8 @@ def _perfect_outputs(gt: COCO, keypoints: bool) -> dict[int, dict[str, torch.Ten
         for i, ann in enumerate(anns):
             masks[i, 0] = torch.from_numpy(gt.annToMask(ann))
         outputs[image_id] = {
-            "boxes": boxes, "labels": torch.tensor([labels[a["category_id"]] for a in anns]),
+            "boxes": boxes,
+            "labels": torch.tensor([labels[a["category_id"]] for a in anns]),
             "scores": torch.ones(len(anns)),
             "masks": masks,
         }
@@ -178,7 +183,10 @@ def test_results_conversion_round_trips_to_ap_one(tmp_path):
     data["annotations"] = [a for a in data["annotations"] if not a["iscrowd"] and a["bbox"][2] >= 1]
     ann_file.write_text(json.dumps(data))
     assert _round_trip(ann_file, ["bbox", "segm", "keypoints"], keypoints=True) == {
-        "bbox": 1.0, "segm": 1.0, "keypoints": 1.0}
+        "bbox": 1.0,
+        "segm": 1.0,
+        "keypoints": 1.0,
+    }
 
 
 def test_results_conversion_round_trips_on_real_coco(shared_data):
@@ -196,8 +204,10 @@ def test_test_dev_results_from_an_image_list_without_annotations(finished_run, d
     images = CocoInstances(data["val"]["images"], tmp_path / "image_info.json", train=False, masks=False)
     results = engine.predict_coco_results(cfg, run_dir, images)
     paths = engine.write_coco_results(results, tmp_path, split="test-dev2017", algorithm="r50c4")
-    assert [p.name for p in paths] == ["detections_test-dev2017_r50c4-bbox_results.json",
-                                       "detections_test-dev2017_r50c4-segm_results.json"]
+    assert [p.name for p in paths] == [
+        "detections_test-dev2017_r50c4-bbox_results.json",
+        "detections_test-dev2017_r50c4-segm_results.json",
+    ]
     assert json.loads(paths[0].read_text()) == results["bbox"]
 
 

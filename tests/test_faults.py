@@ -23,8 +23,10 @@ from segbench.cli import main, os_error_line
 from segbench.registry import runs_for_tables
 
 ENOSPC = os.strerror(errno.ENOSPC)
-TORCH_ENOSPC = ("[enforce fail at inline_container.cc:672] . unexpected pos 15552 vs 15440\n"
-                "frame #0: c10::ThrowEnforceNotMet(...)")
+TORCH_ENOSPC = (
+    "[enforce fail at inline_container.cc:672] . unexpected pos 15552 vs 15440\n"
+    "frame #0: c10::ThrowEnforceNotMet(...)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +57,20 @@ def _fsync_enospc(monkeypatch) -> None:
 
 
 def _run_args(command: str, run: str, results: Path, data_root: Path, *extra: str) -> list[str]:
-    return [command, "--run", run, "--scale", "smoke", "--results", str(results), "--data-root", str(data_root),
-            "--device", "cpu", *extra]
+    return [
+        command,
+        "--run",
+        run,
+        "--scale",
+        "smoke",
+        "--results",
+        str(results),
+        "--data-root",
+        str(data_root),
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 # -- a full disk at each kind of write ---------------------------------------------------------------------
@@ -119,7 +133,9 @@ def test_fault_report_enospc(tmp_path, monkeypatch, capsys):
     results, reports = tmp_path / "results", tmp_path / "reports"
     build_results(results, ("table2b",), "mini")
     _fsync_enospc(monkeypatch)
-    code = main(["report", "--scale", "mini", "--no-figures", "--results", str(results), "--out", str(reports)])
+    code = main(
+        ["report", "--scale", "mini", "--no-figures", "--results", str(results), "--out", str(reports)]
+    )
     line = _one_line(capsys)
     assert code == 1 and str(reports / "mini") in line and ".html" in line and ENOSPC in line, line
     assert not list(reports.rglob("*.html"))
@@ -147,15 +163,20 @@ def test_fault_dataset_enospc(dataset, writer, tmp_path, monkeypatch, capsys):
 
 
 # -- faults that used to print a traceback, each checked before anything is written -------------------------
-@pytest.mark.parametrize(("extra", "named", "fix"), [
-    (["--seed", "-1"], "--seed -1", "use --seed 0"),
-    (["--device", "banana"], "--device 'banana'", "use cpu, cuda"),
-    (["--device", "cuda"], "--device cuda", "use --device cpu"),
-    (["--device", "cuda:7"], "--device cuda:7", "use --device cpu"),
-], ids=["negative_seed", "device_banana", "device_cuda_without_gpu", "device_cuda_index"])
+@pytest.mark.parametrize(
+    ("extra", "named", "fix"),
+    [
+        (["--seed", "-1"], "--seed -1", "use --seed 0"),
+        (["--device", "banana"], "--device 'banana'", "use cpu, cuda"),
+        (["--device", "cuda"], "--device cuda", "use --device cpu"),
+        (["--device", "cuda:7"], "--device cuda:7", "use --device cpu"),
+    ],
+    ids=["negative_seed", "device_banana", "device_cuda_without_gpu", "device_cuda_index"],
+)
 @pytest.mark.parametrize("command", ["train", "evaluate"])
-def test_fault_bad_run_argument_is_one_line_and_writes_nothing(command, extra, named, fix, tmp_path, monkeypatch,
-                                                              capsys):
+def test_fault_bad_run_argument_is_one_line_and_writes_nothing(
+    command, extra, named, fix, tmp_path, monkeypatch, capsys
+):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine has no GPU (CI may)
@@ -168,8 +189,23 @@ def test_fault_bad_run_argument_is_one_line_and_writes_nothing(command, extra, n
 
 
 def test_fault_compare_with_an_unknown_device_writes_nothing(tmp_path, capsys):
-    code = main(["compare", "--method", "examples.dice_loss:dice_weighted_ce", "--table", "unet_table1",
-                 "--seeds", "1", "--scale", "smoke", "--results", str(tmp_path / "r"), "--device", "banana"])
+    code = main(
+        [
+            "compare",
+            "--method",
+            "examples.dice_loss:dice_weighted_ce",
+            "--table",
+            "unet_table1",
+            "--seeds",
+            "1",
+            "--scale",
+            "smoke",
+            "--results",
+            str(tmp_path / "r"),
+            "--device",
+            "banana",
+        ]
+    )
     assert code == 2 and "--device 'banana'" in _one_line(capsys)
     assert list(tmp_path.iterdir()) == []
 
@@ -194,8 +230,25 @@ def test_fault_plugin_that_fails_in_training_under_compare(em_data, tmp_path, ca
     plugin.write_text(BAD_PLUGIN.format(name="fault_loss_in_training"))
     results = tmp_path / "results"
     spec = f"{plugin}:fault_loss_in_training"
-    code = main(["compare", "--method", spec, "--table", "unet_table1", "--seeds", "1", "--scale", "smoke",
-                 "--results", str(results), "--data-root", str(em_data), "--device", "cpu"])
+    code = main(
+        [
+            "compare",
+            "--method",
+            spec,
+            "--table",
+            "unet_table1",
+            "--seeds",
+            "1",
+            "--scale",
+            "smoke",
+            "--results",
+            str(results),
+            "--data-root",
+            str(em_data),
+            "--device",
+            "cpu",
+        ]
+    )
     line = _one_line(capsys)
     assert code == 1, line
     assert repr(spec) in line and "ValueError" in line and "shape mismatch in my new loss" in line
@@ -216,10 +269,16 @@ def test_fault_segbench_data_pointing_at_a_file(tmp_path, monkeypatch, capsys):
     assert "free space" not in line
 
 
-@pytest.mark.parametrize(("err", "fix"), [
-    (errno.ENOSPC, "free space"), (errno.EACCES, "permissions"), (errno.EROFS, "read-only"),
-    (errno.ENOTDIR, "is a file, not a folder"),
-], ids=["enospc", "eacces", "erofs", "enotdir"])
+@pytest.mark.parametrize(
+    ("err", "fix"),
+    [
+        (errno.ENOSPC, "free space"),
+        (errno.EACCES, "permissions"),
+        (errno.EROFS, "read-only"),
+        (errno.ENOTDIR, "is a file, not a folder"),
+    ],
+    ids=["enospc", "eacces", "erofs", "enotdir"],
+)
 def test_fault_os_error_fix_matches_the_reason(err, fix):
     line = os_error_line(OSError(err, os.strerror(err), "/some/file"))
     assert line.startswith("/some/file: ") and fix in line

@@ -49,18 +49,36 @@ def env(tmp_path_factory) -> dict[str, object]:
     data_root = root / "data"
     for name in ("shapes_smoke", "em_smoke"):
         data.prepare(name, data_root)
-    environ = {**os.environ, "SEGBENCH_REGISTRY": str(registry), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    environ = {
+        **os.environ,
+        "SEGBENCH_REGISTRY": str(registry),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     return {"root": root, "data": data_root, "environ": environ}
 
 
 def _argv(command: str, run: str, results: Path, env: dict) -> list[str]:
-    return [SEGBENCH, command, "--run", run, "--scale", SCALE, "--results", str(results),
-            "--data-root", str(env["data"]), "--device", "cpu"]
+    return [
+        SEGBENCH,
+        command,
+        "--run",
+        run,
+        "--scale",
+        SCALE,
+        "--results",
+        str(results),
+        "--data-root",
+        str(env["data"]),
+        "--device",
+        "cpu",
+    ]
 
 
 def _segbench(command: str, run: str, results: Path, env: dict) -> None:
-    result = subprocess.run(_argv(command, run, results, env), env=env["environ"], capture_output=True,
-                            text=True, timeout=180)
+    result = subprocess.run(
+        _argv(command, run, results, env), env=env["environ"], capture_output=True, text=True, timeout=180
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -76,12 +94,18 @@ def _train_and_kill(run: str, results: Path, env: dict, at_iteration: int) -> No
     ``at_iteration``."""
     log = results / SCALE / "runs" / f"{run}-seed0" / "train_log.jsonl"
     stale = _inode(log)  # a resuming run rewrites the log (new inode) before it logs new iterations
-    proc = subprocess.Popen(_argv("train", run, results, env), env=env["environ"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _argv("train", run, results, env),
+        env=env["environ"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     try:
         while True:
-            assert proc.poll() is None, f"{run} ended before iteration {at_iteration}: {proc.stderr.read()[-2000:]}"
+            assert proc.poll() is None, (
+                f"{run} ended before iteration {at_iteration}: {proc.stderr.read()[-2000:]}"
+            )
             assert time.monotonic() < deadline, f"{run} never reached iteration {at_iteration}"
             if _inode(log) not in (None, stale):
                 done = max((r.get("iteration", 0) for r in read_jsonl(log)), default=0)

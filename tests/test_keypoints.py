@@ -55,8 +55,16 @@ def keypoint_smoke(tmp_path_factory) -> Path:
 
 def test_perfect_keypoint_predictions_give_ap_100(keypoint_smoke: Path):
     gt = json.loads(keypoint_smoke.read_text())
-    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "keypoints": a["keypoints"],
-             "score": 1.0} for a in gt["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd")]
+    dets = [
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "keypoints": a["keypoints"],
+            "score": 1.0,
+        }
+        for a in gt["annotations"]
+        if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd")
+    ]
     assert dets, "the synthetic keypoint set has labelled persons"
     stats = evaluate(keypoint_smoke, dets, "keypoints")
     assert stats["AP"] == pytest.approx(1.0) and stats["AP50"] == pytest.approx(1.0)
@@ -70,6 +78,7 @@ def test_displaced_keypoints_lower_oks_ap(keypoint_smoke: Path):
             kps = list(a["keypoints"])
             for i in range(0, len(kps), 3):
                 kps[i] += 6.0  # a shift comparable to a small person's size
-            dets.append({"image_id": a["image_id"], "category_id": a["category_id"], "keypoints": kps,
-                         "score": 1.0})
+            dets.append(
+                {"image_id": a["image_id"], "category_id": a["category_id"], "keypoints": kps, "score": 1.0}
+            )
     assert evaluate(keypoint_smoke, dets, "keypoints")["AP"] < 0.9

@@ -37,7 +37,9 @@ with run_lock(Path(sys.argv[1]), "train"):
 def _hold(run_dir: Path) -> subprocess.Popen:
     """A separate process holding the run's lock (as a running ``segbench train`` would)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True, env=env
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -53,8 +55,19 @@ def holder(tmp_path):
 
 
 def _argv(command: str, tmp_path: Path) -> list[str]:
-    return [command, "--run", RUN, "--scale", "smoke", "--results", str(tmp_path / "results"),
-            "--data-root", str(tmp_path / "data"), "--device", "cpu"]
+    return [
+        command,
+        "--run",
+        RUN,
+        "--scale",
+        "smoke",
+        "--results",
+        str(tmp_path / "results"),
+        "--data-root",
+        str(tmp_path / "data"),
+        "--device",
+        "cpu",
+    ]
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])
@@ -66,7 +79,9 @@ def test_lock_second_writer_stops_with_one_line(command, holder, tmp_path, capsy
         from segbench.provenance import config_hash
         from segbench.registry import resolve_run
 
-        write_json_atomic(run_dir / "train_done.json", {"config_hash": config_hash(resolve_run(RUN, "smoke", 0))})
+        write_json_atomic(
+            run_dir / "train_done.json", {"config_hash": config_hash(resolve_run(RUN, "smoke", 0))}
+        )
     before = sorted(p.name for p in run_dir.iterdir()) if run_dir.exists() else None
     code = main(_argv(command, tmp_path))
     err = capsys.readouterr().err
@@ -93,8 +108,13 @@ def test_lock_second_writer_as_a_separate_segbench_process(holder, tmp_path):
     run_dir, proc = holder
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "segbench", *_argv("train", tmp_path)], capture_output=True,
-                            text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "segbench", *_argv("train", tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 1, result.stderr
     assert result.stderr.count("segbench: error: ") == 1 and f"pid {proc.pid}" in result.stderr
     assert time.monotonic() - start < 60  # it does not wait for the holder

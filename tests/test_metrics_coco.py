@@ -15,7 +15,10 @@ README_VALUES = {  # shared/data/coco_val2014_100/README.md, pycocotools 2.0.11,
     "bbox": [0.5046, 0.6970, 0.5730, 0.5856, 0.5194, 0.5014, 0.3868, 0.5937, 0.5954, 0.6398, 0.5664, 0.5643],
     "segm": [0.3195, 0.5623, 0.2989, 0.3874, 0.3102, 0.3269, 0.2682, 0.4154, 0.4168, 0.4694, 0.3768, 0.3815],
 }
-RESULTS = {"bbox": "instances_val2014_fakebbox100_results.json", "segm": "instances_val2014_fakesegm100_results.json"}
+RESULTS = {
+    "bbox": "instances_val2014_fakebbox100_results.json",
+    "segm": "instances_val2014_fakesegm100_results.json",
+}
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +67,11 @@ def _toy_gt():
     for a in anns:
         x, y, w, h = a["bbox"]
         a["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
-    return {"images": images, "annotations": anns,
-            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    return {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+    }
 
 
 def _toy_dt(gt, jitter=0.0, seed=0):
@@ -73,9 +79,17 @@ def _toy_dt(gt, jitter=0.0, seed=0):
     out = []
     for a in gt["annotations"]:
         bbox = [float(v + jitter * rng.normal()) for v in a["bbox"]]
-        out.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": bbox,
-                    "score": float(rng.uniform(0.5, 1.0))})
-    out.append({"image_id": 2, "category_id": 2, "bbox": [0.0, 0.0, 30.0, 30.0], "score": 0.3})  # a false positive
+        out.append(
+            {
+                "image_id": a["image_id"],
+                "category_id": a["category_id"],
+                "bbox": bbox,
+                "score": float(rng.uniform(0.5, 1.0)),
+            }
+        )
+    out.append(
+        {"image_id": 2, "category_id": 2, "bbox": [0.0, 0.0, 30.0, 30.0], "score": 0.3}
+    )  # a false positive
     return out
 
 
@@ -84,7 +98,7 @@ def test_perfect_detections_and_empty_detections(backend):
     gt = _toy_gt()
     stats = evaluate(gt, _toy_dt(gt), "bbox", backend=backend)
     assert stats["AP"] == pytest.approx(1.0) and stats["AR100"] == pytest.approx(1.0)
-    assert stats["APs"] == pytest.approx(1.0)      # the 20 x 20 box is small
+    assert stats["APs"] == pytest.approx(1.0)  # the 20 x 20 box is small
     zeros = evaluate(gt, [], "bbox", backend=backend)
     assert zeros == {k: 0.0 for k in DET_STATS}
 
@@ -104,24 +118,42 @@ def _kpt_gt():
         kps = []
         for _ in range(17):
             kps += [float(rng.uniform(20, 180)), float(rng.uniform(20, 180)), 2]
-        anns.append({"id": i, "image_id": 1 + i % 2, "category_id": 1, "keypoints": kps, "num_keypoints": 17,
-                     "bbox": [10, 10, 180, 180], "area": 150.0 * 150.0, "iscrowd": 0})
-    return {"images": [{"id": 1, "width": 200, "height": 200}, {"id": 2, "width": 200, "height": 200}],
-            "annotations": anns, "categories": [{"id": 1, "name": "person", "keypoints": [f"k{i}" for i in range(17)],
-                                                 "skeleton": []}]}
+        anns.append(
+            {
+                "id": i,
+                "image_id": 1 + i % 2,
+                "category_id": 1,
+                "keypoints": kps,
+                "num_keypoints": 17,
+                "bbox": [10, 10, 180, 180],
+                "area": 150.0 * 150.0,
+                "iscrowd": 0,
+            }
+        )
+    return {
+        "images": [{"id": 1, "width": 200, "height": 200}, {"id": 2, "width": 200, "height": 200}],
+        "annotations": anns,
+        "categories": [
+            {"id": 1, "name": "person", "keypoints": [f"k{i}" for i in range(17)], "skeleton": []}
+        ],
+    }
 
 
 def test_keypoints_stats_by_name_and_backends_agree():
     gt = _kpt_gt()
-    perfect = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 0.9}
-               for a in gt["annotations"]]
+    perfect = [
+        {"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 0.9}
+        for a in gt["annotations"]
+    ]
     stats = evaluate(gt, perfect, "keypoints")
     assert list(stats) == list(KPT_STATS)
     assert stats["AP"] == pytest.approx(1.0) and stats["AR"] == pytest.approx(1.0)
     rng = np.random.default_rng(3)
     noisy = copy.deepcopy(perfect)
     for d in noisy:
-        d["keypoints"] = [v + float(rng.normal(0, 6)) if k % 3 != 2 else v for k, v in enumerate(d["keypoints"])]
+        d["keypoints"] = [
+            v + float(rng.normal(0, 6)) if k % 3 != 2 else v for k, v in enumerate(d["keypoints"])
+        ]
         d["score"] = float(rng.uniform(0.1, 1))
     a, b = evaluate(gt, noisy, "keypoints"), evaluate(gt, noisy, "keypoints", backend="faster")
     assert 0.0 < a["AP"] < 1.0
@@ -166,6 +198,8 @@ def test_area_thresholds(backend):
     # for "large", which then holds two GT boxes instead of one
     moved = evaluate(gt, dt, "bbox", backend=backend, area_thresholds=[500, 1000])
     assert moved["AP"] == default["AP"] and moved["APl"] != default["APl"] and moved["APm"] == -1.0
-    assert evaluate(gt, dt, "bbox", backend="pycocotools", area_thresholds=[500, 1000]) == pytest.approx(moved, abs=1e-12)
+    assert evaluate(gt, dt, "bbox", backend="pycocotools", area_thresholds=[500, 1000]) == pytest.approx(
+        moved, abs=1e-12
+    )
     with pytest.raises(InputError, match="area_thresholds"):
         evaluate(gt, dt, "bbox", backend=backend, area_thresholds=[100, 10])

@@ -22,21 +22,21 @@ def test_perfect_and_empty_predictions():
 
 def test_match_needs_more_than_half_of_the_reference():
     gt = np.zeros((4, 8), np.int32)
-    gt[0, :4] = 1                      # |R| = 4
+    gt[0, :4] = 1  # |R| = 4
     pred = np.zeros_like(gt)
-    pred[0, :2] = 5                    # |R n S| = 2 = 0.5 |R|: not > 0.5 |R| -> J = 0
+    pred[0, :2] = 5  # |R n S| = 2 = 0.5 |R|: not > 0.5 |R| -> J = 0
     assert seg_score(pred, gt) == 0.0
-    pred[0, 2] = 5                     # |R n S| = 3 > 2, |R u S| = 4 -> J = 3/4
+    pred[0, 2] = 5  # |R n S| = 3 > 2, |R u S| = 4 -> J = 3/4
     assert seg_score(pred, gt) == 0.75
-    pred[1, :4] = 5                    # S grows to 7 pixels: |R u S| = 8 -> J = 3/8
+    pred[1, :4] = 5  # S grows to 7 pixels: |R u S| = 8 -> J = 3/8
     assert seg_score(pred, gt) == 0.375
 
 
 def test_seg_is_mean_over_reference_objects_and_iou_is_foreground_iou():
     gt = np.zeros((6, 12), np.uint8)
-    gt[0:2, 0:2] = 1                   # R1, 4 px, predicted exactly -> J = 1
-    gt[0:2, 4:6] = 2                   # R2, 4 px, missed -> J = 0
-    gt[4:6, 8:12] = 3                  # R3, 8 px, half-covered by two halves -> no match -> J = 0
+    gt[0:2, 0:2] = 1  # R1, 4 px, predicted exactly -> J = 1
+    gt[0:2, 4:6] = 2  # R2, 4 px, missed -> J = 0
+    gt[4:6, 8:12] = 3  # R3, 8 px, half-covered by two halves -> no match -> J = 0
     pred = np.zeros_like(gt)
     pred[0:2, 0:2] = 1
     pred[4:6, 8:10] = 2
@@ -50,10 +50,10 @@ def test_seg_is_mean_over_reference_objects_and_iou_is_foreground_iou():
 def test_frames_are_labelled_separately_and_binary_predictions_can_be_labelled():
     gt = np.zeros((2, 6, 6), np.uint8)
     gt[0, 0:2, 0:2] = 1
-    gt[1, 3:6, 3:6] = 1                # same id in another frame: another reference object
+    gt[1, 3:6, 3:6] = 1  # same id in another frame: another reference object
     assert seg_metrics(gt, gt)["objects"] == 2
     binary = (gt > 0).astype(np.uint8)
-    binary[0, 4:6, 0:2] = 1            # an extra object in frame 0
+    binary[0, 4:6, 0:2] = 1  # an extra object in frame 0
     res = seg_metrics(binary, gt, label_pred=True)
     assert res["seg"] == 1.0 and res["objects"] == 2
 
@@ -75,7 +75,7 @@ def _random_instances(rng, shape, n):
     for k in range(1, n + 1):
         y, x = rng.integers(0, shape[0] - 4), rng.integers(0, shape[1] - 4)
         h, w = rng.integers(3, 14, size=2)
-        lab[y:y + h, x:x + w] = k
+        lab[y : y + h, x : x + w] = k
     return lab
 
 
@@ -90,11 +90,11 @@ def test_seg_matches_py_ctcmetrics_on_random_instance_maps(tmp_path):
         gt = _random_instances(rng, (48, 48), int(rng.integers(3, 12)))
         pred = np.roll(gt, tuple(rng.integers(-3, 4, size=2)), axis=(0, 1)).astype(np.uint16)
         perm = np.concatenate([[0], rng.permutation(np.arange(1, 200))[: int(pred.max())]]).astype(np.uint16)
-        pred = perm[pred]                                                   # other ids
-        pred[rng.random(pred.shape) < 0.05] = 0                             # speckle
-        pred[_random_instances(rng, (48, 48), 2) > 0] = 250                 # an over-merged blob
+        pred = perm[pred]  # other ids
+        pred[rng.random(pred.shape) < 0.05] = 0  # speckle
+        pred[_random_instances(rng, (48, 48), 2) > 0] = 250  # an over-merged blob
         gt[0, 0] = 0
-        pred[0, 0] = 0                                                      # both have background
+        pred[0, 0] = 0  # both have background
         gts.append(gt)
         preds.append(pred)
     labels_ref, ious = [], []

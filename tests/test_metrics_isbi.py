@@ -18,8 +18,18 @@ FOUR = ndimage.generate_binary_structure(2, 1)
 # thresholds and binarisation
 # --------------------------------------------------------------------------------------------------
 def test_thresholds_accumulate_in_double_precision():
-    assert THRESHOLDS == (0.0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.5, 0.6, 0.7, 0.7999999999999999,
-                          0.8999999999999999)
+    assert THRESHOLDS == (
+        0.0,
+        0.1,
+        0.2,
+        0.30000000000000004,
+        0.4,
+        0.5,
+        0.6,
+        0.7,
+        0.7999999999999999,
+        0.8999999999999999,
+    )
 
 
 def test_binarisation_promotes_float32_to_float64():
@@ -31,9 +41,9 @@ def test_binarisation_promotes_float32_to_float64():
     assert binarize(grid[1:2], t[2]).tolist() == [True]
     assert binarize(grid[3:4], t[4]).tolist() == [True]
     assert binarize(grid[4:5], t[6]).tolist() == [True]
-    assert binarize(grid[5:6], t[7]).tolist() == [False]   # 0.7f = 0.69999998808 < 0.7
-    assert binarize(grid[6:7], t[8]).tolist() == [True]    # 0.8f = 0.80000001192 > 0.7999999999999999
-    assert binarize(grid[7:8], t[9]).tolist() == [False]   # 0.9f = 0.89999997616 < 0.8999999999999999
+    assert binarize(grid[5:6], t[7]).tolist() == [False]  # 0.7f = 0.69999998808 < 0.7
+    assert binarize(grid[6:7], t[8]).tolist() == [True]  # 0.8f = 0.80000001192 > 0.7999999999999999
+    assert binarize(grid[7:8], t[9]).tolist() == [False]  # 0.9f = 0.89999997616 < 0.8999999999999999
     # NumPy 2 compares a float32 array with a Python float in float32: the grid value is not > itself
     assert not (grid[2:3] > t[3]).any()
 
@@ -65,20 +75,20 @@ def test_warp_order_key_rounded_to_float32_then_stable_column_scan():
 # pixel error
 # --------------------------------------------------------------------------------------------------
 def test_f_score_conventions():
-    assert f_score(0, 0, 0) == 1.0      # P := 1 (FP = 0), R := 1 (FN = 0)
-    assert f_score(0, 0, 5) == 0.0      # P = 1, R = 0
-    assert f_score(0, 3, 0) == 0.0      # P = 0, R = 1
-    assert f_score(0, 3, 5) == 0.0      # P + R = 0 -> F := 0
+    assert f_score(0, 0, 0) == 1.0  # P := 1 (FP = 0), R := 1 (FN = 0)
+    assert f_score(0, 0, 5) == 0.0  # P = 1, R = 0
+    assert f_score(0, 3, 0) == 0.0  # P = 0, R = 1
+    assert f_score(0, 3, 5) == 0.0  # P + R = 0 -> F := 0
     assert f_score(6, 2, 4) == pytest.approx(2 * 0.75 * 0.6 / 1.35)
 
 
 def test_pixel_error_hand_case():
     labels = np.zeros((2, 4, 4), np.uint8)
-    labels[:, 1:3, 1:3] = 255                # 4 cell pixels per slice, 8 in all
+    labels[:, 1:3, 1:3] = 255  # 4 cell pixels per slice, 8 in all
     pred = (labels / 255).astype(np.float32)
-    pred[0, 1, 1] = 0.0                     # FN 1
-    pred[1, 0, 0] = 1.0                     # FP 1
-    pred[1, 0, 1] = 1.0                     # FP 2
+    pred[0, 1, 1] = 0.0  # FN 1
+    pred[1, 0, 0] = 1.0  # FP 1
+    pred[1, 0, 1] = 1.0  # FP 2
     # summed over slices: TP = 7, FP = 2, FN = 1 -> P = 7/9, R = 7/8
     p, r = 7 / 9, 7 / 8
     res = pixel_error(pred, labels)
@@ -100,7 +110,7 @@ def _brute_rand(gt_lab: np.ndarray, pred_lab: np.ndarray, form: str) -> tuple[in
     same_p = p[:, None] == p[None, :]
     if form == "pairs":  # unordered pairs of distinct pixels
         keep = np.triu(np.ones_like(same_g), k=1)
-    else:                # ordered pairs, a pixel with itself included (the N^2 form)
+    else:  # ordered pairs, a pixel with itself included (the N^2 form)
         keep = np.ones_like(same_g)
     tp = int((same_g & same_p & keep).sum())
     return tp, int((same_p & keep).sum()) - tp, int((same_g & keep).sum()) - tp
@@ -130,7 +140,9 @@ def test_rand_pairs_form_matches_skimage_where_the_differences_vanish():
         pred = rng.integers(1, 5, size=(20, 20))
         pred[gt == 0] = rng.integers(0, 5, size=int((gt == 0).sum()))  # 0 only on GT membrane
         are, _, _ = adapted_rand_error(gt, pred, ignore_labels=(0,))
-        assert _rand_error_from_counts(*rand_counts_from_labels(gt, pred, "pairs")) == pytest.approx(are, abs=1e-12)
+        assert _rand_error_from_counts(*rand_counts_from_labels(gt, pred, "pairs")) == pytest.approx(
+            are, abs=1e-12
+        )
 
 
 def test_rand_pairs_form_matches_skimage_with_singletons_made_explicit():
@@ -142,7 +154,9 @@ def test_rand_pairs_form_matches_skimage_with_singletons_made_explicit():
         inside = (pred == 0) & (gt > 0)
         explicit[inside] = 100 + np.arange(int(inside.sum()))  # each its own segment
         are, _, _ = adapted_rand_error(gt, explicit, ignore_labels=(0,))
-        assert _rand_error_from_counts(*rand_counts_from_labels(gt, pred, "pairs")) == pytest.approx(are, abs=1e-12)
+        assert _rand_error_from_counts(*rand_counts_from_labels(gt, pred, "pairs")) == pytest.approx(
+            are, abs=1e-12
+        )
 
 
 @pytest.mark.parametrize("form", ["n2", "pairs"])
@@ -153,7 +167,9 @@ def test_rand_error_pipeline_uses_4_connected_components(form):
     labels = (gt * 255).astype(np.uint8)
     pred = pr.astype(np.float32)  # binary: the same binarisation at every threshold
     res = rand_error(pred, labels, form=form)
-    expected = _rand_error_from_counts(*_brute_rand(ndimage.label(gt, FOUR)[0], ndimage.label(pr, FOUR)[0], form))
+    expected = _rand_error_from_counts(
+        *_brute_rand(ndimage.label(gt, FOUR)[0], ndimage.label(pr, FOUR)[0], form)
+    )
     assert res["per_threshold"] == pytest.approx([expected] * 10, abs=1e-12)
     assert res["error"] == pytest.approx(expected, abs=1e-12)
 
@@ -333,8 +349,10 @@ def test_random_properties():
             assert len(curve) == 10 and all(0.0 <= v <= 1.0 for v in curve)
             assert res[m] == min(curve)
             assert res["best_threshold"][m] == THRESHOLDS[curve.index(min(curve))]
-        assert all(s <= c for s, c in zip(res["per_threshold"]["warping_error"], classic["per_threshold"],
-                                          strict=True))
+        assert all(
+            s <= c
+            for s, c in zip(res["per_threshold"]["warping_error"], classic["per_threshold"], strict=True)
+        )
         assert res["warping_error"] <= classic["error"]
         assert res["slices"] == 2 and res["pixels"] == labels.size
 
@@ -343,12 +361,12 @@ def test_each_metric_reports_its_own_best_threshold():
     # one slice where the pixel error prefers a low threshold but the warping error a high one: a thin
     # membrane line the prediction only marks weakly (0.35) and a broad cell border predicted at 0.25.
     labels = np.full((1, 20, 20), 255, np.uint8)
-    labels[0, :, 10] = 0                              # a membrane line splitting two cells
+    labels[0, :, 10] = 0  # a membrane line splitting two cells
     pred = np.ones((1, 20, 20), np.float32)
-    pred[0, :, 10] = 0.35                             # weak membrane: merged unless t >= 0.35
-    pred[0, 2:18, 2:5] = 0.25                         # low cell values: lost as cells once t >= 0.25
+    pred[0, :, 10] = 0.35  # weak membrane: merged unless t >= 0.35
+    pred[0, 2:18, 2:5] = 0.25  # low cell values: lost as cells once t >= 0.25
     res = isbi_metrics(pred, labels)
-    assert res["best_threshold"]["warping_error"] >= 0.4      # the line must be membrane: no merge
+    assert res["best_threshold"]["warping_error"] >= 0.4  # the line must be membrane: no merge
     assert res["best_threshold"]["pixel_error"] < res["best_threshold"]["warping_error"]
 
 
@@ -406,7 +424,9 @@ def test_isbi2012_blurred_labels_are_stable(shared_data):
     if not path.is_file():
         pytest.skip("shared isbi2012 labels absent")
     labels = tifffile.imread(path)
-    pred = np.stack([ndimage.gaussian_filter(s.astype(np.float32) / 255, 2.0) for s in labels]).astype(np.float32)
+    pred = np.stack([ndimage.gaussian_filter(s.astype(np.float32) / 255, 2.0) for s in labels]).astype(
+        np.float32
+    )
     res = isbi_metrics(pred, labels)
     assert res["slices"] == 30 and res["pixels"] == 30 * 512 * 512
     # values computed with this implementation (scipy 1.17, numpy 2.4); counts may move by a few pixels

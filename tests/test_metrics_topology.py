@@ -41,13 +41,13 @@ def test_lut_matches_brute_force_topological_numbers_for_all_256_neighbourhoods(
 
 def test_lut_known_configurations():
     n, s, e, w, ne = 1 << 1, 1 << 5, 1 << 3, 1 << 7, 1 << 2
-    assert not T.SIMPLE_LUT[0]            # isolated pixel: T4 = 0
-    assert not T.SIMPLE_LUT[255]          # interior pixel: T8 = 0
-    assert T.SIMPLE_LUT[n]                # end of a line
-    assert not T.SIMPLE_LUT[ne]           # only a diagonal cell: not 4-adjacent, T4 = 0
-    assert not T.SIMPLE_LUT[n | s]        # bridge between two cell parts: T4 = 2
-    assert T.SIMPLE_LUT[n | ne | e]       # corner of a block
-    assert not T.SIMPLE_LUT[n | e]        # N and E not 4-connected without NE: T4 = 2
+    assert not T.SIMPLE_LUT[0]  # isolated pixel: T4 = 0
+    assert not T.SIMPLE_LUT[255]  # interior pixel: T8 = 0
+    assert T.SIMPLE_LUT[n]  # end of a line
+    assert not T.SIMPLE_LUT[ne]  # only a diagonal cell: not 4-adjacent, T4 = 0
+    assert not T.SIMPLE_LUT[n | s]  # bridge between two cell parts: T4 = 2
+    assert T.SIMPLE_LUT[n | ne | e]  # corner of a block
+    assert not T.SIMPLE_LUT[n | e]  # N and E not 4-connected without NE: T4 = 2
     assert T.SIMPLE_LUT[255 & ~w & ~(1 << 0) & ~(1 << 6)]  # straight boundary pixel
 
 
@@ -147,8 +147,12 @@ def _brute_classify(warped: np.ndarray, y: int, x: int) -> str:
     """The classification rules applied literally, with a full 4-connected relabelling of the image."""
     h, w = warped.shape
     lab = ndimage.label(warped, FOUR)[0]
-    nb = [(y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-          if (dy or dx) and 0 <= y + dy < h and 0 <= x + dx < w]
+    nb = [
+        (y + dy, x + dx)
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+        if (dy or dx) and 0 <= y + dy < h and 0 <= x + dx < w
+    ]
     u = {int(lab[p]) for p in nb}
     cell = bool(warped[y, x])
     if len(u) == 1:

@@ -45,8 +45,16 @@ def fc(n_in: int, n_out: int) -> int:
 
 
 def paper_spec(**overrides) -> MaskHeadSpec:
-    return MaskHeadSpec(**{"in_channels": 256, "roi_size": 14, "out_channels": K, "conv_dim": 256,
-                           "fc_dim": 1024, **overrides})
+    return MaskHeadSpec(
+        **{
+            "in_channels": 256,
+            "roi_size": 14,
+            "out_channels": K,
+            "conv_dim": 256,
+            "fc_dim": 1024,
+            **overrides,
+        }
+    )
 
 
 def smoke(run: str = "r50_c4", **model_keys) -> dict:
@@ -56,6 +64,7 @@ def smoke(run: str = "r50_c4", **model_keys) -> dict:
 
 
 # --- heads at the paper's widths (meta tensors: shapes and counts without memory) ---------------------
+
 
 @pytest.fixture
 def meta_device() -> Iterator[None]:
@@ -93,7 +102,9 @@ def test_c4_head_is_stride1_res5_with_deconv_mask_branch() -> None:
     """Figure 4 left: 7x7x1024 RoI -> res5 (first conv stride 1) -> 7x7x2048 -> ave / deconv to 14x14."""
     s = settings_from_config({"model": {"backbone": "resnet50", "arch": "c4", "pretrained": False}})
     res5 = build_backbone(s).res5
-    assert [m.stride for m in res5.modules() if isinstance(m, nn.Conv2d)] == [(1, 1)] * 10  # 9 convs + shortcut
+    assert [m.stride for m in res5.modules() if isinstance(m, nn.Conv2d)] == [
+        (1, 1)
+    ] * 10  # 9 convs + shortcut
     features = res5(torch.empty(3, 1024, 7, 7))
     assert features.shape == (3, 2048, 7, 7)
     head, predictor = build_mask_head("default", "c4", paper_spec(in_channels=1024, roi_size=7, res5=res5))
@@ -113,17 +124,22 @@ def test_fpn_box_head_is_two_1024d_fc() -> None:
     assert not model.roi_heads.has_mask()
 
 
-@pytest.mark.parametrize(("builder", "backbone"), [(resnet50, "resnet50"), (resnext101_32x8d, "resnext101_32x8d")])
+@pytest.mark.parametrize(
+    ("builder", "backbone"), [(resnet50, "resnet50"), (resnext101_32x8d, "resnext101_32x8d")]
+)
 @pytest.mark.usefixtures("meta_device")
 def test_scaled_resnet_at_full_width_is_torchvisions(builder, backbone: str) -> None:
     s = settings_from_config({"model": {"backbone": backbone, "pretrained": False}})
     groups, width = (32, 8) if backbone.startswith("resnext") else (1, 64)
-    ours = ScaledResNet(s.blocks, groups=groups, width_per_group=width, norm_layer=nn.BatchNorm2d).state_dict()
+    ours = ScaledResNet(
+        s.blocks, groups=groups, width_per_group=width, norm_layer=nn.BatchNorm2d
+    ).state_dict()
     theirs = {k: v.shape for k, v in builder().state_dict().items() if not k.startswith("fc.")}
     assert {k: v.shape for k, v in ours.items()} == theirs
 
 
 # --- mask losses (Table 2b) ---------------------------------------------------------------------------
+
 
 def test_sigmoid_mask_loss_by_hand_uses_only_the_gt_class_channel() -> None:
     logits = torch.tensor([[[[0.3, -1.2]], [[2.0, 0.5]]]])  # 1 RoI, K=2 channels, 1x2 pixels
@@ -158,9 +174,13 @@ def test_mask_losses_of_no_positive_rois_are_zero_and_differentiable() -> None:
         assert value.item() == 0
 
 
-@pytest.mark.parametrize(("mask_loss", "agnostic", "channels"),
-                         [("sigmoid", False, K), ("sigmoid", True, 1), ("softmax", False, K + 1), ("softmax", True, 2)])
-def test_mask_channels_follow_loss_and_class_agnosticism(mask_loss: str, agnostic: bool, channels: int) -> None:
+@pytest.mark.parametrize(
+    ("mask_loss", "agnostic", "channels"),
+    [("sigmoid", False, K), ("sigmoid", True, 1), ("softmax", False, K + 1), ("softmax", True, 2)],
+)
+def test_mask_channels_follow_loss_and_class_agnosticism(
+    mask_loss: str, agnostic: bool, channels: int
+) -> None:
     model = build_maskrcnn(smoke(mask_loss=mask_loss, class_agnostic=agnostic))
     assert model.roi_heads.mask_predictor.mask_fcn_logits.out_channels == channels
     assert model.roi_heads.class_agnostic_masks is agnostic
@@ -168,9 +188,12 @@ def test_mask_channels_follow_loss_and_class_agnosticism(mask_loss: str, agnosti
 
 # --- builder -------------------------------------------------------------------------------------------
 
+
 def _module_tree(model: nn.Module) -> list[tuple[str, str, tuple]]:
-    return [(name, type(m).__name__, tuple((n, p.shape) for n, p in m.named_parameters(recurse=False)))
-            for name, m in model.named_modules()]
+    return [
+        (name, type(m).__name__, tuple((n, p.shape) for n, p in m.named_parameters(recurse=False)))
+        for name, m in model.named_modules()
+    ]
 
 
 def _roi_layer(pooler: nn.Module) -> tuple:
@@ -184,13 +207,18 @@ def test_table2c_variants_differ_only_in_the_roi_layer() -> None:
     reference = models[0]
     for model in models[1:]:
         assert _module_tree(model) == _module_tree(reference)
-        changed = {f.name for f in dataclasses.fields(model.settings)
-                   if getattr(model.settings, f.name) != getattr(reference.settings, f.name)}
+        changed = {
+            f.name
+            for f in dataclasses.fields(model.settings)
+            if getattr(model.settings, f.name) != getattr(reference.settings, f.name)
+        }
         assert changed <= {"roi_layer", "roi_aggregation"} and changed
     layers = [_roi_layer(m.roi_heads.box_roi_pool) for m in models]
     assert len(set(map(repr, layers))) == len(runs)
     assert layers[0] == ("roi_align", {"aggregation": "avg", "aligned": False})
-    assert all(m.roi_heads.mask_roi_pool is m.roi_heads.box_roi_pool for m in models)  # C4 shares res5 and RoI
+    assert all(
+        m.roi_heads.mask_roi_pool is m.roi_heads.box_roi_pool for m in models
+    )  # C4 shares res5 and RoI
 
 
 def test_c4_mask_branch_reuses_res5_features_in_training_and_reruns_res5_at_test() -> None:
@@ -211,7 +239,12 @@ def test_c4_mask_branch_reuses_res5_features_in_training_and_reruns_res5_at_test
 def test_paper_scale_settings_per_arch() -> None:
     c4, fpn = (settings_from_config(resolve_run(run, "paper")) for run in ("r50_c4", "r50_fpn"))
     assert (c4.rois_per_image, c4.rpn_post_nms_test, c4.mask_size, c4.mask_roi_size) == (64, 300, 14, 7)
-    assert (fpn.rois_per_image, fpn.rpn_post_nms_test, fpn.mask_size, fpn.mask_roi_size) == (512, 1000, 28, 14)
+    assert (fpn.rois_per_image, fpn.rpn_post_nms_test, fpn.mask_size, fpn.mask_roi_size) == (
+        512,
+        1000,
+        28,
+        14,
+    )
     assert (c4.positive_fraction, c4.roi_positive_iou, c4.detections_per_image) == (0.25, 0.5, 100)
     assert len(c4.rpn_anchor_sizes) * len(c4.rpn_aspect_ratios) == 15
 
@@ -237,20 +270,30 @@ def test_num_classes_from_model_then_dataset_then_coco() -> None:
 
 def test_init_is_recorded() -> None:
     assert build_maskrcnn(smoke()).segbench_init == {
-        "backbone_weights": "random", "weights": None, "reason": None, "norm": "bn", "frozen_stages": ()}
+        "backbone_weights": "random",
+        "weights": None,
+        "reason": None,
+        "norm": "bn",
+        "frozen_stages": (),
+    }
     init = build_maskrcnn(smoke(pretrained=True, norm="frozen_bn")).segbench_init
     assert init["backbone_weights"] == "random" and "width_divisor" in init["reason"]
     assert init["norm"] == "frozen_bn"
 
 
-@pytest.mark.parametrize("norm, layer", [("gn", torch.nn.GroupNorm), ("none", torch.nn.Identity),
-                                         ("bn", torch.nn.BatchNorm2d)])
+@pytest.mark.parametrize(
+    "norm, layer", [("gn", torch.nn.GroupNorm), ("none", torch.nn.Identity), ("bn", torch.nn.BatchNorm2d)]
+)
 def test_norm_choice_reaches_every_backbone_norm(norm: str, layer: type) -> None:
     """Every norm slot of the ResNet (stem, bottlenecks, downsample, C4's res5) gets the chosen layer."""
     model = build_maskrcnn(smoke("r50_c4", norm=norm))
     resnet_parts = [model.backbone, model.roi_heads.box_head]
-    slots = [m for part in resnet_parts for name, m in part.named_modules()
-             if name.rsplit(".", 1)[-1].startswith("bn") or name.endswith("downsample.1")]
+    slots = [
+        m
+        for part in resnet_parts
+        for name, m in part.named_modules()
+        if name.rsplit(".", 1)[-1].startswith("bn") or name.endswith("downsample.1")
+    ]
     assert slots and all(type(m) is layer for m in slots)
     if norm == "gn":  # 32 groups where the width allows, otherwise as many as divide the channels
         assert all(m.num_groups == math.gcd(32, m.num_channels) for m in slots)
@@ -261,15 +304,28 @@ def test_describe_heads_lists_every_layer_once() -> None:
     model = build_maskrcnn(smoke("r50_c4"))
     rows = describe_heads(model)
     heads = model.roi_heads
-    assert sum(r["params"] for r in rows) == n_params(heads.box_head, heads.box_predictor, heads.mask_predictor)
+    assert sum(r["params"] for r in rows) == n_params(
+        heads.box_head, heads.box_predictor, heads.mask_predictor
+    )
     outputs = {r["branch"]: r["output_shape"] for r in rows if r["layer"] == "output"}
     assert outputs == {"box": [(81,), (324,)], "mask": (K, 14, 14)}
-    assert [r["shared_with_box"] for r in rows if r["branch"] == "mask" and r["layer"].startswith("head")] == [True]
+    assert [
+        r["shared_with_box"] for r in rows if r["branch"] == "mask" and r["layer"].startswith("head")
+    ] == [True]
 
 
-@pytest.mark.parametrize(("key", "value"), [("backbone", "vgg16"), ("arch", "c3"), ("mask_head", "mlp9"),
-                                            ("mask_loss", "dice"), ("roi_layer", "roi_crop"), ("tasks", ["seg"]),
-                                            ("rois_per_img", 64)])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("backbone", "vgg16"),
+        ("arch", "c3"),
+        ("mask_head", "mlp9"),
+        ("mask_loss", "dice"),
+        ("roi_layer", "roi_crop"),
+        ("tasks", ["seg"]),
+        ("rois_per_img", 64),
+    ],
+)
 def test_bad_names_raise_one_line_input_errors(key: str, value) -> None:
     with pytest.raises(InputError) as err:
         build_maskrcnn(smoke(**{key: value}))
@@ -317,9 +373,13 @@ def test_imagenet_weights_load_freeze_stem_and_res2_or_fall_back_to_random(monke
     s = settings_from_config({"model": {"backbone": "resnet50", "arch": "c4", "pretrained": True}})
     monkeypatch.setitem(backbones._IMAGENET_WEIGHTS, "resnet50", _FakeWeights())
     built = build_backbone(s)
-    assert dataclasses.asdict(built.init) == {"backbone_weights": "imagenet", "weights": "FakeWeights.IMAGENET",
-                                              "reason": None, "norm": "frozen_bn",
-                                              "frozen_stages": ("conv1", "bn1", "layer1")}
+    assert dataclasses.asdict(built.init) == {
+        "backbone_weights": "imagenet",
+        "weights": "FakeWeights.IMAGENET",
+        "reason": None,
+        "norm": "frozen_bn",
+        "frozen_stages": ("conv1", "bn1", "layer1"),
+    }
     trainable = {name.split(".")[0] for name, p in built.trunk.named_parameters() if p.requires_grad}
     assert trainable == {"layer2", "layer3"}
     assert any(isinstance(m, FrozenBatchNorm2d) for m in built.res5.modules())

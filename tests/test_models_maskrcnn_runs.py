@@ -19,20 +19,30 @@ def random_targets(num_images: int, num_keypoints: int, seed: int) -> list[dict[
     targets = []
     for _ in range(num_images):
         xy = torch.rand(3, 2, generator=g) * SIZE * 0.5
-        boxes = torch.cat([xy, xy + 12 + torch.rand(3, 2, generator=g) * SIZE * 0.4], dim=1).clamp(max=SIZE - 1)
+        boxes = torch.cat([xy, xy + 12 + torch.rand(3, 2, generator=g) * SIZE * 0.4], dim=1).clamp(
+            max=SIZE - 1
+        )
         masks = torch.zeros(3, SIZE, SIZE, dtype=torch.uint8)
         for mask, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist(), strict=True):
             mask[y1:y2, x1:x2] = 1
-        keypoints = torch.cat([xy[:, None] + torch.rand(3, num_keypoints, 2, generator=g) * 12,
-                               torch.ones(3, num_keypoints, 1)], dim=2)
-        targets.append({"boxes": boxes, "labels": torch.tensor([1, 2, 5]), "masks": masks,
-                        "keypoints": keypoints})
+        keypoints = torch.cat(
+            [
+                xy[:, None] + torch.rand(3, num_keypoints, 2, generator=g) * 12,
+                torch.ones(3, num_keypoints, 1),
+            ],
+            dim=2,
+        )
+        targets.append(
+            {"boxes": boxes, "labels": torch.tensor([1, 2, 5]), "masks": masks, "keypoints": keypoints}
+        )
     return targets
 
 
 def smoke_config(run: str) -> dict:
     cfg = resolve_run(run, "smoke", seed=0)
-    cfg["model"]["box_score_thresh"] = 0.0  # random weights: keep detections so the mask/keypoint branches run
+    cfg["model"]["box_score_thresh"] = (
+        0.0  # random weights: keep detections so the mask/keypoint branches run
+    )
     return cfg
 
 

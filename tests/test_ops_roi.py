@@ -63,12 +63,28 @@ def bilinear(fmap: np.ndarray, y, x):
         x_high = x_low + 1
     ly, lx = y - T(y_low), x - T(x_low)
     hy, hx = T(1) - ly, T(1) - lx
-    corners = [(y_low, x_low, hy * hx), (y_low, x_high, hy * lx), (y_high, x_low, ly * hx), (y_high, x_high, ly * lx)]
+    corners = [
+        (y_low, x_low, hy * hx),
+        (y_low, x_high, hy * lx),
+        (y_high, x_low, ly * hx),
+        (y_high, x_high, ly * lx),
+    ]
     value = sum(w * fmap[:, yy, xx] for yy, xx, w in corners)
     return value, corners
 
 
-def reference(inp, rois, output_size, scale, sampling_ratio, aggregation, *, aligned=False, quantize=False, grad_out=None):
+def reference(
+    inp,
+    rois,
+    output_size,
+    scale,
+    sampling_ratio,
+    aggregation,
+    *,
+    aligned=False,
+    quantize=False,
+    grad_out=None,
+):
     """Loop reference of roi_align (quantize=False) and roi_warp (quantize=True): output and, given
     grad_out, the gradient w.r.t. the input."""
     inp = inp.detach().numpy()
@@ -316,6 +332,7 @@ def test_hand_computed_ramp():
 
 def test_hand_computed_border_rules():
     f = ramp()
+
     # one 1x1 bin, one sample at the box centre
     def sample(y, x):
         box = torch.tensor([[0.0, x - 0.5, y - 0.5, x + 0.5, y + 0.5]], dtype=torch.float64)
@@ -396,8 +413,10 @@ def test_pooler_equals_torchvision_fpn_and_single_level():
     assert torch.equal(pooler(feats, boxes, image_shapes), want)
     # a plain module: copies (EMA, checkpoints) and pickles with its layer
     assert torch.equal(copy.deepcopy(pooler)(feats, boxes, image_shapes), want)
-    assert isinstance(pickle.loads(pickle.dumps(MultiScaleRoIPooler(names, 7, 2, make_roi_layer("roi_warp")))),
-                      MultiScaleRoIPooler)
+    assert isinstance(
+        pickle.loads(pickle.dumps(MultiScaleRoIPooler(names, 7, 2, make_roi_layer("roi_warp")))),
+        MultiScaleRoIPooler,
+    )
 
 
 def test_pooler_routes_each_box_to_its_level_with_any_layer():
@@ -445,7 +464,9 @@ def test_pooler_is_a_drop_in_for_torchvision_mask_rcnn():
     images = [torch.rand(3, 64, 64)]
     masks = torch.zeros(1, 64, 64, dtype=torch.uint8)
     masks[0, 10:40, 12:50] = 1
-    targets = [{"boxes": torch.tensor([[12.0, 10.0, 50.0, 40.0]]), "labels": torch.tensor([1]), "masks": masks}]
+    targets = [
+        {"boxes": torch.tensor([[12.0, 10.0, 50.0, 40.0]]), "labels": torch.tensor([1]), "masks": masks}
+    ]
     losses = model(images, targets)
     sum(losses.values()).backward()
     assert backbone[0].weight.grad is not None and torch.isfinite(backbone[0].weight.grad).all()
@@ -458,7 +479,10 @@ def test_pooler_is_a_drop_in_for_torchvision_mask_rcnn():
 def test_make_roi_layer_names_and_errors():
     x, rois = make_case(0, torch.float32)
     assert torch.equal(make_roi_layer("roi_pool")(x, rois, 2, 0.5), roi_pool(x, rois, 2, 0.5))
-    assert torch.equal(make_roi_layer("roi_align", aligned=True)(x, rois, 2, 0.5, 2), roi_align(x, rois, 2, 0.5, 2, aligned=True))
+    assert torch.equal(
+        make_roi_layer("roi_align", aligned=True)(x, rois, 2, 0.5, 2),
+        roi_align(x, rois, 2, 0.5, 2, aligned=True),
+    )
     with pytest.raises(InputError) as err:
         make_roi_layer("roi_foo")
     msg = str(err.value)

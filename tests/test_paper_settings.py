@@ -14,8 +14,9 @@ from segbench.models.maskrcnn import settings_from_config
 from segbench.paths import REPO_ROOT
 from segbench.registry import load_registry, resolve_run
 
-PAPER_TABLES = Path(os.environ.get("SEGBENCH_PAPER_TABLES",
-                                   REPO_ROOT.parent / "shared" / "reference" / "paper_tables.yaml"))
+PAPER_TABLES = Path(
+    os.environ.get("SEGBENCH_PAPER_TABLES", REPO_ROOT.parent / "shared" / "reference" / "paper_tables.yaml")
+)
 MASKRCNN_RUNS = sorted(name for name, run in load_registry()["runs"].items() if run["family"] == "maskrcnn")
 
 
@@ -51,7 +52,10 @@ def test_paper_scale_run_carries_the_papers_settings(paper, run):
     if is_keypoint:
         kp = paper["keypoints"]
         assert (schedule.iterations, schedule.base_lr, schedule.lr_decay_at) == (
-            kp["iterations"], kp["base_lr"], kp["lr_decay_at"])
+            kp["iterations"],
+            kp["base_lr"],
+            kp["lr_decay_at"],
+        )
         assert schedule.train_scales == kp["train_scales"] and max(kp["train_scales"]) == kp["test_scale"]
         assert model.box_nms == kp["box_nms"]
     else:

@@ -17,17 +17,37 @@ def write_bench(folder, *, gpu: bool = False) -> None:
     """A synthetic CPU record (r50_fpn 1 img/s and r50_c4 0.5 img/s at 100x100; U-Net 1 s per 572 tile),
     plus, with ``gpu``, an H100 record measured at the paper's size."""
     folder.mkdir(parents=True, exist_ok=True)
-    cpu = {"suite": "maskrcnn", "status": "ok", "device": "cpu", "device_name": "Test CPU",
-           "settings": {"size": "100x100"},
-           "rows": [{"run": "r50_fpn", "train_img_s": 1.0}, {"run": "r50_c4", "train_img_s": 0.5},
-                    {"run": "r50_fpn_person_kp", "train_img_s": 0.25}]}
+    cpu = {
+        "suite": "maskrcnn",
+        "status": "ok",
+        "device": "cpu",
+        "device_name": "Test CPU",
+        "settings": {"size": "100x100"},
+        "rows": [
+            {"run": "r50_fpn", "train_img_s": 1.0},
+            {"run": "r50_c4", "train_img_s": 0.5},
+            {"run": "r50_fpn_person_kp", "train_img_s": 0.25},
+        ],
+    }
     (folder / "maskrcnn-cpu.json").write_text(json.dumps(cpu))
-    unet = {"suite": "unet", "status": "ok", "device": "cpu", "device_name": "Test CPU",
-            "settings": {"tile": 572}, "rows": [{"tile": 572, "ms_per_tile": 1000.0}]}
+    unet = {
+        "suite": "unet",
+        "status": "ok",
+        "device": "cpu",
+        "device_name": "Test CPU",
+        "settings": {"tile": 572},
+        "rows": [{"tile": 572, "ms_per_tile": 1000.0}],
+    }
     (folder / "unet-cpu.json").write_text(json.dumps(unet))
     if gpu:
-        cuda = {"suite": "maskrcnn", "status": "ok", "device": "cuda", "device_name": "NVIDIA H100 80GB HBM3",
-                "settings": {"size": "800x1067"}, "rows": [{"run": "r50_fpn", "train_img_s": 20.0}]}
+        cuda = {
+            "suite": "maskrcnn",
+            "status": "ok",
+            "device": "cuda",
+            "device_name": "NVIDIA H100 80GB HBM3",
+            "settings": {"size": "800x1067"},
+            "rows": [{"run": "r50_fpn", "train_img_s": 20.0}],
+        }
         (folder / "maskrcnn-cuda.json").write_text(json.dumps(cuda))
 
 
@@ -45,7 +65,9 @@ def test_planner_on_a_synthetic_cpu_record(tmp_path):
     assert fpn.wall_hours == pytest.approx(fpn.gpu_hours / 8)
     assert c4.img_s_per_gpu == pytest.approx(anchor / 2)  # relative CPU costs are kept
     assert runs["r101_fpn"].img_s_per_gpu == pytest.approx(anchor / (44 / 32))  # nearest run x backbone cost
-    assert runs["r50_fpn_person_kp_mask"].img_s_per_gpu == pytest.approx(anchor / 4)  # nearest: the keypoint run
+    assert runs["r50_fpn_person_kp_mask"].img_s_per_gpu == pytest.approx(
+        anchor / 4
+    )  # nearest: the keypoint run
     assert runs["x101_fpn"].images_per_batch == 8 and runs["x101_fpn"].images_seen == 1_280_000
     kp = runs["r50_fpn_person_kp"]
     assert (kp.iterations, kp.images_seen, kp.dataset) == (90000, 1_440_000, "coco2017_person_keypoints")
@@ -65,7 +87,9 @@ def test_fewer_gpus_keep_the_images_seen_and_the_gpu_hours(tmp_path):
     four = plan("table2a", "paper", gpus=4, bench_dir=tmp_path)
     a, b = eight.runs[0], four.runs[0]
     assert (b.iterations, b.images_per_batch, b.images_seen) == (2 * a.iterations, 8, a.images_seen)
-    assert b.gpu_hours == pytest.approx(a.gpu_hours) and four.wall_hours == pytest.approx(2 * eight.wall_hours)
+    assert b.gpu_hours == pytest.approx(a.gpu_hours) and four.wall_hours == pytest.approx(
+        2 * eight.wall_hours
+    )
 
 
 def test_a_gpu_record_of_the_type_is_used_directly(tmp_path):
@@ -75,13 +99,17 @@ def test_a_gpu_record_of_the_type_is_used_directly(tmp_path):
     assert fpn.img_s_per_gpu == pytest.approx(20.0)
     assert "maskrcnn-cuda.json (GPU NVIDIA H100" in fpn.source and "used directly" in fpn.source
     assert "scaled by" not in fpn.source
-    v100 = plan("table2a", "paper", gpus=8, gpu_type="v100", bench_dir=tmp_path)  # no V100 record: the CPU one
+    v100 = plan(
+        "table2a", "paper", gpus=8, gpu_type="v100", bench_dir=tmp_path
+    )  # no V100 record: the CPU one
     assert all("maskrcnn-cpu.json (CPU" in r.source for r in v100.runs)
 
 
 def test_every_run_of_reproduce_table2_is_listed_with_its_source(tmp_path, capsys):
     write_bench(tmp_path)
-    assert main(["plan", "reproduce_table2", "--scale", "paper", "--gpus", "8", "--bench", str(tmp_path)]) == 0
+    assert (
+        main(["plan", "reproduce_table2", "--scale", "paper", "--gpus", "8", "--bench", str(tmp_path)]) == 0
+    )
     out = capsys.readouterr().out.splitlines()
     expected = [rs.run_id for rs in runs_for_tables(assembled_with("table2"), "paper")]
     listed = [line.split()[0] for line in out if line.split() and line.split()[0] in expected]

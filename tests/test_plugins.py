@@ -15,7 +15,9 @@ from segbench.plugins import load_object, method_run_config, register_plugin, re
 from segbench.registry import resolve_run
 
 
-def numeric_prroi(features: np.ndarray, roi: np.ndarray, out: int, scale: float, samples: int = 400) -> np.ndarray:
+def numeric_prroi(
+    features: np.ndarray, roi: np.ndarray, out: int, scale: float, samples: int = 400
+) -> np.ndarray:
     """Mean of the bilinear interpolant over each bin by a dense midpoint rule (zero outside the map)."""
     _, h, w = features.shape
     x0, y0, x1, y1 = roi * scale
@@ -59,8 +61,9 @@ def test_register_roi_layer_plugin_and_build_its_method_run():
     base = resolve_run("r50_c4", "smoke", 1)
     cfg = method_run_config(base, plugin)
     assert cfg["run_id"] == "r50_c4+prroi_pool-seed1" and cfg["model"]["roi_layer"] == "prroi_pool"
-    assert {k: v for k, v in cfg["model"].items() if k != "roi_layer"} == \
-           {k: v for k, v in base["model"].items() if k != "roi_layer"}  # identical protocol otherwise
+    assert {k: v for k, v in cfg["model"].items() if k != "roi_layer"} == {
+        k: v for k, v in base["model"].items() if k != "roi_layer"
+    }  # identical protocol otherwise
     assert cfg["schedule"] == base["schedule"] and cfg["dataset"] == base["dataset"]
 
 
@@ -72,8 +75,11 @@ def test_model_with_plugin_roi_layer_trains_one_step():
     cfg["model"]["num_classes"] = 3
     model = build(cfg).train()
     image = torch.rand(3, 64, 64)
-    target = {"boxes": torch.tensor([[8.0, 8.0, 40.0, 40.0]]), "labels": torch.tensor([1]),
-              "masks": torch.zeros(1, 64, 64, dtype=torch.uint8)}
+    target = {
+        "boxes": torch.tensor([[8.0, 8.0, 40.0, 40.0]]),
+        "labels": torch.tensor([1]),
+        "masks": torch.zeros(1, 64, 64, dtype=torch.uint8),
+    }
     target["masks"][0, 8:40, 8:40] = 1
     losses = model([image], [target])
     total = sum(losses.values())
@@ -91,7 +97,9 @@ def test_unet_loss_plugin_and_dice_term():
     target[0, :2] = 1
     perfect = torch.where(target.bool(), 20.0, -20.0)[:, None].repeat(1, 2, 1, 1)
     perfect[:, 0] *= -1
-    assert dice_weighted_ce(perfect.float(), target, torch.ones(1, 4, 4)).item() == pytest.approx(0.0, abs=1e-6)
+    assert dice_weighted_ce(perfect.float(), target, torch.ones(1, 4, 4)).item() == pytest.approx(
+        0.0, abs=1e-6
+    )
     cfg = method_run_config(resolve_run("unet_isbi", "smoke", 0), plugin)
     assert cfg["model"]["loss"] == "dice_weighted_ce"
 
@@ -104,8 +112,11 @@ bad_shape_layer.segbench_kind = "roi_layer"
 
 
 def test_contract_breach_names_the_contract_and_the_expected_shape():
-    with pytest.raises(InputError, match=r"breaks the roi_layer contract: expected output shape \[K, C, oh, ow\] "
-                                         r"= \[3, 3, 4, 5\].*got \(3, 3, 2, 2\)"):
+    with pytest.raises(
+        InputError,
+        match=r"breaks the roi_layer contract: expected output shape \[K, C, oh, ow\] "
+        r"= \[3, 3, 4, 5\].*got \(3, 3, 2, 2\)",
+    ):
         resolve_plugin(f"{__name__}:bad_shape_layer")
 
 
@@ -119,4 +130,6 @@ def test_bad_specs_are_explained():
     with pytest.raises(InputError, match="unknown kind"):
         resolve_plugin("examples.precise_roi_pool:bin_weights")
     with pytest.raises(InputError, match="replaces a maskrcnn component"):
-        method_run_config(resolve_run("unet_isbi", "smoke", 0), resolve_plugin("examples.precise_roi_pool:prroi_pool"))
+        method_run_config(
+            resolve_run("unet_isbi", "smoke", 0), resolve_plugin("examples.precise_roi_pool:prroi_pool")
+        )

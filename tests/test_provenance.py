@@ -9,8 +9,13 @@ from segbench.provenance import git_commit
 
 
 def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def test_results_and_reports_do_not_make_the_commit_dirty(tmp_path: Path) -> None:
@@ -43,19 +48,38 @@ def test_machine_signature_is_compact_stable_and_in_every_provenance() -> None:
     from segbench.provenance import machine_signature, machine_signature_hash, provenance, signature_hash
 
     sig = machine_signature()
-    for key in ("cpu", "cpu_flags", "cpu_capability", "torch_libraries", "torch_build", "numpy_blas", "threads"):
+    for key in (
+        "cpu",
+        "cpu_flags",
+        "cpu_capability",
+        "torch_libraries",
+        "torch_build",
+        "numpy_blas",
+        "threads",
+    ):
         assert key in sig, key
     assert sig["cpu"] and isinstance(sig["threads"], int)
     assert all(flag.isidentifier() for flag in sig["cpu_flags"])
     assert len(sig["cpu_flags"]) <= 20  # filtered to the kernel-relevant extensions
-    assert any("MKL-DNN" in line or "oneDNN" in line or "capability" in line for line in sig["torch_libraries"])
+    assert any(
+        "MKL-DNN" in line or "oneDNN" in line or "capability" in line for line in sig["torch_libraries"]
+    )
     assert machine_signature_hash() == machine_signature_hash() == signature_hash(dict(reversed(sig.items())))
     assert len(machine_signature_hash()) == 12
     assert signature_hash({**sig, "threads": sig["threads"] + 1}) != signature_hash(sig)
     record = provenance({"a": 1}, seeds=[0], scale="smoke")
     assert record["machine_signature"] == sig and record["machine_signature_hash"] == signature_hash(sig)
-    for key in ("git_commit", "config_hash", "package_versions", "device", "host", "seeds", "scale",
-                "wall_time_s", "created_utc"):  # the existing keys stay
+    for key in (
+        "git_commit",
+        "config_hash",
+        "package_versions",
+        "device",
+        "host",
+        "seeds",
+        "scale",
+        "wall_time_s",
+        "created_utc",
+    ):  # the existing keys stay
         assert key in record
 
 

@@ -19,8 +19,20 @@ from segbench.registry import (
 )
 
 EXPECTED_TABLES = {
-    "table1", "table2a", "table2b", "table2c", "table2d", "table2e", "class_agnostic", "roialign_fpn",
-    "table3", "table4", "table5", "table6", "unet_table1", "unet_table2",
+    "table1",
+    "table2a",
+    "table2b",
+    "table2c",
+    "table2d",
+    "table2e",
+    "class_agnostic",
+    "roialign_fpn",
+    "table3",
+    "table4",
+    "table5",
+    "table6",
+    "unet_table1",
+    "unet_table2",
 }
 
 
@@ -43,7 +55,9 @@ def test_paper_values_match_the_transcription(registry, shared_data: Path):
         paper, key = names.get(table_name, ("maskrcnn", table_name))
         ref = reference[paper]["tables"][key]
         assert table["columns"] == ref["columns"], table_name
-        ours = [row["paper_values"] for row in table["rows"] if any(v is not None for v in row["paper_values"])]
+        ours = [
+            row["paper_values"] for row in table["rows"] if any(v is not None for v in row["paper_values"])
+        ]
         theirs = [row["values"] for row in ref["rows"]]
         assert ours == theirs, table_name
         assert registry["papers"][paper]["citation"] == reference[paper]["citation"]
@@ -51,7 +65,9 @@ def test_paper_values_match_the_transcription(registry, shared_data: Path):
 
 def test_shared_configs_are_one_run(registry):
     """ResNet-50-C4 sigmoid/RoIAlign-avg is a row of 2a, 2b, 2c and class_agnostic, trained once."""
-    users = [name for name, t in registry["tables"].items() if any(r.get("run") == "r50_c4" for r in t["rows"])]
+    users = [
+        name for name, t in registry["tables"].items() if any(r.get("run") == "r50_c4" for r in t["rows"])
+    ]
     assert set(users) == {"table2a", "table2b", "table2c", "class_agnostic"}
     instances = runs_for_tables(artifacts(registry)["table2"], "mini", registry)
     ids = [rs.run_id for rs in instances]
@@ -74,14 +90,26 @@ def test_resolve_run_overlays_the_scale(registry):
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda r: r["runs"]["r50_c4"]["model"].__setitem__("backbone", "resnet42"), "runs/r50_c4/model/backbone"),
+        (
+            lambda r: r["runs"]["r50_c4"]["model"].__setitem__("backbone", "resnet42"),
+            "runs/r50_c4/model/backbone",
+        ),
         (lambda r: r["runs"]["r50_c4"]["model"].__setitem__("mask_lossy", "sigmoid"), "runs/r50_c4/model"),
-        (lambda r: r["tables"]["table2b"]["rows"][0].__setitem__("run", "no_such_run"), "tables/table2b/rows/0"),
+        (
+            lambda r: r["tables"]["table2b"]["rows"][0].__setitem__("run", "no_such_run"),
+            "tables/table2b/rows/0",
+        ),
         (lambda r: r["tables"]["table2c"]["rows"][1]["paper_values"].pop(), "tables/table2c/rows/1"),
-        (lambda r: r["tables"]["table2b"]["directions"][0].__setitem__("better", "nope"), "tables/table2b/directions/0"),
+        (
+            lambda r: r["tables"]["table2b"]["directions"][0].__setitem__("better", "nope"),
+            "tables/table2b/directions/0",
+        ),
         (lambda r: r["tables"]["table1"]["seeds"].pop("mini"), "tables/table1/seeds"),
         (lambda r: r["scales"]["mini"]["datasets"].pop("coco"), "scales/mini/datasets"),
-        (lambda r: r["tables"]["table6"].__setitem__("metrics", {"APkp": "keypoints.AP"}), "tables/table6/metrics"),
+        (
+            lambda r: r["tables"]["table6"].__setitem__("metrics", {"APkp": "keypoints.AP"}),
+            "tables/table6/metrics",
+        ),
     ],
 )
 def test_bad_entries_are_named(registry, mutate, message):

@@ -21,8 +21,14 @@ from segbench.registry import (
     runs_of_family,
 )
 
-RENAMES = {"r50_c4": "c4_fifty", "r50_fpn": "fpn_fifty", "r50_fpn_person_kp": "kp_only_fifty",
-           "unet_isbi": "em_net", "unet_phc": "phc_net", "table2c": "roi_layers"}
+RENAMES = {
+    "r50_c4": "c4_fifty",
+    "r50_fpn": "fpn_fifty",
+    "r50_fpn_person_kp": "kp_only_fifty",
+    "unet_isbi": "em_net",
+    "unet_phc": "phc_net",
+    "table2c": "roi_layers",
+}
 
 
 @pytest.fixture
@@ -48,10 +54,18 @@ def test_summary_headline_follows_a_renamed_table(renamed: dict) -> None:
 
     assert headline_column("roi_layers", renamed) == "AP75"
     cell = {"mean": 0.34, "std": 0.29, "n": 3, "paper": 26.4}
-    table = {"table": "roi_layers", "paper": "maskrcnn", "columns": ["AP", "AP50", "AP75"],
-             "rows": [{"label": "RoIPool (max)", "values": {"AP75": cell}}], "directions": []}
+    table = {
+        "table": "roi_layers",
+        "paper": "maskrcnn",
+        "columns": ["AP", "AP50", "AP75"],
+        "rows": [{"label": "RoIPool (max)", "values": {"AP75": cell}}],
+        "directions": [],
+    }
     text = summary_markdown("mini", Path("unused"), [table])
-    assert "| [roi_layers](results/mini/tables/roi_layers.md) AP75 | RoIPool (max) | 0.34 ± 0.29 (3) | 26.4 |" in text
+    assert (
+        "| [roi_layers](results/mini/tables/roi_layers.md) AP75 | RoIPool (max) | 0.34 ± 0.29 (3) | 26.4 |"
+        in text
+    )
 
 
 def test_figure_bindings_follow_renamed_tables_and_runs(renamed: dict) -> None:
@@ -60,7 +74,11 @@ def test_figure_bindings_follow_renamed_tables_and_runs(renamed: dict) -> None:
     from segbench.reporting.figures.predictions import preferred_runs
 
     figures = build_figures(renamed)
-    assert figures["maskrcnn_fig3"].tables == ("roi_layers", "table2d") == figure_tables("maskrcnn_fig3", renamed)
+    assert (
+        figures["maskrcnn_fig3"].tables
+        == ("roi_layers", "table2d")
+        == figure_tables("maskrcnn_fig3", renamed)
+    )
     assert "bars_roi_layers" in figures and "bars_table2c" not in figures
     assert [run for run, _ in architectures()] == ["c4_fifty", "fpn_fifty"]
     assert [run for run, _ in figure_runs("maskrcnn_fig4", renamed)] == ["c4_fifty", "fpn_fifty"]
@@ -88,9 +106,15 @@ def test_cell_figure_finds_renamed_unet_runs(renamed: dict, tmp_path: Path) -> N
     runs = tmp_path / "results" / "smoke" / "runs"
     rng = np.random.default_rng(0)
     (runs / "phc_net-seed0").mkdir(parents=True)
-    np.savez(runs / "phc_net-seed0" / "predictions_val.npz", image=rng.random((8, 8)),
-             prediction=rng.random((8, 8)) > 0.5, ground_truth=rng.random((8, 8)) > 0.5)
-    (runs / "threshold_phc-seed0").mkdir(parents=True)  # no U-Net: drawing it would fail on the missing arrays
+    np.savez(
+        runs / "phc_net-seed0" / "predictions_val.npz",
+        image=rng.random((8, 8)),
+        prediction=rng.random((8, 8)) > 0.5,
+        ground_truth=rng.random((8, 8)) > 0.5,
+    )
+    (runs / "threshold_phc-seed0").mkdir(
+        parents=True
+    )  # no U-Net: drawing it would fail on the missing arrays
     np.savez(runs / "threshold_phc-seed0" / "predictions_val.npz", unrelated=np.zeros(1))
     files = render_cells(FigureContext("smoke", tmp_path / "results", tmp_path / "out"))
     assert files and all(f.startswith("unet_fig4") for f in files)

@@ -23,13 +23,24 @@ def context(tmp: Path, results: Path | None = None, data_root: Path | None = Non
 def test_registry_has_every_paper_figure_and_a_bar_chart_per_reproduced_table() -> None:
     from segbench.registry import load_registry, row_runs
 
-    expected = {"training_curves", "run_metrics", "maskrcnn_fig2_5", "maskrcnn_fig3", "maskrcnn_fig4",
-                "maskrcnn_fig7", "unet_fig2", "unet_fig3", "unet_fig4"}
+    expected = {
+        "training_curves",
+        "run_metrics",
+        "maskrcnn_fig2_5",
+        "maskrcnn_fig3",
+        "maskrcnn_fig4",
+        "maskrcnn_fig7",
+        "unet_fig2",
+        "unet_fig3",
+        "unet_fig4",
+    }
     tables = [n for n, t in load_registry()["tables"].items() if any(row_runs(r) for r in t["rows"])]
     assert expected | {f"bars_{t}" for t in tables} == set(FIGURES)
     inputs = FIGURES["bars_table2c"].inputs(SCALE, Path("/r"))
     assert inputs == [Path("/r/smoke/tables/table2c.json")]
-    assert Path("/r/smoke/runs/r50_c4-seed0/train_log.jsonl") in FIGURES["training_curves"].inputs(SCALE, Path("/r"))
+    assert Path("/r/smoke/runs/r50_c4-seed0/train_log.jsonl") in FIGURES["training_curves"].inputs(
+        SCALE, Path("/r")
+    )
 
 
 def test_figures_are_deterministic(tmp_path: Path) -> None:
@@ -38,14 +49,23 @@ def test_figures_are_deterministic(tmp_path: Path) -> None:
     for k in range(2):
         ctx = FigureContext(SCALE, tmp_path / "results", tmp_path / f"out{k}", None)
         assert render_figure("training_curves", ctx).status == "ok"
-        outputs.append({f: (ctx.out_dir / f).read_bytes() for f in ("training_curves.png", "training_curves.svg")})
+        outputs.append(
+            {f: (ctx.out_dir / f).read_bytes() for f in ("training_curves.png", "training_curves.svg")}
+        )
     assert outputs[0] == outputs[1]
     assert b"<dc:date>" not in outputs[0]["training_curves.svg"]
 
 
 def test_missing_inputs_skip_with_a_note(tmp_path: Path) -> None:
-    for name in ("training_curves", "bars_table2c", "maskrcnn_fig2_5", "maskrcnn_fig4", "maskrcnn_fig7", "unet_fig2",
-                 "unet_fig4"):
+    for name in (
+        "training_curves",
+        "bars_table2c",
+        "maskrcnn_fig2_5",
+        "maskrcnn_fig4",
+        "maskrcnn_fig7",
+        "unet_fig2",
+        "unet_fig4",
+    ):
         result = render_figure(name, context(tmp_path))
         assert result.status == "skipped" and result.note, name
         assert read_manifest(tmp_path / "reports" / SCALE / "figures" / f"{name}.json").status == "skipped"
@@ -124,11 +144,20 @@ def _fake_predictions(run_dir: Path, dataset: str, data_root: Path, keypoints: b
 
     prepare(dataset, data_root, progress=False)
     coco = json.loads(dataset_paths(dataset, data_root)["val"]["annotations"].read_text())
-    base = [{"image_id": a["image_id"], "category_id": a["category_id"], "score": 0.9} for a in coco["annotations"]]
-    records = {"bbox": [{**b, "bbox": a["bbox"]} for b, a in zip(base, coco["annotations"], strict=True)],
-               "segm": [{**b, "segmentation": a["segmentation"]} for b, a in zip(base, coco["annotations"], strict=True)]}
+    base = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "score": 0.9}
+        for a in coco["annotations"]
+    ]
+    records = {
+        "bbox": [{**b, "bbox": a["bbox"]} for b, a in zip(base, coco["annotations"], strict=True)],
+        "segm": [
+            {**b, "segmentation": a["segmentation"]} for b, a in zip(base, coco["annotations"], strict=True)
+        ],
+    }
     if keypoints:
-        records["keypoints"] = [{**b, "keypoints": a["keypoints"]} for b, a in zip(base, coco["annotations"], strict=True)]
+        records["keypoints"] = [
+            {**b, "keypoints": a["keypoints"]} for b, a in zip(base, coco["annotations"], strict=True)
+        ]
     run_dir.mkdir(parents=True)
     (run_dir / "config.json").write_text(json.dumps({"dataset": {"name": dataset}}))
     (run_dir / "predictions_val.json").write_text(json.dumps(records))
@@ -138,7 +167,9 @@ def test_prediction_figures_from_a_run(tmp_path: Path) -> None:
     pytest.importorskip("segbench.data.registry")
     runs = tmp_path / "results" / SCALE / "runs"
     _fake_predictions(runs / "r50_fpn-seed0", "shapes_smoke", tmp_path / "data", keypoints=False)
-    _fake_predictions(runs / "r50_fpn_person_kp_mask-seed0", "keypoints_smoke", tmp_path / "data", keypoints=True)
+    _fake_predictions(
+        runs / "r50_fpn_person_kp_mask-seed0", "keypoints_smoke", tmp_path / "data", keypoints=True
+    )
     for name in ("maskrcnn_fig2_5", "maskrcnn_fig7"):
         result = render_figure(name, context(tmp_path, data_root=tmp_path / "data"))
         assert result.status == "ok", result.note
@@ -172,7 +203,9 @@ def test_table_chart_has_a_claims_panel_labelled_axes_and_a_title_that_fits(tmp_
     build_results(tmp_path / "results", scale="mini")
     ctx = FigureContext("mini", tmp_path / "results", tmp_path / "figures")
     saved = {}
-    with mock.patch.object(ablation, "save_matplotlib", lambda fig, out, name: saved.setdefault(name, fig) and []):
+    with mock.patch.object(
+        ablation, "save_matplotlib", lambda fig, out, name: saved.setdefault(name, fig) and []
+    ):
         ablation.render_table_bars(ctx, "table2c", "bars_table2c")
     fig = saved["bars_table2c"]
     from matplotlib.backends.backend_agg import FigureCanvasAgg

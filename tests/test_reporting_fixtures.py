@@ -19,9 +19,17 @@ SCALE = "mini"
 TABLES = ("table2b", "table2c", "unet_table1")
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # A fixed quality per run, so that directions come out both reproduced and not reproduced.
-QUALITY = {"r50_c4": 0.30, "r50_c4_softmax": 0.24, "r50_c4_roipool": 0.33, "r50_c4_roiwarp_max": 0.27,
-           "r50_c4_roiwarp_avg": 0.26, "r50_c4_roialign_max": 0.29, "unet_isbi": 0.9, "swcnn_isbi": 0.85,
-           "threshold_isbi": 0.5}
+QUALITY = {
+    "r50_c4": 0.30,
+    "r50_c4_softmax": 0.24,
+    "r50_c4_roipool": 0.33,
+    "r50_c4_roiwarp_max": 0.27,
+    "r50_c4_roiwarp_avg": 0.26,
+    "r50_c4_roialign_max": 0.29,
+    "unet_isbi": 0.9,
+    "swcnn_isbi": 0.85,
+    "threshold_isbi": 0.5,
+}
 
 
 def hostile_registry(tmp: Path) -> Path:
@@ -44,8 +52,13 @@ def fake_metrics(run: str, run_id: str) -> dict:
     coco = {k: max(q + _jitter(run_id, k) - 0.05 * i, 0.0) for i, k in enumerate(COCO_KEYS)}
     err = 1.0 - q
     if run.endswith("_isbi"):
-        return {"isbi": {"warping_error": err * 1e-3, "rand_error": err * 0.1 + _jitter(run_id, "r"),
-                         "pixel_error": err * 0.1}}
+        return {
+            "isbi": {
+                "warping_error": err * 1e-3,
+                "rand_error": err * 0.1 + _jitter(run_id, "r"),
+                "pixel_error": err * 0.1,
+            }
+        }
     return {"segm": coco, "bbox": dict(coco)}
 
 
@@ -53,13 +66,24 @@ def write_run(run_dir: Path, run: str, seed: int, scale: str = SCALE) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     run_id = run_dir.name
     (run_dir / "config.json").write_text(json.dumps({"run": run, "seed": seed}), encoding="utf-8")
-    log = [{"iteration": i, "lr": 0.01, "loss": 2.0 / (i + 1) + 0.1 * seed, "loss_cls": 1.0 / (i + 1),
-            "loss_mask": 0.7 / (i + 1) + 0.05 * seed} for i in range(0, 40, 4)]
+    log = [
+        {
+            "iteration": i,
+            "lr": 0.01,
+            "loss": 2.0 / (i + 1) + 0.1 * seed,
+            "loss_cls": 1.0 / (i + 1),
+            "loss_mask": 0.7 / (i + 1) + 0.05 * seed,
+        }
+        for i in range(0, 40, 4)
+    ]
     (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log), encoding="utf-8")
-    record = {"run_id": run_id, "config_hash": config_hash(resolve_run(run, scale, seed)),
-              "train_wall_time_s": 12.5, "provenance": {"git_commit": "abc1234", "device": "cpu (test)",
-                                                        "wall_time_s": 1.5},
-              "metrics": fake_metrics(run, run_id)}
+    record = {
+        "run_id": run_id,
+        "config_hash": config_hash(resolve_run(run, scale, seed)),
+        "train_wall_time_s": 12.5,
+        "provenance": {"git_commit": "abc1234", "device": "cpu (test)", "wall_time_s": 1.5},
+        "metrics": fake_metrics(run, run_id),
+    }
     (run_dir / "metrics.json").write_text(json.dumps(record), encoding="utf-8")
 
 

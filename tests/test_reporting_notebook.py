@@ -17,9 +17,12 @@ def test_notebook_executes_on_a_results_tree(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("SEGBENCH_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("SEGBENCH_SCALE", "mini")
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(nb, timeout=60, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    nbclient.NotebookClient(
+        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    ).execute()
+    printed = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
     assert "2 tables at scale 'mini'" in printed
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, "the paper-vs-reproduced plot was not drawn"

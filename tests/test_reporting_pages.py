@@ -57,9 +57,9 @@ def test_run_zoo_lists_every_run_with_schedule_time_metrics_curve_and_files(repo
 
 def test_table_page_separates_runs_trained_at_from_assembled_by(report: dict[str, Path]) -> None:
     html = (report["pages"] / "table2c.html").read_text()
-    trained = html[html.index('id="schedule"'):html.index('id="provenance"')]
+    trained = html[html.index('id="schedule"') : html.index('id="provenance"')]
     assert "Runs trained at" in trained and "seeds</dt><dd>0, 1, 2" in trained and "abc1234" in trained
-    assert "Assembled by" in html[html.index('id="provenance"'):]
+    assert "Assembled by" in html[html.index('id="provenance"') :]
 
 
 def test_user_strings_are_escaped(report: dict[str, Path]) -> None:
@@ -86,11 +86,18 @@ def test_mini_cells_are_coloured_by_claims_and_claims_are_split(report: dict[str
 
     table = __import__("json").loads((report["results"] / SCALE / "tables" / "table2c.json").read_text())
     view = table_view(table, report["results"], report["pages"])
-    bands = {(row["id"], col): cell["band"] for row in view["rows"] for col, cell in zip(table["columns"], row["cells"],
-                                                                                        strict=True)}
-    assert {bands[(r, c)] for r in ("roipool", "roiwarp_max") for c in ("AP", "AP50")} == {"none"}  # no claim there
+    bands = {
+        (row["id"], col): cell["band"]
+        for row in view["rows"]
+        for col, cell in zip(table["columns"], row["cells"], strict=True)
+    }
+    assert {bands[(r, c)] for r in ("roipool", "roiwarp_max") for c in ("AP", "AP50")} == {
+        "none"
+    }  # no claim there
     for d in table["directions"]:
-        expected = {True: "good", False: "near" if d["verdict"].startswith("within") else "far"}[d["reproduced"]]
+        expected = {True: "good", False: "near" if d["verdict"].startswith("within") else "far"}[
+            d["reproduced"]
+        ]
         assert bands[(d["worse"], d["metric"])] == expected
     unet = (report["pages"] / "unet_table1.html").read_text()
     assert "Against our baselines" in unet and "no claim of the paper to check" in unet
@@ -122,19 +129,30 @@ def test_missing_figure_is_a_visible_note_not_a_crash(report: dict[str, Path]) -
     assert 'id="figure-bars_table2c"' in (report["pages"] / "table2c.html").read_text()
 
 
-@pytest.mark.parametrize(("paper", "delta", "ref", "band"), [
-    ("maskrcnn", 0.9, 30.0, "good"), ("maskrcnn", -0.95, 5.0, "good"), ("maskrcnn", -4.9, 50.0, "far"), ("maskrcnn", 2.5, 30.0, "near"),
-    ("maskrcnn", -3.5, 30.0, "far"), ("maskrcnn", 4.9, 30.0, "near"),  # beating the paper is never red
-    ("unet", 0.003, 0.04, "good"), ("unet", 0.009, 0.04, "near"),
-    ("unet", 0.02, 0.04, "far"), ("unet", -0.02, 0.04, "near"),  # a lower error than the paper's is not red
-    ("unet", None, 0.04, "none"), ("maskrcnn", 1.0, None, "none"),
-])
+@pytest.mark.parametrize(
+    ("paper", "delta", "ref", "band"),
+    [
+        ("maskrcnn", 0.9, 30.0, "good"),
+        ("maskrcnn", -0.95, 5.0, "good"),
+        ("maskrcnn", -4.9, 50.0, "far"),
+        ("maskrcnn", 2.5, 30.0, "near"),
+        ("maskrcnn", -3.5, 30.0, "far"),
+        ("maskrcnn", 4.9, 30.0, "near"),  # beating the paper is never red
+        ("unet", 0.003, 0.04, "good"),
+        ("unet", 0.009, 0.04, "near"),
+        ("unet", 0.02, 0.04, "far"),
+        ("unet", -0.02, 0.04, "near"),  # a lower error than the paper's is not red
+        ("unet", None, 0.04, "none"),
+        ("maskrcnn", 1.0, None, "none"),
+    ],
+)
 def test_tolerance_bands(paper: str, delta: float | None, ref: float | None, band: str) -> None:
     assert TOLERANCES[paper].classify(delta, ref, lower_is_better=paper == "unet") == band
 
 
-def test_cli_renders_one_figure_and_rejects_unknown(report: dict[str, Path], tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_renders_one_figure_and_rejects_unknown(
+    report: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = ["report", "--scale", SCALE, "--results", str(report["results"]), "--out", str(tmp_path)]
     assert main([*args, "--figure", "bars_table2c"]) == 0
     assert (tmp_path / SCALE / "figures" / "bars_table2c.svg").is_file()
@@ -144,9 +162,19 @@ def test_cli_renders_one_figure_and_rejects_unknown(report: dict[str, Path], tmp
 
 
 def _launch(playwright):  # noqa: ANN001, ANN202 - playwright types are optional
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        args=[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+    )
 
 
 def test_pages_in_headless_chromium(report: dict[str, Path]) -> None:
@@ -158,16 +186,22 @@ def test_pages_in_headless_chromium(report: dict[str, Path]) -> None:
     with sync_api.sync_playwright() as pw:
         browser = _launch(pw)
         page = browser.new_page(viewport={"width": 1300, "height": 900})
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on(
+            "console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+        )
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         page.on("dialog", lambda d: (problems.append(f"dialog fired: {d.message}"), d.dismiss()))
-        page.route(re.compile(r"^(?!file:).*"), lambda route: (problems.append(f"network: {route.request.url}"),
-                                                                route.abort()))
+        page.route(
+            re.compile(r"^(?!file:).*"),
+            lambda route: (problems.append(f"network: {route.request.url}"), route.abort()),
+        )
         for name in ["index", "runs", *TABLES]:
             page.goto((report["pages"] / f"{name}.html").as_uri())
             page.wait_for_load_state("load")
-            broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
-                                   ".map(i => i.getAttribute('src'))")
+            broken = page.evaluate(
+                "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+                ".map(i => i.getAttribute('src'))"
+            )
             assert broken == [], f"{name}: images not loaded: {broken}"
             if name == "index":
                 assert page.locator("table.summary tbody tr").count() == len(TABLES)
@@ -217,11 +251,22 @@ def test_committed_report_has_no_dead_link_console_error_or_overflow(report_dir:
         browser = _launch(pw)
         page = browser.new_page(viewport={"width": width, "height": 900})
         current = {"name": ""}
-        page.on("console", lambda m: problems.append(f"{current['name']}: console {m.type}: {m.text}")
-                if m.type == "error" else None)
+        page.on(
+            "console",
+            lambda m: (
+                problems.append(f"{current['name']}: console {m.type}: {m.text}")
+                if m.type == "error"
+                else None
+            ),
+        )
         page.on("pageerror", lambda e: problems.append(f"{current['name']}: page error: {e}"))
-        page.route(re.compile(r"^(?!file:).*"), lambda route: (
-            problems.append(f"{current['name']}: network: {route.request.url}"), route.abort()))
+        page.route(
+            re.compile(r"^(?!file:).*"),
+            lambda route: (
+                problems.append(f"{current['name']}: network: {route.request.url}"),
+                route.abort(),
+            ),
+        )
         for path in pages:
             current["name"] = path.name
             page.goto(path.as_uri())
@@ -230,13 +275,19 @@ def test_committed_report_has_no_dead_link_console_error_or_overflow(report_dir:
                 if not url.startswith("file:"):
                     problems.append(f"{path.name}: non-local link {url}")
                     continue
-                target = Path(unquote(url[len("file://"):].split("#")[0]))
+                target = Path(unquote(url[len("file://") :].split("#")[0]))
                 if not target.exists():
-                    problems.append(f"{path.name}: dead link {target.relative_to(REPO) if REPO in target.parents else target}")
-            broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
-                                   ".map(i => i.getAttribute('src'))")
+                    problems.append(
+                        f"{path.name}: dead link {target.relative_to(REPO) if REPO in target.parents else target}"
+                    )
+            broken = page.evaluate(
+                "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+                ".map(i => i.getAttribute('src'))"
+            )
             problems += [f"{path.name}: image not loaded {src}" for src in broken]
-            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
             if overflow > 0:
                 problems.append(f"{path.name}: {overflow} px horizontal overflow at {width} px")
         browser.close()

@@ -41,15 +41,21 @@ def _torch_load_calls(tree: ast.AST) -> list[ast.Call]:
         if not isinstance(node, ast.Call):
             continue
         f = node.func
-        if (isinstance(f, ast.Attribute) and f.attr == "load" and isinstance(f.value, ast.Name)
-                and f.value.id in torch_names) or (isinstance(f, ast.Name) and f.id in load_names):
+        if (
+            isinstance(f, ast.Attribute)
+            and f.attr == "load"
+            and isinstance(f.value, ast.Name)
+            and f.value.id in torch_names
+        ) or (isinstance(f, ast.Name) and f.id in load_names):
             calls.append(node)
     return calls
 
 
 def _weights_only_true(call: ast.Call) -> bool:
-    return any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
-               for k in call.keywords)
+    return any(
+        k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+        for k in call.keywords
+    )
 
 
 def test_every_torch_load_uses_weights_only():
@@ -63,13 +69,17 @@ def test_every_torch_load_uses_weights_only():
     assert unsafe == [], f"torch.load without weights_only=True: {unsafe}"
 
 
-@pytest.mark.parametrize(("source", "safe"), [
-    ("import torch\ntorch.load(p, weights_only=True)", True),
-    ("import torch\ntorch.load(p)", False),
-    ("import torch as t\nt.load(p, weights_only=False)", False),
-    ("from torch import load\nload(p, map_location='cpu')", False),
-    ("import torch\n# torch.load(p)\nx = 'torch.load(p)'", True),  # comments and strings are not calls
-], ids=["safe", "default", "alias_false", "from_import", "comment_and_string"])
+@pytest.mark.parametrize(
+    ("source", "safe"),
+    [
+        ("import torch\ntorch.load(p, weights_only=True)", True),
+        ("import torch\ntorch.load(p)", False),
+        ("import torch as t\nt.load(p, weights_only=False)", False),
+        ("from torch import load\nload(p, map_location='cpu')", False),
+        ("import torch\n# torch.load(p)\nx = 'torch.load(p)'", True),  # comments and strings are not calls
+    ],
+    ids=["safe", "default", "alias_false", "from_import", "comment_and_string"],
+)
 def test_the_scan_itself(source, safe):
     calls = _torch_load_calls(ast.parse(source))
     assert all(_weights_only_true(c) for c in calls) is safe
@@ -156,12 +166,16 @@ def test_shell_placeholders_are_quoted():
     assert unquoted == [], f"shell placeholders without :q: {unquoted}"
 
 
-@pytest.mark.parametrize(("command", "bad"), [
-    ('"segbench train --run {wildcards.run:q} > {log:q} 2>&1"', []),
-    ('"segbench train --run {wildcards.run} > {log:q}"', ["{wildcards.run}"]),
-    ('"segbench compare --seeds {params.seeds} --out {log}"', ["{params.seeds}", "{log}"]),
-    ('f"{RESULTS}/{{wildcards.run}}"', []),  # an escaped brace in an f-string is not a placeholder
-], ids=["quoted", "wildcard", "params_and_log", "escaped"])
+@pytest.mark.parametrize(
+    ("command", "bad"),
+    [
+        ('"segbench train --run {wildcards.run:q} > {log:q} 2>&1"', []),
+        ('"segbench train --run {wildcards.run} > {log:q}"', ["{wildcards.run}"]),
+        ('"segbench compare --seeds {params.seeds} --out {log}"', ["{params.seeds}", "{log}"]),
+        ('f"{RESULTS}/{{wildcards.run}}"', []),  # an escaped brace in an f-string is not a placeholder
+    ],
+    ids=["quoted", "wildcard", "params_and_log", "escaped"],
+)
 def test_the_placeholder_scan_itself(command, bad):
     assert [m.group(0) for m in PLACEHOLDER.finditer(command) if m.group(2) != ":q"] == bad
 
@@ -175,8 +189,20 @@ def test_report_escapes_a_script_row_label(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SEGBENCH_REGISTRY", str(registry))
     results, reports = tmp_path / "results", tmp_path / "reports"
     build_results(results, ("table2b",), "mini")
-    code = main(["report", "--scale", "mini", "--table", "table2b", "--no-figures", "--results", str(results),
-                 "--out", str(reports)])
+    code = main(
+        [
+            "report",
+            "--scale",
+            "mini",
+            "--table",
+            "table2b",
+            "--no-figures",
+            "--results",
+            str(results),
+            "--out",
+            str(reports),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     page = (reports / "mini" / "table2b.html").read_text(encoding="utf-8")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -185,8 +211,11 @@ def test_report_escapes_a_script_row_label(tmp_path, monkeypatch, capsys):
 
 
 # -- names read from files never become paths outside their root -----------------------------------------
-@pytest.mark.parametrize("name", ["../../../x", "..", "/etc/x", "a/b", "a\\b", "x\x00y", ""],
-                         ids=["dotdot", "parent", "absolute", "slash", "backslash", "nul", "empty"])
+@pytest.mark.parametrize(
+    "name",
+    ["../../../x", "..", "/etc/x", "a/b", "a\\b", "x\x00y", ""],
+    ids=["dotdot", "parent", "absolute", "slash", "backslash", "nul", "empty"],
+)
 def test_security_child_path_refuses_escaping_names(name, tmp_path):
     with pytest.raises(InputError, match="not a plain file name"):
         child_path(tmp_path, name, ".html", what="table", source=tmp_path / "t.json")
@@ -204,7 +233,9 @@ def test_security_report_refuses_a_table_name_that_leaves_out(tmp_path, capsys):
     table = json.loads(table_json.read_text())
     table["table"] = "../../../x"
     table_json.write_text(json.dumps(table))
-    code = main(["report", "--scale", "mini", "--no-figures", "--results", str(results), "--out", str(reports)])
+    code = main(
+        ["report", "--scale", "mini", "--no-figures", "--results", str(results), "--out", str(reports)]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("segbench: error: ") == 1, err
     assert str(table_json) in err and "'../../../x'" in err
@@ -218,7 +249,9 @@ def test_security_run_name_from_a_table_cannot_leave_results(tmp_path, capsys):
     table = json.loads(table_json.read_text())
     table["runs"] = {"../../../../etc": {}}
     table_json.write_text(json.dumps(table))
-    code = main(["report", "--scale", "mini", "--no-figures", "--results", str(results), "--out", str(reports)])
+    code = main(
+        ["report", "--scale", "mini", "--no-figures", "--results", str(results), "--out", str(reports)]
+    )
     assert code == 2 and "'../../../../etc'" in capsys.readouterr().err
 
 
@@ -227,8 +260,11 @@ def test_security_figure_manifest_cannot_embed_a_file_outside_figures(tmp_path):
 
     manifest = tmp_path / "figures" / "fig.json"
     manifest.parent.mkdir()
-    manifest.write_text(json.dumps({"name": "fig", "title": "t", "caption": "c", "status": "ok",
-                                    "html": "../../../../etc/passwd"}))
+    manifest.write_text(
+        json.dumps(
+            {"name": "fig", "title": "t", "caption": "c", "status": "ok", "html": "../../../../etc/passwd"}
+        )
+    )
     with pytest.raises(InputError, match="figure file"):
         read_manifest(manifest)
 
@@ -269,7 +305,10 @@ def test_security_cli_outputs_are_world_readable_under_umask_022(umask, tmp_path
     umask(0o022)
     results, reports = tmp_path / "results", tmp_path / "reports"
     build_results(results, ("table2b",), "mini")
-    assert main(["report", "--scale", "mini", "--no-figures", "--results", str(results), "--out", str(reports)]) == 0
+    assert (
+        main(["report", "--scale", "mini", "--no-figures", "--results", str(results), "--out", str(reports)])
+        == 0
+    )
     pages = list((reports / "mini").glob("*.html"))
     assert pages and all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in pages)
 
@@ -281,10 +320,14 @@ def test_security_relative_child_refuses_escapes(rel, tmp_path):
 
 
 def test_security_relative_child_allows_subfolders(tmp_path):
-    assert relative_child(tmp_path, "01_GT/SEG/man_seg000.tif") == tmp_path / "01_GT" / "SEG" / "man_seg000.tif"
+    assert (
+        relative_child(tmp_path, "01_GT/SEG/man_seg000.tif") == tmp_path / "01_GT" / "SEG" / "man_seg000.tif"
+    )
 
 
-def test_security_dataset_names_from_the_dataset_registry_stay_inside_the_data_root(tmp_path, monkeypatch, capsys):
+def test_security_dataset_names_from_the_dataset_registry_stay_inside_the_data_root(
+    tmp_path, monkeypatch, capsys
+):
     from segbench.data import registry as data_registry
 
     registry_file = tmp_path / "datasets.yaml"

@@ -46,17 +46,27 @@ def test_run_state_and_table_staleness_follow_the_records(tmp_path):
     assert run_state(changed, run_dir).state == STALE
 
     # a table built on that run is current until the run's metrics change
-    table = next(t for t, spec in load_registry()["tables"].items()
-                 if any("threshold_isbi" in row_runs(r) for r in spec["rows"]))
+    table = next(
+        t
+        for t, spec in load_registry()["tables"].items()
+        if any("threshold_isbi" in row_runs(r) for r in spec["rows"])
+    )
     metrics = run_dir / "metrics.json"
     record = json.loads(metrics.read_text())
-    run_ids = [f"{r}-seed0" for r in {r for row in load_registry()["tables"][table]["rows"] for r in row_runs(row)}]
+    run_ids = [
+        f"{r}-seed0" for r in {r for row in load_registry()["tables"][table]["rows"] for r in row_runs(row)}
+    ]
     for rid in run_ids:  # the table's other runs: copies of this one's record are enough for assembly
         other = results / "smoke" / "runs" / rid
         if other != run_dir:
             other.mkdir(parents=True, exist_ok=True)
             run, seed = rid.rsplit("-seed", 1)
-            rec = {**record, "run_id": rid, "run": run, "config_hash": config_hash(resolve_run(run, "smoke", int(seed)))}
+            rec = {
+                **record,
+                "run_id": rid,
+                "run": run,
+                "config_hash": config_hash(resolve_run(run, "smoke", int(seed))),
+            }
             (other / "metrics.json").write_text(json.dumps(rec))
     write_table(table, "smoke", results)
     assert table_state(table, "smoke", results) == "current"
@@ -67,8 +77,11 @@ def test_run_state_and_table_staleness_follow_the_records(tmp_path):
 
 
 def test_status_command_names_what_will_train_and_the_force(tmp_path):
-    out = subprocess.run([*SEGBENCH, "status", "reproduce_table2b", "--scale", "smoke", "--results", str(tmp_path)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [*SEGBENCH, "status", "reproduce_table2b", "--scale", "smoke", "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     assert "2 to train" in out.stdout and "r50_c4-seed0: missing" in out.stdout and "FORCE=1" in out.stdout
     status = target_status("table2b", "smoke", tmp_path)
@@ -81,8 +94,18 @@ def test_retrain_switch_starts_from_scratch_with_a_fresh_log(tmp_path):
     """What `make reproduce FORCE=1` does to each run: SEGBENCH_RETRAIN=1 reaches `segbench train`."""
     data, results = tmp_path / "data", tmp_path / "results"
     prepare("shapes_smoke", data)
-    args = [*SEGBENCH, "train", "--run", "r50_c4", "--scale", "smoke", "--results", str(results),
-            "--data-root", str(data)]
+    args = [
+        *SEGBENCH,
+        "train",
+        "--run",
+        "r50_c4",
+        "--scale",
+        "smoke",
+        "--results",
+        str(results),
+        "--data-root",
+        str(data),
+    ]
     env = {"OMP_NUM_THREADS": "1", "PATH": str(Path(sys.executable).parent)}
     assert subprocess.run(args, capture_output=True, text=True, env=env).returncode == 0
     run_dir = results / "smoke" / "runs" / "r50_c4-seed0"
@@ -104,9 +127,15 @@ def test_committed_results_get_dates_in_dag_order_and_changed_ones_keep_theirs(t
     from segbench.workflow_env import settle_committed_mtimes
 
     repo = tmp_path / "repo"
-    files = {"results/mini/runs/a-seed0/config.json": 0, "results/mini/runs/a-seed0/train_done.json": 1,
-             "results/mini/runs/a-seed0/metrics.json": 2, "results/mini/tables/t.json": 3,
-             "reports/mini/figures/f.json": 4, "reports/mini/t.html": 5, "results/mini/runs/b-seed0/metrics.json": 2}
+    files = {
+        "results/mini/runs/a-seed0/config.json": 0,
+        "results/mini/runs/a-seed0/train_done.json": 1,
+        "results/mini/runs/a-seed0/metrics.json": 2,
+        "results/mini/tables/t.json": 3,
+        "reports/mini/figures/f.json": 4,
+        "reports/mini/t.html": 5,
+        "results/mini/runs/b-seed0/metrics.json": 2,
+    }
     for i, rel in enumerate(reversed(list(files))):  # checked out in the wrong order: pages oldest
         path = repo / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +154,8 @@ def test_committed_results_get_dates_in_dag_order_and_changed_ones_keep_theirs(t
     assert [d for _, d in ordered] == sorted(d for _, d in ordered) and len(set(ordered)) == len(ordered)
     assert dates["results/mini/runs/b-seed0/metrics.json"] == 2_000_000 * 10**9
     assert settle_committed_mtimes(repo) == len(files) - 1 and dates == {
-        rel: (repo / rel).stat().st_mtime_ns for rel in files}  # a second call changes nothing
+        rel: (repo / rel).stat().st_mtime_ns for rel in files
+    }  # a second call changes nothing
     assert settle_committed_mtimes(tmp_path / "not-a-repo") == 0
 
 
@@ -136,9 +166,19 @@ def test_a_fresh_clone_has_nothing_to_redo(tmp_path):
 
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", "--local", str(REPO_ROOT), str(clone)], check=True)
-    env = {**os.environ, "PYTHONPATH": str(clone), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    out = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-n", "reproduce_all", "--config",
-                          "scale=mini"], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(clone),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "snakemake"), "-n", "reproduce_all", "--config", "scale=mini"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Nothing to be done" in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
     assert not (clone / "data").exists()

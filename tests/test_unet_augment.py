@@ -13,8 +13,9 @@ def test_zero_displacement_is_the_identity() -> None:
     image = rng.random((40, 52)).astype(np.float32)
     labels = rng.integers(0, 2, (40, 52)).astype(np.uint8) * 255
     weights = rng.random((40, 52)).astype(np.float32)
-    params = AugmentParams(elastic=True, std_px=0.0, rotate=False, flip=False, shift=False,
-                           grey_gain=0.0, grey_offset=0.0)
+    params = AugmentParams(
+        elastic=True, std_px=0.0, rotate=False, flip=False, shift=False, grey_gain=0.0, grey_offset=0.0
+    )
     out = augment_tile(rng, image, labels, weights, (40, 52), params=params)
     np.testing.assert_allclose(out[0], image, atol=1e-5)
     assert np.array_equal(out[1], labels)
@@ -41,16 +42,17 @@ def test_labels_keep_exact_values_and_move_with_the_image() -> None:
         _, bin_out, _ = augment_tile(np.random.default_rng(seed), image, binary, image, (64, 64))
         assert set(np.unique(inst)) <= {0, 3, 7, 12}
         assert set(np.unique(bin_out)) <= {0, 255}
-        assert np.array_equal(bin_out == 255, inst > 0)          # same deformation for every array
+        assert np.array_equal(bin_out == 255, inst > 0)  # same deformation for every array
         agree = ((img > 0.5) == (inst > 0)).mean()
-        assert agree > 0.95                                      # image moved with the labels
+        assert agree > 0.95  # image moved with the labels
 
 
 def test_output_tile_is_the_centre_of_the_input_tile() -> None:
     rows, cols = np.mgrid[:50, :50]
-    image = (np.sin(rows / 6.0) + np.cos(cols / 9.0)).astype(np.float32)   # smooth: cubic ~ linear
+    image = (np.sin(rows / 6.0) + np.cos(cols / 9.0)).astype(np.float32)  # smooth: cubic ~ linear
     params = AugmentParams(grey_gain=0.0, grey_offset=0.0)
-    img, lab, w = augment_tile(np.random.default_rng(4), image, image.copy(), image, (48, 48), (20, 20),
-                               params)
+    img, lab, w = augment_tile(
+        np.random.default_rng(4), image, image.copy(), image, (48, 48), (20, 20), params
+    )
     assert img.shape == (48, 48) and lab.shape == w.shape == (20, 20)
     np.testing.assert_allclose(w, img[14:34, 14:34], atol=0.02)

@@ -69,9 +69,11 @@ def test_resume_after_interruption_gives_the_same_final_weights(data_root: Path,
     assert summary["resumed_from"] == 2
     log = read_jsonl(interrupted / unet_engine.TRAIN_LOG)
     assert [r["iteration"] for r in log if "iteration" in r] == [1, 2, 3, 4]  # no duplicated iterations
-    final = [torch.load(d / unet_engine.FINAL_WEIGHTS, weights_only=True)["model"] for d in (straight, interrupted)]
+    final = [
+        torch.load(d / unet_engine.FINAL_WEIGHTS, weights_only=True)["model"] for d in (straight, interrupted)
+    ]
     initial = UNet(base_channels=2, depth=2).state_dict()
-    assert any(not torch.equal(final[0][k], initial[k]) for k in initial)      # training changed the weights
+    assert any(not torch.equal(final[0][k], initial[k]) for k in initial)  # training changed the weights
     for key, value in final[0].items():
         assert torch.equal(value, final[1][key]), key
 
@@ -81,8 +83,14 @@ def test_worker_processes_draw_the_same_batches_as_the_main_process(data_root: P
     cfg = tiny("unet_isbi")
     _, split = unet_engine.load_split(cfg, data_root)
     data = unet_engine.TrainingSet(split.train, (10.0, 5.0), tmp_path)
-    batches = unet_engine.IterationBatches(data, seed=3, batch_size=2, input_tile=60, output_tile=20,
-                                           params=unet_engine.augment_params(cfg["model"]))
+    batches = unet_engine.IterationBatches(
+        data,
+        seed=3,
+        batch_size=2,
+        input_tile=60,
+        output_tile=20,
+        params=unet_engine.augment_params(cfg["model"]),
+    )
     cpu = torch.device("cpu")
     main = list(unet_engine.iteration_loader(batches, 1, 5, {"workers": 0}, cpu))
     workers = list(unet_engine.iteration_loader(batches, 1, 5, {"workers": 2}, cpu))

@@ -43,17 +43,25 @@ def test_invalid_tiles_are_refused(size: int) -> None:
 def test_he_initialisation_std_uses_incoming_nodes() -> None:
     torch.manual_seed(0)
     model = UNet(base_channels=16, depth=2)
-    conv = model.up[0].convs[0]                       # 3x3 conv, 64 input channels: N = 9 * 64 = 576
+    conv = model.up[0].convs[0]  # 3x3 conv, 64 input channels: N = 9 * 64 = 576
     assert incoming_nodes(conv) == 576
     assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / 576), rel=0.05)
-    upconv = model.up[0].up                           # 2x2 stride-2 up-conv: one tap per input channel
+    upconv = model.up[0].up  # 2x2 stride-2 up-conv: one tap per input channel
     assert incoming_nodes(upconv) == 64
     assert torch.count_nonzero(conv.bias) == 0
 
 
 def test_build_unet_reads_the_resolved_model_keys() -> None:
-    cfg = {"model": {"padding": False, "in_channels": 1, "num_classes": 2, "base_channels": 4,
-                     "weight_map": True, "elastic": True}}
+    cfg = {
+        "model": {
+            "padding": False,
+            "in_channels": 1,
+            "num_classes": 2,
+            "base_channels": 4,
+            "weight_map": True,
+            "elastic": True,
+        }
+    }
     model = build_unet(cfg)
     assert model.head.out_channels == 2 and model.down[0][0].out_channels == 4
     with pytest.raises(InputError, match="base_channels"):

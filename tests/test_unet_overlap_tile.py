@@ -37,12 +37,15 @@ def test_dihedral_averaging_is_the_mean_of_the_transformed_predictions() -> None
     model = UNet(base_channels=2, depth=2).eval()
     image = np.random.default_rng(1).random((36, 44)).astype(np.float32)
     averaged = predict_tiled(model, image, 60, transforms=DIHEDRAL_GROUP)
+
     def rotated(img: np.ndarray, k: int) -> np.ndarray:
         """Predict on the image turned k quarter turns, and turn the prediction back."""
         return np.rot90(predict_tiled(model, np.ascontiguousarray(np.rot90(img, k)), 60), -k, axes=(1, 2))
 
-    manual = np.mean([rotated(image, k) for k in range(4)]
-                     + [rotated(image[:, ::-1], k)[:, :, ::-1] for k in range(4)], axis=0)
+    manual = np.mean(
+        [rotated(image, k) for k in range(4)] + [rotated(image[:, ::-1], k)[:, :, ::-1] for k in range(4)],
+        axis=0,
+    )
     np.testing.assert_allclose(averaged, manual, atol=1e-5)
     assert not np.allclose(averaged, predict_tiled(model, image, 60), atol=1e-4)
     np.testing.assert_allclose(averaged.sum(axis=0), 1.0, atol=1e-5)

@@ -37,17 +37,34 @@ def test_every_artifact_has_a_target_rule():
     result = snakemake("--list-target-rules")
     assert result.returncode == 0, result.stderr
     listed = set(result.stdout.split())
-    expected = {"reproduce_table1", "reproduce_table2", *(f"reproduce_table2{c}" for c in "abcde"),
-                "reproduce_class_agnostic", "reproduce_roialign_fpn", "reproduce_table3", "reproduce_table4",
-                "reproduce_table5", "reproduce_table6", "reproduce_unet_table1", "reproduce_unet_table2",
-                "reproduce_all"}
+    expected = {
+        "reproduce_table1",
+        "reproduce_table2",
+        *(f"reproduce_table2{c}" for c in "abcde"),
+        "reproduce_class_agnostic",
+        "reproduce_roialign_fpn",
+        "reproduce_table3",
+        "reproduce_table4",
+        "reproduce_table5",
+        "reproduce_table6",
+        "reproduce_unet_table1",
+        "reproduce_unet_table2",
+        "reproduce_all",
+    }
     assert expected <= listed and set(TARGETS) <= listed
 
 
 @pytest.mark.parametrize("scale", ["smoke", "mini", "paper"])
 def test_dry_run_of_every_target(scale, tmp_path):
-    result = snakemake("-n", *TARGETS, "--config", f"scale={scale}", f"results={tmp_path}/results",
-                       f"reports={tmp_path}/reports", f"data_root={tmp_path}/data")
+    result = snakemake(
+        "-n",
+        *TARGETS,
+        "--config",
+        f"scale={scale}",
+        f"results={tmp_path}/results",
+        f"reports={tmp_path}/reports",
+        f"data_root={tmp_path}/data",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "train" in result.stdout and "evaluate" in result.stdout
     if scale == "paper":
@@ -57,15 +74,23 @@ def test_dry_run_of_every_target(scale, tmp_path):
 def test_dry_run_at_the_real_data_cpu_scale(tmp_path):
     """real_cpu defines U-Net Table 1 only: it and reproduce_all build the 15 fold runs; a Mask R-CNN
     target stops with one line naming the scale."""
-    config = ["--config", "scale=real_cpu", f"results={tmp_path}/results", f"reports={tmp_path}/reports",
-              f"data_root={tmp_path}/data"]
+    config = [
+        "--config",
+        "scale=real_cpu",
+        f"results={tmp_path}/results",
+        f"reports={tmp_path}/reports",
+        f"data_root={tmp_path}/data",
+    ]
     for target in ("reproduce_unet_table1", "reproduce_all"):
         result = snakemake("-n", target, *config)
         assert result.returncode == 0, result.stderr[-2000:]
         assert "swcnn_isbi-seed4" in result.stdout and "r50_c4" not in result.stdout
     result = snakemake("-n", "reproduce_table2", *config)
     assert result.returncode != 0
-    assert "table2a, table2b, table2c, table2d, table2e not defined at scale 'real_cpu'" in result.stdout + result.stderr
+    assert (
+        "table2a, table2b, table2c, table2d, table2e not defined at scale 'real_cpu'"
+        in result.stdout + result.stderr
+    )
 
 
 def test_dvc_dry_run(tmp_path):
@@ -94,8 +119,13 @@ def test_list_json_lists_every_table_with_rows_and_scales():
 def test_smoke_run_of_every_target_and_snakemake_report(tmp_path):
     """The whole DAG at the smoke scale: data -> train -> evaluate -> tables -> report pages -> figures,
     then Snakemake's own report of it."""
-    config = ["--config", "scale=smoke", f"results={tmp_path}/results", f"reports={tmp_path}/reports",
-              f"data_root={tmp_path}/data"]
+    config = [
+        "--config",
+        "scale=smoke",
+        f"results={tmp_path}/results",
+        f"reports={tmp_path}/reports",
+        f"data_root={tmp_path}/data",
+    ]
     result = snakemake("--cores", "2", "reproduce_all", *config, timeout=1800)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     for table in artifacts()["all"]:

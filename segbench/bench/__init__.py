@@ -39,8 +39,17 @@ SUITES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {name: m.run for
 TORCH_THREAD_SUITES = ("maskrcnn", "unet", "roi_ops")  # --threads sets torch's intra-op threads
 RESULT_FORMAT = "segbench.bench/1"
 
-__all__ = ["MODULES", "SUITES", "default_results_dir", "device_tag", "format_table", "format_value",
-           "options_for", "run_suite", "suite_options"]
+__all__ = [
+    "MODULES",
+    "SUITES",
+    "default_results_dir",
+    "device_tag",
+    "format_table",
+    "format_value",
+    "options_for",
+    "run_suite",
+    "suite_options",
+]
 
 
 def default_results_dir() -> Path:
@@ -49,7 +58,9 @@ def default_results_dir() -> Path:
 
 def suite_module(name: str) -> ModuleType:
     if name not in MODULES:
-        raise InputError(f"unknown benchmark suite {name!r}; choose one of {', '.join(MODULES)}, all or report")
+        raise InputError(
+            f"unknown benchmark suite {name!r}; choose one of {', '.join(MODULES)}, all or report"
+        )
     return MODULES[name]
 
 
@@ -102,8 +113,13 @@ def device_tag(device: str, name: str | None = None, amp: bool = False) -> str:
     return tag + ("-amp" if amp else "")
 
 
-def run_suite(name: str, options: dict[str, Any] | None = None, *, out: str | Path | None = None,
-              command: str | None = None) -> tuple[Path, dict[str, Any]]:
+def run_suite(
+    name: str,
+    options: dict[str, Any] | None = None,
+    *,
+    out: str | Path | None = None,
+    command: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
     """Run suite ``name`` and write ``<out>/<name>-<device tag>.json`` (default out: ``results/bench``)."""
     from segbench.provenance import provenance
 
@@ -131,8 +147,9 @@ def run_suite(name: str, options: dict[str, Any] | None = None, *, out: str | Pa
         "columns": result.get("columns", []),
         "rows": result.get("rows", []),
         "notes": result.get("notes", []),
-        "provenance": provenance({"suite": name, "settings": settings}, wall_time_s=wall,
-                                 scale=result.get("scale")),
+        "provenance": provenance(
+            {"suite": name, "settings": settings}, wall_time_s=wall, scale=result.get("scale")
+        ),
     }
     path = Path(out) if out else default_results_dir()
     target = path / f"{name}-{record['device_tag']}.json"
@@ -173,7 +190,9 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def table_cells(record: dict[str, Any], terminal: bool = False) -> tuple[list[str], list[list[tuple[str, bool]]]]:
+def table_cells(
+    record: dict[str, Any], terminal: bool = False
+) -> tuple[list[str], list[list[tuple[str, bool]]]]:
     """(labels, rows of (text, is_number)) of a result record's table (``terminal``: without the columns
     marked ``"terminal": false``, which only the report page shows)."""
     columns = [c for c in record.get("columns") or [] if not terminal or c.get("terminal", True)]
@@ -190,15 +209,20 @@ def table_cells(record: dict[str, Any], terminal: bool = False) -> tuple[list[st
 
 def format_table(record: dict[str, Any]) -> str:
     """A plain-text table of a result record, with its device, threads and status."""
-    head = (f"{record['suite']} on {record['device']} ({record['device_name']}), threads {record['threads']}"
-            f" - {record['title']}")
+    head = (
+        f"{record['suite']} on {record['device']} ({record['device_name']}), threads {record['threads']}"
+        f" - {record['title']}"
+    )
     if record.get("status") == "skipped":
         return f"{head}\nskipped: {record.get('reason')}"
     labels, rows = table_cells(record, terminal=True)
     widths = [max([len(label)] + [len(r[i][0]) for r in rows]) for i, label in enumerate(labels)]
     lines = [head, "  ".join(label.ljust(w) for label, w in zip(labels, widths, strict=True))]
     for r in rows:
-        lines.append("  ".join(text.rjust(w) if num else text.ljust(w)
-                               for (text, num), w in zip(r, widths, strict=True)))
+        lines.append(
+            "  ".join(
+                text.rjust(w) if num else text.ljust(w) for (text, num), w in zip(r, widths, strict=True)
+            )
+        )
     lines += [f"note: {n}" for n in record.get("notes") or []]
     return "\n".join(lines)

@@ -18,8 +18,10 @@ from segbench.errors import InputError
 
 TITLE = "COCO evaluation: pycocotools vs faster-coco-eval (100 val2014 images)"
 OPTIONS: dict[str, Any] = {"repeats": 5}
-FILES = {"bbox": "instances_val2014_fakebbox100_results.json",
-         "segm": "instances_val2014_fakesegm100_results.json"}
+FILES = {
+    "bbox": "instances_val2014_fakebbox100_results.json",
+    "segm": "instances_val2014_fakesegm100_results.json",
+}
 GT_FILE = "instances_val2014_100.json"
 BACKENDS = ("pycocotools", "faster")
 THREADS = "1 (pycocotools), <= 8 (faster-coco-eval RLE IoU)"
@@ -47,11 +49,19 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
     if repeats < 1:
         raise InputError(f"--repeats {repeats}: must be >= 1")
     data = data_dir()
-    base = {"columns": COLUMNS, "settings": {**options, "data": str(data) if data else None},
-            "device": "cpu", "threads": THREADS}
+    base = {
+        "columns": COLUMNS,
+        "settings": {**options, "data": str(data) if data else None},
+        "device": "cpu",
+        "threads": THREADS,
+    }
     if data is None or not (data / GT_FILE).is_file():
-        return {**base, "rows": [], "status": "skipped",
-                "reason": "shared data coco_val2014_100 absent (place ../shared/data or set SEGBENCH_SHARED_DATA)"}
+        return {
+            **base,
+            "rows": [],
+            "status": "skipped",
+            "reason": "shared data coco_val2014_100 absent (place ../shared/data or set SEGBENCH_SHARED_DATA)",
+        }
     gt = json.loads((data / GT_FILE).read_text())
     rows = []
     for iou_type, name in FILES.items():
@@ -64,9 +74,19 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
         timings = time_interleaved({b: (lambda b=b: call(b)) for b in BACKENDS}, warmup=1, iters=repeats)
         seconds = {b: timings[b]["median_ms"] / 1e3 for b in BACKENDS}
         diff = max(abs(stats["faster"][k] - stats["pycocotools"][k]) for k in stats["pycocotools"])
-        rows.append({"iou_type": iou_type, "pycocotools_s": seconds["pycocotools"], "faster_s": seconds["faster"],
-                     "speedup": seconds["pycocotools"] / seconds["faster"], "max_abs_stat_difference": diff,
-                     "ap": stats["pycocotools"]["AP"], "images": len(gt.get("images", [])),
-                     "detections": len(dt)})
-    notes = [f"medians of {repeats} interleaved calls per backend; speed-up = pycocotools s / faster-coco-eval s."]
+        rows.append(
+            {
+                "iou_type": iou_type,
+                "pycocotools_s": seconds["pycocotools"],
+                "faster_s": seconds["faster"],
+                "speedup": seconds["pycocotools"] / seconds["faster"],
+                "max_abs_stat_difference": diff,
+                "ap": stats["pycocotools"]["AP"],
+                "images": len(gt.get("images", [])),
+                "detections": len(dt),
+            }
+        )
+    notes = [
+        f"medians of {repeats} interleaved calls per backend; speed-up = pycocotools s / faster-coco-eval s."
+    ]
     return {**base, "rows": rows, "notes": notes}

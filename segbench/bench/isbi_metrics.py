@@ -95,14 +95,20 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
 
         def call() -> None:
             result.update(isbi_metrics(pred, labels))
+
         timing = time_interleaved({"isbi": call}, warmup=0, iters=repeats)["isbi"]
     median_s, min_s = timing["median_ms"] / 1e3, timing["min_ms"] / 1e3
     full = tuple(labels.shape) == FULL_STACK
     row = {
-        "data": source, "stack": "x".join(str(n) for n in labels.shape), "metric_threads": threads,
-        "median_s": median_s, "min_s": min_s, "runs": repeats,
+        "data": source,
+        "stack": "x".join(str(n) for n in labels.shape),
+        "metric_threads": threads,
+        "median_s": median_s,
+        "min_s": min_s,
+        "runs": repeats,
         **{m: result[m] for m in ("warping_error", "rand_error", "pixel_error")},
-        "best_threshold": result["best_threshold"], "split_pixels": result["split_pixels"],
+        "best_threshold": result["best_threshold"],
+        "split_pixels": result["split_pixels"],
         "merge_pixels": result["merge_pixels"],
         "within_target": (median_s < TARGET_S) if full else None,
     }
@@ -110,9 +116,17 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover
         cpus = os.cpu_count() or 1
-    notes = [f"all three metrics x 10 thresholds; target < {TARGET_S:g} s on a 2-core CPU for the full "
-             f"{'x'.join(map(str, FULL_STACK))} stack (this machine: {cpus} CPUs)."]
+    notes = [
+        f"all three metrics x 10 thresholds; target < {TARGET_S:g} s on a 2-core CPU for the full "
+        f"{'x'.join(map(str, FULL_STACK))} stack (this machine: {cpus} CPUs)."
+    ]
     if not full:
         notes.append("not the full stack: the target does not apply")
-    return {"rows": [row], "columns": COLUMNS, "settings": {**options}, "notes": notes, "device": "cpu",
-            "threads": threads}
+    return {
+        "rows": [row],
+        "columns": COLUMNS,
+        "settings": {**options},
+        "notes": notes,
+        "device": "cpu",
+        "threads": threads,
+    }

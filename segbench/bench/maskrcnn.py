@@ -110,14 +110,18 @@ def run_names(value: str | None) -> list[str]:
     if value is None:
         value = ",".join(registry.get("benchmarks", {}).get("maskrcnn", {}).get("runs", []))
     maskrcnn = [name for name, spec in runs.items() if spec["family"] == "maskrcnn"]
-    names = maskrcnn if str(value).strip() == "all" else [n.strip() for n in str(value).split(",") if n.strip()]
+    names = (
+        maskrcnn if str(value).strip() == "all" else [n.strip() for n in str(value).split(",") if n.strip()]
+    )
     if not names:
         raise InputError("--runs: no run given; name registry runs (e.g. r50_fpn,r50_c4) or 'all'")
     for name in names:
         if name not in runs:
             raise InputError(f"--runs: unknown run {name!r}; `segbench list --runs` shows the runs")
         if runs[name]["family"] != "maskrcnn":
-            raise InputError(f"--runs: {name!r} is a {runs[name]['family']} run; this suite takes Mask R-CNN runs")
+            raise InputError(
+                f"--runs: {name!r} is a {runs[name]['family']} run; this suite takes Mask R-CNN runs"
+            )
     return list(dict.fromkeys(names))
 
 
@@ -130,8 +134,11 @@ def bench_config(run: str, scale: str, size: tuple[int, int]) -> dict[str, Any]:
     model = cfg["model"]
     model["pretrained"] = False
     model["box_score_thresh"] = 0.0
-    classes = [dataset_entry(d)["num_classes"] for d in real_datasets(cfg["dataset"]["logical"])
-               if "num_classes" in dataset_entry(d)]
+    classes = [
+        dataset_entry(d)["num_classes"]
+        for d in real_datasets(cfg["dataset"]["logical"])
+        if "num_classes" in dataset_entry(d)
+    ]
     if classes:  # else the model's default (COCO's 81)
         model["num_classes"] = classes[0]
     cfg["input"] = {**cfg["input"], "min_size": min(size), "max_size": max(size)}
@@ -141,7 +148,9 @@ def bench_config(run: str, scale: str, size: tuple[int, int]) -> dict[str, Any]:
 def variant(s: Any) -> str:
     """A short description of a run's model, e.g. ``resnet50-fpn roi_align-avg fcn sigmoid box+mask``."""
     layer = f"{s.roi_layer}-{s.roi_aggregation}" + ("-aligned" if s.roi_aligned else "")
-    head = "" if not s.has_mask else f" {s.mask_head} {s.mask_loss}" + (" agnostic" if s.class_agnostic else "")
+    head = (
+        "" if not s.has_mask else f" {s.mask_head} {s.mask_loss}" + (" agnostic" if s.class_agnostic else "")
+    )
     return f"{s.backbone}-{s.arch} {layer}{head} {'+'.join(s.tasks)}"
 
 
@@ -152,15 +161,20 @@ def reference_reason(s: Any) -> str | None:
     if tasks not in TORCHVISION_MODELS:
         return f"torchvision has no detection model with tasks {'+'.join(tasks)}"
     if (s.backbone, s.arch) != ("resnet50", "fpn"):
-        return f"torchvision's reference detection models are ResNet-50-FPN; this run is {s.backbone}-{s.arch}"
+        return (
+            f"torchvision's reference detection models are ResNet-50-FPN; this run is {s.backbone}-{s.arch}"
+        )
     if (s.roi_layer, s.roi_aggregation, s.roi_aligned) != ("roi_align", "avg", False):
-        return (f"torchvision's MultiScaleRoIAlign is averaging RoIAlign (aligned=False); this run uses "
-                f"{s.roi_layer}-{s.roi_aggregation}" + (" aligned" if s.roi_aligned else ""))
+        return (
+            f"torchvision's MultiScaleRoIAlign is averaging RoIAlign (aligned=False); this run uses "
+            f"{s.roi_layer}-{s.roi_aggregation}" + (" aligned" if s.roi_aligned else "")
+        )
     if s.has_mask and s.mask_head not in ("fcn", "default"):
         return f"torchvision's mask head is the FCN head; this run uses {s.mask_head}"
     if s.has_mask and (s.mask_loss != "sigmoid" or s.class_agnostic):
         return "torchvision's mask loss is the per-class sigmoid; this run uses " + (
-            "class-agnostic masks" if s.class_agnostic else f"the {s.mask_loss} loss")
+            "class-agnostic masks" if s.class_agnostic else f"the {s.mask_loss} loss"
+        )
     if (s.box_roi_size, s.mask_size, s.keypoint_roi_size, s.sampling_ratio) != (7, 28, 14, 2):
         return "torchvision's poolers are 7x7 (box) and 14x14 (mask, keypoint) with sampling ratio 2"
     if s.norm == "frozen_bn":
@@ -171,8 +185,14 @@ def reference_reason(s: Any) -> str | None:
 def _paper_widths(s: Any) -> bool:
     from segbench.models.maskrcnn.config import PAPER_BLOCKS
 
-    return (s.width_divisor, s.blocks, s.fpn_channels, s.box_head_dim, s.mask_head_dim, s.keypoint_head_dim) \
-        == (1, PAPER_BLOCKS["resnet50"], 256, 1024, 256, 512)
+    return (
+        s.width_divisor,
+        s.blocks,
+        s.fpn_channels,
+        s.box_head_dim,
+        s.mask_head_dim,
+        s.keypoint_head_dim,
+    ) == (1, PAPER_BLOCKS["resnet50"], 256, 1024, 256, 512)
 
 
 def torchvision_reference(s: Any) -> tuple[nn.Module, str, str]:
@@ -182,23 +202,38 @@ def torchvision_reference(s: Any) -> tuple[nn.Module, str, str]:
 
     name = TORCHVISION_MODELS[tuple(t for t in ("box", "mask", "keypoint") if t in s.tasks)]
     kwargs: dict[str, Any] = {
-        "num_classes": s.num_classes, "min_size": s.min_size, "max_size": s.max_size,
-        "rpn_anchor_generator": AnchorGenerator(tuple((a,) for a in s.rpn_anchor_sizes),
-                                                (tuple(s.rpn_aspect_ratios),) * len(s.rpn_anchor_sizes)),
-        "rpn_pre_nms_top_n_train": s.rpn_pre_nms_train, "rpn_pre_nms_top_n_test": s.rpn_pre_nms_test,
-        "rpn_post_nms_top_n_train": s.rpn_post_nms_train, "rpn_post_nms_top_n_test": s.rpn_post_nms_test,
-        "rpn_nms_thresh": s.rpn_nms, "rpn_fg_iou_thresh": s.rpn_positive_iou,
-        "rpn_bg_iou_thresh": s.rpn_negative_iou, "rpn_batch_size_per_image": s.rpn_batch_size,
-        "rpn_positive_fraction": s.rpn_positive_fraction, "box_score_thresh": s.box_score_thresh,
-        "box_nms_thresh": s.box_nms, "box_detections_per_img": s.detections_per_image,
-        "box_fg_iou_thresh": s.roi_positive_iou, "box_bg_iou_thresh": s.roi_positive_iou,
-        "box_batch_size_per_image": s.rois_per_image, "box_positive_fraction": s.positive_fraction,
+        "num_classes": s.num_classes,
+        "min_size": s.min_size,
+        "max_size": s.max_size,
+        "rpn_anchor_generator": AnchorGenerator(
+            tuple((a,) for a in s.rpn_anchor_sizes), (tuple(s.rpn_aspect_ratios),) * len(s.rpn_anchor_sizes)
+        ),
+        "rpn_pre_nms_top_n_train": s.rpn_pre_nms_train,
+        "rpn_pre_nms_top_n_test": s.rpn_pre_nms_test,
+        "rpn_post_nms_top_n_train": s.rpn_post_nms_train,
+        "rpn_post_nms_top_n_test": s.rpn_post_nms_test,
+        "rpn_nms_thresh": s.rpn_nms,
+        "rpn_fg_iou_thresh": s.rpn_positive_iou,
+        "rpn_bg_iou_thresh": s.rpn_negative_iou,
+        "rpn_batch_size_per_image": s.rpn_batch_size,
+        "rpn_positive_fraction": s.rpn_positive_fraction,
+        "box_score_thresh": s.box_score_thresh,
+        "box_nms_thresh": s.box_nms,
+        "box_detections_per_img": s.detections_per_image,
+        "box_fg_iou_thresh": s.roi_positive_iou,
+        "box_bg_iou_thresh": s.roi_positive_iou,
+        "box_batch_size_per_image": s.rois_per_image,
+        "box_positive_fraction": s.positive_fraction,
     }
     if s.has_keypoint:
         kwargs["num_keypoints"] = s.num_keypoints
     if _paper_widths(s):
         builder = getattr(detection, name)
-        return builder(weights=None, weights_backbone=None, **kwargs), name, f"torchvision {name}(weights=None)"
+        return (
+            builder(weights=None, weights_backbone=None, **kwargs),
+            name,
+            f"torchvision {name}(weights=None)",
+        )
     return _reduced_width_reference(s, name, kwargs)
 
 
@@ -213,9 +248,13 @@ def _reduced_width_reference(s: Any, name: str, kwargs: dict[str, Any]) -> tuple
     from segbench.models.maskrcnn.backbones import STAGE_WIDTHS, ScaledResNet
 
     resnet = ScaledResNet(s.blocks, width_divisor=s.width_divisor, norm_layer=nn.BatchNorm2d)
-    backbone = BackboneWithFPN(resnet, {f"layer{i}": str(i - 1) for i in range(1, 5)},
-                               [w // s.width_divisor for w in STAGE_WIDTHS], s.fpn_channels,
-                               extra_blocks=LastLevelMaxPool())
+    backbone = BackboneWithFPN(
+        resnet,
+        {f"layer{i}": str(i - 1) for i in range(1, 5)},
+        [w // s.width_divisor for w in STAGE_WIDTHS],
+        s.fpn_channels,
+        extra_blocks=LastLevelMaxPool(),
+    )
     channels = s.fpn_channels
     num_classes = kwargs.pop("num_classes")
     heads: dict[str, Any] = {
@@ -232,8 +271,10 @@ def _reduced_width_reference(s: Any, name: str, kwargs: dict[str, Any]) -> tuple
         heads["keypoint_head"] = KeypointRCNNHeads(channels, [s.keypoint_head_dim] * 8)
         heads["keypoint_predictor"] = KeypointRCNNPredictor(s.keypoint_head_dim, kwargs.pop("num_keypoints"))
     model = cls(backbone, **heads, **kwargs)
-    how = (f"torchvision {cls.__name__} on BackboneWithFPN(ResNet widths / {s.width_divisor}, blocks "
-           f"{list(s.blocks)}) with torchvision's heads at the run's widths ({name} at reduced width)")
+    how = (
+        f"torchvision {cls.__name__} on BackboneWithFPN(ResNet widths / {s.width_divisor}, blocks "
+        f"{list(s.blocks)}) with torchvision's heads at the run's widths ({name} at reduced width)"
+    )
     return model, name, how
 
 
@@ -252,8 +293,16 @@ def copy_reference_weights(ours: nn.Module, theirs: nn.Module) -> str | None:
 
 
 # -- inputs and steps -------------------------------------------------------------------------------------
-def random_batch(size: tuple[int, int], batch: int, num_objects: int, num_classes: int, tasks: tuple[str, ...],
-                 num_keypoints: int, device: torch.device, seed: int = 0) -> tuple[list[torch.Tensor], list[dict]]:
+def random_batch(
+    size: tuple[int, int],
+    batch: int,
+    num_objects: int,
+    num_classes: int,
+    tasks: tuple[str, ...],
+    num_keypoints: int,
+    device: torch.device,
+    seed: int = 0,
+) -> tuple[list[torch.Tensor], list[dict]]:
     """``batch`` random images of ``size`` with ``num_objects`` random boxes each (box masks, keypoints)."""
     height, width = size
     g = torch.Generator().manual_seed(seed)
@@ -268,7 +317,7 @@ def random_batch(size: tuple[int, int], batch: int, num_objects: int, num_classe
         if "mask" in tasks:
             masks = torch.zeros(num_objects, height, width, dtype=torch.uint8)
             for mask, box in zip(masks, boxes.round().int(), strict=True):
-                mask[box[1]:box[3], box[0]:box[2]] = 1
+                mask[box[1] : box[3], box[0] : box[2]] = 1
             target["masks"] = masks
         if "keypoint" in tasks:
             u = torch.rand(num_objects, num_keypoints, 2, generator=g)
@@ -291,6 +340,7 @@ def train_step(model: nn.Module, images: list, targets: list, amp: bool = False)
             losses = model(images, targets)
         sum(losses.values()).backward()
         return losses
+
     return step
 
 
@@ -300,34 +350,52 @@ def inference(model: nn.Module, images: list, amp: bool = False) -> Callable[[],
         model.eval()
         with _autocast(amp):
             return model(images)
+
     return run
 
 
 def agreement(ours: nn.Module, theirs: nn.Module, images: list, targets: list, amp: bool) -> dict[str, Any]:
     """How far apart the two models' losses and detections are (same weights, same sampling)."""
-    loss_ours, loss_theirs = train_step(ours, images, targets, amp)(), train_step(theirs, images, targets, amp)()
+    loss_ours, loss_theirs = (
+        train_step(ours, images, targets, amp)(),
+        train_step(theirs, images, targets, amp)(),
+    )
     common = [k for k in loss_theirs if k in loss_ours]
     loss_gap = max(abs(loss_ours[k].item() - loss_theirs[k].item()) for k in common) if common else None
     det_ours, det_theirs = inference(ours, images, amp)(), inference(theirs, images, amp)()
-    same_boxes = all(a["boxes"].shape == b["boxes"].shape and torch.allclose(a["boxes"], b["boxes"], atol=1e-3)
-                     for a, b in zip(det_ours, det_theirs, strict=True))
-    out: dict[str, Any] = {"max_abs_loss_difference": loss_gap, "losses_compared": common,
-                           "same_boxes": same_boxes, "detections": [len(d["boxes"]) for d in det_ours]}
+    same_boxes = all(
+        a["boxes"].shape == b["boxes"].shape and torch.allclose(a["boxes"], b["boxes"], atol=1e-3)
+        for a, b in zip(det_ours, det_theirs, strict=True)
+    )
+    out: dict[str, Any] = {
+        "max_abs_loss_difference": loss_gap,
+        "losses_compared": common,
+        "same_boxes": same_boxes,
+        "detections": [len(d["boxes"]) for d in det_ours],
+    }
     if same_boxes and "masks" in det_theirs[0]:
-        gaps = [(a["masks"].float() - (b["masks"] >= 0.5).float()).abs().mean().item()
-                for a, b in zip(det_ours, det_theirs, strict=True) if len(b["boxes"])]
+        gaps = [
+            (a["masks"].float() - (b["masks"] >= 0.5).float()).abs().mean().item()
+            for a, b in zip(det_ours, det_theirs, strict=True)
+            if len(b["boxes"])
+        ]
         out["mask_pixels_differing"] = max(gaps) if gaps else 0.0
     if same_boxes and "keypoints" in det_theirs[0]:
-        gaps = [(a["keypoints"] - b["keypoints"]).abs().max().item()
-                for a, b in zip(det_ours, det_theirs, strict=True) if len(b["boxes"])]
+        gaps = [
+            (a["keypoints"] - b["keypoints"]).abs().max().item()
+            for a, b in zip(det_ours, det_theirs, strict=True)
+            if len(b["boxes"])
+        ]
         out["max_abs_keypoint_difference"] = max(gaps) if gaps else 0.0
     return out
 
 
 def agreement_note(a: dict[str, Any]) -> str:
     gap = a["max_abs_loss_difference"]
-    parts = [f"max |loss diff| {gap:.1e}" if gap is not None else "no common losses",
-             f"same boxes: {'yes' if a['same_boxes'] else 'no'} ({sum(a['detections'])} detections)"]
+    parts = [
+        f"max |loss diff| {gap:.1e}" if gap is not None else "no common losses",
+        f"same boxes: {'yes' if a['same_boxes'] else 'no'} ({sum(a['detections'])} detections)",
+    ]
     if "mask_pixels_differing" in a:
         parts.append(f"mask pixels differing {a['mask_pixels_differing']:.1e}")
     if "max_abs_keypoint_difference" in a:
@@ -336,15 +404,20 @@ def agreement_note(a: dict[str, Any]) -> str:
 
 
 # -- the suite --------------------------------------------------------------------------------------------
-def _measure(models: dict[str, nn.Module], images: list, targets: list, opts: dict[str, Any],
-             device: torch.device) -> dict[str, dict[str, Any]]:
+def _measure(
+    models: dict[str, nn.Module], images: list, targets: list, opts: dict[str, Any], device: torch.device
+) -> dict[str, dict[str, Any]]:
     """Peak memory of each model's training step and inference (measured before any timing round)."""
     out: dict[str, dict[str, Any]] = {name: {} for name in models}
     for name, model in models.items():
+
         def drop_grads(model: nn.Module = model) -> None:
             model.zero_grad(set_to_none=True)
-        for phase, make in (("train", lambda m: train_step(m, images, targets, opts["amp"])),
-                            ("infer", lambda m: inference(m, images, opts["amp"]))):
+
+        for phase, make in (
+            ("train", lambda m: train_step(m, images, targets, opts["amp"])),
+            ("infer", lambda m: inference(m, images, opts["amp"])),
+        ):
             peak, note = peak_memory_mb(make(model), device, reset=drop_grads)
             out[name][f"{phase}_peak_mb"] = peak
             if note:
@@ -353,19 +426,36 @@ def _measure(models: dict[str, nn.Module], images: list, targets: list, opts: di
     return out
 
 
-def _timings(models: dict[str, nn.Module], images: list, targets: list, opts: dict[str, Any],
-             device: torch.device, out: dict[str, dict[str, Any]]) -> None:
+def _timings(
+    models: dict[str, nn.Module],
+    images: list,
+    targets: list,
+    opts: dict[str, Any],
+    device: torch.device,
+    out: dict[str, dict[str, Any]],
+) -> None:
     batch = len(images)
-    train = time_interleaved({n: train_step(m, images, targets, opts["amp"]) for n, m in models.items()},
-                             warmup=opts["warmup"], iters=opts["iters"], device=device)
-    infer = time_interleaved({n: inference(m, images, opts["amp"]) for n, m in models.items()},
-                             warmup=opts["warmup"], iters=opts["iters"], device=device)
+    train = time_interleaved(
+        {n: train_step(m, images, targets, opts["amp"]) for n, m in models.items()},
+        warmup=opts["warmup"],
+        iters=opts["iters"],
+        device=device,
+    )
+    infer = time_interleaved(
+        {n: inference(m, images, opts["amp"]) for n, m in models.items()},
+        warmup=opts["warmup"],
+        iters=opts["iters"],
+        device=device,
+    )
     for name in models:
         ms_step = train[name]["median_ms"]
-        out[name].update(train_ms_per_step=ms_step, train_img_s=batch / (ms_step / 1e3),
-                         infer_ms_per_img=infer[name]["median_ms"] / batch,
-                         train_min_ms_per_step=train[name]["min_ms"],
-                         infer_min_ms_per_img=infer[name]["min_ms"] / batch)
+        out[name].update(
+            train_ms_per_step=ms_step,
+            train_img_s=batch / (ms_step / 1e3),
+            infer_ms_per_img=infer[name]["median_ms"] / batch,
+            train_min_ms_per_step=train[name]["min_ms"],
+            infer_min_ms_per_img=infer[name]["min_ms"] / batch,
+        )
 
 
 def bench_run(run: str, opts: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -383,21 +473,35 @@ def bench_run(run: str, opts: dict[str, Any], device: torch.device) -> dict[str,
         theirs, ref_name, ref_how = torchvision_reference(s)
         models["torchvision"] = theirs.to(device)
         copy_note = copy_reference_weights(ours, models["torchvision"])
-    images, targets = random_batch(opts["size"], opts["batch"], opts["objects"], s.num_classes, s.tasks,
-                                   s.num_keypoints, device)
+    images, targets = random_batch(
+        opts["size"], opts["batch"], opts["objects"], s.num_classes, s.tasks, s.num_keypoints, device
+    )
     measured = _measure(models, images, targets, opts, device)
     agree = None
     if "torchvision" in models and copy_note is None:
         agree = agreement(ours, models["torchvision"], images, targets, opts["amp"])
     _timings(models, images, targets, opts, device, measured)
     params = {n: sum(p.numel() for p in m.parameters()) for n, m in models.items()}
-    row: dict[str, Any] = {"run": run, "variant": variant(s), "params": params["segbench"],
-                           **measured["segbench"], "reference": None, "reference_reason": reason,
-                           "train_time_ratio": None, "infer_time_ratio": None}
+    row: dict[str, Any] = {
+        "run": run,
+        "variant": variant(s),
+        "params": params["segbench"],
+        **measured["segbench"],
+        "reference": None,
+        "reference_reason": reason,
+        "train_time_ratio": None,
+        "infer_time_ratio": None,
+    }
     if "torchvision" in models:
         ref = measured["torchvision"]
-        row["reference"] = {"model": ref_name, "built_as": ref_how, "params": params["torchvision"], **ref,
-                            "weights_copied": copy_note is None, "agreement": agree}
+        row["reference"] = {
+            "model": ref_name,
+            "built_as": ref_how,
+            "params": params["torchvision"],
+            **ref,
+            "weights_copied": copy_note is None,
+            "agreement": agree,
+        }
         row["train_time_ratio"] = row["train_ms_per_step"] / ref["train_ms_per_step"]
         row["infer_time_ratio"] = row["infer_ms_per_img"] / ref["infer_ms_per_img"]
     row["note"] = agreement_note(agree) if agree else (copy_note or f"no reference: {reason}")
@@ -426,16 +530,32 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
     opts = {**options, "size": size, "device": str(device)}
     rows = []
     for i, name in enumerate(runs, start=1):
-        print(f"segbench bench maskrcnn: {name} ({i}/{len(runs)}), {size[0]}x{size[1]}, batch {opts['batch']}, "
-              f"{opts['iters']} iterations after {opts['warmup']} warm-up, {device}", file=sys.stderr, flush=True)
+        print(
+            f"segbench bench maskrcnn: {name} ({i}/{len(runs)}), {size[0]}x{size[1]}, batch {opts['batch']}, "
+            f"{opts['iters']} iterations after {opts['warmup']} warm-up, {device}",
+            file=sys.stderr,
+            flush=True,
+        )
         rows.append(bench_run(name, opts, device))
-    settings = {**opts, "size": f"{size[0]}x{size[1]}", "runs": runs, "memory_method": memory_method(device),
-                "train_step": "forward + backward of the summed losses (no optimizer update)",
-                "overrides": {"pretrained": False, "box_score_thresh": 0.0}}
+    settings = {
+        **opts,
+        "size": f"{size[0]}x{size[1]}",
+        "runs": runs,
+        "memory_method": memory_method(device),
+        "train_step": "forward + backward of the summed losses (no optimizer update)",
+        "overrides": {"pretrained": False, "box_score_thresh": 0.0},
+    }
     notes = [
         "time ratio = segbench time / torchvision time (< 1: segbench faster); img/s and ms/img are medians "
         f"of {opts['iters']} interleaved iterations.",
         "Peak memory: " + memory_method(device) + ".",
     ]
-    return {"rows": rows, "columns": COLUMNS, "settings": settings, "notes": notes, "device": str(device),
-            "threads": torch.get_num_threads(), "scale": opts["scale"]}
+    return {
+        "rows": rows,
+        "columns": COLUMNS,
+        "settings": settings,
+        "notes": notes,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "scale": opts["scale"],
+    }

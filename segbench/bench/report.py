@@ -28,11 +28,14 @@ def load_results(results: Path) -> list[tuple[Path, dict[str, Any]]]:
     for path in sorted(results.glob("*.json")):
         record = read_json(path, "benchmark result")
         if not isinstance(record, dict) or "suite" not in record or "rows" not in record:
-            raise InputError(f"{path}: not a segbench bench result (no suite/rows); rerun segbench bench SUITE")
+            raise InputError(
+                f"{path}: not a segbench bench result (no suite/rows); rerun segbench bench SUITE"
+            )
         found.append((path, record))
     rank = {name: i for i, name in enumerate(MODULES)}
-    return sorted(found, key=lambda pr: (rank.get(pr[1]["suite"], len(rank)), str(pr[1].get("device_tag")),
-                                         pr[0].name))
+    return sorted(
+        found, key=lambda pr: (rank.get(pr[1]["suite"], len(rank)), str(pr[1].get("device_tag")), pr[0].name)
+    )
 
 
 def portable(value: Any) -> Any:
@@ -48,7 +51,7 @@ def portable(value: Any) -> Any:
             return path.relative_to(REPO_ROOT).as_posix()
         parts = path.parts
         if "data" in parts:
-            return "<data root>/" + "/".join(parts[len(parts) - parts[::-1].index("data"):])
+            return "<data root>/" + "/".join(parts[len(parts) - parts[::-1].index("data") :])
         return ".../" + "/".join(parts[-2:])
     return value
 
@@ -72,11 +75,15 @@ def result_view(path: Path, record: dict[str, Any], page_dir: Path) -> dict[str,
         "device_name": record.get("device_name"),
         "device_tag": record.get("device_tag"),
         "threads": record.get("threads"),
-        "command": " ".join(portable(word) for word in str(record.get("command") or "(not recorded)").split(" ")),
+        "command": " ".join(
+            portable(word) for word in str(record.get("command") or "(not recorded)").split(" ")
+        ),
         "commit": prov.get("git_commit", "unknown"),
         "created": prov.get("created_utc"),
         "wall_time_s": prov.get("wall_time_s"),
-        "versions": ", ".join(f"{k} {versions[k]}" for k in ("torch", "torchvision", "numpy") if k in versions),
+        "versions": ", ".join(
+            f"{k} {versions[k]}" for k in ("torch", "torchvision", "numpy") if k in versions
+        ),
         "host": prov.get("host"),
         "settings": json.dumps(portable(record.get("settings")), sort_keys=True, default=str),
         "labels": labels,
@@ -102,9 +109,18 @@ def build_bench_report(results: str | Path | None = None, out: str | Path | None
     page_dir = Path(out) if out else default_report_dir()
     found = load_results(results_dir) if results_dir.is_dir() else []
     views = [result_view(p, r, page_dir) for p, r in found]
-    html = environment().get_template("bench.html.j2").render(
-        results=views, results_dir=portable(str(results_dir.resolve())), css=stylesheet(), scale="bench", absolute=True,
-        scale_description=DESCRIPTION)
+    html = (
+        environment()
+        .get_template("bench.html.j2")
+        .render(
+            results=views,
+            results_dir=portable(str(results_dir.resolve())),
+            css=stylesheet(),
+            scale="bench",
+            absolute=True,
+            scale_description=DESCRIPTION,
+        )
+    )
     index = page_dir / "index.html"
     write_text_atomic(index, html)
     return index, len(views)

@@ -23,8 +23,14 @@ from segbench.bench.timing import resolve_device, sync
 from segbench.errors import InputError
 
 TITLE = "RoI layers: forward + backward vs torchvision's averaging roi_align"
-OPTIONS: dict[str, Any] = {"features": "small", "rois_per_image": 256, "sampling_ratio": 2, "repeats": 5,
-                           "device": None, "threads": 1}
+OPTIONS: dict[str, Any] = {
+    "features": "small",
+    "rois_per_image": 256,
+    "sampling_ratio": 2,
+    "repeats": 5,
+    "device": None,
+    "threads": 1,
+}
 SIZES = {  # name: (N, C, H, W, stride)
     "small": (2, 256, 50, 50, 16),
     "large": (2, 256, 100, 152, 8),
@@ -62,7 +68,9 @@ def layers(sr: int) -> dict[str, Callable]:
     return {
         BASELINE: lambda x, r, s: torchvision.ops.roi_align(x, r, 7, s, sr),
         CHECKED: lambda x, r, s: roi_align(x, r, 7, s, sr, aggregation="max"),
-        "roi_align max aligned (ours)": lambda x, r, s: roi_align(x, r, 7, s, sr, aggregation="max", aligned=True),
+        "roi_align max aligned (ours)": lambda x, r, s: roi_align(
+            x, r, 7, s, sr, aggregation="max", aligned=True
+        ),
         "roi_warp max (ours)": lambda x, r, s: roi_warp(x, r, 7, s, sr, aggregation="max"),
         "roi_warp avg (tv on quantized)": lambda x, r, s: roi_warp(x, r, 7, s, sr, aggregation="avg"),
         "roi_pool (torchvision)": lambda x, r, s: roi_pool(x, r, 7, s),
@@ -98,8 +106,18 @@ def bench(size: str, rois_per_image: int, sr: int, repeats: int, device: torch.d
         fwd = statistics.median(f for f, _ in ts)
         bwd = statistics.median(b for _, b in ts)
         total = statistics.median(f + b for f, b in ts)
-        rows.append({"features": size, "shape": [n, c, h, w], "rois": int(rois.shape[0]), "layer": name,
-                     "fwd_ms": fwd * 1e3, "bwd_ms": bwd * 1e3, "total_ms": total * 1e3, "ratio": total / base})
+        rows.append(
+            {
+                "features": size,
+                "shape": [n, c, h, w],
+                "rois": int(rois.shape[0]),
+                "layer": name,
+                "fwd_ms": fwd * 1e3,
+                "bwd_ms": bwd * 1e3,
+                "total_ms": total * 1e3,
+                "ratio": total / base,
+            }
+        )
     return rows
 
 
@@ -114,14 +132,28 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
     rows: list[dict] = []
     notes = []
     for size in list(SIZES) if features == "both" else [features]:
-        part = bench(size, int(options["rois_per_image"]), int(options["sampling_ratio"]),
-                     int(options["repeats"]), device)
+        part = bench(
+            size,
+            int(options["rois_per_image"]),
+            int(options["sampling_ratio"]),
+            int(options["repeats"]),
+            device,
+        )
         rows += part
         ratio = next(r["ratio"] for r in part if r["layer"] == CHECKED)
         verdict = "OK" if ratio <= TARGET else "OVER TARGET"
-        notes.append(f"{size}: max-RoIAlign fwd+bwd = {ratio:.2f}x torchvision's avg roi_align "
-                     f"(target <= {TARGET:g}x): {verdict}")
-    notes.append(f"7x7 output, medians of {options['repeats']} rounds after one warm-up round, "
-                 "layers interleaved.")
-    return {"rows": rows, "columns": COLUMNS, "settings": {**options, "device": str(device), "target": TARGET},
-            "notes": notes, "device": str(device), "threads": torch.get_num_threads()}
+        notes.append(
+            f"{size}: max-RoIAlign fwd+bwd = {ratio:.2f}x torchvision's avg roi_align "
+            f"(target <= {TARGET:g}x): {verdict}"
+        )
+    notes.append(
+        f"7x7 output, medians of {options['repeats']} rounds after one warm-up round, layers interleaved."
+    )
+    return {
+        "rows": rows,
+        "columns": COLUMNS,
+        "settings": {**options, "device": str(device), "target": TARGET},
+        "notes": notes,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }

@@ -54,8 +54,9 @@ def sync(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], *, warmup: int, iters: int,
-                     device: Any = "cpu") -> dict[str, dict[str, float]]:
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], *, warmup: int, iters: int, device: Any = "cpu"
+) -> dict[str, dict[str, float]]:
     """``{name: {"median_ms", "min_ms", "n"}}`` of each function, calls interleaved (see the module doc)."""
     if iters < 1:
         raise ValueError("iters must be >= 1")
@@ -71,20 +72,25 @@ def time_interleaved(fns: dict[str, Callable[[], object]], *, warmup: int, iters
             fn()
             sync(device)
             samples[name].append((time.perf_counter() - start) * 1e3)
-    return {name: {"median_ms": statistics.median(s), "min_ms": min(s), "n": len(s)}
-            for name, s in samples.items()}
+    return {
+        name: {"median_ms": statistics.median(s), "min_ms": min(s), "n": len(s)}
+        for name, s in samples.items()
+    }
 
 
 def memory_method(device: Any) -> str:
     """What :func:`peak_memory_mb` measures on ``device`` (recorded in every result that reports memory)."""
     if str(device).startswith("cuda"):
         return "cuda_max_memory_allocated (steady-state peak minus allocated before the call)"
-    return ("cpu_peak_rss_growth_fork (forked child: warm-up call, malloc_trim, high-water mark reset, then "
-            "getrusage ru_maxrss after the call minus RSS before it)")
+    return (
+        "cpu_peak_rss_growth_fork (forked child: warm-up call, malloc_trim, high-water mark reset, then "
+        "getrusage ru_maxrss after the call minus RSS before it)"
+    )
 
 
-def peak_memory_mb(fn: Callable[[], object], device: Any = "cpu", *,
-                   reset: Callable[[], object] | None = None) -> tuple[float | None, str | None]:
+def peak_memory_mb(
+    fn: Callable[[], object], device: Any = "cpu", *, reset: Callable[[], object] | None = None
+) -> tuple[float | None, str | None]:
     """``(MiB, note)`` of one steady-state call of ``fn`` (module docstring); ``(None, reason)`` where it
     cannot be measured. ``reset`` runs before the warm-up and before the measured call."""
     if str(device).startswith("cuda"):
@@ -162,8 +168,9 @@ def _child_measure(fn: Callable[[], object], reset: Callable[[], object] | None)
     return {"peak_mb": max(0, _maxrss_kib() - start) / 1024, "note": note}
 
 
-def _cpu_peak_in_child(fn: Callable[[], object],
-                       reset: Callable[[], object] | None) -> tuple[float | None, str | None]:
+def _cpu_peak_in_child(
+    fn: Callable[[], object], reset: Callable[[], object] | None
+) -> tuple[float | None, str | None]:
     if not hasattr(os, "fork") or not os.path.exists("/proc/self/status"):
         return None, "needs fork and /proc (Linux)"
     sys.stdout.flush()

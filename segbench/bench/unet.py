@@ -27,6 +27,7 @@ def title_for(settings: dict[str, Any]) -> str:
     tile, size = settings.get("tile", OPTIONS["tile"]), settings.get("image_size", OPTIONS["image_size"])
     return f"U-Net: tiles/s on {tile} x {tile} input tiles and ms per {size} x {size} image by overlap-tile"
 
+
 OPTIONS: dict[str, Any] = {
     "base_channels": 64,
     "tile": 572,
@@ -56,6 +57,7 @@ def tile_pass(model: torch.nn.Module, device: torch.device, tile: int) -> Any:
     def forward() -> None:
         with torch.inference_mode():
             model(x)
+
     return forward
 
 
@@ -69,6 +71,7 @@ def image_pass(model: torch.nn.Module, device: torch.device, tile: int, size: in
     def predict() -> None:
         predict_tiled(model, image, tile, transforms=transforms, device=device, batch_tiles=1)
         sync(device)
+
     predict_tiled(model, image, tile, transforms=transforms[:1], device=device)  # warm-up
     return predict
 
@@ -92,24 +95,42 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
     except (ValueError, RuntimeError) as exc:
         raise InputError(f"--tile {tile}: not a valid input size of this U-Net ({exc})") from None
     peak, peak_note = peak_memory_mb(tile_pass(model, device, tile), device)
-    per_tile = time_interleaved({"tile": tile_pass(model, device, tile)}, warmup=1, iters=int(options["tiles"]),
-                                device=device)["tile"]["median_ms"]
+    per_tile = time_interleaved(
+        {"tile": tile_pass(model, device, tile)}, warmup=1, iters=int(options["tiles"]), device=device
+    )["tile"]["median_ms"]
     size = int(options["image_size"])
-    per_image = time_interleaved({"image": image_pass(model, device, tile, size, versions)}, warmup=0,
-                                 iters=int(options["images"]), device=device)["image"]["median_ms"]
+    per_image = time_interleaved(
+        {"image": image_pass(model, device, tile, size, versions)},
+        warmup=0,
+        iters=int(options["images"]),
+        device=device,
+    )["image"]["median_ms"]
     tiles_per_image = math.ceil(size / geometry.stride) ** 2
     row = {
         "base_channels": int(options["base_channels"]),
         "params": sum(p.numel() for p in model.parameters()),
-        "tile": tile, "tile_output": geometry.output_size, "tile_geometry": f"{tile} -> {geometry.output_size}",
-        "ms_per_tile": per_tile, "tiles_per_s": 1e3 / per_tile,
-        "image_size": size, "tiles_per_image": tiles_per_image, "stride": geometry.stride,
+        "tile": tile,
+        "tile_output": geometry.output_size,
+        "tile_geometry": f"{tile} -> {geometry.output_size}",
+        "ms_per_tile": per_tile,
+        "tiles_per_s": 1e3 / per_tile,
+        "image_size": size,
+        "tiles_per_image": tiles_per_image,
+        "stride": geometry.stride,
         "test_time_versions": versions,
         "image": f"{size} x {size}: {tiles_per_image} tiles of stride {geometry.stride}, {versions} version(s)",
-        "ms_per_image": per_image, "tile_peak_mb": peak,
+        "ms_per_image": per_image,
+        "tile_peak_mb": peak,
     }
-    notes = [f"medians of {options['tiles']} tile pass(es) and {options['images']} image(s); "
-             f"peak memory: {memory_method(device)}" + (f" ({peak_note})" if peak_note else "") + "."]
-    return {"rows": [row], "columns": COLUMNS, "settings": {**options, "device": str(device),
-                                                            "memory_method": memory_method(device)},
-            "notes": notes, "device": str(device), "threads": torch.get_num_threads()}
+    notes = [
+        f"medians of {options['tiles']} tile pass(es) and {options['images']} image(s); "
+        f"peak memory: {memory_method(device)}" + (f" ({peak_note})" if peak_note else "") + "."
+    ]
+    return {
+        "rows": [row],
+        "columns": COLUMNS,
+        "settings": {**options, "device": str(device), "memory_method": memory_method(device)},
+        "notes": notes,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }

@@ -55,7 +55,7 @@ _FIXES = {
     errno.EPERM: "fix its permissions or choose another --results (or --data-root)",
     errno.EROFS: "the file system is read-only; choose another --results (or --data-root)",
     errno.ENOTDIR: "a path component is a file, not a folder; point --results / --data-root / SEGBENCH_DATA "
-                   "at a folder",
+    "at a folder",
     errno.EEXIST: "a file is in the way of a folder; move it or choose another --results (or --data-root)",
     errno.EIO: "free space or choose another --results (or --data-root); check the disk if it persists",
 }
@@ -72,7 +72,9 @@ def os_error_line(exc: OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.cli_argv = list(sys.argv[1:] if argv is None else argv)  # for commands that record their command line
+    args.cli_argv = list(
+        sys.argv[1:] if argv is None else argv
+    )  # for commands that record their command line
     try:
         return int(args.func(args) or 0)
     except SegbenchError as exc:

@@ -14,7 +14,9 @@ from segbench.registry import load_registry, resolve_run
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run name from the registry (segbench list --runs)")
-    p.add_argument("--scale", default=None, help="smoke | mini | paper (default: the registry's default_scale)")
+    p.add_argument(
+        "--scale", default=None, help="smoke | mini | paper (default: the registry's default_scale)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of this run instance (default 0)")
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
     p.add_argument("--data-root", default=None, help="data root (default: $SEGBENCH_DATA or <repo>/data)")

@@ -11,26 +11,39 @@ from segbench.registry import check_scale, load_registry
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "audit", help="retrain committed runs from their recorded config and compare with their records",
+        "audit",
+        help="retrain committed runs from their recorded config and compare with their records",
         description="Retrain committed run instances (results/<scale>/runs/<run>-seed<k>/) from the config they "
-                    "record into a temporary results root (the committed records are never touched), evaluate "
-                    "them and compare with the committed train_log.jsonl and metrics.json: bit for bit where the "
-                    "recorded machine signature matches this machine's, otherwise each headline metric against "
-                    "the committed seed spread of the run widened by a tolerance. Prints one verdict per run and "
-                    "writes a JSON report; exit 0 when the audit passes, 1 on a discrepancy beyond the rule.")
+        "record into a temporary results root (the committed records are never touched), evaluate "
+        "them and compare with the committed train_log.jsonl and metrics.json: bit for bit where the "
+        "recorded machine signature matches this machine's, otherwise each headline metric against "
+        "the committed seed spread of the run widened by a tolerance. Prints one verdict per run and "
+        "writes a JSON report; exit 0 when the audit passes, 1 on a discrepancy beyond the rule.",
+    )
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--runs", help="comma-separated run ids (threshold_phc-seed1) or run names (all their "
-                                      "committed seeds)")
+    which.add_argument(
+        "--runs",
+        help="comma-separated run ids (threshold_phc-seed1) or run names (all their committed seeds)",
+    )
     which.add_argument("--sample", type=int, help="audit N committed run instances drawn at random (--seed)")
     p.add_argument("--seed", type=int, default=0, help="seed of the --sample draw (default 0)")
-    p.add_argument("--scale", default=None, help="smoke | mini | paper (default: the registry's default_scale)")
+    p.add_argument(
+        "--scale", default=None, help="smoke | mini | paper (default: the registry's default_scale)"
+    )
     p.add_argument("--results", default=None, help="committed results root (default: <repo>/results)")
     p.add_argument("--data-root", default=None, help="data root (default: $SEGBENCH_DATA or <repo>/data)")
-    p.add_argument("--work-dir", default=None, help="where the reruns go (default: a new temporary folder); "
-                                                    "never inside the committed results")
+    p.add_argument(
+        "--work-dir",
+        default=None,
+        help="where the reruns go (default: a new temporary folder); never inside the committed results",
+    )
     p.add_argument("--out", default=None, help="JSON report (default: <work dir>/audit.json)")
-    p.add_argument("--tolerance", type=float, default=None,
-                   help="relative widening of the committed seed spread in the statistical rule (default 0.02)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="relative widening of the committed seed spread in the statistical rule (default 0.02)",
+    )
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.set_defaults(func=run)
 
@@ -44,10 +57,20 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in (args.runs or "").split(",") if n.strip()]
     run_ids = select_instances(scale, names, args.sample, args.seed, args.results)
     tolerance = RELATIVE_TOLERANCE if args.tolerance is None else args.tolerance
-    summary = audit(scale, run_ids, data=data_root(args.data_root), results=args.results,
-                    work_dir=args.work_dir, out=args.out, device=args.device, relative=tolerance,
-                    echo=lambda line: print(line, flush=True))
+    summary = audit(
+        scale,
+        run_ids,
+        data=data_root(args.data_root),
+        results=args.results,
+        work_dir=args.work_dir,
+        out=args.out,
+        device=args.device,
+        relative=tolerance,
+        echo=lambda line: print(line, flush=True),
+    )
     word = "passed" if summary["passed"] else "FAILED"
-    print(f"audit {word}: {sum(r['passed'] for r in summary['runs'])}/{len(summary['runs'])} run(s) "
-          f"in {summary['wall_time_s']} s; report {summary['report_path']}")
+    print(
+        f"audit {word}: {sum(r['passed'] for r in summary['runs'])}/{len(summary['runs'])} run(s) "
+        f"in {summary['wall_time_s']} s; report {summary['report_path']}"
+    )
     return 0 if summary["passed"] else 1

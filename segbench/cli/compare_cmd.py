@@ -9,20 +9,36 @@ from segbench.plugins import PLUGIN_KINDS
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "compare", help="run a new method (plugin) against a table's baseline rows, with seeds and statistics",
+        "compare",
+        help="run a new method (plugin) against a table's baseline rows, with seeds and statistics",
         description="Register METHOD (module:attr, file.py:attr or a `segbench.plugins` entry point), swap it "
-                    "into the table's base row, train and evaluate it and every baseline row on seeds "
-                    "0..N-1 (reusing baseline runs already computed), and write "
-                    "results/<scale>/compare/<table>--<method>.{json,csv,md}: mean ± std per row and a paired "
-                    "t-test over seeds against each baseline row.")
-    p.add_argument("--method", required=True, help="the plugin, e.g. examples.precise_roi_pool:precise_roi_pool")
-    p.add_argument("--table", required=True, help="the table whose protocol and baselines to use (e.g. table2c)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per row (default 3; the paired test needs >= 2)")
+        "into the table's base row, train and evaluate it and every baseline row on seeds "
+        "0..N-1 (reusing baseline runs already computed), and write "
+        "results/<scale>/compare/<table>--<method>.{json,csv,md}: mean ± std per row and a paired "
+        "t-test over seeds against each baseline row.",
+    )
+    p.add_argument(
+        "--method", required=True, help="the plugin, e.g. examples.precise_roi_pool:precise_roi_pool"
+    )
+    p.add_argument(
+        "--table", required=True, help="the table whose protocol and baselines to use (e.g. table2c)"
+    )
+    p.add_argument(
+        "--seeds", type=int, default=3, help="seeds per row (default 3; the paired test needs >= 2)"
+    )
     p.add_argument("--scale", default=None, help="smoke | mini | paper (default: the registry's default)")
-    p.add_argument("--base", default=None, metavar="ROW",
-                   help="row whose run the method modifies (default: the paper's best row of the table)")
-    p.add_argument("--kind", default=None, choices=sorted(PLUGIN_KINDS),
-                   help="what the plugin replaces (default: its segbench_kind attribute)")
+    p.add_argument(
+        "--base",
+        default=None,
+        metavar="ROW",
+        help="row whose run the method modifies (default: the paper's best row of the table)",
+    )
+    p.add_argument(
+        "--kind",
+        default=None,
+        choices=sorted(PLUGIN_KINDS),
+        help="what the plugin replaces (default: its segbench_kind attribute)",
+    )
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
     p.add_argument("--data-root", default=None, help="data root (default: $SEGBENCH_DATA or <repo>/data)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -33,8 +49,17 @@ def run(args: argparse.Namespace) -> int:
     from segbench.compare import comparison_markdown, run_comparison
     from segbench.io import read_json
 
-    out = run_comparison(args.method, args.table, seeds=args.seeds, scale=args.scale, results=args.results,
-                         data_root=args.data_root, base_row=args.base, kind=args.kind, device=args.device)
+    out = run_comparison(
+        args.method,
+        args.table,
+        seeds=args.seeds,
+        scale=args.scale,
+        results=args.results,
+        data_root=args.data_root,
+        base_row=args.base,
+        kind=args.kind,
+        device=args.device,
+    )
     print(comparison_markdown(read_json(out)))
     print(f"written: {out} (.csv, .md beside it)")
     return 0

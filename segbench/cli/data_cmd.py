@@ -32,9 +32,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             q.add_argument("--seed", type=int, default=0, help="generator seed (synthetic data)")
         if action != "verify":
             q.add_argument("--force", action="store_true", help="regenerate / re-download even if complete")
-            q.add_argument("--verify", action="store_true",
-                           help="re-hash every file against the MANIFEST (default: only files whose size or "
-                                "mtime changed)")
+            q.add_argument(
+                "--verify",
+                action="store_true",
+                help="re-hash every file against the MANIFEST (default: only files whose size or "
+                "mtime changed)",
+            )
         q.set_defaults(func=run_action, action=action)
 
 
@@ -65,9 +68,13 @@ def run_action(args: argparse.Namespace) -> int:
             raise InputError(f"{name}: a synthetic dataset; use `segbench data generate {name}`")
         if args.action == "verify":
             manifest = data.verify(name, root)
-            print(f"{name}: {len(manifest['files'])} files match {data.dataset_dir(name, root) / data.MANIFEST}")
+            print(
+                f"{name}: {len(manifest['files'])} files match {data.dataset_dir(name, root) / data.MANIFEST}"
+            )
         else:
-            path = data.prepare(name, root, seed=getattr(args, "seed", 0), force=args.force, verify=args.verify)
+            path = data.prepare(
+                name, root, seed=getattr(args, "seed", 0), force=args.force, verify=args.verify
+            )
             print(f"{name}: ready in {path}")
         if source == "real":  # which checksum each file was checked against: published, or trust on first use
             for line in describe_checksums(name, root):

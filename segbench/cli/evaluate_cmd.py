@@ -11,9 +11,11 @@ from segbench.engine.runner import evaluate_run
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "evaluate", help="evaluate a trained run (COCO AP, ISBI errors or SEG) into metrics.json",
+        "evaluate",
+        help="evaluate a trained run (COCO AP, ISBI errors or SEG) into metrics.json",
         description="Evaluate RUN at SCALE with SEED on its dataset's held-out split and write "
-                    "results/<scale>/runs/<run>-seed<k>/metrics.json with provenance.")
+        "results/<scale>/runs/<run>-seed<k>/metrics.json with provenance.",
+    )
     add_run_arguments(p)
     p.set_defaults(func=run)
 

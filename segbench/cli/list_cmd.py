@@ -9,15 +9,25 @@ from segbench.registry import artifacts, load_registry, row_runs, runs_for_table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list tables, rows, runs and scales of the experiment registry",
-                       description="List what the registry defines. --json gives the machine-readable form "
-                                   "that the Snakefile and dvc.yaml are built from.")
-    p.add_argument("--json", action="store_true", help="print JSON (tables with rows and scales, runs, artifacts)")
+    p = sub.add_parser(
+        "list",
+        help="list tables, rows, runs and scales of the experiment registry",
+        description="List what the registry defines. --json gives the machine-readable form "
+        "that the Snakefile and dvc.yaml are built from.",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print JSON (tables with rows and scales, runs, artifacts)"
+    )
     p.add_argument("--runs", action="store_true", help="list the distinct runs (trained once each per seed)")
-    p.add_argument("--scale", default=None,
-                   help="with --runs: list run instances (run-seedK) at this scale with their state "
-                        "(current / stale / missing), headline metric and train time from metrics.json")
-    p.add_argument("--results", default=None, help="with --runs --scale: results root (default: <repo>/results)")
+    p.add_argument(
+        "--scale",
+        default=None,
+        help="with --runs: list run instances (run-seedK) at this scale with their state "
+        "(current / stale / missing), headline metric and train time from metrics.json",
+    )
+    p.add_argument(
+        "--results", default=None, help="with --runs --scale: results root (default: <repo>/results)"
+    )
     p.add_argument("--table", default=None, help="only this table or artifact (e.g. table2, unet_table1)")
     p.set_defaults(func=run)
 
@@ -30,11 +40,23 @@ def registry_summary(table_filter: str | None = None) -> dict:
     for name in tables:
         t = reg["tables"][name]
         out_tables[name] = {
-            "paper": t["paper"], "title": t["title"], "group": t.get("group"), "columns": t["columns"],
-            "split": t.get("split"), "evaluated_on": t.get("evaluated_on"),
+            "paper": t["paper"],
+            "title": t["title"],
+            "group": t.get("group"),
+            "columns": t["columns"],
+            "split": t.get("split"),
+            "evaluated_on": t.get("evaluated_on"),
             "scales": {s: {"seeds": t["seeds"][s]} for s in reg["scales"] if s in t["seeds"]},
-            "rows": [{"id": r["id"], "label": r["label"], "runs": row_runs(r),
-                      "reference_only": not row_runs(r), "paper_values": r["paper_values"]} for r in t["rows"]],
+            "rows": [
+                {
+                    "id": r["id"],
+                    "label": r["label"],
+                    "runs": row_runs(r),
+                    "reference_only": not row_runs(r),
+                    "paper_values": r["paper_values"],
+                }
+                for r in t["rows"]
+            ],
         }
     return {
         "citations": {k: v["citation"] for k, v in reg["papers"].items()},
@@ -42,9 +64,15 @@ def registry_summary(table_filter: str | None = None) -> dict:
         "scales": {k: v["description"] for k, v in reg["scales"].items()},
         "tables": out_tables,
         "artifacts": arts,
-        "runs": {name: {"family": r["family"], "dataset": r["dataset"], "model": r["model"],
-                        "seeds": {s: n for s in reg["scales"] if (n := len(seeds_for_run(name, s, reg)))}}
-                 for name, r in reg["runs"].items()},
+        "runs": {
+            name: {
+                "family": r["family"],
+                "dataset": r["dataset"],
+                "model": r["model"],
+                "seeds": {s: n for s in reg["scales"] if (n := len(seeds_for_run(name, s, reg)))},
+            }
+            for name, r in reg["runs"].items()
+        },
     }
 
 
@@ -82,8 +110,10 @@ def instance_lines(tables: list[str], scale: str, results: str | None = None) ->
             if isinstance(seconds, int | float):
                 train = f"{seconds:.0f} s" if seconds < 600 else f"{seconds / 60:.1f} min"
         lines.append(f"{rs.run_id:{width}s}  {state.state:22s}  {metric:26s}  {train}")
-    lines.append(f"{len(instances)} run instances at scale {scale} under {root / scale / 'runs'}: "
-                 + ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(["current", *states])))
+    lines.append(
+        f"{len(instances)} run instances at scale {scale} under {root / scale / 'runs'}: "
+        + ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(["current", *states]))
+    )
     return lines
 
 

@@ -10,11 +10,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from segbench.plan import GPU_TYPES
 
     p = sub.add_parser(
-        "plan", help="estimate a target's runs, downloads, GPU-hours and wall time before running it",
+        "plan",
+        help="estimate a target's runs, downloads, GPU-hours and wall time before running it",
         description="List every run `snakemake reproduce_TARGET` trains at a scale, with its iterations, images "
-                    "per batch, images seen and dataset (download size), and estimate GPU-hours and wall time "
-                    "from the benchmark records in results/bench/*.json. Without a GPU record of the chosen type "
-                    "the CPU figures are scaled by a documented factor, and each row says so.")
+        "per batch, images seen and dataset (download size), and estimate GPU-hours and wall time "
+        "from the benchmark records in results/bench/*.json. Without a GPU record of the chosen type "
+        "the CPU figures are scaled by a documented factor, and each row says so.",
+    )
     p.add_argument("target", help="table or artifact (table2, unet_table1, all), or reproduce_<name>")
     p.add_argument("--scale", default="paper", help="smoke | mini | paper (default: paper)")
     p.add_argument("--gpus", type=int, default=None, help="GPUs to plan for (default: the paper's, 8)")

@@ -10,14 +10,18 @@ from segbench.status import describe, target_status
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "status", help="which runs of a target are current, stale or missing, and which tables are stale",
+        "status",
+        help="which runs of a target are current, stale or missing, and which tables are stale",
         description="Compare the run records under results/<scale>/runs/ with the registry's configs and the "
-                    "assembled tables with their runs' metrics: what `snakemake reproduce_TARGET` will train and "
-                    "why. `make reproduce` prints this before it starts.")
+        "assembled tables with their runs' metrics: what `snakemake reproduce_TARGET` will train and "
+        "why. `make reproduce` prints this before it starts.",
+    )
     p.add_argument("target", help="table or artifact (table2, unet_table1, all), or reproduce_<name>")
     p.add_argument("--scale", default=None, help="smoke | mini | paper (default: the registry's default)")
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
-    p.add_argument("--retrain", action="store_true", help="describe a from-scratch retrain (make reproduce FORCE=1)")
+    p.add_argument(
+        "--retrain", action="store_true", help="describe a from-scratch retrain (make reproduce FORCE=1)"
+    )
     p.set_defaults(func=run)
 
 

@@ -13,20 +13,35 @@ from segbench.tables import write_table
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "table", help="assemble a table (or artifact, e.g. table2) from run results",
+        "table",
+        help="assemble a table (or artifact, e.g. table2) from run results",
         description="Write results/<scale>/tables/<table>.{json,csv,md}: reproduced mean ± std over seeds, "
-                    "the paper's value, the delta, the claims with their test, provenance; and print the "
-                    "table's Markdown to stdout (the written files' paths go to stderr).")
+        "the paper's value, the delta, the claims with their test, provenance; and print the "
+        "table's Markdown to stdout (the written files' paths go to stderr).",
+    )
     p.add_argument("name", nargs="?", help="table or artifact name (segbench list)")
-    p.add_argument("--summary", action="store_true",
-                   help="instead, print a Markdown digest of every assembled table of the scale (headline "
-                        "value per row, every direction with its verdict): the README's results section")
-    p.add_argument("--with-shared", action="store_true",
-                   help="also re-assemble every other table all of whose runs NAME has (as the Snakemake "
-                        "target does), so tables that share runs stay consistent")
-    p.add_argument("--no-write", "--print-only", dest="no_write", action="store_true",
-                   help="only print the Markdown; write no file (results/<scale>/tables stays as it is)")
-    p.add_argument("--scale", default=None, help="smoke | mini | paper | real_cpu (default: the registry's default)")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="instead, print a Markdown digest of every assembled table of the scale (headline "
+        "value per row, every direction with its verdict): the README's results section",
+    )
+    p.add_argument(
+        "--with-shared",
+        action="store_true",
+        help="also re-assemble every other table all of whose runs NAME has (as the Snakemake "
+        "target does), so tables that share runs stay consistent",
+    )
+    p.add_argument(
+        "--no-write",
+        "--print-only",
+        dest="no_write",
+        action="store_true",
+        help="only print the Markdown; write no file (results/<scale>/tables stays as it is)",
+    )
+    p.add_argument(
+        "--scale", default=None, help="smoke | mini | paper | real_cpu (default: the registry's default)"
+    )
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
     p.set_defaults(func=run)
 
@@ -43,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise InputError("segbench table: name a table or artifact (segbench list), or pass --summary")
-    names = assembled_with(args.name, registry, scale) if args.with_shared else artifacts(registry).get(args.name, [args.name])
+    names = (
+        assembled_with(args.name, registry, scale)
+        if args.with_shared
+        else artifacts(registry).get(args.name, [args.name])
+    )
     from segbench.tables.assemble import assemble_table, to_markdown
 
     for i, name in enumerate(names):

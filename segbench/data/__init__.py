@@ -10,5 +10,14 @@ located (or downloaded) and checked against its MANIFEST. Loaders then use
 from segbench.data.preparation import MANIFEST, dataset_identity, prepare, read_manifest, verify
 from segbench.data.registry import dataset_dir, dataset_entry, dataset_paths, load_datasets
 
-__all__ = ["MANIFEST", "dataset_dir", "dataset_identity", "dataset_entry", "dataset_paths", "load_datasets", "prepare",
-           "read_manifest", "verify"]
+__all__ = [
+    "MANIFEST",
+    "dataset_dir",
+    "dataset_identity",
+    "dataset_entry",
+    "dataset_paths",
+    "load_datasets",
+    "prepare",
+    "read_manifest",
+    "verify",
+]

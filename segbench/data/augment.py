@@ -23,11 +23,11 @@ class AugmentParams:
     elastic: bool = True
     grid: int = 3
     std_px: float = 10.0
-    rotate: bool = True        # uniform angle in [0, 360) degrees
-    flip: bool = True          # mirror the x axis with probability 1/2
-    shift: bool = True         # tile centre uniform over the image
-    grey_gain: float = 0.1     # intensity x U(1 - gain, 1 + gain)
-    grey_offset: float = 0.1   # intensity + U(-offset, offset) (images normalised to about [0, 1])
+    rotate: bool = True  # uniform angle in [0, 360) degrees
+    flip: bool = True  # mirror the x axis with probability 1/2
+    shift: bool = True  # tile centre uniform over the image
+    grey_gain: float = 0.1  # intensity x U(1 - gain, 1 + gain)
+    grey_offset: float = 0.1  # intensity + U(-offset, offset) (images normalised to about [0, 1])
 
     @classmethod
     def none(cls) -> AugmentParams:
@@ -35,8 +35,9 @@ class AugmentParams:
         return cls(elastic=False, rotate=False, flip=False, shift=False, grey_gain=0.0, grey_offset=0.0)
 
 
-def elastic_displacement(rng: np.random.Generator, shape: tuple[int, int], grid: int = 3,
-                         std_px: float = 10.0) -> np.ndarray:
+def elastic_displacement(
+    rng: np.random.Generator, shape: tuple[int, int], grid: int = 3, std_px: float = 10.0
+) -> np.ndarray:
     """A 2 x H x W displacement field: Gaussian vectors on a ``grid`` x ``grid`` lattice spanning the tile,
     upsampled by bicubic spline interpolation (section 3.1)."""
     coarse = rng.normal(0.0, std_px, size=(2, grid, grid))
@@ -51,8 +52,9 @@ def cubic_upsampling_matrix(nodes: int, size: int) -> np.ndarray:
     return ndimage.zoom(np.eye(nodes), (size / nodes, 1.0), order=3, mode="nearest", grid_mode=False)
 
 
-def sample_coordinates(rng: np.random.Generator, tile: tuple[int, int], image_shape: tuple[int, int],
-                       params: AugmentParams) -> np.ndarray:
+def sample_coordinates(
+    rng: np.random.Generator, tile: tuple[int, int], image_shape: tuple[int, int], params: AugmentParams
+) -> np.ndarray:
     """Source coordinates (2 x h x w) of every pixel of a ``tile``-sized training sample of an image."""
     rows, cols = (np.arange(n, dtype=np.float64) - (n - 1) / 2.0 for n in tile)
     y, x = np.meshgrid(rows, cols, indexing="ij")
@@ -74,19 +76,26 @@ def sample_coordinates(rng: np.random.Generator, tile: tuple[int, int], image_sh
 
 def warp(array: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
     """Sample a 2-D array at ``coords`` with spline ``order`` (0 = nearest), mirroring outside the image."""
-    return ndimage.map_coordinates(array, coords, order=order, mode="mirror",
-                                   output=array.dtype if order == 0 else np.float32)
+    return ndimage.map_coordinates(
+        array, coords, order=order, mode="mirror", output=array.dtype if order == 0 else np.float32
+    )
 
 
 def center_crop_field(coords: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     top = (coords.shape[1] - size[0]) // 2
     left = (coords.shape[2] - size[1]) // 2
-    return coords[:, top:top + size[0], left:left + size[1]]
+    return coords[:, top : top + size[0], left : left + size[1]]
 
 
-def augment_tile(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray, weights: np.ndarray,
-                 input_tile: tuple[int, int], output_tile: tuple[int, int] | None = None,
-                 params: AugmentParams | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def augment_tile(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    input_tile: tuple[int, int],
+    output_tile: tuple[int, int] | None = None,
+    params: AugmentParams | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One training sample: an ``input_tile`` image and the ``output_tile`` labels and weights at its centre
     (the valid output of the unpadded U-Net; ``None`` = the input size), all under the same deformation."""
     params = params or AugmentParams()

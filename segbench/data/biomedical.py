@@ -27,10 +27,10 @@ class LabelledImage:
     """One 2-D training/evaluation image with instance labels (0 = background)."""
 
     name: str
-    image: np.ndarray       # H x W float32, normalised intensities
-    instances: np.ndarray   # H x W int32 instance ids
-    label_file: Path        # the file the labels came from (keys the weight-map cache)
-    index: int              # slice index in label_file (0 for one image per file)
+    image: np.ndarray  # H x W float32, normalised intensities
+    instances: np.ndarray  # H x W int32 instance ids
+    label_file: Path  # the file the labels came from (keys the weight-map cache)
+    index: int  # slice index in label_file (0 for one image per file)
 
 
 def read_tiff(path: Path, what: str) -> np.ndarray:
@@ -41,8 +41,9 @@ def read_tiff(path: Path, what: str) -> np.ndarray:
     try:
         array = np.asarray(tifffile.imread(path))
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types for a damaged file
-        raise InputError(f"{path}: unreadable {what} ({type(exc).__name__}: {exc}); "
-                         "re-download or regenerate it") from None
+        raise InputError(
+            f"{path}: unreadable {what} ({type(exc).__name__}: {exc}); re-download or regenerate it"
+        ) from None
     if array.size == 0:  # tifffile only warns about some damaged headers and returns nothing
         raise InputError(f"{path}: unreadable {what} (no image data); re-download or regenerate it")
     return array
@@ -64,12 +65,16 @@ def load_isbi_stack(volume: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]
     if images.ndim != 3:
         raise InputError(f"{volume}: expected a S x H x W greyscale stack, got shape {images.shape}")
     if masks.shape != images.shape:
-        raise InputError(f"{labels}: label shape {masks.shape} differs from volume shape {images.shape}; "
-                         "use the labels that belong to this volume")
+        raise InputError(
+            f"{labels}: label shape {masks.shape} differs from volume shape {images.shape}; "
+            "use the labels that belong to this volume"
+        )
     values = np.unique(masks)
     if not set(values.tolist()) <= {0, 255}:
-        raise InputError(f"{labels}: labels must be binary (255 = cell, 0 = membrane), found values "
-                         f"{values[:8].tolist()}; binarise them first")
+        raise InputError(
+            f"{labels}: labels must be binary (255 = cell, 0 = membrane), found values "
+            f"{values[:8].tolist()}; binarise them first"
+        )
     return images, masks
 
 
@@ -78,8 +83,12 @@ def isbi_images(volume: Path, labels: Path) -> list[LabelledImage]:
     from segbench.data.weight_map import instances_from_binary
 
     images, masks = load_isbi_stack(volume, labels)
-    return [LabelledImage(f"slice{i:02d}", normalize_intensity(img), instances_from_binary(mask == 255),
-                          Path(labels), i) for i, (img, mask) in enumerate(zip(images, masks, strict=True))]
+    return [
+        LabelledImage(
+            f"slice{i:02d}", normalize_intensity(img), instances_from_binary(mask == 255), Path(labels), i
+        )
+        for i, (img, mask) in enumerate(zip(images, masks, strict=True))
+    ]
 
 
 def ctc_frames(images_dir: Path, gt_seg_dir: Path) -> list[LabelledImage]:
@@ -95,17 +104,27 @@ def ctc_frames(images_dir: Path, gt_seg_dir: Path) -> list[LabelledImage]:
     out = []
     for index in sorted(segs):
         if index not in frames:
-            raise InputError(f"{segs[index]}: no frame t{index:03d}.tif in {images_dir}; "
-                             "the SEG file must match a frame")
+            raise InputError(
+                f"{segs[index]}: no frame t{index:03d}.tif in {images_dir}; the SEG file must match a frame"
+            )
         image = read_tiff(frames[index], "CTC frame")
         labels = read_tiff(segs[index], "CTC SEG label image")
         if image.ndim != 2 or labels.shape != image.shape:
-            raise InputError(f"{segs[index]}: labels {labels.shape} vs frame {image.shape}; expected two "
-                             "2-D images of the same size")
+            raise InputError(
+                f"{segs[index]}: labels {labels.shape} vs frame {image.shape}; expected two "
+                "2-D images of the same size"
+            )
         if not np.issubdtype(labels.dtype, np.integer):
             raise InputError(f"{segs[index]}: SEG labels must be integer instance ids, got {labels.dtype}")
-        out.append(LabelledImage(f"{images_dir.name}/t{index:03d}", normalize_intensity(image),
-                                 labels.astype(np.int32), segs[index], 0))
+        out.append(
+            LabelledImage(
+                f"{images_dir.name}/t{index:03d}",
+                normalize_intensity(image),
+                labels.astype(np.int32),
+                segs[index],
+                0,
+            )
+        )
     return out
 
 
@@ -126,8 +145,9 @@ class Split:
     protocol: str
 
 
-def held_out_split(fmt: str, groups: list[list[LabelledImage]], fold: int | None = None,
-                   folds: int = 5) -> Split:
+def held_out_split(
+    fmt: str, groups: list[list[LabelledImage]], fold: int | None = None, folds: int = 5
+) -> Split:
     """The evaluation protocol (labels of the official test sets are secret).
 
     ISBI: ``folds`` contiguous blocks of slices (fewer for stacks of fewer slices); block ``fold``
@@ -139,25 +159,38 @@ def held_out_split(fmt: str, groups: list[list[LabelledImage]], fold: int | None
         folds = min(folds, len(images))
         fold = folds - 1 if fold is None else fold
         if not 0 <= fold < folds or folds < 2:
-            raise InputError(f"split.fold={fold} of {folds} folds over {len(images)} slices: needs "
-                             "0 <= fold < folds and at least 2 slices")
+            raise InputError(
+                f"split.fold={fold} of {folds} folds over {len(images)} slices: needs "
+                "0 <= fold < folds and at least 2 slices"
+            )
         bounds = np.linspace(0, len(images), folds + 1).round().astype(int)
         lo, hi = int(bounds[fold]), int(bounds[fold + 1])
-        return Split(images[:lo] + images[hi:], images[lo:hi],
-                     f"ISBI 2012 training stack, fold {fold + 1} of {folds} contiguous folds held out: "
-                     f"trained on {len(images) - (hi - lo)} slices, evaluated on slices {lo}-{hi - 1} "
-                     "(test labels are secret)")
+        return Split(
+            images[:lo] + images[hi:],
+            images[lo:hi],
+            f"ISBI 2012 training stack, fold {fold + 1} of {folds} contiguous folds held out: "
+            f"trained on {len(images) - (hi - lo)} slices, evaluated on slices {lo}-{hi - 1} "
+            "(test labels are secret)",
+        )
     groups = [g for g in groups if g]
     if not groups:
         raise InputError("CTC dataset: no annotated frames in any sequence")
     if len(groups) >= 2:
         train = [img for g in groups[:-1] for img in g]
         names = sorted({img.name.split("/")[0] for img in groups[-1]})
-        return Split(train, groups[-1], f"CTC: trained on the annotated frames of the other sequences, "
-                     f"evaluated on sequence {names[0]} ({len(groups[-1])} annotated frames)")
+        return Split(
+            train,
+            groups[-1],
+            f"CTC: trained on the annotated frames of the other sequences, "
+            f"evaluated on sequence {names[0]} ({len(groups[-1])} annotated frames)",
+        )
     frames = groups[0]
     if len(frames) < 2:
         raise InputError("CTC dataset: a single annotated frame cannot be split into training and evaluation")
     cut = len(frames) - max(1, round(0.2 * len(frames)))
-    return Split(frames[:cut], frames[cut:], f"CTC: one sequence; trained on its first {cut} annotated "
-                 f"frames, evaluated on the last {len(frames) - cut}")
+    return Split(
+        frames[:cut],
+        frames[cut:],
+        f"CTC: one sequence; trained on its first {cut} annotated "
+        f"frames, evaluated on the last {len(frames) - cut}",
+    )

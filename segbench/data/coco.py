@@ -70,7 +70,7 @@ def keypoint_flip_permutation(names: Sequence[str]) -> list[int]:
     perm = []
     for name in names:
         prefix = next((p for p in swapped if name.startswith(p)), None)
-        partner = swapped[prefix] + name[len(prefix):] if prefix else name
+        partner = swapped[prefix] + name[len(prefix) :] if prefix else name
         perm.append(position.get(partner, position[name]))
     return perm
 
@@ -83,21 +83,27 @@ def load_coco_json(annotation_file: Path, *, annotations_required: bool = True) 
         data.setdefault("annotations", [])
     for key in ("images", "annotations", "categories"):
         if not isinstance(data, dict) or not isinstance(data.get(key), list):
-            raise InputError(f"{annotation_file}: not a COCO annotation file (no '{key}' list); "
-                             "point the dataset at instances_*.json / person_keypoints_*.json")
+            raise InputError(
+                f"{annotation_file}: not a COCO annotation file (no '{key}' list); "
+                "point the dataset at instances_*.json / person_keypoints_*.json"
+            )
     image_ids = {img["id"] for img in data["images"]}
     for ann in data["annotations"]:
         if ann.get("image_id") not in image_ids:
-            raise InputError(f"{annotation_file}: annotation {ann.get('id')} points at image_id "
-                             f"{ann.get('image_id')}, which is not in 'images'; add the image or drop the "
-                             "annotation")
+            raise InputError(
+                f"{annotation_file}: annotation {ann.get('id')} points at image_id "
+                f"{ann.get('image_id')}, which is not in 'images'; add the image or drop the "
+                "annotation"
+            )
         segm = ann.get("segmentation")
         if isinstance(segm, list):
             for poly in segm:
                 if len(poly) < 6:
-                    raise InputError(f"{annotation_file}: annotation {ann.get('id')} has a polygon with "
-                                     f"{len(poly) // 2} points (< 3); drop that polygon or regenerate the "
-                                     "file")
+                    raise InputError(
+                        f"{annotation_file}: annotation {ann.get('id')} has a polygon with "
+                        f"{len(poly) // 2} points (< 3); drop that polygon or regenerate the "
+                        "file"
+                    )
     check_ground_truth(data, str(annotation_file))
     return data
 
@@ -121,8 +127,15 @@ class CocoInstances(Dataset):
     :data:`SampleKey` ``(index, flip)`` as the :class:`GroupedBatchSampler` yields them.
     """
 
-    def __init__(self, images_dir: Path, annotation_file: Path, *, train: bool, masks: bool = True,
-                 keypoints: bool = False) -> None:
+    def __init__(
+        self,
+        images_dir: Path,
+        annotation_file: Path,
+        *,
+        train: bool,
+        masks: bool = True,
+        keypoints: bool = False,
+    ) -> None:
         self.images_dir = Path(images_dir)
         self.annotation_file = Path(annotation_file)
         self.with_masks = masks
@@ -131,10 +144,13 @@ class CocoInstances(Dataset):
         self.category_ids: list[int] = sorted(c["id"] for c in data["categories"])
         self.label_of_category = {cid: label for label, cid in enumerate(self.category_ids, start=1)}
         self.keypoint_names: list[str] = next(
-            (list(c["keypoints"]) for c in data["categories"] if c.get("keypoints")), [])
+            (list(c["keypoints"]) for c in data["categories"] if c.get("keypoints")), []
+        )
         if keypoints and not self.keypoint_names:
-            raise InputError(f"{self.annotation_file}: no category lists 'keypoints'; "
-                             "keypoint runs need a person_keypoints_*.json file")
+            raise InputError(
+                f"{self.annotation_file}: no category lists 'keypoints'; "
+                "keypoint runs need a person_keypoints_*.json file"
+            )
         self.with_keypoints = keypoints
         self.keypoint_flip = keypoint_flip_permutation(self.keypoint_names)
         info = data.get("info") or {}
@@ -142,9 +158,11 @@ class CocoInstances(Dataset):
         self.skipped = SkipCounts()
         self.records = self._build_records(data, train)
         if train and not self.records:
-            raise InputError(f"{self.annotation_file}: no training images left after filtering "
-                             f"({self.skipped.describe()}); fix the boxes (width and height >= 1 px) or "
-                             "regenerate the file")
+            raise InputError(
+                f"{self.annotation_file}: no training images left after filtering "
+                f"({self.skipped.describe()}); fix the boxes (width and height >= 1 px) or "
+                "regenerate the file"
+            )
         log.info("%s: %d images (%s)", self.annotation_file.name, len(self.records), self.skipped.describe())
 
     @property
@@ -194,8 +212,10 @@ class CocoInstances(Dataset):
                 continue
             path = self.images_dir / img["file_name"]
             if not path.is_file():
-                raise InputError(f"{self.annotation_file}: image {img['id']} is missing on disk ({path}); "
-                                 "re-download or regenerate the dataset (segbench data)")
+                raise InputError(
+                    f"{self.annotation_file}: image {img['id']} is missing on disk ({path}); "
+                    "re-download or regenerate the dataset (segbench data)"
+                )
             records.append(ImageRecord(img["id"], path, int(img["height"]), int(img["width"]), anns))
         return records
 
@@ -204,13 +224,16 @@ class CocoInstances(Dataset):
             with Image.open(record.path) as img:
                 pixels = np.asarray(img.convert("RGB"))
         except (OSError, UnidentifiedImageError) as exc:
-            raise InputError(f"{record.path}: unreadable image ({exc}); re-download or regenerate "
-                             "it") from None
+            raise InputError(
+                f"{record.path}: unreadable image ({exc}); re-download or regenerate it"
+            ) from None
         image = torch.from_numpy(pixels.copy()).permute(2, 0, 1)
         if tuple(image.shape[-2:]) != (record.height, record.width):
-            raise InputError(f"{record.path}: image is {tuple(image.shape[-2:])} but "
-                             f"{self.annotation_file.name} says {(record.height, record.width)}; "
-                             "fix the annotation file")
+            raise InputError(
+                f"{record.path}: image is {tuple(image.shape[-2:])} but "
+                f"{self.annotation_file.name} says {(record.height, record.width)}; "
+                "fix the annotation file"
+            )
         return image.float().div_(255.0)
 
     def _target(self, record: ImageRecord) -> Target:
@@ -221,8 +244,9 @@ class CocoInstances(Dataset):
         boxes[:, 1::2].clamp_(0, record.height)
         target: Target = {
             "boxes": boxes,
-            "labels": torch.tensor([self.label_of_category[a["category_id"]] for a in anns],
-                                   dtype=torch.int64),
+            "labels": torch.tensor(
+                [self.label_of_category[a["category_id"]] for a in anns], dtype=torch.int64
+            ),
             "image_id": torch.tensor(record.image_id),
         }
         if self.with_masks:
@@ -243,8 +267,9 @@ def hflip(image: torch.Tensor, target: Target, keypoint_flip: Sequence[int]) -> 
     width = image.shape[-1]
     flipped = dict(target)
     boxes = target["boxes"]
-    flipped["boxes"] = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]],
-                                   dim=1)
+    flipped["boxes"] = torch.stack(
+        [width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1
+    )
     if "masks" in target:
         flipped["masks"] = target["masks"].flip(-1)
     if "keypoints" in target:
@@ -264,8 +289,17 @@ class GroupedBatchSampler:
     ``start_batch`` skips that many batches, which is how a resumed run continues where it stopped.
     """
 
-    def __init__(self, groups: Sequence[int], batch_size: int, *, seed: int, hflip: bool,
-                 rank: int = 0, world_size: int = 1, start_batch: int = 0) -> None:
+    def __init__(
+        self,
+        groups: Sequence[int],
+        batch_size: int,
+        *,
+        seed: int,
+        hflip: bool,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+    ) -> None:
         if not groups:
             raise InputError("no training images left after filtering; check the annotation file")
         if batch_size < 1 or not 0 <= rank < world_size:
@@ -286,7 +320,7 @@ class GroupedBatchSampler:
             rng = np.random.default_rng([self.seed, epoch])
             order = rng.permutation(len(self.groups))
             flips = rng.random(len(self.groups)) < 0.5
-            for index in order[self.rank::self.world_size].tolist():
+            for index in order[self.rank :: self.world_size].tolist():
                 bucket = buckets[self.groups[index]]
                 bucket.append((index, bool(self.hflip and flips[index])))
                 if len(bucket) == self.batch_size:

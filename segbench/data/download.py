@@ -64,21 +64,51 @@ def hash_file(path: str | os.PathLike[str], algorithms: tuple[str, ...] = ("sha2
     return {name: digest.hexdigest() for name, digest in digests.items()}
 
 
-def download(url: str, dest: str | os.PathLike[str], *, sha256: str | None = None, md5: str | None = None,
-             progress: bool | TextIO = True, timeout: float = 60.0, fix: str = "rerun the command to resume",
-             retries: int | None = None, backoff: float | None = None, expected_from: str = "") -> str:
+def download(
+    url: str,
+    dest: str | os.PathLike[str],
+    *,
+    sha256: str | None = None,
+    md5: str | None = None,
+    progress: bool | TextIO = True,
+    timeout: float = 60.0,
+    fix: str = "rerun the command to resume",
+    retries: int | None = None,
+    backoff: float | None = None,
+    expected_from: str = "",
+) -> str:
     """Fetch ``url`` into ``dest`` (resuming ``dest.part``) and return the file's sha256.
 
     See :func:`fetch`, which also returns the size and md5.
     """
-    return fetch(url, dest, sha256=sha256, md5=md5, progress=progress, timeout=timeout, fix=fix,
-                 retries=retries, backoff=backoff, expected_from=expected_from).sha256
+    return fetch(
+        url,
+        dest,
+        sha256=sha256,
+        md5=md5,
+        progress=progress,
+        timeout=timeout,
+        fix=fix,
+        retries=retries,
+        backoff=backoff,
+        expected_from=expected_from,
+    ).sha256
 
 
-def fetch(url: str, dest: str | os.PathLike[str], *, sha256: str | None = None, md5: str | None = None,
-          progress: bool | TextIO = True, timeout: float = 60.0, fix: str = "rerun the command to resume",
-          retries: int | None = None, backoff: float | None = None, expected_from: str = "",
-          sleep: Callable[[float], None] | None = None) -> Fetched:
+def fetch(
+    url: str,
+    dest: str | os.PathLike[str],
+    *,
+    sha256: str | None = None,
+    md5: str | None = None,
+    progress: bool | TextIO = True,
+    timeout: float = 60.0,
+    fix: str = "rerun the command to resume",
+    retries: int | None = None,
+    backoff: float | None = None,
+    expected_from: str = "",
+    sleep: Callable[[float], None] | None = None,
+) -> Fetched:
     """Fetch ``url`` into ``dest`` and verify it against ``sha256`` and/or ``md5`` where given.
 
     A complete ``dest`` whose checksums match is not fetched again (a mismatching one is replaced).
@@ -112,7 +142,7 @@ def fetch(url: str, dest: str | os.PathLike[str], *, sha256: str | None = None, 
             if attempt >= retries:
                 kept = f"partial file kept as {part}, " if part.exists() and part.stat().st_size else ""
                 raise InputError(f"{dest.name}: {exc} after {attempt + 1} attempt(s); {kept}{fix}") from None
-            wait = min(backoff * 2 ** attempt, MAX_BACKOFF_S)
+            wait = min(backoff * 2**attempt, MAX_BACKOFF_S)
             meter.note(f"{exc}; retrying in {wait:g} s (retry {attempt + 1} of {retries})")
             sleep(wait)
             attempt += 1
@@ -123,8 +153,10 @@ def fetch(url: str, dest: str | os.PathLike[str], *, sha256: str | None = None, 
         part.unlink()
         algo, expected, actual = problem
         source = f" ({expected_from})" if expected_from else ""
-        raise InputError(f"{dest.name}: checksum mismatch: expected {algo} {expected}{source}, got {algo} {actual} "
-                         f"from {url}; the corrupt copy was removed, {fix}")
+        raise InputError(
+            f"{dest.name}: checksum mismatch: expected {algo} {expected}{source}, got {algo} {actual} "
+            f"from {url}; the corrupt copy was removed, {fix}"
+        )
     os.replace(part, dest)
     return Fetched(dest, dest.stat().st_size, digests["sha256"], digests.get("md5", ""))
 
@@ -158,7 +190,9 @@ def _fetch_into(url: str, part: Path, *, timeout: float, meter: Progress) -> Non
             raise _Transient(f"HTTP 416 for a resume at byte {have} of {total}; starting over") from None
         if exc.code in RETRY_HTTP:
             raise _Transient(f"HTTP {exc.code} from {url}") from None
-        raise InputError(f"{part.name[:-5]}: HTTP {exc.code} from {url}; check the URL in datasets.yaml") from None
+        raise InputError(
+            f"{part.name[:-5]}: HTTP {exc.code} from {url}; check the URL in datasets.yaml"
+        ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise _Transient(f"cannot reach {url} ({reason})") from None
@@ -178,8 +212,9 @@ def _fetch_into(url: str, part: Path, *, timeout: float, meter: Progress) -> Non
                     received += len(block)
                     meter.update(received)
             except (http.client.IncompleteRead, OSError) as exc:  # OSError covers resets and timeouts
-                raise _Transient(f"download interrupted after {received} of {total or '?'} bytes "
-                                 f"({type(exc).__name__})") from None
+                raise _Transient(
+                    f"download interrupted after {received} of {total or '?'} bytes ({type(exc).__name__})"
+                ) from None
     if total is not None and received < total:
         raise _Transient(f"truncated download ({received} of {total} bytes)")
 
@@ -204,8 +239,10 @@ def check_free_space(where: str | os.PathLike[str], needed: int, *, what: str, d
     free = shutil.disk_usage(probe).free
     if needed > free:
         extra = f" ({detail})" if detail else ""
-        raise InputError(f"{what}: needs {human_bytes(needed)} free in {probe}{extra}, only {human_bytes(free)} "
-                         "free; free some space or choose another data root (--data-root or SEGBENCH_DATA)")
+        raise InputError(
+            f"{what}: needs {human_bytes(needed)} free in {probe}{extra}, only {human_bytes(free)} "
+            "free; free some space or choose another data root (--data-root or SEGBENCH_DATA)"
+        )
 
 
 # -- progress --------------------------------------------------------------------------------------------
@@ -213,8 +250,14 @@ class Progress:
     """Bytes, rate and ETA of one download on ``stream``: a self-overwriting line on a terminal, a plain
     line every :data:`LINE_EVERY_S` seconds otherwise; nothing when ``stream`` is None."""
 
-    def __init__(self, name: str, stream: TextIO | None, *, every_s: float = LINE_EVERY_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        stream: TextIO | None,
+        *,
+        every_s: float = LINE_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name, self.stream, self.every_s, self.clock = name, stream, every_s, clock
         self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
         self.total: int | None = None
@@ -230,7 +273,10 @@ class Progress:
             self._emit(f"{self.name}: downloading {human_bytes(total)}{resumed}", final=True)
             self.started = True
         elif have:
-            self._emit(f"{self.name}: resuming at {human_bytes(have)} of {human_bytes(total)} (HTTP Range)", final=True)
+            self._emit(
+                f"{self.name}: resuming at {human_bytes(have)} of {human_bytes(total)} (HTTP Range)",
+                final=True,
+            )
 
     def update(self, received: int) -> None:
         self.received = received
@@ -247,8 +293,10 @@ class Progress:
             eta = f", ETA {_duration((self.total - self.received) / rate)}" if rate > 0 else ", ETA ?"
         else:
             pct, eta = "", ""
-        return (f"{self.name}: {human_bytes(self.received)} of {human_bytes(self.total)}{pct}, "
-                f"{human_bytes(rate)}/s{eta}")
+        return (
+            f"{self.name}: {human_bytes(self.received)} of {human_bytes(self.total)}{pct}, "
+            f"{human_bytes(rate)}/s{eta}"
+        )
 
     def note(self, message: str) -> None:
         self._emit(f"{self.name}: {message}", final=True)
@@ -293,10 +341,13 @@ def extract_zip(archive: str | os.PathLike[str], dest_dir: str | os.PathLike[str
             for member in zf.namelist():
                 target = (tmp / member).resolve()
                 if not target.is_relative_to(tmp.resolve()):
-                    raise InputError(f"{archive}: member {member!r} escapes the extraction directory; "
-                                     "the archive is unsafe, delete it and download again")
-            check_free_space(tmp, sum(i.file_size for i in zf.infolist()), what=archive.name,
-                             detail="to extract it")
+                    raise InputError(
+                        f"{archive}: member {member!r} escapes the extraction directory; "
+                        "the archive is unsafe, delete it and download again"
+                    )
+            check_free_space(
+                tmp, sum(i.file_size for i in zf.infolist()), what=archive.name, detail="to extract it"
+            )
             zf.extractall(tmp)
         moved = []
         for entry in sorted(tmp.iterdir()):
@@ -309,6 +360,8 @@ def extract_zip(archive: str | os.PathLike[str], dest_dir: str | os.PathLike[str
             moved.append(target)
         return moved
     except zipfile.BadZipFile as exc:
-        raise InputError(f"{archive}: not a valid zip archive ({exc}); delete it and download again") from None
+        raise InputError(
+            f"{archive}: not a valid zip archive ({exc}); delete it and download again"
+        ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -73,7 +73,9 @@ def check(root: Path, manifest: dict[str, Any], *, full: bool = False) -> Check:
         except FileNotFoundError:
             return Check(root, manifest, path, "is missing")
         if st.st_size != record.get("bytes"):
-            return Check(root, manifest, path, f"has {st.st_size} bytes, the MANIFEST records {record.get('bytes')}")
+            return Check(
+                root, manifest, path, f"has {st.st_size} bytes, the MANIFEST records {record.get('bytes')}"
+            )
         newest = max(newest, st.st_mtime_ns)
         if full or st.st_mtime_ns >= reference:
             if sha256_file(path) != record["sha256"]:

@@ -30,8 +30,15 @@ STALE_TMP_S = 3600.0  # leftovers of interrupted generations older than this are
 log = logging.getLogger(__name__)
 
 
-def prepare(name: str, data_root: str | os.PathLike[str], *, seed: int = 0, force: bool = False,
-            progress: bool = True, verify: bool = False) -> Path:
+def prepare(
+    name: str,
+    data_root: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+    verify: bool = False,
+) -> Path:
     """Generate, locate or download dataset ``name`` under ``data_root``; return its directory.
 
     Idempotent: a complete dataset that matches its MANIFEST (same generator, params and seed for
@@ -61,7 +68,9 @@ def dataset_lock(name: str, data_root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def dataset_identity(name: str, data_root: str | os.PathLike[str], *, verify: bool = False) -> dict[str, Any] | None:
+def dataset_identity(
+    name: str, data_root: str | os.PathLike[str], *, verify: bool = False
+) -> dict[str, Any] | None:
     """``{"name", "sha256", "files"}`` of a prepared dataset after checking it against its MANIFEST (see
     :mod:`segbench.data.integrity`): a changed synthetic dataset is regenerated (with a warning line), a
     changed real one refused. ``None`` where the dataset has no MANIFEST (not prepared by segbench)."""
@@ -79,8 +88,10 @@ def dataset_identity(name: str, data_root: str | os.PathLike[str], *, verify: bo
         manifest = read_manifest(root) or {"files": {}}
         result = integrity.check(root, manifest, full=verify)
     if not result.ok:
-        raise InputError(f"dataset {name!r}: {result.changed} {result.reason}; restore the file or run "
-                         f"`segbench data prepare {name} --force` to re-download")
+        raise InputError(
+            f"dataset {name!r}: {result.changed} {result.reason}; restore the file or run "
+            f"`segbench data prepare {name} --force` to re-download"
+        )
     return {"name": name, "sha256": result.sha256, "files": len(manifest["files"])}
 
 
@@ -96,10 +107,14 @@ def verify(name: str, data_root: str | os.PathLike[str]) -> dict[str, Any]:
     for rel, record in manifest["files"].items():
         path = relative_child(root, rel, what="MANIFEST entry", source=root / MANIFEST)
         if not path.is_file():
-            raise InputError(f"dataset {name!r}: {path} is missing; run `segbench data prepare {name} --force`")
+            raise InputError(
+                f"dataset {name!r}: {path} is missing; run `segbench data prepare {name} --force`"
+            )
         if sha256_file(path) != record["sha256"]:
-            raise InputError(f"dataset {name!r}: {path} does not match the sha256 in {root / MANIFEST}; "
-                             f"run `segbench data prepare {name} --force` (or restore the file)")
+            raise InputError(
+                f"dataset {name!r}: {path} does not match the sha256 in {root / MANIFEST}; "
+                f"run `segbench data prepare {name} --force` (or restore the file)"
+            )
     return manifest
 
 
@@ -120,18 +135,27 @@ def build_manifest(root: Path, **fields: Any) -> dict[str, Any]:
     files = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
-        if rel == MANIFEST or rel.endswith(".part") or any(part.startswith(".") for part in path.relative_to(root).parts):
+        if (
+            rel == MANIFEST
+            or rel.endswith(".part")
+            or any(part.startswith(".") for part in path.relative_to(root).parts)
+        ):
             continue
         files[rel] = integrity.file_record(path)
-    return {**fields, "segbench_version": __version__, "files": files,
-            "dataset_sha256": integrity.dataset_sha256(files)}
+    return {
+        **fields,
+        "segbench_version": __version__,
+        "files": files,
+        "dataset_sha256": integrity.dataset_sha256(files),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
 # Synthetic
 # ---------------------------------------------------------------------------------------------------
-def _prepare_synthetic(name: str, entry: dict[str, Any], data_root: Path, *, seed: int, force: bool,
-                       verify: bool = False) -> Path:
+def _prepare_synthetic(
+    name: str, entry: dict[str, Any], data_root: Path, *, seed: int, force: bool, verify: bool = False
+) -> Path:
     from segbench.data.synthetic import GENERATORS
     from segbench.io import write_json_atomic
 
@@ -155,8 +179,10 @@ def _prepare_synthetic(name: str, entry: dict[str, Any], data_root: Path, *, see
             manifest = build_manifest(tmp, **identity)
         missing = [str(p) for p in layout_files(resolve_layout(entry, tmp)) if not p.exists()]
         if missing:
-            raise InputError(f"dataset {name!r}: generator {entry['generator']!r} did not write {missing[0]}; "
-                             "fix the layout in datasets.yaml or the generator")
+            raise InputError(
+                f"dataset {name!r}: generator {entry['generator']!r} did not write {missing[0]}; "
+                "fix the layout in datasets.yaml or the generator"
+            )
         with _name_failed_writes(target, tmp):
             write_json_atomic(tmp / MANIFEST, manifest)
             _swap_into_place(tmp, target)
@@ -202,13 +228,16 @@ def _remove_stale_tmp(data_root: Path, name: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Real
 # ---------------------------------------------------------------------------------------------------
-ARCHIVES = "ARCHIVES.json"  # beside the data: each archive's size, checksums and what they were checked against
+ARCHIVES = (
+    "ARCHIVES.json"  # beside the data: each archive's size, checksums and what they were checked against
+)
 PUBLISHED = "published"  # the registry's checksum (the publisher's or the community's), checked at download
 TOFU = "trust on first use"  # no published checksum: the first download's sha256, checked on later downloads
 
 
-def _prepare_real(name: str, entry: dict[str, Any], data_root: Path, *, force: bool, progress: bool,
-                  verify: bool = False) -> Path:
+def _prepare_real(
+    name: str, entry: dict[str, Any], data_root: Path, *, force: bool, progress: bool, verify: bool = False
+) -> Path:
     from segbench.data.download import check_free_space, extract_zip, fetch, human_bytes
     from segbench.io import write_json_atomic
 
@@ -220,21 +249,28 @@ def _prepare_real(name: str, entry: dict[str, Any], data_root: Path, *, force: b
         if manifest is not None:
             result = integrity.check(root, manifest, full=verify)
             if not result.ok:
-                raise InputError(f"dataset {name!r}: {result.changed} {result.reason}; restore the file or run "
-                                 f"`segbench data prepare {name} --force` to re-download")
+                raise InputError(
+                    f"dataset {name!r}: {result.changed} {result.reason}; restore the file or run "
+                    f"`segbench data prepare {name} --force` to re-download"
+                )
             return root
         _check_published_checksums(name, entry, root)
         _write_real_manifest(name, entry, root, archives=records)
         return root
     if manifest is not None:  # no longer ready until every archive is verified and extracted again
         (root / MANIFEST).unlink()
-    pending = [item for item in entry["downloads"] if item.get("url") is not None
-               and (force or not _already_extracted(root, records.get(item["file"])))]
+    pending = [
+        item
+        for item in entry["downloads"]
+        if item.get("url") is not None and (force or not _already_extracted(root, records.get(item["file"])))
+    ]
     needed, archive_bytes, extracted_bytes = 0, 0, 0
     for item in pending:
         archive = _archive_path(root, item)
-        have = max((p.stat().st_size for p in (archive, archive.with_name(archive.name + ".part")) if p.is_file()),
-                   default=0)
+        have = max(
+            (p.stat().st_size for p in (archive, archive.with_name(archive.name + ".part")) if p.is_file()),
+            default=0,
+        )
         size = item.get("size_bytes")
         if size is not None:
             archive_bytes += max(int(size) - have, 0)
@@ -242,22 +278,41 @@ def _prepare_real(name: str, entry: dict[str, Any], data_root: Path, *, force: b
             extracted_bytes += int(item.get("extracted_bytes") or size or 0)
     needed = archive_bytes + extracted_bytes
     if needed:
-        check_free_space(root, needed, what=f"dataset {name!r}",
-                         detail=f"archives {human_bytes(archive_bytes)} + extracted {human_bytes(extracted_bytes)}, "
-                                "sizes from datasets.yaml")
+        check_free_space(
+            root,
+            needed,
+            what=f"dataset {name!r}",
+            detail=f"archives {human_bytes(archive_bytes)} + extracted {human_bytes(extracted_bytes)}, "
+            "sizes from datasets.yaml",
+        )
     for item in pending:
         file, archive = item["file"], _archive_path(root, item)
-        recorded = records.get(file, {}).get("sha256") if not (item.get("sha256") or item.get("md5")) else None
+        recorded = (
+            records.get(file, {}).get("sha256") if not (item.get("sha256") or item.get("md5")) else None
+        )
         if item.get("md5") or item.get("sha256"):
             expected_from = "published, datasets.yaml"
         else:
-            expected_from = f"recorded at the first download in {root / ARCHIVES}; delete that entry if the publisher " \
-                            "changed the file"
+            expected_from = (
+                f"recorded at the first download in {root / ARCHIVES}; delete that entry if the publisher "
+                "changed the file"
+            )
         fix = f"rerun `segbench data download {name}` to resume"
-        got = fetch(item["url"], archive, sha256=item.get("sha256") or recorded, md5=item.get("md5"),
-                    progress=progress, fix=fix, expected_from=expected_from)
-        record = {"url": item["url"], "bytes": got.bytes, "sha256": got.sha256,
-                  "recorded_utc": records.get(file, {}).get("recorded_utc") or _utc_now()}
+        got = fetch(
+            item["url"],
+            archive,
+            sha256=item.get("sha256") or recorded,
+            md5=item.get("md5"),
+            progress=progress,
+            fix=fix,
+            expected_from=expected_from,
+        )
+        record = {
+            "url": item["url"],
+            "bytes": got.bytes,
+            "sha256": got.sha256,
+            "recorded_utc": records.get(file, {}).get("recorded_utc") or _utc_now(),
+        }
         if item.get("md5"):
             record.update(md5=got.md5, checked_against=f"{PUBLISHED} md5 (datasets.yaml)", trust=PUBLISHED)
         elif item.get("sha256"):
@@ -330,11 +385,15 @@ def describe_checksums(name: str, data_root: str | os.PathLike[str]) -> list[str
             how = published or f"no published checksum; its files' sha256 recorded in {MANIFEST} ({TOFU})"
             lines.append(f"  {file}: {where}; {how}")
         elif published:
-            lines.append(f"  {file}: {published}, matched at download ({record.get('recorded_utc', '?')}); "
-                         f"sha256 {record['sha256']} recorded")
+            lines.append(
+                f"  {file}: {published}, matched at download ({record.get('recorded_utc', '?')}); "
+                f"sha256 {record['sha256']} recorded"
+            )
         else:
-            lines.append(f"  {file}: no published checksum; sha256 {record['sha256']} recorded at the first download "
-                         f"({record.get('recorded_utc', '?')}, {TOFU}), later downloads must match it")
+            lines.append(
+                f"  {file}: no published checksum; sha256 {record['sha256']} recorded at the first download "
+                f"({record.get('recorded_utc', '?')}, {TOFU}), later downloads must match it"
+            )
     return lines
 
 
@@ -349,8 +408,10 @@ def _check_published_checksums(name: str, entry: dict[str, Any], root: Path) -> 
         for algo in ("sha256", "md5"):
             known = item.get(algo)
             if known and (actual := hash_file(path, (algo,))[algo]) != known:
-                raise InputError(f"dataset {name!r}: {path}: checksum mismatch: expected {algo} {known} "
-                                 f"(published, datasets.yaml), got {algo} {actual}; replace it with the original file")
+                raise InputError(
+                    f"dataset {name!r}: {path}: checksum mismatch: expected {algo} {known} "
+                    f"(published, datasets.yaml), got {algo} {actual}; replace it with the original file"
+                )
 
 
 def _all_present(name: str, data_root: Path) -> bool:
@@ -365,13 +426,25 @@ def _write_real_manifest(name: str, entry: dict[str, Any], root: Path, *, archiv
     """Record the files of a real dataset (and its archives' sha256); skipped on a read-only data root."""
     from segbench.io import write_json_atomic
 
-    manifest = build_manifest(root, dataset=name, source="real", archives=archives,
-                              downloads=[d.get("url") for d in entry["downloads"]])
-    manifest["files"] = {rel: rec for rel, rec in manifest["files"].items()
-                         if not rel.startswith("downloads/") and rel != ARCHIVES}
+    manifest = build_manifest(
+        root,
+        dataset=name,
+        source="real",
+        archives=archives,
+        downloads=[d.get("url") for d in entry["downloads"]],
+    )
+    manifest["files"] = {
+        rel: rec
+        for rel, rec in manifest["files"].items()
+        if not rel.startswith("downloads/") and rel != ARCHIVES
+    }
     manifest["dataset_sha256"] = integrity.dataset_sha256(manifest["files"])
     try:
         write_json_atomic(root / MANIFEST, manifest)
     except OSError as exc:
-        log.warning("%s: cannot write %s (%s); the data root is read-only, checksums not recorded",
-                    name, root / MANIFEST, exc)
+        log.warning(
+            "%s: cannot write %s (%s); the data root is read-only, checksums not recorded",
+            name,
+            root / MANIFEST,
+            exc,
+        )

@@ -52,6 +52,7 @@ def dataset_entry(name: str) -> dict[str, Any]:
 
 def validate_entry(name: str, entry: Any, where: Path | str = "datasets.yaml") -> None:
     """Check one entry's keys, source, format, generator/params or downloads, and layout."""
+
     def fail(problem: str) -> None:
         raise InputError(f"{where}: dataset {name!r}: {problem}; fix the entry")
 
@@ -75,7 +76,11 @@ def validate_entry(name: str, entry: Any, where: Path | str = "datasets.yaml") -
         if generator not in GENERATORS:
             fail(f"generator must be one of {sorted(GENERATORS)}, got {generator!r}")
         params = entry.get("params", {})
-        extra = set(params) - set(GENERATORS[generator].DEFAULTS) if isinstance(params, dict) else {"<not a mapping>"}
+        extra = (
+            set(params) - set(GENERATORS[generator].DEFAULTS)
+            if isinstance(params, dict)
+            else {"<not a mapping>"}
+        )
         if extra:
             fail(f"unknown params {sorted(extra)} for generator {generator!r}")
     else:
@@ -87,14 +92,21 @@ def validate_entry(name: str, entry: Any, where: Path | str = "datasets.yaml") -
                 fail(f"each download needs 'file' and only {sorted(DOWNLOAD_KEYS)}, got {item!r}")
             for algo, digits in HEX_DIGITS.items():
                 value = item.get(algo)
-                if value is not None and (not isinstance(value, str) or len(value) != digits
-                                          or any(c not in "0123456789abcdef" for c in value)):
-                    fail(f"download {item['file']!r}: {algo} must be {digits} lower-case hex digits or null, "
-                         f"got {value!r}")
+                if value is not None and (
+                    not isinstance(value, str)
+                    or len(value) != digits
+                    or any(c not in "0123456789abcdef" for c in value)
+                ):
+                    fail(
+                        f"download {item['file']!r}: {algo} must be {digits} lower-case hex digits or null, "
+                        f"got {value!r}"
+                    )
             for key in ("size_bytes", "extracted_bytes"):
                 value = item.get(key)
                 if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                    fail(f"download {item['file']!r}: {key} must be a non-negative integer or null, got {value!r}")
+                    fail(
+                        f"download {item['file']!r}: {key} must be a non-negative integer or null, got {value!r}"
+                    )
     _validate_layout(fmt, entry.get("layout"), fail)
 
 
@@ -110,8 +122,12 @@ def _validate_layout(fmt: str, layout: Any, fail) -> None:
             fail("isbi2012 layout needs 'volume' and 'labels' (optionally 'test_volume')")
     else:
         sequences = layout.get("sequences")
-        if set(layout) != {"sequences"} or not isinstance(sequences, list) or not sequences or any(
-                not isinstance(s, dict) or set(s) != {"images", "gt_seg"} for s in sequences):
+        if (
+            set(layout) != {"sequences"}
+            or not isinstance(sequences, list)
+            or not sequences
+            or any(not isinstance(s, dict) or set(s) != {"images", "gt_seg"} for s in sequences)
+        ):
             fail("ctc layout needs 'sequences', a list of {images, gt_seg}")
 
 

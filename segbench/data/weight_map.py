@@ -68,8 +68,10 @@ def two_nearest_cell_distances(instances: np.ndarray, cutoff: float) -> tuple[np
     for index, bbox in enumerate(ndimage.find_objects(instances), start=1):
         if bbox is None:
             continue
-        window = tuple(slice(max(0, s.start - margin), min(n, s.stop + margin))
-                       for s, n in zip(bbox, instances.shape, strict=True))
+        window = tuple(
+            slice(max(0, s.start - margin), min(n, s.stop + margin))
+            for s, n in zip(bbox, instances.shape, strict=True)
+        )
         distance = ndimage.distance_transform_edt(instances[window] != index)
         near, second = d1[window], d2[window]
         d2[window] = np.where(distance < near, near, np.minimum(second, distance))
@@ -77,8 +79,9 @@ def two_nearest_cell_distances(instances: np.ndarray, cutoff: float) -> tuple[np
     return d1, d2
 
 
-def unet_weight_map(instances: np.ndarray, w0: float = PAPER_W0, sigma: float = PAPER_SIGMA_PX,
-                    tolerance: float = 1e-6) -> np.ndarray:
+def unet_weight_map(
+    instances: np.ndarray, w0: float = PAPER_W0, sigma: float = PAPER_SIGMA_PX, tolerance: float = 1e-6
+) -> np.ndarray:
     """Equation 2 for one 2-D instance label image (0 = background); returns float32 weights."""
     if instances.ndim != 2:
         raise InputError(f"unet_weight_map: expected a 2-D instance label image, got shape {instances.shape}")
@@ -113,8 +116,14 @@ def file_sha256(path: Path) -> str:
     return _sha256(Path(path).resolve(), stat.st_mtime_ns, stat.st_size)
 
 
-def cached_weight_map(label_file: Path, index: int, instances: np.ndarray, cache_dir: Path,
-                      w0: float = PAPER_W0, sigma: float = PAPER_SIGMA_PX) -> np.ndarray:
+def cached_weight_map(
+    label_file: Path,
+    index: int,
+    instances: np.ndarray,
+    cache_dir: Path,
+    w0: float = PAPER_W0,
+    sigma: float = PAPER_SIGMA_PX,
+) -> np.ndarray:
     """The weight map of slice ``index`` of ``label_file`` (whose instances are given), cached as ``.npy``
     in ``cache_dir`` under the file's sha256, the slice and the parameters (recomputed if any changes)."""
     key = f"{file_sha256(label_file)[:32]}_{index:05d}_w0-{w0:g}_sigma-{sigma:g}"
@@ -127,6 +136,7 @@ def cached_weight_map(label_file: Path, index: int, instances: np.ndarray, cache
         except (OSError, ValueError):
             pass  # a damaged cache file is recomputed below
     weights = unet_weight_map(instances, w0=w0, sigma=sigma)
+
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:  # a file object: np.save on a path would append ".npy"
             np.save(fh, weights, allow_pickle=False)

@@ -8,8 +8,12 @@ from types import ModuleType
 
 from segbench.errors import NotImplementedYet
 
-FAMILY_ENGINES = {"maskrcnn": "segbench.engine.maskrcnn", "unet": "segbench.engine.unet",
-                  "classical": "segbench.engine.classical", "sliding_window": "segbench.engine.sliding_window"}
+FAMILY_ENGINES = {
+    "maskrcnn": "segbench.engine.maskrcnn",
+    "unet": "segbench.engine.unet",
+    "classical": "segbench.engine.classical",
+    "sliding_window": "segbench.engine.sliding_window",
+}
 
 
 def engine_for(family: str) -> ModuleType:

@@ -48,8 +48,13 @@ def score_probability_maps(fmt: str, split: Split, cell_probability: list[np.nda
 
         labels = np.stack([np.where(img.instances > 0, 255, 0).astype(np.uint8) for img in split.held_out])
         pred = np.clip(np.stack(cell_probability), 0.0, 1.0).astype(np.float32)
-        return {"isbi": {**isbi_metrics_with_counts(pred, labels), "protocol": split.protocol,
-                         "held_out": held_out}}
+        return {
+            "isbi": {
+                **isbi_metrics_with_counts(pred, labels),
+                "protocol": split.protocol,
+                "held_out": held_out,
+            }
+        }
     from scipy import ndimage
 
     from segbench.metrics.ctc import seg_metrics
@@ -57,8 +62,9 @@ def score_probability_maps(fmt: str, split: Split, cell_probability: list[np.nda
     four = ndimage.generate_binary_structure(2, 1)
     shapes = {img.instances.shape for img in split.held_out}
     if len(shapes) != 1:
-        raise InputError(f"held-out frames have several sizes {sorted(shapes)}; "
-                         "evaluate one sequence at a time")
+        raise InputError(
+            f"held-out frames have several sizes {sorted(shapes)}; evaluate one sequence at a time"
+        )
     pred = np.stack([ndimage.label(p > 0.5, structure=four)[0] for p in cell_probability])
     gt = np.stack([img.instances for img in split.held_out])
     return {"ctc": {**seg_metrics(pred, gt), "protocol": split.protocol, "held_out": held_out}}

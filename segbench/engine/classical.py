@@ -21,16 +21,24 @@ from segbench.models.classical import SmoothedThreshold, build_classical
 FITTED_MODEL = "classical_model.json"
 
 
-def train(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
-          gpus: int = 0) -> dict[str, Any]:
+def train(
+    cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None, gpus: int = 0
+) -> dict[str, Any]:
     """Fit the threshold on the training split (``device``/``gpus`` unused: NumPy on the CPU)."""
     _, split = load_split(cfg, data_root)
-    model = build_classical(cfg).fit([img.image for img in split.train],
-                                     [img.instances > 0 for img in split.train])
-    summary = {"threshold": model.threshold, "polarity": model.polarity, "train_pixel_f": model.train_pixel_f,
-               "train_images": len(split.train), "protocol": split.protocol}
-    write_json_atomic(Path(run_dir) / FITTED_MODEL, {**run_identity(cfg), "model": model.state(),
-                                                     "summary": summary})
+    model = build_classical(cfg).fit(
+        [img.image for img in split.train], [img.instances > 0 for img in split.train]
+    )
+    summary = {
+        "threshold": model.threshold,
+        "polarity": model.polarity,
+        "train_pixel_f": model.train_pixel_f,
+        "train_images": len(split.train),
+        "protocol": split.protocol,
+    }
+    write_json_atomic(
+        Path(run_dir) / FITTED_MODEL, {**run_identity(cfg), "model": model.state(), "summary": summary}
+    )
     return summary
 
 
@@ -50,8 +58,9 @@ def load_fitted(cfg: dict[str, Any], run_dir: Path) -> SmoothedThreshold:
         raise InputError(f"{path}: not a smoothed-threshold model; delete it and retrain") from None
 
 
-def evaluate(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
-             device: str | None = None) -> dict[str, Any]:
+def evaluate(
+    cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None
+) -> dict[str, Any]:
     """Metrics of the fitted threshold on the held-out images."""
     model = load_fitted(cfg, run_dir)
     fmt, split = load_split(cfg, data_root)

@@ -24,8 +24,11 @@ def loader_options(schedule: dict[str, Any], device: torch.device, seed: int) ->
     0 on the CPU, where workers would take the cores the model trains on), pinned memory on CUDA, and a
     private generator, so that starting the loader never draws from the global RNG (exact resume)."""
     workers = int(schedule.get("workers", 4 if device.type == "cuda" else 0))
-    return {"num_workers": workers, "pin_memory": device.type == "cuda",
-            "generator": torch.Generator().manual_seed(int(seed))}
+    return {
+        "num_workers": workers,
+        "pin_memory": device.type == "cuda",
+        "generator": torch.Generator().manual_seed(int(seed)),
+    }
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -39,8 +42,13 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def step_lr_factor(iteration: int, lr_decay_at: list[int], lr_decay_factor: float = 0.1,
-                   warmup_iters: int = 0, warmup_factor: float = 1.0 / 3) -> float:
+def step_lr_factor(
+    iteration: int,
+    lr_decay_at: list[int],
+    lr_decay_factor: float = 0.1,
+    warmup_iters: int = 0,
+    warmup_factor: float = 1.0 / 3,
+) -> float:
     """Multiplier of the base learning rate at ``iteration`` (0-based): linear warm-up from
     ``warmup_factor`` over ``warmup_iters``, then x ``lr_decay_factor`` at each step in ``lr_decay_at``
     (Mask R-CNN section 3.1: lr 0.02, decreased by 10 at 120k of 160k iterations)."""
@@ -51,14 +59,18 @@ def step_lr_factor(iteration: int, lr_decay_at: list[int], lr_decay_factor: floa
     return factor
 
 
-def check_finite(loss: torch.Tensor, iteration: int, run_dir: Path, parts: dict[str, float] | None = None) -> None:
+def check_finite(
+    loss: torch.Tensor, iteration: int, run_dir: Path, parts: dict[str, float] | None = None
+) -> None:
     """Stop the run on a NaN/inf loss, naming the iteration and keeping the last good checkpoint."""
     if not math.isfinite(float(loss)):
         detail = ", ".join(f"{k}={v:.4g}" for k, v in (parts or {}).items())
         last = latest_checkpoint(run_dir)
         keep = f"last good checkpoint kept: {last}" if last else "no checkpoint written yet"
-        raise RunError(f"{run_dir}: non-finite loss at iteration {iteration} ({detail}); {keep}; "
-                       "lower the learning rate or check the data, then rerun to resume")
+        raise RunError(
+            f"{run_dir}: non-finite loss at iteration {iteration} ({detail}); {keep}; "
+            "lower the learning rate or check the data, then rerun to resume"
+        )
 
 
 def save_checkpoint(run_dir: Path, iteration: int, state: dict[str, Any], keep: int = 2) -> Path:
@@ -92,16 +104,22 @@ def load_checkpoint(path: Path, expected: dict[str, Any] | None = None) -> dict[
     """Load a checkpoint safely (``weights_only=True``). ``expected`` maps keys (e.g. ``run``,
     ``config_hash``) to the values this run requires; a checkpoint of another variant is refused."""
     if not Path(path).exists():
-        raise InputError(f"{path}: missing (model weights are not kept in git, so a clone has none); retrain "
-                         "the run: `segbench train ... --force`, or `make reproduce FORCE=1`")
+        raise InputError(
+            f"{path}: missing (model weights are not kept in git, so a clone has none); retrain "
+            "the run: `segbench train ... --force`, or `make reproduce FORCE=1`"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling/zip error means a corrupt file
-        raise InputError(f"{path}: unreadable checkpoint ({type(exc).__name__}); delete it to retrain") from None
+        raise InputError(
+            f"{path}: unreadable checkpoint ({type(exc).__name__}); delete it to retrain"
+        ) from None
     for key, value in (expected or {}).items():
         if state.get(key) != value:
-            raise InputError(f"{path}: checkpoint is for {key}={state.get(key)!r}, this run needs {value!r}; "
-                             "delete it or point the run at the right directory")
+            raise InputError(
+                f"{path}: checkpoint is for {key}={state.get(key)!r}, this run needs {value!r}; "
+                "delete it or point the run at the right directory"
+            )
     return state
 
 

@@ -86,8 +86,9 @@ class Schedule:
     rescaled: dict[str, Any] | None = None
 
     def lr(self, iteration: int) -> float:
-        return self.base_lr * step_lr_factor(iteration, self.lr_decay_at, self.lr_decay_factor,
-                                             self.warmup_iters, self.warmup_factor)
+        return self.base_lr * step_lr_factor(
+            iteration, self.lr_decay_at, self.lr_decay_factor, self.warmup_iters, self.warmup_factor
+        )
 
 
 def canonical_schedule(raw: dict[str, Any]) -> dict[str, Any]:
@@ -101,8 +102,15 @@ def canonical_schedule(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_schedule(raw: dict[str, Any], defaults: dict[str, Any], *, replicas: int = 1, gpus: int = 0,
-                   cuda: bool = False, train_scales: list[int] | None = None) -> Schedule:
+def parse_schedule(
+    raw: dict[str, Any],
+    defaults: dict[str, Any],
+    *,
+    replicas: int = 1,
+    gpus: int = 0,
+    cuda: bool = False,
+    train_scales: list[int] | None = None,
+) -> Schedule:
     """The :class:`Schedule` of a ``schedule`` block for ``replicas`` data-parallel processes.
 
     ``defaults`` are the family's values of omitted keys (``checkpoint_every: None`` = once, at the end).
@@ -115,7 +123,11 @@ def parse_schedule(raw: dict[str, Any], defaults: dict[str, Any], *, replicas: i
         if key not in values:
             spelled = " or ".join([key, *(a for a, n in SCHEDULE_ALIASES.items() if n == key)])
             raise InputError(f"schedule: missing {spelled}")
-    iterations, batch, lr = int(values["iterations"]), int(values.get("images_per_batch", 1)), float(values["base_lr"])
+    iterations, batch, lr = (
+        int(values["iterations"]),
+        int(values.get("images_per_batch", 1)),
+        float(values["base_lr"]),
+    )
     steps = [int(s) for s in values.get("lr_decay_at", [])]
     warmup = int(values.get("warmup_iters", 0))
     every = int(values.get("checkpoint_every") or iterations) or iterations
@@ -125,23 +137,43 @@ def parse_schedule(raw: dict[str, Any], defaults: dict[str, Any], *, replicas: i
         new_batch = batch // int(paper_gpus) * replicas
         if new_batch != batch:
             k = new_batch / batch
-            rescaled = {"reason": f"{replicas} data-parallel replica(s) instead of the paper's {paper_gpus} "
-                                  f"GPUs (granted gpus={gpus}); linear scaling rule",
-                        "paper": {"images_per_batch": batch, "base_lr": lr, "iterations": iterations,
-                                  "lr_decay_at": steps, "warmup_iters": warmup},
-                        "factor": k}
+            rescaled = {
+                "reason": f"{replicas} data-parallel replica(s) instead of the paper's {paper_gpus} "
+                f"GPUs (granted gpus={gpus}); linear scaling rule",
+                "paper": {
+                    "images_per_batch": batch,
+                    "base_lr": lr,
+                    "iterations": iterations,
+                    "lr_decay_at": steps,
+                    "warmup_iters": warmup,
+                },
+                "factor": k,
+            }
             iterations, steps = round(iterations / k), [round(s / k) for s in steps]
             warmup, every = round(warmup / k), max(1, round(every / k))
             batch, lr = new_batch, lr * k
     if batch % replicas:
-        raise InputError(f"schedule: images_per_batch={batch} does not split over {replicas} replicas; "
-                         "change images_per_batch or the number of processes")
-    return Schedule(iterations=iterations, images_per_batch=batch, images_per_replica=batch // replicas,
-                    base_lr=lr, lr_decay_at=steps, lr_decay_factor=float(values.get("lr_decay_factor", 0.1)),
-                    warmup_iters=warmup, warmup_factor=float(values.get("warmup_factor", 1.0 / 3)),
-                    momentum=float(values["momentum"]), weight_decay=float(values["weight_decay"]),
-                    checkpoint_every=every, amp=bool(values.get("amp", False)) and cuda, replicas=replicas,
-                    train_scales=train_scales, rescaled=rescaled)
+        raise InputError(
+            f"schedule: images_per_batch={batch} does not split over {replicas} replicas; "
+            "change images_per_batch or the number of processes"
+        )
+    return Schedule(
+        iterations=iterations,
+        images_per_batch=batch,
+        images_per_replica=batch // replicas,
+        base_lr=lr,
+        lr_decay_at=steps,
+        lr_decay_factor=float(values.get("lr_decay_factor", 0.1)),
+        warmup_iters=warmup,
+        warmup_factor=float(values.get("warmup_factor", 1.0 / 3)),
+        momentum=float(values["momentum"]),
+        weight_decay=float(values["weight_decay"]),
+        checkpoint_every=every,
+        amp=bool(values.get("amp", False)) and cuda,
+        replicas=replicas,
+        train_scales=train_scales,
+        rescaled=rescaled,
+    )
 
 
 # -- processes and devices ----------------------------------------------------------------------------
@@ -186,8 +218,10 @@ def resolve_device(value: Any = None, local_rank: int = 0) -> torch.device:
         if device.index is None:
             device = torch.device("cuda", local_rank)
         if device.index >= torch.cuda.device_count():
-            raise InputError(f"--device {text}: this machine has {torch.cuda.device_count()} visible GPU(s); "
-                             "use cuda:0 .. cuda:N-1")
+            raise InputError(
+                f"--device {text}: this machine has {torch.cuda.device_count()} visible GPU(s); "
+                "use cuda:0 .. cuda:N-1"
+            )
     return device
 
 
@@ -209,8 +243,10 @@ def check_identity(state: dict[str, Any], identity: dict[str, Any], path: Path) 
         if key == "run" and "run" not in state and "run_id" in state:
             continue
         if found != value:
-            raise InputError(f"{path}: written for {key}={found!r}, this run needs {value!r}; "
-                             "delete it or point the run at the right directory")
+            raise InputError(
+                f"{path}: written for {key}={found!r}, this run needs {value!r}; "
+                "delete it or point the run at the right directory"
+            )
 
 
 def load_identified(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
@@ -220,8 +256,9 @@ def load_identified(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def save_final(run_dir: Path, identity: dict[str, Any], model: torch.nn.Module, summary: dict[str, Any],
-               **extra: Any) -> Path:
+def save_final(
+    run_dir: Path, identity: dict[str, Any], model: torch.nn.Module, summary: dict[str, Any], **extra: Any
+) -> Path:
     """``model_final.pt``: identity, weights, the training summary and family ``extra``; atomic."""
     path = Path(run_dir) / FINAL_MODEL
     save_torch({**identity, "model": model.state_dict(), "summary": summary, **extra}, path)
@@ -250,8 +287,9 @@ def check_legacy_final(run_dir: Path, identity: dict[str, Any], path: Path) -> N
     done = Path(run_dir) / "train_done.json"
     recorded = read_json(done, "train record").get("config_hash") if done.exists() else None
     if recorded != identity["config_hash"]:
-        raise InputError(f"{path}: written without a run identity and no matching {done.name}; "
-                         "delete it and retrain")
+        raise InputError(
+            f"{path}: written without a run identity and no matching {done.name}; delete it and retrain"
+        )
 
 
 # -- the log ------------------------------------------------------------------------------------------
@@ -276,8 +314,14 @@ def read_train_log(path: Path) -> list[dict[str, Any]]:
 
 
 # -- resume -------------------------------------------------------------------------------------------
-def resume(run_dir: Path, identity: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-           scaler: torch.amp.GradScaler, device: torch.device) -> int:
+def resume(
+    run_dir: Path,
+    identity: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+) -> int:
     """Load the newest checkpoint of ``run_dir`` (weights, optimizer, scaler, RNG states) into the given
     objects; returns the iteration to continue from, 0 for a fresh run."""
     path = latest_checkpoint(run_dir)
@@ -295,10 +339,20 @@ def resume(run_dir: Path, identity: dict[str, Any], model: torch.nn.Module, opti
     return int(state["iteration"])
 
 
-def checkpoint_state(identity: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     scaler: torch.amp.GradScaler, device: torch.device) -> dict[str, Any]:
-    state = {**identity, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scaler": scaler.state_dict(), "rng": capture_rng_state()}
+def checkpoint_state(
+    identity: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+) -> dict[str, Any]:
+    state = {
+        **identity,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": capture_rng_state(),
+    }
     if device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state(device)
     return state
@@ -316,12 +370,14 @@ class TrainingFamily(Protocol):
     def build_model(self, schedule: Schedule) -> torch.nn.Module:
         """The model to train; called right after seeding (its initialisation draws from the RNG)."""
 
-    def batches(self, schedule: Schedule, replica: Replica, device: torch.device,
-                start: int) -> Iterator[Any]:
+    def batches(
+        self, schedule: Schedule, replica: Replica, device: torch.device, start: int
+    ) -> Iterator[Any]:
         """Endless batches of this replica from iteration ``start`` on (after resume)."""
 
-    def loss(self, net: torch.nn.Module, batch: Any, device: torch.device,
-             amp: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, net: torch.nn.Module, batch: Any, device: torch.device, amp: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss to minimise and its detached terms (``loss`` among them), logged per iteration."""
 
     def summary(self) -> dict[str, Any]:
@@ -332,8 +388,9 @@ class TrainingFamily(Protocol):
 
 
 # -- the loop -----------------------------------------------------------------------------------------
-def train(family: TrainingFamily, cfg: dict[str, Any], run_dir: Path, *, device: str | None = None,
-          gpus: int = 0) -> dict[str, Any]:
+def train(
+    family: TrainingFamily, cfg: dict[str, Any], run_dir: Path, *, device: str | None = None, gpus: int = 0
+) -> dict[str, Any]:
     """Train (or resume) ``family``'s model of ``cfg`` into ``run_dir``; returns the summary, which
     ``model_final.pt`` also holds. A finished run (identity-checked final model) is a no-op."""
     run_dir = Path(run_dir)
@@ -347,9 +404,14 @@ def train(family: TrainingFamily, cfg: dict[str, Any], run_dir: Path, *, device:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if gpus > replica.world_size and replica.is_main:
-        log.warning("%d GPUs granted but %d process(es) running%s", gpus, replica.world_size,
-                    f": launch with torchrun --nproc_per_node={gpus} to use them all" if family.distributed
-                    else " (this family trains on one device)")
+        log.warning(
+            "%d GPUs granted but %d process(es) running%s",
+            gpus,
+            replica.world_size,
+            f": launch with torchrun --nproc_per_node={gpus} to use them all"
+            if family.distributed
+            else " (this family trains on one device)",
+        )
     schedule = family.schedule(replicas=replica.world_size, gpus=gpus, cuda=dev.type == "cuda")
     if schedule.rescaled and replica.is_main:
         log.warning("%s: schedule rescaled: %s", cfg.get("run_id", cfg["run"]), schedule.rescaled["reason"])
@@ -357,10 +419,15 @@ def train(family: TrainingFamily, cfg: dict[str, Any], run_dir: Path, *, device:
     model = family.build_model(schedule).to(dev)
     net = model
     if replica.world_size > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda"
-                                                        else None)
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=schedule.base_lr,
-                                momentum=schedule.momentum, weight_decay=schedule.weight_decay)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
+    optimizer = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=schedule.base_lr,
+        momentum=schedule.momentum,
+        weight_decay=schedule.weight_decay,
+    )
     scaler = torch.amp.GradScaler(dev.type, enabled=schedule.amp)
     run_dir.mkdir(parents=True, exist_ok=True)
     start = resume(run_dir, identity, model, optimizer, scaler, dev)
@@ -373,8 +440,15 @@ def train(family: TrainingFamily, cfg: dict[str, Any], run_dir: Path, *, device:
     last: dict[str, float] = {}
     net.train()
     # a context manager: the bar ends its line even when an error stops the loop (one-line errors)
-    with tqdm(total=schedule.iterations, initial=start, desc=cfg.get("run_id", cfg["run"]), unit="it",
-              dynamic_ncols=True, mininterval=2.0, disable=not replica.is_main) as bar:
+    with tqdm(
+        total=schedule.iterations,
+        initial=start,
+        desc=cfg.get("run_id", cfg["run"]),
+        unit="it",
+        dynamic_ncols=True,
+        mininterval=2.0,
+        disable=not replica.is_main,
+    ) as bar:
         for iteration in range(start, schedule.iterations):
             tic = time.perf_counter()
             batch = next(batches)
@@ -388,14 +462,29 @@ def train(family: TrainingFamily, cfg: dict[str, Any], run_dir: Path, *, device:
             sgd_step(loss, optimizer, scaler)
             done = iteration + 1
             if replica.is_main:
-                append_jsonl(log_path, {"iteration": done, "lr": lr, **last,
-                                        STEP_TIME: time.perf_counter() - tic, "data_time": data_time})
+                append_jsonl(
+                    log_path,
+                    {
+                        "iteration": done,
+                        "lr": lr,
+                        **last,
+                        STEP_TIME: time.perf_counter() - tic,
+                        "data_time": data_time,
+                    },
+                )
                 if done % schedule.checkpoint_every == 0 or done == schedule.iterations:
                     save_checkpoint(run_dir, done, checkpoint_state(identity, model, optimizer, scaler, dev))
             bar.update(1)
             bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.2g}")
-    summary = {"iterations": schedule.iterations, "resumed_from": start or None, "final_losses": last,
-               "schedule": asdict(schedule), "device": str(dev), "gpus_granted": gpus, **family.summary()}
+    summary = {
+        "iterations": schedule.iterations,
+        "resumed_from": start or None,
+        "final_losses": last,
+        "schedule": asdict(schedule),
+        "device": str(dev),
+        "gpus_granted": gpus,
+        **family.summary(),
+    }
     if replica.is_main:
         save_final(run_dir, identity, model, summary, **family.final_extras())
     if replica.world_size > 1:

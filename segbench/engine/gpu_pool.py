@@ -52,7 +52,9 @@ def parse_pool(text: str) -> list[str]:
 
 
 def default_lock_dir() -> Path:
-    return Path(os.environ.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / f"segbench-gpu-locks-{os.getuid()}")
+    return Path(
+        os.environ.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / f"segbench-gpu-locks-{os.getuid()}"
+    )
 
 
 def _try_lock(path: Path) -> IO[bytes] | None:
@@ -65,7 +67,9 @@ def _try_lock(path: Path) -> IO[bytes] | None:
     return handle
 
 
-def claim(count: int, pool: list[str], *, lock_dir: Path | None = None, timeout_s: float | None = None) -> GpuClaim:
+def claim(
+    count: int, pool: list[str], *, lock_dir: Path | None = None, timeout_s: float | None = None
+) -> GpuClaim:
     """Claim ``count`` free ids of ``pool``, waiting until enough are free (``timeout_s``: give up after).
 
     All-or-nothing: ids claimed in a round that finds too few are released before the next round, so
@@ -74,8 +78,10 @@ def claim(count: int, pool: list[str], *, lock_dir: Path | None = None, timeout_
     if count < 1:
         raise InputError(f"a GPU claim needs at least 1 GPU, not {count}")
     if count > len(pool):
-        raise InputError(f"{count} GPUs requested but {POOL_ENV} lists {len(pool)} ({','.join(pool)}); "
-                         "lower --resources gpu or extend the pool")
+        raise InputError(
+            f"{count} GPUs requested but {POOL_ENV} lists {len(pool)} ({','.join(pool)}); "
+            "lower --resources gpu or extend the pool"
+        )
     lock_dir = lock_dir or default_lock_dir()
     lock_dir.mkdir(parents=True, exist_ok=True)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -90,8 +96,10 @@ def claim(count: int, pool: list[str], *, lock_dir: Path | None = None, timeout_
                     return got
         got.release()
         if deadline is not None and time.monotonic() >= deadline:
-            raise InputError(f"no {count} free GPU(s) in {POOL_ENV}={','.join(pool)} after {timeout_s:.0f} s "
-                             f"(locks in {lock_dir}); wait for running jobs or lower --resources gpu")
+            raise InputError(
+                f"no {count} free GPU(s) in {POOL_ENV}={','.join(pool)} after {timeout_s:.0f} s "
+                f"(locks in {lock_dir}); wait for running jobs or lower --resources gpu"
+            )
         time.sleep(POLL_S)
 
 

@@ -53,12 +53,19 @@ COCO_AREA_THRESHOLDS = (32.0**2, 96.0**2)
 
 
 # -- schedule -----------------------------------------------------------------------------------------
-SCHEDULE_DEFAULTS = {"momentum": 0.9, "weight_decay": 1e-4, "checkpoint_every": 1000, "lr_decay_factor": 0.1,
-                     "warmup_iters": 0, "warmup_factor": 1.0 / 3}
+SCHEDULE_DEFAULTS = {
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "checkpoint_every": 1000,
+    "lr_decay_factor": 0.1,
+    "warmup_iters": 0,
+    "warmup_factor": 1.0 / 3,
+}
 
 
-def effective_schedule(cfg: dict[str, Any], *, replicas: int = 1, gpus: int = 0,
-                       cuda: bool = False) -> Schedule:
+def effective_schedule(
+    cfg: dict[str, Any], *, replicas: int = 1, gpus: int = 0, cuda: bool = False
+) -> Schedule:
     """The schedule of ``cfg`` for ``replicas`` data-parallel processes (:func:`contract.parse_schedule`).
 
     The registry's ``resnext`` / ``keypoint`` sub-schedules replace the base one for those runs (the paper
@@ -77,8 +84,9 @@ def effective_schedule(cfg: dict[str, Any], *, replicas: int = 1, gpus: int = 0,
         kp = overlays["keypoint"]
         raw.update({k: kp[k] for k in ("iterations", "base_lr", "lr_decay_at") if k in kp})
         train_scales = kp.get("train_scales")
-    return parse_schedule(raw, SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus, cuda=cuda,
-                          train_scales=train_scales)
+    return parse_schedule(
+        raw, SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus, cuda=cuda, train_scales=train_scales
+    )
 
 
 # -- data and model -----------------------------------------------------------------------------------
@@ -94,8 +102,9 @@ def open_train_split(cfg: dict[str, Any], data_root: Path) -> CocoInstances:
     """The training images with the targets the run's tasks need."""
     images, annotations = split_paths(cfg, data_root, "train")
     tasks = cfg["model"].get("tasks", ("box", "mask"))
-    return CocoInstances(images, annotations, train=True, masks="mask" in tasks,
-                         keypoints="keypoint" in tasks)
+    return CocoInstances(
+        images, annotations, train=True, masks="mask" in tasks, keypoints="keypoint" in tasks
+    )
 
 
 def model_config(cfg: dict[str, Any], dataset: CocoInstances) -> dict[str, Any]:
@@ -150,13 +159,19 @@ class MaskRCNNFamily:
         apply_train_scales(model, schedule.train_scales)
         return model
 
-    def batches(self, schedule: Schedule, replica: Replica, device: torch.device,
-                start: int) -> Iterator[tuple[list[torch.Tensor], list[Target]]]:
+    def batches(
+        self, schedule: Schedule, replica: Replica, device: torch.device, start: int
+    ) -> Iterator[tuple[list[torch.Tensor], list[Target]]]:
         assert self.dataset is not None
         return _train_batches(self.dataset, schedule, self.cfg, replica, start, device)
 
-    def loss(self, net: torch.nn.Module, batch: tuple[list[torch.Tensor], list[Target]], device: torch.device,
-             amp: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self,
+        net: torch.nn.Module,
+        batch: tuple[list[torch.Tensor], list[Target]],
+        device: torch.device,
+        amp: bool,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images, targets = batch
         return forward_losses(net, images, targets, device, amp)
 
@@ -169,26 +184,45 @@ class MaskRCNNFamily:
         return {"category_ids": self.dataset.category_ids, "num_keypoints": self.dataset.num_keypoints}
 
 
-def train(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
-          gpus: int = 0) -> dict[str, Any]:
+def train(
+    cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None, gpus: int = 0
+) -> dict[str, Any]:
     """Train (or resume) one run into ``run_dir``; returns the summary. A finished run is a no-op."""
     return contract.train(MaskRCNNFamily(cfg, data_root, run_dir), cfg, run_dir, device=device, gpus=gpus)
 
 
-def _train_batches(dataset: CocoInstances, schedule: Schedule, cfg: dict[str, Any], replica: Replica,
-                   start: int, device: torch.device) -> Iterator[tuple[list[torch.Tensor], list[Target]]]:
+def _train_batches(
+    dataset: CocoInstances,
+    schedule: Schedule,
+    cfg: dict[str, Any],
+    replica: Replica,
+    start: int,
+    device: torch.device,
+) -> Iterator[tuple[list[torch.Tensor], list[Target]]]:
     """Endless image-centric batches of this replica, from batch ``start`` on (exact resume)."""
-    sampler = GroupedBatchSampler(dataset.aspect_groups(), schedule.images_per_replica, seed=cfg["seed"],
-                                  hflip=bool(cfg["input"].get("hflip", True)), rank=replica.rank,
-                                  world_size=replica.world_size, start_batch=start)
+    sampler = GroupedBatchSampler(
+        dataset.aspect_groups(),
+        schedule.images_per_replica,
+        seed=cfg["seed"],
+        hflip=bool(cfg["input"].get("hflip", True)),
+        rank=replica.rank,
+        world_size=replica.world_size,
+        start_batch=start,
+    )
     options = loader_options(cfg["schedule"], device, cfg["seed"])
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_detection,
-                        persistent_workers=options["num_workers"] > 0, **options)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_detection,
+        persistent_workers=options["num_workers"] > 0,
+        **options,
+    )
     return iter(loader)
 
 
-def forward_losses(net: torch.nn.Module, images: list[torch.Tensor], targets: list[Target],
-                   device: torch.device, amp: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def forward_losses(
+    net: torch.nn.Module, images: list[torch.Tensor], targets: list[Target], device: torch.device, amp: bool
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The training losses of one mini-batch: their sum and the detached terms (plus ``loss``)."""
     images = [im.to(device, non_blocking=True) for im in images]
     with torch.autocast(device.type, enabled=amp):
@@ -200,8 +234,15 @@ def forward_losses(net: torch.nn.Module, images: list[torch.Tensor], targets: li
 
 
 # -- evaluation ---------------------------------------------------------------------------------------
-def evaluate(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
-             split: str = "val", backend: str = "pycocotools") -> dict[str, Any]:
+def evaluate(
+    cfg: dict[str, Any],
+    run_dir: Path,
+    data_root: Path,
+    *,
+    device: str | None = None,
+    split: str = "val",
+    backend: str = "pycocotools",
+) -> dict[str, Any]:
     """COCO metrics of the trained run on ``split``; also writes the report's records (segbench.records):
     ``predictions_<split>.json`` and ``heads.json``."""
     images, annotations = split_paths(cfg, data_root, split)
@@ -212,29 +253,38 @@ def evaluate(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str
     write_text_atomic(Path(run_dir) / predictions_file(split), json.dumps(results))
     write_head_record(model, cfg, run_dir)
     area = gt.area_thresholds  # scaled small/medium bounds of the synthetic datasets, else COCO's
-    metrics: dict[str, Any] = {iou_type: coco_stats(annotations, dts, iou_type, area, backend)
-                               for iou_type, dts in results.items()}
-    metrics["eval"] = {"images": len(gt), "split": split, "backend": backend,
-                       "area_thresholds": list(area or COCO_AREA_THRESHOLDS),
-                       "area_thresholds_source": "dataset info.segbench" if area else "COCO default"}
+    metrics: dict[str, Any] = {
+        iou_type: coco_stats(annotations, dts, iou_type, area, backend) for iou_type, dts in results.items()
+    }
+    metrics["eval"] = {
+        "images": len(gt),
+        "split": split,
+        "backend": backend,
+        "area_thresholds": list(area or COCO_AREA_THRESHOLDS),
+        "area_thresholds_source": "dataset info.segbench" if area else "COCO default",
+    }
     return metrics
 
 
-def predict_coco_results(cfg: dict[str, Any], run_dir: Path, images: CocoInstances, *,
-                         device: str | None = None) -> dict[str, list[dict[str, Any]]]:
+def predict_coco_results(
+    cfg: dict[str, Any], run_dir: Path, images: CocoInstances, *, device: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """COCO result records per IoU type of the run's final model on ``images`` (any COCO-format image
     list, annotations optional: test-dev's image_info file works); see :func:`write_coco_results`."""
     dev = resolve_device(device)
     return coco_results(load_final_model(cfg, run_dir, images, dev), cfg, images, dev)
 
 
-def load_final_model(cfg: dict[str, Any], run_dir: Path, images: CocoInstances,
-                     dev: torch.device) -> torch.nn.Module:
+def load_final_model(
+    cfg: dict[str, Any], run_dir: Path, images: CocoInstances, dev: torch.device
+) -> torch.nn.Module:
     """The run's final model on ``dev``; ``images`` must have the training split's categories."""
     final = load_final(Path(run_dir), run_identity(cfg))
     if images.category_ids != final["category_ids"]:
-        raise InputError(f"{images.annotation_file}: categories differ from the training split's; "
-                         "predict on a split of the same dataset")
+        raise InputError(
+            f"{images.annotation_file}: categories differ from the training split's; "
+            "predict on a split of the same dataset"
+        )
     model = build_model(model_config(cfg, images)).to(dev)
     model.load_state_dict(final["model"])
     return model
@@ -244,12 +294,17 @@ def write_head_record(model: torch.nn.Module, cfg: dict[str, Any], run_dir: Path
     """``heads.json``: the model's RoI heads layer by layer (``describe_heads``), for Mask R-CNN Fig. 4."""
     from segbench.models.maskrcnn import describe_heads
 
-    record = {"run": cfg["run"], "run_id": cfg.get("run_id", Path(run_dir).name), "rows": describe_heads(model)}
+    record = {
+        "run": cfg["run"],
+        "run_id": cfg.get("run_id", Path(run_dir).name),
+        "rows": describe_heads(model),
+    }
     write_text_atomic(Path(run_dir) / HEADS, json.dumps(record, indent=1))
 
 
-def coco_results(model: torch.nn.Module, cfg: dict[str, Any], images: CocoInstances,
-                 dev: torch.device) -> dict[str, list[dict[str, Any]]]:
+def coco_results(
+    model: torch.nn.Module, cfg: dict[str, Any], images: CocoInstances, dev: torch.device
+) -> dict[str, list[dict[str, Any]]]:
     """COCO result records per IoU type of ``model`` on ``images``."""
     iou_types = [IOU_TYPES[t] for t in cfg["model"].get("tasks", ("box", "mask"))]
     threshold = float(cfg["model"].get("mask_threshold", 0.5))
@@ -263,20 +318,31 @@ def coco_results(model: torch.nn.Module, cfg: dict[str, Any], images: CocoInstan
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, dataset: CocoInstances, device: torch.device,
-            images_per_batch: int = 2) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+def predict(
+    model: torch.nn.Module, dataset: CocoInstances, device: torch.device, images_per_batch: int = 2
+) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
     """(image id, output on the CPU) for every image of ``dataset``, in eval mode, batch by batch."""
     model.eval()
-    loader = DataLoader(dataset, batch_size=images_per_batch, shuffle=False, collate_fn=collate_detection,
-                        num_workers=4 if device.type == "cuda" else 0)
+    loader = DataLoader(
+        dataset,
+        batch_size=images_per_batch,
+        shuffle=False,
+        collate_fn=collate_detection,
+        num_workers=4 if device.type == "cuda" else 0,
+    )
     for images, targets in tqdm(loader, desc="inference", unit="batch", mininterval=2.0, dynamic_ncols=True):
         outputs = model([im.to(device, non_blocking=True) for im in images])
         for target, output in zip(targets, outputs, strict=True):
             yield int(target["image_id"]), {k: v.cpu() for k, v in output.items()}
 
 
-def coco_records(image_id: int, output: dict[str, torch.Tensor], category_ids: list[int],
-                 iou_types: Iterable[str], mask_threshold: float = 0.5) -> dict[str, list[dict[str, Any]]]:
+def coco_records(
+    image_id: int,
+    output: dict[str, torch.Tensor],
+    category_ids: list[int],
+    iou_types: Iterable[str],
+    mask_threshold: float = 0.5,
+) -> dict[str, list[dict[str, Any]]]:
     """One image's detections as COCO result records per IoU type (original image coordinates).
 
     ``output`` is torchvision's inference format: ``boxes`` (xyxy), ``labels`` (1..K), ``scores``,
@@ -285,8 +351,9 @@ def coco_records(image_id: int, output: dict[str, torch.Tensor], category_ids: l
     """
     scores = output["scores"].tolist()
     categories = [category_ids[int(label) - 1] for label in output["labels"].tolist()]
-    base = [{"image_id": image_id, "category_id": c, "score": s}
-            for c, s in zip(categories, scores, strict=True)]
+    base = [
+        {"image_id": image_id, "category_id": c, "score": s} for c, s in zip(categories, scores, strict=True)
+    ]
     records: dict[str, list[dict[str, Any]]] = {}
     for iou_type in iou_types:
         if iou_type == "bbox":
@@ -310,8 +377,13 @@ def encode_masks(masks: torch.Tensor, threshold: float = 0.5) -> list[dict[str, 
     return [{"size": r["size"], "counts": r["counts"].decode("ascii")} for r in rles]
 
 
-def coco_stats(gt_file: Path, detections: list[dict[str, Any]], iou_type: str,
-               area_thresholds: list[float] | None = None, backend: str = "pycocotools") -> dict[str, float]:
+def coco_stats(
+    gt_file: Path,
+    detections: list[dict[str, Any]],
+    iou_type: str,
+    area_thresholds: list[float] | None = None,
+    backend: str = "pycocotools",
+) -> dict[str, float]:
     """COCO's summary statistics (fractions) by :func:`segbench.metrics.coco.evaluate`, all zeros where
     there is not a single detection; ``area_thresholds`` ([small_max, medium_max], px^2) replace COCO's
     32^2 / 96^2 for the APs/APm/APl buckets."""
@@ -324,14 +396,21 @@ def coco_stats(gt_file: Path, detections: list[dict[str, Any]], iou_type: str,
     return coco_evaluate(gt_file, detections, iou_type, backend=backend, **extra)
 
 
-def write_coco_results(results: dict[str, list[dict[str, Any]]], out_dir: Path, *,
-                       split: str = "test-dev2017", algorithm: str = "segbench") -> list[Path]:
+def write_coco_results(
+    results: dict[str, list[dict[str, Any]]],
+    out_dir: Path,
+    *,
+    split: str = "test-dev2017",
+    algorithm: str = "segbench",
+) -> list[Path]:
     """Result files in the COCO evaluation server's naming, one per IoU type (bbox and segm are judged
     separately): ``detections_<split>_<alg>-bbox_results.json``, ``..._<alg>-segm_results.json``,
     ``person_keypoints_<split>_<alg>_results.json``."""
-    names = {"bbox": f"detections_{split}_{algorithm}-bbox_results.json",
-             "segm": f"detections_{split}_{algorithm}-segm_results.json",
-             "keypoints": f"person_keypoints_{split}_{algorithm}_results.json"}
+    names = {
+        "bbox": f"detections_{split}_{algorithm}-bbox_results.json",
+        "segm": f"detections_{split}_{algorithm}-segm_results.json",
+        "keypoints": f"person_keypoints_{split}_{algorithm}_results.json",
+    }
     written = []
     for iou_type, records in results.items():
         path = Path(out_dir) / names[iou_type]

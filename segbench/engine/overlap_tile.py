@@ -48,9 +48,10 @@ DIHEDRAL_GROUP = tuple(Dihedral(k, flip) for flip in (False, True) for k in rang
 def dihedral_versions(num_extra: int) -> tuple[Dihedral, ...]:
     """The identity plus the first ``num_extra`` (0..7) other dihedral transforms."""
     if not 0 <= num_extra <= 7:
-        raise InputError(f"test_time_rotations={num_extra}: expected 0..7 extra dihedral versions "
-                         "(7 = all 8)")
-    return DIHEDRAL_GROUP[:num_extra + 1]
+        raise InputError(
+            f"test_time_rotations={num_extra}: expected 0..7 extra dihedral versions (7 = all 8)"
+        )
+    return DIHEDRAL_GROUP[: num_extra + 1]
 
 
 @dataclass(frozen=True)
@@ -75,14 +76,22 @@ class TileGeometry:
             output_size = valid_output_size(input_tile, model.depth)
         stride = (output_size // multiple) * multiple
         if stride == 0:
-            raise InputError(f"input tile {input_tile}: yields {output_size} output pixels, fewer than the "
-                             f"tiling step {multiple}; use a larger tile")
+            raise InputError(
+                f"input tile {input_tile}: yields {output_size} output pixels, fewer than the "
+                f"tiling step {multiple}; use a larger tile"
+            )
         return cls(input_tile, output_size, stride)
 
 
-def predict_tiled(model: nn.Module, image: np.ndarray, input_tile: int, *,
-                  transforms: Sequence[Dihedral] = DIHEDRAL_GROUP[:1], batch_tiles: int = 4,
-                  device: str | torch.device = "cpu") -> np.ndarray:
+def predict_tiled(
+    model: nn.Module,
+    image: np.ndarray,
+    input_tile: int,
+    *,
+    transforms: Sequence[Dihedral] = DIHEDRAL_GROUP[:1],
+    batch_tiles: int = 4,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
     """Class probabilities (C x H x W, float32) of a 2-D or C_in x H x W image of any size.
 
     Each transform is applied to the whole padded image, tiled, and inverted; the softmax outputs are
@@ -101,26 +110,32 @@ def predict_tiled(model: nn.Module, image: np.ndarray, input_tile: int, *,
     return (total / len(transforms)).numpy()[:, :height, :width]
 
 
-def _tile_and_stitch(model: nn.Module, planes: np.ndarray, geometry: TileGeometry, batch_tiles: int,
-                     device: str | torch.device) -> torch.Tensor:
+def _tile_and_stitch(
+    model: nn.Module, planes: np.ndarray, geometry: TileGeometry, batch_tiles: int, device: str | torch.device
+) -> torch.Tensor:
     height, width = planes.shape[-2:]
     rows, cols = math.ceil(height / geometry.stride), math.ceil(width / geometry.stride)
     border = geometry.border
     crop = (model.output_size(geometry.input_tile) - geometry.output_size) // 2  # > 0 for padded nets only
-    pad_after = [(n - 1) * geometry.stride + geometry.input_tile - border - size
-                 for n, size in ((rows, height), (cols, width))]
+    pad_after = [
+        (n - 1) * geometry.stride + geometry.input_tile - border - size
+        for n, size in ((rows, height), (cols, width))
+    ]
     padded = np.pad(planes, ((0, 0), (border, pad_after[0]), (border, pad_after[1])), mode="reflect")
     offsets = [(r * geometry.stride, c * geometry.stride) for r in range(rows) for c in range(cols)]
     stitched: torch.Tensor | None = None
     for start in range(0, len(offsets), batch_tiles):
-        chunk = offsets[start:start + batch_tiles]
-        tiles = np.stack([padded[:, y:y + geometry.input_tile, x:x + geometry.input_tile] for y, x in chunk])
+        chunk = offsets[start : start + batch_tiles]
+        tiles = np.stack(
+            [padded[:, y : y + geometry.input_tile, x : x + geometry.input_tile] for y, x in chunk]
+        )
         probs = _forward(model, torch.from_numpy(tiles), device)
         if stitched is None:
             stitched = torch.empty(probs.shape[1], rows * geometry.stride, cols * geometry.stride)
         for (y, x), tile_probs in zip(chunk, probs, strict=True):
-            stitched[:, y:y + geometry.stride, x:x + geometry.stride] = \
-                tile_probs[:, crop:crop + geometry.stride, crop:crop + geometry.stride]
+            stitched[:, y : y + geometry.stride, x : x + geometry.stride] = tile_probs[
+                :, crop : crop + geometry.stride, crop : crop + geometry.stride
+            ]
     assert stitched is not None
     return stitched[:, :height, :width]
 
@@ -133,13 +148,20 @@ def _forward(model: nn.Module, tiles: torch.Tensor, device: str | torch.device) 
 ProbabilityFn = Callable[[np.ndarray], np.ndarray]
 
 
-def cell_probability_fn(model: nn.Module, input_tile: int, *, test_time_rotations: int = 0,
-                        batch_tiles: int = 4, device: str | torch.device = "cpu") -> ProbabilityFn:
+def cell_probability_fn(
+    model: nn.Module,
+    input_tile: int,
+    *,
+    test_time_rotations: int = 0,
+    batch_tiles: int = 4,
+    device: str | torch.device = "cpu",
+) -> ProbabilityFn:
     """image (H x W) -> P(cell) (H x W, float32 in [0, 1]): channel 1 of the tiled, averaged softmax."""
     transforms = dihedral_versions(test_time_rotations)
 
     def predict(image: np.ndarray) -> np.ndarray:
-        return predict_tiled(model, image, input_tile, transforms=transforms, batch_tiles=batch_tiles,
-                             device=device)[1]
+        return predict_tiled(
+            model, image, input_tile, transforms=transforms, batch_tiles=batch_tiles, device=device
+        )[1]
 
     return predict

@@ -36,8 +36,10 @@ def run_lock(run_dir: Path, what: str = "train") -> Iterator[Path]:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").split()
             pid = holder[0] if holder else "unknown"
-            raise RunError(f"{run_dir}: run {Path(run_dir).name} is being written by another segbench process "
-                           f"(pid {pid}, lock {path}); wait for it to finish or stop it, then rerun") from None
+            raise RunError(
+                f"{run_dir}: run {Path(run_dir).name} is being written by another segbench process "
+                f"(pid {pid}, lock {path}); wait for it to finish or stop it, then rerun"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {what}\n".encode("ascii"), 0)
         yield path

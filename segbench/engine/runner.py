@@ -53,8 +53,16 @@ def dataset_of(cfg: dict[str, Any], data_root: Path, *, verify: bool = False) ->
     return dataset_identity(name, data_root, verify=verify)
 
 
-def train_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
-              gpus: int = 0, force: bool = False, verify: bool = False) -> dict[str, Any]:
+def train_run(
+    cfg: dict[str, Any],
+    run_dir: Path,
+    data_root: Path,
+    *,
+    device: str | None = None,
+    gpus: int = 0,
+    force: bool = False,
+    verify: bool = False,
+) -> dict[str, Any]:
     """Train (or resume) one run instance; returns the train record. The dataset is checked first
     (size + mtime of every file, sha256 where they differ or with ``verify``)."""
     engine = engine_for(cfg["family"])  # "not implemented yet" before anything is written
@@ -73,14 +81,30 @@ def train_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: st
             if main:
                 set_aside_stale(run_dir, digest, force=force)
                 run_dir.mkdir(parents=True, exist_ok=True)
-                write_json_atomic(run_dir / "config.json", {
-                    "config": cfg, "config_hash": digest,
-                    "provenance": provenance(cfg, seeds=[cfg["seed"]], scale=cfg["scale"], dataset=dataset)})
+                write_json_atomic(
+                    run_dir / "config.json",
+                    {
+                        "config": cfg,
+                        "config_hash": digest,
+                        "provenance": provenance(
+                            cfg, seeds=[cfg["seed"]], scale=cfg["scale"], dataset=dataset
+                        ),
+                    },
+                )
             with _plugin_faults(cfg, "training"):
                 summary = engine.train(cfg, run_dir, data_root, device=device, gpus=gpus)
-        record = {"run_id": cfg["run_id"], "config_hash": digest, "summary": summary,
-                  "provenance": provenance(cfg, seeds=[cfg["seed"]], wall_time_s=time.perf_counter() - start,
-                                           scale=cfg["scale"], dataset=dataset)}
+        record = {
+            "run_id": cfg["run_id"],
+            "config_hash": digest,
+            "summary": summary,
+            "provenance": provenance(
+                cfg,
+                seeds=[cfg["seed"]],
+                wall_time_s=time.perf_counter() - start,
+                scale=cfg["scale"],
+                dataset=dataset,
+            ),
+        }
         if main:  # under torchrun every replica trains; rank 0 alone writes the records
             write_json_atomic(done, record)
     return record
@@ -121,8 +145,10 @@ def _plugin_faults(cfg: dict[str, Any], stage: str) -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 - third-party code: any exception is the plugin's fault
         spec = method.get("spec", method) if isinstance(method, dict) else method
         detail = " ".join(str(exc).split())[:300]
-        raise RunError(f"{cfg['run_id']}: plugin {spec!r} raised {type(exc).__name__} during {stage} ({detail}); "
-                       "fix the plugin (it passed the contract probe but fails on real data)") from exc
+        raise RunError(
+            f"{cfg['run_id']}: plugin {spec!r} raised {type(exc).__name__} during {stage} ({detail}); "
+            "fix the plugin (it passed the contract probe but fails on real data)"
+        ) from exc
 
 
 def set_aside_stale(run_dir: Path, digest: str, *, force: bool = False) -> Path | None:
@@ -144,35 +170,53 @@ def set_aside_stale(run_dir: Path, digest: str, *, force: bool = False) -> Path 
     return target
 
 
-def evaluate_run(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
-                 device: str | None = None) -> dict[str, Any]:
+def evaluate_run(
+    cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None
+) -> dict[str, Any]:
     """Evaluate a trained run instance into ``metrics.json``; returns the metrics record."""
     engine = engine_for(cfg["family"])
     done = run_dir / "train_done.json"
     if not done.exists():
-        raise InputError(f"{done}: run not trained yet; run `segbench train --run {cfg['run']} "
-                         f"--scale {cfg['scale']} --seed {cfg['seed']}` first")
+        raise InputError(
+            f"{done}: run not trained yet; run `segbench train --run {cfg['run']} "
+            f"--scale {cfg['scale']} --seed {cfg['seed']}` first"
+        )
     digest = config_hash(cfg)
     trained = read_json(done, "train record")
     if trained.get("config_hash") != digest:
-        raise InputError(f"{done}: trained with config {trained.get('config_hash')}, the registry now gives "
-                         f"{digest}; retrain with `segbench train --force`")
+        raise InputError(
+            f"{done}: trained with config {trained.get('config_hash')}, the registry now gives "
+            f"{digest}; retrain with `segbench train --force`"
+        )
     dataset = dataset_of(cfg, data_root)
     start = time.perf_counter()
     with run_lock(run_dir, "evaluate"):
         with _plugin_faults(cfg, "evaluation"):
             metrics = engine.evaluate(cfg, run_dir, data_root, device=device)
-        record = {"run_id": cfg["run_id"], "run": cfg["run"], "seed": cfg["seed"], "scale": cfg["scale"],
-                  "config_hash": digest, "metrics": metrics, "method": cfg.get("method"),
-                  "train_wall_time_s": trained.get("provenance", {}).get("wall_time_s"),
-                  "provenance": provenance(cfg, seeds=[cfg["seed"]], wall_time_s=time.perf_counter() - start,
-                                           scale=cfg["scale"], dataset=dataset)}
+        record = {
+            "run_id": cfg["run_id"],
+            "run": cfg["run"],
+            "seed": cfg["seed"],
+            "scale": cfg["scale"],
+            "config_hash": digest,
+            "metrics": metrics,
+            "method": cfg.get("method"),
+            "train_wall_time_s": trained.get("provenance", {}).get("wall_time_s"),
+            "provenance": provenance(
+                cfg,
+                seeds=[cfg["seed"]],
+                wall_time_s=time.perf_counter() - start,
+                scale=cfg["scale"],
+                dataset=dataset,
+            ),
+        }
         write_json_atomic(run_dir / "metrics.json", record)
     return record
 
 
-def ensure_evaluated(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
-                     device: str | None = None) -> dict[str, Any]:
+def ensure_evaluated(
+    cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None
+) -> dict[str, Any]:
     """Reuse a run's metrics when they match its config; otherwise train (resuming) and evaluate."""
     if is_evaluated(cfg, run_dir):
         return read_json(run_dir / "metrics.json", "run metrics")

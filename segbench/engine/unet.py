@@ -84,8 +84,10 @@ def evaluation_tile(model: UNet, train_input: int, cfg: dict[str, Any]) -> int:
     least 132 output pixels per side (small training tiles would make inference needlessly slow)."""
     if "eval_tile" in cfg.get("input", {}):
         return int(cfg["input"]["eval_tile"])
-    return max(smallest_valid_input_at_least(train_input, model.depth),
-               valid_input_size(EVAL_MIN_OUTPUT, model.depth))
+    return max(
+        smallest_valid_input_at_least(train_input, model.depth),
+        valid_input_size(EVAL_MIN_OUTPUT, model.depth),
+    )
 
 
 def augment_params(model_cfg: dict[str, Any]) -> AugmentParams:
@@ -111,8 +113,13 @@ def weight_map_params(model_cfg: dict[str, Any]) -> tuple[float, float] | None:
 class TrainingSet:
     """Training images with their targets and weight maps; ``sample`` draws one augmented tile."""
 
-    def __init__(self, images: list[LabelledImage], weight_params: tuple[float, float] | None,
-                 cache_dir: Path, normalize: Callable[[np.ndarray], np.ndarray] = lambda image: image) -> None:
+    def __init__(
+        self,
+        images: list[LabelledImage],
+        weight_params: tuple[float, float] | None,
+        cache_dir: Path,
+        normalize: Callable[[np.ndarray], np.ndarray] = lambda image: image,
+    ) -> None:
         if not images:
             raise InputError("U-Net training split is empty; the dataset needs more annotated images")
         self.images = [normalize(img.image) for img in images]
@@ -121,14 +128,24 @@ class TrainingSet:
             self.weights = [np.ones(img.instances.shape, np.float32) for img in images]
         else:
             w0, sigma = weight_params
-            self.weights = [cached_weight_map(img.label_file, img.index, img.instances, cache_dir, w0, sigma)
-                            for img in images]
+            self.weights = [
+                cached_weight_map(img.label_file, img.index, img.instances, cache_dir, w0, sigma)
+                for img in images
+            ]
 
-    def sample(self, rng: np.random.Generator, input_tile: int, output_tile: int,
-               params: AugmentParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def sample(
+        self, rng: np.random.Generator, input_tile: int, output_tile: int, params: AugmentParams
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         k = int(rng.integers(len(self.images)))
-        return augment_tile(rng, self.images[k], self.targets[k], self.weights[k],
-                            (input_tile, input_tile), (output_tile, output_tile), params)
+        return augment_tile(
+            rng,
+            self.images[k],
+            self.targets[k],
+            self.weights[k],
+            (input_tile, input_tile),
+            (output_tile, output_tile),
+            params,
+        )
 
 
 class IterationBatches(torch.utils.data.Dataset):
@@ -139,8 +156,15 @@ class IterationBatches(torch.utils.data.Dataset):
     batches as a single-process CPU run.
     """
 
-    def __init__(self, data: TrainingSet, seed: int, batch_size: int, input_tile: int, output_tile: int,
-                 params: AugmentParams) -> None:
+    def __init__(
+        self,
+        data: TrainingSet,
+        seed: int,
+        batch_size: int,
+        input_tile: int,
+        output_tile: int,
+        params: AugmentParams,
+    ) -> None:
         self.data, self.seed, self.batch_size = data, seed, batch_size
         self.input_tile, self.output_tile, self.params = input_tile, output_tile, params
 
@@ -149,19 +173,27 @@ class IterationBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, iteration])
-        batch = [self.data.sample(rng, self.input_tile, self.output_tile, self.params)
-                 for _ in range(self.batch_size)]
+        batch = [
+            self.data.sample(rng, self.input_tile, self.output_tile, self.params)
+            for _ in range(self.batch_size)
+        ]
         images, targets, weights = (np.stack(parts) for parts in zip(*batch, strict=True))
         return torch.from_numpy(images), torch.from_numpy(targets), torch.from_numpy(weights)
 
 
-def iteration_loader(batches: IterationBatches, start: int, iterations: int, schedule: dict[str, Any],
-                     device: torch.device) -> torch.utils.data.DataLoader:
+def iteration_loader(
+    batches: IterationBatches, start: int, iterations: int, schedule: dict[str, Any], device: torch.device
+) -> torch.utils.data.DataLoader:
     """Batches ``start .. iterations - 1`` in order (workers, pinned memory, private generator:
     :func:`segbench.engine.common.loader_options`)."""
     options = loader_options(schedule, device, batches.seed)
-    return torch.utils.data.DataLoader(batches, sampler=range(start, iterations), batch_size=None,
-                                       prefetch_factor=2 if options["num_workers"] else None, **options)
+    return torch.utils.data.DataLoader(
+        batches,
+        sampler=range(start, iterations),
+        batch_size=None,
+        prefetch_factor=2 if options["num_workers"] else None,
+        **options,
+    )
 
 
 def weight_cache_dir(data_root: Path, run_dir: Path) -> Path:
@@ -178,8 +210,13 @@ def weight_cache_dir(data_root: Path, run_dir: Path) -> Path:
     raise InputError(f"{run_dir}: cannot write the weight-map cache; make the run directory writable")
 
 
-SCHEDULE_DEFAULTS = {"momentum": 0.99, "weight_decay": 0.0, "checkpoint_every": None, "lr_decay_factor": 0.1,
-                     "warmup_iters": 0}
+SCHEDULE_DEFAULTS = {
+    "momentum": 0.99,
+    "weight_decay": 0.0,
+    "checkpoint_every": None,
+    "lr_decay_factor": 0.1,
+    "warmup_iters": 0,
+}
 
 
 class UNetFamily:
@@ -195,28 +232,50 @@ class UNetFamily:
         self.extra: dict[str, Any] = {}
 
     def schedule(self, *, replicas: int, gpus: int, cuda: bool) -> Schedule:
-        return parse_schedule(self.cfg["schedule"], SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus, cuda=cuda)
+        return parse_schedule(
+            self.cfg["schedule"], SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus, cuda=cuda
+        )
 
     def build_model(self, schedule: Schedule) -> torch.nn.Module:
         self.model = build_model(self.cfg)
         return self.model
 
-    def batches(self, schedule: Schedule, replica: Replica, device: torch.device,
-                start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, schedule: Schedule, replica: Replica, device: torch.device, start: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         cfg = self.cfg
         _, split = load_split(cfg, self.data_root)
         model_cfg = cfg.get("model", {})
-        data = TrainingSet(split.train, weight_map_params(model_cfg), weight_cache_dir(self.data_root, self.run_dir),
-                           normalize=lambda image: normalize_input(image, cfg))
+        data = TrainingSet(
+            split.train,
+            weight_map_params(model_cfg),
+            weight_cache_dir(self.data_root, self.run_dir),
+            normalize=lambda image: normalize_input(image, cfg),
+        )
         input_tile, output_tile = training_tiles(self.model, int(cfg["input"]["tile"]))
-        self.extra = {"input_tile": input_tile, "output_tile": output_tile, "train_images": len(split.train),
-                      "protocol": split.protocol}
-        batches = IterationBatches(data, int(cfg.get("seed", 0)), schedule.images_per_batch, input_tile,
-                                   output_tile, augment_params(model_cfg))
+        self.extra = {
+            "input_tile": input_tile,
+            "output_tile": output_tile,
+            "train_images": len(split.train),
+            "protocol": split.protocol,
+        }
+        batches = IterationBatches(
+            data,
+            int(cfg.get("seed", 0)),
+            schedule.images_per_batch,
+            input_tile,
+            output_tile,
+            augment_params(model_cfg),
+        )
         return iter(iteration_loader(batches, start, schedule.iterations, cfg["schedule"], device))
 
-    def loss(self, net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-             device: torch.device, amp: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self,
+        net: torch.nn.Module,
+        batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        device: torch.device,
+        amp: bool,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images, targets, weights = (part.to(device, non_blocking=True) for part in batch)
         with torch.autocast(device.type, enabled=amp):
             loss = self.loss_fn(net(images[:, None]), targets.long(), weights)
@@ -229,8 +288,9 @@ class UNetFamily:
         return {}
 
 
-def train(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
-          gpus: int = 0) -> dict[str, Any]:
+def train(
+    cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None, gpus: int = 0
+) -> dict[str, Any]:
     """Train (or resume) the U-Net of ``cfg`` in ``run_dir`` through :func:`segbench.engine.contract.train`:
     checkpoints, the log, ``model_final.pt``. One device (``gpus`` is accepted for the engine contract;
     batch 1 leaves nothing to split across GPUs)."""
@@ -248,13 +308,15 @@ def load_trained(cfg: dict[str, Any], run_dir: Path, device: torch.device) -> UN
     try:
         model.load_state_dict(weights)
     except (RuntimeError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: weights do not fit this run's U-Net ({type(exc).__name__}); "
-                         "delete them and retrain") from None
+        raise InputError(
+            f"{path}: weights do not fit this run's U-Net ({type(exc).__name__}); delete them and retrain"
+        ) from None
     return model.to(device).eval()
 
 
-def evaluate(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
-             device: str | None = None) -> dict[str, Any]:
+def evaluate(
+    cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None
+) -> dict[str, Any]:
     """Metrics of the trained U-Net on the held-out data (overlap-tile, test-time dihedral averaging); also
     writes the report's records (segbench.records): ``predictions_val.npz`` and ``overlap_tile.json``."""
     dev = resolve_device(device)
@@ -275,17 +337,25 @@ def evaluate(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
 
 def write_tile_record(run_dir: Path, geometry: TileGeometry, cfg: dict[str, Any]) -> None:
     """``overlap_tile.json``: the tile geometry evaluation used, for U-Net Fig. 2."""
-    record = {"run": cfg["run"], "run_id": cfg.get("run_id", Path(run_dir).name),
-              "input_tile": geometry.input_tile, "output_size": geometry.output_size,
-              "stride": geometry.stride, "border": geometry.border}
+    record = {
+        "run": cfg["run"],
+        "run_id": cfg.get("run_id", Path(run_dir).name),
+        "input_tile": geometry.input_tile,
+        "output_size": geometry.output_size,
+        "stride": geometry.stride,
+        "border": geometry.border,
+    }
     write_text_atomic(Path(run_dir) / OVERLAP_TILE, json.dumps(record, indent=1))
 
 
 def save_example_prediction(path: Path, image: LabelledImage, cell_probability: np.ndarray) -> None:
     """One held-out image with its prediction (cell probability > 0.5) and ground truth, for the report's
     U-Net Figure 4 (arrays ``image``, ``prediction``, ``ground_truth``); written atomically."""
-    arrays = {"image": image.image.astype(np.float32), "prediction": (cell_probability > 0.5).astype(np.uint8),
-              "ground_truth": (image.instances > 0).astype(np.uint8)}
+    arrays = {
+        "image": image.image.astype(np.float32),
+        "prediction": (cell_probability > 0.5).astype(np.uint8),
+        "ground_truth": (image.instances > 0).astype(np.uint8),
+    }
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:  # a file object: np.savez on a path would append ".npz"

@@ -53,25 +53,35 @@ def _load_gt(gt: Any) -> tuple[dict, str]:
     elif hasattr(gt, "dataset") and isinstance(gt.dataset, dict):
         name, data = "ground truth", copy.deepcopy(gt.dataset)
     else:
-        raise InputError(f"ground truth: unsupported type {type(gt).__name__}; pass a COCO annotation JSON path or dict")
+        raise InputError(
+            f"ground truth: unsupported type {type(gt).__name__}; pass a COCO annotation JSON path or dict"
+        )
     if not isinstance(data, dict):
-        raise InputError(f"{name}: not a COCO annotation file (top level is {type(data).__name__}, expected an "
-                         "object with images, annotations, categories)")
+        raise InputError(
+            f"{name}: not a COCO annotation file (top level is {type(data).__name__}, expected an "
+            "object with images, annotations, categories)"
+        )
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
-            raise InputError(f"{name}: not a COCO annotation file (missing list '{key}'); pass the instances_*.json "
-                             "ground truth, not a results file")
+            raise InputError(
+                f"{name}: not a COCO annotation file (missing list '{key}'); pass the instances_*.json "
+                "ground truth, not a results file"
+            )
     image_ids = {img.get("id") for img in data["images"] if isinstance(img, dict)}
     for ann in data["annotations"]:
         if not isinstance(ann, dict):
             continue  # reported by the evaluation itself
         if ann.get("image_id") not in image_ids:
-            raise InputError(f"{name}: annotation {ann.get('id')} points at image_id {ann.get('image_id')!r}, "
-                             "which is not in 'images'; add the image or drop the annotation")
+            raise InputError(
+                f"{name}: annotation {ann.get('id')} points at image_id {ann.get('image_id')!r}, "
+                "which is not in 'images'; add the image or drop the annotation"
+            )
         segm = ann.get("segmentation")
         if isinstance(segm, list) and any(isinstance(poly, list) and len(poly) < 6 for poly in segm):
-            raise InputError(f"{name}: annotation {ann.get('id')} has a polygon with fewer than 3 points; drop "
-                             "that polygon or regenerate the file")
+            raise InputError(
+                f"{name}: annotation {ann.get('id')} has a polygon with fewer than 3 points; drop "
+                "that polygon or regenerate the file"
+            )
     check_ground_truth(data, name)
     return data, name
 
@@ -85,10 +95,14 @@ def _load_dt(dt: Any) -> tuple[list, str]:
     elif hasattr(dt, "dataset") and isinstance(dt.dataset, dict):
         name, data = "detections", copy.deepcopy(dt.dataset.get("annotations", []))
     else:
-        raise InputError(f"detections: unsupported type {type(dt).__name__}; pass a COCO results JSON path or list")
+        raise InputError(
+            f"detections: unsupported type {type(dt).__name__}; pass a COCO results JSON path or list"
+        )
     if not isinstance(data, list):
-        raise InputError(f"{name}: not a COCO results file (top level is {type(data).__name__}, expected a list "
-                         "of detections with image_id, category_id, score)")
+        raise InputError(
+            f"{name}: not a COCO results file (top level is {type(data).__name__}, expected a list "
+            "of detections with image_id, category_id, score)"
+        )
     return data, name
 
 
@@ -96,8 +110,14 @@ def _check_dt(dts: list, name: str, iou_type: str, gt: dict) -> None:
     check_detections(dts, name, gt, iou_type, _DT_FIELD[iou_type])
 
 
-def evaluate(gt: Any, dt: Any, iou_type: str, backend: str = "pycocotools", *,
-             area_thresholds: Sequence[float] | None = None) -> dict[str, float]:
+def evaluate(
+    gt: Any,
+    dt: Any,
+    iou_type: str,
+    backend: str = "pycocotools",
+    *,
+    area_thresholds: Sequence[float] | None = None,
+) -> dict[str, float]:
     """COCO summary statistics by name (see the module docstring) for ``iou_type`` bbox, segm or keypoints.
 
     ``backend``: "pycocotools" (the reference) or "faster" (faster-coco-eval; same numbers, faster).
@@ -119,8 +139,10 @@ def evaluate(gt: Any, dt: Any, iou_type: str, backend: str = "pycocotools", *,
     except SegbenchError:
         raise
     except Exception as exc:  # malformed entries surface as KeyError/TypeError/AssertionError deep inside
-        raise InputError(f"{dt_name} / {gt_name}: COCO evaluation failed on malformed input "
-                         f"({type(exc).__name__}: {exc}); check both files follow the COCO format") from None
+        raise InputError(
+            f"{dt_name} / {gt_name}: COCO evaluation failed on malformed input "
+            f"({type(exc).__name__}: {exc}); check both files follow the COCO format"
+        ) from None
     return {n: float(s) for n, s in zip(names, stats[: len(names)], strict=True)}
 
 
@@ -130,8 +152,9 @@ def _area_ranges(iou_type: str, area_thresholds: Sequence[float] | None) -> list
     try:
         small, medium = (float(v) for v in area_thresholds)
     except (TypeError, ValueError):
-        raise InputError(f"area_thresholds must be two numbers [small_max, medium_max] in px^2; "
-                         f"got {area_thresholds!r}") from None
+        raise InputError(
+            f"area_thresholds must be two numbers [small_max, medium_max] in px^2; got {area_thresholds!r}"
+        ) from None
     if not 0 < small < medium < _AREA_MAX:
         raise InputError(f"area_thresholds must satisfy 0 < small_max < medium_max; got {area_thresholds!r}")
     if iou_type == "keypoints":  # COCO's keypoint buckets: all, medium, large
@@ -154,16 +177,19 @@ def _run_faster(gt: dict, dts: list, iou_type: str, area_rng: list[list[float]] 
     try:
         from faster_coco_eval import COCO, COCOeval_faster
     except ImportError:  # pragma: no cover - it is a declared dependency
-        raise InputError("backend 'faster' needs faster-coco-eval; pip install faster-coco-eval, or use "
-                         "--backend pycocotools") from None
+        raise InputError(
+            "backend 'faster' needs faster-coco-eval; pip install faster-coco-eval, or use "
+            "--backend pycocotools"
+        ) from None
 
     def quiet(*_args: Any, **_kwargs: Any) -> None:
         return None
 
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(gt, print_function=quiet)
-        return _summarize(COCOeval_faster(coco_gt, coco_gt.loadRes(dts), iou_type, print_function=quiet),
-                          area_rng)
+        return _summarize(
+            COCOeval_faster(coco_gt, coco_gt.loadRes(dts), iou_type, print_function=quiet), area_rng
+        )
 
 
 def _summarize(ev: Any, area_rng: list[list[float]] | None) -> Any:

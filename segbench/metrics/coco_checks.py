@@ -78,7 +78,9 @@ def _segm_problem(segm: Any, size: tuple[int, int] | None) -> str | None:
 
 
 def _bbox_problem(bbox: Any) -> str | None:
-    if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+    if not (
+        isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)
+    ):
         return f"has bbox {bbox!r}, not [x, y, width, height]"
     if not all(math.isfinite(v) for v in bbox):
         return f"has a non-finite bbox {list(bbox)}"
@@ -95,15 +97,18 @@ def image_sizes(data: dict[str, Any], name: str) -> dict[Any, tuple[int, int] | 
         if not isinstance(img, dict) or "id" not in img:
             raise InputError(f"{name}: an entry of 'images' has no id ({str(img)[:80]}); fix the file")
         if img["id"] in sizes:
-            raise InputError(f"{name}: image id {img['id']!r} appears twice in 'images'; give each image its "
-                             "own id")
+            raise InputError(
+                f"{name}: image id {img['id']!r} appears twice in 'images'; give each image its own id"
+            )
         h, w = img.get("height"), img.get("width")
         if h is None and w is None:
             sizes[img["id"]] = None
             continue
         if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
-            raise InputError(f"{name}: image {img['id']!r} has width {w!r} and height {h!r}; both must be "
-                             "positive integers (fix the image entry)")
+            raise InputError(
+                f"{name}: image {img['id']!r} has width {w!r} and height {h!r}; both must be "
+                "positive integers (fix the image entry)"
+            )
         sizes[img["id"]] = (h, w)
     return sizes
 
@@ -114,8 +119,10 @@ def category_ids(data: dict[str, Any], name: str) -> set[Any]:
         if not isinstance(cat, dict) or "id" not in cat:
             raise InputError(f"{name}: an entry of 'categories' has no id ({str(cat)[:80]}); fix the file")
         if cat["id"] in ids:
-            raise InputError(f"{name}: category id {cat['id']!r} appears twice in 'categories'; give each "
-                             "category its own id")
+            raise InputError(
+                f"{name}: category id {cat['id']!r} appears twice in 'categories'; give each "
+                "category its own id"
+            )
         ids.add(cat["id"])
     return ids
 
@@ -133,39 +140,58 @@ def check_ground_truth(data: dict[str, Any], name: str) -> None:
         if ann_id is None:
             raise InputError(f"{name}: annotation {k} has no id; give every annotation a unique id")
         if ann_id in seen:
-            raise InputError(f"{where} appears twice (duplicate annotation id); give each annotation its own id")
+            raise InputError(
+                f"{where} appears twice (duplicate annotation id); give each annotation its own id"
+            )
         seen.add(ann_id)
         if ann.get("image_id") not in sizes:
-            raise InputError(f"{where} points at image_id {ann.get('image_id')!r}, which is not in 'images'; "
-                             "add the image or drop the annotation")
+            raise InputError(
+                f"{where} points at image_id {ann.get('image_id')!r}, which is not in 'images'; "
+                "add the image or drop the annotation"
+            )
         if ann.get("category_id") not in cats:
-            raise InputError(f"{where} has category_id {ann.get('category_id')!r}, which is not in "
-                             "'categories'; add the category or fix the annotation")
+            raise InputError(
+                f"{where} has category_id {ann.get('category_id')!r}, which is not in "
+                "'categories'; add the category or fix the annotation"
+            )
         problem = (_bbox_problem(ann["bbox"]) if "bbox" in ann else None) or (
-            _segm_problem(ann["segmentation"], sizes[ann["image_id"]]) if "segmentation" in ann else None)
+            _segm_problem(ann["segmentation"], sizes[ann["image_id"]]) if "segmentation" in ann else None
+        )
         if problem:
-            fix = "drop that polygon or regenerate the file" if "polygon" in problem else "fix or drop that entry"
+            fix = (
+                "drop that polygon or regenerate the file"
+                if "polygon" in problem
+                else "fix or drop that entry"
+            )
             raise InputError(f"{where} {problem}; {fix}")
 
 
 def check_detections(dts: list[Any], name: str, gt: dict[str, Any], iou_type: str, field: str) -> None:
     """Every detection names a known image and category and has a well-formed box / segmentation."""
-    sizes = {img.get("id"): (img.get("height"), img.get("width")) for img in gt["images"] if isinstance(img, dict)}
+    sizes = {
+        img.get("id"): (img.get("height"), img.get("width")) for img in gt["images"] if isinstance(img, dict)
+    }
     cats = {cat.get("id") for cat in gt["categories"] if isinstance(cat, dict)}
     for k, d in enumerate(dts):
         if not isinstance(d, dict):
             raise InputError(f"{name}: detection {k} is a {type(d).__name__}, expected an object")
         missing = [f for f in ("image_id", "category_id", "score", field) if f not in d]
         if missing:
-            raise InputError(f"{name}: detection {k} lacks {', '.join(missing)}; --iou-type {iou_type} needs "
-                             f"image_id, category_id, score and {field}")
+            raise InputError(
+                f"{name}: detection {k} lacks {', '.join(missing)}; --iou-type {iou_type} needs "
+                f"image_id, category_id, score and {field}"
+            )
         where = f"{name}: detection {k} (image_id {d['image_id']!r})"
         if d["image_id"] not in sizes:
-            raise InputError(f"{name}: detection {k} has image_id {d['image_id']!r}, not in the ground truth; "
-                             "evaluate against the annotation file the detections were made for")
+            raise InputError(
+                f"{name}: detection {k} has image_id {d['image_id']!r}, not in the ground truth; "
+                "evaluate against the annotation file the detections were made for"
+            )
         if d["category_id"] not in cats:
-            raise InputError(f"{where} has category_id {d['category_id']!r}, which is not in the ground truth's "
-                             "'categories'; map the detector's labels to the dataset's category ids")
+            raise InputError(
+                f"{where} has category_id {d['category_id']!r}, which is not in the ground truth's "
+                "'categories'; map the detector's labels to the dataset's category ids"
+            )
         score = d["score"]
         if not (isinstance(score, (int, float)) and math.isfinite(score)):
             raise InputError(f"{where} has score {score!r}; scores must be finite numbers")

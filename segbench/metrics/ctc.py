@@ -23,14 +23,20 @@ from segbench.errors import InputError
 def _instances(arr: Any, name: str) -> np.ndarray:
     a = np.asarray(arr)
     if a.size == 0:
-        raise InputError(f"{name}: empty stack (shape {a.shape}); pass a non-empty 2D or 3D instance label map")
+        raise InputError(
+            f"{name}: empty stack (shape {a.shape}); pass a non-empty 2D or 3D instance label map"
+        )
     if a.ndim not in (2, 3):
-        raise InputError(f"{name}: {a.ndim}-D array of shape {a.shape}; expected a 2D or 3D (T, Y, X) label map")
+        raise InputError(
+            f"{name}: {a.ndim}-D array of shape {a.shape}; expected a 2D or 3D (T, Y, X) label map"
+        )
     if a.dtype.kind == "b":
         return a.astype(np.int64)
     if a.dtype.kind == "f":
         if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-            raise InputError(f"{name}: non-integer values; expected an integer instance label map (0 = background)")
+            raise InputError(
+                f"{name}: non-integer values; expected an integer instance label map (0 = background)"
+            )
         a = a.astype(np.int64)
     elif a.dtype.kind not in "iu":
         raise InputError(f"{name}: unsupported dtype {a.dtype}; expected an integer instance label map")
@@ -64,8 +70,15 @@ def _frame_seg(gt: np.ndarray, pred: np.ndarray) -> tuple[float, int, int]:
     return float(jac.sum()), n_ref, int(ok.sum())
 
 
-def seg_metrics(pred: Any, gt: Any, *, per_slice: bool = True, label_pred: bool = False,
-                pred_name: str = "prediction", gt_name: str = "ground truth") -> dict[str, Any]:
+def seg_metrics(
+    pred: Any,
+    gt: Any,
+    *,
+    per_slice: bool = True,
+    label_pred: bool = False,
+    pred_name: str = "prediction",
+    gt_name: str = "ground truth",
+) -> dict[str, Any]:
     """SEG and foreground IoU of an instance label map ``pred`` against the reference ``gt``.
 
     Returns ``seg`` (mean Jaccard over reference objects; 0.0 when there is none, as py-ctcmetrics does),
@@ -76,8 +89,10 @@ def seg_metrics(pred: Any, gt: Any, *, per_slice: bool = True, label_pred: bool 
     g = _instances(gt, gt_name)
     p = np.asarray(pred)
     if p.shape != g.shape:
-        raise InputError(f"{pred_name}: shape {p.shape} differs from {gt_name} shape {g.shape}; "
-                         "pass label maps of the same (T, Y, X) shape")
+        raise InputError(
+            f"{pred_name}: shape {p.shape} differs from {gt_name} shape {g.shape}; "
+            "pass label maps of the same (T, Y, X) shape"
+        )
     p = _instances(p, pred_name)
     if label_pred:
         p = _label_binary(p > 0, per_slice)

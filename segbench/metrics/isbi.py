@@ -63,12 +63,16 @@ THRESHOLDS: tuple[float, ...] = _organiser_thresholds()
 # --------------------------------------------------------------------------------------------------
 def _as_stack(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.size == 0:
-        raise InputError(f"{name}: empty stack (shape {arr.shape}); pass a non-empty 2D image or 3D (Z, Y, X) stack")
+        raise InputError(
+            f"{name}: empty stack (shape {arr.shape}); pass a non-empty 2D image or 3D (Z, Y, X) stack"
+        )
     if arr.ndim == 2:
         return arr[None]
     if arr.ndim != 3:
-        raise InputError(f"{name}: {arr.ndim}-D array of shape {arr.shape}; expected a 2D image or a 3D "
-                         "(Z, Y, X) stack of single-channel slices")
+        raise InputError(
+            f"{name}: {arr.ndim}-D array of shape {arr.shape}; expected a 2D image or a 3D "
+            "(Z, Y, X) stack of single-channel slices"
+        )
     return arr
 
 
@@ -88,8 +92,10 @@ def validate_labels(labels: Any, name: str = "labels") -> np.ndarray:
     vals = {float(v) for v in values}
     if not (vals <= {0.0, 255.0} or vals <= {0.0, 1.0}):
         shown = ", ".join(f"{v:g}" for v in sorted(vals)[:6]) + (", ..." if len(vals) > 6 else "")
-        raise InputError(f"{name}: labels must be exactly 0/255 (or 0/1) with 255 = cell, 0 = membrane, "
-                         f"found values {{{shown}}}; pass the binary ISBI label stack (train-labels.tif)")
+        raise InputError(
+            f"{name}: labels must be exactly 0/255 (or 0/1) with 255 = cell, 0 = membrane, "
+            f"found values {{{shown}}}; pass the binary ISBI label stack (train-labels.tif)"
+        )
     return lab > 0
 
 
@@ -101,32 +107,48 @@ def validate_prediction(pred: Any, name: str = "prediction", *, membrane_prob: b
     """
     arr = _as_stack(np.asarray(pred), name)
     if arr.dtype.kind not in "biuf":
-        raise InputError(f"{name}: unsupported dtype {arr.dtype}; expected float32 values in [0, 1] (1 = cell)")
+        raise InputError(
+            f"{name}: unsupported dtype {arr.dtype}; expected float32 values in [0, 1] (1 = cell)"
+        )
     if arr.dtype.kind == "f" and np.isnan(arr).any():
-        raise InputError(f"{name}: contains NaN values; fix the model output (values must be in [0, 1], 1 = cell)")
+        raise InputError(
+            f"{name}: contains NaN values; fix the model output (values must be in [0, 1], 1 = cell)"
+        )
     if arr.dtype.kind != "b":
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi > 1:
             if lo >= 0 and hi <= 255 and (arr.dtype.kind in "iu" or np.all(arr == np.round(arr))):
-                raise InputError(f"{name}: values range {lo:g}..{hi:g}, outside [0, 1]: this looks like an 8-bit "
-                                 "0..255 map; divide by 255 and save as float32 in [0, 1] (1 = cell)")
-            raise InputError(f"{name}: values range {lo:g}..{hi:g}, outside [0, 1]; predictions must be "
-                             "probabilities in [0, 1] with 1 = cell (use --membrane-prob for P(membrane))")
+                raise InputError(
+                    f"{name}: values range {lo:g}..{hi:g}, outside [0, 1]: this looks like an 8-bit "
+                    "0..255 map; divide by 255 and save as float32 in [0, 1] (1 = cell)"
+                )
+            raise InputError(
+                f"{name}: values range {lo:g}..{hi:g}, outside [0, 1]; predictions must be "
+                "probabilities in [0, 1] with 1 = cell (use --membrane-prob for P(membrane))"
+            )
     out = arr.astype(np.float32)
     if membrane_prob:
         out = np.float32(1.0) - out
     return out
 
 
-def validate_isbi_inputs(pred: Any, labels: Any, *, pred_name: str = "prediction", labels_name: str = "labels",
-                         membrane_prob: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def validate_isbi_inputs(
+    pred: Any,
+    labels: Any,
+    *,
+    pred_name: str = "prediction",
+    labels_name: str = "labels",
+    membrane_prob: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Check and convert (prediction, labels) -> (3D float32 prediction, 3D bool GT); InputError if bad.
     A 2D image is one slice, so a 2D prediction matches a 1-slice label stack."""
     p = _as_stack(np.asarray(pred), pred_name)
     g = _as_stack(np.asarray(labels), labels_name)
     if p.shape != g.shape:
-        raise InputError(f"{pred_name}: shape {p.shape} differs from {labels_name} shape {g.shape}; prediction and "
-                         "labels must be the same (Z, Y, X) stack")
+        raise InputError(
+            f"{pred_name}: shape {p.shape} differs from {labels_name} shape {g.shape}; prediction and "
+            "labels must be the same (Z, Y, X) stack"
+        )
     return (validate_prediction(p, pred_name, membrane_prob=membrane_prob), validate_labels(g, labels_name))
 
 
@@ -215,7 +237,9 @@ def _rand_sums_kernel(gt_lab, pred_lab):
     return out
 
 
-def rand_counts_from_labels(gt_lab: np.ndarray, pred_lab: np.ndarray, form: str = "n2") -> tuple[int, int, int]:
+def rand_counts_from_labels(
+    gt_lab: np.ndarray, pred_lab: np.ndarray, form: str = "n2"
+) -> tuple[int, int, int]:
     """(TP, FP, FN) of the foreground-restricted Rand score of one slice, from label images.
 
     ``gt_lab``: GT segments (0 = membrane, excluded); ``pred_lab``: predicted segments (0 = membrane, each
@@ -283,7 +307,9 @@ def warp_order(pred: np.ndarray, mismatch: np.ndarray, t: float) -> tuple[np.nda
 # --------------------------------------------------------------------------------------------------
 # The per-slice engine (all thresholds of one slice)
 # --------------------------------------------------------------------------------------------------
-def _slice_counts(gt: np.ndarray, pred: np.ndarray, thresholds: Sequence[float], want: frozenset[str]) -> dict:
+def _slice_counts(
+    gt: np.ndarray, pred: np.ndarray, thresholds: Sequence[float], want: frozenset[str]
+) -> dict:
     """Per-threshold counts for one slice. ``gt``: 2D bool; ``pred``: 2D float32."""
     nt = len(thresholds)
     out: dict[str, np.ndarray] = {}
@@ -369,10 +395,15 @@ def _warping_result(classes: np.ndarray, mismatch: np.ndarray, pixels: int, form
     err, t = _best(curve)
     k = THRESHOLDS.index(t)
     return {
-        "error": err, "best_threshold": t, "per_threshold": curve, "form": form,
-        "split_pixels": int(classes[k, topology.SPLIT]), "merge_pixels": int(classes[k, topology.MERGE]),
+        "error": err,
+        "best_threshold": t,
+        "per_threshold": curve,
+        "form": form,
+        "split_pixels": int(classes[k, topology.SPLIT]),
+        "merge_pixels": int(classes[k, topology.MERGE]),
         "mismatch_classes": {name: int(v) for name, v in zip(topology.CLASSES, classes[k], strict=True)},
-        "mismatches_before_warp": int(mismatch[k, 0]), "mismatches_after_warp": int(mismatch[k, 1]),
+        "mismatches_before_warp": int(mismatch[k, 0]),
+        "mismatches_after_warp": int(mismatch[k, 1]),
     }
 
 
@@ -404,12 +435,21 @@ def warn_if_one_class(gt: np.ndarray, name: str = "labels") -> None:
     cells = int(np.count_nonzero(gt))
     if cells in (0, gt.size):
         what = "membrane (0)" if cells == 0 else "cell (255)"
-        warn(f"{name}: every pixel is {what}; the Rand and warping errors are trivially 0 for any prediction "
-             "and only the pixel error is informative; check the label stack (255 = cell, 0 = membrane)")
+        warn(
+            f"{name}: every pixel is {what}; the Rand and warping errors are trivially 0 for any prediction "
+            "and only the pixel error is informative; check the label stack (255 = cell, 0 = membrane)"
+        )
 
 
-def isbi_metrics(pred: Any, labels: Any, *, rand_form: str = "n2", warping_form: str = "splits_mergers",
-                 membrane_prob: bool = False, labels_name: str = "labels") -> dict[str, Any]:
+def isbi_metrics(
+    pred: Any,
+    labels: Any,
+    *,
+    rand_form: str = "n2",
+    warping_form: str = "splits_mergers",
+    membrane_prob: bool = False,
+    labels_name: str = "labels",
+) -> dict[str, Any]:
     """The three ISBI 2012 leaderboard metrics of a prediction stack against binary labels.
 
     ``pred``: float in [0, 1], 1 = cell (2D = one slice); ``labels``: 255 (or 1) = cell, 0 = membrane.

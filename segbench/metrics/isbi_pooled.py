@@ -30,23 +30,31 @@ from segbench.metrics.isbi import (
 COUNT_KEYS = ("pixel", "rand", "warping", "mismatch")
 
 
-def isbi_metrics_with_counts(pred: Any, labels: Any, *, rand_form: str = "n2",
-                             warping_form: str = "splits_mergers") -> dict[str, Any]:
+def isbi_metrics_with_counts(
+    pred: Any, labels: Any, *, rand_form: str = "n2", warping_form: str = "splits_mergers"
+) -> dict[str, Any]:
     """:func:`segbench.metrics.isbi.isbi_metrics` plus ``counts`` (JSON-ready per-threshold sums)."""
     p, g = validate_isbi_inputs(pred, labels)
     c = _stack_counts(p, g, frozenset({"pixel", "rand", "warping"}))
-    counts = {**{key: np.asarray(c[key]).tolist() for key in COUNT_KEYS},
-              "pixels": int(g.size), "slices": int(g.shape[0])}
+    counts = {
+        **{key: np.asarray(c[key]).tolist() for key in COUNT_KEYS},
+        "pixels": int(g.size),
+        "slices": int(g.shape[0]),
+    }
     return {**metrics_from_counts(counts, rand_form=rand_form, warping_form=warping_form), "counts": counts}
 
 
-def metrics_from_counts(counts: dict[str, Any], *, rand_form: str = "n2",
-                        warping_form: str = "splits_mergers") -> dict[str, Any]:
+def metrics_from_counts(
+    counts: dict[str, Any], *, rand_form: str = "n2", warping_form: str = "splits_mergers"
+) -> dict[str, Any]:
     """The assembly of :func:`segbench.metrics.isbi.isbi_metrics` from summed counts."""
     res = {
-        "warping_error": _warping_result(np.asarray(counts["warping"], np.int64),
-                                         np.asarray(counts["mismatch"], np.int64), int(counts["pixels"]),
-                                         warping_form),
+        "warping_error": _warping_result(
+            np.asarray(counts["warping"], np.int64),
+            np.asarray(counts["mismatch"], np.int64),
+            int(counts["pixels"]),
+            warping_form,
+        ),
         "rand_error": _rand_result(np.asarray(counts["rand"], np.int64), rand_form),
         "pixel_error": _pixel_result(np.asarray(counts["pixel"], np.int64)),
     }
@@ -74,8 +82,10 @@ def sum_counts(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for key in COUNT_KEYS:
         arrays = [np.asarray(p[key], np.int64) for p in parts]
         if len({a.shape for a in arrays}) != 1:
-            raise InputError(f"pooled ISBI errors: folds disagree on the shape of their {key!r} counts; "
-                             "re-evaluate the runs with one segbench version")
+            raise InputError(
+                f"pooled ISBI errors: folds disagree on the shape of their {key!r} counts; "
+                "re-evaluate the runs with one segbench version"
+            )
         out[key] = sum(arrays).tolist()
     out["pixels"] = sum(int(p["pixels"]) for p in parts)
     out["slices"] = sum(int(p["slices"]) for p in parts)

@@ -37,14 +37,26 @@ from scipy import ndimage
 
 # Neighbour bit i of the lookup-table index <-> offset (dy, dx), clockwise from the north-west corner.
 NEIGHBOUR_OFFSETS: tuple[tuple[int, int], ...] = (
-    (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1),
+    (-1, -1),
+    (-1, 0),
+    (-1, 1),
+    (0, 1),
+    (1, 1),
+    (1, 0),
+    (1, -1),
+    (0, -1),
 )
 _DY = np.array([o[0] for o in NEIGHBOUR_OFFSETS], dtype=np.int64)
 _DX = np.array([o[1] for o in NEIGHBOUR_OFFSETS], dtype=np.int64)
 
 # Mismatch classes, in the order of the counts returned by :func:`classify_mismatches`.
 CLASSES: tuple[str, ...] = (
-    "split", "merge", "hole_addition", "hole_deletion", "object_addition", "object_deletion",
+    "split",
+    "merge",
+    "hole_addition",
+    "hole_deletion",
+    "object_addition",
+    "object_deletion",
 )
 SPLIT, MERGE, HOLE_ADDITION, HOLE_DELETION, OBJECT_ADDITION, OBJECT_DELETION = range(len(CLASSES))
 #: Length of a class-count vector (:func:`warp_and_classify`, ``WarpOutcome.classes``).
@@ -67,7 +79,7 @@ def _components(members: list[int], adjacent) -> list[set[int]]:
         return a
 
     for i, a in enumerate(members):
-        for b in members[i + 1:]:
+        for b in members[i + 1 :]:
             if adjacent(a, b):
                 parent[find(a)] = find(b)
     groups: dict[int, set[int]] = {}
@@ -343,7 +355,9 @@ def flip_order(mismatch: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.nd
     return ys[order], xs[order]
 
 
-def warp(source: np.ndarray, target: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def warp(
+    source: np.ndarray, target: np.ndarray, ys: np.ndarray, xs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Simple-point warp of binary ``source`` towards binary ``target`` (2D, same shape).
 
     ``ys, xs``: the mismatching pixels in flip order (see :func:`flip_order`). Returns ``(warped, remaining)``:

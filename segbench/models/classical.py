@@ -27,8 +27,8 @@ class SmoothedThreshold:
 
     sigma_px: float = 2.0
     threshold: float | None = None
-    polarity: int = 1          # +1: cell where smoothed > threshold; -1: where smoothed < threshold
-    scale: float = 1.0         # logistic width (a quarter of the smoothed intensities' std)
+    polarity: int = 1  # +1: cell where smoothed > threshold; -1: where smoothed < threshold
+    scale: float = 1.0  # logistic width (a quarter of the smoothed intensities' std)
     train_pixel_f: float | None = None
     bins: int = 256
 
@@ -38,16 +38,20 @@ class SmoothedThreshold:
     def fit(self, images: Sequence[np.ndarray], cell_masks: Sequence[np.ndarray]) -> SmoothedThreshold:
         """Choose the threshold maximising the pixel F-score of the cell class over all training pixels."""
         if not images or len(images) != len(cell_masks):
-            raise InputError(f"SmoothedThreshold.fit: {len(images)} images vs {len(cell_masks)} masks; "
-                             "give one cell mask per training image")
+            raise InputError(
+                f"SmoothedThreshold.fit: {len(images)} images vs {len(cell_masks)} masks; "
+                "give one cell mask per training image"
+            )
         smoothed = np.concatenate([self.smooth(img).ravel() for img in images])
         cells = np.concatenate([np.asarray(m, bool).ravel() for m in cell_masks])
         edges = np.linspace(smoothed.min(), smoothed.max(), self.bins + 1)
         cell_hist, _ = np.histogram(smoothed[cells], edges)
         other_hist, _ = np.histogram(smoothed[~cells], edges)
         best = (-1.0, 0.0, 1)
-        for polarity, (cell_counts, other_counts) in ((1, (cell_hist, other_hist)),
-                                                     (-1, (cell_hist[::-1], other_hist[::-1]))):
+        for polarity, (cell_counts, other_counts) in (
+            (1, (cell_hist, other_hist)),
+            (-1, (cell_hist[::-1], other_hist[::-1])),
+        ):
             # Predict "cell" for the bins at or beyond each candidate cut (in the polarity's direction).
             tp = np.cumsum(cell_counts[::-1])[::-1]
             fp = np.cumsum(other_counts[::-1])[::-1]
@@ -86,8 +90,10 @@ def build_classical(cfg: dict[str, Any]) -> SmoothedThreshold:
     model_cfg = cfg.get("model", {})
     method = model_cfg.get("method", "smoothed_threshold")
     if method != "smoothed_threshold":
-        raise InputError(f"model.method={method!r} in the run config: the classical family implements "
-                         "'smoothed_threshold' only")
+        raise InputError(
+            f"model.method={method!r} in the run config: the classical family implements "
+            "'smoothed_threshold' only"
+        )
     sigma = model_cfg.get("sigma_px", 2.0)
     if not isinstance(sigma, int | float) or sigma < 0:
         raise InputError(f"model.sigma_px={sigma!r} in the run config: expected a number >= 0")

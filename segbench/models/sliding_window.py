@@ -37,20 +37,33 @@ def final_map_size(window: int, kernel_sizes: Sequence[int]) -> int:
     for k in kernel_sizes:
         side = (side - k + 1) // 2
         if side < 1:
-            raise InputError(f"sliding-window CNN: window {window} is too small for kernels {list(kernel_sizes)}")
+            raise InputError(
+                f"sliding-window CNN: window {window} is too small for kernels {list(kernel_sizes)}"
+            )
     return side
 
 
 class WindowClassifier(nn.Module):
-    def __init__(self, window: int = PAPER_WINDOW, kernel_sizes: Sequence[int] = PAPER_KERNELS,
-                 conv_channels: int | Sequence[int] = PAPER_CHANNELS, fc_units: int = PAPER_FC,
-                 activation: str = "tanh", num_classes: int = 2, in_channels: int = 1) -> None:
+    def __init__(
+        self,
+        window: int = PAPER_WINDOW,
+        kernel_sizes: Sequence[int] = PAPER_KERNELS,
+        conv_channels: int | Sequence[int] = PAPER_CHANNELS,
+        fc_units: int = PAPER_FC,
+        activation: str = "tanh",
+        num_classes: int = 2,
+        in_channels: int = 1,
+    ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise InputError(f"model.activation={activation!r}: choose one of {', '.join(ACTIVATIONS)}")
-        channels = [conv_channels] * len(kernel_sizes) if isinstance(conv_channels, int) else list(conv_channels)
+        channels = (
+            [conv_channels] * len(kernel_sizes) if isinstance(conv_channels, int) else list(conv_channels)
+        )
         if len(channels) != len(kernel_sizes):
-            raise InputError(f"model.conv_channels {channels} and kernel_sizes {list(kernel_sizes)} differ in length")
+            raise InputError(
+                f"model.conv_channels {channels} and kernel_sizes {list(kernel_sizes)} differ in length"
+            )
         self.window, self.kernel_sizes, self.activation = int(window), tuple(kernel_sizes), activation
         self.final_size = final_map_size(self.window, self.kernel_sizes)
         convs, previous = [], in_channels
@@ -59,7 +72,7 @@ class WindowClassifier(nn.Module):
             previous = out
         self.convs = nn.ModuleList(convs)
         self.fc1 = nn.Conv2d(previous, fc_units, self.final_size)  # FC(fc_units) over the final map
-        self.fc2 = nn.Conv2d(fc_units, num_classes, 1)               # FC(num_classes)
+        self.fc2 = nn.Conv2d(fc_units, num_classes, 1)  # FC(num_classes)
 
     @property
     def margin(self) -> int:
@@ -93,5 +106,13 @@ def build_sliding_window(cfg: dict[str, Any]) -> WindowClassifier:
     """The classifier of a resolved run config (``model``: window, kernel_sizes, conv_channels, fc_units,
     activation, num_classes, in_channels)."""
     model_cfg = cfg.get("model", {})
-    known = ("window", "kernel_sizes", "conv_channels", "fc_units", "activation", "num_classes", "in_channels")
+    known = (
+        "window",
+        "kernel_sizes",
+        "conv_channels",
+        "fc_units",
+        "activation",
+        "num_classes",
+        "in_channels",
+    )
     return WindowClassifier(**{k: model_cfg[k] for k in known if k in model_cfg})

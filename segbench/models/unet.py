@@ -28,8 +28,10 @@ class DoubleConv(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, padding: bool) -> None:
         pad = 1 if padding else 0
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=pad), nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=pad), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, out_channels, 3, padding=pad),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=pad),
+            nn.ReLU(inplace=True),
         )
 
 
@@ -50,14 +52,21 @@ def center_crop(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Te
     """The central ``size`` window of an N x C x H x W tensor (the copy-and-crop arrows of Figure 1)."""
     top = (x.shape[-2] - size[0]) // 2
     left = (x.shape[-1] - size[1]) // 2
-    return x[..., top:top + size[0], left:left + size[1]]
+    return x[..., top : top + size[0], left : left + size[1]]
 
 
 class UNet(nn.Module):
     """U-Net (section 2). ``padding=True`` pads the 3x3 convolutions, so the output has the input's size."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, base_channels: int = 64,
-                 depth: int = PAPER_DEPTH, padding: bool = False, dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        base_channels: int = 64,
+        depth: int = PAPER_DEPTH,
+        padding: bool = False,
+        dropout: float = 0.5,
+    ) -> None:
         super().__init__()
         if depth < 1 or base_channels < 1:
             raise InputError(f"UNet: depth={depth}, base_channels={base_channels}; both must be >= 1")
@@ -65,8 +74,9 @@ class UNet(nn.Module):
         self.padding = padding
         widths = [base_channels * 2**level for level in range(depth + 1)]
         down_inputs = [in_channels, *widths[:-2]]
-        self.down = nn.ModuleList(DoubleConv(c_in, c_out, padding)
-                                  for c_in, c_out in zip(down_inputs, widths[:-1], strict=True))
+        self.down = nn.ModuleList(
+            DoubleConv(c_in, c_out, padding) for c_in, c_out in zip(down_inputs, widths[:-1], strict=True)
+        )
         self.pool = nn.MaxPool2d(2, stride=2)
         self.bottom = DoubleConv(widths[-2], widths[-1], padding)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -120,15 +130,19 @@ def valid_output_size(input_size: int, depth: int = PAPER_DEPTH) -> int:
     for _ in range(depth):
         size -= 4
         if size <= 0 or size % 2:
-            raise InputError(f"input tile {input_size}: a 2x2 max pool would see size {size}; use a valid "
-                             f"tile such as {valid_input_size(4, depth)} + 16k (see valid_input_size)")
+            raise InputError(
+                f"input tile {input_size}: a 2x2 max pool would see size {size}; use a valid "
+                f"tile such as {valid_input_size(4, depth)} + 16k (see valid_input_size)"
+            )
         size //= 2
     size -= 4
     for _ in range(depth):
         size = 2 * size - 4
     if size <= 0:
-        raise InputError(f"input tile {input_size}: too small for a depth-{depth} U-Net; "
-                         f"use at least {valid_input_size(4, depth)}")
+        raise InputError(
+            f"input tile {input_size}: too small for a depth-{depth} U-Net; "
+            f"use at least {valid_input_size(4, depth)}"
+        )
     return size
 
 
@@ -137,8 +151,10 @@ def valid_input_size(output_size: int, depth: int = PAPER_DEPTH) -> int:
     size = output_size
     for _ in range(depth):
         if (size + 4) % 2:
-            raise InputError(f"output size {output_size}: no input tile gives it at depth {depth}; "
-                             f"valid outputs are 4 + {2**depth}k")
+            raise InputError(
+                f"output size {output_size}: no input tile gives it at depth {depth}; "
+                f"valid outputs are 4 + {2**depth}k"
+            )
         size = (size + 4) // 2
     size += 4
     for _ in range(depth):

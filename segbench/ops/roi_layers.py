@@ -213,11 +213,14 @@ def _cpu_training(input: Tensor) -> bool:
 # registry
 
 
-ROI_LAYERS: Registry[RoILayer] = Registry("RoI layer", {
-    "roi_pool": roi_pool,
-    "roi_warp": roi_warp,
-    "roi_align": roi_align,
-})
+ROI_LAYERS: Registry[RoILayer] = Registry(
+    "RoI layer",
+    {
+        "roi_pool": roi_pool,
+        "roi_warp": roi_warp,
+        "roi_align": roi_align,
+    },
+)
 
 
 def register_roi_layer(name: str, fn: RoILayer, *, override: bool = False) -> None:

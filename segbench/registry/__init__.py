@@ -41,11 +41,15 @@ def _load_cached(path: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError(f"{p}: registry file not found; set SEGBENCH_REGISTRY or reinstall segbench") from None
+        raise InputError(
+            f"{p}: registry file not found; set SEGBENCH_REGISTRY or reinstall segbench"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise InputError(f"{p}:{where} invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+        raise InputError(
+            f"{p}:{where} invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"
+        ) from None
     validate_registry(data, source=str(p))
     return data
 
@@ -72,8 +76,14 @@ def _check_references(data: dict[str, Any], source: str) -> None:
         fail("default_scale", f"unknown scale {data['default_scale']!r}; known: {sorted(scales)}")
     for scale_name, scale in scales.items():
         # a scale maps the logical datasets of the runs of the tables defined at it (tables' seeds keys)
-        needed = {run for t in data["tables"].values() if scale_name in t["seeds"]
-                  for row in t["rows"] for run in _row_runs(row) if run in runs}
+        needed = {
+            run
+            for t in data["tables"].values()
+            if scale_name in t["seeds"]
+            for row in t["rows"]
+            for run in _row_runs(row)
+            if run in runs
+        }
         missing = {runs[run]["dataset"] for run in needed} - set(scale["datasets"])
         if missing:
             fail(f"scales/{scale_name}/datasets", f"no concrete dataset for {sorted(missing)}")
@@ -84,15 +94,20 @@ def _check_references(data: dict[str, Any], source: str) -> None:
             fail(f"{where}/metrics", f"must map exactly the columns {columns}")
         # seeds: the scales the table is defined at (its keys) and its seed count at each
         if set(table["seeds"]) - set(scales):
-            fail(f"{where}/seeds", f"unknown scales {sorted(set(table['seeds']) - set(scales))}; "
-                 f"known: {sorted(scales)}")
+            fail(
+                f"{where}/seeds",
+                f"unknown scales {sorted(set(table['seeds']) - set(scales))}; known: {sorted(scales)}",
+            )
         if data["default_scale"] not in table["seeds"]:
             fail(f"{where}/seeds", f"must give a seed count for the default scale {data['default_scale']!r}")
         for scale_name, count in table["seeds"].items():
             folds = scales[scale_name].get("cross_validation", {}).get("folds")
             if folds is not None and count != folds:
-                fail(f"{where}/seeds/{scale_name}", f"scale {scale_name!r} runs {folds}-fold cross-validation "
-                     f"(seed k = fold k), so the table needs {folds} seeds there, not {count}")
+                fail(
+                    f"{where}/seeds/{scale_name}",
+                    f"scale {scale_name!r} runs {folds}-fold cross-validation "
+                    f"(seed k = fold k), so the table needs {folds} seeds there, not {count}",
+                )
         row_ids = [row["id"] for row in table["rows"]]
         if len(set(row_ids)) != len(row_ids):
             fail(f"{where}/rows", "row ids must be unique")
@@ -153,6 +168,7 @@ def row_runs(row: dict[str, Any]) -> list[str]:
 # Queries used by the CLI, the Snakefile and dvc.yaml.
 # ----------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RunSeed:
     run: str
@@ -194,8 +210,10 @@ def check_table_at_scale(name: str, scale: str, registry: dict[str, Any] | None 
     reg = registry or load_registry()
     if not table_defined_at(name, scale, reg):
         defined = ", ".join(get_table(name, reg)["seeds"])
-        raise InputError(f"table {name!r} is not defined at scale {scale!r} (it exists at: {defined}); "
-                         f"tables at {scale}: {', '.join(table_names(reg, scale)) or 'none'}")
+        raise InputError(
+            f"table {name!r} is not defined at scale {scale!r} (it exists at: {defined}); "
+            f"tables at {scale}: {', '.join(table_names(reg, scale)) or 'none'}"
+        )
 
 
 def get_table(name: str, registry: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -250,8 +268,10 @@ def dataset_for(run: str, scale: str, registry: dict[str, Any] | None = None) ->
         raise InputError(f"unknown run {run!r}; `segbench list --runs` shows the runs")
     logical = reg["runs"][run]["dataset"]
     if logical not in reg["scales"][scale]["datasets"]:
-        raise InputError(f"run {run!r} is not defined at scale {scale!r} (the scale maps no dataset for "
-                         f"{logical!r}); tables at {scale}: {', '.join(table_names(reg, scale)) or 'none'}")
+        raise InputError(
+            f"run {run!r} is not defined at scale {scale!r} (the scale maps no dataset for "
+            f"{logical!r}); tables at {scale}: {', '.join(table_names(reg, scale)) or 'none'}"
+        )
     return reg["scales"][scale]["datasets"][logical]
 
 
@@ -259,7 +279,9 @@ def real_datasets(logical: str, registry: dict[str, Any] | None = None) -> list[
     """The concrete datasets any scale maps the logical dataset ``logical`` to, real ones first (the
     dataset the paper used, then its synthetic stand-ins), each once."""
     reg = registry or load_registry()
-    names = list(dict.fromkeys(s["datasets"][logical] for s in reg["scales"].values() if logical in s["datasets"]))
+    names = list(
+        dict.fromkeys(s["datasets"][logical] for s in reg["scales"].values() if logical in s["datasets"])
+    )
     entries = {name: _dataset_entry(name) for name in names}
     return sorted(names, key=lambda n: entries[n].get("source") != "real")
 
@@ -288,8 +310,9 @@ def figure_runs(figure: str, registry: dict[str, Any] | None = None) -> list[tup
     return [(e, e) if isinstance(e, str) else (e["run"], e.get("label", e["run"])) for e in entries]
 
 
-def datasets_for_scale(scale: str, runs: list[str] | None = None,
-                       registry: dict[str, Any] | None = None) -> list[str]:
+def datasets_for_scale(
+    scale: str, runs: list[str] | None = None, registry: dict[str, Any] | None = None
+) -> list[str]:
     """Concrete datasets the given runs (default: all) need at ``scale``."""
     reg = registry or load_registry()
     if runs is None:  # the runs of the tables defined at the scale
@@ -297,7 +320,9 @@ def datasets_for_scale(scale: str, runs: list[str] | None = None,
     return list(dict.fromkeys(dataset_for(r, scale, reg) for r in runs))
 
 
-def resolve_run(run: str, scale: str, seed: int = 0, registry: dict[str, Any] | None = None) -> dict[str, Any]:
+def resolve_run(
+    run: str, scale: str, seed: int = 0, registry: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The complete config of one run instance: run keys overlaid by the scale's family overlay."""
     reg = registry or load_registry()
     check_scale(scale, reg)
@@ -324,8 +349,10 @@ def resolve_run(run: str, scale: str, seed: int = 0, registry: dict[str, Any] | 
     if cross_validation:  # seed k is fold k (segbench.data.biomedical.held_out_split); seeds the RNG too
         folds = int(cross_validation["folds"])
         if not 0 <= int(seed) < folds:
-            raise InputError(f"seed {seed} at scale {scale!r}: the scale runs {folds}-fold cross-validation "
-                             f"and seed k is fold k; choose a seed in 0..{folds - 1}")
+            raise InputError(
+                f"seed {seed} at scale {scale!r}: the scale runs {folds}-fold cross-validation "
+                f"and seed k is fold k; choose a seed in 0..{folds - 1}"
+            )
         cfg["split"] = {"folds": folds, "fold": int(seed)}
     return cfg
 

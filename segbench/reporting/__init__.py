@@ -12,25 +12,48 @@ from segbench.paths import REPO_ROOT, results_root
 from segbench.reporting.figures import FIGURES, FigureContext, FigureResult, figure_names, render_figure
 from segbench.reporting.html import ReportPaths, build_pages
 
-__all__ = ["FIGURES", "FigureContext", "FigureResult", "ReportPaths", "build_report", "figure_context",
-           "figure_names", "render_figure", "reports_root"]
+__all__ = [
+    "FIGURES",
+    "FigureContext",
+    "FigureResult",
+    "ReportPaths",
+    "build_report",
+    "figure_context",
+    "figure_names",
+    "render_figure",
+    "reports_root",
+]
 
 
 def reports_root(override: str | Path | None = None) -> Path:
     return Path(override).resolve() if override else REPO_ROOT / "reports"
 
 
-def figure_context(scale: str, results: str | Path | None = None, out: str | Path | None = None,
-                   data_root: str | Path | None = None) -> FigureContext:
+def figure_context(
+    scale: str,
+    results: str | Path | None = None,
+    out: str | Path | None = None,
+    data_root: str | Path | None = None,
+) -> FigureContext:
     from segbench.paths import data_root as default_data_root
 
-    return FigureContext(scale=scale, results=results_root(results),
-                         out_dir=reports_root(out) / scale / "figures", data_root=default_data_root(data_root))
+    return FigureContext(
+        scale=scale,
+        results=results_root(results),
+        out_dir=reports_root(out) / scale / "figures",
+        data_root=default_data_root(data_root),
+    )
 
 
-def build_report(scale: str, results: str | Path | None = None, out: str | Path | None = None, *,
-                 figures: list[str] | None = None, render: bool = True,
-                 data_root: str | Path | None = None) -> tuple[ReportPaths, list[FigureResult]]:
+def build_report(
+    scale: str,
+    results: str | Path | None = None,
+    out: str | Path | None = None,
+    *,
+    figures: list[str] | None = None,
+    render: bool = True,
+    data_root: str | Path | None = None,
+) -> tuple[ReportPaths, list[FigureResult]]:
     """Render ``figures`` (default: all; ``render=False`` reuses the manifests on disk), then write every
     page from the tables and figure manifests on disk."""
     ctx = figure_context(scale, results, out, data_root)

@@ -58,14 +58,18 @@ class Tolerance:
             parts = ([f"{abs_:g} {self.unit}"] if abs_ else []) + ([f"{rel:.0%} relative"] if rel else [])
             return " or ".join(parts)
 
-        return (f"green: |delta| within {band(self.good_abs, self.good_rel)}; "
-                f"amber: within {band(self.near_abs, self.near_rel)}, or further in the better direction; "
-                "red: further in the worse direction")
+        return (
+            f"green: |delta| within {band(self.good_abs, self.good_rel)}; "
+            f"amber: within {band(self.near_abs, self.near_rel)}, or further in the better direction; "
+            "red: further in the worse direction"
+        )
 
 
 CLAIM_BANDS = {"yes": "good", "noise": "near", "no": "far"}
-CLAIM_LEGEND = ("green: every claim on this row and metric reproduces; amber: one is within noise (right sign, "
-                "< 2 std); red: one is not reproduced; uncoloured: no claim on this cell")
+CLAIM_LEGEND = (
+    "green: every claim on this row and metric reproduces; amber: one is within noise (right sign, "
+    "< 2 std); red: one is not reproduced; uncoloured: no claim on this cell"
+)
 
 
 def claim_state(direction: dict[str, Any]) -> str:
@@ -155,8 +159,10 @@ def test_text(direction: dict[str, Any], digits: str) -> str:
 
 
 def direction_view(direction: dict[str, Any], labels: dict[str, str], digits: str) -> dict[str, Any]:
-    verdict = direction.get("verdict") or {True: "reproduced", False: "not reproduced",
-                                            None: "not measured"}[direction.get("reproduced")]
+    verdict = (
+        direction.get("verdict")
+        or {True: "reproduced", False: "not reproduced", None: "not measured"}[direction.get("reproduced")]
+    )
     gap_std = direction.get("gap_in_std")
     spread = direction.get("gap_std")
     return {
@@ -181,10 +187,24 @@ def run_views(table: dict[str, Any], results: Path, page_dir: Path) -> list[dict
     out = []
     for rid, info in sorted(table.get("runs", {}).items()):
         run_dir = results / table["scale"] / "runs" / rid
-        links = [{"name": name, "href": url_between(run_dir / name, page_dir),
-                  "exists": (run_dir / name).is_file()} for name in RUN_FILES]
-        out.append({"run_id": rid, "links": links, **{k: info.get(k) for k in (
-            "config_hash", "git_commit", "device", "train_wall_time_s", "eval_wall_time_s")}})
+        links = [
+            {
+                "name": name,
+                "href": url_between(run_dir / name, page_dir),
+                "exists": (run_dir / name).is_file(),
+            }
+            for name in RUN_FILES
+        ]
+        out.append(
+            {
+                "run_id": rid,
+                "links": links,
+                **{
+                    k: info.get(k)
+                    for k in ("config_hash", "git_commit", "device", "train_wall_time_s", "eval_wall_time_s")
+                },
+            }
+        )
     return out
 
 
@@ -202,23 +222,38 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
         return tol.classify(value.get("delta"), value.get("paper"), lower_is_better=lower)
 
     labels = {row["id"]: row["label"] for row in table["rows"]}
-    rows = [{"id": row["id"], "label": row["label"], "runs": row.get("runs", []),
-             "reference_only": row.get("reference_only", False),
-             "cells": [cell_view(row["values"][col], band(row, col), digits, row.get("reference_only", False))
-                       for col in table["columns"]]}
-            for row in table["rows"]]
+    rows = [
+        {
+            "id": row["id"],
+            "label": row["label"],
+            "runs": row.get("runs", []),
+            "reference_only": row.get("reference_only", False),
+            "cells": [
+                cell_view(row["values"][col], band(row, col), digits, row.get("reference_only", False))
+                for col in table["columns"]
+            ],
+        }
+        for row in table["rows"]
+    ]
     directions = [direction_view(d, labels, digits) for d in table.get("directions", [])]
     bands = [c["band"] for r in rows for c in r["cells"] if c["band"] != "none"]
     tables_dir = results / table["scale"] / "tables"
     return {
-        "name": table["table"], "title": table["title"], "paper": table["paper"],
-        "citation": table["citation"], "scale": table["scale"],
+        "name": table["table"],
+        "title": table["title"],
+        "paper": table["paper"],
+        "citation": table["citation"],
+        "scale": table["scale"],
         "scale_description": table.get("scale_description", ""),
         "absolute": absolute,
-        "split": table.get("split"), "evaluated_on": table.get("evaluated_on"),
-        "columns": table["columns"], "metrics": table.get("metrics", {}),
+        "split": table.get("split"),
+        "evaluated_on": table.get("evaluated_on"),
+        "columns": table["columns"],
+        "metrics": table.get("metrics", {}),
         "lower_is_better": table.get("lower_is_better", False),
-        "tolerance": tol.describe() if absolute else CLAIM_LEGEND, "rows": rows, "directions": directions,
+        "tolerance": tol.describe() if absolute else CLAIM_LEGEND,
+        "rows": rows,
+        "directions": directions,
         "paper_directions": [d for d in directions if d["source"] == "paper"],
         "our_directions": [d for d in directions if d["source"] == "ours"],
         "directions_reproduced": sum(d["state"] == "yes" for d in directions if d["source"] == "paper"),
@@ -228,7 +263,11 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
         "freshness": table_state(table["table"], table["scale"], results),
         "runs": run_views(table, results, page_dir),
         "provenance": table.get("provenance", {}),
-        "sources": [{"name": f"{table['table']}.{ext}", "href": url_between(tables_dir / f"{table['table']}.{ext}",
-                                                                              page_dir)}
-                    for ext in ("json", "csv", "md")],
+        "sources": [
+            {
+                "name": f"{table['table']}.{ext}",
+                "href": url_between(tables_dir / f"{table['table']}.{ext}", page_dir),
+            }
+            for ext in ("json", "csv", "md")
+        ],
     }

@@ -63,14 +63,18 @@ def _load_run_metrics(run: str, scale: str, root: Path, registry: dict[str, Any]
     for seed in seeds_for_run(run, scale, registry):
         path = root / scale / "runs" / run_id(run, seed) / "metrics.json"
         if not path.exists():
-            raise InputError(f"{path}: missing; produce it with `segbench train --run {run} --scale {scale} "
-                             f"--seed {seed}` then `segbench evaluate ...` (or snakemake reproduce_<table>)")
+            raise InputError(
+                f"{path}: missing; produce it with `segbench train --run {run} --scale {scale} "
+                f"--seed {seed}` then `segbench evaluate ...` (or snakemake reproduce_<table>)"
+            )
         record = read_json(path, "run metrics")
         expected = config_hash(resolve_run(run, scale, seed, registry))
         if record.get("config_hash") not in (expected, None):
-            raise InputError(f"{path}: stale, computed with config {record.get('config_hash')} but the registry now "
-                             f"gives {expected}; retrain: `segbench train --run {run} --scale {scale} --seed {seed} "
-                             "--force` then `segbench evaluate` (snakemake reruns it by itself)")
+            raise InputError(
+                f"{path}: stale, computed with config {record.get('config_hash')} but the registry now "
+                f"gives {expected}; retrain: `segbench train --run {run} --scale {scale} --seed {seed} "
+                "--force` then `segbench evaluate` (snakemake reruns it by itself)"
+            )
         out.append((path, record))
     return out
 
@@ -102,8 +106,9 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
                 a = seed_values(row["difference"]["minuend"], col)
                 b = seed_values(row["difference"]["subtrahend"], col)
                 # Paired by seed; a run with more seeds than the other contributes its first ones.
-                per_seed = [x - y if x is not None and y is not None else None
-                            for x, y in zip(a, b, strict=False)]
+                per_seed = [
+                    x - y if x is not None and y is not None else None for x, y in zip(a, b, strict=False)
+                ]
             else:
                 per_seed = []
             cell = seed_summary(per_seed) if per_seed else {"mean": None, "std": None, "n": 0, "per_seed": []}
@@ -112,21 +117,30 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
             cell["paper"] = paper
             cell["delta"] = (cell["mean"] - paper) if cell["mean"] is not None and paper is not None else None
             values[col] = cell
-        rows.append({"id": row["id"], "label": row["label"], "runs": row_runs(row),
-                     "reference_only": not row_runs(row), "values": values})
+        rows.append(
+            {
+                "id": row["id"],
+                "label": row["label"],
+                "runs": row_runs(row),
+                "reference_only": not row_runs(row),
+                "values": values,
+            }
+        )
 
     runs_used = sorted({r for row in table["rows"] for r in row_runs(row)})
     run_provenance = {
-        rec["run_id"]: {"config_hash": rec.get("config_hash"),
-                        "git_commit": rec.get("provenance", {}).get("git_commit"),
-                        "device": rec.get("provenance", {}).get("device"),
-                        "train_wall_time_s": rec.get("train_wall_time_s"),
-                        "eval_wall_time_s": rec.get("provenance", {}).get("wall_time_s"),
-                        # what this table was assembled from: a later retrain changes it (segbench status)
-                        "metrics_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                        "metrics_file": str(path.relative_to(root.parent)) if root.parent in path.parents
-                        else str(path)}
-        for run in runs_used for path, rec in cache.get(run, [])
+        rec["run_id"]: {
+            "config_hash": rec.get("config_hash"),
+            "git_commit": rec.get("provenance", {}).get("git_commit"),
+            "device": rec.get("provenance", {}).get("device"),
+            "train_wall_time_s": rec.get("train_wall_time_s"),
+            "eval_wall_time_s": rec.get("provenance", {}).get("wall_time_s"),
+            # what this table was assembled from: a later retrain changes it (segbench status)
+            "metrics_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "metrics_file": str(path.relative_to(root.parent)) if root.parent in path.parents else str(path),
+        }
+        for run in runs_used
+        for path, rec in cache.get(run, [])
     }
     wall = sum((p["train_wall_time_s"] or 0) + (p["eval_wall_time_s"] or 0) for p in run_provenance.values())
     seeds = sorted({s for run in runs_used for s in seeds_for_run(run, scale, registry)})
@@ -146,8 +160,12 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
         "rows": rows,
         "directions": _directions(table, rows),
         "runs": run_provenance,
-        "provenance": provenance({"table": name, "runs": {k: v["config_hash"] for k, v in run_provenance.items()}},
-                                 seeds=seeds, wall_time_s=wall, scale=scale),
+        "provenance": provenance(
+            {"table": name, "runs": {k: v["config_hash"] for k, v in run_provenance.items()}},
+            seeds=seeds,
+            wall_time_s=wall,
+            scale=scale,
+        ),
     }
 
 
@@ -155,16 +173,20 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
 #: other metrics (U-Net's error rates and IoU, fractions) rely on the relative floor alone.
 STD_FLOOR_ABS = {"bbox.": 0.1, "segm.": 0.1, "keypoints.": 0.1}
 STD_FLOOR_REL = 0.01  # 1 % of the larger |mean| of the two rows
-STD_RULE = ("gap / std, where std = max(pooled std of the rows with seed variance, "
-            f"{STD_FLOOR_REL:.0%} of the larger |mean|, the metric's absolute floor); a deterministic row "
-            "(std 0, e.g. a classical baseline) is left out of the pooling instead of halving the variance")
+STD_RULE = (
+    "gap / std, where std = max(pooled std of the rows with seed variance, "
+    f"{STD_FLOOR_REL:.0%} of the larger |mean|, the metric's absolute floor); a deterministic row "
+    "(std 0, e.g. a classical baseline) is left out of the pooling instead of halving the variance"
+)
 BASELINE_MARK = "(segbench baseline)"
 
 
 def is_segbench_baseline(row: dict[str, Any]) -> bool:
     """A row the paper does not have: labelled a segbench baseline, or measured with no paper value at all."""
     values = row["values"].values()
-    return BASELINE_MARK in row["label"] or (not row["reference_only"] and all(v["paper"] is None for v in values))
+    return BASELINE_MARK in row["label"] or (
+        not row["reference_only"] and all(v["paper"] is None for v in values)
+    )
 
 
 def std_floor(metric_key: str, means: list[float]) -> float:
@@ -204,18 +226,33 @@ def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[
             claim = f"{d['better']} ≈ {d['worse']} on {d['metric']} (within ±{d['margin']:g})"
         else:
             claim = f"{d['better']} {'<' if sign < 0 else '>'} {d['worse']} on {d['metric']}"
-        paper_gap = (sign * (better["paper"] - worse["paper"])
-                     if better["paper"] is not None and worse["paper"] is not None else None)
-        entry: dict[str, Any] = {**d, "claim": claim, "source": source, "paper_gap": paper_gap,
-                                 "gap": None, "gap_std": None, "gap_per_seed": [], "pooled_std": None,
-                                 "std_floor": None, "std_used": None, "std_rule": STD_RULE, "test": None,
-                                 "gap_in_std": None, "reproduced": None, "verdict": "not measured"}
+        paper_gap = (
+            sign * (better["paper"] - worse["paper"])
+            if better["paper"] is not None and worse["paper"] is not None
+            else None
+        )
+        entry: dict[str, Any] = {
+            **d,
+            "claim": claim,
+            "source": source,
+            "paper_gap": paper_gap,
+            "gap": None,
+            "gap_std": None,
+            "gap_per_seed": [],
+            "pooled_std": None,
+            "std_floor": None,
+            "std_used": None,
+            "std_rule": STD_RULE,
+            "test": None,
+            "gap_in_std": None,
+            "reproduced": None,
+            "verdict": "not measured",
+        }
         if better["mean"] is not None and worse["mean"] is not None:
             gap = sign * (better["mean"] - worse["mean"])
             entry["gap"] = gap
             b_seeds, w_seeds = better.get("per_seed") or [], worse.get("per_seed") or []
-            paired = (len(b_seeds) == len(w_seeds) >= 2
-                      and all(v is not None for v in [*b_seeds, *w_seeds]))
+            paired = len(b_seeds) == len(w_seeds) >= 2 and all(v is not None for v in [*b_seeds, *w_seeds])
             if paired:
                 per_seed = [sign * (b - w) for b, w in zip(b_seeds, w_seeds, strict=True)]
                 entry["gap_per_seed"] = per_seed
@@ -231,7 +268,9 @@ def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[
                 floor = std_floor(table["metrics"][d["metric"]], [better["mean"], worse["mean"]])
                 used = max(pooled, floor)
                 entry.update(pooled_std=pooled, std_floor=floor, std_used=used)
-                entry["gap_in_std"] = gap / used if used > 0 else (math.copysign(math.inf, gap) if gap else 0.0)
+                entry["gap_in_std"] = (
+                    gap / used if used > 0 else (math.copysign(math.inf, gap) if gap else 0.0)
+                )
             if d["kind"] == "equivalent":
                 entry["verdict"] = equivalence_verdict(gap, float(d["margin"]))
             else:
@@ -275,13 +314,20 @@ def _digits(table: dict[str, Any]) -> int:
 
 def to_markdown(table: dict[str, Any]) -> str:
     d = _digits(table)
-    lines = [f"# {table['table']}: {table['title']}", "",
-             f"Scale: **{table['scale']}** ({table['scale_description']})  ",
-             f"Paper: {table['citation']}  ",
-             f"Paper split: {table['split']}" + (f"; reproduced on: {table['evaluated_on']}" if table["evaluated_on"] else ""),
-             "", "Cells: reproduced mean ± std (seeds) / paper / delta." if not table.get("cross_validation_folds")
-             else f"Cells: reproduced mean ± std over the {table['cross_validation_folds']} folds (seed k = fold k); "
-                  "pooled = the errors of all held-out slices together / paper / delta (of the mean).", ""]
+    lines = [
+        f"# {table['table']}: {table['title']}",
+        "",
+        f"Scale: **{table['scale']}** ({table['scale_description']})  ",
+        f"Paper: {table['citation']}  ",
+        f"Paper split: {table['split']}"
+        + (f"; reproduced on: {table['evaluated_on']}" if table["evaluated_on"] else ""),
+        "",
+        "Cells: reproduced mean ± std (seeds) / paper / delta."
+        if not table.get("cross_validation_folds")
+        else f"Cells: reproduced mean ± std over the {table['cross_validation_folds']} folds (seed k = fold k); "
+        "pooled = the errors of all held-out slices together / paper / delta (of the mean).",
+        "",
+    ]
     lines.append("| row | " + " | ".join(table["columns"]) + " |")
     lines.append("|---|" + "---|" * len(table["columns"]))
     for row in table["rows"]:
@@ -292,8 +338,10 @@ def to_markdown(table: dict[str, Any]) -> str:
                 cells.append(f"(paper {format_value(v['paper'], d)})")
                 continue
             pooled = f"; pooled {format_value(v['pooled'], d)}" if v.get("pooled") is not None else ""
-            cells.append(f"{format_reproduced(v, d)}{pooled} / {format_value(v['paper'], d)} / "
-                         f"{format_value(v['delta'], d)}")
+            cells.append(
+                f"{format_reproduced(v, d)}{pooled} / {format_value(v['paper'], d)} / "
+                f"{format_value(v['delta'], d)}"
+            )
         label = row["label"] + (" *(reference)*" if row["reference_only"] else "")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for source, heading in (("paper", "The paper's claims"), ("ours", "Against our baselines")):
@@ -310,28 +358,65 @@ def to_markdown(table: dict[str, Any]) -> str:
                 gap += f" (paper {dirn['paper_gap']:+.3g})"
             sd = "" if dirn["gap_in_std"] is None else f" = {dirn['gap_in_std']:.1f} std"
             test = dirn.get("test")
-            p = f", paired t-test over {test['n']} seeds p = {test['p_value']:.2g}" if test and test.get("p_value") is not None else ""
+            p = (
+                f", paired t-test over {test['n']} seeds p = {test['p_value']:.2g}"
+                if test and test.get("p_value") is not None
+                else ""
+            )
             lines.append(f"- {dirn['claim']}: **{verdict}**{gap}{sd}{p}")
     if table["directions"]:
         lines += ["", f"Test: {STD_RULE}; reproduced when the gap is at least {SIGNIFICANT_STD:g} std."]
     prov = table["provenance"]
-    lines += ["", f"Provenance: commit `{prov['git_commit']}`, device {prov['device']}, seeds {prov['seeds']}, "
-              f"compute {prov['wall_time_s']} s (train + eval, summed over runs), "
-              f"torch {prov['package_versions'].get('torch')}, created {prov['created_utc']}.", ""]
+    lines += [
+        "",
+        f"Provenance: commit `{prov['git_commit']}`, device {prov['device']}, seeds {prov['seeds']}, "
+        f"compute {prov['wall_time_s']} s (train + eval, summed over runs), "
+        f"torch {prov['package_versions'].get('torch')}, created {prov['created_utc']}.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def to_csv(table: dict[str, Any]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["table", "scale", "row", "label", "reference_only", "column", "mean", "std", "n",
-                     "per_seed", "paper", "delta", "pooled"])
+    writer.writerow(
+        [
+            "table",
+            "scale",
+            "row",
+            "label",
+            "reference_only",
+            "column",
+            "mean",
+            "std",
+            "n",
+            "per_seed",
+            "paper",
+            "delta",
+            "pooled",
+        ]
+    )
     for row in table["rows"]:
         for col in table["columns"]:
             v = row["values"][col]
-            writer.writerow([table["table"], table["scale"], row["id"], row["label"], row["reference_only"], col,
-                             v["mean"], v["std"], v["n"], " ".join(map(str, v["per_seed"])), v["paper"], v["delta"],
-                             v.get("pooled")])
+            writer.writerow(
+                [
+                    table["table"],
+                    table["scale"],
+                    row["id"],
+                    row["label"],
+                    row["reference_only"],
+                    col,
+                    v["mean"],
+                    v["std"],
+                    v["n"],
+                    " ".join(map(str, v["per_seed"])),
+                    v["paper"],
+                    v["delta"],
+                    v.get("pooled"),
+                ]
+            )
     return buf.getvalue()
 
 

@@ -19,17 +19,25 @@ ALPHA = 0.05
 TEST_NAME = "paired t-test over seeds (two-sided)"
 
 
-def paired_comparison(method: list[float], baseline: list[float], *, higher_is_better: bool = True,
-                      alpha: float = ALPHA) -> dict[str, Any]:
+def paired_comparison(
+    method: list[float], baseline: list[float], *, higher_is_better: bool = True, alpha: float = ALPHA
+) -> dict[str, Any]:
     """Per-seed differences ``method - baseline``, their mean and std, t, p and a verdict."""
     if len(method) != len(baseline):
         raise ValueError(f"paired comparison needs equal seed counts, got {len(method)} and {len(baseline)}")
     diffs = [m - b for m, b in zip(method, baseline, strict=True)]
     n = len(diffs)
-    result: dict[str, Any] = {"test": TEST_NAME, "alpha": alpha, "n": n, "differences": diffs,
-                              "mean_difference": statistics.fmean(diffs) if diffs else None,
-                              "std_difference": statistics.stdev(diffs) if n > 1 else None,
-                              "t": None, "p_value": None, "significant": False}
+    result: dict[str, Any] = {
+        "test": TEST_NAME,
+        "alpha": alpha,
+        "n": n,
+        "differences": diffs,
+        "mean_difference": statistics.fmean(diffs) if diffs else None,
+        "std_difference": statistics.stdev(diffs) if n > 1 else None,
+        "t": None,
+        "p_value": None,
+        "significant": False,
+    }
     if n < 2:
         result["verdict"] = "not tested (needs at least 2 seeds)"
         return result

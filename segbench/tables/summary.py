@@ -20,8 +20,11 @@ def _target(table: str, registry: dict[str, Any]) -> str:
     """The Snakemake target that reproduces ``table`` (its group's, e.g. table2 for table2c)."""
     from segbench.registry import artifacts
 
-    groups = [name for name, members in artifacts(registry).items()
-              if table in members and name != table and name != "all"]
+    groups = [
+        name
+        for name, members in artifacts(registry).items()
+        if table in members and name != table and name != "all"
+    ]
     return f"reproduce_{min(groups, key=len) if groups else table}"
 
 
@@ -46,13 +49,18 @@ def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | N
             paper = "-" if cell.get("paper") is None else f"{cell['paper']}"
             reproduced = "-" if cell.get("mean") is None else format_reproduced(cell, digits)
             lines.append(f"| {link} {column} | {row['label']} | {reproduced} | {paper} |")
-    lines += ["", f"| table | claim | whose | verdict at {scale} | gap | gap / std | command |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"| table | claim | whose | verdict at {scale} | gap | gap / std | command |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for t in tables:
         for d in t.get("directions", []):
             gap = "-" if d.get("gap") is None else f"{d['gap']:+.3g}"
             in_std = "-" if d.get("gap_in_std") is None else f"{d['gap_in_std']:.1f}"
             whose = "ours (vs a segbench baseline)" if d.get("source") == "ours" else "the paper's"
-            lines.append(f"| {t['table']} | {d['claim']} | {whose} | {d['verdict']} | {gap} | {in_std} | "
-                         f"`snakemake --cores all {_target(t['table'], registry)}` |")
+            lines.append(
+                f"| {t['table']} | {d['claim']} | {whose} | {d['verdict']} | {gap} | {in_std} | "
+                f"`snakemake --cores all {_target(t['table'], registry)}` |"
+            )
     return "\n".join(lines) + "\n"

@@ -34,21 +34,46 @@ def mask_annotation(mask: np.ndarray, ann_id: int, image_id: int, category_id: i
     ys, xs = np.nonzero(mask)
     x0, y0 = int(xs.min()), int(ys.min())
     bbox = [float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)]
-    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "iscrowd": 0,
-            "area": float(mask.sum()), "bbox": bbox, "segmentation": rle}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "iscrowd": 0,
+        "area": float(mask.sum()),
+        "bbox": bbox,
+        "segmentation": rle,
+    }
 
 
 def image_record(image_id: int, file_name: str, size: int) -> dict[str, Any]:
     return {"id": image_id, "file_name": file_name, "width": size, "height": size}
 
 
-def dataset_json(*, images: list, annotations: list, categories: list, generator: str, seed: int,
-                 split: str, image_size: int, description: str) -> dict[str, Any]:
+def dataset_json(
+    *,
+    images: list,
+    annotations: list,
+    categories: list,
+    generator: str,
+    seed: int,
+    split: str,
+    image_size: int,
+    description: str,
+) -> dict[str, Any]:
     """A COCO annotation file; ``info.segbench`` records the area thresholds that suit the image size."""
     return {
-        "info": {"description": description, "version": "1.0", "year": 2024,
-                 "segbench": {"generator": generator, "seed": seed, "split": split,
-                              "image_size": image_size, "area_thresholds": area_thresholds(image_size)}},
+        "info": {
+            "description": description,
+            "version": "1.0",
+            "year": 2024,
+            "segbench": {
+                "generator": generator,
+                "seed": seed,
+                "split": split,
+                "image_size": image_size,
+                "area_thresholds": area_thresholds(image_size),
+            },
+        },
         "licenses": [],
         "images": images,
         "annotations": annotations,
@@ -56,8 +81,18 @@ def dataset_json(*, images: list, annotations: list, categories: list, generator
     }
 
 
-def write_coco_dataset(out_dir: Path, p: dict[str, Any], seed: int, *, render: Callable, annotate: Callable,
-                       annotation_stem: str, categories: list, generator: str, description: str) -> None:
+def write_coco_dataset(
+    out_dir: Path,
+    p: dict[str, Any],
+    seed: int,
+    *,
+    render: Callable,
+    annotate: Callable,
+    annotation_stem: str,
+    categories: list,
+    generator: str,
+    description: str,
+) -> None:
     """Write both splits of a synthetic COCO-format dataset: ``images/<split>/*.png`` and
     ``annotations/<stem>_<split>.json``. ``render(rng, p) -> (image, items)`` draws one image;
     ``annotate(item, ann_id, image_id) -> dict`` makes an item's annotation. Each image depends only on
@@ -70,7 +105,19 @@ def write_coco_dataset(out_dir: Path, p: dict[str, Any], seed: int, *, render: C
             image, items = render(draw.item_rng(seed, split, index), p)
             draw.write_png(out_dir / "images" / split / file_name, image)
             images.append(image_record(image_id, file_name, int(p["image_size"])))
-            annotations.extend(annotate(item, image_id * 100 + k + 1, image_id) for k, item in enumerate(items))
-        draw.write_json(out_dir / "annotations" / f"{annotation_stem}_{split}.json", dataset_json(
-            images=images, annotations=annotations, categories=categories, generator=generator, seed=seed,
-            split=split, image_size=int(p["image_size"]), description=description))
+            annotations.extend(
+                annotate(item, image_id * 100 + k + 1, image_id) for k, item in enumerate(items)
+            )
+        draw.write_json(
+            out_dir / "annotations" / f"{annotation_stem}_{split}.json",
+            dataset_json(
+                images=images,
+                annotations=annotations,
+                categories=categories,
+                generator=generator,
+                seed=seed,
+                split=split,
+                image_size=int(p["image_size"]),
+                description=description,
+            ),
+        )

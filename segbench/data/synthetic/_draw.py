@@ -55,8 +55,9 @@ def polygon_mask(shape: tuple[int, int], xy: np.ndarray) -> np.ndarray:
     return mask
 
 
-def ellipse_mask(shape: tuple[int, int], cx: float, cy: float, rx: float, ry: float,
-                 angle: float = 0.0) -> np.ndarray:
+def ellipse_mask(
+    shape: tuple[int, int], cx: float, cy: float, rx: float, ry: float, angle: float = 0.0
+) -> np.ndarray:
     """Boolean mask of an ellipse with semi-axes ``rx``, ``ry`` rotated by ``angle`` radians."""
     rx, ry = max(rx, 0.5), max(ry, 0.5)
     mask = np.zeros(shape, bool)
@@ -85,11 +86,18 @@ def capsule_mask(shape: tuple[int, int], p0: np.ndarray, p1: np.ndarray, radius:
     return mask
 
 
-def _window(shape: tuple[int, int], x0: float, y0: float, x1: float, y1: float,
-            margin: float) -> tuple[np.ndarray, np.ndarray] | None:
+def _window(
+    shape: tuple[int, int], x0: float, y0: float, x1: float, y1: float, margin: float
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Open-mesh pixel coordinates (rows, columns) of the box around two points, clipped to ``shape``."""
-    top, bottom = max(int(np.floor(min(y0, y1) - margin)), 0), min(int(np.ceil(max(y0, y1) + margin)) + 1, shape[0])
-    left, right = max(int(np.floor(min(x0, x1) - margin)), 0), min(int(np.ceil(max(x0, x1) + margin)) + 1, shape[1])
+    top, bottom = (
+        max(int(np.floor(min(y0, y1) - margin)), 0),
+        min(int(np.ceil(max(y0, y1) + margin)) + 1, shape[0]),
+    )
+    left, right = (
+        max(int(np.floor(min(x0, x1) - margin)), 0),
+        min(int(np.ceil(max(x0, x1) + margin)) + 1, shape[1]),
+    )
     if top >= bottom or left >= right:
         return None
     return np.ix_(np.arange(top, bottom), np.arange(left, right))

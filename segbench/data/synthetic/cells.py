@@ -28,8 +28,14 @@ from segbench.data.synthetic import _draw as draw
 MODALITIES = ("phc", "dic")
 MIN_CELL_AREA = 20
 DEFAULTS: dict[str, Any] = {
-    "modality": "phc", "sequences": ["01"], "frames": 20, "height": 256, "width": 256,
-    "cells_per_frame": [8, 16], "cell_radius": [10, 26], "noise_std": 6.0,
+    "modality": "phc",
+    "sequences": ["01"],
+    "frames": 20,
+    "height": 256,
+    "width": 256,
+    "cells_per_frame": [8, 16],
+    "cell_radius": [10, 26],
+    "noise_std": 6.0,
 }
 
 
@@ -76,7 +82,10 @@ def cell_labels(rng: np.random.Generator, shape: tuple[int, int], p: dict[str, A
         angle = rng.uniform(0, np.pi)
         dy, dx = yy - centre[0], xx - centre[1]
         c, s = np.cos(angle), np.sin(angle)
-        u, v = (c * dx + s * dy) / (radius * np.sqrt(stretch)), (-s * dx + c * dy) / (radius / np.sqrt(stretch))
+        u, v = (
+            (c * dx + s * dy) / (radius * np.sqrt(stretch)),
+            (-s * dx + c * dy) / (radius / np.sqrt(stretch)),
+        )
         wobble = 0.12 * draw.smooth_noise(rng, shape, radius / 3)
         distance = np.sqrt(u**2 + v**2) + wobble
         take = (distance < 1.0) & (distance < best)

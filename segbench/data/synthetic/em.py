@@ -21,7 +21,11 @@ from scipy import ndimage
 from segbench.data.synthetic import _draw as draw
 
 DEFAULTS: dict[str, Any] = {
-    "slices": 20, "height": 256, "width": 256, "cell_spacing": 28.0, "noise_std": 14.0,
+    "slices": 20,
+    "height": 256,
+    "width": 256,
+    "cell_spacing": 28.0,
+    "noise_std": 14.0,
 }
 
 
@@ -62,8 +66,9 @@ def initial_seeds(rng: np.random.Generator, shape: tuple[int, int], spacing: flo
     return grid + rng.uniform(-0.4, 0.4, grid.shape) * spacing
 
 
-def bent_voronoi(rng: np.random.Generator, shape: tuple[int, int], seeds: np.ndarray,
-                 spacing: float) -> np.ndarray:
+def bent_voronoi(
+    rng: np.random.Generator, shape: tuple[int, int], seeds: np.ndarray, spacing: float
+) -> np.ndarray:
     """Region index of every pixel: the nearest seed after a smooth warp of the pixel grid."""
     from scipy.spatial import cKDTree
 
@@ -86,12 +91,17 @@ def membrane_mask(rng: np.random.Generator, regions: np.ndarray) -> np.ndarray:
     return edge | thick | thicker
 
 
-def render_slice(rng: np.random.Generator, regions: np.ndarray, membrane: np.ndarray,
-                 noise_std: float) -> np.ndarray:
+def render_slice(
+    rng: np.random.Generator, regions: np.ndarray, membrane: np.ndarray, noise_std: float
+) -> np.ndarray:
     """The EM-like grey image of one section."""
     shape = regions.shape
     cell_level = rng.uniform(150, 205, regions.max() + 1)
-    image = cell_level[regions] + 12 * draw.smooth_noise(rng, shape, 2.0) + 8 * draw.smooth_noise(rng, shape, 10.0)
+    image = (
+        cell_level[regions]
+        + 12 * draw.smooth_noise(rng, shape, 2.0)
+        + 8 * draw.smooth_noise(rng, shape, 10.0)
+    )
     image += organelles(rng, shape, membrane)
     faint = draw.smooth_noise(rng, shape, 8.0) > 1.0  # membrane stretches cut obliquely: low contrast
     depth = np.where(faint, rng.uniform(15, 35), rng.uniform(85, 115))

@@ -23,16 +23,54 @@ from segbench.data.synthetic import _draw as draw
 from segbench.data.synthetic._coco import mask_annotation, write_coco_dataset
 
 KEYPOINT_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-    "right_knee", "left_ankle", "right_ankle",
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
 )
 SKELETON = [  # COCO's person skeleton, 1-based keypoint indices
-    [16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9],
-    [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7],
+    [16, 14],
+    [14, 12],
+    [17, 15],
+    [15, 13],
+    [12, 13],
+    [6, 12],
+    [7, 13],
+    [6, 7],
+    [6, 8],
+    [7, 9],
+    [8, 10],
+    [9, 11],
+    [2, 3],
+    [1, 2],
+    [1, 3],
+    [2, 4],
+    [3, 5],
+    [4, 6],
+    [5, 7],
 ]
-CATEGORIES = [{"id": 1, "name": "person", "supercategory": "person", "keypoints": list(KEYPOINT_NAMES),
-               "skeleton": SKELETON}]
+CATEGORIES = [
+    {
+        "id": 1,
+        "name": "person",
+        "supercategory": "person",
+        "keypoints": list(KEYPOINT_NAMES),
+        "skeleton": SKELETON,
+    }
+]
 KP = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 
 # Body proportions as fractions of the figure height (ankle to top of head is about 1).
@@ -41,16 +79,29 @@ UPPER_ARM, FOREARM, THIGH, SHIN = 0.16, 0.14, 0.24, 0.23
 ARM_RADIUS, LEG_RADIUS = 0.032, 0.045
 
 DEFAULTS: dict[str, Any] = {
-    "image_size": 160, "num_train": 300, "num_val": 100, "persons_per_image": [1, 4],
-    "person_height": [30, 140], "min_visible_area": 12, "noise_std": 8.0,
+    "image_size": 160,
+    "num_train": 300,
+    "num_val": 100,
+    "persons_per_image": [1, 4],
+    "person_height": [30, 140],
+    "min_visible_area": 12,
+    "noise_std": 8.0,
 }
 
 
 def generate(out_dir: Path, params: dict[str, Any], seed: int) -> None:
     """Write both splits of a person-keypoints dataset under ``out_dir``."""
-    write_coco_dataset(out_dir, {**DEFAULTS, **params}, seed, render=render_image, annotate=person_annotation,
-                       annotation_stem="person_keypoints", categories=CATEGORIES, generator="keypoints",
-                       description="segbench synthetic persons (COCO-format person keypoints)")
+    write_coco_dataset(
+        out_dir,
+        {**DEFAULTS, **params},
+        seed,
+        render=render_image,
+        annotate=person_annotation,
+        annotation_stem="person_keypoints",
+        categories=CATEGORIES,
+        generator="keypoints",
+        description="segbench synthetic persons (COCO-format person keypoints)",
+    )
 
 
 def person_annotation(person: tuple[np.ndarray, list], ann_id: int, image_id: int) -> dict[str, Any]:
@@ -61,7 +112,9 @@ def person_annotation(person: tuple[np.ndarray, list], ann_id: int, image_id: in
     return ann
 
 
-def render_image(rng: np.random.Generator, p: dict[str, Any]) -> tuple[np.ndarray, list[tuple[np.ndarray, list]]]:
+def render_image(
+    rng: np.random.Generator, p: dict[str, Any]
+) -> tuple[np.ndarray, list[tuple[np.ndarray, list]]]:
     """One RGB image and its persons as ``(visible_mask, keypoints [x, y, v] * 17)``."""
     size = int(p["image_size"])
     shape = (size, size)
@@ -101,12 +154,17 @@ def pose(rng: np.random.Generator, hip: np.ndarray, height: float) -> np.ndarray
     neck = hip + up * TORSO * s
     head = neck + up * NECK * s
     j = np.zeros((17, 2))
-    j[KP["left_shoulder"]], j[KP["right_shoulder"]] = neck + right * SHOULDER_HALF * s, neck - right * SHOULDER_HALF * s
+    j[KP["left_shoulder"]], j[KP["right_shoulder"]] = (
+        neck + right * SHOULDER_HALF * s,
+        neck - right * SHOULDER_HALF * s,
+    )
     j[KP["left_hip"]], j[KP["right_hip"]] = hip + right * HIP_HALF * s, hip - right * HIP_HALF * s
     turn = rng.uniform(-0.4, 0.4)  # head turn moves the face sideways
     j[KP["nose"]] = head + right * turn * HEAD_RADIUS * s - up * 0.2 * HEAD_RADIUS * s
     for side, sign in (("left", 1.0), ("right", -1.0)):
-        j[KP[f"{side}_eye"]] = head + right * (turn + sign * 0.4) * HEAD_RADIUS * s + up * 0.2 * HEAD_RADIUS * s
+        j[KP[f"{side}_eye"]] = (
+            head + right * (turn + sign * 0.4) * HEAD_RADIUS * s + up * 0.2 * HEAD_RADIUS * s
+        )
         j[KP[f"{side}_ear"]] = head + right * (0.5 * turn + sign * 0.95) * HEAD_RADIUS * s
         down = -up
         shoulder, hip_side = j[KP[f"{side}_shoulder"]], j[KP[f"{side}_hip"]]
@@ -135,12 +193,18 @@ def body_parts(shape: tuple[int, int], joints: np.ndarray, height: float):
         yield "trousers", draw.capsule_mask(shape, j[f"{side}_hip"], j[f"{side}_knee"], leg_r)
         yield "trousers", draw.capsule_mask(shape, j[f"{side}_knee"], j[f"{side}_ankle"], leg_r * 0.85)
     torso = np.stack([j["left_shoulder"], j["right_shoulder"], j["right_hip"], j["left_hip"]])
-    yield "shirt", draw.polygon_mask(shape, torso) | draw.capsule_mask(
-        shape, j["left_shoulder"], j["right_shoulder"], arm_r) | draw.capsule_mask(
-        shape, j["left_hip"], j["right_hip"], leg_r)
+    yield (
+        "shirt",
+        draw.polygon_mask(shape, torso)
+        | draw.capsule_mask(shape, j["left_shoulder"], j["right_shoulder"], arm_r)
+        | draw.capsule_mask(shape, j["left_hip"], j["right_hip"], leg_r),
+    )
     neck = (j["left_shoulder"] + j["right_shoulder"]) / 2
     yield "skin", draw.capsule_mask(shape, neck, head, arm_r)
-    yield "skin", draw.ellipse_mask(shape, head[0], head[1], HEAD_RADIUS * height, HEAD_RADIUS * height * 1.15)
+    yield (
+        "skin",
+        draw.ellipse_mask(shape, head[0], head[1], HEAD_RADIUS * height, HEAD_RADIUS * height * 1.15),
+    )
     for side in ("left", "right"):
         yield "shirt", draw.capsule_mask(shape, j[f"{side}_shoulder"], j[f"{side}_elbow"], arm_r)
         yield "skin", draw.capsule_mask(shape, j[f"{side}_elbow"], j[f"{side}_wrist"], arm_r * 0.85)

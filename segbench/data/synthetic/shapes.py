@@ -25,8 +25,14 @@ CLASSES = ("circle", "square", "triangle", "ellipse", "star")
 CATEGORIES = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)]
 
 DEFAULTS: dict[str, Any] = {
-    "image_size": 160, "num_train": 400, "num_val": 100, "objects_per_image": [4, 10],
-    "object_size": [6, 110], "min_visible_area": 6, "noise_std": 10.0, "min_contrast": 0.0,
+    "image_size": 160,
+    "num_train": 400,
+    "num_val": 100,
+    "objects_per_image": [4, 10],
+    "object_size": [6, 110],
+    "min_visible_area": 6,
+    "noise_std": 10.0,
+    "min_contrast": 0.0,
 }
 
 
@@ -47,20 +53,30 @@ def with_contrast(texture: np.ndarray, background: np.ndarray, min_contrast: flo
 
 def generate(out_dir: Path, params: dict[str, Any], seed: int) -> None:
     """Write both splits of a shapes dataset under ``out_dir``."""
-    write_coco_dataset(out_dir, {**DEFAULTS, **params}, seed, render=render_image,
-                       annotate=lambda item, ann_id, image_id: mask_annotation(item[1], ann_id, image_id, item[0]),
-                       annotation_stem="instances", categories=CATEGORIES, generator="shapes",
-                       description="segbench synthetic shapes (COCO-format instance segmentation)")
+    write_coco_dataset(
+        out_dir,
+        {**DEFAULTS, **params},
+        seed,
+        render=render_image,
+        annotate=lambda item, ann_id, image_id: mask_annotation(item[1], ann_id, image_id, item[0]),
+        annotation_stem="instances",
+        categories=CATEGORIES,
+        generator="shapes",
+        description="segbench synthetic shapes (COCO-format instance segmentation)",
+    )
 
 
-def example_image(seed: int = 0, split: str = "val", index: int = 0,
-                  **params: Any) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+def example_image(
+    seed: int = 0, split: str = "val", index: int = 0, **params: Any
+) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
     """Image ``index`` of ``split`` as ``generate`` would draw it for ``seed`` and ``params`` (over
     :data:`DEFAULTS`), with its objects as ``(category_id, visible_mask)``; no files are written."""
     return render_image(draw.item_rng(seed, split, index), {**DEFAULTS, **params})
 
 
-def render_image(rng: np.random.Generator, p: dict[str, Any]) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+def render_image(
+    rng: np.random.Generator, p: dict[str, Any]
+) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
     """One RGB image and its objects as ``(category_id, visible_mask)``, in painting order."""
     size = int(p["image_size"])
     shape = (size, size)
@@ -91,8 +107,15 @@ def render_image(rng: np.random.Generator, p: dict[str, Any]) -> tuple[np.ndarra
     return draw.to_uint8(image), objects
 
 
-def shape_mask(shape: tuple[int, int], name: str, cx: float, cy: float, extent: float, angle: float,
-               rng: np.random.Generator) -> np.ndarray:
+def shape_mask(
+    shape: tuple[int, int],
+    name: str,
+    cx: float,
+    cy: float,
+    extent: float,
+    angle: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Mask of one shape whose unrotated bounding box is about ``extent`` pixels across."""
     r = extent / 2
     if name == "circle":

@@ -138,7 +138,10 @@ def no_norm(channels: int) -> nn.Identity:
 # frozen_bn: ImageNet statistics as constants; bn: trainable BatchNorm (torchvision's from-scratch choice);
 # gn: GroupNorm (trains from scratch at small batches, Wu & He 2018); none: identity.
 NORM_LAYERS: dict[str, Callable[[int], nn.Module]] = {
-    "frozen_bn": FrozenBatchNorm2d, "bn": nn.BatchNorm2d, "gn": group_norm, "none": no_norm,
+    "frozen_bn": FrozenBatchNorm2d,
+    "bn": nn.BatchNorm2d,
+    "gn": group_norm,
+    "none": no_norm,
 }
 
 

@@ -23,7 +23,9 @@ class PooledBoxPredictor(FastRCNNPredictor):
         return super().forward(x.mean(dim=(2, 3)))
 
 
-def build_box_head(s: MaskRCNNSettings, in_channels: int, res5: nn.Module | None) -> tuple[nn.Module, nn.Module]:
+def build_box_head(
+    s: MaskRCNNSettings, in_channels: int, res5: nn.Module | None
+) -> tuple[nn.Module, nn.Module]:
     """``(box_head, box_predictor)`` for the run's arch.
 
     ``res5`` is the C4 backbone's stride-1 fifth stage (None for C5/FPN).

@@ -42,8 +42,12 @@ class BinaryMaskTransform(GeneralizedRCNNTransform):
         super().__init__(*args, **kwargs)
         self.mask_threshold = mask_threshold
 
-    def postprocess(self, result: list[dict[str, Tensor]], image_shapes: list[tuple[int, int]],
-                    original_image_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+    def postprocess(
+        self,
+        result: list[dict[str, Tensor]],
+        image_shapes: list[tuple[int, int]],
+        original_image_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, Tensor]]:
         result = super().postprocess(result, image_shapes, original_image_sizes)
         if not self.training:
             for detections in result:
@@ -59,9 +63,15 @@ class MaskRCNN(GeneralizedRCNN):
     "frozen_stages"}``; ``settings``: the resolved :class:`MaskRCNNSettings`.
     """
 
-    def __init__(self, backbone: nn.Module, rpn: RegionProposalNetwork, roi_heads: MaskRCNNRoIHeads,
-                 transform: GeneralizedRCNNTransform, settings: MaskRCNNSettings,
-                 segbench_init: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        rpn: RegionProposalNetwork,
+        roi_heads: MaskRCNNRoIHeads,
+        transform: GeneralizedRCNNTransform,
+        settings: MaskRCNNSettings,
+        segbench_init: dict[str, Any],
+    ) -> None:
         super().__init__(backbone, rpn, roi_heads, transform)
         self.settings = settings
         self.segbench_init = segbench_init
@@ -71,8 +81,10 @@ def build_rpn(s: MaskRCNNSettings, in_channels: int) -> RegionProposalNetwork:
     """RPN with 5 anchor scales x 3 aspect ratios (section 3.1): one size per FPN level, or all on C4/C5."""
     if s.arch == "fpn":
         if len(s.rpn_anchor_sizes) != NUM_PYRAMID_LEVELS:
-            raise InputError(f"model key 'rpn_anchor_sizes': {list(s.rpn_anchor_sizes)} needs one size per "
-                             f"FPN level P2-P6 ({NUM_PYRAMID_LEVELS})")
+            raise InputError(
+                f"model key 'rpn_anchor_sizes': {list(s.rpn_anchor_sizes)} needs one size per "
+                f"FPN level P2-P6 ({NUM_PYRAMID_LEVELS})"
+            )
         sizes = tuple((size,) for size in s.rpn_anchor_sizes)
     else:
         sizes = (s.rpn_anchor_sizes,)
@@ -90,7 +102,9 @@ def build_rpn(s: MaskRCNNSettings, in_channels: int) -> RegionProposalNetwork:
     )
 
 
-def _mask_branch(s: MaskRCNNSettings, bb: Backbone, box_head: nn.Module, box_pool: nn.Module) -> dict[str, Any]:
+def _mask_branch(
+    s: MaskRCNNSettings, bb: Backbone, box_head: nn.Module, box_pool: nn.Module
+) -> dict[str, Any]:
     mask_loss = get_mask_loss(s.mask_loss)
     spec = MaskHeadSpec(
         in_channels=bb.trunk.out_channels,
@@ -103,13 +117,20 @@ def _mask_branch(s: MaskRCNNSettings, bb: Backbone, box_head: nn.Module, box_poo
     mask_head, mask_predictor = build_mask_head(s.mask_head, s.arch, spec)
     if mask_head is box_head:  # C4: res5 is shared, so is its 7x7 RoI
         if s.mask_roi_size != s.box_roi_size:
-            raise InputError(f"model key 'mask_size': {s.mask_size} must be 2 x box_roi_size "
-                             f"({2 * s.box_roi_size}) for the C4 res5 mask head")
+            raise InputError(
+                f"model key 'mask_size': {s.mask_size} must be 2 x box_roi_size "
+                f"({2 * s.box_roi_size}) for the C4 res5 mask head"
+            )
         mask_pool = box_pool
     else:
         mask_pool = make_roi_pooler(bb.featmap_names, s.mask_roi_size, s)
-    return {"mask_roi_pool": mask_pool, "mask_head": mask_head, "mask_predictor": mask_predictor,
-            "mask_loss": mask_loss, "class_agnostic_masks": s.class_agnostic}
+    return {
+        "mask_roi_pool": mask_pool,
+        "mask_head": mask_head,
+        "mask_predictor": mask_predictor,
+        "mask_loss": mask_loss,
+        "class_agnostic_masks": s.class_agnostic,
+    }
 
 
 def build_roi_heads(s: MaskRCNNSettings, bb: Backbone) -> MaskRCNNRoIHeads:
@@ -121,8 +142,11 @@ def build_roi_heads(s: MaskRCNNSettings, bb: Backbone) -> MaskRCNNRoIHeads:
         branches.update(_mask_branch(s, bb, box_head, box_pool))
     if s.has_keypoint:
         head, predictor = build_keypoint_head(bb.trunk.out_channels, s.keypoint_head_dim, s.num_keypoints)
-        branches.update(keypoint_roi_pool=make_roi_pooler(bb.featmap_names, s.keypoint_roi_size, s),
-                        keypoint_head=head, keypoint_predictor=predictor)
+        branches.update(
+            keypoint_roi_pool=make_roi_pooler(bb.featmap_names, s.keypoint_roi_size, s),
+            keypoint_head=head,
+            keypoint_predictor=predictor,
+        )
     return MaskRCNNRoIHeads(
         box_pool,
         box_head,
@@ -149,7 +173,14 @@ def build_maskrcnn(cfg: Mapping[str, Any]) -> MaskRCNN:
     get_mask_loss(s.mask_loss)  # validate the names even where the run has no mask branch
     resolve_mask_head(s.mask_head, s.arch)
     bb = build_backbone(s)
-    transform = BinaryMaskTransform(s.min_size, s.max_size, IMAGENET_MEAN, IMAGENET_STD,
-                                    mask_threshold=s.mask_threshold)
-    return MaskRCNN(bb.trunk, build_rpn(s, bb.trunk.out_channels), build_roi_heads(s, bb), transform,
-                    settings=s, segbench_init=bb.init.as_dict())
+    transform = BinaryMaskTransform(
+        s.min_size, s.max_size, IMAGENET_MEAN, IMAGENET_STD, mask_threshold=s.mask_threshold
+    )
+    return MaskRCNN(
+        bb.trunk,
+        build_rpn(s, bb.trunk.out_channels),
+        build_roi_heads(s, bb),
+        transform,
+        settings=s,
+        segbench_init=bb.init.as_dict(),
+    )

@@ -66,8 +66,17 @@ PAPER_DEFAULTS: dict[str, Any] = {
 
 
 # The run keys of experiments.yaml (their defaults are those of the r50_fpn run) and the other known keys.
-RUN_KEYS = ("backbone", "arch", "roi_layer", "roi_aggregation", "roi_aligned", "mask_head", "mask_loss",
-            "class_agnostic", "tasks")
+RUN_KEYS = (
+    "backbone",
+    "arch",
+    "roi_layer",
+    "roi_aggregation",
+    "roi_aligned",
+    "mask_head",
+    "mask_loss",
+    "class_agnostic",
+    "tasks",
+)
 KNOWN_KEYS = frozenset((*RUN_KEYS, *PAPER_DEFAULTS, "blocks", "num_classes"))
 
 
@@ -153,7 +162,9 @@ def _num_classes(cfg: Mapping[str, Any]) -> int:
     model, dataset = cfg.get("model", {}), cfg.get("dataset") or {}
     value = model.get("num_classes", dataset.get("num_classes", COCO_NUM_CLASSES))
     if not isinstance(value, int) or value < 2:
-        raise InputError(f"model key 'num_classes': {value!r} must be an int >= 2 (object classes + background)")
+        raise InputError(
+            f"model key 'num_classes': {value!r} must be an int >= 2 (object classes + background)"
+        )
     return value
 
 
@@ -186,8 +197,14 @@ def settings_from_config(cfg: Mapping[str, Any]) -> MaskRCNNSettings:
         raise InputError(f"model key 'mask_size': {mask_size} must be an even int >= 2")
     per_arch_int = {
         key: int(_per_arch(key, model[key], arch))
-        for key in ("rpn_pre_nms_train", "rpn_post_nms_train", "rpn_pre_nms_test", "rpn_post_nms_test",
-                    "rois_per_image", "detections_per_image")
+        for key in (
+            "rpn_pre_nms_train",
+            "rpn_post_nms_train",
+            "rpn_pre_nms_test",
+            "rpn_post_nms_test",
+            "rois_per_image",
+            "detections_per_image",
+        )
     }
     return MaskRCNNSettings(
         backbone=backbone,

@@ -25,13 +25,23 @@ def _shape(output: Any) -> tuple[int, ...] | list[tuple[int, ...]]:
 def _layer_rows(branch: str, part: str, module: nn.Module, x: Any, shared: bool) -> tuple[list[dict], Any]:
     """Run ``module`` on ``x``, one row per direct child with parameters (hooks record output shapes)."""
     rows: list[dict[str, Any]] = []
-    children = [(n, c) for n, c in module.named_children() if not isinstance(c, _ACTIVATIONS)] or [("", module)]
+    children = [(n, c) for n, c in module.named_children() if not isinstance(c, _ACTIVATIONS)] or [
+        ("", module)
+    ]
 
     def record(name: str, child: nn.Module):
         def hook(_m: nn.Module, _inputs: Any, output: Any) -> None:
-            rows.append({"branch": branch, "layer": f"{part}.{name}".rstrip("."), "type": type(child).__name__,
-                         "output_shape": _shape(output), "params": 0 if shared else _params(child),
-                         "shared_with_box": shared})
+            rows.append(
+                {
+                    "branch": branch,
+                    "layer": f"{part}.{name}".rstrip("."),
+                    "type": type(child).__name__,
+                    "output_shape": _shape(output),
+                    "params": 0 if shared else _params(child),
+                    "shared_with_box": shared,
+                }
+            )
+
         return hook
 
     handles = [child.register_forward_hook(record(name, child)) for name, child in children]
@@ -55,23 +65,42 @@ def describe_heads(model: MaskRCNN) -> list[dict[str, Any]]:
     channels, device = model.backbone.out_channels, next(model.parameters()).device
     branches = [("box", s.box_roi_size, heads.box_head, heads.box_predictor, False)]
     if heads.has_mask():
-        branches.append(("mask", s.mask_roi_size, heads.mask_head, heads.mask_predictor,
-                         heads.mask_shares_box_head))
+        branches.append(
+            ("mask", s.mask_roi_size, heads.mask_head, heads.mask_predictor, heads.mask_shares_box_head)
+        )
     if heads.has_keypoint():
-        branches.append(("keypoint", s.keypoint_roi_size, heads.keypoint_head, heads.keypoint_predictor, False))
+        branches.append(
+            ("keypoint", s.keypoint_roi_size, heads.keypoint_head, heads.keypoint_predictor, False)
+        )
     was_training = model.training
     model.eval()
     rows: list[dict[str, Any]] = []
     try:
         for branch, roi_size, head, predictor, shared in branches:
             x = torch.zeros(1, channels, roi_size, roi_size, device=device)
-            rows.append({"branch": branch, "layer": "roi", "type": "RoI", "output_shape": tuple(x.shape[1:]),
-                         "params": 0, "shared_with_box": False})
+            rows.append(
+                {
+                    "branch": branch,
+                    "layer": "roi",
+                    "type": "RoI",
+                    "output_shape": tuple(x.shape[1:]),
+                    "params": 0,
+                    "shared_with_box": False,
+                }
+            )
             head_rows, x = _layer_rows(branch, "head", head, x, shared)
             predictor_rows, logits = _layer_rows(branch, "predictor", predictor, x, False)
             rows += head_rows + predictor_rows
-            rows.append({"branch": branch, "layer": "output", "type": type(predictor).__name__,
-                         "output_shape": _shape(logits), "params": 0, "shared_with_box": False})
+            rows.append(
+                {
+                    "branch": branch,
+                    "layer": "output",
+                    "type": type(predictor).__name__,
+                    "output_shape": _shape(logits),
+                    "params": 0,
+                    "shared_with_box": False,
+                }
+            )
     finally:
         model.train(was_training)
     return rows

@@ -76,10 +76,13 @@ def softmax_mask_probabilities(logits: Tensor, classes: Tensor) -> Tensor:
     return logits.softmax(dim=1)[_rows(logits), classes][:, None]
 
 
-MASK_LOSSES: Registry[MaskLoss] = Registry("mask_loss", {
-    "sigmoid": MaskLoss(sigmoid_mask_loss, sigmoid_mask_probabilities, channels=lambda k: k),
-    "softmax": MaskLoss(softmax_mask_loss, softmax_mask_probabilities, channels=lambda k: k + 1),
-})
+MASK_LOSSES: Registry[MaskLoss] = Registry(
+    "mask_loss",
+    {
+        "sigmoid": MaskLoss(sigmoid_mask_loss, sigmoid_mask_probabilities, channels=lambda k: k),
+        "softmax": MaskLoss(softmax_mask_loss, softmax_mask_probabilities, channels=lambda k: k + 1),
+    },
+)
 
 
 def register_mask_loss(name: str, loss: MaskLoss, *, override: bool = False) -> None:

@@ -89,12 +89,16 @@ def mlp_mask_head(num_fc: int) -> MaskHeadFactory:
     return factory
 
 
-MASK_HEADS: Registry[MaskHeadFactory] = Registry("mask_head", {
-    "res5": res5_mask_head,
-    "fcn": fcn_mask_head,
-    "mlp2": mlp_mask_head(2),
-    "mlp3": mlp_mask_head(3),
-}, reserved=("default",))
+MASK_HEADS: Registry[MaskHeadFactory] = Registry(
+    "mask_head",
+    {
+        "res5": res5_mask_head,
+        "fcn": fcn_mask_head,
+        "mlp2": mlp_mask_head(2),
+        "mlp3": mlp_mask_head(3),
+    },
+    reserved=("default",),
+)
 DEFAULT_MASK_HEAD = {"c4": "res5", "c5": "fcn", "fpn": "fcn"}  # ``mask_head: default`` (Figure 4)
 
 

@@ -36,8 +36,9 @@ class MaskRCNNRoIHeads(RoIHeads):
     ``mask_head is box_head`` marks the C4 head; then ``mask_roi_pool`` must be ``box_roi_pool``.
     """
 
-    def __init__(self, *args: Any, mask_loss: MaskLoss | None = None, class_agnostic_masks: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, mask_loss: MaskLoss | None = None, class_agnostic_masks: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         if self.has_mask() and mask_loss is None:
             raise ValueError("a mask branch needs a mask_loss")
@@ -55,7 +56,9 @@ class MaskRCNNRoIHeads(RoIHeads):
             if not t["boxes"].is_floating_point() or t["labels"].dtype != torch.int64:
                 raise InputError("targets: boxes must be float and labels int64")
             if self.has_keypoint() and ("keypoints" not in t or t["keypoints"].dtype != torch.float32):
-                raise InputError("targets: every target needs float32 'keypoints' [N, K, 3] for a keypoint run")
+                raise InputError(
+                    "targets: every target needs float32 'keypoints' [N, K, 3] for a keypoint run"
+                )
 
     def forward(
         self,
@@ -70,14 +73,19 @@ class MaskRCNNRoIHeads(RoIHeads):
 
     # --- training -------------------------------------------------------------------------------------
     def _training_losses(
-        self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]],
+        self,
+        features: dict[str, Tensor],
+        proposals: list[Tensor],
+        image_shapes: list[tuple[int, int]],
         targets: Targets | None,
     ) -> dict[str, Tensor]:
         proposals, matched_idxs, labels, regression_targets = self.select_training_samples(proposals, targets)
         assert targets is not None  # select_training_samples checked them
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
         class_logits, box_regression = self.box_predictor(box_features)
-        loss_classifier, loss_box_reg = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
+        loss_classifier, loss_box_reg = fastrcnn_loss(
+            class_logits, box_regression, labels, regression_targets
+        )
         losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
 
         # The mask and keypoint losses are defined on positive RoIs only (section 3.1).
@@ -94,8 +102,9 @@ class MaskRCNNRoIHeads(RoIHeads):
             losses["loss_keypoint"] = keypoint_loss(keypoint_logits, pos_boxes, gt_keypoints, pos_matched)
         return losses
 
-    def _mask_loss(self, mask_logits: Tensor, pos_boxes: list[Tensor], pos_matched: list[Tensor],
-                   targets: Targets) -> Tensor:
+    def _mask_loss(
+        self, mask_logits: Tensor, pos_boxes: list[Tensor], pos_matched: list[Tensor], targets: Targets
+    ) -> Tensor:
         assert self.mask_loss is not None
         size = mask_logits.shape[-1]
         mask_targets = [
@@ -111,8 +120,12 @@ class MaskRCNNRoIHeads(RoIHeads):
     ) -> list[dict[str, Tensor]]:
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
         class_logits, box_regression = self.box_predictor(box_features)
-        boxes, scores, labels = self.postprocess_detections(class_logits, box_regression, proposals, image_shapes)
-        results = [{"boxes": b, "labels": c, "scores": s} for b, c, s in zip(boxes, labels, scores, strict=True)]
+        boxes, scores, labels = self.postprocess_detections(
+            class_logits, box_regression, proposals, image_shapes
+        )
+        results = [
+            {"boxes": b, "labels": c, "scores": s} for b, c, s in zip(boxes, labels, scores, strict=True)
+        ]
         # The mask and keypoint branches run on the final detections only (section 3.1, "Inference").
         if self.has_mask():
             assert self.mask_loss is not None
@@ -132,17 +145,26 @@ class MaskRCNNRoIHeads(RoIHeads):
         """The mask class of each RoI: its object class, or 1 for class-agnostic masks."""
         return torch.ones_like(labels) if self.class_agnostic_masks else labels
 
-    def _mask_logits(self, features: dict[str, Tensor], boxes: list[Tensor],
-                     image_shapes: list[tuple[int, int]], head_features: Tensor | None = None) -> Tensor:
+    def _mask_logits(
+        self,
+        features: dict[str, Tensor],
+        boxes: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+        head_features: Tensor | None = None,
+    ) -> Tensor:
         """Mask logits ``[N, C, m, m]``; ``head_features`` skips the head (C4 training reuses res5's output)."""
-        assert self.mask_roi_pool is not None and self.mask_head is not None and self.mask_predictor is not None
+        assert (
+            self.mask_roi_pool is not None and self.mask_head is not None and self.mask_predictor is not None
+        )
         if head_features is None:
             head_features = self.mask_head(self.mask_roi_pool(features, boxes, image_shapes))
         return self.mask_predictor(head_features)
 
-    def _keypoint_logits(self, features: dict[str, Tensor], boxes: list[Tensor],
-                         image_shapes: list[tuple[int, int]]) -> Tensor:
+    def _keypoint_logits(
+        self, features: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
+    ) -> Tensor:
         assert self.keypoint_roi_pool is not None and self.keypoint_head is not None
         assert self.keypoint_predictor is not None
-        return self.keypoint_predictor(self.keypoint_head(self.keypoint_roi_pool(features, boxes, image_shapes)))
-
+        return self.keypoint_predictor(
+            self.keypoint_head(self.keypoint_roi_pool(features, boxes, image_shapes))
+        )

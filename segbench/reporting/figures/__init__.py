@@ -27,8 +27,17 @@ from segbench.reporting.figures.base import (
 )
 from segbench.reporting.figures.curves import render_run_metrics, render_training_curves, run_files
 
-__all__ = ["FIGURES", "FigureContext", "FigureResult", "FigureSpec", "MissingInput", "build_figures", "figure_names",
-           "render_figure", "render_figures"]
+__all__ = [
+    "FIGURES",
+    "FigureContext",
+    "FigureResult",
+    "FigureSpec",
+    "MissingInput",
+    "build_figures",
+    "figure_names",
+    "render_figure",
+    "render_figures",
+]
 
 
 def _lazy(module: str, function: str) -> Callable[[FigureContext], list[str]]:
@@ -58,34 +67,71 @@ def _static_specs(registry: dict) -> list[FigureSpec]:
         return figure_tables(figure, registry)
 
     return [
-        FigureSpec("training_curves", "Training curves",
-                   "losses over iterations from each run's train_log.jsonl",
-                   render_training_curves, lambda s, r: run_files(s, r, "train_log.jsonl")),
-        FigureSpec("run_metrics", "Metric per run", "each run's headline metric (AP, error, SEG), seeds as dots",
-                   render_run_metrics, lambda s, r: run_files(s, r, "metrics.json")),
-        FigureSpec("maskrcnn_fig3", "Mask R-CNN Fig. 3: RoIAlign",
-                   "feature grid, RoI, 2x2 bins, 4 bilinear sampling points per bin and the pooled output, "
-                   "computed by segbench.ops.roi_align on conv features of a synthetic image",
-                   _lazy("roialign", "render_fig3"), tables=tables("maskrcnn_fig3")),
-        FigureSpec("maskrcnn_fig4", "Mask R-CNN Fig. 4: head architectures",
-                   "layers, output shapes and parameters of the C4 and FPN heads of trained runs (their heads.json)",
-                   _lazy("heads", "render_fig4"), tables=tables("maskrcnn_fig4")),
-        FigureSpec("maskrcnn_fig2_5", "Mask R-CNN Figs. 2/5: predictions",
-                   "masks, boxes, classes and scores on validation images from a trained run",
-                   _lazy("predictions", "render_instances"), tables=tables("maskrcnn_fig2_5")),
-        FigureSpec("maskrcnn_fig7", "Mask R-CNN Fig. 7: keypoints",
-                   "keypoints, skeleton and person mask on validation images from a trained run",
-                   _lazy("predictions", "render_keypoints"), tables=tables("maskrcnn_fig7")),
-        FigureSpec("unet_fig2", "U-Net Fig. 2: overlap-tile strategy",
-                   "a U-Net run's input tile, mirrored border and output region (its overlap_tile.json) on a "
-                   "synthetic EM image",
-                   _lazy("unet", "render_fig2"), tables=tables("unet_fig2")),
-        FigureSpec("unet_fig3", "U-Net Fig. 3: weight map",
-                   "raw image, ground-truth overlay, mask and pixel-wise loss weight map",
-                   _lazy("unet", "render_fig3"), tables=tables("unet_fig3")),
-        FigureSpec("unet_fig4", "U-Net Fig. 4: cell segmentation results",
-                   "raw image, prediction and ground truth on the cell tracking data from a trained run",
-                   _lazy("predictions", "render_cells"), tables=tables("unet_fig4")),
+        FigureSpec(
+            "training_curves",
+            "Training curves",
+            "losses over iterations from each run's train_log.jsonl",
+            render_training_curves,
+            lambda s, r: run_files(s, r, "train_log.jsonl"),
+        ),
+        FigureSpec(
+            "run_metrics",
+            "Metric per run",
+            "each run's headline metric (AP, error, SEG), seeds as dots",
+            render_run_metrics,
+            lambda s, r: run_files(s, r, "metrics.json"),
+        ),
+        FigureSpec(
+            "maskrcnn_fig3",
+            "Mask R-CNN Fig. 3: RoIAlign",
+            "feature grid, RoI, 2x2 bins, 4 bilinear sampling points per bin and the pooled output, "
+            "computed by segbench.ops.roi_align on conv features of a synthetic image",
+            _lazy("roialign", "render_fig3"),
+            tables=tables("maskrcnn_fig3"),
+        ),
+        FigureSpec(
+            "maskrcnn_fig4",
+            "Mask R-CNN Fig. 4: head architectures",
+            "layers, output shapes and parameters of the C4 and FPN heads of trained runs (their heads.json)",
+            _lazy("heads", "render_fig4"),
+            tables=tables("maskrcnn_fig4"),
+        ),
+        FigureSpec(
+            "maskrcnn_fig2_5",
+            "Mask R-CNN Figs. 2/5: predictions",
+            "masks, boxes, classes and scores on validation images from a trained run",
+            _lazy("predictions", "render_instances"),
+            tables=tables("maskrcnn_fig2_5"),
+        ),
+        FigureSpec(
+            "maskrcnn_fig7",
+            "Mask R-CNN Fig. 7: keypoints",
+            "keypoints, skeleton and person mask on validation images from a trained run",
+            _lazy("predictions", "render_keypoints"),
+            tables=tables("maskrcnn_fig7"),
+        ),
+        FigureSpec(
+            "unet_fig2",
+            "U-Net Fig. 2: overlap-tile strategy",
+            "a U-Net run's input tile, mirrored border and output region (its overlap_tile.json) on a "
+            "synthetic EM image",
+            _lazy("unet", "render_fig2"),
+            tables=tables("unet_fig2"),
+        ),
+        FigureSpec(
+            "unet_fig3",
+            "U-Net Fig. 3: weight map",
+            "raw image, ground-truth overlay, mask and pixel-wise loss weight map",
+            _lazy("unet", "render_fig3"),
+            tables=tables("unet_fig3"),
+        ),
+        FigureSpec(
+            "unet_fig4",
+            "U-Net Fig. 4: cell segmentation results",
+            "raw image, prediction and ground truth on the cell tracking data from a trained run",
+            _lazy("predictions", "render_cells"),
+            tables=tables("unet_fig4"),
+        ),
     ]
 
 
@@ -97,10 +143,17 @@ def _table_specs(registry: dict) -> list[FigureSpec]:
     for name, table in registry["tables"].items():
         if any(row_runs(row) for row in table["rows"]):
             figure = f"bars_{name}"
-            specs.append(FigureSpec(figure, f"{name}: paper vs reproduced",
-                                    "bars: paper (hatched) and reproduced mean ± std over seeds (dots: seeds)",
-                                    partial(_table_bars, name, figure), partial(_table_input, name),
-                                    tables=(name,), on_index=False))
+            specs.append(
+                FigureSpec(
+                    figure,
+                    f"{name}: paper vs reproduced",
+                    "bars: paper (hatched) and reproduced mean ± std over seeds (dots: seeds)",
+                    partial(_table_bars, name, figure),
+                    partial(_table_input, name),
+                    tables=(name,),
+                    on_index=False,
+                )
+            )
     return specs
 
 
@@ -125,8 +178,9 @@ def render_figure(name: str, ctx: FigureContext) -> FigureResult:
     if name not in FIGURES:
         raise InputError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
     spec = FIGURES[name]
-    result = FigureResult(spec.name, spec.title, spec.caption, "ok", tables=list(spec.tables),
-                          on_index=spec.on_index)
+    result = FigureResult(
+        spec.name, spec.title, spec.caption, "ok", tables=list(spec.tables), on_index=spec.on_index
+    )
     try:
         files = spec.render(ctx)
     except MissingInput as exc:

@@ -53,17 +53,32 @@ def _nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _label_bars(ax: Any, bars: Any, values: list[float | None], spec: str, errors: list[float] | None = None,
-                seeds: list[list[float]] | None = None) -> None:
+def _label_bars(
+    ax: Any,
+    bars: Any,
+    values: list[float | None],
+    spec: str,
+    errors: list[float] | None = None,
+    seeds: list[list[float]] | None = None,
+) -> None:
     """Each bar's value written above it (beyond its error bar and seed dots)."""
     for i, (bar, value) in enumerate(zip(bars, values, strict=True)):
         if value is None or not math.isfinite(value):
             continue
-        reach = [value + (errors[i] if errors else 0.0) if value >= 0 else value - (errors[i] if errors else 0.0)]
+        reach = [
+            value + (errors[i] if errors else 0.0) if value >= 0 else value - (errors[i] if errors else 0.0)
+        ]
         reach += seeds[i] if seeds else []
         at = max(reach) if value >= 0 else min(reach)
-        ax.annotate(format(value, spec), (bar.get_x() + bar.get_width() / 2, at), xytext=(0, 3 if value >= 0 else -3),
-                    textcoords="offset points", ha="center", va="bottom" if value >= 0 else "top", fontsize=7)
+        ax.annotate(
+            format(value, spec),
+            (bar.get_x() + bar.get_width() / 2, at),
+            xytext=(0, 3 if value >= 0 else -3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom" if value >= 0 else "top",
+            fontsize=7,
+        )
 
 
 def claims_panel(ax: Any, table: dict[str, Any], claims: list[dict[str, Any]], spec: str) -> None:
@@ -72,32 +87,61 @@ def claims_panel(ax: Any, table: dict[str, Any], claims: list[dict[str, Any]], s
     gaps = [c["gap"] for c in claims]
     spread = [c.get("gap_std") or 0.0 for c in claims]
     paper = [c.get("paper_gap") for c in claims]
-    ours = ax.bar([x + 0.2 for x in xs], [_nan(g) for g in gaps], width=0.4, yerr=spread, capsize=3,
-                  color=OURS_COLOUR, label=f"reproduced gap ({table['scale']}; ± spread over seeds)")
+    ours = ax.bar(
+        [x + 0.2 for x in xs],
+        [_nan(g) for g in gaps],
+        width=0.4,
+        yerr=spread,
+        capsize=3,
+        color=OURS_COLOUR,
+        label=f"reproduced gap ({table['scale']}; ± spread over seeds)",
+    )
     per_seed = [[v for v in c.get("gap_per_seed") or [] if v is not None] for c in claims]
     for x, seeds in zip(xs, per_seed, strict=True):
         ax.scatter([x + 0.2] * len(seeds), seeds, color="k", s=7, zorder=3)
     _label_bars(ax, ours, gaps, "+" + spec, spread, per_seed)
     if any(p is not None for p in paper):
-        theirs = ax.bar([x - 0.2 for x in xs], [_nan(p) for p in paper], width=0.4, label="paper's gap", **PAPER_STYLE)
+        theirs = ax.bar(
+            [x - 0.2 for x in xs], [_nan(p) for p in paper], width=0.4, label="paper's gap", **PAPER_STYLE
+        )
         _label_bars(ax, theirs, paper, "+" + spec)
     for x, p in zip(xs, paper, strict=True):
         if p is None:
-            ax.annotate("paper: –\n(our baseline)", (x - 0.2, 0), xytext=(0, 3), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=6, color="#666666")
+            ax.annotate(
+                "paper: –\n(our baseline)",
+                (x - 0.2, 0),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=6,
+                color="#666666",
+            )
     ax.axhline(0, color="k", lw=0.6)
-    ticks = [wrap(f"{labels.get(c['better'], c['better'])} − {labels.get(c['worse'], c['worse'])} "
-                  f"({c['metric']}): {c.get('verdict', '')}", 2.2, 7) for c in claims]
+    ticks = [
+        wrap(
+            f"{labels.get(c['better'], c['better'])} − {labels.get(c['worse'], c['worse'])} "
+            f"({c['metric']}): {c.get('verdict', '')}",
+            2.2,
+            7,
+        )
+        for c in claims
+    ]
     ax.set_xticks(xs, [plain(t) for t in ticks], fontsize=7)
     units = sorted({unit(table, c["metric"]) for c in claims})
     better = "lower error" if table.get("lower_is_better") else "higher"
     ax.set_ylabel(wrap(f"gap, A − B ({'; '.join(units)}); > 0: A {better} as claimed", 2.6, 8), fontsize=8)
     ax.set_title("The claims: gap between the rows, reproduced and the paper's", fontsize=9)
     ax.tick_params(axis="y", labelsize=7)
-    top = max([abs(v) + s for v, s in zip([_nan(g) for g in gaps], spread, strict=True) if math.isfinite(v)]
-              + [abs(p) for p in paper if p is not None] + [1e-12])
-    ax.set_ylim(min(0.0, *[_nan(g) - s for g, s in zip(gaps, spread, strict=True) if g is not None]) - 0.15 * top,
-                1.25 * top)
+    top = max(
+        [abs(v) + s for v, s in zip([_nan(g) for g in gaps], spread, strict=True) if math.isfinite(v)]
+        + [abs(p) for p in paper if p is not None]
+        + [1e-12]
+    )
+    ax.set_ylim(
+        min(0.0, *[_nan(g) - s for g, s in zip(gaps, spread, strict=True) if g is not None]) - 0.15 * top,
+        1.25 * top,
+    )
     ax.legend(fontsize=7, frameon=False, loc="upper left")
 
 
@@ -109,8 +153,15 @@ def same_magnitude(paper: list[float | None], ours: list[float | None]) -> bool:
     return p == 0.0 or o == 0.0 or 1 / 3 <= p / o <= 3
 
 
-def absolute_panel(ax: Any, table: dict[str, Any], rows: list[dict[str, Any]], col: str, absolute: bool,
-                   spec: str, label_width: float) -> Any:
+def absolute_panel(
+    ax: Any,
+    table: dict[str, Any],
+    rows: list[dict[str, Any]],
+    col: str,
+    absolute: bool,
+    spec: str,
+    label_width: float,
+) -> Any:
     xs = list(range(len(rows)))
     cells = [r["values"][col] for r in rows]
     paper = [c["paper"] for c in cells]
@@ -120,8 +171,15 @@ def absolute_panel(ax: Any, table: dict[str, Any], rows: list[dict[str, Any]], c
         paper_ax.bar([x - 0.2 for x in xs], [_nan(p) for p in paper], width=0.4, label="paper", **PAPER_STYLE)
     mean = [c["mean"] for c in cells]
     errors = [c["std"] or 0.0 for c in cells]
-    bars = ax.bar([x + 0.2 for x in xs], [_nan(m) for m in mean], width=0.4, yerr=errors,
-                  capsize=3, color=OURS_COLOUR, label="reproduced (mean ± std)")
+    bars = ax.bar(
+        [x + 0.2 for x in xs],
+        [_nan(m) for m in mean],
+        width=0.4,
+        yerr=errors,
+        capsize=3,
+        color=OURS_COLOUR,
+        label="reproduced (mean ± std)",
+    )
     per_seed = [[v for v in c.get("per_seed", []) if v is not None] for c in cells]
     for x, seeds in zip(xs, per_seed, strict=True):
         ax.scatter([x + 0.2] * len(seeds), seeds, color="k", s=7, zorder=3)
@@ -129,8 +187,11 @@ def absolute_panel(ax: Any, table: dict[str, Any], rows: list[dict[str, Any]], c
     ax.margins(y=0.12)
     u = unit(table, col)
     ax.set_title(col, fontsize=9)
-    ax.set_ylabel(f"{col} ({u})" if absolute else f"reproduced {col} ({u}, {table['scale']})", fontsize=8,
-                  color="k" if absolute else OURS_COLOUR)
+    ax.set_ylabel(
+        f"{col} ({u})" if absolute else f"reproduced {col} ({u}, {table['scale']})",
+        fontsize=8,
+        color="k" if absolute else OURS_COLOUR,
+    )
     if not absolute:
         paper_ax.set_ylabel(f"paper {col} ({u})", fontsize=8, color="#555555")
         paper_ax.tick_params(axis="y", labelsize=7, colors="#555555")
@@ -167,12 +228,23 @@ def render_table_bars(ctx: FigureContext, table_name: str, figure_name: str) -> 
     handles: dict[str, Any] = {}
     for i, col in enumerate(columns):
         ax = fig.add_subplot(grid[first + i // ncols, i % ncols])
-        paper_ax = absolute_panel(ax, table, rows, col, absolute, spec, 0.8 * (width / ncols - 1.0) / len(rows))
+        paper_ax = absolute_panel(
+            ax, table, rows, col, absolute, spec, 0.8 * (width / ncols - 1.0) / len(rows)
+        )
         for a in dict.fromkeys([paper_ax, ax]):  # ordered: the same legend on every render
             for handle, label in zip(*a.get_legend_handles_labels(), strict=True):
                 handles.setdefault(label, handle)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2, fontsize=8, frameon=False)
-    note = "" if absolute else (" – absolute values not expected at this scale: compare the gaps" if claims else
-                                " – absolute values not expected at this scale")
+    fig.legend(
+        list(handles.values()), list(handles), loc="outside lower center", ncols=2, fontsize=8, frameon=False
+    )
+    note = (
+        ""
+        if absolute
+        else (
+            " – absolute values not expected at this scale: compare the gaps"
+            if claims
+            else " – absolute values not expected at this scale"
+        )
+    )
     fig.suptitle(plain(wrap(f"{table_name}: {table['title']} ({ctx.scale}{note})", width, 10)), fontsize=10)
     return save_matplotlib(fig, ctx.out_dir, figure_name)

@@ -91,8 +91,10 @@ def read_manifest(path: Path) -> FigureResult:
 def run_record(ctx: FigureContext, run: str, record: str) -> Path | None:
     """The ``record`` file (segbench.records) of the lowest seed of registry run ``run`` at the context's
     scale that has one, else None."""
-    found = sorted((ctx.scale_dir / "runs").glob(f"{run}-seed*/{record}"),
-                   key=lambda p: (len(p.parent.name), p.parent.name))
+    found = sorted(
+        (ctx.scale_dir / "runs").glob(f"{run}-seed*/{record}"),
+        key=lambda p: (len(p.parent.name), p.parent.name),
+    )
     return found[0] if found else None
 
 

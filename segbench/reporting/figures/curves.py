@@ -11,13 +11,21 @@ from segbench.reporting.figures.base import FigureContext, MissingInput, new_fig
 
 # Headline metric per family, in the order a metrics.json is searched: (key, label, fraction -> percent).
 HEADLINE_METRICS = (
-    ("segm.AP", "mask AP", True), ("bbox.AP", "box AP", True), ("keypoints.AP", "keypoint AP", True),
-    ("isbi.rand_error", "ISBI Rand error", False), ("ctc.seg", "cell tracking SEG", False),
+    ("segm.AP", "mask AP", True),
+    ("bbox.AP", "box AP", True),
+    ("keypoints.AP", "keypoint AP", True),
+    ("isbi.rand_error", "ISBI Rand error", False),
+    ("ctc.seg", "cell tracking SEG", False),
 )
 
 
-HEADLINE_UNITS = {"mask AP": "%", "box AP": "%", "keypoint AP": "%", "ISBI Rand error": "fraction, lower is better",
-                  "cell tracking SEG": "IoU, fraction"}
+HEADLINE_UNITS = {
+    "mask AP": "%",
+    "box AP": "%",
+    "keypoint AP": "%",
+    "ISBI Rand error": "fraction, lower is better",
+    "cell tracking SEG": "IoU, fraction",
+}
 
 
 def run_name(run_id: str) -> str:
@@ -60,8 +68,14 @@ def render_training_curves(ctx: FigureContext) -> list[str]:
                 points = [(r["iteration"], r[key]) for r in recs if isinstance(r.get(key), int | float)]
                 if points and all(math.isfinite(v) for _, v in points):
                     xs, ys = zip(*points, strict=True)
-                    ax.plot(xs, ys, color=f"C{colour}", alpha=1.0 if k == 0 else 0.45, lw=1.2,
-                            label=key if k == 0 else None)
+                    ax.plot(
+                        xs,
+                        ys,
+                        color=f"C{colour}",
+                        alpha=1.0 if k == 0 else 0.45,
+                        lw=1.2,
+                        label=key if k == 0 else None,
+                    )
         seeds = f"{len(instances)} seed" + ("s" if len(instances) > 1 else "")
         ax.set_title(plain(f"{run} ({seeds})"), fontsize=9)
         ax.set_xlabel("iteration", fontsize=8)
@@ -69,7 +83,7 @@ def render_training_curves(ctx: FigureContext) -> list[str]:
         ax.tick_params(labelsize=7)
         if keys:
             ax.legend(fontsize=6, frameon=False)
-    for ax in axes[len(logs):]:
+    for ax in axes[len(logs) :]:
         ax.set_visible(False)
     fig.suptitle(f"Training losses per run ({ctx.scale} scale; faint lines: further seeds)", fontsize=11)
     return save_matplotlib(fig, ctx.out_dir, "training_curves")
@@ -114,7 +128,9 @@ def render_run_metrics(ctx: FigureContext) -> list[str]:
         ax.set_yticks(range(len(names)), [plain(n) for n in names], fontsize=7)
         ax.set_ylim(len(names) - 0.5, -0.5)
         ax.set_ylabel("run", fontsize=8)
-        ax.set_xlabel(f"{label} ({HEADLINE_UNITS.get(label, '')}; bar: mean over seeds, dots: seeds)", fontsize=8)
+        ax.set_xlabel(
+            f"{label} ({HEADLINE_UNITS.get(label, '')}; bar: mean over seeds, dots: seeds)", fontsize=8
+        )
         ax.tick_params(axis="x", labelsize=7)
     fig.suptitle(f"Headline metric per run ({ctx.scale} scale)", fontsize=11)
     return save_matplotlib(fig, ctx.out_dir, "run_metrics")

@@ -38,10 +38,17 @@ def architecture_view(run: str, title: str, rows: list[dict[str, Any]], run_id: 
     branches: dict[str, int] = {}
     for row in rows:
         branches[row["branch"]] = branches.get(row["branch"], 0) + int(row["params"])
-    return {"run": run, "run_id": run_id or run, "title": title, "total": f"{sum(branches.values()):,}",
-            "branch_totals": {b: f"{n:,}" for b, n in branches.items()},
-            "rows": [{**row, "shape": shape_text(row["output_shape"]), "params_text": f"{row['params']:,}"}
-                     for row in rows]}
+    return {
+        "run": run,
+        "run_id": run_id or run,
+        "title": title,
+        "total": f"{sum(branches.values()):,}",
+        "branch_totals": {b: f"{n:,}" for b, n in branches.items()},
+        "rows": [
+            {**row, "shape": shape_text(row["output_shape"]), "params_text": f"{row['params']:,}"}
+            for row in rows
+        ],
+    }
 
 
 def render_fig4(ctx: FigureContext) -> list[str]:
@@ -55,7 +62,9 @@ def render_fig4(ctx: FigureContext) -> list[str]:
         else:
             views.append(architecture_view(run, title, found[1], found[0]))
     if not views:
-        raise MissingInput(f"no {HEADS} of runs {', '.join(missing)} under {ctx.scale_dir / 'runs'}; "
-                           "evaluate them first (segbench evaluate writes it)")
+        raise MissingInput(
+            f"no {HEADS} of runs {', '.join(missing)} under {ctx.scale_dir / 'runs'}; "
+            "evaluate them first (segbench evaluate writes it)"
+        )
     html = environment().get_template("fig4_heads.html.j2").render(architectures=views, scale=ctx.scale)
     return save_html_fragment(html, ctx.out_dir, "maskrcnn_fig4")

@@ -45,8 +45,10 @@ def find_predictions(ctx: FigureContext, iou_type: str, preferred: tuple[str, ..
         content = read_json(path, "predictions")
         if isinstance(content, dict) and content.get(iou_type):
             return path, content
-    raise MissingInput(f"no trained run with {iou_type} predictions ({PREDICTIONS}) under "
-                       f"{ctx.scale_dir / 'runs'}; train and evaluate a run first")
+    raise MissingInput(
+        f"no trained run with {iou_type} predictions ({PREDICTIONS}) under "
+        f"{ctx.scale_dir / 'runs'}; train and evaluate a run first"
+    )
 
 
 def val_split(ctx: FigureContext, run_dir: Path) -> tuple[Path, dict[str, Any]]:
@@ -110,8 +112,10 @@ def overlay(image: np.ndarray, mask: np.ndarray, colour: np.ndarray, alpha: floa
 
 def _panel_grid(n: int):  # noqa: ANN202 - matplotlib axes
     if n == 0:
-        raise MissingInput("the run's predictions_val.json holds no detections to draw (an untrained or "
-                           "smoke-scale model); train longer or at a larger scale")
+        raise MissingInput(
+            "the run's predictions_val.json holds no detections to draw (an untrained or "
+            "smoke-scale model); train longer or at a larger scale"
+        )
     return panel_grid(n)
 
 
@@ -146,15 +150,29 @@ def render_instances(ctx: FigureContext) -> list[str]:
         for n, (k, record) in enumerate(shown):
             box = boxes[image_id][k]["bbox"] if k < len(boxes.get(image_id, [])) else None
             if box:
-                ax.add_patch(Rectangle((box[0], box[1]), box[2], box[3], fill=False, lw=1.2,
-                                       ec=colours[n % len(colours)]))
-                ax.text(box[0], box[1] - 1, plain(f"{names.get(record['category_id'], '?')} {record['score']:.2f}"),
-                        fontsize=6, color="white", va="bottom", bbox={"fc": "black", "alpha": 0.5, "pad": 1})
+                ax.add_patch(
+                    Rectangle(
+                        (box[0], box[1]), box[2], box[3], fill=False, lw=1.2, ec=colours[n % len(colours)]
+                    )
+                )
+                ax.text(
+                    box[0],
+                    box[1] - 1,
+                    plain(f"{names.get(record['category_id'], '?')} {record['score']:.2f}"),
+                    fontsize=6,
+                    color="white",
+                    va="bottom",
+                    bbox={"fc": "black", "alpha": 0.5, "pad": 1},
+                )
         ax.set_title(f"image {image_id}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(plain(f"Mask R-CNN results (Figs. 2/5): run {path.parent.name}, val images, score >= "
-                       f"{threshold:.2g}"), fontsize=10)
+    fig.suptitle(
+        plain(
+            f"Mask R-CNN results (Figs. 2/5): run {path.parent.name}, val images, score >= {threshold:.2g}"
+        ),
+        fontsize=10,
+    )
     return save_matplotlib(fig, ctx.out_dir, "maskrcnn_fig2_5")
 
 
@@ -186,8 +204,10 @@ def render_keypoints(ctx: FigureContext) -> list[str]:
         ax.set_xticks([])
         ax.set_yticks([])
     masked = "with person masks" if segm else "(run predicts no masks)"
-    fig.suptitle(plain(f"Keypoints and skeleton (Fig. 7) {masked}: run {path.parent.name}, score >= "
-                       f"{threshold:.2g}"), fontsize=10)
+    fig.suptitle(
+        plain(f"Keypoints and skeleton (Fig. 7) {masked}: run {path.parent.name}, score >= {threshold:.2g}"),
+        fontsize=10,
+    )
     return save_matplotlib(fig, ctx.out_dir, "maskrcnn_fig7")
 
 
@@ -196,10 +216,14 @@ def render_cells(ctx: FigureContext) -> list[str]:
     from segbench.registry import runs_of_family
 
     unet = set(runs_of_family("unet"))
-    found = [p for p in sorted((ctx.scale_dir / "runs").glob(f"*/{CELL_EXAMPLE}")) if run_name(p.parent) in unet]
+    found = [
+        p for p in sorted((ctx.scale_dir / "runs").glob(f"*/{CELL_EXAMPLE}")) if run_name(p.parent) in unet
+    ]
     if not found:
-        raise MissingInput("no U-Net run with predictions_val.npz (arrays image, prediction, ground_truth) under "
-                           f"{ctx.scale_dir / 'runs'}; evaluate a U-Net run first")
+        raise MissingInput(
+            "no U-Net run with predictions_val.npz (arrays image, prediction, ground_truth) under "
+            f"{ctx.scale_dir / 'runs'}; evaluate a U-Net run first"
+        )
     # one row per run (PhC-U373, DIC-HeLa, ...), one column per seed
     by_run: dict[str, list[Path]] = defaultdict(list)
     for path in found:
@@ -216,6 +240,8 @@ def render_cells(ctx: FigureContext) -> list[str]:
         ax.set_title(plain(path.parent.name), fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("U-Net Fig. 4: cell segmentation results – prediction (colour), ground truth (yellow outline)",
-                 fontsize=10)
+    fig.suptitle(
+        "U-Net Fig. 4: cell segmentation results – prediction (colour), ground truth (yellow outline)",
+        fontsize=10,
+    )
     return save_matplotlib(fig, ctx.out_dir, "unet_fig4")

@@ -35,8 +35,9 @@ def synthetic_image() -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """A shapes image and the (image-pixel) bounding box of its largest object, shrunk off the pixel grid."""
     from segbench.data.synthetic.shapes import example_image
 
-    image, objects = example_image(SEED, "val", 0, image_size=IMAGE_SIZE, objects_per_image=[3, 5],
-                                   object_size=[30, 60])
+    image, objects = example_image(
+        SEED, "val", 0, image_size=IMAGE_SIZE, objects_per_image=[3, 5], object_size=[30, 60]
+    )
     _, mask = max(objects, key=lambda o: int(o[1].sum()))
     ys, xs = np.nonzero(mask)
     return image, (xs.min() + 0.3, ys.min() + 0.6, xs.max() + 0.8, ys.max() + 0.4)
@@ -63,8 +64,10 @@ def sampling_points(box: tuple[float, float, float, float], scale: float) -> np.
         for pw in range(OUTPUT):
             for iy in range(SAMPLES):
                 for ix in range(SAMPLES):
-                    pts[ph, pw, iy * SAMPLES + ix] = (y1 + ph * bin_h + (iy + 0.5) * bin_h / SAMPLES,
-                                                      x1 + pw * bin_w + (ix + 0.5) * bin_w / SAMPLES)
+                    pts[ph, pw, iy * SAMPLES + ix] = (
+                        y1 + ph * bin_h + (iy + 0.5) * bin_h / SAMPLES,
+                        x1 + pw * bin_w + (ix + 0.5) * bin_w / SAMPLES,
+                    )
     return pts
 
 
@@ -74,8 +77,12 @@ def bilinear(features: np.ndarray, y: float, x: float) -> float:
     y0, x0 = min(int(np.floor(y)), h - 2), min(int(np.floor(x)), w - 2)
     ly, lx = y - y0, x - x0
     f = features
-    return float((1 - ly) * (1 - lx) * f[y0, x0] + (1 - ly) * lx * f[y0, x0 + 1]
-                 + ly * (1 - lx) * f[y0 + 1, x0] + ly * lx * f[y0 + 1, x0 + 1])
+    return float(
+        (1 - ly) * (1 - lx) * f[y0, x0]
+        + (1 - ly) * lx * f[y0, x0 + 1]
+        + ly * (1 - lx) * f[y0 + 1, x0]
+        + ly * lx * f[y0 + 1, x0 + 1]
+    )
 
 
 def compute_example() -> RoIAlignExample:
@@ -86,12 +93,23 @@ def compute_example() -> RoIAlignExample:
     image, box = synthetic_image()
     features = conv_features(image)
     rois = torch.tensor([[0.0, *box]], dtype=torch.float64)
-    pooled = roi_align(torch.from_numpy(features), rois, OUTPUT, spatial_scale=1.0 / STRIDE,
-                       sampling_ratio=SAMPLES, aggregation="avg", aligned=False)[0, 0].numpy()
+    pooled = roi_align(
+        torch.from_numpy(features),
+        rois,
+        OUTPUT,
+        spatial_scale=1.0 / STRIDE,
+        sampling_ratio=SAMPLES,
+        aggregation="avg",
+        aligned=False,
+    )[0, 0].numpy()
     points = sampling_points(box, 1.0 / STRIDE)
     fmap = features[0, 0]
-    recomputed = np.array([[np.mean([bilinear(fmap, y, x) for y, x in points[ph, pw]])
-                            for pw in range(OUTPUT)] for ph in range(OUTPUT)])
+    recomputed = np.array(
+        [
+            [np.mean([bilinear(fmap, y, x) for y, x in points[ph, pw]]) for pw in range(OUTPUT)]
+            for ph in range(OUTPUT)
+        ]
+    )
     return RoIAlignExample(image, fmap, box, points, pooled, recomputed)
 
 
@@ -122,13 +140,20 @@ def render_fig3(ctx: FigureContext) -> list[str]:
     y, x = ex.points[0, 0, 0]
     for cy in (np.floor(y), np.floor(y) + 1):
         for cx in (np.floor(x), np.floor(x) + 1):
-            ax_feat.annotate("", xy=(x, y), xytext=(cx, cy),
-                             arrowprops={"arrowstyle": "->", "color": "darkorange", "lw": 1.2})
+            ax_feat.annotate(
+                "",
+                xy=(x, y),
+                xytext=(cx, cy),
+                arrowprops={"arrowstyle": "->", "color": "darkorange", "lw": 1.2},
+            )
     ax_feat.set_xlim(np.floor(x1) - 1.0, np.ceil(x2) + 1.0)
     ax_feat.set_ylim(np.ceil(y2) + 1.0, np.floor(y1) - 1.0)
-    ax_feat.set_title(f"feature map (stride {STRIDE}, dashed grid: feature values) with RoI, "
-                      f"{OUTPUT}x{OUTPUT} bins\nand {SAMPLES}x{SAMPLES} bilinear samples per bin "
-                      "(arrows: one sample's 4 grid neighbours)", fontsize=8)
+    ax_feat.set_title(
+        f"feature map (stride {STRIDE}, dashed grid: feature values) with RoI, "
+        f"{OUTPUT}x{OUTPUT} bins\nand {SAMPLES}x{SAMPLES} bilinear samples per bin "
+        "(arrows: one sample's 4 grid neighbours)",
+        fontsize=8,
+    )
     ax_feat.legend(loc="lower right", fontsize=7)
     ax_feat.set_xlabel(f"x (feature-map cells; 1 cell = {STRIDE} px)", fontsize=8)
     ax_feat.set_ylabel("y (feature-map cells)", fontsize=8)
@@ -136,11 +161,19 @@ def render_fig3(ctx: FigureContext) -> list[str]:
 
     ax_out.imshow(ex.pooled, cmap="Blues", vmin=ex.features.min(), vmax=ex.features.max())
     for (ph, pw), value in np.ndenumerate(ex.pooled):
-        ax_out.text(pw, ph, f"{value:.3f}", ha="center", va="center", fontsize=10,
-                    color="white" if value > ex.features.mean() else "black")
+        ax_out.text(
+            pw,
+            ph,
+            f"{value:.3f}",
+            ha="center",
+            va="center",
+            fontsize=10,
+            color="white" if value > ex.features.mean() else "black",
+        )
     diff = float(np.abs(ex.pooled - ex.recomputed).max())
-    ax_out.set_title(f"pooled output of segbench.ops.roi_align\n(max |op - drawn points| = {diff:.1e})",
-                     fontsize=8)
+    ax_out.set_title(
+        f"pooled output of segbench.ops.roi_align\n(max |op - drawn points| = {diff:.1e})", fontsize=8
+    )
     ax_out.set_xticks([])
     ax_out.set_yticks([])
     fig.suptitle("RoIAlign (Mask R-CNN Fig. 3): no quantization of the RoI or its bins", fontsize=11)

@@ -54,10 +54,17 @@ def tile_geometry(ctx: FigureContext) -> TileRecord:
         path = run_record(ctx, run, OVERLAP_TILE)
         if path is not None:
             r = read_json(path, "overlap-tile record")
-            return TileRecord(path.parent.name, int(r["input_tile"]), int(r["output_size"]), int(r["stride"]),
-                              int(r["border"]))
-    raise MissingInput(f"no U-Net run with {OVERLAP_TILE} under {ctx.scale_dir / 'runs'}; evaluate a U-Net "
-                       "run first (segbench evaluate writes it)")
+            return TileRecord(
+                path.parent.name,
+                int(r["input_tile"]),
+                int(r["output_size"]),
+                int(r["stride"]),
+                int(r["border"]),
+            )
+    raise MissingInput(
+        f"no U-Net run with {OVERLAP_TILE} under {ctx.scale_dir / 'runs'}; evaluate a U-Net "
+        "run first (segbench evaluate writes it)"
+    )
 
 
 def render_fig2(ctx: FigureContext) -> list[str]:
@@ -71,24 +78,65 @@ def render_fig2(ctx: FigureContext) -> list[str]:
     fig = new_figure(7.5, 7.0)
     ax = fig.subplots()
     ax.imshow(padded, cmap="gray", interpolation="nearest")
-    ax.add_patch(Rectangle((origin - 0.5, origin - 0.5), EM_SIZE, EM_SIZE, fill=False, ec="white", lw=1.2,
-                           ls="--", label=f"image ({EM_SIZE}x{EM_SIZE}); outside: mirrored"))
+    ax.add_patch(
+        Rectangle(
+            (origin - 0.5, origin - 0.5),
+            EM_SIZE,
+            EM_SIZE,
+            fill=False,
+            ec="white",
+            lw=1.2,
+            ls="--",
+            label=f"image ({EM_SIZE}x{EM_SIZE}); outside: mirrored",
+        )
+    )
     y0 = x0 = origin - border  # the first tile: its output starts at the image corner
-    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), geo.input_tile, geo.input_tile, fill=False, ec="#1f77ff",
-                           lw=2.5, label=f"input tile {geo.input_tile}x{geo.input_tile}"))
-    ax.add_patch(Rectangle((origin - 0.5, origin - 0.5), geo.output_size, geo.output_size, fill=True,
-                           fc=(1.0, 0.85, 0.0, 0.25), ec="#ffd000", lw=2.5,
-                           label=f"its valid output {geo.output_size}x{geo.output_size} (kept: {geo.stride})"))
-    ax.add_patch(Rectangle((x0 + geo.stride - 0.5, y0 - 0.5), geo.input_tile, geo.input_tile, fill=False,
-                           ec="#1f77ff", lw=1.5, ls=":", label="next tile (offset by the kept output)"))
+    ax.add_patch(
+        Rectangle(
+            (x0 - 0.5, y0 - 0.5),
+            geo.input_tile,
+            geo.input_tile,
+            fill=False,
+            ec="#1f77ff",
+            lw=2.5,
+            label=f"input tile {geo.input_tile}x{geo.input_tile}",
+        )
+    )
+    ax.add_patch(
+        Rectangle(
+            (origin - 0.5, origin - 0.5),
+            geo.output_size,
+            geo.output_size,
+            fill=True,
+            fc=(1.0, 0.85, 0.0, 0.25),
+            ec="#ffd000",
+            lw=2.5,
+            label=f"its valid output {geo.output_size}x{geo.output_size} (kept: {geo.stride})",
+        )
+    )
+    ax.add_patch(
+        Rectangle(
+            (x0 + geo.stride - 0.5, y0 - 0.5),
+            geo.input_tile,
+            geo.input_tile,
+            fill=False,
+            ec="#1f77ff",
+            lw=1.5,
+            ls=":",
+            label="next tile (offset by the kept output)",
+        )
+    )
     pad = origin - border - 20
     ax.set_xlim(pad, origin + EM_SIZE + border + 20)
     ax.set_ylim(origin + EM_SIZE + border + 20, pad)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(loc="lower right", fontsize=7, framealpha=0.85)
-    ax.set_title(f"Overlap-tile strategy (U-Net Fig. 2) of run {geo.run_id} on a synthetic EM image: the yellow\n"
-                 f"output needs the blue input; the {border}-px context missing at the border is mirrored", fontsize=9)
+    ax.set_title(
+        f"Overlap-tile strategy (U-Net Fig. 2) of run {geo.run_id} on a synthetic EM image: the yellow\n"
+        f"output needs the blue input; the {border}-px context missing at the border is mirrored",
+        fontsize=9,
+    )
     return save_matplotlib(fig, ctx.out_dir, "unet_fig2")
 
 
@@ -108,8 +156,14 @@ def render_fig3(ctx: FigureContext) -> list[str]:
     target = training_target(labels)
     weights = unet_weight_map(labels)
     rng = np.random.default_rng(SEED)
-    colours = ListedColormap(np.vstack([[0, 0, 0, 0], np.c_[rng.uniform(0.2, 1.0, (int(labels.max()), 3)),
-                                                           np.full(int(labels.max()), 0.45)]]))
+    colours = ListedColormap(
+        np.vstack(
+            [
+                [0, 0, 0, 0],
+                np.c_[rng.uniform(0.2, 1.0, (int(labels.max()), 3)), np.full(int(labels.max()), 0.45)],
+            ]
+        )
+    )
     fig = new_figure(13.0, 3.7)
     axes = fig.subplots(1, 4)
     axes[0].imshow(image, cmap="gray")
