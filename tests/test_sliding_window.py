@@ -21,13 +21,18 @@ from segbench.registry import resolve_run
 def test_dense_inference_equals_the_window_classifier(activation: str) -> None:
     """The fully-convolutional (dilated, stride-1 pooling) net gives exactly the per-window outputs."""
     torch.manual_seed(0)
-    model = WindowClassifier(window=65, kernel_sizes=(4, 5, 4, 4), conv_channels=3, fc_units=5,
-                             activation=activation).double().eval()
+    model = (
+        WindowClassifier(
+            window=65, kernel_sizes=(4, 5, 4, 4), conv_channels=3, fc_units=5, activation=activation
+        )
+        .double()
+        .eval()
+    )
     image = torch.randn(1, 1, 65 + 9, 65 + 6, dtype=torch.float64)
     with torch.no_grad():
         dense = model.dense(image)
         assert dense.shape == (1, 2, 10, 7)
-        windows = torch.stack([image[0, :, i:i + 65, j:j + 65] for i in range(10) for j in range(7)])
+        windows = torch.stack([image[0, :, i : i + 65, j : j + 65] for i in range(10) for j in range(7)])
         per_window = model(windows).reshape(10, 7, 2).permute(2, 0, 1)[None]
     np.testing.assert_allclose(dense.numpy(), per_window.numpy(), rtol=1e-5, atol=1e-5)
 
@@ -40,7 +45,7 @@ def test_dense_inference_equals_the_window_classifier_in_float32_at_the_papers_g
     with torch.no_grad():
         dense = model.dense(image)[0]
         for i, j in ((0, 0), (5, 3), (2, 1)):
-            window = model(image[:, :, i:i + 65, j:j + 65])[0]
+            window = model(image[:, :, i : i + 65, j : j + 65])[0]
             np.testing.assert_allclose(dense[:, i, j].numpy(), window.numpy(), rtol=1e-5, atol=1e-5)
 
 
@@ -78,7 +83,7 @@ def test_the_family_is_registered_and_trains_one_step_at_smoke(tmp_path: Path) -
     cfg["schedule"]["iterations"] = 1
     run_dir = tmp_path / "run"
     record = train_run(cfg, run_dir, data_root)
-    assert record["summary"]["iterations"] == 1 and np.isfinite(record["summary"]["final_loss"])
+    assert record["summary"]["iterations"] == 1 and np.isfinite(record["summary"]["final_losses"]["loss"])
     metrics = evaluate_run(cfg, run_dir, data_root)["metrics"]["isbi"]
     assert {"warping_error", "rand_error", "pixel_error", "counts"} <= set(metrics)
     assert 0 <= metrics["pixel_error"] <= 1

@@ -18,8 +18,7 @@ Uses the U-Net engine's data split and scoring (``load_split``, ``normalize_inpu
 
 from __future__ import annotations
 
-import json
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +26,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segbench.engine.common import (
-    capture_rng_state,
-    check_finite,
-    latest_checkpoint,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-    seed_everything,
-    step_lr_factor,
-)
-from segbench.engine.unet import load_split, normalize_input, pick_device, score_probability_maps
+from segbench.engine import contract
+from segbench.engine.biomedical import load_split, normalize_input, score_probability_maps
+from segbench.engine.contract import Replica, Schedule, parse_schedule, resolve_device, run_identity
 from segbench.errors import InputError
-from segbench.io import append_jsonl, atomic_path, read_jsonl, write_text_atomic
 from segbench.models.sliding_window import WindowClassifier, build_sliding_window
-from segbench.provenance import config_hash
 
-FINAL_WEIGHTS = "model_final.pt"
-TRAIN_LOG = "train_log.jsonl"
+#: Values of omitted schedule keys (Ciresan et al. 2012 train with plain SGD; momentum as the U-Net's).
+SCHEDULE_DEFAULTS = {
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "checkpoint_every": None,
+    "lr_decay_factor": 0.1,
+    "warmup_iters": 0,
+    "images_per_batch": 64,
+}
 
 
 def dihedral(x: np.ndarray | torch.Tensor, k: int) -> Any:
@@ -71,8 +67,9 @@ class WindowSampler:
             raise InputError("sliding-window CNN: the training split is empty")
         self.margin = margin
         padded = np.stack([np.pad(img.astype(np.float32), margin, mode="reflect") for img in images])
-        self.windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * margin + 1, 2 * margin + 1),
-                                                                axis=(1, 2))
+        self.windows = np.lib.stride_tricks.sliding_window_view(
+            padded, (2 * margin + 1, 2 * margin + 1), axis=(1, 2)
+        )
         cells = np.stack([np.asarray(m, bool) for m in cell_masks])
         self.shape = cells.shape
         self.by_class = [np.flatnonzero(~cells).astype(np.int64), np.flatnonzero(cells).astype(np.int64)]
@@ -88,75 +85,89 @@ class WindowSampler:
         s, y, x = np.unravel_index(flat, self.shape)
         windows = self.windows[s, y, x]  # (size, w, w), copied
         versions = rng.integers(8, size=size)
-        out = np.stack([np.ascontiguousarray(dihedral(w, int(k))) for w, k in zip(windows, versions, strict=True)])
+        out = np.stack(
+            [np.ascontiguousarray(dihedral(w, int(k))) for w, k in zip(windows, versions, strict=True)]
+        )
         return out[:, None].astype(np.float32), labels.astype(np.int64)
 
 
-def train(cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None,
-          gpus: int = 0) -> dict[str, Any]:
-    """Train (or resume) the sliding-window CNN of ``cfg`` in ``run_dir`` (one device; ``gpus`` unused)."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    schedule = cfg["schedule"]
-    iterations, seed = int(schedule["iterations"]), int(cfg.get("seed", 0))
-    checkpoint_every = int(schedule.get("checkpoint_every", iterations)) or iterations
-    batch_size = int(schedule.get("batch_size", 64))
-    seed_everything(seed)
-    dev = pick_device(device)
-    model = build_sliding_window(cfg).to(dev)
-    optimizer = torch.optim.SGD(model.parameters(), lr=float(schedule["lr"]),
-                                momentum=float(schedule.get("momentum", 0.9)),
-                                weight_decay=float(schedule.get("weight_decay", 0.0)))
-    identity = {"run_id": cfg.get("run_id", cfg.get("run")), "config_hash": config_hash(cfg)}
-    start = 0
-    path = latest_checkpoint(run_dir)
-    if path is not None:
-        state = load_checkpoint(path, expected=identity)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        restore_rng_state(state["rng"])
-        start = int(state["iteration"])
-    log_path = run_dir / TRAIN_LOG
-    if log_path.exists():  # drop log lines of iterations the checkpoint does not contain
-        kept = [r for r in read_jsonl(log_path) if r.get("iteration", 0) <= start]
-        write_text_atomic(log_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+class SlidingWindowFamily:
+    """The sliding-window CNN's part of the training contract (:class:`segbench.engine.contract.TrainingFamily`):
+    one device; batch ``i`` is ``images_per_batch`` windows drawn from ``numpy.random.default_rng([seed, i])``,
+    half centred on membrane and half on cell pixels (the paper's balanced sampling); cross entropy."""
 
-    _, split = load_split(cfg, data_root)
-    sampler = WindowSampler([normalize_input(img.image, cfg) for img in split.train],
-                            [img.instances > 0 for img in split.train], model.margin)
-    model.train()
-    loss_value = float("nan")
-    tic = time.perf_counter()
-    for iteration in range(start, iterations):
-        windows, labels = sampler.batch(np.random.default_rng([seed, iteration]), batch_size)
-        lr = float(schedule["lr"]) * step_lr_factor(iteration, list(schedule.get("lr_decay_at", [])),
-                                                    float(schedule.get("lr_decay_factor", 0.1)))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss = F.cross_entropy(model(torch.from_numpy(windows).to(dev)), torch.from_numpy(labels).to(dev))
-        check_finite(loss.detach(), iteration, run_dir)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_value = loss.item()
-        toc = time.perf_counter()
-        append_jsonl(log_path, {"iteration": iteration + 1, "loss": loss_value, "lr": lr,
-                                "seconds": round(toc - tic, 4)})
-        tic = toc
-        if (iteration + 1) % checkpoint_every == 0 or iteration + 1 == iterations:
-            save_checkpoint(run_dir, iteration + 1, {**identity, "model": model.state_dict(),
-                                                     "optimizer": optimizer.state_dict(),
-                                                     "rng": capture_rng_state()})
-    with atomic_path(run_dir / FINAL_WEIGHTS) as tmp:
-        torch.save(model.state_dict(), tmp)
-    return {"iterations": iterations, "resumed_from": start, "final_loss": loss_value, "batch_size": batch_size,
-            "window": model.window, "train_images": len(split.train), "protocol": split.protocol,
-            "device": str(dev)}
+    distributed = False
+    schedule_defaults = SCHEDULE_DEFAULTS
+
+    def __init__(self, cfg: dict[str, Any], data_root: Path, run_dir: Path) -> None:
+        self.cfg, self.data_root, self.run_dir = cfg, Path(data_root), Path(run_dir)
+        self.extra: dict[str, Any] = {}
+
+    def schedule(self, *, replicas: int, gpus: int, cuda: bool) -> Schedule:
+        return parse_schedule(
+            self.cfg["schedule"], SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus, cuda=cuda
+        )
+
+    def build_model(self, schedule: Schedule) -> torch.nn.Module:
+        self.model = build_sliding_window(self.cfg)
+        return self.model
+
+    def batches(
+        self, schedule: Schedule, replica: Replica, device: torch.device, start: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        _, split = load_split(self.cfg, self.data_root)
+        sampler = WindowSampler(
+            [normalize_input(img.image, self.cfg) for img in split.train],
+            [img.instances > 0 for img in split.train],
+            self.model.margin,
+        )
+        self.extra = {
+            "window": self.model.window,
+            "windows_per_batch": schedule.images_per_batch,
+            "train_images": len(split.train),
+            "protocol": split.protocol,
+        }
+        seed = int(self.cfg.get("seed", 0))
+        for iteration in range(start, schedule.iterations):
+            windows, labels = sampler.batch(
+                np.random.default_rng([seed, iteration]), schedule.images_per_batch
+            )
+            yield torch.from_numpy(windows), torch.from_numpy(labels)
+
+    def loss(
+        self, net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device, amp: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        windows, labels = (part.to(device) for part in batch)
+        with torch.autocast(device.type, enabled=amp):
+            loss = F.cross_entropy(net(windows), labels)
+        return loss, {"loss": loss.detach()}
+
+    def summary(self) -> dict[str, Any]:
+        return dict(self.extra)
+
+    def final_extras(self) -> dict[str, Any]:
+        return {}
+
+
+def train(
+    cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None, gpus: int = 0
+) -> dict[str, Any]:
+    """Train (or resume) the sliding-window CNN of ``cfg`` in ``run_dir`` through the training contract
+    (one device; ``gpus`` is accepted for the engine contract)."""
+    return contract.train(
+        SlidingWindowFamily(cfg, data_root, run_dir), cfg, run_dir, device=device, gpus=gpus
+    )
 
 
 @torch.no_grad()
-def cell_probability(model: WindowClassifier, image: np.ndarray, *, test_time_rotations: int = 0,
-                     device: torch.device | None = None, rows_per_chunk: int = 128) -> np.ndarray:
+def cell_probability(
+    model: WindowClassifier,
+    image: np.ndarray,
+    *,
+    test_time_rotations: int = 0,
+    device: torch.device | None = None,
+    rows_per_chunk: int = 128,
+) -> np.ndarray:
     """P(cell) (H x W, float32) of every pixel: dense inference on the mirror-padded image, averaged over
     ``1 + test_time_rotations`` dihedral versions; computed in horizontal strips to bound memory."""
     dev = device or torch.device("cpu")
@@ -169,34 +180,31 @@ def cell_probability(model: WindowClassifier, image: np.ndarray, *, test_time_ro
         strips = []
         for r0 in range(0, out_h, rows_per_chunk):
             r1 = min(out_h, r0 + rows_per_chunk)
-            logits = model.dense(version[r0:r1 + w - 1][None, None].to(dev))
+            logits = model.dense(version[r0 : r1 + w - 1][None, None].to(dev))
             strips.append(torch.softmax(logits, dim=1)[0, 1].cpu())
         total += undo_dihedral(torch.cat(strips, dim=0), k)
     return (total / (1 + int(test_time_rotations))).numpy()
 
 
 def load_trained(cfg: dict[str, Any], run_dir: Path, device: torch.device) -> WindowClassifier:
-    path = Path(run_dir) / FINAL_WEIGHTS
-    if not path.is_file():
-        raise InputError(f"{path}: no trained weights; run `segbench train` for this run first")
+    """The run's trained classifier from its identity-checked ``model_final.pt``."""
     model = build_sliding_window(cfg)
-    try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: weights do not fit this run's sliding-window CNN ({type(exc).__name__}); "
-                         "delete them and retrain") from None
+    model.load_state_dict(contract.load_final(run_dir, run_identity(cfg))["model"])
     return model.to(device).eval()
 
 
-def evaluate(cfg: dict[str, Any], run_dir: Path, data_root: Path, *,
-             device: str | None = None) -> dict[str, Any]:
+def evaluate(
+    cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None
+) -> dict[str, Any]:
     """The ISBI errors of the dense P(cell) maps of the held-out slices."""
-    dev = pick_device(device)
+    dev = resolve_device(device)
     model = load_trained(cfg, run_dir, dev)
     fmt, split = load_split(cfg, data_root)
     rotations = int(cfg.get("model", {}).get("test_time_rotations", 0))
-    probabilities = [cell_probability(model, normalize_input(img.image, cfg), test_time_rotations=rotations,
-                                      device=dev) for img in split.held_out]
+    probabilities = [
+        cell_probability(model, normalize_input(img.image, cfg), test_time_rotations=rotations, device=dev)
+        for img in split.held_out
+    ]
     metrics = score_probability_maps(fmt, split, probabilities)
     next(iter(metrics.values()))["test_time_versions"] = rotations + 1
     return metrics
