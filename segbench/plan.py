@@ -344,26 +344,29 @@ class _Speeds:
         self._factor: tuple[float, str] | None = None
         self.short_why = ""
 
-    # The CPU -> GPU factor, calibrated on the CPU record's r50_fpn row.
+    # The CPU -> GPU factor, calibrated on the CPU record's row of the registry's reference benchmark run
+    # (the first of benchmarks.maskrcnn.runs in experiments.yaml; the published GPU figures are R50-FPN's).
     def factor(self) -> tuple[float, str]:
         if self._factor is None:
             record = self.maskrcnn_record
-            if record is None or record.device != "cpu" or "r50_fpn" not in record.rows():
+            ref = (self.reg.get("benchmarks", {}).get("maskrcnn", {}).get("runs") or [""])[0]
+            if record is None or record.device != "cpu" or ref not in record.rows():
                 raise InputError(
-                    f"no CPU Mask R-CNN benchmark with an r50_fpn row in {self.bench} to calibrate the "
-                    f"{self.gpu.name} estimate; run `segbench bench maskrcnn --runs r50_fpn`"
+                    f"no CPU Mask R-CNN benchmark with a {ref!r} row in {self.bench} to calibrate the "
+                    f"{self.gpu.name} estimate; run `segbench bench maskrcnn --runs {ref}`"
                 )
-            bench_px = _size_pixels(record.data.get("settings", {}).get("size", "320x320"))
-            cpu = float(record.rows()["r50_fpn"]["train_img_s"]) * bench_px / PAPER_PIXELS
+            size = record.data.get("settings", {}).get("size", "320x320")
+            bench_px = _size_pixels(size)
+            measured = float(record.rows()[ref]["train_img_s"])
+            cpu = measured * bench_px / PAPER_PIXELS
             x = self.gpu.maskrcnn_img_s / cpu
             self.short_why = (
                 f"R50-FPN {self.gpu.maskrcnn_img_s:g} img/s per {self.gpu.name.upper()} at 800x1067 "
-                f"({GPU_SHORT[self.gpu.name]}) / {cpu:.3g} img/s for r50_fpn on this CPU at that size"
+                f"({GPU_SHORT[self.gpu.name]}) / {cpu:.3g} img/s for {ref} on this CPU at that size"
             )
             why = (
-                f"{self.gpu.why}, vs {cpu:.3g} img/s for r50_fpn on this CPU at 800x1067 "
-                f"({self._rel(record.path)}: {record.rows()['r50_fpn']['train_img_s']:.3g} img/s at "
-                f"{record.data.get('settings', {}).get('size', '320x320')}, cost proportional to pixels)"
+                f"{self.gpu.why}, vs {cpu:.3g} img/s for {ref} on this CPU at 800x1067 "
+                f"({self._rel(record.path)}: {measured:.3g} img/s at {size}, cost proportional to pixels)"
             )
             self._factor = (x, why)
         return self._factor

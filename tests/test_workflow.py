@@ -137,3 +137,10 @@ def test_smoke_run_of_every_target_and_snakemake_report(tmp_path):
     result = snakemake("--report", str(report), "reproduce_all", *config, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert report.stat().st_size > 10_000
+
+
+def test_an_unknown_scale_is_named_in_the_last_lines():
+    result = snakemake("-n", "reproduce_table2", "--config", "scale=bogus")
+    assert result.returncode != 0
+    tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-3:])
+    assert "unknown scale 'bogus' (choose smoke, mini, paper" in tail, tail
