@@ -51,7 +51,16 @@ def documented_commands() -> list[tuple[str, str]]:
                     found.append((where, command))
             elif fence is None:
                 for span in re.findall(r"`([^`]+)`", line):
-                    if span.startswith(INLINE_COMMANDS) and "..." not in span and "<" not in span:
+                    words = span.split()
+                    complete = any(
+                        not w.startswith("-") for w in words[1:]
+                    )  # `snakemake --report` names an option
+                    if (
+                        span.startswith(INLINE_COMMANDS)
+                        and complete
+                        and "..." not in span
+                        and "<" not in span
+                    ):
                         found.append((where, span.strip()))
     return found
 
