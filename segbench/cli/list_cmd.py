@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from segbench.registry import artifacts, load_registry, row_runs, runs_for_tables, seeds_for_run
+from segbench.registry import artifacts, load_registry, row_runs, runs_for_tables, seeds_for_run, table_names
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -126,8 +126,10 @@ def run(args: argparse.Namespace) -> int:
         if args.scale:
             from segbench.registry import check_scale
 
-            check_scale(args.scale, load_registry())
-            print("\n".join(instance_lines(list(summary["tables"]), args.scale, args.results)))
+            registry = load_registry()
+            check_scale(args.scale, registry)
+            at_scale = [t for t in summary["tables"] if t in table_names(registry, args.scale)]
+            print("\n".join(instance_lines(at_scale, args.scale, args.results)))
             return 0
         for name, r in summary["runs"].items():
             seeds = ", ".join(f"{s}:{n}" for s, n in r["seeds"].items())

@@ -343,7 +343,7 @@ def resolve_run(
         "dataset": {"name": dataset_name, "logical": spec["dataset"], **_dataset_entry(dataset_name)},
         "model": model,
         "input": copy.deepcopy(overlay.get("input", {})),
-        "schedule": copy.deepcopy(overlay.get("schedule", {})),
+        "schedule": scaled_schedule(overlay.get("schedule", {}), spec.get("budget")),
     }
     cross_validation = reg["scales"][scale].get("cross_validation")
     if cross_validation:  # seed k is fold k (segbench.data.biomedical.held_out_split); seeds the RNG too
@@ -355,6 +355,25 @@ def resolve_run(
             )
         cfg["split"] = {"folds": folds, "fold": int(seed)}
     return cfg
+
+
+def scaled_schedule(schedule: dict[str, Any], budget: float | None) -> dict[str, Any]:
+    """The scale's schedule for a run; a run's ``budget`` (e.g. 0.25) multiplies its iterations and its lr
+    decay and checkpoint points (at least 1 each), the other keys stay: the runs of an error-vs-compute
+    table. Without a budget the schedule is returned as it is (so no other run's config hash changes)."""
+    out = copy.deepcopy(schedule)
+    if budget is None or not out:
+        return out
+
+    def scale(n: Any) -> int:
+        return max(1, round(int(n) * float(budget)))
+
+    for key in ("iterations", "checkpoint_every", "warmup_iters"):
+        if out.get(key):
+            out[key] = scale(out[key])
+    if "lr_decay_at" in out:
+        out["lr_decay_at"] = [scale(step) for step in out["lr_decay_at"]]
+    return out
 
 
 def _dataset_entry(name: str) -> dict[str, Any]:

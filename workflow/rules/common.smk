@@ -54,8 +54,8 @@ def table_files(tables, scale):
 
 def figure_tables(figure, scale):
     """A figure's inputs: the assembled tables it illustrates (so its runs exist); run-wide figures
-    (training curves, metrics per run) wait for every table."""
-    tables = FIGURES[figure].tables or ARTIFACTS["all"]
+    (training curves, metrics per run) wait for every table defined at the scale."""
+    tables = FIGURES[figure].tables or table_names(REGISTRY, scale)
     return [f"{RESULTS}/{scale}/tables/{t}.json" for t in tables]
 
 

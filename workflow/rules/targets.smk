@@ -7,7 +7,7 @@ FIGURE_TARGETS = {f"reproduce_{name}": f"{REPORTS}/{SCALE}/figures/{name}.json" 
 # those; the target of a table not defined at the scale stops with one line saying so.
 SCALE_TABLES = table_names(REGISTRY, SCALE)
 FIGURE_TARGETS_AT_SCALE = [m for f, m in FIGURE_TARGETS.items()
-                           if set(FIGURES[f.removeprefix("reproduce_")].tables or ARTIFACTS["all"]) <= set(SCALE_TABLES)]
+                           if set(FIGURES[f.removeprefix("reproduce_")].tables or SCALE_TABLES) <= set(SCALE_TABLES)]
 
 
 for _artifact in ARTIFACTS:
