@@ -54,6 +54,8 @@ def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | N
         f"| table | claim | whose | verdict at {scale} | gap | gap / std | command |",
         "|---|---|---|---|---|---|---|",
     ]
+    # the command names the scale unless it is the default one (config/config.yaml's)
+    at_scale = "" if scale == registry["default_scale"] else f" --config scale={scale}"
     for t in tables:
         for d in t.get("directions", []):
             gap = "-" if d.get("gap") is None else f"{d['gap']:+.3g}"
@@ -61,6 +63,6 @@ def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | N
             whose = "ours (vs a segbench baseline)" if d.get("source") == "ours" else "the paper's"
             lines.append(
                 f"| {t['table']} | {d['claim']} | {whose} | {d['verdict']} | {gap} | {in_std} | "
-                f"`snakemake --cores all {_target(t['table'], registry)}` |"
+                f"`snakemake --cores all {_target(t['table'], registry)}{at_scale}` |"
             )
     return "\n".join(lines) + "\n"
