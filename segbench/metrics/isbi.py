@@ -464,10 +464,26 @@ def isbi_metrics(
     p, g = validate_isbi_inputs(pred, labels, membrane_prob=membrane_prob)
     warn_if_one_class(g, labels_name)
     c = _stack_counts(p, g, frozenset({"pixel", "rand", "warping"}))
+    return results_from_counts(
+        c, slices=int(g.shape[0]), pixels=int(g.size), rand_form=rand_form, warping_form=warping_form
+    )
+
+
+def results_from_counts(
+    counts: dict[str, Any], *, slices: int, pixels: int, rand_form: str, warping_form: str
+) -> dict[str, Any]:
+    """The three errors and their details from per-threshold counts (``warping``, ``mismatch``, ``rand``,
+    ``pixel`` arrays) of a stack of ``slices`` slices and ``pixels`` pixels: what :func:`isbi_metrics`
+    returns, and what pooling the folds' counts gives (:mod:`segbench.metrics.isbi_pooled`)."""
     res = {
-        "warping_error": _warping_result(c["warping"], c["mismatch"], int(g.size), warping_form),
-        "rand_error": _rand_result(c["rand"], rand_form),
-        "pixel_error": _pixel_result(c["pixel"]),
+        "warping_error": _warping_result(
+            np.asarray(counts["warping"], np.int64),
+            np.asarray(counts["mismatch"], np.int64),
+            pixels,
+            warping_form,
+        ),
+        "rand_error": _rand_result(np.asarray(counts["rand"], np.int64), rand_form),
+        "pixel_error": _pixel_result(np.asarray(counts["pixel"], np.int64)),
     }
     w = res["warping_error"]
     return {
@@ -476,8 +492,8 @@ def isbi_metrics(
         "per_threshold": {m: res[m]["per_threshold"] for m in METRICS},
         "split_pixels": w["split_pixels"],
         "merge_pixels": w["merge_pixels"],
-        "slices": int(g.shape[0]),
-        "pixels": int(g.size),
+        "slices": slices,
+        "pixels": pixels,
         "thresholds": list(THRESHOLDS),
         "rand_form": rand_form,
         "warping_form": warping_form,

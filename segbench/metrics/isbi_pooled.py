@@ -17,15 +17,7 @@ from typing import Any
 import numpy as np
 
 from segbench.errors import InputError
-from segbench.metrics.isbi import (
-    METRICS,
-    THRESHOLDS,
-    _pixel_result,
-    _rand_result,
-    _stack_counts,
-    _warping_result,
-    validate_isbi_inputs,
-)
+from segbench.metrics.isbi import _stack_counts, results_from_counts, validate_isbi_inputs
 
 COUNT_KEYS = ("pixel", "rand", "warping", "mismatch")
 
@@ -48,30 +40,13 @@ def metrics_from_counts(
     counts: dict[str, Any], *, rand_form: str = "n2", warping_form: str = "splits_mergers"
 ) -> dict[str, Any]:
     """The assembly of :func:`segbench.metrics.isbi.isbi_metrics` from summed counts."""
-    res = {
-        "warping_error": _warping_result(
-            np.asarray(counts["warping"], np.int64),
-            np.asarray(counts["mismatch"], np.int64),
-            int(counts["pixels"]),
-            warping_form,
-        ),
-        "rand_error": _rand_result(np.asarray(counts["rand"], np.int64), rand_form),
-        "pixel_error": _pixel_result(np.asarray(counts["pixel"], np.int64)),
-    }
-    w = res["warping_error"]
-    return {
-        **{m: res[m]["error"] for m in METRICS},
-        "best_threshold": {m: res[m]["best_threshold"] for m in METRICS},
-        "per_threshold": {m: res[m]["per_threshold"] for m in METRICS},
-        "split_pixels": w["split_pixels"],
-        "merge_pixels": w["merge_pixels"],
-        "slices": int(counts["slices"]),
-        "pixels": int(counts["pixels"]),
-        "thresholds": list(THRESHOLDS),
-        "rand_form": rand_form,
-        "warping_form": warping_form,
-        "mismatch_classes": w["mismatch_classes"],
-    }
+    return results_from_counts(
+        counts,
+        slices=int(counts["slices"]),
+        pixels=int(counts["pixels"]),
+        rand_form=rand_form,
+        warping_form=warping_form,
+    )
 
 
 def sum_counts(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
