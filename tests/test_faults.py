@@ -167,7 +167,7 @@ def test_fault_dataset_enospc(dataset, writer, tmp_path, monkeypatch, capsys):
     ("extra", "named", "fix"),
     [
         (["--seed", "-1"], "--seed -1", "use --seed 0"),
-        (["--device", "banana"], "--device 'banana'", "use cpu, cuda"),
+        (["--device", "banana"], "--device 'banana'", "expected cpu, cuda"),
         (["--device", "cuda"], "--device cuda", "use --device cpu"),
         (["--device", "cuda:7"], "--device cuda:7", "use --device cpu"),
     ],
