@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -132,3 +133,20 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         with contextlib.suppress(json.JSONDecodeError):
             records.append(json.loads(line))
     return records
+
+
+HASH_CHUNK = 1 << 20
+
+
+def hash_file(path: str | os.PathLike[str], algorithms: tuple[str, ...] = ("sha256",)) -> dict[str, str]:
+    """Hex digests of ``path`` for each of ``algorithms``, in one read."""
+    digests = {name: hashlib.new(name) for name in algorithms}
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(HASH_CHUNK), b""):
+            for digest in digests.values():
+                digest.update(block)
+    return {name: digest.hexdigest() for name, digest in digests.items()}
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    return hash_file(path)["sha256"]

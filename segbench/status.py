@@ -7,13 +7,12 @@ what will be retrained and why, and how to only re-assemble the committed result
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from segbench.errors import InputError
-from segbench.io import read_json
+from segbench.io import read_json, sha256_file
 from segbench.paths import results_root
 from segbench.provenance import config_hash
 from segbench.registry import artifacts, load_registry, resolve_run, row_runs, runs_for_tables
@@ -39,10 +38,6 @@ class TargetStatus:
 
     def count(self, state: str) -> int:
         return sum(r.state == state for r in self.runs)
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def assembled_with(
@@ -98,7 +93,7 @@ def table_state(name: str, scale: str, root: Path) -> str:
         recorded = record.get("metrics_sha256")
         if not metrics.exists():
             changed.append(f"{run_id} (metrics.json missing)")
-        elif recorded and recorded != file_sha256(metrics):
+        elif recorded and recorded != sha256_file(metrics):
             changed.append(run_id)
     if changed:
         return f"stale: {', '.join(changed)} changed since assembly"
@@ -117,7 +112,7 @@ def target_status(artifact: str, scale: str, results: str | Path | None = None) 
     return status
 
 
-def describe(status: TargetStatus, *, retrain: bool = False, force_hint: str = "FORCE=1") -> list[str]:
+def describe(status: TargetStatus, *, retrain: bool = False) -> list[str]:
     """Human lines: what the target will run and why, before it starts."""
     n = len(status.runs)
     where = status.results / status.scale / "runs"
@@ -143,5 +138,7 @@ def describe(status: TargetStatus, *, retrain: bool = False, force_hint: str = "
         lines.append(f"  table {table}: {state}")
     if not todo and not unevaluated:
         lines.append("  nothing to train: tables and pages are re-assembled from these results where needed")
-    lines.append(f"  to retrain every run from scratch instead: add {force_hint}")
+    lines.append(
+        "  to retrain every run from scratch instead: add FORCE=1 (make) or --forcerun train --config retrain=1"
+    )
     return lines

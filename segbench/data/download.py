@@ -14,7 +14,6 @@ few seconds otherwise (CI logs, ``| tee``). Only the standard library is used.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import TextIO
 
 from segbench.errors import InputError
+from segbench.io import hash_file, sha256_file  # noqa: F401 - re-exported: the data layer's checksums
 
 CHUNK = 1 << 20
 USER_AGENT = "segbench-data/0.1"
@@ -48,20 +48,6 @@ class Fetched:
     bytes: int
     sha256: str
     md5: str
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    return hash_file(path)["sha256"]
-
-
-def hash_file(path: str | os.PathLike[str], algorithms: tuple[str, ...] = ("sha256",)) -> dict[str, str]:
-    """Hex digests of ``path`` for each of ``algorithms``, in one read."""
-    digests = {name: hashlib.new(name) for name in algorithms}
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            for digest in digests.values():
-                digest.update(block)
-    return {name: digest.hexdigest() for name, digest in digests.items()}
 
 
 def download(

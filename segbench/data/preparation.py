@@ -322,12 +322,12 @@ def _prepare_real(
         else:
             record.update(checked_against="nothing: first download, sha256 recorded now", trust=TOFU)
         records[file] = record
-        _write_archive_records(root, records, write_json_atomic)  # before extraction: a retry is checked too
+        write_json_atomic(root / ARCHIVES, records)  # before extraction: a retry is checked too
         if item.get("extract"):
             moved = extract_zip(archive, root)
             record["extracted"] = sorted(p.name for p in moved)
             archive.unlink()  # its checksums stay in ARCHIVES.json and the MANIFEST; the tree is what is used
-            _write_archive_records(root, records, write_json_atomic)
+            write_json_atomic(root / ARCHIVES, records)
     dataset_paths(name, data_root)  # the layout must now be complete
     _check_published_checksums(name, entry, root)
     _write_real_manifest(name, entry, root, archives=records)  # last: its presence marks the dataset ready
@@ -357,10 +357,6 @@ def read_archive_records(root: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return records if isinstance(records, dict) else {}
-
-
-def _write_archive_records(root: Path, records: dict[str, Any], write_json_atomic) -> None:
-    write_json_atomic(root / ARCHIVES, records)
 
 
 def describe_checksums(name: str, data_root: str | os.PathLike[str]) -> list[str]:

@@ -9,7 +9,6 @@ are reported as reproduced or not, with the gap in pooled standard deviations.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import math
 import statistics
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import InputError
-from segbench.io import read_json, write_json_atomic, write_text_atomic
+from segbench.io import read_json, sha256_file, write_json_atomic, write_text_atomic
 from segbench.paths import child_path, results_root
 from segbench.provenance import config_hash, provenance
 from segbench.registry import (
@@ -136,7 +135,7 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
             "train_wall_time_s": rec.get("train_wall_time_s"),
             "eval_wall_time_s": rec.get("provenance", {}).get("wall_time_s"),
             # what this table was assembled from: a later retrain changes it (segbench status)
-            "metrics_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "metrics_sha256": sha256_file(path),
             "metrics_file": str(path.relative_to(root.parent)) if root.parent in path.parents else str(path),
         }
         for run in runs_used
