@@ -65,18 +65,29 @@ def assembled_with(
     return own
 
 
+def is_trained(cfg: dict[str, Any], run_dir: Path) -> bool:
+    """``train_done.json`` exists and records this config's hash."""
+    done = run_dir / "train_done.json"
+    return done.exists() and read_json(done, "train record").get("config_hash") == config_hash(cfg)
+
+
+def is_evaluated(cfg: dict[str, Any], run_dir: Path) -> bool:
+    """``metrics.json`` exists and records this config's hash."""
+    metrics = run_dir / "metrics.json"
+    return metrics.exists() and read_json(metrics, "run metrics").get("config_hash") == config_hash(cfg)
+
+
 def run_state(cfg: dict[str, Any], run_dir: Path) -> RunState:
-    digest = config_hash(cfg)
-    done, metrics = run_dir / "train_done.json", run_dir / "metrics.json"
+    done = run_dir / "train_done.json"
     if not done.exists():
         return RunState(cfg["run_id"], MISSING, f"no {done.name}")
-    recorded = read_json(done, "train record").get("config_hash")
-    if recorded != digest:
+    if not is_trained(cfg, run_dir):
+        recorded = read_json(done, "train record").get("config_hash")
         return RunState(
-            cfg["run_id"], STALE, f"trained with config {recorded}, the registry now gives {digest}"
+            cfg["run_id"], STALE, f"trained with config {recorded}, the registry now gives {config_hash(cfg)}"
         )
-    if not metrics.exists() or read_json(metrics, "run metrics").get("config_hash") != digest:
-        return RunState(cfg["run_id"], UNEVALUATED, f"no current {metrics.name}")
+    if not is_evaluated(cfg, run_dir):
+        return RunState(cfg["run_id"], UNEVALUATED, "no current metrics.json")
     return RunState(cfg["run_id"], CURRENT, "config hash matches the registry")
 
 

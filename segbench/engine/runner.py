@@ -20,21 +20,12 @@ from segbench.engine.runlock import run_lock
 from segbench.errors import InputError, RunError, SegbenchError
 from segbench.io import read_json, write_json_atomic
 from segbench.provenance import config_hash, provenance
+from segbench.status import is_evaluated, is_trained
 
 
 def is_main_process() -> bool:
     """Rank 0 under torchrun (``RANK``), or a plain single process: the one that writes the records."""
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def is_trained(cfg: dict[str, Any], run_dir: Path) -> bool:
-    done = run_dir / "train_done.json"
-    return done.exists() and read_json(done, "train record").get("config_hash") == config_hash(cfg)
-
-
-def is_evaluated(cfg: dict[str, Any], run_dir: Path) -> bool:
-    metrics = run_dir / "metrics.json"
-    return metrics.exists() and read_json(metrics, "run metrics").get("config_hash") == config_hash(cfg)
 
 
 def dataset_of(cfg: dict[str, Any], data_root: Path, *, verify: bool = False) -> dict[str, Any] | None:
