@@ -45,6 +45,15 @@ def run_dir(scale: str, run_id: str, results: str | os.PathLike[str] | None = No
     return child_path(root / "runs", run_id, what="run")
 
 
+def pretrained_weights(results: str | os.PathLike[str] | None, scale: str, spec: dict) -> Path:
+    """The cached weights of a miniature-pretrained backbone (:mod:`segbench.engine.pretrain`):
+    ``<results>/<scale>/pretrained/<backbone>-<spec hash>.pt``; its record is the ``.json`` beside it."""
+    from segbench.provenance import config_hash
+
+    folder = child_path(results_root(results), scale, what="scale") / "pretrained"
+    return child_path(folder, f"{spec['backbone']}-{config_hash(spec)}", ".pt", what="backbone")
+
+
 def child_path(
     root: str | os.PathLike[str],
     name: str,

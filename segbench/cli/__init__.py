@@ -19,6 +19,7 @@ from segbench.errors import SegbenchError
 SUBCOMMANDS = {
     "list": "list_cmd",
     "data": "data_cmd",
+    "pretrain": "pretrain_cmd",
     "train": "train_cmd",
     "evaluate": "evaluate_cmd",
     "table": "table_cmd",

@@ -127,6 +127,17 @@ def build_model(cfg: dict[str, Any]) -> torch.nn.Module:
         raise InputError(f"{registry_path()}: entry runs/{cfg['run']}/model: {exc}; fix that entry") from None
 
 
+def pretrained_backbone(cfg: dict[str, Any], run_dir: Path) -> Path:
+    """The run's miniature-pretrained backbone weights (``<results>/<scale>/pretrained/``, beside
+    ``runs/``), pretrained now if the cache lacks them (the DAG's ``pretrain`` rule normally made them)."""
+    from segbench.engine.pretrain import ensure_pretrained
+    from segbench.paths import pretrained_weights
+
+    results = Path(run_dir).resolve().parents[2]
+    path = pretrained_weights(results, cfg["scale"], cfg["pretraining"])
+    return ensure_pretrained(cfg["pretraining"], path, scale=cfg["scale"])
+
+
 def apply_train_scales(model: torch.nn.Module, scales: list[int] | None) -> None:
     """Scale jitter of the keypoint runs (shorter side drawn from ``scales`` in training, the last at
     test time): torchvision's ``GeneralizedRCNNTransform`` does both when given a tuple of sizes."""
@@ -155,7 +166,10 @@ class MaskRCNNFamily:
 
     def build_model(self, schedule: Schedule) -> torch.nn.Module:
         self.dataset = open_train_split(self.cfg, self.data_root)
-        model = build_model(model_config(self.cfg, self.dataset))
+        cfg = model_config(self.cfg, self.dataset)
+        if self.cfg.get("pretraining"):  # the scale pretrains its backbones in miniature (engine/pretrain.py)
+            cfg["model"]["pretrained_weights"] = str(pretrained_backbone(self.cfg, self.run_dir))
+        model = build_model(cfg)
         apply_train_scales(model, schedule.train_scales)
         return model
 

@@ -333,6 +333,8 @@ def resolve_run(
     overlay = reg["scales"][scale]["families"].get(family, {})
     # The scale's model keys fill in sizes; keys a run sets deliberately win over them.
     model = {**copy.deepcopy(overlay.get("model", {})), **copy.deepcopy(spec["model"])}
+    # Per-architecture input sizes (mini: the stride-32 C5 runs see 256 px, an 8 x 8 map, Table 2d)
+    inputs = {**overlay.get("input", {}), **overlay.get("input_by_arch", {}).get(model.get("arch"), {})}
     dataset_name = dataset_for(run, scale, reg)
     cfg = {
         "run": run,
@@ -342,9 +344,11 @@ def resolve_run(
         "seed": int(seed),
         "dataset": {"name": dataset_name, "logical": spec["dataset"], **_dataset_entry(dataset_name)},
         "model": model,
-        "input": copy.deepcopy(overlay.get("input", {})),
+        "input": copy.deepcopy(inputs),
         "schedule": scaled_schedule(overlay.get("schedule", {}), spec.get("budget")),
     }
+    if overlay.get("pretraining") and model.get("pretrained", True):
+        cfg["pretraining"] = pretraining_spec(model, overlay["pretraining"])
     cross_validation = reg["scales"][scale].get("cross_validation")
     if cross_validation:  # seed k is fold k (segbench.data.biomedical.held_out_split); seeds the RNG too
         folds = int(cross_validation["folds"])
@@ -355,6 +359,41 @@ def resolve_run(
             )
         cfg["split"] = {"folds": folds, "fold": int(seed)}
     return cfg
+
+
+def pretraining_spec(model: dict[str, Any], pretraining: dict[str, Any]) -> dict[str, Any]:
+    """What a run's backbone is pretrained with at a scale that pretrains in miniature
+    (:mod:`segbench.engine.pretrain`): its architecture keys plus the scale's corpus and schedule. Part of
+    the run's config (and hash), and the key of the cached weights (:func:`segbench.paths.pretrained_weights`)."""
+    backbone = str(model.get("backbone", "resnet50"))
+    blocks = model.get("blocks", {})
+    blocks = blocks.get(backbone) if isinstance(blocks, dict) else blocks
+    if blocks is None:
+        raise InputError(f"pretraining: no 'blocks' for backbone {backbone!r} at this scale; add them")
+    return {
+        "backbone": backbone,
+        # "auto" is trainable BatchNorm for a backbone not initialised from ImageNet (models/maskrcnn/backbones.py)
+        "norm": "bn" if model.get("norm", "auto") == "auto" else str(model["norm"]),
+        "width_divisor": int(model.get("width_divisor", 1)),
+        "blocks": [int(b) for b in blocks],
+        "corpus": copy.deepcopy(pretraining.get("corpus", {})),
+        "schedule": copy.deepcopy(pretraining["schedule"]),
+        "seed": int(pretraining.get("seed", 0)),
+    }
+
+
+def pretraining_specs(scale: str, registry: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Every distinct backbone pretraining spec the runs of the tables defined at ``scale`` need, by spec
+    hash (:func:`segbench.provenance.config_hash`); empty where the scale keeps ImageNet weights."""
+    from segbench.provenance import config_hash
+
+    reg = registry or load_registry()
+    specs: dict[str, dict[str, Any]] = {}
+    for rs in runs_for_tables(table_names(reg, scale), scale, reg):
+        spec = resolve_run(rs.run, scale, rs.seed, reg).get("pretraining")
+        if spec:
+            specs.setdefault(config_hash(spec), spec)
+    return specs
 
 
 def scaled_schedule(schedule: dict[str, Any], budget: float | None) -> dict[str, Any]:

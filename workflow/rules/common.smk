@@ -3,7 +3,7 @@ from pathlib import Path
 
 from segbench.provenance import config_hash
 from segbench.data import dataset_entry
-from segbench.registry import dataset_for, resolve_run
+from segbench.registry import dataset_for, pretraining_specs, resolve_run
 from segbench.reporting import FIGURES
 
 
@@ -36,6 +36,18 @@ def dataset_inputs(wildcards):
     if dataset_entry(name)["source"] == "synthetic":
         return []
     return [ancient(dataset_manifest(wildcards))]
+
+
+def pretrained_inputs(wildcards):
+    """The run's miniature-pretrained backbone weights (rule pretrain), as ancient(); none at scales that
+    initialise from ImageNet."""
+    spec = run_config(wildcards).get("pretraining")
+    return [ancient(pretrained_file(wildcards.scale, spec))] if spec else []
+
+
+def pretrained_file(scale, spec):
+    """As segbench.paths.pretrained_weights, relative to RESULTS as the rules' outputs are."""
+    return f"{RESULTS}/{scale}/pretrained/{spec['backbone']}-{config_hash(spec)}.pt"
 
 
 def gpus_requested(wildcards):

@@ -4,6 +4,10 @@ rule train:
         # a real dataset's MANIFEST (ancient) or nothing for a synthetic one (common.smk: dataset_inputs);
         # the dataset's definition is part of the config hash, so a changed one changes the params below.
         data=dataset_inputs,
+        # the scale's miniature-pretrained backbone (mini; none where ImageNet weights are used), ancient:
+        # a fresh clone lacks the uncommitted weights and must not retrain for it; a changed spec changes
+        # the file name (and the run's config hash), which is what retrains.
+        pretrained=pretrained_inputs,
     output:
         done=f"{RESULTS}/{{scale}}/runs/{{run}}-seed{{seed}}/train_done.json",
     log:
@@ -25,3 +29,30 @@ rule train:
         "OMP_NUM_THREADS={threads} segbench train --run {wildcards.run:q} --scale {wildcards.scale:q} "
         "--seed {wildcards.seed:q} --results {params.results:q} --data-root {params.data_root:q} "
         "--gpus {resources.gpu} > {log:q} 2>&1"
+
+
+rule pretrain:
+    """Pretrain one backbone spec of a CPU scale on the glyphs corpus (segbench/engine/pretrain.py): the
+    miniature of the paper's ImageNet initialisation, done once and cached (the weights are not committed;
+    their .json record is)."""
+    output:
+        weights=f"{RESULTS}/{{scale}}/pretrained/{{backbone}}-{{spec}}.pt",
+    log:
+        "logs/{scale}/pretrain/{backbone}-{spec}.log",
+    benchmark:
+        "logs/benchmarks/{scale}/pretrain/{backbone}-{spec}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: config.get("train_threads", 1)
+    params:
+        results=lambda wc, output: root_of(output.weights, 3),
+    shell:
+        "OMP_NUM_THREADS={threads} segbench pretrain --scale {wildcards.scale:q} --spec {wildcards.spec:q} "
+        "--results {params.results:q} > {log:q} 2>&1"
+
+
+rule pretrain_backbones:
+    """Every backbone the configured scale pretrains (the cold-cache cost, on its own)."""
+    input:
+        [pretrained_file(SCALE, spec) for spec in pretraining_specs(SCALE, REGISTRY).values()],
+    localrule: True

@@ -137,10 +137,14 @@ def regular_polygon(cx: float, cy: float, radius: float, sides: int, angle: floa
     return np.stack([cx + radius * np.cos(t), cy + radius * np.sin(t)], 1)
 
 
-def object_texture(rng: np.random.Generator, shape: tuple[int, int], extent: float) -> np.ndarray:
-    """A texture of ``shape`` for one object: a random colour with stripes, speckle or shading."""
+def object_texture(
+    rng: np.random.Generator, shape: tuple[int, int], extent: float, kind: int | None = None
+) -> np.ndarray:
+    """A texture of ``shape`` for one object: a random colour with stripes (kind 0), speckle (1) or
+    shading (2); ``kind`` None draws it (after the colour, so the shapes datasets keep their bytes)."""
     colour = rng.uniform(20, 235, size=3)
-    kind = rng.integers(3)
+    if kind is None:
+        kind = int(rng.integers(3))
     if kind == 0:  # stripes along a random direction
         yy, xx = np.mgrid[: shape[0], : shape[1]]
         theta, period = rng.uniform(0, np.pi), rng.uniform(3, max(4.0, extent / 2))

@@ -40,6 +40,13 @@ _IMAGENET_WEIGHTS: dict[str, WeightsEnum] = {
     "resnet101": ResNet101_Weights.IMAGENET1K_V1,
     "resnext101_32x8d": ResNeXt101_32X8D_Weights.IMAGENET1K_V1,
 }
+
+
+def cardinality(backbone: str) -> tuple[int, int]:
+    """(groups, width per group) of ``backbone``'s res2 bottleneck."""
+    return _CARDINALITY[backbone]
+
+
 STAGE_WIDTHS = (256, 512, 1024, 2048)  # output channels of res2..res5 at full width
 FPN_LEVELS = ("0", "1", "2", "3")  # P2..P5; the RPN also sees "pool" (P6)
 
@@ -92,7 +99,7 @@ class ScaledResNet(ResNet):
 class BackboneInit:
     """Which initialisation a backbone got (recorded as ``model.segbench_init``)."""
 
-    backbone_weights: str  # "imagenet" | "random"
+    backbone_weights: str  # "imagenet" | "synthetic-pretrained" (segbench.engine.pretrain) | "random"
     weights: str | None  # the torchvision weights enum used, if any
     reason: str | None  # why random when ImageNet weights were asked for
     norm: str  # "frozen_bn" | "bn" | "gn" | "none"
@@ -160,10 +167,22 @@ def _freeze_stem_and_res2(resnet: ResNet) -> tuple[str, ...]:
     return frozen
 
 
+def _pretrained_state_dict(s: MaskRCNNSettings) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """(state dict, source, reason): the scale's miniature pretraining (``pretrained_weights``, a file of
+    :mod:`segbench.engine.pretrain`) where set, else torchvision's ImageNet weights where they apply."""
+    if s.pretrained and s.pretrained_weights:
+        import torch
+
+        state = torch.load(s.pretrained_weights, map_location="cpu", weights_only=True)
+        return state["trunk"], "synthetic-pretrained", None
+    state_dict, reason = _imagenet_state_dict(s)
+    return state_dict, "imagenet" if state_dict is not None else "random", reason
+
+
 def build_backbone(s: MaskRCNNSettings) -> Backbone:
     """The backbone of ``s.backbone``-``s.arch`` (e.g. ResNet-50-C4), widths divided by ``s.width_divisor``."""
-    state_dict, reason = _imagenet_state_dict(s)
-    norm = _resolve_norm(s, imagenet=state_dict is not None)
+    state_dict, source, reason = _pretrained_state_dict(s)
+    norm = _resolve_norm(s, imagenet=source == "imagenet")
     groups, width_per_group = _CARDINALITY[s.backbone]
     resnet = ScaledResNet(
         s.blocks,
@@ -177,9 +196,10 @@ def build_backbone(s: MaskRCNNSettings) -> Backbone:
     if state_dict is not None:
         resnet.load_state_dict({k: v for k, v in state_dict.items() if not k.startswith("fc.")})
         frozen = _freeze_stem_and_res2(resnet)
+    weights = {"imagenet": str(_IMAGENET_WEIGHTS[s.backbone]), "synthetic-pretrained": s.pretrained_weights}
     init = BackboneInit(
-        backbone_weights="imagenet" if state_dict is not None else "random",
-        weights=str(_IMAGENET_WEIGHTS[s.backbone]) if state_dict is not None else None,
+        backbone_weights=source,
+        weights=weights.get(source),
         reason=reason if s.pretrained else None,
         norm=norm,
         frozen_stages=frozen,

@@ -32,6 +32,9 @@ COCO_NUM_KEYPOINTS = 17
 # The paper's values (section 3.1, Figure 4; FPN and RPN settings from Lin et al. 2017 as the paper cites).
 PAPER_DEFAULTS: dict[str, Any] = {
     "pretrained": True,
+    # A trunk state dict file from segbench.engine.pretrain (the CPU scales' miniature of ImageNet
+    # pretraining); set by the training engine from the run's ``pretraining`` spec, never in the registry.
+    "pretrained_weights": None,
     "norm": "auto",
     "width_divisor": 1,
     "fpn_channels": 256,
@@ -103,6 +106,7 @@ class MaskRCNNSettings:
     num_classes: int
     num_keypoints: int
     pretrained: bool
+    pretrained_weights: str | None
     norm: str
     width_divisor: int
     blocks: tuple[int, int, int, int]
@@ -219,6 +223,7 @@ def settings_from_config(cfg: Mapping[str, Any]) -> MaskRCNNSettings:
         num_classes=_num_classes(cfg),
         num_keypoints=int(model["num_keypoints"]),
         pretrained=bool(model["pretrained"]),
+        pretrained_weights=None if model["pretrained_weights"] is None else str(model["pretrained_weights"]),
         norm=choose("norm", model["norm"], NORMS),
         width_divisor=width_divisor,
         blocks=tuple(int(b) for b in blocks),

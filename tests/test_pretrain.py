@@ -1,0 +1,105 @@
+"""Miniature backbone pretraining (segbench/engine/pretrain.py): corpus, spec, cache, and the fine-tuning
+start it gives every mini Mask R-CNN run (He et al. 2017, section 3.1: ImageNet-pretrained backbones)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from segbench.data.synthetic import glyphs
+from segbench.engine import pretrain
+from segbench.models.maskrcnn import build_maskrcnn
+from segbench.paths import pretrained_weights
+from segbench.provenance import config_hash
+from segbench.registry import pretraining_specs, resolve_run
+
+TINY = {
+    "backbone": "resnet50",
+    "norm": "gn",
+    "width_divisor": 16,
+    "blocks": [1, 1, 1, 1],
+    "corpus": {"image_size": 32, "num_train": 64, "num_val": 32, "object_size": [12, 28]},
+    "schedule": {"iterations": 3, "batch_size": 8, "lr": 0.05, "warmup_iters": 1},
+    "seed": 0,
+}
+
+
+def test_glyph_corpus_is_deterministic_and_covers_the_classes() -> None:
+    a, labels = glyphs.corpus({}, 0, "train", 400)
+    b, _ = glyphs.corpus({}, 0, "train", 400)
+    val, _ = glyphs.corpus({}, 0, "val", 5)
+    assert a.shape == (400, 64, 64, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a[:5], val)  # val draws from its own stream
+    assert len(glyphs.CLASSES) == 45 and len(set(labels.tolist())) > 40
+
+
+@pytest.mark.parametrize("shape", glyphs.SHAPES)
+def test_every_glyph_is_drawn_near_its_extent(shape: str) -> None:
+    mask = glyphs.glyph_mask(64, shape, 32, 32, 40, 0.3)
+    rows, cols = np.nonzero(mask)
+    assert mask.sum() > 60, shape
+    assert max(np.ptp(rows), np.ptp(cols)) <= 42, shape
+
+
+def test_mini_runs_carry_the_pretraining_spec_and_paper_runs_do_not() -> None:
+    mini = resolve_run("r50_c4", "mini", 0)
+    assert mini["pretraining"]["backbone"] == "resnet50"
+    assert mini["pretraining"]["blocks"] == list(mini["model"]["blocks"]["resnet50"])
+    assert "pretraining" not in resolve_run("r50_c4", "paper", 0)
+    # one spec per backbone: the runs of one backbone share their pretrained weights
+    backbones = sorted(s["backbone"] for s in pretraining_specs("mini").values())
+    assert backbones == ["resnet101", "resnet50", "resnext101_32x8d"]
+
+
+def test_c5_runs_see_larger_images_at_mini() -> None:
+    assert resolve_run("r50_c5_roialign", "mini", 0)["input"]["min_size"] == 256
+    assert resolve_run("r50_c4", "mini", 0)["input"]["min_size"] == 128
+
+
+def test_pretrain_writes_weights_and_record_that_the_backbone_loads(tmp_path: Path) -> None:
+    path = pretrained_weights(tmp_path, "mini", TINY)
+    assert path.name == f"resnet50-{config_hash(TINY)}.pt"
+    record = pretrain.ensure_pretrained(TINY, path, scale="mini")
+    assert record == path and path.exists()
+    info = json.loads(path.with_suffix(".json").read_text())
+    assert info["spec_hash"] == config_hash(TINY) and 0 <= info["val_top1"] <= 1
+    assert info["provenance"]["wall_time_s"] > 0 and info["classes"] == 45
+    mtime = path.stat().st_mtime_ns
+    pretrain.ensure_pretrained(TINY, path)  # cached: not pretrained again
+    assert path.stat().st_mtime_ns == mtime
+
+    cfg = resolve_run("r50_fpn", "smoke", 0)
+    cfg["model"].update(width_divisor=16, norm="gn", blocks=[1, 1, 1, 1], pretrained=True)
+    cfg["model"]["pretrained_weights"] = str(path)
+    cfg["model"]["num_classes"] = 6
+    model = build_maskrcnn(cfg)
+    init = model.segbench_init
+    assert init["backbone_weights"] == "synthetic-pretrained" and init["weights"] == str(path)
+    assert init["frozen_stages"] == ("conv1", "bn1", "layer1")
+    trunk = pretrain.load_trunk_state(path, TINY)
+    body = model.backbone.body
+    assert torch.equal(body.layer3[0].conv2.weight, trunk["layer3.0.conv2.weight"])
+    assert not body.layer1[0].conv1.weight.requires_grad and body.layer2[0].conv1.weight.requires_grad
+
+
+def test_weights_of_another_spec_are_refused_by_name(tmp_path: Path) -> None:
+    path = pretrain.ensure_pretrained(TINY, tmp_path / "w.pt")
+    other = {**TINY, "seed": 1}
+    with pytest.raises(Exception, match="another spec"):
+        pretrain.load_trunk_state(path, other)
+
+
+def test_pretraining_lowers_the_loss(tmp_path: Path) -> None:
+    spec = {
+        **TINY,
+        "schedule": {**TINY["schedule"], "iterations": 40, "lr": 0.05},
+        "corpus": {**TINY["corpus"], "num_train": 128},
+    }
+    info = pretrain.pretrain(spec, tmp_path / "w.pt")
+    curve = [point["loss"] for point in info["loss_curve"]]
+    assert curve[-1] < curve[0]
