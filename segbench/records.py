@@ -12,6 +12,10 @@ file                       family        content
 ``heads.json``             maskrcnn      ``{"run", "run_id", "rows"}``: the RoI heads of the trained
                                          model layer by layer (``describe_heads``: branch, layer,
                                          type, output_shape, params, shared_with_box)
+``coco_details.json``      maskrcnn      per IoU type: ``per_category_AP`` (AP .50:.95 per class),
+                                         ``precision_iou50`` / ``precision_iou75`` over ``recall``
+                                         (mean over classes), ``ground_truth_per_category`` and
+                                         ``detections_per_category`` (score >= 0.5)
 ``predictions_val.npz``    unet          one held-out image: arrays ``image``, ``prediction``
                                          (cell probability > 0.5), ``ground_truth``
 ``overlap_tile.json``      unet          ``{"run", "run_id", "input_tile", "output_size", "stride",
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 PREDICTIONS_VAL = "predictions_val.json"
 HEADS = "heads.json"
+COCO_DETAILS = "coco_details.json"
 CELL_EXAMPLE = "predictions_val.npz"
 OVERLAP_TILE = "overlap_tile.json"
 

@@ -203,3 +203,20 @@ def test_area_thresholds(backend):
     )
     with pytest.raises(InputError, match="area_thresholds"):
         evaluate(gt, dt, "bbox", backend=backend, area_thresholds=[100, 10])
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster"])
+def test_details_give_per_category_ap_curves_and_class_counts(backend):
+    gt = _toy_gt()
+    dts = [d for d in _toy_dt(gt) if d["category_id"] == 1]  # class b never detected
+    dts.append(
+        {"image_id": 1, "category_id": 1, "bbox": [100.0, 100.0, 20.0, 20.0], "score": 0.9}
+    )  # b labelled a
+    details: dict = {}
+    stats = evaluate(gt, dts, "bbox", backend=backend, details=details)
+    assert details["category_names"] == {"1": "a", "2": "b"}
+    assert details["per_category_AP"]["2"] == 0.0 and 0 < details["per_category_AP"]["1"] <= 1
+    assert stats["AP"] == pytest.approx(sum(details["per_category_AP"].values()) / 2)
+    assert len(details["recall"]) == len(details["precision_iou50"]) == 101
+    assert details["ground_truth_per_category"] == {"1": 2, "2": 1}
+    assert details["detections_per_category"] == {"1": 3, "2": 0}  # the confusion shows in the counts

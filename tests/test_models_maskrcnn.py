@@ -269,7 +269,9 @@ def test_num_classes_from_model_then_dataset_then_coco() -> None:
 
 
 def test_init_is_recorded() -> None:
-    assert build_maskrcnn(smoke()).segbench_init == {
+    # smoke asks for pretraining (in miniature: the engine passes pretrained_weights); built without it,
+    # the backbone is random and says why ImageNet's weights do not apply
+    assert build_maskrcnn(smoke(pretrained=False)).segbench_init == {
         "backbone_weights": "random",
         "weights": None,
         "reason": None,

@@ -42,7 +42,7 @@ from segbench.engine.contract import (  # noqa: F401 - re-exported: the engine's
 )
 from segbench.errors import InputError
 from segbench.io import write_text_atomic
-from segbench.records import HEADS, predictions_file
+from segbench.records import COCO_DETAILS, HEADS, predictions_file
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ def evaluate(
     backend: str = "pycocotools",
 ) -> dict[str, Any]:
     """COCO metrics of the trained run on ``split``; also writes the report's records (segbench.records):
-    ``predictions_<split>.json`` and ``heads.json``."""
+    ``predictions_<split>.json``, ``heads.json`` and ``coco_details.json`` (per-class AP, PR curves)."""
     images, annotations = split_paths(cfg, data_root, split)
     gt = CocoInstances(images, annotations, train=False, masks=False)
     dev = resolve_device(device)
@@ -267,9 +267,12 @@ def evaluate(
     write_text_atomic(Path(run_dir) / predictions_file(split), json.dumps(results))
     write_head_record(model, cfg, run_dir)
     area = gt.area_thresholds  # scaled small/medium bounds of the synthetic datasets, else COCO's
+    details: dict[str, dict[str, Any]] = {iou_type: {} for iou_type in results}
     metrics: dict[str, Any] = {
-        iou_type: coco_stats(annotations, dts, iou_type, area, backend) for iou_type, dts in results.items()
+        iou_type: coco_stats(annotations, dts, iou_type, area, backend, details[iou_type])
+        for iou_type, dts in results.items()
     }
+    write_text_atomic(Path(run_dir) / COCO_DETAILS, json.dumps({"split": split, **details}, indent=1))
     metrics["eval"] = {
         "images": len(gt),
         "split": split,
@@ -397,17 +400,19 @@ def coco_stats(
     iou_type: str,
     area_thresholds: list[float] | None = None,
     backend: str = "pycocotools",
+    details: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """COCO's summary statistics (fractions) by :func:`segbench.metrics.coco.evaluate`, all zeros where
     there is not a single detection; ``area_thresholds`` ([small_max, medium_max], px^2) replace COCO's
-    32^2 / 96^2 for the APs/APm/APl buckets."""
+    32^2 / 96^2 for the APs/APm/APl buckets; ``details`` is filled with per-category AP, precision-recall
+    curves and class counts (:func:`segbench.metrics.coco.evaluation_details`)."""
     from segbench.metrics.coco import evaluate as coco_evaluate
     from segbench.metrics.coco import stat_names
 
     if not detections:
         return dict.fromkeys(stat_names(iou_type), 0.0)
     extra = {"area_thresholds": area_thresholds} if area_thresholds else {}
-    return coco_evaluate(gt_file, detections, iou_type, backend=backend, **extra)
+    return coco_evaluate(gt_file, detections, iou_type, backend=backend, details=details, **extra)
 
 
 def write_coco_results(

@@ -117,9 +117,12 @@ def evaluate(
     backend: str = "pycocotools",
     *,
     area_thresholds: Sequence[float] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """COCO summary statistics by name (see the module docstring) for ``iou_type`` bbox, segm or keypoints.
 
+    ``details``: a dict to fill with :func:`evaluation_details` (per-category AP, precision-recall curves,
+    predicted vs ground-truth class counts) from the same evaluation.
     ``backend``: "pycocotools" (the reference) or "faster" (faster-coco-eval; same numbers, faster).
     ``area_thresholds``: ``[small_max, medium_max]`` in px^2 replacing COCO's 32^2 and 96^2 for the
     small/medium/large buckets (for scaled-down synthetic datasets); ``None`` keeps COCO's.
@@ -135,7 +138,10 @@ def evaluate(
         return {n: 0.0 for n in names}
     try:
         run = _run_pycocotools if backend == "pycocotools" else _run_faster
-        stats = run(gt_data, dts, iou_type, area_rng)
+        ev = run(gt_data, dts, iou_type, area_rng)
+        stats = ev.stats
+        if details is not None:
+            details.update(evaluation_details(ev, gt_data, dts))
     except SegbenchError:
         raise
     except Exception as exc:  # malformed entries surface as KeyError/TypeError/AssertionError deep inside
@@ -199,7 +205,50 @@ def _summarize(ev: Any, area_rng: list[list[float]] | None) -> Any:
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
-    return ev.stats
+    return ev
+
+
+def evaluation_details(ev: Any, gt: dict, dts: list, score_threshold: float = 0.5) -> dict[str, Any]:
+    """What the summary hides, from an accumulated COCOeval: per-category AP (IoU .50:.95, all areas,
+    the largest maxDets, as ``stats[0]`` per class), the precision-recall curves at IoU 0.50 and 0.75
+    (101 recall points, mean over categories; -1 where a category has no ground truth), and how many
+    detections scoring >= ``score_threshold`` each category got against its ground-truth count."""
+    import numpy as np
+
+    precision = np.asarray(ev.eval["precision"])  # [T iou, R recall, K category, A area, M maxDets]
+    iou = [round(float(t), 2) for t in ev.params.iouThrs]
+    cat_ids = [int(c) for c in ev.params.catIds]
+
+    def mean_valid(values: np.ndarray) -> float:
+        valid = values[values > -1]
+        return float(valid.mean()) if valid.size else -1.0
+
+    per_category = {str(c): mean_valid(precision[:, :, k, 0, -1]) for k, c in enumerate(cat_ids)}
+    curves = {
+        f"precision_iou{int(round(t * 100))}": [
+            mean_valid(precision[iou.index(t), r, :, 0, -1]) for r in range(precision.shape[1])
+        ]
+        for t in (0.5, 0.75)
+        if t in iou
+    }
+    names = {int(c["id"]): c.get("name", str(c["id"])) for c in gt.get("categories", [])}
+    gt_counts = {str(c): 0 for c in cat_ids}
+    for ann in gt.get("annotations", []):
+        if not ann.get("iscrowd", 0) and str(ann["category_id"]) in gt_counts:
+            gt_counts[str(ann["category_id"])] += 1
+    predicted = {str(c): 0 for c in cat_ids}
+    for d in dts:
+        if d.get("score", 0) >= score_threshold and str(d["category_id"]) in predicted:
+            predicted[str(d["category_id"])] += 1
+    return {
+        "category_names": {str(c): names.get(c, str(c)) for c in cat_ids},
+        "per_category_AP": per_category,
+        "recall": [round(float(r), 2) for r in ev.params.recThrs],
+        **curves,
+        "ground_truth_per_category": gt_counts,
+        "detections_per_category": predicted,
+        "detection_score_threshold": score_threshold,
+    }
 
 
 def format_table(stats: dict[str, float]) -> str:
