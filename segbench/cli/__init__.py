@@ -29,6 +29,7 @@ SUBCOMMANDS = {
     "status": "status_cmd",
     "plan": "plan_cmd",
     "bench": "bench_cmd",
+    "sweep": "sweep_cmd",
     "audit": "audit_cmd",
 }
 

@@ -133,7 +133,7 @@ def pretrained_backbone(cfg: dict[str, Any], run_dir: Path) -> Path:
     from segbench.engine.pretrain import ensure_pretrained
     from segbench.paths import pretrained_weights
 
-    results = Path(run_dir).resolve().parents[2]
+    results = Path(cfg.get("pretraining_results") or Path(run_dir).resolve().parents[2])  # sweeps set it
     path = pretrained_weights(results, cfg["scale"], cfg["pretraining"])
     return ensure_pretrained(cfg["pretraining"], path, scale=cfg["scale"])
 

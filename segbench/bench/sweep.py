@@ -1,0 +1,153 @@
+"""Schedule sweeps for a scale: train and evaluate one run with overridden keys, and keep the record.
+
+How the mini Mask R-CNN schedule was chosen (issue #16): each ``segbench sweep RUN --set KEY=VALUE ...``
+trains the run at the scale with the overrides in a scratch folder, evaluates it on val, and appends one
+line to ``results/<scale>/sweep.jsonl`` (the command, the overrides, the commit, train time, seconds per
+iteration, AP, and whether the loss levelled off); ``segbench sweep --summary`` writes ``sweep.md``. The
+runs of the registry are never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from segbench.errors import InputError
+from segbench.io import append_jsonl, read_jsonl, write_text_atomic
+from segbench.provenance import config_hash, device_description, git_commit
+
+# Loss levels off when the mean of the last 10% of iterations is within 3% of the mean of the 10% before.
+LEVEL_FRACTION, LEVEL_TOLERANCE = 0.1, 0.03
+
+
+def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``cfg`` with each ``section.key=value`` (value parsed as YAML) set; unknown sections are refused."""
+    out = copy.deepcopy(cfg)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.split(".")
+        if not sep or len(parts) < 2 or parts[0] not in out or not isinstance(out[parts[0]], dict):
+            raise InputError(
+                f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of "
+                f"{', '.join(k for k, v in out.items() if isinstance(v, dict))}"
+            )
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def loss_change(losses: list[float]) -> float | None:
+    """Relative change of the mean loss of the last 10% of iterations against the 10% before."""
+    n = int(len(losses) * LEVEL_FRACTION)
+    if n < 1:
+        return None
+    last, previous = sum(losses[-n:]) / n, sum(losses[-2 * n : -n]) / n
+    return (last - previous) / previous if previous else None
+
+
+def sweep_run(
+    run: str,
+    scale: str,
+    seed: int,
+    overrides: list[str],
+    name: str,
+    data_root: Path,
+    results: Path,
+    out: Path,
+    workdir: Path | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate ``run`` with ``overrides``; append the record to ``out`` and return it."""
+    from segbench.engine import maskrcnn
+    from segbench.engine.contract import read_train_log
+    from segbench.registry import resolve_run
+
+    cfg = apply_overrides(resolve_run(run, scale, seed), overrides)
+    if cfg["family"] != "maskrcnn":
+        raise InputError(f"segbench sweep: run {run!r} is {cfg['family']}; only maskrcnn runs are swept")
+    if cfg.get("pretraining"):  # reuse the scale's cached pretrained backbones, not a copy in the scratch dir
+        cfg["pretraining_results"] = str(results)
+    scratch = Path(workdir or tempfile.mkdtemp(prefix="segbench-sweep-")) / name
+    shutil.rmtree(scratch, ignore_errors=True)
+    started = time.time()
+    maskrcnn.train(cfg, scratch, data_root)
+    train_s = time.time() - started
+    metrics = maskrcnn.evaluate(cfg, scratch, data_root)
+    losses = [float(r["loss"]) for r in read_train_log(scratch / "train_log.jsonl") if "loss" in r]
+    change = loss_change(losses)
+    record = {
+        "name": name,
+        "run": run,
+        "scale": scale,
+        "seed": seed,
+        "overrides": overrides,
+        "command": "segbench sweep " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["sweep"] else None,
+        "config_hash": config_hash(cfg),
+        "iterations": len(losses),
+        "train_s": round(train_s, 1),
+        "s_per_iter": round(train_s / max(1, len(losses)), 4),
+        **{
+            f"{iou}_AP": round(100 * metrics[iou]["AP"], 2)
+            for iou in ("bbox", "segm", "keypoints")
+            if iou in metrics
+        },
+        "loss_change_last_10pct": None if change is None else round(change, 4),
+        "levelled_off": None if change is None else abs(change) <= LEVEL_TOLERANCE,
+        "git_commit": git_commit(),
+        "device": device_description(),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    append_jsonl(out, record)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return record
+
+
+def summary_markdown(records: list[dict[str, Any]]) -> str:
+    """The sweep as a Markdown table, in the order the configs were tried."""
+    lines = [
+        "| # | name | run | seed | overrides | iters | s/iter | train s | box AP | mask AP | kp AP | loss change (last 10%) | levelled off | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(value: Any) -> str:
+        return "" if value is None else str(value)
+
+    for i, r in enumerate(records, 1):
+        change = r.get("loss_change_last_10pct")
+        lines.append(
+            f"| {i} | {r['name']} | {r['run']} | {r['seed']} | {'<br>'.join(r['overrides']) or '(registry)'} | "
+            f"{r['iterations']} | {r['s_per_iter']} | {r['train_s']} | {cell(r.get('bbox_AP'))} | "
+            f"{cell(r.get('segm_AP'))} | {cell(r.get('keypoints_AP'))} | "
+            f"{'' if change is None else f'{100 * change:+.1f}%'} | {cell(r.get('levelled_off'))} | "
+            f"{r['git_commit'][:12]} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(out: Path) -> Path:
+    records = read_jsonl(out) if out.exists() else []
+    path = out.with_suffix(".md")
+    header = (
+        "# Schedule sweep (segbench sweep)\n\n"
+        "Each row: one training of a registry run at the scale with the overrides listed (dotted keys of the "
+        "resolved config), evaluated on val. AP in %. Timings on the machine and thread count of the row's "
+        f"provenance in {out.name}; concurrent jobs slow them.\n\n"
+    )
+    write_text_atomic(path, header + summary_markdown(records))
+    return path
+
+
+def read_records(out: Path) -> list[dict[str, Any]]:
+    return read_jsonl(out) if out.exists() else []
+
+
+__all__ = ["apply_overrides", "loss_change", "read_records", "sweep_run", "write_summary"]
