@@ -154,8 +154,18 @@ def pretrain(spec: dict[str, Any], out_path: Path, *, scale: str | None = None) 
             )
             window = []
     top1 = accuracy(model, val_x, val_y)
+    seen = min(len(train_x), len(val_x))  # as many training images as held-out ones: the fit's gap
+    train_top1 = accuracy(model, train_x[:seen], train_y[:seen])
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_torch({"spec": spec, "spec_hash": config_hash(spec), "trunk": model.trunk.state_dict()}, out_path)
+    save_torch(
+        {
+            "spec": spec,
+            "spec_hash": config_hash(spec),
+            "trunk": model.trunk.state_dict(),
+            "head": model.head.state_dict(),
+        },
+        out_path,
+    )
     record = {
         "backbone": spec["backbone"],
         "spec": spec,
@@ -163,6 +173,7 @@ def pretrain(spec: dict[str, Any], out_path: Path, *, scale: str | None = None) 
         "weights": out_path.name,
         "classes": len(glyphs.CLASSES),
         "val_top1": round(top1, 4),
+        "train_top1": round(train_top1, 4),
         "chance": round(1 / len(glyphs.CLASSES), 4),
         "loss_curve": curve,
         "corpus_seconds": round(corpus_s, 1),
