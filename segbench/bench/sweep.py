@@ -140,7 +140,7 @@ def write_summary(out: Path) -> Path:
         "# Schedule sweep (segbench sweep)\n\n"
         "Each row: one training of a registry run at the scale with the overrides listed (dotted keys of the "
         "resolved config), evaluated on val. AP in %. Timings on the machine and thread count of the row's "
-        f"provenance in {out.name}; concurrent jobs slow them. \"(registry)\" is the registry's schedule at the "
+        f'provenance in {out.name}; concurrent jobs slow them. "(registry)" is the registry\'s schedule at the '
         "row's commit; each row's command is in the JSONL.\n\n"
     )
     write_text_atomic(path, header + summary_markdown(records))
