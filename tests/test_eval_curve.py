@@ -174,3 +174,22 @@ def test_resume_keeps_earlier_points_and_reevaluates_later_ones(with_and_without
     assert resumed[0].get("marker") == "before the kill" and "marker" not in resumed[2]
     reference = _curve(curve_dir)
     assert [{k: v for k, v in p.items() if k != "marker"} for p in resumed] == reference
+
+
+def test_a_run_failing_before_its_first_checkpoint_leaves_no_curve_behind(tmp_path, monkeypatch):
+    from segbench.engine import runner
+
+    monkeypatch.setattr(runner, "dataset_of", lambda *args, **kwargs: None)
+    real, calls = engine.forward_losses, []
+
+    def forward(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # iteration 2: after the curve's point at 1, before the checkpoint at 2
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "forward_losses", forward)
+    run_dir = tmp_path / "runs" / "r50_c4-seed0"
+    with pytest.raises(KeyboardInterrupt):
+        runner.train_run(_cfg(4), run_dir, Path("unused"))
+    assert not run_dir.exists()  # the folder does not look like a run that started
