@@ -22,7 +22,7 @@ CONVERGENCE_WINDOW = 0.10  # the fraction of the logged iterations each mean cov
 CONVERGENCE_TOLERANCE = 0.03  # |relative change| at most this: levelled off
 CONVERGENCE_MIN_WINDOW = 2  # fewer iterations per window: too short to say
 CONVERGENCE_RULE = (
-    f"converged: the mean loss of the last {CONVERGENCE_WINDOW:.0%} of the iterations is within "
+    f"the mean loss of the last {CONVERGENCE_WINDOW:.0%} of the iterations is within "
     f"{CONVERGENCE_TOLERANCE:.0%} of the mean of the {CONVERGENCE_WINDOW:.0%} before (train_log.jsonl)"
 )
 

@@ -82,6 +82,14 @@ def test_eval_points_default_and_bad_values():
         contract.eval_points(_cfg(-1), family)
 
 
+def test_a_bad_eval_points_stops_training_before_it_starts(tmp_path):
+    with pytest.raises(InputError, match="eval_points='4'"):
+        engine.train(
+            {**_cfg(0), "schedule": {**_cfg(0)["schedule"], "eval_points": "4"}}, tmp_path, Path("x")
+        )
+    assert not (tmp_path / engine.TRAIN_LOG).exists()
+
+
 def test_curve_has_a_point_per_eval_iteration_with_each_iou_type(with_and_without):
     curve_dir, plain_dir = with_and_without
     curve = _curve(curve_dir)

@@ -82,7 +82,10 @@ def test_table_page_shows_mean_std_paper_delta_directions_provenance(report: dic
     assert "The paper's claims" in html and "paired t-test" in html and 'id="test-rule"' in html
     assert "abc1234" in html and "cpu (test)" in html and "torch " in html
     # the converged column: the fake logs have 10 lines, too short to say
-    assert '<th title="converged: the mean loss' in html and html.count('<td class="converged">n/a</td>') == 5
+    assert (
+        '<th title="the mean loss of the last 10%' in html
+        and html.count('<td class="converged">n/a</td>') == 5
+    )
 
 
 def test_mini_cells_are_coloured_by_claims_and_claims_are_split(report: dict[str, Path]) -> None:

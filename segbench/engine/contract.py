@@ -467,6 +467,7 @@ def train(
             else " (this family trains on one device)",
         )
     schedule = family.schedule(replicas=replica.world_size, gpus=gpus, cuda=dev.type == "cuda")
+    curve_at = set(eval_iterations(schedule.iterations, eval_points(cfg, family)))  # a bad value: error now
     if schedule.rescaled and replica.is_main:
         log.warning("%s: schedule rescaled: %s", cfg.get("run_id", cfg["run"]), schedule.rescaled["reason"])
     seed_everything(int(cfg.get("seed", 0)))
@@ -486,10 +487,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     start = resume(run_dir, identity, model, optimizer, scaler, dev)
     log_path = run_dir / TRAIN_LOG
-    curve_path, curve_at = (
-        run_dir / EVAL_CURVE,
-        set(eval_iterations(schedule.iterations, eval_points(cfg, family))),
-    )
+    curve_path = run_dir / EVAL_CURVE
     if replica.is_main:
         truncate_log(log_path, start)
         truncate_eval_curve(curve_path, start)

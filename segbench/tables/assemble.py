@@ -406,8 +406,8 @@ def to_markdown(table: dict[str, Any]) -> str:
     if converged:
         lines += [
             "",
-            f"{CONVERGED_COLUMN.capitalize()}: {table.get('convergence_rule', CONVERGENCE_RULE)}; "
-            "yes / no / k of m seeds, with the mean relative change.",
+            f"Converged: {table.get('convergence_rule', CONVERGENCE_RULE)}; "
+            "yes / no / k of m run instances, with the mean relative change.",
         ]
     if table["directions"]:
         lines += ["", f"Test: {STD_RULE}; reproduced when the gap is at least {SIGNIFICANT_STD:g} std."]
