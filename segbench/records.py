@@ -1,4 +1,5 @@
-"""The records a run's evaluate step writes under its run directory for the report to read.
+"""The records a run writes under its run directory for the report to read (``eval_curve.json`` while
+training, the others in its evaluate step).
 
 The contract between :mod:`segbench.engine` (writes) and :mod:`segbench.reporting` (reads): a figure
 that shows something of a model (its heads, its tile geometry, its predictions) reads one of these files
@@ -16,6 +17,10 @@ file                       family        content
                                          ``precision_iou50`` / ``precision_iou75`` over ``recall``
                                          (mean over classes), ``ground_truth_per_category`` and
                                          ``detections_per_category`` (score >= 0.5)
+``eval_curve.json``        maskrcnn      ``[{"iteration", "bbox": {"AP", "AP50", "AP75"}, "segm": ...,
+                                         "keypoints": ...}, ...]``: val-split AP at the schedule's
+                                         ``eval_points`` (written during training, the run's IoU
+                                         types only; absent with ``eval_points: 0``)
 ``predictions_val.npz``    unet          one held-out image: arrays ``image``, ``prediction``
                                          (cell probability > 0.5), ``ground_truth``
 ``overlap_tile.json``      unet          ``{"run", "run_id", "input_tile", "output_size", "stride",
@@ -28,6 +33,7 @@ from __future__ import annotations
 PREDICTIONS_VAL = "predictions_val.json"
 HEADS = "heads.json"
 COCO_DETAILS = "coco_details.json"
+EVAL_CURVE = "eval_curve.json"
 CELL_EXAMPLE = "predictions_val.npz"
 OVERLAP_TILE = "overlap_tile.json"
 

@@ -45,7 +45,7 @@ def retrain_requested() -> bool:
 
 #: DAG order of the committed result files (path pattern under the repository root -> level).
 _LEVELS = [
-    (re.compile(r"results/[^/]+/runs/[^/]+/(config\.json|train_log\.jsonl)$"), 0),
+    (re.compile(r"results/[^/]+/runs/[^/]+/(config\.json|train_log\.jsonl|eval_curve\.json)$"), 0),
     (re.compile(r"results/[^/]+/runs/[^/]+/train_done\.json$"), 1),
     (re.compile(r"results/[^/]+/runs/[^/]+/metrics\.json$"), 2),
     (re.compile(r"results/[^/]+/(tables|compare)/[^/]+$"), 3),

@@ -17,6 +17,7 @@ XSS = "<script>alert(1)</script>"
 XSS_IMG = '<img src=x onerror="alert(2)">'
 SCALE = "mini"
 TABLES = ("table2b", "table2c", "unet_table1")
+CURVE_RUN = "r50_c4"  # the one run whose fake runs recorded an evaluation curve
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # A fixed quality per run, so that directions come out both reproduced and not reproduced.
 QUALITY = {
@@ -63,6 +64,7 @@ def fake_metrics(run: str, run_id: str) -> dict:
 
 
 def write_run(run_dir: Path, run: str, seed: int, scale: str = SCALE) -> None:
+    q = QUALITY[run]
     run_dir.mkdir(parents=True, exist_ok=True)
     run_id = run_dir.name
     (run_dir / "config.json").write_text(json.dumps({"run": run, "seed": seed}), encoding="utf-8")
@@ -85,6 +87,11 @@ def write_run(run_dir: Path, run: str, seed: int, scale: str = SCALE) -> None:
         "metrics": fake_metrics(run, run_id),
     }
     (run_dir / "metrics.json").write_text(json.dumps(record), encoding="utf-8")
+    if run == CURVE_RUN:  # the evaluation curve of training (segbench.records.EVAL_CURVE)
+        curve = [
+            {"iteration": i, "bbox": {"AP": q * i / 40}, "segm": {"AP": q * i / 50}} for i in (10, 20, 30, 40)
+        ]
+        (run_dir / "eval_curve.json").write_text(json.dumps(curve), encoding="utf-8")
 
 
 def build_results(results: Path, tables: tuple[str, ...] = TABLES, scale: str = SCALE) -> list[Path]:

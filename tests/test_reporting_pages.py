@@ -46,8 +46,10 @@ def test_run_zoo_lists_every_run_with_schedule_time_metrics_curve_and_files(repo
     html = (pages / "runs.html").read_text()
     run_ids = sorted(p.name for p in runs.iterdir() if p.is_dir())
     assert run_ids and all(f'id="run-{rid}"' in html for rid in run_ids)
-    assert html.count('<svg class="spark"') == len(run_ids)  # every fake run has a loss log
-    assert "not recorded" in html  # no s/iter in the fake logs, no validation AP anywhere
+    curves = [rid for rid in run_ids if (runs / rid / "eval_curve.json").is_file()]
+    assert curves and html.count('<svg class="spark"') == len(run_ids) + len(curves)  # loss logs + curves
+    assert "val AP vs iter" in html and "mask AP" in html
+    assert "not recorded" in html  # no s/iter in the fake logs
     assert "12.5 s" in html and "1.5 s" in html  # train and eval time from metrics.json
     hrefs = [h for h in re.findall(r'href="([^"#]+)"', html) if h != "index.html"]
     assert any(h.endswith("/metrics.json") for h in hrefs) and any(h.endswith("/config.json") for h in hrefs)
@@ -79,6 +81,11 @@ def test_table_page_shows_mean_std_paper_delta_directions_provenance(report: dic
     assert len(re.findall(r'class="verdict (?:yes|no)\b', html)) == 2  # table2c's 2 claims
     assert "The paper's claims" in html and "paired t-test" in html and 'id="test-rule"' in html
     assert "abc1234" in html and "cpu (test)" in html and "torch " in html
+    # the converged column: the fake logs have 10 lines, too short to say
+    assert (
+        '<th title="the mean loss of the last 10%' in html
+        and html.count('<td class="converged">n/a</td>') == 5
+    )
 
 
 def test_mini_cells_are_coloured_by_claims_and_claims_are_split(report: dict[str, Path]) -> None:

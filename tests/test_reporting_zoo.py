@@ -15,6 +15,8 @@ from segbench.reporting.zoo import (
     seconds_per_iter,
     sparkline,
     table_runs_summary,
+    validation_points,
+    zoo_view,
 )
 
 
@@ -96,3 +98,32 @@ def test_run_record_reads_the_run_files_and_says_not_recorded(tmp_path: Path) ->
     assert summary["eval_sets"] == ["4 held-out ISBI slices"]
     (run / "train_log.jsonl").unlink()
     assert run_record(run, tmp_path)["s_per_iter"] == NOT_RECORDED
+
+
+def test_validation_points_read_the_eval_curve_mask_ap_first() -> None:
+    curve = [
+        {"iteration": 250, "bbox": {"AP": 0.1}, "segm": {"AP": 0.05}},
+        {"iteration": 500, "bbox": {"AP": 0.2}, "segm": {"AP": 0.125}},
+    ]
+    assert validation_points(curve) == ("mask AP", [(250.0, 5.0), (500.0, 12.5)])
+    boxes_only = [{k: v for k, v in p.items() if k != "segm"} for p in curve]
+    assert validation_points(boxes_only) == ("box AP", [(250.0, 10.0), (500.0, 20.0)])
+    assert validation_points(None) is None and validation_points({"iteration": 1}) is None
+    assert validation_points([{"iteration": 1, "segm": {"AP": None}}]) is None
+
+
+def test_a_run_with_an_eval_curve_gets_a_val_ap_sparkline(tmp_path: Path) -> None:
+    run = tmp_path / "mini" / "runs" / "r50_c4-seed0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"run": "r50_c4", "seed": 0, "family": "maskrcnn"}))
+    (run / "train_log.jsonl").write_text(
+        "".join(json.dumps({"iteration": i, "loss": 2.0 / i}) + "\n" for i in range(1, 6))
+    )
+    assert run_record(run, tmp_path)["val_svg"] is None  # no eval_curve.json: nothing shown
+    curve = [{"iteration": i, "segm": {"AP": 0.01 * i}} for i in (1, 3, 5)]
+    (run / "eval_curve.json").write_text(json.dumps(curve))
+    rec = run_record(run, tmp_path)
+    assert "<polyline" in str(rec["val_svg"]) and "mask AP" in str(rec["val_svg"])
+    assert rec["val_range"] == "mask AP 1.0 → 5.0"
+    groups = zoo_view(tmp_path, "mini", tmp_path)
+    assert groups[0]["has_curve"] is True

@@ -51,13 +51,18 @@ from segbench.engine.common import (
 from segbench.errors import InputError
 from segbench.io import append_jsonl, read_json, read_jsonl, write_text_atomic
 from segbench.provenance import config_hash
+from segbench.records import EVAL_CURVE
+from segbench.trainlog import (  # noqa: F401 - re-exported: the log's names belong to the contract
+    LEGACY_STEP_TIME,
+    STEP_TIME,
+    TRAIN_LOG,
+    log_convergence,
+    read_train_log,
+)
 
 log = logging.getLogger(__name__)
 
 FINAL_MODEL = "model_final.pt"
-TRAIN_LOG = "train_log.jsonl"
-STEP_TIME = "time"  # the log key of a step's wall time
-LEGACY_STEP_TIME = ("seconds",)  # older U-Net logs
 IDENTITY_KEYS = ("run", "config_hash", "dataset_hash")
 
 
@@ -301,16 +306,62 @@ def truncate_log(path: Path, iteration: int) -> None:
     write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
 
 
-def read_train_log(path: Path) -> list[dict[str, Any]]:
-    """The log's records in the current schema (an older ``seconds`` step time is read as ``time``)."""
-    records = []
-    for record in read_jsonl(path):
-        for old in LEGACY_STEP_TIME:
-            if old in record and STEP_TIME not in record:
-                record = {**record, STEP_TIME: record[old]}
-                del record[old]
-        records.append(record)
-    return records
+# -- the evaluation curve -------------------------------------------------------------------------------
+def eval_points(cfg: dict[str, Any], family: TrainingFamily) -> int:
+    """The schedule's ``eval_points`` (the family's default where omitted; 0 without the hook)."""
+    if not hasattr(family, "evaluate_during_training"):
+        return 0
+    value = cfg.get("schedule", {}).get("eval_points", family.schedule_defaults.get("eval_points", 0))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"schedule: eval_points={value!r}; expected a whole number >= 0 (0 disables)")
+    return value
+
+
+def eval_iterations(iterations: int, points: int) -> list[int]:
+    """The iterations (1-based, after the step) at which the curve evaluates: ``points`` evenly spaced
+    fractions of the schedule, the last one at its end (4 -> 25/50/75/100 %)."""
+    if points <= 0 or iterations <= 0:
+        return []
+    return sorted({max(1, round(iterations * k / points)) for k in range(1, points + 1)})
+
+
+def read_eval_curve(path: Path) -> list[dict[str, Any]]:
+    """The curve's points (``[]`` without a file)."""
+    return list(read_json(path, "evaluation curve")) if Path(path).exists() else []
+
+
+def truncate_eval_curve(path: Path, iteration: int) -> None:
+    """Drop curve points past ``iteration`` (evaluated after the checkpoint a run resumes from)."""
+    points = read_eval_curve(path)
+    kept = [p for p in points if int(p["iteration"]) <= iteration]
+    if kept != points:
+        write_text_atomic(path, json.dumps(kept, indent=1))
+
+
+def add_eval_point(
+    family: TrainingFamily,
+    net: torch.nn.Module,
+    model: torch.nn.Module,
+    device: torch.device,
+    path: Path,
+    iteration: int,
+) -> dict[str, Any]:
+    """Evaluate ``model`` through the family's hook and append the point to the curve (atomic). The RNG
+    states are restored afterwards (training draws the same numbers with or without the curve) and the
+    network is back in train mode."""
+    rng = capture_rng_state()
+    cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    try:
+        metrics = family.evaluate_during_training(model, device)  # type: ignore[attr-defined]
+    finally:
+        restore_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state(cuda_rng, device)
+        net.train()
+    point = {"iteration": iteration, **metrics}
+    points = [p for p in read_eval_curve(path) if int(p["iteration"]) != iteration]
+    write_text_atomic(path, json.dumps(sorted([*points, point], key=lambda p: p["iteration"]), indent=1))
+    return point
 
 
 # -- resume -------------------------------------------------------------------------------------------
@@ -386,6 +437,9 @@ class TrainingFamily(Protocol):
     def final_extras(self) -> dict[str, Any]:
         """Entries stored in ``model_final.pt`` beside the weights (e.g. category ids)."""
 
+    # Optional: ``evaluate_during_training(model, device) -> {iou_type: {stat: value}}``, the validation
+    # metrics of one point of the evaluation curve (:func:`eval_iterations`, :data:`EVAL_CURVE`).
+
 
 # -- the loop -----------------------------------------------------------------------------------------
 def train(
@@ -413,6 +467,7 @@ def train(
             else " (this family trains on one device)",
         )
     schedule = family.schedule(replicas=replica.world_size, gpus=gpus, cuda=dev.type == "cuda")
+    curve_at = set(eval_iterations(schedule.iterations, eval_points(cfg, family)))  # a bad value: error now
     if schedule.rescaled and replica.is_main:
         log.warning("%s: schedule rescaled: %s", cfg.get("run_id", cfg["run"]), schedule.rescaled["reason"])
     seed_everything(int(cfg.get("seed", 0)))
@@ -432,8 +487,10 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     start = resume(run_dir, identity, model, optimizer, scaler, dev)
     log_path = run_dir / TRAIN_LOG
+    curve_path = run_dir / EVAL_CURVE
     if replica.is_main:
         truncate_log(log_path, start)
+        truncate_eval_curve(curve_path, start)
         if start == 0:
             append_jsonl(log_path, {"event": "schedule", **asdict(schedule)})
     batches = family.batches(schedule, replica, dev, start)
@@ -472,6 +529,11 @@ def train(
                         "data_time": data_time,
                     },
                 )
+                if done in curve_at:  # before the checkpoint: a run killed in between evaluates again
+                    add_eval_point(family, net, model, dev, curve_path, done)
+            if done in curve_at and replica.world_size > 1:
+                dist.barrier()  # the other replicas wait for rank 0's evaluation
+            if replica.is_main:
                 if done % schedule.checkpoint_every == 0 or done == schedule.iterations:
                     save_checkpoint(run_dir, done, checkpoint_state(identity, model, optimizer, scaler, dev))
             bar.update(1)
@@ -483,6 +545,7 @@ def train(
         "schedule": asdict(schedule),
         "device": str(dev),
         "gpus_granted": gpus,
+        "convergence": log_convergence(log_path) if replica.is_main else None,
         **family.summary(),
     }
     if replica.is_main:

@@ -50,6 +50,7 @@ IOU_TYPES = {"box": "bbox", "mask": "segm", "keypoint": "keypoints"}
 BOX_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 KEYPOINT_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 COCO_AREA_THRESHOLDS = (32.0**2, 96.0**2)
+CURVE_STATS = ("AP", "AP50", "AP75")  # per IoU type, per point of the evaluation curve (eval_curve.json)
 
 
 # -- schedule -----------------------------------------------------------------------------------------
@@ -60,6 +61,7 @@ SCHEDULE_DEFAULTS = {
     "lr_decay_factor": 0.1,
     "warmup_iters": 0,
     "warmup_factor": 1.0 / 3,
+    "eval_points": 4,  # the evaluation curve: val AP at 25/50/75/100 % of the iterations; 0 disables
 }
 
 
@@ -160,6 +162,7 @@ class MaskRCNNFamily:
     def __init__(self, cfg: dict[str, Any], data_root: Path, run_dir: Path) -> None:
         self.cfg, self.data_root, self.run_dir = cfg, Path(data_root), Path(run_dir)
         self.dataset: CocoInstances | None = None
+        self.val: tuple[CocoInstances, Path] | None = None  # the curve's images and annotation file
 
     def schedule(self, *, replicas: int, gpus: int, cuda: bool) -> Schedule:
         return effective_schedule(self.cfg, replicas=replicas, gpus=gpus, cuda=cuda)
@@ -196,6 +199,20 @@ class MaskRCNNFamily:
     def final_extras(self) -> dict[str, Any]:
         assert self.dataset is not None
         return {"category_ids": self.dataset.category_ids, "num_keypoints": self.dataset.num_keypoints}
+
+    def evaluate_during_training(self, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
+        """One point of the evaluation curve: AP, AP50, AP75 per IoU type on the val split (the evaluate
+        step's code path, :func:`split_metrics`)."""
+        assert self.dataset is not None
+        if self.val is None:
+            images, annotations = split_paths(self.cfg, self.data_root, "val")
+            gt = CocoInstances(images, annotations, train=False, masks=False)
+            if gt.category_ids != self.dataset.category_ids:
+                raise InputError(f"{annotations}: categories differ from the training split's")
+            self.val = (gt, annotations)
+        gt, annotations = self.val
+        _, metrics = split_metrics(model, self.cfg, gt, annotations, device)
+        return {iou_type: {k: stats[k] for k in CURVE_STATS} for iou_type, stats in metrics.items()}
 
 
 def train(
@@ -263,15 +280,11 @@ def evaluate(
     gt = CocoInstances(images, annotations, train=False, masks=False)
     dev = resolve_device(device)
     model = load_final_model(cfg, run_dir, gt, dev)
-    results = coco_results(model, cfg, gt, dev)
+    details: dict[str, dict[str, Any]] = {}
+    results, metrics = split_metrics(model, cfg, gt, annotations, dev, backend, details)
     write_text_atomic(Path(run_dir) / predictions_file(split), json.dumps(results))
     write_head_record(model, cfg, run_dir)
     area = gt.area_thresholds  # scaled small/medium bounds of the synthetic datasets, else COCO's
-    details: dict[str, dict[str, Any]] = {iou_type: {} for iou_type in results}
-    metrics: dict[str, Any] = {
-        iou_type: coco_stats(annotations, dts, iou_type, area, backend, details[iou_type])
-        for iou_type, dts in results.items()
-    }
     write_text_atomic(Path(run_dir) / COCO_DETAILS, json.dumps({"split": split, **details}, indent=1))
     metrics["eval"] = {
         "images": len(gt),
@@ -281,6 +294,28 @@ def evaluate(
         "area_thresholds_source": "dataset info.segbench" if area else "COCO default",
     }
     return metrics
+
+
+def split_metrics(
+    model: torch.nn.Module,
+    cfg: dict[str, Any],
+    gt: CocoInstances,
+    annotations: Path,
+    dev: torch.device,
+    backend: str = "pycocotools",
+    details: dict[str, dict[str, Any]] | None = None,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """(COCO results, COCO statistics) per IoU type of ``model`` on the split ``gt`` (annotation file
+    ``annotations``), with the dataset's area thresholds (the synthetic sets' scaled small/medium bounds,
+    else COCO's); the model is left in eval mode. ``details``, if given, receives per IoU type the
+    per-category AP, PR curves and class counts (:func:`segbench.metrics.coco.evaluation_details`)."""
+    results = coco_results(model, cfg, gt, dev)
+    area = gt.area_thresholds
+    metrics: dict[str, Any] = {}
+    for iou_type, dts in results.items():
+        extra = None if details is None else details.setdefault(iou_type, {})
+        metrics[iou_type] = coco_stats(annotations, dts, iou_type, area, backend, extra)
+    return results, metrics
 
 
 def predict_coco_results(

@@ -20,6 +20,7 @@ from segbench.engine.runlock import run_lock
 from segbench.errors import InputError, RunError, SegbenchError
 from segbench.io import read_json, write_json_atomic
 from segbench.provenance import config_hash, provenance
+from segbench.records import EVAL_CURVE
 from segbench.status import is_evaluated, is_trained
 
 
@@ -101,7 +102,7 @@ def train_run(
     return record
 
 
-UNSTARTED_FILES = ("config.json", "train_log.jsonl")
+UNSTARTED_FILES = ("config.json", "train_log.jsonl", EVAL_CURVE)  # a curve point may precede checkpoint 1
 
 
 @contextlib.contextmanager

@@ -232,6 +232,7 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
                 cell_view(row["values"][col], band(row, col), digits, row.get("reference_only", False))
                 for col in table["columns"]
             ],
+            "converged": row.get("converged", {}).get("text"),
         }
         for row in table["rows"]
     ]
@@ -253,6 +254,8 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
         "lower_is_better": table.get("lower_is_better", False),
         "tolerance": tol.describe() if absolute else CLAIM_LEGEND,
         "rows": rows,
+        "converged": any(r["converged"] is not None for r in rows),  # tables assembled before: no column
+        "convergence_rule": table.get("convergence_rule"),
         "directions": directions,
         "paper_directions": [d for d in directions if d["source"] == "paper"],
         "our_directions": [d for d in directions if d["source"] == "ours"],

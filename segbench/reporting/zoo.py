@@ -4,7 +4,8 @@ table page, both read from the run records ``results/<scale>/runs/<run>-seed<k>/
 Every number comes from a committed file: the schedule and input size from ``config.json`` (the resolved
 config holds ``schedule`` and ``input``), s/iter from ``train_log.jsonl`` (median of ``time``; older U-Net
 logs name it ``seconds``), train and eval time from ``metrics.json`` / ``train_done.json`` provenance, the
-metrics from ``metrics.json``. What a run did not record is shown as "not recorded", never estimated.
+metrics from ``metrics.json``, the validation AP over iterations from ``eval_curve.json`` (runs without
+it show no curve). What a run did not record is shown as "not recorded", never estimated.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from segbench.records import EVAL_CURVE
 from segbench.reporting.view import RUN_FILES, url_between
 
 NOT_RECORDED = "not recorded"
@@ -139,16 +141,29 @@ def loss_points(log: list[dict[str, Any]]) -> list[tuple[float, float]]:
     ]
 
 
-def validation_points(log: list[dict[str, Any]]) -> list[tuple[float, float]]:
-    """(iteration, AP) of validation records (``event`` "validation"/"eval" with an ``AP``); none is
-    recorded by today's trainers, and then the zoo says so."""
-    return [
-        (float(r["iteration"]), v)
-        for r in log
-        if r.get("event") in ("validation", "eval") and number(r.get("iteration")) is not None
-        for v in [number(r.get("AP", dig(r, "segm.AP")))]
-        if v is not None
-    ]
+#: The curve a zoo row draws from ``eval_curve.json``: the first IoU type a run has, in this order.
+CURVE_IOU_TYPES = (("segm", "mask AP"), ("bbox", "box AP"), ("keypoints", "kp AP"))
+
+
+def validation_points(curve: Any) -> tuple[str, list[tuple[float, float]]] | None:
+    """(label, [(iteration, AP in percent)]) of an ``eval_curve.json`` (segbench.records.EVAL_CURVE):
+    mask AP where the run has masks, else box or keypoint AP; None without a usable curve."""
+    if not isinstance(curve, list):
+        return None
+    points = [p for p in curve if isinstance(p, dict) and number(p.get("iteration")) is not None]
+    for key, label in CURVE_IOU_TYPES:
+        values = [(float(p["iteration"]), number(dig(p, f"{key}.AP"))) for p in points]
+        if values and all(v is not None for _, v in values):
+            return label, [(x, 100 * v) for x, v in values if v is not None]
+    return None
+
+
+def read_curve(path: Path) -> Any:
+    """The JSON of an ``eval_curve.json`` (None when absent or unreadable: the zoo shows nothing)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def sparkline(
@@ -226,7 +241,7 @@ def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
     sched = schedule_of(config)
     spi = seconds_per_iter(log)
     losses = loss_points(log)
-    val = validation_points(log)
+    val = validation_points(read_curve(run_dir / EVAL_CURVE))
     train_s = metrics.get("train_wall_time_s", dig(done, "provenance.wall_time_s"))
     values = metrics.get("metrics") if isinstance(metrics.get("metrics"), dict) else {}
     dataset = config.get("dataset")
@@ -264,7 +279,15 @@ def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
             + (f", {losses[0][1]:.3g} to {losses[-1][1]:.3g} (log scale)" if losses else ""),
         ),
         "loss_range": f"{losses[0][1]:.3g} → {losses[-1][1]:.3g}" if losses else None,
-        "val_svg": sparkline(val, f"{run_dir.name}: validation AP over iterations", log_y=False),
+        "val_svg": sparkline(
+            val[1],
+            f"{run_dir.name}: validation {val[0]} over iterations, "
+            + ", ".join(f"{v:.1f} at {x:g}" for x, v in val[1]),
+            log_y=False,
+        )
+        if val
+        else None,
+        "val_range": f"{val[0]} {val[1][0][1]:.1f} → {val[1][-1][1]:.1f}" if val else None,
     }
 
 
@@ -299,6 +322,7 @@ def zoo_view(results: Path, scale: str, page_dir: Path) -> list[dict[str, Any]]:
                 "rows": rows,
                 "columns": columns,
                 "has_log": any(r["loss_svg"] is not None for r in rows),
+                "has_curve": any(r["val_svg"] is not None for r in rows),
             }
         )
     return groups

@@ -28,8 +28,10 @@ from segbench.registry import (
     run_id,
     seeds_for_run,
 )
+from segbench.trainlog import CONVERGENCE_RULE, TRAIN_LOG, log_convergence
 
 PERCENT_PREFIXES = ("bbox.", "segm.", "keypoints.")
+CONVERGED_COLUMN = "converged"  # beside the metric columns: did each row's training loss level off?
 
 
 def metric_value(metrics: dict[str, Any], key: str, source: Path) -> float | None:
@@ -55,6 +57,31 @@ def seed_summary(values: list[float | None]) -> dict[str, Any]:
         return {"mean": None, "std": None, "n": 0, "per_seed": values}
     std = statistics.stdev(clean) if len(clean) > 1 else None
     return {"mean": statistics.fmean(clean), "std": std, "n": len(clean), "per_seed": values}
+
+
+def converged_cell(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """A row's ``converged`` entry from the :func:`segbench.trainlog.log_convergence` of its run instances:
+    ``text`` ``yes`` / ``no`` / ``k/m`` over the measurable ones with their mean relative change
+    (``yes (-1.2%)``), ``n/a`` where none has a long enough loss log, ``-`` for a row without runs."""
+    measured = [s for s in per_seed if s["converged"] is not None]
+    changes = [s["relative_change"] for s in measured if s["relative_change"] is not None]
+    change = statistics.fmean(changes) if changes else None
+    count = sum(bool(s["converged"]) for s in measured)
+    if not per_seed:
+        text = "-"
+    elif not measured:
+        text = "n/a"
+    else:
+        verdict = "yes" if count == len(measured) else "no" if count == 0 else f"{count}/{len(measured)}"
+        text = verdict + ("" if change is None else f" ({change:+.1%})")
+    return {
+        "text": text,
+        "converged": count,
+        "measured": len(measured),
+        "n": len(per_seed),
+        "relative_change": change,
+        "per_seed": per_seed,
+    }
 
 
 def _load_run_metrics(run: str, scale: str, root: Path, registry: dict[str, Any]) -> list[tuple[Path, dict]]:
@@ -93,6 +120,13 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
 
     folds = registry["scales"][scale].get("cross_validation", {}).get("folds")
 
+    def convergence(run: str) -> list[dict[str, Any]]:
+        if run not in cache:
+            cache[run] = _load_run_metrics(run, scale, root, registry)
+        return [
+            {"run_id": path.parent.name, **log_convergence(path.parent / TRAIN_LOG)} for path, _ in cache[run]
+        ]
+
     rows = []
     for row in table["rows"]:
         values = {}
@@ -123,6 +157,7 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
                 "runs": row_runs(row),
                 "reference_only": not row_runs(row),
                 "values": values,
+                CONVERGED_COLUMN: converged_cell([s for run in row_runs(row) for s in convergence(run)]),
             }
         )
 
@@ -156,6 +191,7 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
         "columns": table["columns"],
         "metrics": table["metrics"],
         "lower_is_better": bool(table.get("lower_is_better", False)),
+        "convergence_rule": CONVERGENCE_RULE,
         "rows": rows,
         "directions": _directions(table, rows),
         "runs": run_provenance,
@@ -327,8 +363,10 @@ def to_markdown(table: dict[str, Any]) -> str:
         "pooled = the errors of all held-out slices together / paper / delta (of the mean).",
         "",
     ]
-    lines.append("| row | " + " | ".join(table["columns"]) + " |")
-    lines.append("|---|" + "---|" * len(table["columns"]))
+    converged = any(CONVERGED_COLUMN in row for row in table["rows"])  # tables assembled before: none
+    extra = [CONVERGED_COLUMN] if converged else []
+    lines.append("| row | " + " | ".join([*table["columns"], *extra]) + " |")
+    lines.append("|---|" + "---|" * (len(table["columns"]) + len(extra)))
     for row in table["rows"]:
         cells = []
         for col in table["columns"]:
@@ -341,6 +379,8 @@ def to_markdown(table: dict[str, Any]) -> str:
                 f"{format_reproduced(v, d)}{pooled} / {format_value(v['paper'], d)} / "
                 f"{format_value(v['delta'], d)}"
             )
+        if converged:
+            cells.append(row.get(CONVERGED_COLUMN, {}).get("text", "-"))
         label = row["label"] + (" *(reference)*" if row["reference_only"] else "")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for source, heading in (("paper", "The paper's claims"), ("ours", "Against our baselines")):
@@ -363,6 +403,12 @@ def to_markdown(table: dict[str, Any]) -> str:
                 else ""
             )
             lines.append(f"- {dirn['claim']}: **{verdict}**{gap}{sd}{p}")
+    if converged:
+        lines += [
+            "",
+            f"Converged: {table.get('convergence_rule', CONVERGENCE_RULE)}; "
+            "yes / no / k of m run instances, with the mean relative change.",
+        ]
     if table["directions"]:
         lines += ["", f"Test: {STD_RULE}; reproduced when the gap is at least {SIGNIFICANT_STD:g} std."]
     prov = table["provenance"]
@@ -394,6 +440,7 @@ def to_csv(table: dict[str, Any]) -> str:
             "paper",
             "delta",
             "pooled",
+            CONVERGED_COLUMN,
         ]
     )
     for row in table["rows"]:
@@ -414,6 +461,7 @@ def to_csv(table: dict[str, Any]) -> str:
                     v["paper"],
                     v["delta"],
                     v.get("pooled"),
+                    row.get(CONVERGED_COLUMN, {}).get("text"),
                 ]
             )
     return buf.getvalue()
