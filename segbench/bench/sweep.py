@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from segbench.errors import InputError
+from segbench.errors import InputError, SegbenchError
 from segbench.io import append_jsonl, read_jsonl, write_text_atomic
 from segbench.provenance import config_hash, device_description, git_commit
 
@@ -79,19 +79,17 @@ def sweep_run(
     scratch = Path(workdir or tempfile.mkdtemp(prefix="segbench-sweep-")) / name
     shutil.rmtree(scratch, ignore_errors=True)
     started = time.time()
-    maskrcnn.train(cfg, scratch, data_root)
+    try:
+        maskrcnn.train(cfg, scratch, data_root)
+    except SegbenchError as exc:  # a diverging configuration is a result too: record it, then stop
+        append_jsonl(out, {**_identity(name, run, scale, seed, overrides, cfg), "error": str(exc)})
+        raise
     train_s = time.time() - started
     metrics = maskrcnn.evaluate(cfg, scratch, data_root)
     losses = [float(r["loss"]) for r in read_train_log(scratch / "train_log.jsonl") if "loss" in r]
     change = loss_change(losses)
     record = {
-        "name": name,
-        "run": run,
-        "scale": scale,
-        "seed": seed,
-        "overrides": overrides,
-        "command": "segbench sweep " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["sweep"] else None,
-        "config_hash": config_hash(cfg),
+        **_identity(name, run, scale, seed, overrides, cfg),
         "iterations": len(losses),
         "train_s": round(train_s, 1),
         "s_per_iter": round(train_s / max(1, len(losses)), 4),
@@ -102,13 +100,27 @@ def sweep_run(
         },
         "loss_change_last_10pct": None if change is None else round(change, 4),
         "levelled_off": None if change is None else abs(change) <= LEVEL_TOLERANCE,
-        "git_commit": git_commit(),
-        "device": device_description(),
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     append_jsonl(out, record)
     shutil.rmtree(scratch, ignore_errors=True)
     return record
+
+
+def _identity(
+    name: str, run: str, scale: str, seed: int, overrides: list[str], cfg: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "run": run,
+        "scale": scale,
+        "seed": seed,
+        "overrides": overrides,
+        "command": "segbench " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["sweep"] else None,
+        "config_hash": config_hash(cfg),
+        "git_commit": git_commit(),
+        "device": device_description(),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def summary_markdown(records: list[dict[str, Any]]) -> str:
@@ -122,6 +134,12 @@ def summary_markdown(records: list[dict[str, Any]]) -> str:
         return "" if value is None else str(value)
 
     for i, r in enumerate(records, 1):
+        if "error" in r:
+            lines.append(
+                f"| {i} | {r['name']} | {r['run']} | {r['seed']} | {'<br>'.join(r['overrides'])} | "
+                f"failed: {r['error'][:160]} |||||||| {r['git_commit'][:12]} |"
+            )
+            continue
         change = r.get("loss_change_last_10pct")
         lines.append(
             f"| {i} | {r['name']} | {r['run']} | {r['seed']} | {'<br>'.join(r['overrides']) or '(registry)'} | "
