@@ -223,6 +223,10 @@ def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[
         source = d.get("source") or ("ours" if ours else "paper")
         if d["kind"] == "equivalent":
             claim = f"{d['better']} ≈ {d['worse']} on {d['metric']} (within ±{d['margin']:g})"
+        elif d["kind"] == "noninferior":
+            claim = (
+                f"{d['better']} no worse than {d['worse']} on {d['metric']} (within {NONINFERIOR_STD:g} std)"
+            )
         else:
             claim = f"{d['better']} {'<' if sign < 0 else '>'} {d['worse']} on {d['metric']}"
         paper_gap = (
@@ -272,6 +276,9 @@ def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[
                 )
             if d["kind"] == "equivalent":
                 entry["verdict"] = equivalence_verdict(gap, float(d["margin"]))
+            elif d["kind"] == "noninferior":
+                seeds = min(better["n"], worse["n"])
+                entry["verdict"] = noninferiority_verdict(gap, entry["std_used"], seeds)
             else:
                 entry["verdict"] = direction_verdict(gap, entry["gap_in_std"])
             entry["reproduced"] = entry["verdict"].startswith("reproduced")
@@ -282,6 +289,20 @@ def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[
 def equivalence_verdict(gap: float, margin: float) -> str:
     """``reproduced`` where the two means differ by at most ``margin``, else ``not reproduced``."""
     return "reproduced (within margin)" if abs(gap) <= margin else "not reproduced"
+
+
+NONINFERIOR_STD = 2.0  # "no worse": the gap may fall short of zero by at most this many (floored) stds
+NONINFERIOR_MIN_SEEDS = 3  # a std from fewer seeds per row is too rough to bound "no worse" with
+
+
+def noninferiority_verdict(gap: float, std_used: float | None, seeds: int) -> str:
+    """``reproduced`` where ``better`` is no worse than ``worse``: mean gap >= -2 std (the pooled std of the
+    two rows, floored as for directions); ``not tested`` with fewer than 3 seeds in either row."""
+    if seeds < NONINFERIOR_MIN_SEEDS or std_used is None:
+        return f"not tested (needs {NONINFERIOR_MIN_SEEDS} seeds per row, has {seeds})"
+    if gap >= -NONINFERIOR_STD * std_used:
+        return f"reproduced (no worse within {NONINFERIOR_STD:g} std)"
+    return "not reproduced"
 
 
 SIGNIFICANT_STD = 2.0  # a direction counts as reproduced when its gap is at least 2 pooled stds
