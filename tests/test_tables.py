@@ -221,3 +221,28 @@ def test_cli_list_runs_shows_state_headline_metric_and_train_time(tmp_path, caps
     assert "current" in lines["r50_c4-seed0"] and "mask AP 30" in lines["r50_c4-seed0"]
     assert "2 s" in lines["r50_c4-seed0"]  # train_wall_time_s of the fake metrics.json
     assert "stale" in lines["r50_c4_softmax-seed0"]
+
+
+def test_noninferior_claim_allows_a_shortfall_of_up_to_two_pooled_std(tmp_path):
+    """reference_torchvision: ours (r50_fpn) no worse than torchvision's MaskRCNN: gap >= -2 std."""
+    values = {"r50_fpn": [0.30, 0.32, 0.34], "r50_fpn_torchvision": [0.32, 0.34, 0.36]}  # std 2 AP each
+    fake_metrics(tmp_path, "mini", ["reference_torchvision"], lambda run, seed: values[run][seed])
+    table = assemble_table("reference_torchvision", "mini", tmp_path)
+    mask_ap = next(d for d in table["directions"] if d["metric"] == "AP")
+    assert mask_ap["kind"] == "noninferior" and mask_ap["source"] == "ours"
+    assert mask_ap["claim"] == "ours no worse than torchvision on AP (within 2 std)"
+    assert mask_ap["gap"] == pytest.approx(-2.0) and mask_ap["std_used"] == pytest.approx(2.0)
+    assert mask_ap["verdict"] == "reproduced (no worse within 2 std)" and mask_ap["reproduced"] is True
+
+    values["r50_fpn"] = [0.24, 0.26, 0.28]  # 8 AP short: 4 std
+    fake_metrics(tmp_path, "mini", ["reference_torchvision"], lambda run, seed: values[run][seed])
+    table = assemble_table("reference_torchvision", "mini", tmp_path)
+    assert all(d["verdict"] == "not reproduced" and d["reproduced"] is False for d in table["directions"])
+    assert "NOT reproduced" in to_markdown(table)
+
+
+def test_noninferior_claim_needs_three_seeds(tmp_path):
+    fake_metrics(tmp_path, "smoke", ["reference_torchvision"], lambda run, seed: 0.3)
+    table = assemble_table("reference_torchvision", "smoke", tmp_path)
+    assert {d["verdict"] for d in table["directions"]} == {"not tested (needs 3 seeds per row, has 1)"}
+    assert all(d["reproduced"] is None for d in table["directions"])  # untested: neither way

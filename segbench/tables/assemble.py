@@ -281,7 +281,9 @@ def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[
                 entry["verdict"] = noninferiority_verdict(gap, entry["std_used"], seeds)
             else:
                 entry["verdict"] = direction_verdict(gap, entry["gap_in_std"])
-            entry["reproduced"] = entry["verdict"].startswith("reproduced")
+            # an untested claim (too few seeds) is neither reproduced nor refuted
+            untested = entry["verdict"].startswith("not tested")
+            entry["reproduced"] = None if untested else entry["verdict"].startswith("reproduced")
         out.append(entry)
     return out
 

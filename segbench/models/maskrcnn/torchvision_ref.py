@@ -80,13 +80,11 @@ def build_torchvision_maskrcnn(s: MaskRCNNSettings) -> ReferenceMaskRCNN:
     bb = build_backbone(s)
     channels = bb.trunk.out_channels
     featmaps = list(bb.featmap_names)
-    mask_branch: dict[str, Any] = {}
-    if s.has_mask:
-        mask_branch = {
-            "mask_roi_pool": MultiScaleRoIAlign(featmaps, s.mask_roi_size, s.sampling_ratio),
-            "mask_head": MaskRCNNHeads(channels, (s.mask_head_dim,) * MASK_HEAD_CONVS, 1),
-            "mask_predictor": MaskRCNNPredictor(s.mask_head_dim, s.mask_head_dim, s.num_classes),
-        }
+    mask_branch = {
+        "mask_roi_pool": MultiScaleRoIAlign(featmaps, s.mask_roi_size, s.sampling_ratio),
+        "mask_head": MaskRCNNHeads(channels, (s.mask_head_dim,) * MASK_HEAD_CONVS, 1),
+        "mask_predictor": MaskRCNNPredictor(s.mask_head_dim, s.mask_head_dim, s.num_classes),
+    }
     model = ReferenceMaskRCNN(
         bb.trunk,
         num_classes=None,  # set by the predictors
