@@ -274,10 +274,10 @@ def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[
                 entry["gap_in_std"] = (
                     gap / used if used > 0 else (math.copysign(math.inf, gap) if gap else 0.0)
                 )
+            seeds = min(better["n"], worse["n"])
             if d["kind"] == "equivalent":
-                entry["verdict"] = equivalence_verdict(gap, float(d["margin"]))
+                entry["verdict"] = equivalence_verdict(gap, float(d["margin"]), seeds)
             elif d["kind"] == "noninferior":
-                seeds = min(better["n"], worse["n"])
                 entry["verdict"] = noninferiority_verdict(gap, entry["std_used"], seeds)
             else:
                 entry["verdict"] = direction_verdict(gap, entry["gap_in_std"])
@@ -288,20 +288,27 @@ def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[
     return out
 
 
-def equivalence_verdict(gap: float, margin: float) -> str:
-    """``reproduced`` where the two means differ by at most ``margin``, else ``not reproduced``."""
+#: equivalence and non-inferiority claims: fewer seeds per row give "not tested" (a std from 1-2 seeds
+#: is too rough to bound a shortfall with, and a margin alone ignores the spread)
+MIN_CLAIM_SEEDS = 3
+
+
+def equivalence_verdict(gap: float, margin: float, seeds: int = MIN_CLAIM_SEEDS) -> str:
+    """``reproduced`` where the two means differ by at most ``margin``, else ``not reproduced``; ``not
+    tested`` with fewer than 3 seeds in either row (one or two draws could fall within any margin)."""
+    if seeds < MIN_CLAIM_SEEDS:
+        return f"not tested (needs {MIN_CLAIM_SEEDS} seeds per row, has {seeds})"
     return "reproduced (within margin)" if abs(gap) <= margin else "not reproduced"
 
 
 NONINFERIOR_STD = 2.0  # "no worse": the gap may fall short of zero by at most this many (floored) stds
-NONINFERIOR_MIN_SEEDS = 3  # a std from fewer seeds per row is too rough to bound "no worse" with
 
 
 def noninferiority_verdict(gap: float, std_used: float | None, seeds: int) -> str:
     """``reproduced`` where ``better`` is no worse than ``worse``: mean gap >= -2 std (the pooled std of the
     two rows, floored as for directions); ``not tested`` with fewer than 3 seeds in either row."""
-    if seeds < NONINFERIOR_MIN_SEEDS or std_used is None:
-        return f"not tested (needs {NONINFERIOR_MIN_SEEDS} seeds per row, has {seeds})"
+    if seeds < MIN_CLAIM_SEEDS or std_used is None:
+        return f"not tested (needs {MIN_CLAIM_SEEDS} seeds per row, has {seeds})"
     if gap >= -NONINFERIOR_STD * std_used:
         return f"reproduced (no worse within {NONINFERIOR_STD:g} std)"
     return "not reproduced"
