@@ -394,7 +394,15 @@ def to_markdown(table: dict[str, Any]) -> str:
             )
             lines.append(f"- {dirn['claim']}: **{verdict}**{gap}{sd}{p}")
     if table["directions"]:
-        lines += ["", f"Test: {STD_RULE}; reproduced when the gap is at least {SIGNIFICANT_STD:g} std."]
+        kinds = {d.get("kind", "better") for d in table["directions"]}
+        rules = [f"reproduced when the gap is at least {SIGNIFICANT_STD:g} std"]
+        if "noninferior" in kinds:
+            rules.append(f"no worse: when the gap is at least -{NONINFERIOR_STD:g} std")
+        if "equivalent" in kinds:
+            rules.append("equivalent: when |gap| is within the claim's margin")
+        if kinds & {"noninferior", "equivalent"}:
+            rules.append(f"these two need {MIN_CLAIM_SEEDS} seeds per row")
+        lines += ["", f"Test: {STD_RULE}; {'; '.join(rules)}."]
     prov = table["provenance"]
     lines += [
         "",
