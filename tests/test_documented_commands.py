@@ -108,6 +108,11 @@ def check(where: str, command: str) -> None:
             if shutil.which("sbatch") is None:
                 args = [a for i, a in enumerate(args) if a != "--profile" and args[i - 1] != "--profile"]
         out = run([str(BIN / "snakemake"), "-n", *args])
+        missing = re.search(r"File (\S+) marked for report but does not exist", out.stdout + out.stderr)
+        if "--report" in args and out.returncode != 0 and missing:
+            # --report needs every page the DAG makes, also at -n; a table added to the registry has
+            # none until the DAG runs (results/ and reports/ are never committed by hand)
+            pytest.skip(f"{command}: {missing.group(1)} not produced yet (run the DAG first)")
         assert out.returncode == 0, f"{where}: snakemake -n {args}: {(out.stdout + out.stderr)[-1500:]}"
     elif tool == "dvc":
         assert args[:1] == ["repro"], f"{where}: only `dvc repro` is documented: {command}"

@@ -44,7 +44,8 @@ def registry() -> dict:
 def test_every_paper_table_is_registered(registry):
     paper_tables = {name for name, t in registry["tables"].items() if t.get("in_paper", True)}
     assert paper_tables == EXPECTED_TABLES
-    assert set(registry["tables"]) - paper_tables == {"unet_budget"}  # our error-vs-budget study
+    # our error-vs-budget study and the same-budget torchvision reference
+    assert set(registry["tables"]) - paper_tables == {"unet_budget", "reference_torchvision"}
     assert artifacts(registry)["table2"] == ["table2a", "table2b", "table2c", "table2d", "table2e"]
     assert set(artifacts(registry)["all"]) == set(registry["tables"])
 
@@ -78,7 +79,8 @@ def test_shared_configs_are_one_run(registry):
     assert len(ids) == len(set(ids))
     assert ids.count("r50_c4-seed0") == 1
     assert seeds_for_run("r50_c4", "mini", registry) == [0, 1, 2]  # 2b-2e ask for 3 seeds
-    assert seeds_for_run("r101_c4", "mini", registry) == [0]
+    assert seeds_for_run("r101_c4", "mini", registry) == [0, 1, 2]  # 2a asks for 3 seeds too
+    assert seeds_for_run("r101_fpn_faster", "mini", registry) == [0]  # Table 3 only: 1 seed
 
 
 def test_resolve_run_overlays_the_scale(registry):
@@ -144,3 +146,46 @@ def test_a_family_without_an_engine_is_not_implemented_yet(tmp_path):
 
     with pytest.raises(NotImplementedYet, match="not implemented yet: engine for model family 'detr'"):
         engine_for("detr")
+
+
+# The claims registered per table (directions): Mask R-CNN Tables 1-6, class-agnostic, ours vs torchvision.
+EXPECTED_CLAIMS = {
+    "table1": 2,
+    "table2a": 5,
+    "table2b": 1,
+    "table2c": 7,
+    "table2d": 4,
+    "table2e": 2,
+    "class_agnostic": 1,
+    "table3": 5,
+    "table4": 2,
+    "table5": 7,
+    "table6": 1,
+    "reference_torchvision": 2,
+    "unet_table1": 6,
+    "unet_budget": 2,
+    "unet_table2": 2,
+}
+
+
+def test_every_claim_is_registered_and_small_effects_are_not_called_gains(registry):
+    tables = registry["tables"]
+    assert {
+        n: len(t.get("directions", [])) for n, t in tables.items() if t.get("directions")
+    } == EXPECTED_CLAIMS
+    for name, table in tables.items():
+        if table["paper"] != "maskrcnn" or not table.get("in_paper", True):
+            continue
+        rows = {r["id"]: r["paper_values"] for r in table["rows"]}
+        for d in table.get("directions", []):
+            col = table["columns"].index(d["metric"])
+            better, worse = rows[d["better"]][col], rows[d["worse"]][col]
+            gap = better - worse
+            kind = d.get("kind", "better")
+            assert gap >= 0 or kind == "equivalent", (name, d)  # the paper's own sign
+            if gap < 1.0:  # under 1 AP: an equivalence or a non-inferiority claim, never "A > B"
+                assert kind in ("equivalent", "noninferior"), (name, d)
+            if kind == "equivalent":
+                assert abs(gap) <= d["margin"], (name, d)  # the paper's values meet their own claim
+    # Table 2a's claims are judged over 3 seeds at mini like the other ablations
+    assert tables["table2a"]["seeds"]["mini"] == 3

@@ -51,7 +51,7 @@ def test_seed_statistics_delta_and_directions(tmp_path):
     assert cell["mean"] == pytest.approx(32.0)
     assert cell["std"] == pytest.approx(statistics.stdev([30.0, 32.0, 34.0]))
     assert cell["paper"] == 31.5 and cell["delta"] == pytest.approx(0.5)
-    first = table["directions"][0]
+    first = next(d for d in table["directions"] if (d["worse"], d["metric"]) == ("roipool", "AP75"))
     assert first["claim"].startswith("roialign_avg > roipool")
     assert first["reproduced"] is True and first["gap"] == pytest.approx(12.0)
     # RoIPool has std 0: it is left out of the pooling (pooling with 0 would halve the variance)
@@ -140,7 +140,11 @@ def test_lower_is_better_and_column_runs(tmp_path):
         }[run],
     )
     t1 = assemble_table("unet_table1", "smoke", tmp_path)
-    assert all(d["reproduced"] for d in t1["directions"])  # lower error is better
+    better = [d for d in t1["directions"] if d["kind"] == "better"]
+    assert better and all(d["reproduced"] for d in better)  # lower error is better
+    # the equivalence claim (pixel error): 1 seed at smoke is too few to judge it
+    (equivalent,) = [d for d in t1["directions"] if d["kind"] == "equivalent"]
+    assert equivalent["reproduced"] is None and equivalent["verdict"].startswith("not tested")
     unet = {r["id"]: r for r in t1["rows"]}["unet"]
     assert unet["values"]["warping_error"]["mean"] == pytest.approx(0.01)  # not scaled by 100
     t2 = assemble_table("unet_table2", "smoke", tmp_path)
@@ -221,3 +225,44 @@ def test_cli_list_runs_shows_state_headline_metric_and_train_time(tmp_path, caps
     assert "current" in lines["r50_c4-seed0"] and "mask AP 30" in lines["r50_c4-seed0"]
     assert "2 s" in lines["r50_c4-seed0"]  # train_wall_time_s of the fake metrics.json
     assert "stale" in lines["r50_c4_softmax-seed0"]
+
+
+def test_noninferior_claim_allows_a_shortfall_of_up_to_two_pooled_std(tmp_path):
+    """reference_torchvision: ours (r50_fpn) no worse than torchvision's MaskRCNN: gap >= -2 std."""
+    values = {"r50_fpn": [0.30, 0.32, 0.34], "r50_fpn_torchvision": [0.32, 0.34, 0.36]}  # std 2 AP each
+    fake_metrics(tmp_path, "mini", ["reference_torchvision"], lambda run, seed: values[run][seed])
+    table = assemble_table("reference_torchvision", "mini", tmp_path)
+    mask_ap = next(d for d in table["directions"] if d["metric"] == "AP")
+    assert mask_ap["kind"] == "noninferior" and mask_ap["source"] == "ours"
+    assert mask_ap["claim"] == "ours no worse than torchvision on AP (within 2 std)"
+    assert mask_ap["gap"] == pytest.approx(-2.0) and mask_ap["std_used"] == pytest.approx(2.0)
+    assert mask_ap["verdict"] == "reproduced (no worse within 2 std)" and mask_ap["reproduced"] is True
+
+    values["r50_fpn"] = [0.24, 0.26, 0.28]  # 8 AP short: 4 std
+    fake_metrics(tmp_path, "mini", ["reference_torchvision"], lambda run, seed: values[run][seed])
+    table = assemble_table("reference_torchvision", "mini", tmp_path)
+    assert all(d["verdict"] == "not reproduced" and d["reproduced"] is False for d in table["directions"])
+    assert "NOT reproduced" in to_markdown(table)
+
+
+def test_noninferior_claim_needs_three_seeds(tmp_path):
+    fake_metrics(tmp_path, "smoke", ["reference_torchvision"], lambda run, seed: 0.3)
+    table = assemble_table("reference_torchvision", "smoke", tmp_path)
+    assert {d["verdict"] for d in table["directions"]} == {"not tested (needs 3 seeds per row, has 1)"}
+    assert all(d["reproduced"] is None for d in table["directions"])  # untested: neither way
+
+
+def test_equivalence_claim_is_judged_by_its_margin_over_three_seeds(tmp_path):
+    """class_agnostic: class-specific within 1.0 AP of class-agnostic (the paper: 30.3 vs 29.7)."""
+    values = {"r50_c4": [0.300, 0.310, 0.320], "r50_c4_agnostic": [0.297, 0.302, 0.307]}
+    fake_metrics(tmp_path, "mini", ["class_agnostic"], lambda run, seed: values[run][seed])
+    (claim,) = assemble_table("class_agnostic", "mini", tmp_path)["directions"]
+    assert claim["kind"] == "equivalent" and claim["gap"] == pytest.approx(0.8)
+    assert claim["verdict"] == "reproduced (within margin)" and claim["reproduced"] is True
+    values["r50_c4_agnostic"] = [0.28, 0.29, 0.30]  # 2 AP apart
+    fake_metrics(tmp_path, "mini", ["class_agnostic"], lambda run, seed: values[run][seed])
+    (claim,) = assemble_table("class_agnostic", "mini", tmp_path)["directions"]
+    assert claim["verdict"] == "not reproduced" and claim["reproduced"] is False
+    fake_metrics(tmp_path, "smoke", ["class_agnostic"], lambda run, seed: 0.3)
+    (claim,) = assemble_table("class_agnostic", "smoke", tmp_path)["directions"]
+    assert claim["verdict"] == "not tested (needs 3 seeds per row, has 1)" and claim["reproduced"] is None

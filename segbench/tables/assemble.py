@@ -259,6 +259,10 @@ def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[
         source = d.get("source") or ("ours" if ours else "paper")
         if d["kind"] == "equivalent":
             claim = f"{d['better']} ≈ {d['worse']} on {d['metric']} (within ±{d['margin']:g})"
+        elif d["kind"] == "noninferior":
+            claim = (
+                f"{d['better']} no worse than {d['worse']} on {d['metric']} (within {NONINFERIOR_STD:g} std)"
+            )
         else:
             claim = f"{d['better']} {'<' if sign < 0 else '>'} {d['worse']} on {d['metric']}"
         paper_gap = (
@@ -306,18 +310,44 @@ def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[
                 entry["gap_in_std"] = (
                     gap / used if used > 0 else (math.copysign(math.inf, gap) if gap else 0.0)
                 )
+            seeds = min(better["n"], worse["n"])
             if d["kind"] == "equivalent":
-                entry["verdict"] = equivalence_verdict(gap, float(d["margin"]))
+                entry["verdict"] = equivalence_verdict(gap, float(d["margin"]), seeds)
+            elif d["kind"] == "noninferior":
+                entry["verdict"] = noninferiority_verdict(gap, entry["std_used"], seeds)
             else:
                 entry["verdict"] = direction_verdict(gap, entry["gap_in_std"])
-            entry["reproduced"] = entry["verdict"].startswith("reproduced")
+            # an untested claim (too few seeds) is neither reproduced nor refuted
+            untested = entry["verdict"].startswith("not tested")
+            entry["reproduced"] = None if untested else entry["verdict"].startswith("reproduced")
         out.append(entry)
     return out
 
 
-def equivalence_verdict(gap: float, margin: float) -> str:
-    """``reproduced`` where the two means differ by at most ``margin``, else ``not reproduced``."""
+#: equivalence and non-inferiority claims: fewer seeds per row give "not tested" (a std from 1-2 seeds
+#: is too rough to bound a shortfall with, and a margin alone ignores the spread)
+MIN_CLAIM_SEEDS = 3
+
+
+def equivalence_verdict(gap: float, margin: float, seeds: int = MIN_CLAIM_SEEDS) -> str:
+    """``reproduced`` where the two means differ by at most ``margin``, else ``not reproduced``; ``not
+    tested`` with fewer than 3 seeds in either row (one or two draws could fall within any margin)."""
+    if seeds < MIN_CLAIM_SEEDS:
+        return f"not tested (needs {MIN_CLAIM_SEEDS} seeds per row, has {seeds})"
     return "reproduced (within margin)" if abs(gap) <= margin else "not reproduced"
+
+
+NONINFERIOR_STD = 2.0  # "no worse": the gap may fall short of zero by at most this many (floored) stds
+
+
+def noninferiority_verdict(gap: float, std_used: float | None, seeds: int) -> str:
+    """``reproduced`` where ``better`` is no worse than ``worse``: mean gap >= -2 std (the pooled std of the
+    two rows, floored as for directions); ``not tested`` with fewer than 3 seeds in either row."""
+    if seeds < MIN_CLAIM_SEEDS or std_used is None:
+        return f"not tested (needs {MIN_CLAIM_SEEDS} seeds per row, has {seeds})"
+    if gap >= -NONINFERIOR_STD * std_used:
+        return f"reproduced (no worse within {NONINFERIOR_STD:g} std)"
+    return "not reproduced"
 
 
 SIGNIFICANT_STD = 2.0  # a direction counts as reproduced when its gap is at least 2 pooled stds
@@ -410,7 +440,15 @@ def to_markdown(table: dict[str, Any]) -> str:
             "yes / no / k of m run instances, with the mean relative change.",
         ]
     if table["directions"]:
-        lines += ["", f"Test: {STD_RULE}; reproduced when the gap is at least {SIGNIFICANT_STD:g} std."]
+        kinds = {d.get("kind", "better") for d in table["directions"]}
+        rules = [f"reproduced when the gap is at least {SIGNIFICANT_STD:g} std"]
+        if "noninferior" in kinds:
+            rules.append(f"no worse: when the gap is at least -{NONINFERIOR_STD:g} std")
+        if "equivalent" in kinds:
+            rules.append("equivalent: when |gap| is within the claim's margin")
+        if kinds & {"noninferior", "equivalent"}:
+            rules.append(f"these two need {MIN_CLAIM_SEEDS} seeds per row")
+        lines += ["", f"Test: {STD_RULE}; {'; '.join(rules)}."]
     prov = table["provenance"]
     lines += [
         "",

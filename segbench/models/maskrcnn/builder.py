@@ -77,8 +77,8 @@ class MaskRCNN(GeneralizedRCNN):
         self.segbench_init = segbench_init
 
 
-def build_rpn(s: MaskRCNNSettings, in_channels: int) -> RegionProposalNetwork:
-    """RPN with 5 anchor scales x 3 aspect ratios (section 3.1): one size per FPN level, or all on C4/C5."""
+def anchor_generator(s: MaskRCNNSettings) -> AnchorGenerator:
+    """5 anchor scales x 3 aspect ratios (section 3.1): one size per FPN level, or all on C4/C5."""
     if s.arch == "fpn":
         if len(s.rpn_anchor_sizes) != NUM_PYRAMID_LEVELS:
             raise InputError(
@@ -88,7 +88,12 @@ def build_rpn(s: MaskRCNNSettings, in_channels: int) -> RegionProposalNetwork:
         sizes = tuple((size,) for size in s.rpn_anchor_sizes)
     else:
         sizes = (s.rpn_anchor_sizes,)
-    anchors = AnchorGenerator(sizes, (s.rpn_aspect_ratios,) * len(sizes))
+    return AnchorGenerator(sizes, (s.rpn_aspect_ratios,) * len(sizes))
+
+
+def build_rpn(s: MaskRCNNSettings, in_channels: int) -> RegionProposalNetwork:
+    """The RPN of section 3.1 on :func:`anchor_generator`'s anchors."""
+    anchors = anchor_generator(s)
     return RegionProposalNetwork(
         anchors,
         RPNHead(in_channels, anchors.num_anchors_per_location()[0]),
@@ -163,13 +168,19 @@ def build_roi_heads(s: MaskRCNNSettings, bb: Backbone) -> MaskRCNNRoIHeads:
     )
 
 
-def build_maskrcnn(cfg: Mapping[str, Any]) -> MaskRCNN:
+def build_maskrcnn(cfg: Mapping[str, Any]) -> nn.Module:
     """The Mask R-CNN of a resolved run config (``segbench.registry.resolve_run``).
 
     Reads ``cfg["model"]`` (see :mod:`segbench.models.maskrcnn.config` for the keys, their defaults and
-    ``num_classes``), ``cfg["input"]`` (``min_size``, ``max_size``) and ``cfg["dataset"]``.
+    ``num_classes``), ``cfg["input"]`` (``min_size``, ``max_size``) and ``cfg["dataset"]``. With
+    ``implementation: torchvision`` the model is torchvision's own ``MaskRCNN`` around the same backbone
+    (:mod:`segbench.models.maskrcnn.torchvision_ref`), the same-budget reference.
     """
     s = settings_from_config(cfg)
+    if s.implementation == "torchvision":
+        from segbench.models.maskrcnn.torchvision_ref import build_torchvision_maskrcnn
+
+        return build_torchvision_maskrcnn(s)
     get_mask_loss(s.mask_loss)  # validate the names even where the run has no mask branch
     resolve_mask_head(s.mask_head, s.arch)
     bb = build_backbone(s)

@@ -23,6 +23,9 @@ BACKBONES = ("resnet50", "resnet101", "resnext101_32x8d")
 ARCHS = ("c4", "c5", "fpn")
 TASKS = ("box", "mask", "keypoint")
 NORMS = ("auto", "frozen_bn", "bn", "gn", "none")
+# segbench: our Mask R-CNN (builder.py); torchvision: torchvision's own MaskRCNN around the same backbone,
+# the same-budget reference of table reference_torchvision (torchvision_ref.py; FPN only)
+IMPLEMENTATIONS = ("segbench", "torchvision")
 
 # Stage depths (res2..res5) of the paper's backbones (He et al. 2016; Xie et al. 2017).
 PAPER_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnext101_32x8d": (3, 4, 23, 3)}
@@ -80,7 +83,7 @@ RUN_KEYS = (
     "class_agnostic",
     "tasks",
 )
-KNOWN_KEYS = frozenset((*RUN_KEYS, *PAPER_DEFAULTS, "blocks", "num_classes"))
+KNOWN_KEYS = frozenset((*RUN_KEYS, *PAPER_DEFAULTS, "blocks", "num_classes", "implementation"))
 
 
 def choose(key: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -96,6 +99,7 @@ class MaskRCNNSettings:
 
     backbone: str
     arch: str
+    implementation: str
     roi_layer: str
     roi_aggregation: str
     roi_aligned: bool
@@ -213,6 +217,7 @@ def settings_from_config(cfg: Mapping[str, Any]) -> MaskRCNNSettings:
     return MaskRCNNSettings(
         backbone=backbone,
         arch=arch,
+        implementation=choose("implementation", model.get("implementation", "segbench"), IMPLEMENTATIONS),
         roi_layer=choose("roi_layer", model.get("roi_layer", "roi_align"), tuple(ROI_LAYERS)),
         roi_aggregation=choose("roi_aggregation", model.get("roi_aggregation", "avg"), tuple(AGGREGATIONS)),
         roi_aligned=bool(model.get("roi_aligned", False)),

@@ -66,7 +66,13 @@ def describe_heads(model: MaskRCNN) -> list[dict[str, Any]]:
     branches = [("box", s.box_roi_size, heads.box_head, heads.box_predictor, False)]
     if heads.has_mask():
         branches.append(
-            ("mask", s.mask_roi_size, heads.mask_head, heads.mask_predictor, heads.mask_shares_box_head)
+            (
+                "mask",
+                s.mask_roi_size,
+                heads.mask_head,
+                heads.mask_predictor,
+                getattr(heads, "mask_shares_box_head", False),
+            )
         )
     if heads.has_keypoint():
         branches.append(
