@@ -4,6 +4,7 @@ from pathlib import Path
 from segbench.provenance import config_hash
 from segbench.data import dataset_entry
 from segbench.registry import dataset_for, pretraining_specs, resolve_run
+from segbench.status import STALE, run_state
 from segbench.reporting import FIGURES
 
 
@@ -48,6 +49,23 @@ def pretrained_inputs(wildcards):
 def pretrained_file(scale, spec):
     """As segbench.paths.pretrained_weights, relative to RESULTS as the rules' outputs are."""
     return f"{RESULTS}/{scale}/pretrained/{spec['backbone']}-{config_hash(spec)}.pt"
+
+
+def stale_training(wildcards):
+    """A run whose train_done.json records another config than the registry now gives (segbench.status):
+    a sentinel input, results/<scale>/retrain/<run id>.<new hash>, created here (gitignored), newer than
+    the stale record, so the DAG retrains the run. (A missing input alone would not: Snakemake does not
+    rerun a job with present outputs for a missing intermediate input.) Snakemake's params trigger sees the same change only with its .snakemake metadata,
+    which a fresh clone lacks; without this, a registry edit in a clone would retrain nothing."""
+    cfg = run_config(wildcards)
+    run_dir = Path(RESULTS) / wildcards.scale / "runs" / cfg["run_id"]
+    if run_state(cfg, run_dir).state != STALE:
+        return []
+    sentinel = Path(RESULTS) / wildcards.scale / "retrain" / f"{cfg['run_id']}.{config_hash(cfg)}"
+    if not sentinel.exists():  # newer than the stale train_done.json: Snakemake's mtime rule retrains it
+        sentinel.parent.mkdir(parents=True, exist_ok=True)
+        sentinel.touch()
+    return [str(sentinel)]
 
 
 def gpus_requested(wildcards):

@@ -8,6 +8,8 @@ rule train:
         # a fresh clone lacks the uncommitted weights and must not retrain for it; a changed spec changes
         # the file name (and the run's config hash), which is what retrains.
         pretrained=pretrained_inputs,
+        # a committed run trained with another config than the registry's (common.smk: stale_training)
+        stale=stale_training,
     output:
         done=f"{RESULTS}/{{scale}}/runs/{{run}}-seed{{seed}}/train_done.json",
     log:
@@ -56,3 +58,4 @@ rule pretrain_backbones:
     input:
         [pretrained_file(SCALE, spec) for spec in pretraining_specs(SCALE, REGISTRY).values()],
     localrule: True
+
