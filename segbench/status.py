@@ -111,6 +111,16 @@ def table_state(name: str, scale: str, root: Path) -> str:
     return "current"
 
 
+def table_runs_changed(name: str, scale: str, root: Path, registry: dict[str, Any] | None = None) -> bool:
+    """Whether an assembled table's run instances differ from those the registry now lists for it (a row or
+    seed added or removed); ``False`` where the table is not assembled yet."""
+    path = root / scale / "tables" / f"{name}.json"
+    if not path.exists():
+        return False
+    recorded = set(read_json(path, "table").get("runs", {}))
+    return recorded != {rs.run_id for rs in runs_for_tables([name], scale, registry or load_registry())}
+
+
 def target_status(artifact: str, scale: str, results: str | Path | None = None) -> TargetStatus:
     reg = load_registry()
     root = results_root(results)

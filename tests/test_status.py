@@ -185,31 +185,24 @@ def test_a_fresh_clone_has_nothing_to_redo(tmp_path):
     assert not (clone / "data").exists()
 
 
-def test_a_registry_edit_in_a_fresh_clone_retrains_exactly_the_runs_it_changes(tmp_path):
-    """Snakemake's params trigger needs its .snakemake metadata, which a clone lacks: the train rule's
-    stale_training input (a sentinel named by the new config hash) makes the edited run retrain anyway,
-    and only that run."""
+def _dry_run_in_edited_clone(tmp_path: Path, old: str, new: str, target: str) -> str:
+    """``snakemake -n TARGET`` at mini in a fresh clone whose registry has ``old`` replaced by ``new``."""
     from segbench.paths import REPO_ROOT
 
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", "--local", str(REPO_ROOT), str(clone)], check=True)
     registry = clone / "segbench/registry/experiments.yaml"
     text = registry.read_text()
-    assert "unet_isbi_quarter:" in text and "budget: 0.25" in text
-    registry.write_text(text.replace("budget: 0.25", "budget: 0.3", 1))
+    assert old in text
+    registry.write_text(text.replace(old, new, 1))
     env = {
         **os.environ,
         "PYTHONPATH": str(clone),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
+    snakemake = str(Path(sys.executable).parent / "snakemake")
     out = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "snakemake"),
-            "-n",
-            "reproduce_unet_budget",
-            "--config",
-            "scale=mini",
-        ],
+        [snakemake, "-n", target, "--config", "scale=mini"],
         cwd=clone,
         env=env,
         capture_output=True,
@@ -218,9 +211,35 @@ def test_a_registry_edit_in_a_fresh_clone_retrains_exactly_the_runs_it_changes(t
     )
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-2000:]
-    trained = re.findall(r"segbench train --run (\S+) --scale mini --seed (\d+)", log)
-    assert trained == [("unet_isbi_quarter", "0")], log[-3000:]
+    return log
+
+
+def _trained(log: str) -> list[tuple[str, str]]:
+    return sorted(re.findall(r"segbench train --run (\S+) --scale mini --seed (\d+)", log))
+
+
+def test_a_registry_edit_in_a_fresh_clone_retrains_exactly_the_runs_it_changes(tmp_path):
+    """Snakemake's params trigger needs its .snakemake metadata, which a clone lacks: the train rule's
+    stale_training input (a sentinel named by the new config hash) makes the edited run retrain anyway,
+    and only that run."""
+    log = _dry_run_in_edited_clone(tmp_path, "budget: 0.25", "budget: 0.3", "reproduce_unet_budget")
+    assert _trained(log) == [("unet_isbi_quarter", "0")], log[-3000:]
     assert "results/mini/retrain/unet_isbi_quarter-seed0." in log
+
+
+def test_a_seed_added_in_a_fresh_clone_is_trained_and_its_table_reassembled(tmp_path):
+    """The table rule's stale_table input: a table whose recorded runs differ from the registry's is
+    re-assembled, which builds the new run instances (a missing input alone would not)."""
+    rows = "\n    rows:\n      - {id: imcb"
+    log = _dry_run_in_edited_clone(
+        tmp_path,
+        "seeds: {smoke: 1, mini: 3, paper: 1}" + rows,
+        "seeds: {smoke: 1, mini: 4, paper: 1}" + rows,
+        "reproduce_unet_table2",
+    )
+    expected = [("threshold_hela", "3"), ("threshold_phc", "3"), ("unet_hela", "3"), ("unet_phc", "3")]
+    assert _trained(log) == expected, log[-3000:]
+    assert "results/mini/retrain/table-unet_table2." in log
 
 
 def test_a_job_generates_its_missing_synthetic_dataset_and_leaves_placed_data_alone(tmp_path):

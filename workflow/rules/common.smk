@@ -4,7 +4,7 @@ from pathlib import Path
 from segbench.provenance import config_hash
 from segbench.data import dataset_entry
 from segbench.registry import dataset_for, pretraining_specs, resolve_run
-from segbench.status import STALE, run_state
+from segbench.status import STALE, run_state, table_runs_changed
 from segbench.reporting import FIGURES
 
 
@@ -63,6 +63,19 @@ def stale_training(wildcards):
         return []
     sentinel = Path(RESULTS) / wildcards.scale / "retrain" / f"{cfg['run_id']}.{config_hash(cfg)}"
     if not sentinel.exists():  # newer than the stale train_done.json: Snakemake's mtime rule retrains it
+        sentinel.parent.mkdir(parents=True, exist_ok=True)
+        sentinel.touch()
+    return [str(sentinel)]
+
+
+def stale_table(wildcards):
+    """A table assembled from other run instances than the registry now lists (a seed or row added or
+    removed): a sentinel input, as for stale_training, so the DAG re-assembles it and builds the new runs."""
+    if not table_runs_changed(wildcards.table, wildcards.scale, Path(RESULTS), REGISTRY):
+        return []
+    wanted = sorted(rs.run_id for rs in runs_for_tables([wildcards.table], wildcards.scale, REGISTRY))
+    sentinel = Path(RESULTS) / wildcards.scale / "retrain" / f"table-{wildcards.table}.{config_hash(wanted)}"
+    if not sentinel.exists():
         sentinel.parent.mkdir(parents=True, exist_ok=True)
         sentinel.touch()
     return [str(sentinel)]

@@ -2,6 +2,8 @@ rule table:
     """Assemble one paper table from its runs' metrics (reproduced, paper, delta, seeds, directions)."""
     input:
         metrics=lambda wc: run_metrics([wc.table], wc.scale),
+        # an assembled table whose run instances differ from the registry's (common.smk: stale_table)
+        stale=stale_table,
     output:
         json=f"{RESULTS}/{{scale}}/tables/{{table}}.json",
         csv=f"{RESULTS}/{{scale}}/tables/{{table}}.csv",
