@@ -35,7 +35,6 @@ from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from segbench.engine.common import (
     capture_rng_state,
@@ -50,6 +49,7 @@ from segbench.engine.common import (
 )
 from segbench.errors import InputError
 from segbench.io import append_jsonl, read_json, read_jsonl, write_text_atomic
+from segbench.progress import progress_bar
 from segbench.provenance import config_hash
 from segbench.records import EVAL_CURVE
 from segbench.trainlog import (  # noqa: F401 - re-exported: the log's names belong to the contract
@@ -497,14 +497,9 @@ def train(
     last: dict[str, float] = {}
     net.train()
     # a context manager: the bar ends its line even when an error stops the loop (one-line errors)
-    with tqdm(
-        total=schedule.iterations,
-        initial=start,
-        desc=cfg.get("run_id", cfg["run"]),
-        unit="it",
-        dynamic_ncols=True,
-        mininterval=2.0,
-        disable=not replica.is_main,
+    # tqdm on a terminal, one line per tenth in a log (segbench.progress; the train rule shows those lines)
+    with progress_bar(
+        schedule.iterations, initial=start, desc=cfg.get("run_id", cfg["run"]), disable=not replica.is_main
     ) as bar:
         for iteration in range(start, schedule.iterations):
             tic = time.perf_counter()
@@ -536,8 +531,8 @@ def train(
             if replica.is_main:
                 if done % schedule.checkpoint_every == 0 or done == schedule.iterations:
                     save_checkpoint(run_dir, done, checkpoint_state(identity, model, optimizer, scaler, dev))
-            bar.update(1)
             bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.2g}")
+            bar.update(1)
     summary = {
         "iterations": schedule.iterations,
         "resumed_from": start or None,

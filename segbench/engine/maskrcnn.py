@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from segbench.data.coco import CocoInstances, GroupedBatchSampler, Target, collate_detection
 from segbench.engine import contract
@@ -42,6 +41,7 @@ from segbench.engine.contract import (  # noqa: F401 - re-exported: the engine's
 )
 from segbench.errors import InputError
 from segbench.io import write_text_atomic
+from segbench.progress import progress_bar
 from segbench.records import COCO_DETAILS, HEADS, predictions_file
 
 log = logging.getLogger(__name__)
@@ -382,10 +382,12 @@ def predict(
         collate_fn=collate_detection,
         num_workers=4 if device.type == "cuda" else 0,
     )
-    for images, targets in tqdm(loader, desc="inference", unit="batch", mininterval=2.0, dynamic_ncols=True):
-        outputs = model([im.to(device, non_blocking=True) for im in images])
-        for target, output in zip(targets, outputs, strict=True):
-            yield int(target["image_id"]), {k: v.cpu() for k, v in output.items()}
+    with progress_bar(len(loader), desc="inference", unit="batch") as bar:
+        for images, targets in loader:
+            outputs = model([im.to(device, non_blocking=True) for im in images])
+            for target, output in zip(targets, outputs, strict=True):
+                yield int(target["image_id"]), {k: v.cpu() for k, v in output.items()}
+            bar.update(1)
 
 
 def coco_records(

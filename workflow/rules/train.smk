@@ -30,7 +30,8 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} segbench train --run {wildcards.run:q} --scale {wildcards.scale:q} "
         "--seed {wildcards.seed:q} --results {params.results:q} --data-root {params.data_root:q} "
-        "--gpus {resources.gpu} > {log:q} 2>&1"
+        # the full output goes to the log; its progress lines (segbench.progress) also to the console
+        "--gpus {resources.gpu} 2>&1 | tee {log:q} | {{ grep --line-buffered '^progress ' || true; }}"
 
 
 rule pretrain:
