@@ -87,6 +87,17 @@ def test_pretrain_writes_weights_and_record_that_the_backbone_loads(tmp_path: Pa
     assert not body.layer1[0].conv1.weight.requires_grad and body.layer2[0].conv1.weight.requires_grad
 
 
+def test_filling_the_cache_leaves_the_callers_random_streams_alone(tmp_path: Path) -> None:
+    """A run that pretrains into an empty cache must initialise its heads as one that finds it full."""
+    torch.manual_seed(123)
+    np.random.seed(7)
+    expected_torch, expected_np = torch.rand(3), np.random.rand(3)
+    torch.manual_seed(123)
+    np.random.seed(7)
+    pretrain.ensure_pretrained(TINY, tmp_path / "w.pt")
+    assert torch.equal(torch.rand(3), expected_torch) and np.array_equal(np.random.rand(3), expected_np)
+
+
 def test_weights_of_another_spec_are_refused_by_name(tmp_path: Path) -> None:
     path = pretrain.ensure_pretrained(TINY, tmp_path / "w.pt")
     other = {**TINY, "seed": 1}

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from segbench.engine.common import save_torch, seed_everything
+from segbench.engine.common import capture_rng_state, restore_rng_state, save_torch, seed_everything
 from segbench.errors import InputError
 from segbench.io import write_text_atomic
 from segbench.models.maskrcnn.backbones import NORM_LAYERS, ScaledResNet, cardinality
@@ -202,7 +202,12 @@ def ensure_pretrained(spec: dict[str, Any], path: Path, *, scale: str | None = N
     with _lock(path):
         if not path.exists():
             log.info("pretraining %s into %s (not cached)", spec["backbone"], path)
-            pretrain(spec, path, scale=scale)
+            # a run that fills the cache must train as one that finds it full: keep the caller's RNG streams
+            state = capture_rng_state()
+            try:
+                pretrain(spec, path, scale=scale)
+            finally:
+                restore_rng_state(state)
     return path
 
 
