@@ -127,3 +127,24 @@ def test_a_run_with_an_eval_curve_gets_a_val_ap_sparkline(tmp_path: Path) -> Non
     assert rec["val_range"] == "mask AP 1.0 → 5.0"
     groups = zoo_view(tmp_path, "mini", tmp_path)
     assert groups[0]["has_curve"] is True
+
+
+def test_a_run_with_coco_details_gets_per_class_ap_and_a_pr_curve(tmp_path: Path) -> None:
+    run = tmp_path / "mini" / "runs" / "r50_c4-seed0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"run": "r50_c4", "seed": 0, "family": "maskrcnn"}))
+    assert run_record(run, tmp_path)["per_class"] is None  # no coco_details.json: nothing shown
+    segm = {
+        "category_names": {"1": "circle", "2": "star"},
+        "per_category_AP": {"1": 0.5, "2": 0.125},
+        "recall": [0.0, 0.5, 1.0],
+        "precision_iou50": [1.0, 0.5, 0.0],
+        "ground_truth_per_category": {"1": 10, "2": 8},
+        "detections_per_category": {"1": 9, "2": 20},
+    }
+    (run / "coco_details.json").write_text(json.dumps({"split": "val", "segm": segm, "bbox": {}}))
+    rec = run_record(run, tmp_path)
+    assert rec["per_class_label"] == "mask AP" and rec["per_class"] == "circle 50.0, star 12.5"
+    assert rec["class_counts"] == "circle 9/10, star 20/8"
+    assert "<polyline" in str(rec["pr_svg"]) and "IoU 0.50" in str(rec["pr_svg"])
+    assert zoo_view(tmp_path, "mini", tmp_path)[0]["has_details"] is True

@@ -18,7 +18,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from segbench.records import EVAL_CURVE
+from segbench.records import COCO_DETAILS, EVAL_CURVE
 from segbench.reporting.view import RUN_FILES, url_between
 
 NOT_RECORDED = "not recorded"
@@ -158,6 +158,35 @@ def validation_points(curve: Any) -> tuple[str, list[tuple[float, float]]] | Non
     return None
 
 
+def class_details(doc: Any) -> dict[str, Any] | None:
+    """What a zoo row shows of ``coco_details.json`` (segbench.records.COCO_DETAILS): per-class AP (mask,
+    else box, else keypoints) and the mean precision-recall curve at IoU 0.50; None without the record."""
+    if not isinstance(doc, dict):
+        return None
+    for key, label in CURVE_IOU_TYPES:
+        part = doc.get(key)
+        if not isinstance(part, dict) or not isinstance(part.get("per_category_AP"), dict):
+            continue
+        names = part.get("category_names", {})
+        per_class = [
+            (str(names.get(cid, cid)), 100 * float(ap))
+            for cid, ap in part["per_category_AP"].items()
+            if number(ap) is not None and float(ap) >= 0
+        ]
+        counts = [
+            f"{names.get(cid, cid)} {part.get('detections_per_category', {}).get(cid, 0)}/{n}"
+            for cid, n in part.get("ground_truth_per_category", {}).items()
+        ]
+        recall, precision = part.get("recall") or [], part.get("precision_iou50") or []
+        pr = [
+            (float(r), float(p))
+            for r, p in zip(recall, precision, strict=False)
+            if number(p) is not None and p >= 0
+        ]
+        return {"label": label, "per_class": per_class, "counts": counts, "pr": pr}
+    return None
+
+
 def read_curve(path: Path) -> Any:
     """The JSON of an ``eval_curve.json`` (None when absent or unreadable: the zoo shows nothing)."""
     try:
@@ -167,9 +196,16 @@ def read_curve(path: Path) -> Any:
 
 
 def sparkline(
-    points: list[tuple[float, float]], title: str, *, width: int = 150, height: int = 38, log_y: bool = True
+    points: list[tuple[float, float]],
+    title: str,
+    *,
+    width: int = 150,
+    height: int = 38,
+    log_y: bool = True,
+    y_range: tuple[float, float] | None = None,
 ) -> Markup | None:
-    """A small inline SVG polyline (log y when every value is positive: losses fall over decades)."""
+    """A small inline SVG polyline (log y when every value is positive: losses fall over decades);
+    ``y_range`` fixes the y axis (precision from 0 to 1) instead of spanning the values."""
     if len(points) < 2:
         return None
     step = max(1, len(points) // 80)
@@ -178,6 +214,8 @@ def sparkline(
     ys = [math.log10(v) if use_log else v for _, v in pts]
     xs = [x for x, _ in pts]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    if y_range is not None and not use_log:
+        y0, y1 = y_range
     pad = 2.0
 
     def sx(x: float) -> float:
@@ -242,6 +280,7 @@ def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
     spi = seconds_per_iter(log)
     losses = loss_points(log)
     val = validation_points(read_curve(run_dir / EVAL_CURVE))
+    details = class_details(read_curve(run_dir / COCO_DETAILS))
     train_s = metrics.get("train_wall_time_s", dig(done, "provenance.wall_time_s"))
     values = metrics.get("metrics") if isinstance(metrics.get("metrics"), dict) else {}
     dataset = config.get("dataset")
@@ -288,6 +327,17 @@ def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
         if val
         else None,
         "val_range": f"{val[0]} {val[1][0][1]:.1f} → {val[1][-1][1]:.1f}" if val else None,
+        "per_class": ", ".join(f"{name} {ap:.1f}" for name, ap in details["per_class"]) if details else None,
+        "per_class_label": details["label"] if details else None,
+        "class_counts": ", ".join(details["counts"]) if details else None,
+        "pr_svg": sparkline(
+            details["pr"],
+            f"{run_dir.name}: precision (mean over classes) vs recall at IoU 0.50, {details['label']}",
+            log_y=False,
+            y_range=(0.0, 1.0),
+        )
+        if details
+        else None,
     }
 
 
@@ -323,6 +373,7 @@ def zoo_view(results: Path, scale: str, page_dir: Path) -> list[dict[str, Any]]:
                 "columns": columns,
                 "has_log": any(r["loss_svg"] is not None for r in rows),
                 "has_curve": any(r["val_svg"] is not None for r in rows),
+                "has_details": any(r["per_class"] is not None for r in rows),
             }
         )
     return groups
