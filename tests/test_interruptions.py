@@ -129,10 +129,19 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(run, env, tmp_path):
     kills = sorted(random.Random(f"{KILL_SEED}-{run}").sample(kill_range, 3 if family == "maskrcnn" else 1))
 
     reference = tmp_path / "reference"
+    interrupted = tmp_path / "interrupted"
+    if family == "maskrcnn":  # both find the pretrained backbone cached, as DAG runs do (rule pretrain)
+        for results in (reference, interrupted):
+            subprocess.run(
+                [SEGBENCH, "pretrain", "--scale", SCALE, "--results", str(results)],
+                env=env["environ"],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
     _segbench("train", run, reference, env)
     _segbench("evaluate", run, reference, env)
 
-    interrupted = tmp_path / "interrupted"
     out = interrupted / SCALE / "runs" / f"{run}-seed0"
     for k in kills:
         _train_and_kill(run, interrupted, env, k)

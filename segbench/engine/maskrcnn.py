@@ -219,6 +219,8 @@ def train(
     cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None, gpus: int = 0
 ) -> dict[str, Any]:
     """Train (or resume) one run into ``run_dir``; returns the summary. A finished run is a no-op."""
+    if cfg.get("pretraining"):  # fill the weights cache before the run seeds and builds anything
+        pretrained_backbone(cfg, run_dir)
     return contract.train(MaskRCNNFamily(cfg, data_root, run_dir), cfg, run_dir, device=device, gpus=gpus)
 
 

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import math
+import multiprocessing
 import os
 import time
 from collections.abc import Iterator
@@ -202,13 +203,25 @@ def ensure_pretrained(spec: dict[str, Any], path: Path, *, scale: str | None = N
     with _lock(path):
         if not path.exists():
             log.info("pretraining %s into %s (not cached)", spec["backbone"], path)
-            # a run that fills the cache must train as one that finds it full: keep the caller's RNG streams
-            state = capture_rng_state()
-            try:
-                pretrain(spec, path, scale=scale)
-            finally:
-                restore_rng_state(state)
+            # A run that fills the cache must train as one that finds it full: pretrain in a fresh process,
+            # so that no state of this one (RNG streams, and whatever else pretraining leaves behind in
+            # torch; restoring the RNG streams alone was measured not to be enough) changes its training.
+            state = capture_rng_state()  # starting a process draws from torch's generator too
+            context = multiprocessing.get_context("spawn")
+            worker = context.Process(target=_pretrain_quietly, args=(spec, str(path), scale))
+            worker.start()
+            worker.join()
+            restore_rng_state(state)
+            if worker.exitcode != 0 or not path.exists():
+                raise RuntimeError(
+                    f"pretraining {spec['backbone']} into {path} failed (exit code {worker.exitcode})"
+                )
     return path
+
+
+def _pretrain_quietly(spec: dict[str, Any], path: str, scale: str | None) -> None:
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    pretrain(spec, Path(path), scale=scale)
 
 
 def load_trunk_state(path: Path, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
