@@ -1,4 +1,5 @@
 # Helpers shared by the rules: paths of a run instance and of its dataset, read from the registry.
+import os
 from pathlib import Path
 
 from segbench.provenance import config_hash
@@ -59,26 +60,29 @@ def stale_training(wildcards):
     which a fresh clone lacks; without this, a registry edit in a clone would retrain nothing."""
     cfg = run_config(wildcards)
     run_dir = Path(RESULTS) / wildcards.scale / "runs" / cfg["run_id"]
-    if run_state(cfg, run_dir).state != STALE:
-        return []
     sentinel = Path(RESULTS) / wildcards.scale / "retrain" / f"{cfg['run_id']}.{config_hash(cfg)}"
-    if not sentinel.exists():  # newer than the stale train_done.json: Snakemake's mtime rule retrains it
-        sentinel.parent.mkdir(parents=True, exist_ok=True)
+    return [mark(sentinel, stale=run_state(cfg, run_dir).state == STALE)]
+
+
+def mark(sentinel, stale):
+    """A sentinel input that is always there (so a rule's set of inputs stays the same before and after
+    the retrain it causes): created dated now when ``stale`` (newer than the stale record, so Snakemake's
+    mtime rule reruns the job), else dated 1970 (never newer than anything)."""
+    sentinel.parent.mkdir(parents=True, exist_ok=True)
+    if stale:
+        sentinel.touch()  # now, whatever it was
+    elif not sentinel.exists():
         sentinel.touch()
-    return [str(sentinel)]
+        os.utime(sentinel, (0, 0))
+    return str(sentinel)
 
 
 def stale_table(wildcards):
     """A table assembled from other run instances than the registry now lists (a seed or row added or
     removed): a sentinel input, as for stale_training, so the DAG re-assembles it and builds the new runs."""
-    if not table_runs_changed(wildcards.table, wildcards.scale, Path(RESULTS), REGISTRY):
-        return []
     wanted = sorted(rs.run_id for rs in runs_for_tables([wildcards.table], wildcards.scale, REGISTRY))
     sentinel = Path(RESULTS) / wildcards.scale / "retrain" / f"table-{wildcards.table}.{config_hash(wanted)}"
-    if not sentinel.exists():
-        sentinel.parent.mkdir(parents=True, exist_ok=True)
-        sentinel.touch()
-    return [str(sentinel)]
+    return [mark(sentinel, stale=table_runs_changed(wildcards.table, wildcards.scale, Path(RESULTS), REGISTRY))]
 
 
 def gpus_requested(wildcards):
