@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from segbench.bench.sweep import apply_overrides, loss_change, read_records, sweep_run, write_summary
+from segbench.bench.sweep import apply_overrides, read_records, sweep_run, write_summary
 from segbench.errors import InputError
 from segbench.registry import resolve_run
+from segbench.trainlog import loss_convergence
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +32,10 @@ def test_overrides_set_dotted_keys_as_yaml_values() -> None:
 
 
 def test_loss_change_compares_the_last_tenth_with_the_one_before() -> None:
-    assert loss_change([1.0] * 80 + [2.0] * 10 + [1.0] * 10) == pytest.approx(-0.5)
-    assert loss_change([1.0] * 100) == 0.0
-    assert loss_change([1.0] * 5) is None  # too short for a 10% window
+    # the sweep records the tables' converged rule (segbench.trainlog)
+    assert loss_convergence([1.0] * 80 + [2.0] * 10 + [1.0] * 10)["relative_change"] == pytest.approx(-0.5)
+    assert loss_convergence([1.0] * 100)["relative_change"] == 0.0
+    assert loss_convergence([1.0] * 5)["relative_change"] is None  # too short for a 10% window
 
 
 def test_a_sweep_point_is_recorded(tmp_path: Path, smoke_data_root: Path) -> None:

@@ -24,9 +24,6 @@ from segbench.errors import InputError, SegbenchError
 from segbench.io import append_jsonl, read_jsonl, write_text_atomic
 from segbench.provenance import config_hash, device_description, git_commit
 
-# Loss levels off when the mean of the last 10% of iterations is within 3% of the mean of the 10% before.
-LEVEL_FRACTION, LEVEL_TOLERANCE = 0.1, 0.03
-
 
 def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """``cfg`` with each ``section.key=value`` (value parsed as YAML) set; unknown sections are refused."""
@@ -46,15 +43,6 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
-def loss_change(losses: list[float]) -> float | None:
-    """Relative change of the mean loss of the last 10% of iterations against the 10% before."""
-    n = int(len(losses) * LEVEL_FRACTION)
-    if n < 1:
-        return None
-    last, previous = sum(losses[-n:]) / n, sum(losses[-2 * n : -n]) / n
-    return (last - previous) / previous if previous else None
-
-
 def sweep_run(
     run: str,
     scale: str,
@@ -68,8 +56,8 @@ def sweep_run(
 ) -> dict[str, Any]:
     """Train and evaluate ``run`` with ``overrides``; append the record to ``out`` and return it."""
     from segbench.engine import maskrcnn
-    from segbench.engine.contract import read_train_log
     from segbench.registry import resolve_run
+    from segbench.trainlog import TRAIN_LOG, log_convergence
 
     cfg = apply_overrides(resolve_run(run, scale, seed), overrides)
     if cfg["family"] != "maskrcnn":
@@ -86,20 +74,20 @@ def sweep_run(
         raise
     train_s = time.time() - started
     metrics = maskrcnn.evaluate(cfg, scratch, data_root)
-    losses = [float(r["loss"]) for r in read_train_log(scratch / "train_log.jsonl") if "loss" in r]
-    change = loss_change(losses)
+    convergence = log_convergence(scratch / TRAIN_LOG)  # the tables' converged rule (segbench.trainlog)
+    change = convergence["relative_change"]
     record = {
         **_identity(name, run, scale, seed, overrides, cfg),
-        "iterations": len(losses),
+        "iterations": convergence["iterations"],
         "train_s": round(train_s, 1),
-        "s_per_iter": round(train_s / max(1, len(losses)), 4),
+        "s_per_iter": round(train_s / max(1, convergence["iterations"]), 4),
         **{
             f"{iou}_AP": round(100 * metrics[iou]["AP"], 2)
             for iou in ("bbox", "segm", "keypoints")
             if iou in metrics
         },
         "loss_change_last_10pct": None if change is None else round(change, 4),
-        "levelled_off": None if change is None else abs(change) <= LEVEL_TOLERANCE,
+        "levelled_off": convergence["converged"],
     }
     append_jsonl(out, record)
     shutil.rmtree(scratch, ignore_errors=True)
@@ -169,4 +157,4 @@ def read_records(out: Path) -> list[dict[str, Any]]:
     return read_jsonl(out) if out.exists() else []
 
 
-__all__ = ["apply_overrides", "loss_change", "read_records", "sweep_run", "write_summary"]
+__all__ = ["apply_overrides", "read_records", "sweep_run", "write_summary"]
