@@ -150,3 +150,18 @@ def hash_file(path: str | os.PathLike[str], algorithms: tuple[str, ...] = ("sha2
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     return hash_file(path)["sha256"]
+
+
+@contextlib.contextmanager
+def waiting_lock(folder: str | os.PathLike[str], name: str) -> Iterator[None]:
+    """An exclusive, blocking ``flock`` on ``<folder>/.<name>.lock`` (created if needed): a second process
+    waits, then finds the work done. The kernel releases it when the holder dies (kill -9)."""
+    import fcntl
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    fd = os.open(Path(folder) / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

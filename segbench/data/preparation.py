@@ -23,6 +23,7 @@ from segbench.data.registry import (
     resolve_layout,
 )
 from segbench.errors import InputError
+from segbench.io import waiting_lock
 from segbench.paths import child_path, relative_child
 
 MANIFEST = "MANIFEST.json"
@@ -53,19 +54,10 @@ def prepare(
         return _prepare_real(name, entry, Path(data_root), force=force, progress=progress, verify=verify)
 
 
-@contextlib.contextmanager
-def dataset_lock(name: str, data_root: Path) -> Iterator[None]:
+def dataset_lock(name: str, data_root: Path) -> contextlib.AbstractContextManager[None]:
     """An exclusive ``flock`` on ``<data_root>/.<name>.lock`` while a dataset is prepared: a second
     process waits, then finds it up to date. The kernel releases it when the holder dies (kill -9)."""
-    import fcntl
-
-    data_root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_root / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return waiting_lock(data_root, name)
 
 
 def dataset_identity(

@@ -13,14 +13,12 @@ so changing it changes the file name and the runs' config hashes: the DAG rebuil
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from torch import nn
 
 from segbench.engine.common import capture_rng_state, restore_rng_state, save_torch, seed_everything
 from segbench.errors import InputError
-from segbench.io import write_text_atomic
+from segbench.io import waiting_lock, write_text_atomic
 from segbench.models.maskrcnn.backbones import NORM_LAYERS, ScaledResNet, cardinality
 from segbench.provenance import config_hash, provenance
 
@@ -184,23 +182,9 @@ def pretrain(spec: dict[str, Any], out_path: Path, *, scale: str | None = None) 
     return record
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` beside the weights: concurrent runs of one backbone pretrain it once."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.parent / f".{path.stem}.lock", os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def ensure_pretrained(spec: dict[str, Any], path: Path, *, scale: str | None = None) -> Path:
     """``path``, pretraining the backbone first if it is not there (under a lock)."""
-    with _lock(path):
+    with waiting_lock(path.parent, path.stem):  # concurrent runs of one backbone pretrain it once
         if not path.exists():
             log.info("pretraining %s into %s (not cached)", spec["backbone"], path)
             # A run that fills the cache must train as one that finds it full: pretrain in a fresh process,
