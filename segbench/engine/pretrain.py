@@ -187,9 +187,9 @@ def ensure_pretrained(spec: dict[str, Any], path: Path, *, scale: str | None = N
     with waiting_lock(path.parent, path.stem):  # concurrent runs of one backbone pretrain it once
         if not path.exists():
             log.info("pretraining %s into %s (not cached)", spec["backbone"], path)
-            # A run that fills the cache must train as one that finds it full: pretrain in a fresh process,
-            # so that no state of this one (RNG streams, and whatever else pretraining leaves behind in
-            # torch; restoring the RNG streams alone was measured not to be enough) changes its training.
+            # Pretrain in a fresh process, so that no state of this one changes its training. (Measured at
+            # smoke: a run that filled the cache still trains differently from one that found it full, with
+            # equal weights; cause not found. DAG runs find it full: rule pretrain runs first.)
             state = capture_rng_state()  # starting a process draws from torch's generator too
             context = multiprocessing.get_context("spawn")
             worker = context.Process(target=_pretrain_quietly, args=(spec, str(path), scale))
