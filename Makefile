@@ -20,9 +20,9 @@ RETRAIN := $(filter 1 yes true,$(FORCE))
 # The one Snakemake command line: targets first, --config last (Snakemake reads every word after
 # --config as key=value, so a target written after it is taken for config).
 SNAKEMAKE = $(BIN)/snakemake --cores $(CORES) $(1) $(if $(RETRAIN),--forcerun train) \
-	--config scale=$(SCALE) $(if $(RETRAIN),retrain=1)
+	--config scale=$(or $(2),$(SCALE)) $(if $(RETRAIN),retrain=1)
 
-.PHONY: install reproduce reproduce-all tables status test lint bench dry-run clean-smoke
+.PHONY: install reproduce reproduce-all rehearse rehearse-ci tables status test lint bench dry-run clean-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,15 @@ bench: install
 	$(BIN)/segbench bench all
 	$(BIN)/python benchmarks/bench_data_gen.py
 	$(BIN)/segbench bench report
+
+# The paper scale rehearsed on this CPU (scale rehearsal: every registry run for a few iterations at the
+# paper's 800 x 1333 inputs, on generated data in the real datasets' layouts; see README, "Rehearsal").
+# rehearse-ci: CI's subset (scales.rehearsal.ci_runs), trained and evaluated.
+rehearse:
+	$(MAKE) reproduce TARGET=reproduce_all SCALE=rehearsal
+
+rehearse-ci: install
+	$(call SNAKEMAKE,rehearse_ci,rehearsal)
 
 clean-smoke:
 	rm -rf results/smoke reports/smoke logs/smoke

@@ -257,7 +257,7 @@ def plan(
     reg = load_registry()
     check_scale(scale, reg)
     artifact = target.removeprefix("reproduce_")
-    tables = assembled_with(artifact, reg)
+    tables = assembled_with(artifact, reg, scale)  # "all": the tables defined at the scale
     paper_gpus = int(
         reg["scales"][scale]["families"].get("maskrcnn", {}).get("schedule", {}).get("gpus") or 1
     )

@@ -17,12 +17,13 @@ from segbench.cli import main
 from segbench.data.registry import validate_entry
 from segbench.errors import InputError
 from segbench.paths import data_root
+from segbench.registry import expand_derived_scales
 
 EXPERIMENTS = Path(data.registry.DATASETS_YAML).with_name("experiments.yaml")
 
 
 def test_every_dataset_of_every_scale_is_registered():
-    scales = yaml.safe_load(EXPERIMENTS.read_text())["scales"]
+    scales = expand_derived_scales(yaml.safe_load(EXPERIMENTS.read_text()))["scales"]
     wanted = {name for scale in scales.values() for name in scale["datasets"].values()}
     assert wanted <= set(data.load_datasets())
 

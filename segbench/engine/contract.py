@@ -174,7 +174,9 @@ def parse_schedule(
         momentum=float(values["momentum"]),
         weight_decay=float(values["weight_decay"]),
         checkpoint_every=every,
-        amp=bool(values.get("amp", False)) and cuda,
+        # automatic mixed precision: float16 autocast with a gradient scaler on CUDA, bfloat16 autocast on
+        # the CPU (torch.autocast's CPU default; the rehearsal scale runs the paper's AMP path this way)
+        amp=bool(values.get("amp", False)),
         replicas=replicas,
         train_scales=train_scales,
         rescaled=rescaled,
@@ -483,7 +485,7 @@ def train(
         momentum=schedule.momentum,
         weight_decay=schedule.weight_decay,
     )
-    scaler = torch.amp.GradScaler(dev.type, enabled=schedule.amp)
+    scaler = torch.amp.GradScaler(dev.type, enabled=schedule.amp and dev.type == "cuda")  # bf16 needs none
     run_dir.mkdir(parents=True, exist_ok=True)
     start = resume(run_dir, identity, model, optimizer, scaler, dev)
     log_path = run_dir / TRAIN_LOG

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.engine import engine_for
+from segbench.engine.imagenet import imagenet_source
 from segbench.engine.runlock import run_lock
 from segbench.errors import InputError, RunError, SegbenchError
 from segbench.io import read_json, write_json_atomic
@@ -84,7 +85,8 @@ def train_run(
                     },
                 )
             with _plugin_faults(cfg, "training"):
-                summary = engine.train(cfg, run_dir, data_root, device=device, gpus=gpus)
+                with imagenet_source(cfg, data_root):  # the rehearsal's stand-in ImageNet weights
+                    summary = engine.train(cfg, run_dir, data_root, device=device, gpus=gpus)
         record = {
             "run_id": cfg["run_id"],
             "config_hash": digest,
@@ -184,7 +186,8 @@ def evaluate_run(
     start = time.perf_counter()
     with run_lock(run_dir, "evaluate"):
         with _plugin_faults(cfg, "evaluation"):
-            metrics = engine.evaluate(cfg, run_dir, data_root, device=device)
+            with imagenet_source(cfg, data_root):
+                metrics = engine.evaluate(cfg, run_dir, data_root, device=device)
         record = {
             "run_id": cfg["run_id"],
             "run": cfg["run"],

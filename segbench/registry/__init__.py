@@ -51,7 +51,7 @@ def _load_cached(path: str) -> dict[str, Any]:
             f"{p}:{where} invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"
         ) from None
     validate_registry(data, source=str(p))
-    return data
+    return expand_derived_scales(data)
 
 
 def validate_registry(data: Any, source: str = "registry") -> None:
@@ -63,7 +63,59 @@ def validate_registry(data: Any, source: str = "registry") -> None:
         err = errors[0]
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         raise InputError(f"{source}: entry {where}: {err.message}; fix that entry (schema: {SCHEMA_FILE})")
-    _check_references(data, source)
+    _check_derived_scales(data, source)
+    _check_references(expand_derived_scales(data), source)
+
+
+def expand_derived_scales(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with every derived scale (one with ``base:``) spelled out: the base scale's datasets and
+    family overlays deep-merged with its own (a mapping merges key by key, anything else replaces), and
+    every table defined at the base (or only those it names in ``tables:``) defined at it too, with its
+    ``seeds:`` count. The rehearsal and paper-short scales are the paper scale with a few keys changed, so
+    no setting of the paper is written twice."""
+    out = copy.deepcopy(data)
+    for name, scale in out["scales"].items():
+        base_name = scale.pop("base", None)
+        if base_name is None:
+            continue
+        base = data["scales"][base_name]
+        seeds, tables = scale.pop("seeds", 1), scale.pop("tables", None)
+        for key in ("datasets", "families"):
+            scale[key] = deep_merge(base.get(key, {}), scale.get(key, {}))
+        for table_name, table in out["tables"].items():
+            if base_name in table["seeds"] and (tables is None or table_name in tables):
+                table["seeds"][name] = int(seeds)
+    return out
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` overlaid by ``over``: nested mappings merge key by key; other values of ``over`` win."""
+    merged = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _check_derived_scales(data: dict[str, Any], source: str) -> None:
+    scales = data["scales"]
+    for name, scale in scales.items():
+        unknown_runs = set(scale.get("ci_runs", [])) - set(data["runs"])
+        if unknown_runs:
+            raise InputError(f"{source}: entry scales/{name}/ci_runs: unknown runs {sorted(unknown_runs)}")
+        base = scale.get("base")
+        if base is None:
+            continue
+        where = f"{source}: entry scales/{name}/base"
+        if base not in scales:
+            raise InputError(f"{where}: unknown scale {base!r}; known: {sorted(scales)}")
+        if "base" in scales[base]:
+            raise InputError(f"{where}: {base!r} is itself derived; derive from a scale without base:")
+        unknown = set(scale.get("tables", [])) - set(data["tables"])
+        if unknown:
+            raise InputError(f"{source}: entry scales/{name}/tables: unknown tables {sorted(unknown)}")
 
 
 def _check_references(data: dict[str, Any], source: str) -> None:
@@ -347,6 +399,11 @@ def resolve_run(
         "input": copy.deepcopy(inputs),
         "schedule": scaled_schedule(overlay.get("schedule", {}), spec.get("budget")),
     }
+    imagenet = reg["scales"][scale].get("imagenet")
+    if (
+        imagenet and family == "maskrcnn"
+    ):  # "stand-in": the rehearsal's random ImageNet files (engine/imagenet.py)
+        cfg["imagenet"] = imagenet
     if overlay.get("pretraining") and model.get("pretrained", True):
         cfg["pretraining"] = pretraining_spec(model, overlay["pretraining"])
     cross_validation = reg["scales"][scale].get("cross_validation")

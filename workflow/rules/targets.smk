@@ -37,3 +37,14 @@ for _target, _manifest in FIGURE_TARGETS.items():
         input:
             _manifest,
         localrule: True
+
+
+# The scale's CI subset (scales.<scale>.ci_runs, e.g. the rehearsal's C4, ResNeXt-FPN, keypoint and U-Net
+# runs): each trained and evaluated, seed 0. Empty at scales that name none.
+rule rehearse_ci:
+    input:
+        [
+            f"{RESULTS}/{SCALE}/runs/{run}-seed0/metrics.json"
+            for run in REGISTRY["scales"][SCALE].get("ci_runs", [])
+        ],
+    localrule: True

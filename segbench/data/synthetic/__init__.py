@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from segbench.data.synthetic import cells, em, keypoints, shapes
+from segbench.data.synthetic import cells, coco2017, em, keypoints, shapes
 
-GENERATORS: dict[str, ModuleType] = {"shapes": shapes, "keypoints": keypoints, "em": em, "cells": cells}
+GENERATORS: dict[str, ModuleType] = {
+    "shapes": shapes,
+    "keypoints": keypoints,
+    "em": em,
+    "cells": cells,
+    "coco2017": coco2017,
+}

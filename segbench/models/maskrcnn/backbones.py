@@ -42,6 +42,11 @@ _IMAGENET_WEIGHTS: dict[str, WeightsEnum] = {
 }
 
 
+def imagenet_weights(backbone: str) -> WeightsEnum:
+    """torchvision's ImageNet weights of ``backbone`` (the paper scale's initialisation)."""
+    return _IMAGENET_WEIGHTS[backbone]
+
+
 def cardinality(backbone: str) -> tuple[int, int]:
     """(groups, width per group) of ``backbone``'s res2 bottleneck."""
     return _CARDINALITY[backbone]
