@@ -432,6 +432,30 @@ def test_pooler_routes_each_box_to_its_level_with_any_layer():
         assert torch.equal(got[idx], fn(feats[name], rois[idx], 7, 1 / 2 ** (lvl + 2), 2))
 
 
+@pytest.mark.parametrize(
+    ("layer", "aggregation"),
+    [("roi_pool", "max"), ("roi_warp", "max"), ("roi_align", "avg"), ("roi_align", "max")],
+)
+def test_every_roi_layer_pools_in_float32_under_bf16_autocast(layer: str, aggregation: str) -> None:
+    """AMP on the CPU (the rehearsal scale): torchvision's CPU roi_pool has no bfloat16 kernel, and its
+    CUDA autocast wrappers pool in float32; the pooler does the same for every layer, at every level."""
+    feats = fpn_features(3)
+    boxes = [random_boxes(4, 30), random_boxes(5, 10)]
+    image_shapes = [(512, 512), (512, 512)]
+    pooler = MultiScaleRoIPooler(["0", "1", "2", "3"], 7, 2, make_roi_layer(layer, aggregation))
+    want = pooler(feats, boxes, image_shapes)
+    low = OrderedDict((k, v.to(torch.bfloat16).requires_grad_()) for k, v in feats.items())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = pooler(low, boxes, image_shapes)
+    assert got.dtype == torch.bfloat16
+    exact = pooler(OrderedDict((k, v.detach().float()) for k, v in low.items()), boxes, image_shapes)
+    assert torch.equal(got, exact.to(torch.bfloat16))  # float32 pooling of the bf16 features, then cast
+    assert torch.allclose(got.float(), want, rtol=0.02, atol=0.02)
+    got.float().sum().backward()
+    grads = [v.grad for v in low.values() if v.grad is not None]  # levels that received boxes
+    assert grads and all(g.dtype == torch.bfloat16 and g.abs().sum() > 0 for g in grads)
+
+
 def test_level_assignment_by_hand():
     # k = floor(4 + log2(sqrt(w h) / 224)), clamped to [2, 5]; returned relative to k_min = 2
     sides = [224, 223.9, 112, 111.9, 448, 1000, 56, 10, 1]

@@ -188,3 +188,15 @@ def test_a_scale_without_stand_ins_leaves_torch_home_alone(tmp_path: Path, monke
     with imagenet_source(resolve_run("r50_fpn", "paper"), tmp_path):
         assert "TORCH_HOME" not in os.environ
     assert not stand_in_torch_home(tmp_path).exists()
+
+
+# -- paper_short: the paper's settings, Detectron's 1x schedule, Table 2b-2e ---------------------------
+@pytest.mark.parametrize("run", ["r50_c4", "r50_c4_softmax", "r50_c5_roialign", "r50_fpn_mlp3"])
+def test_paper_short_is_the_paper_scale_on_a_1x_schedule(run: str) -> None:
+    paper, short = resolve_run(run, "paper"), resolve_run(run, "paper_short")
+    for key in ("model", "input", "dataset"):
+        assert short[key] == paper[key], key
+    changed = {k for k in paper["schedule"] if short["schedule"][k] != paper["schedule"][k]}
+    assert changed == {"iterations", "lr_decay_at"}
+    assert (short["schedule"]["iterations"], short["schedule"]["lr_decay_at"]) == (90000, [60000, 80000])
+    assert table_names(REG, "paper_short") == ["table2b", "table2c", "table2d", "table2e"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def test_every_artifact_has_a_target_rule():
     assert expected <= listed and set(TARGETS) <= listed
 
 
-@pytest.mark.parametrize("scale", ["smoke", "mini", "paper"])
+@pytest.mark.parametrize("scale", ["smoke", "mini", "paper", "rehearsal"])
 def test_dry_run_of_every_target(scale, tmp_path):
     result = snakemake(
         "-n",
@@ -144,3 +145,32 @@ def test_an_unknown_scale_is_named_in_the_last_lines():
     assert result.returncode != 0
     tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-3:])
     assert "unknown scale 'bogus' (choose smoke, mini, paper" in tail, tail
+
+
+def test_the_rehearsal_ci_target_trains_and_evaluates_exactly_the_registrys_ci_runs(tmp_path):
+    """`make rehearse-ci` (snakemake rehearse_ci at scale rehearsal): scales.rehearsal.ci_runs, seed 0."""
+    from segbench.registry import load_registry
+
+    ci_runs = load_registry()["scales"]["rehearsal"]["ci_runs"]
+    result = snakemake(
+        "-n",
+        "rehearse_ci",
+        "--config",
+        "scale=rehearsal",
+        f"results={tmp_path}/results",
+        f"reports={tmp_path}/reports",
+        f"data_root={tmp_path}/data",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    trained = set(re.findall(r"segbench train --run (\S+) --scale rehearsal --seed 0", result.stdout))
+    assert trained == set(ci_runs)
+    assert result.stdout.count("segbench evaluate --run") == len(ci_runs)
+
+
+def test_paper_short_defines_only_table_2b_to_2e(tmp_path):
+    config = ["--config", "scale=paper_short", f"results={tmp_path}/results", f"data_root={tmp_path}/data"]
+    result = snakemake("-n", "reproduce_table2c", *config)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "r50_c4_roipool-seed0" in result.stdout
+    result = snakemake("-n", "reproduce_table2a", *config)
+    assert result.returncode != 0 and "not defined at scale 'paper_short'" in result.stdout + result.stderr

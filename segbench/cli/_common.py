@@ -12,11 +12,18 @@ from segbench.paths import data_root, run_dir
 from segbench.registry import load_registry, resolve_run
 
 
+def scale_help(default: str) -> str:
+    """``--scale`` help naming the registry's scales (read when the parser is built)."""
+    try:
+        names = " | ".join(load_registry()["scales"])
+    except InputError:  # a broken registry is reported when the command runs, in one line
+        names = "a scale of the registry"
+    return f"{names} (default: {default})"
+
+
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run name from the registry (segbench list --runs)")
-    p.add_argument(
-        "--scale", default=None, help="smoke | mini | paper (default: the registry's default_scale)"
-    )
+    p.add_argument("--scale", default=None, help=scale_help("the registry's default_scale"))
     p.add_argument("--seed", type=int, default=0, help="seed of this run instance (default 0)")
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
     p.add_argument("--data-root", default=None, help="data root (default: $SEGBENCH_DATA or <repo>/data)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from segbench.cli._common import scale_help
 from segbench.engine.device import check_device
 from segbench.paths import data_root
 from segbench.registry import check_scale, load_registry
@@ -27,9 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     which.add_argument("--sample", type=int, help="audit N committed run instances drawn at random (--seed)")
     p.add_argument("--seed", type=int, default=0, help="seed of the --sample draw (default 0)")
-    p.add_argument(
-        "--scale", default=None, help="smoke | mini | paper (default: the registry's default_scale)"
-    )
+    p.add_argument("--scale", default=None, help=scale_help("the registry's default_scale"))
     p.add_argument("--results", default=None, help="committed results root (default: <repo>/results)")
     p.add_argument("--data-root", default=None, help="data root (default: $SEGBENCH_DATA or <repo>/data)")
     p.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from segbench.cli._common import scale_help
 from segbench.plugins import PLUGIN_KINDS
 
 
@@ -26,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seeds", type=int, default=3, help="seeds per row (default 3; the paired test needs >= 2)"
     )
-    p.add_argument("--scale", default=None, help="smoke | mini | paper (default: the registry's default)")
+    p.add_argument("--scale", default=None, help=scale_help("the registry's default"))
     p.add_argument(
         "--base",
         default=None,

@@ -7,6 +7,7 @@ import json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from segbench.cli._common import scale_help
     from segbench.plan import GPU_TYPES
 
     p = sub.add_parser(
@@ -18,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the CPU figures are scaled by a documented factor, and each row says so.",
     )
     p.add_argument("target", help="table or artifact (table2, unet_table1, all), or reproduce_<name>")
-    p.add_argument("--scale", default="paper", help="smoke | mini | paper (default: paper)")
+    p.add_argument("--scale", default="paper", help=scale_help("paper"))
     p.add_argument("--gpus", type=int, default=None, help="GPUs to plan for (default: the paper's, 8)")
     p.add_argument("--gpu-type", default="h100", choices=sorted(GPU_TYPES), help="GPU type (default: h100)")
     p.add_argument("--bench", default=None, help="folder of benchmark records (default: <results>/bench)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from segbench.cli._common import scale_help
 from segbench.registry import check_scale, get_table, load_registry
 
 
@@ -16,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "reports/<scale>/figures/ and write reports/<scale>/index.html plus one page per table "
         "under results/<scale>/tables/. --figure NAME renders only that figure.",
     )
-    p.add_argument("--scale", default=None, help="smoke | mini | paper (default: the registry's default)")
+    p.add_argument("--scale", default=None, help=scale_help("the registry's default"))
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
     p.add_argument("--out", default=None, help="reports root (default: <repo>/reports)")
     p.add_argument("--data-root", default=None, help="data root (default: $SEGBENCH_DATA or <repo>/data)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from segbench.cli._common import scale_help
 from segbench.registry import check_scale, load_registry
 from segbench.status import describe, target_status
 
@@ -17,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "why. `make reproduce` prints this before it starts.",
     )
     p.add_argument("target", help="table or artifact (table2, unet_table1, all), or reproduce_<name>")
-    p.add_argument("--scale", default=None, help="smoke | mini | paper (default: the registry's default)")
+    p.add_argument("--scale", default=None, help=scale_help("the registry's default"))
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
     p.add_argument(
         "--retrain", action="store_true", help="describe a from-scratch retrain (make reproduce FORCE=1)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from segbench.cli._common import scale_help
 from segbench.errors import InputError
 from segbench.registry import artifacts, check_scale, load_registry
 from segbench.status import assembled_with
@@ -39,9 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="only print the Markdown; write no file (results/<scale>/tables stays as it is)",
     )
-    p.add_argument(
-        "--scale", default=None, help="smoke | mini | paper | real_cpu (default: the registry's default)"
-    )
+    p.add_argument("--scale", default=None, help=scale_help("the registry's default"))
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
     p.set_defaults(func=run)
 

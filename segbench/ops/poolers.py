@@ -103,6 +103,19 @@ class MultiScaleRoIPooler(MultiScaleRoIAlign):
             raise InputError(
                 f"none of the feature maps {list(self.featmap_names)} is in the input (it has {list(x)})"
             )
+        device_type = features[0].device.type
+        if torch.is_autocast_enabled(device_type):
+            # under AMP the RoI layers run in float32, as torchvision's own autocast wrappers of roi_align and
+            # roi_pool do on CUDA (and its CPU roi_pool kernel has no bfloat16); the result takes the features' type
+            dtype = features[0].dtype
+            with torch.autocast(device_type, enabled=False):
+                pooled = self._pool([f.float() for f in features], [b.float() for b in boxes], image_shapes)
+            return pooled.to(dtype)
+        return self._pool(features, boxes, image_shapes)
+
+    def _pool(
+        self, features: list[Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
+    ) -> Tensor:
         scales, k_min, k_max = self.setup_scales(features, image_shapes)
         self.scales = scales
         rois = boxes_to_rois(boxes)
