@@ -216,6 +216,8 @@ def test_table_chart_has_a_claims_panel_labelled_axes_and_a_title_that_fits(tmp_
     assert "gap" in claims.get_ylabel() and "AP, %" in claims.get_ylabel()
     assert "paper's gap" in [t.get_text() for t in claims.get_legend().get_texts()]
     assert all(ax.get_ylabel() for ax in axes), [ax.get_title() for ax in axes if not ax.get_ylabel()]
+    recall = next(ax for ax in axes if ax.get_title() == "AR")  # the registry's recall column
+    assert "AR, %" in recall.get_ylabel() and "AP" not in recall.get_ylabel()
     renderer = fig.canvas.get_renderer()
     title = fig._suptitle.get_window_extent(renderer)
     assert title.x0 >= 0 and title.x1 <= fig.bbox.width
