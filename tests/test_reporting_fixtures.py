@@ -68,7 +68,10 @@ def write_run(run_dir: Path, run: str, seed: int, scale: str = SCALE) -> None:
     q = QUALITY[run]
     run_dir.mkdir(parents=True, exist_ok=True)
     run_id = run_dir.name
-    (run_dir / "config.json").write_text(json.dumps({"run": run, "seed": seed}), encoding="utf-8")
+    config = resolve_run(run, scale, seed)  # what segbench train records: the resolved config
+    (run_dir / "config.json").write_text(
+        json.dumps({"run": run, "seed": seed, "run_id": run_id, "config": config}), encoding="utf-8"
+    )
     log = [
         {
             "iteration": i,

@@ -64,6 +64,17 @@ def test_table_page_separates_runs_trained_at_from_assembled_by(report: dict[str
     assert "Assembled by" in html[html.index('id="provenance"') :]
 
 
+def test_table_page_shows_the_config_keys_that_differ_between_its_runs(report: dict[str, Path]) -> None:
+    """table2c's runs differ in roi_layer and roi_aggregation only (from their config.json)."""
+    page = (report["pages"] / "table2c.html").read_text()
+    section = page[page.index('id="config-diff"') : page.index('id="schedule"')]
+    keys = re.findall(r'<th scope="row"><code>([^<]+)</code>', section)
+    assert keys == ["model.roi_aggregation", "model.roi_layer"]
+    assert "<code>r50_c4_roipool</code>" in section and "roi_pool" in section and "roi_align" in section
+    unet = (report["pages"] / "unet_table1.html").read_text()
+    assert "family" in re.findall(r'<th scope="row"><code>([^<]+)</code>', unet)
+
+
 def test_user_strings_are_escaped(report: dict[str, Path]) -> None:
     table2c = (report["pages"] / "table2c.html").read_text()
     assert XSS not in table2c
