@@ -63,6 +63,7 @@ def test_missing_inputs_skip_with_a_note(tmp_path: Path) -> None:
         "bars_table2c",
         "maskrcnn_fig2_5",
         "maskrcnn_fig4",
+        "maskrcnn_fig6",
         "maskrcnn_fig7",
         "unet_fig2",
         "unet_fig4",
@@ -70,6 +71,14 @@ def test_missing_inputs_skip_with_a_note(tmp_path: Path) -> None:
         result = render_figure(name, context(tmp_path))
         assert result.status == "skipped" and result.note, name
         assert read_manifest(tmp_path / "reports" / SCALE / "figures" / f"{name}.json").status == "skipped"
+
+
+def test_a_skip_note_inside_the_repository_names_no_machine_folder() -> None:
+    from segbench.paths import REPO_ROOT
+    from segbench.reporting.figures.predictions import shown
+
+    assert shown(REPO_ROOT / "results" / "mini" / "runs") == "results/mini/runs"
+    assert shown(Path("/elsewhere/runs")) == "/elsewhere/runs"
 
 
 def test_fig3_sampling_points_reproduce_the_op() -> None:

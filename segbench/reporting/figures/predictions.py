@@ -37,6 +37,14 @@ def run_name(run_dir: Path) -> str:
     return run_dir.name.rpartition("-seed")[0]
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the repository where it lies inside it: a note on a committed page names no
+    machine's folders."""
+    from segbench.paths import REPO_ROOT
+
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def find_predictions(ctx: FigureContext, iou_type: str, preferred: tuple[str, ...]) -> tuple[Path, dict]:
     """The predictions file (and its content) of the first run with ``iou_type`` detections."""
     runs = sorted((ctx.scale_dir / "runs").glob(f"*/{PREDICTIONS}"))
@@ -48,7 +56,7 @@ def find_predictions(ctx: FigureContext, iou_type: str, preferred: tuple[str, ..
             return path, content
     raise MissingInput(
         f"no trained run with {iou_type} predictions ({PREDICTIONS}) under "
-        f"{ctx.scale_dir / 'runs'}; train and evaluate a run first"
+        f"{shown(ctx.scale_dir / 'runs')}; train and evaluate a run first"
     )
 
 
@@ -322,7 +330,7 @@ def render_cells(ctx: FigureContext) -> list[str]:
     if not found:
         raise MissingInput(
             "no U-Net run with predictions_val.npz (arrays image, prediction, ground_truth) under "
-            f"{ctx.scale_dir / 'runs'}; evaluate a U-Net run first"
+            f"{shown(ctx.scale_dir / 'runs')}; evaluate a U-Net run first"
         )
     # one row per run (PhC-U373, DIC-HeLa, ...), one column per seed
     by_run: dict[str, list[Path]] = defaultdict(list)
