@@ -108,7 +108,7 @@ def test_every_table_format_has_the_converged_column(tmp_path):
     by_row = {line[2]: line[-1] for line in lines}
     assert by_row["roipool"].startswith("no (") and by_row["roiwarp_max"] == "n/a"
     markdown = to_markdown(table)
-    assert "| row | AP | AP50 | AP75 | converged |" in markdown
+    assert "| row | AP | AP50 | AP75 | AR | ARbb | converged |" in markdown
     roialign = next(
         line for line in markdown.splitlines() if line.startswith("| RoIAlign (aligned, bilinear, ave)")
     )

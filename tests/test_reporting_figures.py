@@ -28,6 +28,7 @@ def test_registry_has_every_paper_figure_and_a_bar_chart_per_reproduced_table() 
         "run_metrics",
         "maskrcnn_fig2_5",
         "maskrcnn_fig3",
+        "maskrcnn_fig6",
         "maskrcnn_fig4",
         "maskrcnn_fig7",
         "unet_fig2",
@@ -62,6 +63,7 @@ def test_missing_inputs_skip_with_a_note(tmp_path: Path) -> None:
         "bars_table2c",
         "maskrcnn_fig2_5",
         "maskrcnn_fig4",
+        "maskrcnn_fig6",
         "maskrcnn_fig7",
         "unet_fig2",
         "unet_fig4",
@@ -69,6 +71,14 @@ def test_missing_inputs_skip_with_a_note(tmp_path: Path) -> None:
         result = render_figure(name, context(tmp_path))
         assert result.status == "skipped" and result.note, name
         assert read_manifest(tmp_path / "reports" / SCALE / "figures" / f"{name}.json").status == "skipped"
+
+
+def test_a_skip_note_inside_the_repository_names_no_machine_folder() -> None:
+    from segbench.paths import REPO_ROOT
+    from segbench.reporting.figures.predictions import shown
+
+    assert shown(REPO_ROOT / "results" / "mini" / "runs") == "results/mini/runs"
+    assert shown(Path("/elsewhere/runs")) == "/elsewhere/runs"
 
 
 def test_fig3_sampling_points_reproduce_the_op() -> None:
@@ -170,9 +180,43 @@ def test_prediction_figures_from_a_run(tmp_path: Path) -> None:
     _fake_predictions(
         runs / "r50_fpn_person_kp_mask-seed0", "keypoints_smoke", tmp_path / "data", keypoints=True
     )
-    for name in ("maskrcnn_fig2_5", "maskrcnn_fig7"):
+    for name in ("maskrcnn_fig2_5", "maskrcnn_fig6", "maskrcnn_fig7"):
         result = render_figure(name, context(tmp_path, data_root=tmp_path / "data"))
         assert result.status == "ok", result.note
+        assert result.tables and (tmp_path / "reports" / SCALE / "figures" / f"{name}.png").is_file()
+
+
+def test_fig6_prefers_the_r101_fpn_run_and_picks_overlapping_objects(tmp_path: Path) -> None:
+    """Fig. 6 draws the registry's ResNet-101-FPN run before any other, on the val images whose ground
+    truth overlaps most, ground truth on top."""
+    from unittest import mock
+
+    from segbench.registry import figure_runs, figure_tables
+    from segbench.reporting.figures import predictions
+
+    assert figure_runs("maskrcnn_fig6")[0][0] == "r101_fpn" and "table1" in figure_tables("maskrcnn_fig6")
+    runs = tmp_path / "results" / SCALE / "runs"
+    for run in ("r50_fpn", "r101_fpn"):
+        _fake_predictions(runs / f"{run}-seed0", "shapes_smoke", tmp_path / "data", keypoints=False)
+    saved = {}
+    with mock.patch.object(
+        predictions, "save_matplotlib", lambda fig, out, name: saved.setdefault(name, fig) and []
+    ):
+        predictions.render_overlaps(context(tmp_path, data_root=tmp_path / "data"))
+    fig = saved["maskrcnn_fig6"]
+    assert "r101_fpn-seed0" in fig._suptitle.get_text()
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    columns = len(titles) // 2
+    assert all(t.startswith("ground truth") for t in titles[:columns])
+    assert all(t.startswith("Mask R-CNN") for t in titles[columns:])
+    pairs = [int(t.split("(")[1].split()[0]) for t in titles[:columns]]
+    assert pairs == sorted(pairs, reverse=True)
+    assert (
+        predictions.overlapping_pairs(
+            [{"bbox": [0, 0, 4, 4]}, {"bbox": [2, 2, 4, 4]}, {"bbox": [9, 9, 1, 1]}]
+        )
+        == 1
+    )
 
 
 def test_prediction_figures_without_detections_are_skipped_not_failed(tmp_path):
@@ -216,6 +260,8 @@ def test_table_chart_has_a_claims_panel_labelled_axes_and_a_title_that_fits(tmp_
     assert "gap" in claims.get_ylabel() and "AP, %" in claims.get_ylabel()
     assert "paper's gap" in [t.get_text() for t in claims.get_legend().get_texts()]
     assert all(ax.get_ylabel() for ax in axes), [ax.get_title() for ax in axes if not ax.get_ylabel()]
+    recall = next(ax for ax in axes if ax.get_title() == "AR")  # the registry's recall column
+    assert "AR, %" in recall.get_ylabel() and "AP" not in recall.get_ylabel()
     renderer = fig.canvas.get_renderer()
     title = fig._suptitle.get_window_extent(renderer)
     assert title.x0 >= 0 and title.x1 <= fig.bbox.width

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from segbench.metrics.coco import DET_STATS
 from segbench.provenance import config_hash
 from segbench.registry import load_registry, registry_path, resolve_run, runs_for_tables
 from segbench.tables import write_table
@@ -18,7 +19,7 @@ XSS_IMG = '<img src=x onerror="alert(2)">'
 SCALE = "mini"
 TABLES = ("table2b", "table2c", "unet_table1")
 CURVE_RUN = "r50_c4"  # the one run whose fake runs recorded an evaluation curve
-COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+COCO_KEYS = DET_STATS  # what the engine records: AP and AR
 # A fixed quality per run, so that directions come out both reproduced and not reproduced.
 QUALITY = {
     "r50_c4": 0.30,
@@ -67,7 +68,10 @@ def write_run(run_dir: Path, run: str, seed: int, scale: str = SCALE) -> None:
     q = QUALITY[run]
     run_dir.mkdir(parents=True, exist_ok=True)
     run_id = run_dir.name
-    (run_dir / "config.json").write_text(json.dumps({"run": run, "seed": seed}), encoding="utf-8")
+    config = resolve_run(run, scale, seed)  # what segbench train records: the resolved config
+    (run_dir / "config.json").write_text(
+        json.dumps({"run": run, "seed": seed, "run_id": run_id, "config": config}), encoding="utf-8"
+    )
     log = [
         {
             "iteration": i,

@@ -1,9 +1,15 @@
-"""notebooks/explore_results.ipynb runs top to bottom against a temporary results tree (never stale)."""
+"""notebooks/explore_results.ipynb runs top to bottom against a temporary results tree (never stale).
+
+nbclient and ipykernel are in the dev extras (pip install -e ".[dev]", what `make install` does), so this
+test runs, never skips, wherever the suite is meant to run."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
 from test_reporting_fixtures import build_results
 
@@ -11,8 +17,6 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore_results.
 
 
 def test_notebook_executes_on_a_results_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     build_results(tmp_path / "results", tables=("table2b", "unet_table1"), scale="mini")
     monkeypatch.setenv("SEGBENCH_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("SEGBENCH_SCALE", "mini")
@@ -26,3 +30,16 @@ def test_notebook_executes_on_a_results_tree(tmp_path: Path, monkeypatch: pytest
     assert "2 tables at scale 'mini'" in printed
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, "the paper-vs-reproduced plot was not drawn"
+
+
+def test_the_dev_install_has_the_notebook_pieces_and_the_readme_links_the_notebook() -> None:
+    root = NOTEBOOK.parents[1]
+    pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
+    dev = re.search(r"^dev = \[(.*?)^\]", pyproject, re.MULTILINE | re.DOTALL)
+    assert dev, "pyproject.toml: no dev extras"
+    names = set(re.findall(r'^\s*"([A-Za-z0-9_.-]+)', dev.group(1), re.MULTILINE))
+    assert {"nbclient", "ipykernel"} <= names
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert "python3" in KernelSpecManager().find_kernel_specs()  # ipykernel's kernel, as the test runs it
+    assert "(notebooks/explore_results.ipynb)" in (root / "README.md").read_text(encoding="utf-8")

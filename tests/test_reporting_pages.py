@@ -64,6 +64,45 @@ def test_table_page_separates_runs_trained_at_from_assembled_by(report: dict[str
     assert "Assembled by" in html[html.index('id="provenance"') :]
 
 
+def test_table_page_shows_the_config_keys_that_differ_between_its_runs(report: dict[str, Path]) -> None:
+    """table2c's runs differ in roi_layer and roi_aggregation only (from their config.json)."""
+    page = (report["pages"] / "table2c.html").read_text()
+    section = page[page.index('id="config-diff"') : page.index('id="schedule"')]
+    keys = re.findall(r'<th scope="row"><code>([^<]+)</code>', section)
+    assert keys == ["model.roi_aggregation", "model.roi_layer"]
+    assert "<code>r50_c4_roipool</code>" in section and "roi_pool" in section and "roi_align" in section
+    unet = (report["pages"] / "unet_table1.html").read_text()
+    assert "family" in re.findall(r'<th scope="row"><code>([^<]+)</code>', unet)
+
+
+def test_scale_reports_and_the_bench_report_link_to_each_other(tmp_path: Path) -> None:
+    """The mini report's pages link to ../bench/index.html and the bench page back to ../mini/index.html
+    (relative, only to reports that exist); a smoke report (test output, not committed) is never linked."""
+    from segbench.bench.report import build_bench_report
+    from segbench.reporting.html import build_pages
+
+    reports = tmp_path / "reports"
+    build_results(tmp_path / "results", tables=("table2b",))
+    (reports / "smoke").mkdir(parents=True)
+    (reports / "smoke" / "index.html").write_text("<html></html>")
+    build_pages(SCALE, tmp_path / "results", reports)
+    assert "../bench/index.html" not in (reports / SCALE / "index.html").read_text()  # no bench report yet
+    (tmp_path / "bench").mkdir()
+    build_bench_report(tmp_path / "bench", reports / "bench")
+    build_pages(SCALE, tmp_path / "results", reports)
+    bench = (reports / "bench" / "index.html").read_text()
+    assert 'href="../mini/index.html"' in bench and "../smoke/" not in bench
+    for page in ("index.html", "runs.html", "table2b.html"):
+        html = (reports / SCALE / page).read_text()
+        assert 'href="../bench/index.html"' in html and "../smoke/" not in html, page
+
+
+def test_committed_mini_and_bench_reports_link_to_each_other() -> None:
+    mini = (REPO / "reports" / "mini" / "index.html").read_text(encoding="utf-8")
+    bench = (REPO / "reports" / "bench" / "index.html").read_text(encoding="utf-8")
+    assert 'href="../bench/index.html"' in mini and 'href="../mini/index.html"' in bench
+
+
 def test_user_strings_are_escaped(report: dict[str, Path]) -> None:
     table2c = (report["pages"] / "table2c.html").read_text()
     assert XSS not in table2c

@@ -11,6 +11,7 @@ import pytest
 
 from segbench.errors import InputError
 from segbench.io import write_json_atomic
+from segbench.metrics.coco import DET_STATS, KPT_STATS
 from segbench.provenance import config_hash
 from segbench.registry import load_registry, resolve_run, runs_for_tables
 from segbench.tables.assemble import assemble_table, to_markdown, write_table
@@ -20,11 +21,11 @@ def fake_metrics(root: Path, scale: str, tables: list[str], value_of) -> None:
     """Write a metrics.json for every run instance the tables need; value_of(run, seed) -> float."""
     for rs in runs_for_tables(tables, scale, load_registry()):
         v = value_of(rs.run, rs.seed)
-        coco = {k: v for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+        coco = {k: v for k in DET_STATS}  # what the engine records, AR included
         metrics = {
             "segm": coco,
             "bbox": {k: v / 2 for k in coco},
-            "keypoints": coco,
+            "keypoints": {k: v for k in KPT_STATS},
             "isbi": {"warping_error": v, "rand_error": v, "pixel_error": v},
             "ctc": {"seg": v, "iou": v},
         }
@@ -38,6 +39,24 @@ def fake_metrics(root: Path, scale: str, tables: list[str], value_of) -> None:
                 "train_wall_time_s": 2.0,
             },
         )
+
+
+def test_recall_columns_come_from_the_runs_ar100_without_paper_values(tmp_path):
+    """AR (mask AR100) and ARbb (box AR100) beside the paper's AP columns; the paper prints no AR."""
+    fake_metrics(tmp_path, "mini", ["table2c"], lambda run, seed: 0.3 + 0.01 * seed)
+    path = tmp_path / "mini" / "runs" / "r50_c4-seed1" / "metrics.json"
+    record = json.loads(path.read_text())
+    record["metrics"]["segm"]["AR100"] = 0.5
+    record["metrics"]["bbox"]["AR100"] = 0.6
+    write_json_atomic(path, record)
+    table = assemble_table("table2c", "mini", tmp_path)
+    assert table["columns"][-2:] == ["AR", "ARbb"]
+    row = next(r for r in table["rows"] if r["id"] == "roialign_avg")
+    assert row["values"]["AR"]["per_seed"] == pytest.approx([30.0, 50.0, 32.0])
+    assert row["values"]["ARbb"]["per_seed"] == pytest.approx([15.0, 60.0, 16.0])
+    assert row["values"]["AR"]["paper"] is None and row["values"]["AR"]["delta"] is None
+    header = to_markdown(table).splitlines()
+    assert any("AR" in line and "ARbb" in line for line in header)
 
 
 def test_seed_statistics_delta_and_directions(tmp_path):

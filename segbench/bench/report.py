@@ -103,23 +103,21 @@ def _title(record: dict[str, Any]) -> str:
 def build_bench_report(results: str | Path | None = None, out: str | Path | None = None) -> tuple[Path, int]:
     """Write ``<out>/index.html`` from ``<results>/*.json``; returns (page, number of result files)."""
     from segbench.bench import default_results_dir
-    from segbench.reporting.html import environment, stylesheet
+    from segbench.reporting.html import environment, other_reports, stylesheet
 
     results_dir = Path(results) if results else default_results_dir()
     page_dir = Path(out) if out else default_report_dir()
     found = load_results(results_dir) if results_dir.is_dir() else []
     views = [result_view(p, r, page_dir) for p, r in found]
-    html = (
-        environment()
-        .get_template("bench.html.j2")
-        .render(
-            results=views,
-            results_dir=portable(str(results_dir.resolve())),
-            css=stylesheet(),
-            scale="bench",
-            absolute=True,
-            scale_description=DESCRIPTION,
-        )
+    env = environment()
+    env.globals["other_reports"] = other_reports(page_dir.parent, page_dir.name)
+    html = env.get_template("bench.html.j2").render(
+        results=views,
+        results_dir=portable(str(results_dir.resolve())),
+        css=stylesheet(),
+        scale="bench",
+        absolute=True,
+        scale_description=DESCRIPTION,
     )
     index = page_dir / "index.html"
     write_text_atomic(index, html)

@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "report": "report_cmd",
     "metrics": "metrics",
     "compare": "compare_cmd",
+    "diff": "diff_cmd",
     "status": "status_cmd",
     "plan": "plan_cmd",
     "bench": "bench_cmd",

@@ -33,7 +33,7 @@ class ReportPaths:
 def environment() -> jinja2.Environment:
     """The template environment: autoescape on for every template (``.html.j2`` included)."""
     loader = jinja2.PackageLoader("segbench.reporting", "templates")
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=loader,
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -41,6 +41,24 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.globals["other_reports"] = []  # set per report: see other_reports()
+    return env
+
+
+# Reports a page links to in its header, besides its own: the bench report and each scale's report. The
+# smoke scale's reports are test output (gitignored), so no committed page links to them.
+LINKED_REPORTS = ("mini", "real_cpu", "paper", "bench")
+
+
+def other_reports(reports_root: Path, current: str) -> list[dict[str, str]]:
+    """``[{"name", "href"}]``: the other reports under ``reports_root`` that exist (their index.html), as
+    relative links from a page in ``reports_root/<current>/``; the mini report and the bench report link
+    to each other."""
+    return [
+        {"name": "benchmarks" if name == "bench" else f"{name} report", "href": f"../{name}/index.html"}
+        for name in LINKED_REPORTS
+        if name != current and (reports_root / name / "index.html").is_file()
+    ]
 
 
 def stylesheet() -> Markup:
@@ -185,6 +203,7 @@ def build_pages(scale: str, results: Path, out: Path, figure_names: list[str] | 
     page_dir = out / scale
     figures_dir = page_dir / "figures"
     env = environment()
+    env.globals["other_reports"] = other_reports(out, scale)
     tables = load_tables(scale, results)
     manifests = load_figures(figures_dir, figure_names)
     index_figures = [figure_view(m, figures_dir, page_dir) for m in manifests if m.on_index]

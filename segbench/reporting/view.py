@@ -208,6 +208,26 @@ def run_views(table: dict[str, Any], results: Path, page_dir: Path) -> list[dict
     return out
 
 
+def config_diff_view(table: dict[str, Any], results: Path, width: int = 60) -> dict[str, Any]:
+    """The config keys that differ between the table's runs, from their recorded ``config.json``
+    (:mod:`segbench.configdiff`): ``{"runs": [run, ...], "rows": [{"key", "values": [text, ...]}]}``;
+    values longer than ``width`` characters are cut (the full value in ``"full"``)."""
+    from segbench.configdiff import config_diff, format_value, table_run_configs
+
+    configs = table_run_configs(table, results)
+    rows = []
+    for entry in config_diff(configs) if len(configs) > 1 else []:
+        full = [format_value(entry["values"][run]) for run in configs]
+        rows.append(
+            {
+                "key": entry["key"],
+                "values": [v if len(v) <= width else v[: width - 1] + "…" for v in full],
+                "full": full,
+            }
+        )
+    return {"runs": list(configs), "rows": rows}
+
+
 def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str, Any]:
     """Everything a table page shows, already formatted."""
     tol, digits = tolerance_for(table), digits_for(table)
@@ -265,6 +285,7 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
         "band_counts": {b: bands.count(b) for b in ("good", "near", "far")},
         "freshness": table_state(table["table"], table["scale"], results),
         "runs": run_views(table, results, page_dir),
+        "config_diff": config_diff_view(table, results),
         "provenance": table.get("provenance", {}),
         "sources": [
             {

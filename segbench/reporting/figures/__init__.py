@@ -104,6 +104,14 @@ def _static_specs(registry: dict) -> list[FigureSpec]:
             tables=tables("maskrcnn_fig2_5"),
         ),
         FigureSpec(
+            "maskrcnn_fig6",
+            "Mask R-CNN Fig. 6: overlapping objects",
+            "validation images with the most overlapping instances: ground truth (top) and the "
+            "ResNet-101-FPN run's masks (bottom); the paper's FCIS+++ row is not reproduced",
+            _lazy("predictions", "render_overlaps"),
+            tables=tables("maskrcnn_fig6"),
+        ),
+        FigureSpec(
             "maskrcnn_fig7",
             "Mask R-CNN Fig. 7: keypoints",
             "keypoints, skeleton and person mask on validation images from a trained run",

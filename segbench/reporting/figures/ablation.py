@@ -34,10 +34,10 @@ def measured_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def unit(table: dict[str, Any], column: str) -> str:
-    """The axis unit of a column: COCO AP in percent; U-Net's error rates and IoU are fractions."""
+    """The axis unit of a column: COCO AP and AR in percent; U-Net's error rates and IoU are fractions."""
     key = table.get("metrics", {}).get(column, "")
     if key.startswith(("segm.", "bbox.", "keypoints.")):
-        return "AP, %"
+        return "AR, %" if key.rpartition(".")[2].startswith("AR") else "AP, %"
     if key.startswith("ctc."):
         return "IoU, fraction"
     return "fraction, lower is better" if table.get("lower_is_better") else "fraction"

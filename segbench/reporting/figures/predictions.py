@@ -1,5 +1,6 @@
-"""Figures from a trained run's predictions: Mask R-CNN Figs. 2/5 (masks, boxes, class, score), Fig. 7
-(keypoints, skeleton, person mask) and U-Net Fig. 4 (cell segmentation results).
+"""Figures from a trained run's predictions: Mask R-CNN Figs. 2/5 (masks, boxes, class, score), Fig. 6
+(overlapping objects: ground truth above the ResNet-101-FPN run's masks), Fig. 7 (keypoints, skeleton,
+person mask) and U-Net Fig. 4 (cell segmentation results).
 
 Mask R-CNN runs write ``predictions_val.json`` (``{"bbox": [...], "segm": [...], "keypoints": [...]}``, COCO
 result records, see :mod:`segbench.records`); the images and categories come from the
@@ -36,6 +37,14 @@ def run_name(run_dir: Path) -> str:
     return run_dir.name.rpartition("-seed")[0]
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the repository where it lies inside it: a note on a committed page names no
+    machine's folders."""
+    from segbench.paths import REPO_ROOT
+
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def find_predictions(ctx: FigureContext, iou_type: str, preferred: tuple[str, ...]) -> tuple[Path, dict]:
     """The predictions file (and its content) of the first run with ``iou_type`` detections."""
     runs = sorted((ctx.scale_dir / "runs").glob(f"*/{PREDICTIONS}"))
@@ -47,7 +56,7 @@ def find_predictions(ctx: FigureContext, iou_type: str, preferred: tuple[str, ..
             return path, content
     raise MissingInput(
         f"no trained run with {iou_type} predictions ({PREDICTIONS}) under "
-        f"{ctx.scale_dir / 'runs'}; train and evaluate a run first"
+        f"{shown(ctx.scale_dir / 'runs')}; train and evaluate a run first"
     )
 
 
@@ -176,6 +185,105 @@ def render_instances(ctx: FigureContext) -> list[str]:
     return save_matplotlib(fig, ctx.out_dir, "maskrcnn_fig2_5")
 
 
+def annotation_mask(annotation: dict[str, Any], height: int, width: int) -> np.ndarray:
+    """A ground-truth instance mask from its COCO ``segmentation`` (polygons, or RLE in either form)."""
+    from pycocotools import mask as mask_utils
+
+    segmentation = annotation["segmentation"]
+    if isinstance(segmentation, list):  # polygons
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        return decode(segmentation)
+    return mask_utils.decode(rle).astype(bool)
+
+
+def overlapping_pairs(annotations: list[dict[str, Any]]) -> int:
+    """How many pairs of ground-truth instances of one image have overlapping boxes."""
+    boxes = [a["bbox"] for a in annotations]
+    return sum(
+        1
+        for i, (x, y, w, h) in enumerate(boxes)
+        for (u, v, p, q) in boxes[i + 1 :]
+        if min(x + w, u + p) > max(x, u) and min(y + h, v + q) > max(y, v)
+    )
+
+
+def render_overlaps(ctx: FigureContext) -> list[str]:
+    """Fig. 6: the paper sets FCIS+++ (top) against Mask R-CNN ResNet-101-FPN (bottom) on overlapping
+    objects, where FCIS shows systematic artifacts. FCIS is not reproduced here, so the top row is the
+    ground truth: validation images with the most overlapping instances, then the run's masks on them."""
+    path, predictions = find_predictions(ctx, "segm", preferred_runs("maskrcnn_fig6"))
+    images_dir, coco = val_split(ctx, path.parent)
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    truth = by_image([a for a in coco["annotations"] if not a.get("iscrowd")])
+    segm = by_image(predictions["segm"])
+    threshold = score_threshold(segm)
+    candidates = [i for i in truth if any(r["score"] >= threshold for r in segm.get(i, []))]
+    ids = sorted(candidates, key=lambda i: (-overlapping_pairs(truth[i]), i))[:MAX_IMAGES]
+    if not ids:
+        raise MissingInput(
+            f"the run {path.parent.name} detects nothing on the validation images with ground truth; "
+            "train longer or at a larger scale"
+        )
+    fig = new_figure(3.0 * len(ids), 6.9)
+    axes = fig.subplots(2, len(ids), squeeze=False)
+    colours = np.random.default_rng(0).uniform(0.2, 1.0, (64, 3))
+    for column, image_id in enumerate(ids):
+        image = load_image(images_dir, coco, image_id)
+        rows = (
+            ("ground truth", [(a, annotation_mask(a, *image.shape[:2])) for a in truth[image_id]]),
+            (
+                "Mask R-CNN",
+                [(r, decode(r["segmentation"])) for r in segm[image_id] if r["score"] >= threshold],
+            ),
+        )
+        for ax, (what, instances) in zip(axes[:, column], rows, strict=True):
+            shown = image
+            for n, (_, mask) in enumerate(instances):
+                shown = overlay(shown, mask, colours[n % len(colours)])
+            ax.imshow(shown)
+            for n, (record, mask) in enumerate(instances):
+                ys, xs = np.nonzero(mask)
+                if len(xs):
+                    ax.contour(mask, levels=[0.5], colors=[colours[n % len(colours)]], linewidths=0.8)
+                    label = names.get(record["category_id"], "?")
+                    if "score" in record:
+                        label += f" {record['score']:.2f}"
+                    top = (
+                        ys.min() > 8
+                    )  # room above the mask: label above it, else inside (not over the title)
+                    ax.text(
+                        xs.min(),
+                        ys.min() - 1 if top else ys.min() + 1,
+                        plain(label),
+                        fontsize=6,
+                        color="white",
+                        va="bottom" if top else "top",
+                        bbox={"fc": "black", "alpha": 0.5, "pad": 1},
+                    )
+            ax.set_title(
+                f"{what}, image {image_id}"
+                + (
+                    f" ({overlapping_pairs(truth[image_id])} overlapping pairs)"
+                    if what == "ground truth"
+                    else ""
+                ),
+                fontsize=7,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(
+        plain(
+            f"Fig. 6: overlapping objects – ground truth (top) vs Mask R-CNN run {path.parent.name} "
+            f"(bottom), score >= {threshold:.2g}"
+        ),
+        fontsize=9,
+    )
+    return save_matplotlib(fig, ctx.out_dir, "maskrcnn_fig6")
+
+
 def render_keypoints(ctx: FigureContext) -> list[str]:
     path, predictions = find_predictions(ctx, "keypoints", preferred_runs("maskrcnn_fig7"))
     images_dir, coco = val_split(ctx, path.parent)
@@ -222,7 +330,7 @@ def render_cells(ctx: FigureContext) -> list[str]:
     if not found:
         raise MissingInput(
             "no U-Net run with predictions_val.npz (arrays image, prediction, ground_truth) under "
-            f"{ctx.scale_dir / 'runs'}; evaluate a U-Net run first"
+            f"{shown(ctx.scale_dir / 'runs')}; evaluate a U-Net run first"
         )
     # one row per run (PhC-U373, DIC-HeLa, ...), one column per seed
     by_run: dict[str, list[Path]] = defaultdict(list)
