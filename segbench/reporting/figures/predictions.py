@@ -280,6 +280,7 @@ def render_overlaps(ctx: FigureContext) -> list[str]:
             f"(bottom), score >= {threshold:.2g}"
         ),
         fontsize=9,
+        wrap=True,  # a one-image figure (few val images with overlaps) is narrower than the title
     )
     return save_matplotlib(fig, ctx.out_dir, "maskrcnn_fig6")
 
