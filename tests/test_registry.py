@@ -107,7 +107,8 @@ def test_shared_configs_are_one_run(registry):
     assert ids.count("r50_c4-seed0") == 1
     assert seeds_for_run("r50_c4", "mini", registry) == [0, 1, 2]  # 2b-2e ask for 3 seeds
     assert seeds_for_run("r101_c4", "mini", registry) == [0, 1, 2]  # 2a asks for 3 seeds too
-    assert seeds_for_run("r101_fpn_faster", "mini", registry) == [0]  # Table 3 only: 1 seed
+    assert seeds_for_run("r101_fpn_faster", "mini", registry) == [0, 1, 2]  # Table 3 asks for 3 seeds
+    assert seeds_for_run("r101_fpn_faster", "paper", registry) == [0]  # one seed at the paper scale
 
 
 def test_resolve_run_overlays_the_scale(registry):
