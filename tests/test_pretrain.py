@@ -114,3 +114,24 @@ def test_pretraining_lowers_the_loss(tmp_path: Path) -> None:
     info = pretrain.pretrain(spec, tmp_path / "w.pt")
     curve = [point["loss"] for point in info["loss_curve"]]
     assert curve[-1] < curve[0]
+
+
+def test_a_run_that_fills_the_cache_trains_as_one_that_finds_it_full(tmp_path: Path) -> None:
+    """A run pretrains its backbone in a fresh process when the cache is empty; its training must not
+    differ from a run whose cache the DAG's pretrain rule filled first (loss by loss, bit for bit)."""
+    from segbench.engine.runner import train_run
+    from segbench.trainlog import read_train_log
+
+    data = tmp_path / "data"
+    cfg = resolve_run("r50_fpn", "smoke")
+    filled = tmp_path / "b" / "smoke" / "runs" / cfg["run_id"]
+    spec = cfg["pretraining"]
+    pretrain.pretrain(spec, pretrained_weights(tmp_path / "b", "smoke", spec), scale="smoke")
+    losses = []
+    for results in (tmp_path / "a", tmp_path / "b"):
+        run_dir = results / "smoke" / "runs" / cfg["run_id"]
+        train_run(cfg, run_dir, data)
+        log = read_train_log(run_dir / "train_log.jsonl")
+        losses.append([entry["loss"] for entry in log if "iteration" in entry])
+    assert pretrained_weights(tmp_path / "a", "smoke", spec).exists() and filled.exists()
+    assert losses[0] == losses[1] and len(losses[0]) == cfg["schedule"]["iterations"]

@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import multiprocessing
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -187,12 +186,14 @@ def ensure_pretrained(spec: dict[str, Any], path: Path, *, scale: str | None = N
     with waiting_lock(path.parent, path.stem):  # concurrent runs of one backbone pretrain it once
         if not path.exists():
             log.info("pretraining %s into %s (not cached)", spec["backbone"], path)
-            # Pretrain in a fresh process, so that no state of this one changes its training. (Measured at
-            # smoke: a run that filled the cache still trains differently from one that found it full, with
-            # equal weights; cause not found. DAG runs find it full: rule pretrain runs first.)
+            # Pretrain in a fresh process, so that no state of this one changes its training, with this
+            # process's thread count: a spawned process starts with torch's default, and the weights depend
+            # on it (float sums in another order). That difference made a run that filled the cache train
+            # differently from one that found it full (tests/test_pretrain.py checks they now agree).
             state = capture_rng_state()  # starting a process draws from torch's generator too
             context = multiprocessing.get_context("spawn")
-            worker = context.Process(target=_pretrain_quietly, args=(spec, str(path), scale))
+            threads = torch.get_num_threads()
+            worker = context.Process(target=_pretrain_quietly, args=(spec, str(path), scale, threads))
             worker.start()
             worker.join()
             restore_rng_state(state)
@@ -203,8 +204,8 @@ def ensure_pretrained(spec: dict[str, Any], path: Path, *, scale: str | None = N
     return path
 
 
-def _pretrain_quietly(spec: dict[str, Any], path: str, scale: str | None) -> None:
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+def _pretrain_quietly(spec: dict[str, Any], path: str, scale: str | None, threads: int) -> None:
+    torch.set_num_threads(threads)
     pretrain(spec, Path(path), scale=scale)
 
 
