@@ -371,7 +371,8 @@ def coco_results(
     threshold = float(cfg["model"].get("mask_threshold", 0.5))
     batch = int(cfg["schedule"].get("test_images_per_batch", 2))
     results: dict[str, list[dict[str, Any]]] = {t: [] for t in iou_types}
-    for image_id, output in predict(model, images, dev, batch):
+    desc = f"{cfg.get('run_id', cfg['run'])} inference"  # two jobs' lines on one console stay apart
+    for image_id, output in predict(model, images, dev, batch, desc=desc):
         records = coco_records(image_id, output, images.category_ids, iou_types, threshold)
         for iou_type, image_records in records.items():
             results[iou_type].extend(image_records)
@@ -380,7 +381,11 @@ def coco_results(
 
 @torch.no_grad()
 def predict(
-    model: torch.nn.Module, dataset: CocoInstances, device: torch.device, images_per_batch: int = 2
+    model: torch.nn.Module,
+    dataset: CocoInstances,
+    device: torch.device,
+    images_per_batch: int = 2,
+    desc: str = "inference",
 ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
     """(image id, output on the CPU) for every image of ``dataset``, in eval mode, batch by batch."""
     model.eval()
@@ -391,7 +396,7 @@ def predict(
         collate_fn=collate_detection,
         num_workers=4 if device.type == "cuda" else 0,
     )
-    with progress_bar(len(loader), desc="inference", unit="batch") as bar:
+    with progress_bar(len(loader), desc=desc, unit="batch") as bar:
         for images, targets in loader:
             outputs = model([im.to(device, non_blocking=True) for im in images])
             for target, output in zip(targets, outputs, strict=True):
