@@ -109,9 +109,11 @@ def test_list_json_lists_every_table_with_rows_and_scales():
     data = json.loads(result.stdout)
     assert set(data["tables"]) == set(artifacts()["all"])
     for table in data["tables"].values():
-        assert table["rows"] and {"smoke", "mini", "paper"} <= set(table["scales"])
-    assert set(data["tables"]["unet_table1"]["scales"]) == {"smoke", "mini", "paper", "real_cpu"}
+        assert table["rows"] and {"smoke", "mini", "paper", "rehearsal"} <= set(table["scales"])
+    assert set(data["tables"]["unet_table1"]["scales"]) == {"smoke", "mini", "paper", "rehearsal", "real_cpu"}
     assert "real_cpu" not in data["tables"]["table2a"]["scales"]
+    assert "paper_short" in data["tables"]["table2c"]["scales"]  # derived scales, expanded
+    assert "paper_short" not in data["tables"]["table2a"]["scales"]
     peer = data["tables"]["table1"]["rows"][0]
     assert peer["reference_only"] and peer["runs"] == []
 
