@@ -13,6 +13,7 @@ from typing import Any
 
 from segbench.errors import InputError
 from segbench.io import read_json
+from segbench.registry import split_run_id
 
 IDENTITY_KEYS = frozenset({"run", "run_id", "seed"})
 ABSENT = "(absent)"
@@ -44,9 +45,7 @@ def config_diff(configs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def format_value(value: Any) -> str:
-    if value is ABSENT or value == ABSENT:
-        return ABSENT
-    if isinstance(value, str):
+    if isinstance(value, str):  # ABSENT included
         return value
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
@@ -74,14 +73,14 @@ def table_run_configs(table: dict[str, Any], results: Path) -> dict[str, dict[st
     name, in the order the table's rows use them. Runs without a readable config.json are left out."""
     by_run: dict[str, list[str]] = {}
     for rid in sorted(table.get("runs", {})):
-        by_run.setdefault(rid.rpartition("-seed")[0] or rid, []).append(rid)
+        by_run.setdefault(split_run_id(rid)[0], []).append(rid)
     ordered = []
     for row in table.get("rows", []):
         ordered += [r for r in row.get("runs", []) if r in by_run and r not in ordered]
     ordered += [r for r in by_run if r not in ordered]
     out = {}
     for run in ordered:
-        seeds = sorted(by_run[run], key=lambda rid: int(rid.rpartition("-seed")[2] or 0))
+        seeds = sorted(by_run[run], key=lambda rid: split_run_id(rid)[1] or 0)
         for rid in seeds:
             run_dir = results / table["scale"] / "runs" / rid
             try:

@@ -80,9 +80,7 @@ def test_every_registry_schedule_parses_into_one_vocabulary(family, scale):
     for run in runs:
         cfg = resolve_run(run, scale, 0)
         digest = config_hash(cfg)
-        schedule = FAMILIES[family][0](cfg, Path("unused"), Path("unused")).schedule(
-            replicas=1, gpus=1, cuda=False
-        )
+        schedule = FAMILIES[family][0](cfg, Path("unused"), Path("unused")).schedule(replicas=1, gpus=1)
         assert schedule.iterations > 0 and schedule.images_per_batch >= 1 and schedule.base_lr > 0
         assert schedule.checkpoint_every >= 1
         assert config_hash(cfg) == digest  # parsing reads the config, never rewrites it
@@ -250,7 +248,7 @@ class ToyFamily:
     def __init__(self, cfg: dict[str, Any], data_root: Path, run_dir: Path) -> None:
         self.cfg = cfg
 
-    def schedule(self, *, replicas: int, gpus: int, cuda: bool) -> contract.Schedule:
+    def schedule(self, *, replicas: int, gpus: int) -> contract.Schedule:
         return contract.parse_schedule(self.cfg["schedule"], self.schedule_defaults, replicas=replicas)
 
     def build_model(self, schedule: contract.Schedule) -> torch.nn.Module:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from segbench.cli._common import scale_help
 from segbench.configdiff import config_diff, format_value, run_config
 from segbench.errors import InputError
 from segbench.paths import results_root
-from segbench.registry import check_scale, load_registry
+from segbench.registry import check_scale, load_registry, run_id, split_run_id
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,16 +25,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_b", metavar="RUN_B", help="run instance or run to compare with RUN_A")
     p.add_argument("--seed", type=int, default=0, help="seed of a RUN given without -seed<k> (default 0)")
-    p.add_argument(
-        "--scale", default=None, help="smoke | mini | paper | real_cpu (default: the registry's default)"
-    )
+    p.add_argument("--scale", default=None, help=scale_help("the registry's default"))
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
     p.set_defaults(func=run)
 
 
 def instance(name: str, seed: int) -> str:
-    stem, sep, k = name.rpartition("-seed")
-    return name if sep and stem and k.isdigit() else f"{name}-seed{seed}"
+    """``name`` as a run instance: itself where it ends in -seed<k>, else ``<name>-seed<seed>``."""
+    run, k = split_run_id(name)
+    return run_id(run, seed if k is None else k)
 
 
 def run(args: argparse.Namespace) -> int:

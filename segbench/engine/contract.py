@@ -113,7 +113,6 @@ def parse_schedule(
     *,
     replicas: int = 1,
     gpus: int = 0,
-    cuda: bool = False,
     train_scales: list[int] | None = None,
 ) -> Schedule:
     """The :class:`Schedule` of a ``schedule`` block for ``replicas`` data-parallel processes.
@@ -418,7 +417,7 @@ class TrainingFamily(Protocol):
     distributed: bool  # may run as several torchrun replicas (DistributedDataParallel)
     schedule_defaults: dict[str, Any]  # values of omitted schedule keys
 
-    def schedule(self, *, replicas: int, gpus: int, cuda: bool) -> Schedule: ...
+    def schedule(self, *, replicas: int, gpus: int) -> Schedule: ...
 
     def build_model(self, schedule: Schedule) -> torch.nn.Module:
         """The model to train; called right after seeding (its initialisation draws from the RNG)."""
@@ -468,7 +467,7 @@ def train(
             if family.distributed
             else " (this family trains on one device)",
         )
-    schedule = family.schedule(replicas=replica.world_size, gpus=gpus, cuda=dev.type == "cuda")
+    schedule = family.schedule(replicas=replica.world_size, gpus=gpus)
     curve_at = set(eval_iterations(schedule.iterations, eval_points(cfg, family)))  # a bad value: error now
     if schedule.rescaled and replica.is_main:
         log.warning("%s: schedule rescaled: %s", cfg.get("run_id", cfg["run"]), schedule.rescaled["reason"])

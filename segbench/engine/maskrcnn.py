@@ -65,9 +65,7 @@ SCHEDULE_DEFAULTS = {
 }
 
 
-def effective_schedule(
-    cfg: dict[str, Any], *, replicas: int = 1, gpus: int = 0, cuda: bool = False
-) -> Schedule:
+def effective_schedule(cfg: dict[str, Any], *, replicas: int = 1, gpus: int = 0) -> Schedule:
     """The schedule of ``cfg`` for ``replicas`` data-parallel processes (:func:`contract.parse_schedule`).
 
     The registry's ``resnext`` / ``keypoint`` sub-schedules replace the base one for those runs (the paper
@@ -93,9 +91,7 @@ def effective_schedule(
         train_scales = kp.get("train_scales")
     elif person and overlays["keypoint"] and "base_lr" in overlays["keypoint"]:
         raw["base_lr"] = overlays["keypoint"]["base_lr"]  # the rate only; the paper's 160k schedule stays
-    return parse_schedule(
-        raw, SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus, cuda=cuda, train_scales=train_scales
-    )
+    return parse_schedule(raw, SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus, train_scales=train_scales)
 
 
 # -- data and model -----------------------------------------------------------------------------------
@@ -171,8 +167,8 @@ class MaskRCNNFamily:
         self.dataset: CocoInstances | None = None
         self.val: tuple[CocoInstances, Path] | None = None  # the curve's images and annotation file
 
-    def schedule(self, *, replicas: int, gpus: int, cuda: bool) -> Schedule:
-        return effective_schedule(self.cfg, replicas=replicas, gpus=gpus, cuda=cuda)
+    def schedule(self, *, replicas: int, gpus: int) -> Schedule:
+        return effective_schedule(self.cfg, replicas=replicas, gpus=gpus)
 
     def build_model(self, schedule: Schedule) -> torch.nn.Module:
         self.dataset = open_train_split(self.cfg, self.data_root)

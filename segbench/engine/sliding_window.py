@@ -103,10 +103,8 @@ class SlidingWindowFamily:
         self.cfg, self.data_root, self.run_dir = cfg, Path(data_root), Path(run_dir)
         self.extra: dict[str, Any] = {}
 
-    def schedule(self, *, replicas: int, gpus: int, cuda: bool) -> Schedule:
-        return parse_schedule(
-            self.cfg["schedule"], SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus, cuda=cuda
-        )
+    def schedule(self, *, replicas: int, gpus: int) -> Schedule:
+        return parse_schedule(self.cfg["schedule"], SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus)
 
     def build_model(self, schedule: Schedule) -> torch.nn.Module:
         self.model = build_sliding_window(self.cfg)

@@ -231,10 +231,8 @@ class UNetFamily:
         self.loss_fn = unet_loss(cfg.get("model", {}))
         self.extra: dict[str, Any] = {}
 
-    def schedule(self, *, replicas: int, gpus: int, cuda: bool) -> Schedule:
-        return parse_schedule(
-            self.cfg["schedule"], SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus, cuda=cuda
-        )
+    def schedule(self, *, replicas: int, gpus: int) -> Schedule:
+        return parse_schedule(self.cfg["schedule"], SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus)
 
     def build_model(self, schedule: Schedule) -> torch.nn.Module:
         self.model = build_model(self.cfg)

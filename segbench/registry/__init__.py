@@ -50,12 +50,12 @@ def _load_cached(path: str) -> dict[str, Any]:
         raise InputError(
             f"{p}:{where} invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"
         ) from None
-    validate_registry(data, source=str(p))
-    return expand_derived_scales(data)
+    return validate_registry(data, source=str(p))
 
 
-def validate_registry(data: Any, source: str = "registry") -> None:
-    """Schema validation plus cross-references; the error names the offending entry."""
+def validate_registry(data: Any, source: str = "registry") -> dict[str, Any]:
+    """Schema validation plus cross-references; the error names the offending entry. Returns the registry
+    with its derived scales expanded (:func:`expand_derived_scales`), the form every reader sees."""
     schema = yaml.safe_load(resources.files("segbench.registry").joinpath(SCHEMA_FILE).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
@@ -64,7 +64,9 @@ def validate_registry(data: Any, source: str = "registry") -> None:
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         raise InputError(f"{source}: entry {where}: {err.message}; fix that entry (schema: {SCHEMA_FILE})")
     _check_derived_scales(data, source)
-    _check_references(expand_derived_scales(data), source)
+    expanded = expand_derived_scales(data)
+    _check_references(expanded, source)
+    return expanded
 
 
 def expand_derived_scales(data: dict[str, Any]) -> dict[str, Any]:
@@ -234,6 +236,13 @@ class RunSeed:
 def run_id(run: str, seed: int) -> str:
     """The directory name of one trained instance: ``<run>-seed<k>``."""
     return f"{run}-seed{seed}"
+
+
+def split_run_id(name: str) -> tuple[str, int | None]:
+    """The inverse of :func:`run_id`: ``r50_c4-seed2`` -> ``("r50_c4", 2)``; a name without a
+    ``-seed<k>`` suffix -> ``(name, None)``."""
+    head, sep, tail = name.rpartition("-seed")
+    return (head, int(tail)) if sep and head and tail.isdigit() else (name, None)
 
 
 def scales(registry: dict[str, Any] | None = None) -> list[str]:

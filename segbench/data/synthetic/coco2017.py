@@ -55,6 +55,7 @@ COCO_CATEGORIES: tuple[tuple[int, str, str], ...] = (
     (88, "teddy bear", "indoor"), (89, "hair drier", "indoor"), (90, "toothbrush", "indoor"),
 )  # fmt: skip
 PERSON_ID = 1
+OTHER_IDS = [cid for cid, _, _ in COCO_CATEGORIES if cid != PERSON_ID]  # what shape objects are labelled
 INSTANCE_CATEGORIES = [{"id": i, "name": n, "supercategory": s} for i, n, s in COCO_CATEGORIES]
 KEYPOINT_CATEGORIES = keypoints.CATEGORIES  # person, with COCO's 17 keypoints and skeleton
 
@@ -126,9 +127,8 @@ def render_image(
             objects.append((PERSON_ID, mask[:height, :width], cropped_keypoints(kps, width, height)))
     else:
         canvas, shapes_drawn = shapes.render_image(rng, {**shapes.DEFAULTS, **p, "image_size": side})
-        others = [cid for cid, _, _ in COCO_CATEGORIES if cid != PERSON_ID]
         for _, mask in shapes_drawn:
-            objects.append((others[int(rng.integers(len(others)))], mask[:height, :width], None))
+            objects.append((OTHER_IDS[int(rng.integers(len(OTHER_IDS)))], mask[:height, :width], None))
     min_area = int(p["min_visible_area"])
     kept = [
         (cid, mask, kps)

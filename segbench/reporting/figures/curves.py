@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from segbench.io import read_json, read_jsonl
+from segbench.registry import split_run_id
 from segbench.reporting.figures.base import FigureContext, MissingInput, new_figure, plain, save_matplotlib
 
 # Headline metric per family, in the order a metrics.json is searched: (key, label, fraction -> percent).
@@ -30,8 +31,7 @@ HEADLINE_UNITS = {
 
 def run_name(run_id: str) -> str:
     """``r50_c4-seed2`` -> ``r50_c4``."""
-    head, sep, tail = run_id.rpartition("-seed")
-    return head if sep and tail.isdigit() else run_id
+    return split_run_id(run_id)[0]
 
 
 def train_logs(ctx: FigureContext) -> dict[str, list[tuple[str, list[dict]]]]:

@@ -221,7 +221,8 @@ def render_overlaps(ctx: FigureContext) -> list[str]:
     segm = by_image(predictions["segm"])
     threshold = score_threshold(segm)
     candidates = [i for i in truth if any(r["score"] >= threshold for r in segm.get(i, []))]
-    ids = sorted(candidates, key=lambda i: (-overlapping_pairs(truth[i]), i))[:MAX_IMAGES]
+    pairs = {i: overlapping_pairs(truth[i]) for i in candidates}
+    ids = sorted(candidates, key=lambda i: (-pairs[i], i))[:MAX_IMAGES]
     if not ids:
         raise MissingInput(
             f"the run {path.parent.name} detects nothing on the validation images with ground truth; "
@@ -265,11 +266,7 @@ def render_overlaps(ctx: FigureContext) -> list[str]:
                     )
             ax.set_title(
                 f"{what}, image {image_id}"
-                + (
-                    f" ({overlapping_pairs(truth[image_id])} overlapping pairs)"
-                    if what == "ground truth"
-                    else ""
-                ),
+                + (f" ({pairs[image_id]} overlapping pairs)" if what == "ground truth" else ""),
                 fontsize=7,
             )
             ax.set_xticks([])
