@@ -19,6 +19,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from segbench.records import COCO_DETAILS, EVAL_CURVE
+from segbench.registry import split_run_id
 from segbench.reporting.view import RUN_FILES, url_between
 
 NOT_RECORDED = "not recorded"
@@ -287,7 +288,7 @@ def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
     seed = config.get("seed", metrics.get("seed"))
     return {
         "run_id": run_dir.name,
-        "run": config.get("run", metrics.get("run", run_dir.name.rpartition("-seed")[0])),
+        "run": config.get("run", metrics.get("run", split_run_id(run_dir.name)[0])),
         "seed": seed,
         "family": config.get("family") or ("classical" if not log else "other"),
         "dataset": dataset.get("name") if isinstance(dataset, dict) else dataset,

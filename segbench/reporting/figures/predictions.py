@@ -17,6 +17,7 @@ import numpy as np
 
 from segbench.io import read_json
 from segbench.records import CELL_EXAMPLE, PREDICTIONS_VAL
+from segbench.registry import split_run_id
 from segbench.reporting.figures.base import FigureContext, MissingInput, new_figure, plain, save_matplotlib
 
 PREDICTIONS = PREDICTIONS_VAL
@@ -34,7 +35,7 @@ def preferred_runs(figure: str) -> tuple[str, ...]:
 
 def run_name(run_dir: Path) -> str:
     """``results/<scale>/runs/r50_c4-seed2`` -> ``r50_c4``."""
-    return run_dir.name.rpartition("-seed")[0]
+    return split_run_id(run_dir.name)[0]
 
 
 def shown(path: Path) -> str:
