@@ -63,6 +63,9 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "mask_size": {"c4": 14, "c5": 28, "fpn": 28},
     "keypoint_roi_size": 14,
     "sampling_ratio": 2,
+    # FPN's RoI-to-level rule (Lin et al. 2017, eq. 1): a w x h RoI goes to level
+    # floor(4 + log2(sqrt(wh) / roi_canonical_scale)); 224, the ImageNet pre-training size
+    "roi_canonical_scale": 224,
     "box_score_thresh": 0.05,
     "box_nms": 0.5,
     "detections_per_image": 100,
@@ -84,6 +87,13 @@ RUN_KEYS = (
     "tasks",
 )
 KNOWN_KEYS = frozenset((*RUN_KEYS, *PAPER_DEFAULTS, "blocks", "num_classes", "implementation"))
+
+
+def _positive_int(key: str, value: Any) -> int:
+    """``value`` as an int >= 1; else a one-line :class:`InputError` naming the key."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"model key {key!r}: {value!r} must be an int >= 1")
+    return value
 
 
 def choose(key: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -137,6 +147,7 @@ class MaskRCNNSettings:
     mask_size: int
     keypoint_roi_size: int
     sampling_ratio: int
+    roi_canonical_scale: int
     box_score_thresh: float
     box_nms: float
     detections_per_image: int
@@ -250,6 +261,7 @@ def settings_from_config(cfg: Mapping[str, Any]) -> MaskRCNNSettings:
         mask_size=mask_size,
         keypoint_roi_size=int(model["keypoint_roi_size"]),
         sampling_ratio=int(model["sampling_ratio"]),
+        roi_canonical_scale=_positive_int("roi_canonical_scale", model["roi_canonical_scale"]),
         box_score_thresh=float(model["box_score_thresh"]),
         box_nms=float(model["box_nms"]),
         mask_threshold=float(model["mask_threshold"]),

@@ -81,7 +81,9 @@ def build_torchvision_maskrcnn(s: MaskRCNNSettings) -> ReferenceMaskRCNN:
     channels = bb.trunk.out_channels
     featmaps = list(bb.featmap_names)
     mask_branch = {
-        "mask_roi_pool": MultiScaleRoIAlign(featmaps, s.mask_roi_size, s.sampling_ratio),
+        "mask_roi_pool": MultiScaleRoIAlign(
+            featmaps, s.mask_roi_size, s.sampling_ratio, canonical_scale=s.roi_canonical_scale
+        ),
         "mask_head": MaskRCNNHeads(channels, (s.mask_head_dim,) * MASK_HEAD_CONVS, 1),
         "mask_predictor": MaskRCNNPredictor(s.mask_head_dim, s.mask_head_dim, s.num_classes),
     }
@@ -102,7 +104,9 @@ def build_torchvision_maskrcnn(s: MaskRCNNSettings) -> ReferenceMaskRCNN:
         rpn_bg_iou_thresh=s.rpn_negative_iou,
         rpn_batch_size_per_image=s.rpn_batch_size,
         rpn_positive_fraction=s.rpn_positive_fraction,
-        box_roi_pool=MultiScaleRoIAlign(featmaps, s.box_roi_size, s.sampling_ratio),
+        box_roi_pool=MultiScaleRoIAlign(
+            featmaps, s.box_roi_size, s.sampling_ratio, canonical_scale=s.roi_canonical_scale
+        ),
         box_head=TwoMLPHead(channels * s.box_roi_size**2, s.box_head_dim),
         box_predictor=FastRCNNPredictor(s.box_head_dim, s.num_classes),
         box_score_thresh=s.box_score_thresh,
