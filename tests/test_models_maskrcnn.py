@@ -27,6 +27,7 @@ from segbench.models.maskrcnn.backbones import ScaledResNet, build_backbone
 from segbench.models.maskrcnn.keypoint_heads import build_keypoint_head
 from segbench.models.maskrcnn.losses import MASK_LOSSES, get_mask_loss, sigmoid_mask_loss, softmax_mask_loss
 from segbench.models.maskrcnn.mask_heads import build_mask_head
+from segbench.ops.poolers import map_levels
 from segbench.registry import resolve_run
 
 K = 80  # COCO object classes
@@ -255,6 +256,27 @@ def test_smoke_model_uses_per_arch_sampling_and_anchors() -> None:
     assert fpn.roi_heads.fg_bg_sampler.batch_size_per_image == 32
     assert c4.rpn.anchor_generator.num_anchors_per_location() == [15]
     assert fpn.rpn.anchor_generator.num_anchors_per_location() == [3] * 5
+
+
+def test_roi_canonical_scale_reaches_every_fpn_pooler_and_moves_rois_between_levels() -> None:
+    """FPN eq. 1's canonical 224 by default (ours and the torchvision reference); the model key changes
+    it in the box, mask and keypoint poolers alike, and so the level a RoI is pooled from."""
+    default = build_maskrcnn(smoke("r50_fpn_person_kp_mask"))
+    moved = build_maskrcnn(smoke("r50_fpn_person_kp_mask", roi_canonical_scale=56))
+    reference = build_maskrcnn(smoke("r50_fpn", implementation="torchvision", roi_canonical_scale=56))
+    names = ("box_roi_pool", "mask_roi_pool", "keypoint_roi_pool")
+    assert [getattr(default.roi_heads, n).canonical_scale for n in names] == [224] * 3
+    assert [getattr(moved.roi_heads, n).canonical_scale for n in names] == [56] * 3
+    assert [getattr(reference.roi_heads, n).canonical_scale for n in names[:2]] == [56] * 2
+    box = [torch.tensor([[0.0, 0.0, 56.0, 56.0]])]  # sqrt(wh) = 56: P2 at 224, P4 at 56
+    assert map_levels(box, 2, 5, default.roi_heads.box_roi_pool.canonical_scale).item() == 0
+    assert map_levels(box, 2, 5, moved.roi_heads.box_roi_pool.canonical_scale).item() == 2
+
+
+@pytest.mark.parametrize("value", [0, -56, 56.5, "56", True])
+def test_bad_roi_canonical_scale_is_one_line(value) -> None:
+    with pytest.raises(InputError, match=r"^model key 'roi_canonical_scale': .* must be an int >= 1$"):
+        build_maskrcnn(smoke("r50_fpn", roi_canonical_scale=value))
 
 
 def test_num_classes_from_model_then_dataset_then_coco() -> None:
