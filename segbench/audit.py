@@ -33,6 +33,7 @@ from segbench.errors import InputError
 from segbench.io import read_json, read_jsonl, write_json_atomic
 from segbench.paths import child_path, results_root
 from segbench.provenance import config_hash, machine_signature, signature_hash
+from segbench.registry import split_run_id
 
 TIMING_KEYS = frozenset({"time", "data_time", "seconds"})  # wall times: never equal across reruns
 SPREAD_FRACTION = 0.5  # the seed spread is widened by half its width on each side ...
@@ -68,7 +69,7 @@ def select_instances(
         return sorted(random.Random(seed).sample(available, min(sample, len(available))))
     chosen: list[str] = []
     for name in runs or []:
-        matches = [name] if name in available else [r for r in available if r.rsplit("-seed", 1)[0] == name]
+        matches = [name] if name in available else [r for r in available if split_run_id(r)[0] == name]
         if not matches:
             raise InputError(
                 f"--runs {name}: no committed record at scale {scale}; choose one of "
@@ -191,7 +192,7 @@ def seed_spread(runs_dir: Path, run: str, key: str) -> list[float]:
     """The committed values of metric ``key`` over every committed seed of ``run``."""
     values = []
     for path in sorted(runs_dir.glob(f"{run}-seed*/metrics.json")):
-        if path.parent.name.rsplit("-seed", 1)[0] != run:
+        if split_run_id(path.parent.name)[0] != run:
             continue
         value = flatten(read_json(path, "run metrics").get("metrics", {})).get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
