@@ -89,10 +89,10 @@ RUN_KEYS = (
 KNOWN_KEYS = frozenset((*RUN_KEYS, *PAPER_DEFAULTS, "blocks", "num_classes", "implementation"))
 
 
-def _positive_int(key: str, value: Any) -> int:
-    """``value`` as an int >= 1; else a one-line :class:`InputError` naming the key."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"model key {key!r}: {value!r} must be an int >= 1")
+def _int_at_least(key: str, value: Any, minimum: int, why: str = "") -> int:
+    """``value``, an int >= ``minimum`` (not a bool); else a one-line :class:`InputError` naming the key."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(f"model key {key!r}: {value!r} must be an int >= {minimum}{why}")
     return value
 
 
@@ -180,11 +180,7 @@ def _per_arch(key: str, value: Any, arch: str) -> Any:
 def _num_classes(cfg: Mapping[str, Any]) -> int:
     model, dataset = cfg.get("model", {}), cfg.get("dataset") or {}
     value = model.get("num_classes", dataset.get("num_classes", COCO_NUM_CLASSES))
-    if not isinstance(value, int) or value < 2:
-        raise InputError(
-            f"model key 'num_classes': {value!r} must be an int >= 2 (object classes + background)"
-        )
-    return value
+    return _int_at_least("num_classes", value, 2, " (object classes + background)")
 
 
 def _tasks(value: Any) -> tuple[str, ...]:
@@ -261,7 +257,7 @@ def settings_from_config(cfg: Mapping[str, Any]) -> MaskRCNNSettings:
         mask_size=mask_size,
         keypoint_roi_size=int(model["keypoint_roi_size"]),
         sampling_ratio=int(model["sampling_ratio"]),
-        roi_canonical_scale=_positive_int("roi_canonical_scale", model["roi_canonical_scale"]),
+        roi_canonical_scale=_int_at_least("roi_canonical_scale", model["roi_canonical_scale"], 1),
         box_score_thresh=float(model["box_score_thresh"]),
         box_nms=float(model["box_nms"]),
         mask_threshold=float(model["mask_threshold"]),
