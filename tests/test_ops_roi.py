@@ -448,8 +448,12 @@ def test_every_roi_layer_pools_in_float32_under_bf16_autocast(layer: str, aggreg
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = pooler(low, boxes, image_shapes)
     assert got.dtype == torch.bfloat16
-    exact = pooler(OrderedDict((k, v.detach().float()) for k, v in low.items()), boxes, image_shapes)
-    assert torch.equal(got, exact.to(torch.bfloat16))  # float32 pooling of the bf16 features, then cast
+    # float32 pooling of the bf16 features, then cast; with a gradient, as `got` (on the CPU the
+    # training path of averaging RoIAlign is ours, equal to torchvision's up to float32 rounding)
+    exact = pooler(
+        OrderedDict((k, v.detach().float().requires_grad_()) for k, v in low.items()), boxes, image_shapes
+    )
+    assert torch.equal(got, exact.detach().to(torch.bfloat16))
     assert torch.allclose(got.float(), want, rtol=0.02, atol=0.02)
     got.float().sum().backward()
     grads = [v.grad for v in low.values() if v.grad is not None]  # levels that received boxes

@@ -24,11 +24,14 @@ Implementation (no Python loop over RoIs, bins or pixels; CPU and CUDA alike):
 * per axis, each RoI's ``oh*gh`` sample rows and ``ow*gw`` sample columns give the low/high index
   and weight tables (sampling is separable); their outer product gives, for every sampling point,
   its four corner rows and bilinear weights (``[k, Y, X, 4]``, small: no ``C``);
-* ``F.embedding_bag(corners, features, mode="sum", per_sample_weights=weights)`` builds the sampled
-  grid ``[k, Y, X, C]`` in one fused gather-and-weight pass (nothing of size ``4*k*Y*X*C``);
+* average: every bin is one linear combination of ``gh*gw*4`` corner rows with weights
+  ``w / (gh*gw)``, so ``F.embedding_bag(corners, features, mode="sum", per_sample_weights=weights)``
+  over bags of one bin each gives the output ``[k, oh, ow, C]`` in one fused pass;
+* max: the same ``embedding_bag`` with one bag per sampling point builds the sampled grid
+  ``[k, Y, X, C]`` (nothing of size ``4*k*Y*X*C``);
 * that grid *is* a channels-last ``[k, C, Y, X]`` image whose ``gh x gw`` tiles are the bins, so
-  ``F.max_pool2d(..., return_indices=True)`` / ``F.avg_pool2d`` with kernel = stride = ``(gh, gw)``
-  reduce it (vectorized over channels) and give the arg-max sample of every output;
+  ``F.max_pool2d(..., return_indices=True)`` with kernel = stride = ``(gh, gw)`` reduces it
+  (vectorized over channels) and gives the arg-max sample of every output;
 * RoIs are walked in chunks whose sampled grid stays under ``_CHUNK_ELEMENTS`` values; with adaptive
   sampling (``sampling_ratio <= 0``: a per-RoI ``gh, gw``) they are first sorted by grid size, and
   each chunk holds one grid size. The loops run over chunks and distinct grid sizes only.
@@ -36,8 +39,9 @@ Implementation (no Python loop over RoIs, bins or pixels; CPU and CUDA alike):
 The backward pass is a custom ``autograd.Function``. Max: for every output, the four corners and
 weights of its saved arg-max sample are gathered from the small tables and ``grad * w`` is
 scatter-added into the channels-last gradient (``4 * K * C * oh * ow`` elements, no dense
-sampled-grid gradient). Average: ``grad / (gh * gw) * w`` is index-added (rows of ``C``) to the
-four corners of every sample. Gradients flow to ``input`` only (the RoIs get none, as in
+sampled-grid gradient). Average: the forward's bin tables, kept, are transposed by one sort of
+their corner rows, and ``embedding_bag`` over bags of one feature row each sums ``w / (gh*gw) * grad``
+of every bin that samples the row (the transpose of the forward's sparse product). Gradients flow to ``input`` only (the RoIs get none, as in
 torchvision); the backward is not itself differentiable (as torchvision's).
 """
 
@@ -110,6 +114,54 @@ def _corner_tables(
     return idx, w
 
 
+def _bin_tables(
+    batch_idx: Tensor,
+    y0: Tensor,
+    x0: Tensor,
+    bin_h: Tensor,
+    bin_w: Tensor,
+    oh: int,
+    ow: int,
+    gh: int,
+    gw: int,
+    height: int,
+    width: int,
+) -> tuple[Tensor, Tensor]:
+    """The average as a sparse product: for every bin (``k*oh*ow`` rows, RoI-major) the ``gh*gw*4``
+    rows of the channels-last ``[N*H*W, C]`` map it samples and their weights ``w / (gh*gw)``, two
+    ``[k*oh*ow, gh*gw*4]`` tables; a bin's entries are the outer product of its ``gh`` sample rows'
+    low/high corners and its ``gw`` sample columns' (one broadcast, with a contiguous inner axis)."""
+    k = batch_idx.shape[0]
+    yl, yh, wyl, wyh = _axis_tables(y0, bin_h, oh, gh, height)  # [k, oh*gh]
+    xl, xh, wxl, wxh = _axis_tables(x0, bin_w, ow, gw, width)  # [k, ow*gw]
+    base = (batch_idx * (height * width))[:, None]
+    rows = torch.stack([base + yl * width, base + yh * width], dim=2).view(k, oh, 1, gh * 2, 1)
+    cols = torch.stack([xl, xh], dim=2).view(k, 1, ow, 1, gw * 2)
+    wy = torch.stack([wyl, wyh], dim=2).view(k, oh, 1, gh * 2, 1)
+    wx = (torch.stack([wxl, wxh], dim=2) / (gh * gw)).view(k, 1, ow, 1, gw * 2)
+    entries = gh * gw * 4
+    return (rows + cols).view(k * oh * ow, entries), (wy * wx).view(k * oh * ow, entries)
+
+
+def _transposed_sum(idx: Tensor, w: Tensor, grad: Tensor, rows: int) -> Tensor:
+    """``M^T @ grad`` for the sparse ``M`` whose row ``i`` has weights ``w[i]`` at columns ``idx[i]``:
+    the entries sorted by column (stable, so the sum order is fixed), then one ``embedding_bag`` per
+    column over the ``grad`` rows that reach it. ``[rows, C]``."""
+    per_row = idx.shape[1]
+    cols = idx.reshape(-1)
+    order = torch.sort(cols.to(torch.int32), stable=True)[1]
+    counts = torch.bincount(cols, minlength=rows)
+    offsets = torch.zeros(rows, dtype=torch.int64, device=idx.device)
+    offsets[1:] = counts.cumsum(0)[:-1]
+    return F.embedding_bag(
+        torch.div(order, per_row, rounding_mode="floor"),
+        grad,
+        offsets,
+        mode="sum",
+        per_sample_weights=w.reshape(-1).index_select(0, order),
+    )
+
+
 def _plan(
     roi_h: Tensor, roi_w: Tensor, oh: int, ow: int, sampling_ratio: int, channels: int
 ) -> tuple[Tensor | None, list[tuple[int, int, int, int]]]:
@@ -170,19 +222,27 @@ class _SampleBins(torch.autograd.Function):
                 out[start:end] = 0
                 args.append(None)
                 continue
+            if mode == "avg":
+                bins = _bin_tables(*(t[start:end] for t in geo), oh, ow, gh, gw, height, width)
+                red = F.embedding_bag(bins[0], feat, mode="sum", per_sample_weights=bins[1])
+                red = red.view(end - start, oh, ow, c).permute(0, 3, 1, 2)
+                args.append(bins if ctx.needs_input_grad[0] else None)
+                if out is None:  # a single chunk: its result is the output
+                    out = red.contiguous()
+                else:
+                    out[start:end] = red
+                continue
             idx, w = _corner_tables(*(t[start:end] for t in geo), oh, ow, gh, gw, height, width)
             kk, n_y, n_x, _ = idx.shape
             # the sampled grid [kk, Y, X, C]: each sample = weighted sum of its 4 corner rows (fused)
             vals = F.embedding_bag(idx.view(-1, 4), feat, mode="sum", per_sample_weights=w.view(-1, 4))
             grid = vals.view(kk, n_y, n_x, c).permute(0, 3, 1, 2)  # [kk, C, Y, X], channels-last
-            if mode == "max" and ctx.needs_input_grad[0]:
+            if ctx.needs_input_grad[0]:
                 red, am = F.max_pool2d(grid, (gh, gw), (gh, gw), return_indices=True)
-            elif mode == "max":  # inference: no arg-max to keep
+            else:  # inference: no arg-max to keep
                 red, am = F.max_pool2d(grid, (gh, gw), (gh, gw)), None
-            else:
-                red, am = F.avg_pool2d(grid, (gh, gw), (gh, gw)), None
             del vals, grid
-            args.append(am)  # channels-last [kk, C, oh, ow], i.e. laid out [kk, oh, ow, C]
+            args.append(am)  # max: channels-last [kk, C, oh, ow], i.e. laid out [kk, oh, ow, C]; avg: tables
             if out is None:  # a single chunk: its result is the output
                 out = red.contiguous()
             else:
@@ -210,29 +270,23 @@ class _SampleBins(torch.autograd.Function):
         for (start, end, gh, gw), am in zip(chunks, args, strict=True):
             if gh <= 0 or gw <= 0:
                 continue
+            gk = g[start:end]
+            if mode == "avg":  # the forward's bin tables, transposed
+                grad_feat += _transposed_sum(*am, gk.reshape(-1, c), n * height * width)
+                continue
+            # max: for every output (kk, ph, pw, c) its arg-max sample's 4 corner rows and weights,
+            # gathered corner by corner from contiguous [kk, Y*X] tables (the fast gather path)
             idx, w = _corner_tables(*(t[start:end] for t in geo), oh, ow, gh, gw, height, width)
             kk, n_y, n_x, _ = idx.shape
-            gk = g[start:end]
-            if mode == "max":
-                # for every output (kk, ph, pw, c): its arg-max sample's 4 corner rows and weights,
-                # gathered corner by corner from contiguous [kk, Y*X] tables (the fast gather path)
-                am = am.permute(0, 2, 3, 1).reshape(kk, p * c)
-                idx = idx.view(kk, n_y * n_x, 4).permute(2, 0, 1).contiguous()
-                w = w.view(kk, n_y * n_x, 4).permute(2, 0, 1).contiguous()
-                gk = gk.reshape(kk * p, c)
-                for j in range(4):
-                    rows = torch.gather(idx[j], 1, am).view(kk * p, c)
-                    src = torch.gather(w[j], 1, am).view(kk * p, c).mul_(gk)
-                    # column j of a [., C] row is channel j: scatter along the rows of grad_feat
-                    grad_feat.scatter_add_(0, rows, src)
-            else:
-                # every sample of a bin gets grad / (gh * gw), spread to its 4 corners
-                gs = (gk / (gh * gw)).view(kk, oh, 1, ow, 1, c).expand(kk, oh, gh, ow, gw, c)
-                gs = gs.reshape(kk * n_y * n_x, c)
-                idx = idx.view(-1, 4)
-                w = w.view(-1, 4)
-                for j in range(4):
-                    grad_feat.index_add_(0, idx[:, j], gs * w[:, j : j + 1])
+            am = am.permute(0, 2, 3, 1).reshape(kk, p * c)
+            idx = idx.view(kk, n_y * n_x, 4).permute(2, 0, 1).contiguous()
+            w = w.view(kk, n_y * n_x, 4).permute(2, 0, 1).contiguous()
+            gk = gk.reshape(kk * p, c)
+            for j in range(4):
+                rows = torch.gather(idx[j], 1, am).view(kk * p, c)
+                src = torch.gather(w[j], 1, am).view(kk * p, c).mul_(gk)
+                # column j of a [., C] row is channel j: scatter along the rows of grad_feat
+                grad_feat.scatter_add_(0, rows, src)
         grad_input = grad_feat.view(n, height, width, c).permute(0, 3, 1, 2).contiguous()
         return grad_input, None, None, None, None, None, None, None, None, None
 
