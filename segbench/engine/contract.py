@@ -416,6 +416,7 @@ class TrainingFamily(Protocol):
 
     distributed: bool  # may run as several torchrun replicas (DistributedDataParallel)
     schedule_defaults: dict[str, Any]  # values of omitted schedule keys
+    channels_last_on_cpu: bool  # train in the channels-last layout on the CPU (oneDNN's preferred one)
 
     def schedule(self, *, replicas: int, gpus: int) -> Schedule: ...
 
@@ -473,6 +474,8 @@ def train(
         log.warning("%s: schedule rescaled: %s", cfg.get("run_id", cfg["run"]), schedule.rescaled["reason"])
     seed_everything(int(cfg.get("seed", 0)))
     model = family.build_model(schedule).to(dev)
+    if dev.type == "cpu" and getattr(family, "channels_last_on_cpu", False):
+        model = model.to(memory_format=torch.channels_last)
     net = model
     if replica.world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(

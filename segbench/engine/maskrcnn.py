@@ -161,6 +161,9 @@ class MaskRCNNFamily:
 
     distributed = True
     schedule_defaults = SCHEDULE_DEFAULTS
+    # oneDNN's convolutions (and our RoI sampler, which reads rows of C) prefer NHWC: a mini R50-C4 step
+    # 0.131 -> 0.120 s, R50-FPN 0.098 -> 0.091 s (one thread, 8 images of 128 px)
+    channels_last_on_cpu = True
 
     def __init__(self, cfg: dict[str, Any], data_root: Path, run_dir: Path) -> None:
         self.cfg, self.data_root, self.run_dir = cfg, Path(data_root), Path(run_dir)

@@ -98,6 +98,7 @@ class SlidingWindowFamily:
 
     distributed = False
     schedule_defaults = SCHEDULE_DEFAULTS
+    channels_last_on_cpu = False
 
     def __init__(self, cfg: dict[str, Any], data_root: Path, run_dir: Path) -> None:
         self.cfg, self.data_root, self.run_dir = cfg, Path(data_root), Path(run_dir)
