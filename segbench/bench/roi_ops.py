@@ -72,7 +72,10 @@ def layers(sr: int) -> dict[str, Callable]:
             x, r, 7, s, sr, aggregation="max", aligned=True
         ),
         "roi_warp max (ours)": lambda x, r, s: roi_warp(x, r, 7, s, sr, aggregation="max"),
-        "roi_warp avg (tv on quantized)": lambda x, r, s: roi_warp(x, r, 7, s, sr, aggregation="avg"),
+        # segbench's averaging layers: our sampler on the CPU with a gradient (as here), torchvision's kernels
+        # otherwise (roi_warp: on the quantized boxes)
+        "roi_align avg (segbench)": lambda x, r, s: roi_align(x, r, 7, s, sr, aggregation="avg"),
+        "roi_warp avg (segbench)": lambda x, r, s: roi_warp(x, r, 7, s, sr, aggregation="avg"),
         "roi_pool (torchvision)": lambda x, r, s: roi_pool(x, r, 7, s),
     }
 
@@ -149,6 +152,11 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
     notes.append(
         f"7x7 output, medians of {options['repeats']} rounds after one warm-up round, layers interleaved."
     )
+    if device.type == "cpu":
+        notes.append(
+            "segbench's averaging layers run its sampler here (CPU, with a gradient): one embedding_bag per "
+            "bin forward, the same tables transposed backward (segbench/ops/_sampling.py)."
+        )
     return {
         "rows": rows,
         "columns": COLUMNS,

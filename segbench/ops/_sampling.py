@@ -41,8 +41,13 @@ weights of its saved arg-max sample are gathered from the small tables and ``gra
 scatter-added into the channels-last gradient (``4 * K * C * oh * ow`` elements, no dense
 sampled-grid gradient). Average: the forward's bin tables, kept, are transposed by one sort of
 their corner rows, and ``embedding_bag`` over bags of one feature row each sums ``w / (gh*gw) * grad``
-of every bin that samples the row (the transpose of the forward's sparse product). Gradients flow to ``input`` only (the RoIs get none, as in
-torchvision); the backward is not itself differentiable (as torchvision's).
+of every bin that samples the row (the transpose of the forward's sparse product). Gradients flow
+to ``input`` only (the RoIs get none, as in torchvision); the backward is not itself differentiable
+(as torchvision's).
+
+Speed (``segbench bench roi_ops``; one CPU thread): the average's forward + backward is about 3x faster
+than torchvision's CPU ``roi_align``, whose backward is a serial scatter loop; the values agree to
+float32 rounding (the sum order differs), and to 1e-12 in float64 (``tests/test_ops_roi.py``).
 """
 
 from __future__ import annotations
@@ -216,7 +221,7 @@ class _SampleBins(torch.autograd.Function):
         out = None
         if len(chunks) != 1 or chunks[0][2] <= 0 or chunks[0][3] <= 0:
             out = input.new_empty((k, c, oh, ow))
-        args: list[Tensor | None] = []  # per chunk: arg-max sample of every output (max mode)
+        args: list = []  # per chunk, for the backward: the bin tables (avg) or every output's arg-max (max)
         for start, end, gh, gw in chunks:
             if gh <= 0 or gw <= 0:  # no sampling point: the bin is 0 (avg and max alike)
                 out[start:end] = 0
