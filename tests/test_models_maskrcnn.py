@@ -412,3 +412,32 @@ def test_imagenet_weights_load_freeze_stem_and_res2_or_fall_back_to_random(monke
     init = build_backbone(s).init
     assert (init.backbone_weights, init.norm, init.frozen_stages) == ("random", "bn", ())
     assert "OSError: offline" in init.reason
+
+
+@pytest.mark.parametrize(
+    "run", ["r50_fpn_person_kp_mask", "r50_c4", "r50_c5_roialign", "x101_fpn", "r50_fpn_mlp2"]
+)
+def test_every_head_trains_channels_last(run: str) -> None:
+    """The engine trains Mask R-CNN channels-last on the CPU (``channels_last_on_cpu``): every head's
+    loss must take NHWC activations (torchvision's keypoint loss views its logits, and failed)."""
+    torch.manual_seed(0)
+    cfg = smoke(run, pretrained=False)
+    keypoints = "keypoint" in cfg["model"]["tasks"]
+    cfg["model"]["num_classes"] = 2 if keypoints else 3
+    model = build_maskrcnn(cfg).to(memory_format=torch.channels_last).train()
+    size = cfg["input"]["max_size"]
+    boxes = torch.tensor(
+        [[4.0, 6.0, size * 0.6, size * 0.8], [size * 0.3, size * 0.2, size - 2.0, size - 4.0]]
+    )
+    masks = torch.zeros(2, size, size, dtype=torch.uint8)
+    for m, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist(), strict=True):
+        m[y1:y2, x1:x2] = 1
+    target = {"boxes": boxes, "labels": torch.tensor([1, 1]), "masks": masks}
+    if keypoints:
+        xy = boxes[:, None, :2] + torch.rand(2, 17, 2) * (boxes[:, None, 2:] - boxes[:, None, :2])
+        target["keypoints"] = torch.cat([xy, torch.full((2, 17, 1), 2.0)], dim=2)
+    losses = model([torch.rand(3, size, size)], [target])
+    assert (not keypoints) or "loss_keypoint" in losses
+    total = sum(losses.values())
+    total.backward()
+    assert torch.isfinite(total)

@@ -165,6 +165,7 @@ class MaskRCNNRoIHeads(RoIHeads):
     ) -> Tensor:
         assert self.keypoint_roi_pool is not None and self.keypoint_head is not None
         assert self.keypoint_predictor is not None
-        return self.keypoint_predictor(
+        logits = self.keypoint_predictor(
             self.keypoint_head(self.keypoint_roi_pool(features, boxes, image_shapes))
         )
+        return logits.contiguous()  # the loss and decoding view it as [R * K, 56 * 56]: not channels-last
