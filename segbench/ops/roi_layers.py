@@ -204,7 +204,7 @@ def roi_align(
 
 def _cpu_training(input: Tensor) -> bool:
     """Averaging RoIAlign on the CPU with a gradient to compute: our sampler gives torchvision's values
-    with a vectorized backward (torchvision's CPU backward is a serial scatter loop, about 2.5x slower;
+    with a vectorized backward (torchvision's CPU backward is a serial scatter loop; fwd + bwd 6-8x slower;
     `segbench bench roi_ops`). Inference and CUDA use torchvision's kernels."""
     return input.device.type == "cpu" and input.requires_grad and torch.is_grad_enabled()
 
