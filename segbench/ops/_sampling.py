@@ -45,7 +45,7 @@ of every bin that samples the row (the transpose of the forward's sparse product
 to ``input`` only (the RoIs get none, as in torchvision); the backward is not itself differentiable
 (as torchvision's).
 
-Speed (one CPU thread): the average's forward + backward takes 0.13-0.16x the time of torchvision's CPU
+Speed (one CPU thread): the average's forward + backward takes 0.12-0.17x the time of torchvision's CPU
 ``roi_align`` (whose backward is a serial scatter loop) at the paper's shapes (``segbench bench
 roi_ops``: 512 RoIs on 256 channels), about 0.3x at the mini's (32 channels); the values agree to
 float32 rounding (the sum order differs), and to 1e-12 in float64 (``tests/test_ops_roi.py``).
