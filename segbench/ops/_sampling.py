@@ -90,7 +90,7 @@ def _axis_tables(
     return low, high, hy, ly
 
 
-def _corner_tables(
+def _corners(
     batch_idx: Tensor,
     y0: Tensor,
     x0: Tensor,
@@ -102,51 +102,42 @@ def _corner_tables(
     gw: int,
     height: int,
     width: int,
-) -> tuple[Tensor, Tensor]:
-    """Rows of the channels-last ``[N*H*W, C]`` map and bilinear weights of the four corners of every
-    sampling point: two ``[k, Y, X, 4]`` tables (``Y = oh*gh`` sample rows, ``X = ow*gw`` sample
-    columns; corners ordered low-low, low-high, high-low, high-high as ``(y, x)``)."""
-    k = batch_idx.shape[0]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per RoI, the low/high corners of its sample rows and columns: rows of the channels-last
+    ``[N*H*W, C]`` map ``[k, Y, 2]`` (image and row offset), columns ``[k, X, 2]``, and their bilinear
+    weights, same shapes (``Y = oh*gh`` sample rows, ``X = ow*gw`` sample columns)."""
     yl, yh, wyl, wyh = _axis_tables(y0, bin_h, oh, gh, height)  # [k, Y]
     xl, xh, wxl, wxh = _axis_tables(x0, bin_w, ow, gw, width)  # [k, X]
     base = (batch_idx * (height * width))[:, None]
-    rows = torch.stack([base + yl * width, base + yh * width], dim=2)  # [k, Y, 2]
-    cols = torch.stack([xl, xh], dim=2)  # [k, X, 2]
-    wy = torch.stack([wyl, wyh], dim=2)
-    wx = torch.stack([wxl, wxh], dim=2)
-    n_y, n_x = rows.shape[1], cols.shape[1]
+    rows = torch.stack([base + yl * width, base + yh * width], dim=2)
+    cols = torch.stack([xl, xh], dim=2)
+    return rows, cols, torch.stack([wyl, wyh], dim=2), torch.stack([wxl, wxh], dim=2)
+
+
+def _corner_tables(*geometry: Tensor | int) -> tuple[Tensor, Tensor]:
+    """Rows of the channels-last ``[N*H*W, C]`` map and bilinear weights of the four corners of every
+    sampling point: two ``[k, Y, X, 4]`` tables (corners ordered low-low, low-high, high-low,
+    high-high as ``(y, x)``). ``geometry``: the arguments of :func:`_corners`."""
+    rows, cols, wy, wx = _corners(*geometry)
+    k, n_y, n_x = rows.shape[0], rows.shape[1], cols.shape[1]
     idx = (rows[:, :, None, :, None] + cols[:, None, :, None, :]).reshape(k, n_y, n_x, 4)
     w = (wy[:, :, None, :, None] * wx[:, None, :, None, :]).reshape(k, n_y, n_x, 4)
     return idx, w
 
 
-def _bin_tables(
-    batch_idx: Tensor,
-    y0: Tensor,
-    x0: Tensor,
-    bin_h: Tensor,
-    bin_w: Tensor,
-    oh: int,
-    ow: int,
-    gh: int,
-    gw: int,
-    height: int,
-    width: int,
-) -> tuple[Tensor, Tensor]:
+def _bin_tables(*geometry: Tensor | int) -> tuple[Tensor, Tensor]:
     """The average as a sparse product: for every bin (``k*oh*ow`` rows, RoI-major) the ``gh*gw*4``
     rows of the channels-last ``[N*H*W, C]`` map it samples and their weights ``w / (gh*gw)``, two
     ``[k*oh*ow, gh*gw*4]`` tables; a bin's entries are the outer product of its ``gh`` sample rows'
-    low/high corners and its ``gw`` sample columns' (one broadcast, with a contiguous inner axis)."""
-    k = batch_idx.shape[0]
-    yl, yh, wyl, wyh = _axis_tables(y0, bin_h, oh, gh, height)  # [k, oh*gh]
-    xl, xh, wxl, wxh = _axis_tables(x0, bin_w, ow, gw, width)  # [k, ow*gw]
-    base = (batch_idx * (height * width))[:, None]
-    rows = torch.stack([base + yl * width, base + yh * width], dim=2).view(k, oh, 1, gh * 2, 1)
-    cols = torch.stack([xl, xh], dim=2).view(k, 1, ow, 1, gw * 2)
-    wy = torch.stack([wyl, wyh], dim=2).view(k, oh, 1, gh * 2, 1)
-    wx = (torch.stack([wxl, wxh], dim=2) / (gh * gw)).view(k, 1, ow, 1, gw * 2)
+    low/high corners and its ``gw`` sample columns' (one broadcast, with a contiguous inner axis).
+    ``geometry``: the arguments of :func:`_corners`."""
+    rows, cols, wy, wx = _corners(*geometry)
+    oh, ow, gh, gw = (int(v) for v in geometry[5:9])
+    k = rows.shape[0]
     entries = gh * gw * 4
-    return (rows + cols).view(k * oh * ow, entries), (wy * wx).view(k * oh * ow, entries)
+    idx = rows.view(k, oh, 1, gh * 2, 1) + cols.view(k, 1, ow, 1, gw * 2)
+    w = wy.view(k, oh, 1, gh * 2, 1) * (wx / (gh * gw)).view(k, 1, ow, 1, gw * 2)
+    return idx.view(k * oh * ow, entries), w.view(k * oh * ow, entries)
 
 
 def _transposed_sum(idx: Tensor, w: Tensor, grad: Tensor, rows: int) -> Tensor:
