@@ -53,6 +53,8 @@ float32 rounding (the sum order differs), and to 1e-12 in float64 (``tests/test_
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -91,21 +93,13 @@ def _axis_tables(
 
 
 def _corners(
-    batch_idx: Tensor,
-    y0: Tensor,
-    x0: Tensor,
-    bin_h: Tensor,
-    bin_w: Tensor,
-    oh: int,
-    ow: int,
-    gh: int,
-    gw: int,
-    height: int,
-    width: int,
+    rois: Sequence[Tensor], oh: int, ow: int, gh: int, gw: int, height: int, width: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per RoI, the low/high corners of its sample rows and columns: rows of the channels-last
     ``[N*H*W, C]`` map ``[k, Y, 2]`` (image and row offset), columns ``[k, X, 2]``, and their bilinear
-    weights, same shapes (``Y = oh*gh`` sample rows, ``X = ow*gw`` sample columns)."""
+    weights, same shapes (``Y = oh*gh`` sample rows, ``X = ow*gw`` sample columns). ``rois``: the
+    RoIs' ``(batch_idx, y0, x0, bin_h, bin_w)``."""
+    batch_idx, y0, x0, bin_h, bin_w = rois
     yl, yh, wyl, wyh = _axis_tables(y0, bin_h, oh, gh, height)  # [k, Y]
     xl, xh, wxl, wxh = _axis_tables(x0, bin_w, ow, gw, width)  # [k, X]
     base = (batch_idx * (height * width))[:, None]
@@ -114,25 +108,28 @@ def _corners(
     return rows, cols, torch.stack([wyl, wyh], dim=2), torch.stack([wxl, wxh], dim=2)
 
 
-def _corner_tables(*geometry: Tensor | int) -> tuple[Tensor, Tensor]:
+def _corner_tables(
+    rois: Sequence[Tensor], oh: int, ow: int, gh: int, gw: int, height: int, width: int
+) -> tuple[Tensor, Tensor]:
     """Rows of the channels-last ``[N*H*W, C]`` map and bilinear weights of the four corners of every
     sampling point: two ``[k, Y, X, 4]`` tables (corners ordered low-low, low-high, high-low,
-    high-high as ``(y, x)``). ``geometry``: the arguments of :func:`_corners`."""
-    rows, cols, wy, wx = _corners(*geometry)
+    high-high as ``(y, x)``). Arguments as :func:`_corners`."""
+    rows, cols, wy, wx = _corners(rois, oh, ow, gh, gw, height, width)
     k, n_y, n_x = rows.shape[0], rows.shape[1], cols.shape[1]
     idx = (rows[:, :, None, :, None] + cols[:, None, :, None, :]).reshape(k, n_y, n_x, 4)
     w = (wy[:, :, None, :, None] * wx[:, None, :, None, :]).reshape(k, n_y, n_x, 4)
     return idx, w
 
 
-def _bin_tables(*geometry: Tensor | int) -> tuple[Tensor, Tensor]:
+def _bin_tables(
+    rois: Sequence[Tensor], oh: int, ow: int, gh: int, gw: int, height: int, width: int
+) -> tuple[Tensor, Tensor]:
     """The average as a sparse product: for every bin (``k*oh*ow`` rows, RoI-major) the ``gh*gw*4``
     rows of the channels-last ``[N*H*W, C]`` map it samples and their weights ``w / (gh*gw)``, two
     ``[k*oh*ow, gh*gw*4]`` tables; a bin's entries are the outer product of its ``gh`` sample rows'
     low/high corners and its ``gw`` sample columns' (one broadcast, with a contiguous inner axis).
-    ``geometry``: the arguments of :func:`_corners`."""
-    rows, cols, wy, wx = _corners(*geometry)
-    oh, ow, gh, gw = (int(v) for v in geometry[5:9])
+    Arguments as :func:`_corners`."""
+    rows, cols, wy, wx = _corners(rois, oh, ow, gh, gw, height, width)
     k = rows.shape[0]
     entries = gh * gw * 4
     idx = rows.view(k, oh, 1, gh * 2, 1) + cols.view(k, 1, ow, 1, gw * 2)
@@ -219,27 +216,24 @@ class _SampleBins(torch.autograd.Function):
                 out[start:end] = 0
                 args.append(None)
                 continue
+            rois = [t[start:end] for t in geo]
             if mode == "avg":
-                bins = _bin_tables(*(t[start:end] for t in geo), oh, ow, gh, gw, height, width)
+                bins = _bin_tables(rois, oh, ow, gh, gw, height, width)
                 red = F.embedding_bag(bins[0], feat, mode="sum", per_sample_weights=bins[1])
                 red = red.view(end - start, oh, ow, c).permute(0, 3, 1, 2)
-                args.append(bins if ctx.needs_input_grad[0] else None)
-                if out is None:  # a single chunk: its result is the output
-                    out = red.contiguous()
-                else:
-                    out[start:end] = red
-                continue
-            idx, w = _corner_tables(*(t[start:end] for t in geo), oh, ow, gh, gw, height, width)
-            kk, n_y, n_x, _ = idx.shape
-            # the sampled grid [kk, Y, X, C]: each sample = weighted sum of its 4 corner rows (fused)
-            vals = F.embedding_bag(idx.view(-1, 4), feat, mode="sum", per_sample_weights=w.view(-1, 4))
-            grid = vals.view(kk, n_y, n_x, c).permute(0, 3, 1, 2)  # [kk, C, Y, X], channels-last
-            if ctx.needs_input_grad[0]:
-                red, am = F.max_pool2d(grid, (gh, gw), (gh, gw), return_indices=True)
-            else:  # inference: no arg-max to keep
-                red, am = F.max_pool2d(grid, (gh, gw), (gh, gw)), None
-            del vals, grid
-            args.append(am)  # max: channels-last [kk, C, oh, ow], i.e. laid out [kk, oh, ow, C]; avg: tables
+                args.append(bins if ctx.needs_input_grad[0] else None)  # the backward transposes them
+            else:
+                idx, w = _corner_tables(rois, oh, ow, gh, gw, height, width)
+                kk, n_y, n_x, _ = idx.shape
+                # the sampled grid [kk, Y, X, C]: each sample = weighted sum of its 4 corner rows (fused)
+                vals = F.embedding_bag(idx.view(-1, 4), feat, mode="sum", per_sample_weights=w.view(-1, 4))
+                grid = vals.view(kk, n_y, n_x, c).permute(0, 3, 1, 2)  # [kk, C, Y, X], channels-last
+                if ctx.needs_input_grad[0]:
+                    red, am = F.max_pool2d(grid, (gh, gw), (gh, gw), return_indices=True)
+                else:  # inference: no arg-max to keep
+                    red, am = F.max_pool2d(grid, (gh, gw), (gh, gw)), None
+                del vals, grid
+                args.append(am)  # channels-last [kk, C, oh, ow], i.e. laid out [kk, oh, ow, C]
             if out is None:  # a single chunk: its result is the output
                 out = red.contiguous()
             else:
@@ -273,7 +267,7 @@ class _SampleBins(torch.autograd.Function):
                 continue
             # max: for every output (kk, ph, pw, c) its arg-max sample's 4 corner rows and weights,
             # gathered corner by corner from contiguous [kk, Y*X] tables (the fast gather path)
-            idx, w = _corner_tables(*(t[start:end] for t in geo), oh, ow, gh, gw, height, width)
+            idx, w = _corner_tables([t[start:end] for t in geo], oh, ow, gh, gw, height, width)
             kk, n_y, n_x, _ = idx.shape
             am = am.permute(0, 2, 3, 1).reshape(kk, p * c)
             idx = idx.view(kk, n_y * n_x, 4).permute(2, 0, 1).contiguous()
