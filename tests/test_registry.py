@@ -121,6 +121,30 @@ def test_resolve_run_overlays_the_scale(registry):
     assert smoke["schedule"]["iterations"] < 10
 
 
+def test_a_dataset_overlay_reaches_only_the_runs_on_that_dataset(registry):
+    """``by_dataset`` (mini: the person-keypoint runs' input and schedule) applies to every run on its
+    logical dataset, after the family's and the architecture's keys, and leaves the other runs' configs
+    (so their config hashes) exactly as they were without it."""
+    from segbench.provenance import config_hash
+
+    mini = registry["scales"]["mini"]["families"]["maskrcnn"]
+    person = mini["by_dataset"]["coco_person_keypoints"]
+    for run in ("r50_fpn_person_faster", "r50_fpn_person_mask", "r50_fpn_person_kp"):
+        cfg = resolve_run(run, "mini", 0, registry)
+        assert cfg["input"]["min_size"] == person["input"]["min_size"] != mini["input"]["min_size"]
+        assert cfg["schedule"]["iterations"] == person["schedule"]["iterations"]
+        assert cfg["schedule"]["lr_decay_at"] == person["schedule"]["lr_decay_at"]
+        assert cfg["schedule"]["base_lr"] == mini["schedule"]["base_lr"]  # the family's other keys stay
+
+    without = copy.deepcopy(registry)
+    del without["scales"]["mini"]["families"]["maskrcnn"]["by_dataset"]
+    for run in ("r50_fpn", "r50_c4", "r50_c5_roialign"):
+        assert config_hash(resolve_run(run, "mini", 0, registry)) == config_hash(
+            resolve_run(run, "mini", 0, without)
+        )
+    assert resolve_run("r50_fpn_person_kp", "mini", 0, without)["input"] == mini["input"]
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [

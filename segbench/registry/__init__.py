@@ -396,6 +396,11 @@ def resolve_run(
     model = {**copy.deepcopy(overlay.get("model", {})), **copy.deepcopy(spec["model"])}
     # Per-architecture input sizes (mini: the stride-32 C5 runs see 256 px, an 8 x 8 map, Table 2d)
     inputs = {**overlay.get("input", {}), **overlay.get("input_by_arch", {}).get(model.get("arch"), {})}
+    # Per-dataset keys (mini: the person-keypoint runs of Tables 4-6 train longer); the runs on other
+    # datasets keep the family's keys, and so their config hashes.
+    by_dataset = overlay.get("by_dataset", {}).get(spec["dataset"], {})
+    inputs.update(by_dataset.get("input", {}))
+    schedule = {**overlay.get("schedule", {}), **by_dataset.get("schedule", {})}
     dataset_name = dataset_for(run, scale, reg)
     cfg = {
         "run": run,
@@ -406,7 +411,7 @@ def resolve_run(
         "dataset": {"name": dataset_name, "logical": spec["dataset"], **_dataset_entry(dataset_name)},
         "model": model,
         "input": copy.deepcopy(inputs),
-        "schedule": scaled_schedule(overlay.get("schedule", {}), spec.get("budget")),
+        "schedule": scaled_schedule(schedule, spec.get("budget")),
     }
     imagenet = reg["scales"][scale].get("imagenet")
     if (
