@@ -31,6 +31,7 @@ import yaml
 from segbench import data
 from segbench.cli import main
 from segbench.data import download as data_download
+from segbench.data import preparation
 from segbench.data import registry as data_registry
 from segbench.registry import registry_path
 
@@ -1021,6 +1022,31 @@ def test_bad_input_tampered_synthetic_data_is_regenerated_by_prepare(tmp_path, c
     assert main(["data", "prepare", "em_smoke", "--data-root", str(tmp_path)]) == 0
     assert target.read_bytes() == original  # regenerated, not "up to date"
     assert main(["data", "verify", "em_smoke", "--data-root", str(tmp_path)]) == 0
+
+
+def test_synthetic_data_of_an_edited_registry_entry_is_regenerated_before_train(
+    tmp_path, capsys, monkeypatch
+):
+    """A registry edit of a synthetic dataset's params (e.g. more training images) changes every run's
+    config; the data on disk, generated with the old params, must not be trained on under the new config."""
+
+    root = data.prepare("em_smoke", tmp_path / "data")
+    old = data.read_manifest(root)
+    entry = copy.deepcopy(data_registry.dataset_entry("em_smoke"))
+    entry["params"]["slices"] = entry["params"]["slices"] + 2
+    real_entry = data_registry.dataset_entry
+    edited = lambda name: copy.deepcopy(entry) if name == "em_smoke" else real_entry(name)  # noqa: E731
+    monkeypatch.setattr(data_registry, "dataset_entry", edited)
+    monkeypatch.setattr(preparation, "dataset_entry", edited)
+    identity = preparation.dataset_identity("em_smoke", tmp_path / "data")
+    new = data.read_manifest(root)
+    assert (
+        new["params"] == entry["params"]
+        and identity["sha256"] == new["dataset_sha256"] != old["dataset_sha256"]
+    )
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "other params" in line]
+    assert len(warnings) == 1 and str(root) in warnings[0]
+    assert preparation.dataset_identity("em_smoke", tmp_path / "data") == identity  # now current: kept
 
 
 def test_bad_input_tampered_synthetic_data_is_regenerated_before_train(tmp_path, capsys):

@@ -127,19 +127,24 @@ def test_a_dataset_overlay_reaches_only_the_runs_on_that_dataset(registry):
     (so their config hashes) exactly as they were without it."""
     from segbench.provenance import config_hash
 
-    mini = registry["scales"]["mini"]["families"]["maskrcnn"]
-    person = mini["by_dataset"]["coco_person_keypoints"]
+    reg = copy.deepcopy(registry)
+    mini = reg["scales"]["mini"]["families"]["maskrcnn"]
+    mini["by_dataset"] = {
+        "coco_person_keypoints": {
+            "input": {"min_size": 256, "max_size": 256},
+            "schedule": {"iterations": 2000, "lr_decay_at": [1600]},
+        }
+    }
     for run in ("r50_fpn_person_faster", "r50_fpn_person_mask", "r50_fpn_person_kp"):
-        cfg = resolve_run(run, "mini", 0, registry)
-        assert cfg["input"]["min_size"] == person["input"]["min_size"] != mini["input"]["min_size"]
-        assert cfg["schedule"]["iterations"] == person["schedule"]["iterations"]
-        assert cfg["schedule"]["lr_decay_at"] == person["schedule"]["lr_decay_at"]
+        cfg = resolve_run(run, "mini", 0, reg)
+        assert cfg["input"] == {**mini["input"], "min_size": 256, "max_size": 256}
+        assert cfg["schedule"]["iterations"] == 2000 and cfg["schedule"]["lr_decay_at"] == [1600]
         assert cfg["schedule"]["base_lr"] == mini["schedule"]["base_lr"]  # the family's other keys stay
 
-    without = copy.deepcopy(registry)
+    without = copy.deepcopy(reg)
     del without["scales"]["mini"]["families"]["maskrcnn"]["by_dataset"]
     for run in ("r50_fpn", "r50_c4", "r50_c5_roialign"):
-        assert config_hash(resolve_run(run, "mini", 0, registry)) == config_hash(
+        assert config_hash(resolve_run(run, "mini", 0, reg)) == config_hash(
             resolve_run(run, "mini", 0, without)
         )
     assert resolve_run("r50_fpn_person_kp", "mini", 0, without)["input"] == mini["input"]

@@ -64,8 +64,9 @@ def dataset_identity(
     name: str, data_root: str | os.PathLike[str], *, verify: bool = False
 ) -> dict[str, Any] | None:
     """``{"name", "sha256", "files"}`` of a prepared dataset after checking it against its MANIFEST (see
-    :mod:`segbench.data.integrity`): a changed synthetic dataset is regenerated (with a warning line), a
-    changed real one refused. ``None`` where the dataset has no MANIFEST (not prepared by segbench)."""
+    :mod:`segbench.data.integrity`): a changed synthetic dataset, or one generated with another generator
+    or other params than the registry's entry now gives, is regenerated (with a warning line), a changed
+    real one refused. ``None`` where the dataset has no MANIFEST (not prepared by segbench)."""
     from segbench.errors import warn
 
     entry = dataset_entry(name)
@@ -73,6 +74,12 @@ def dataset_identity(
     manifest = read_manifest(root)
     if manifest is None:
         return None
+    if entry["source"] == "synthetic" and (
+        manifest.get("generator") != entry["generator"] or manifest.get("params") != entry.get("params", {})
+    ):  # the registry's entry was edited since: the runs' configs say the new params, so must the data
+        warn(f"dataset {name!r}: {root} was generated with other params than the registry's; regenerating it")
+        prepare(name, data_root, seed=int(manifest.get("seed", 0)))
+        manifest = read_manifest(root) or {"files": {}}
     result = integrity.check(root, manifest, full=verify)
     if not result.ok and entry["source"] == "synthetic":
         warn(f"dataset {name!r}: {result.changed} {result.reason}; regenerating the synthetic dataset")
