@@ -150,6 +150,26 @@ def test_a_dataset_overlay_reaches_only_the_runs_on_that_dataset(registry):
     assert resolve_run("r50_fpn_person_kp", "mini", 0, without)["input"] == mini["input"]
 
 
+def test_a_backbone_overlay_reaches_only_the_runs_of_that_backbone(registry):
+    """``by_backbone`` (mini: ResNet-101 at half the rate) sets the schedule keys of every run of its
+    backbone and leaves the other runs' config hashes as they were without it."""
+    from segbench.provenance import config_hash
+
+    reg = copy.deepcopy(registry)
+    mini = reg["scales"]["mini"]["families"]["maskrcnn"]
+    mini["by_backbone"] = {"resnet101": {"schedule": {"base_lr": 0.015}}}
+    for run in ("r101_c4", "r101_fpn", "r101_fpn_faster"):
+        cfg = resolve_run(run, "mini", 0, reg)
+        assert cfg["schedule"]["base_lr"] == 0.015
+        assert cfg["schedule"]["iterations"] == mini["schedule"]["iterations"]
+    without = copy.deepcopy(reg)
+    del without["scales"]["mini"]["families"]["maskrcnn"]["by_backbone"]
+    for run in ("r50_fpn", "x101_fpn", "r50_fpn_person_kp"):
+        assert config_hash(resolve_run(run, "mini", 0, reg)) == config_hash(
+            resolve_run(run, "mini", 0, without)
+        )
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [

@@ -399,8 +399,14 @@ def resolve_run(
     # Per-dataset keys (mini: the person-keypoint runs of Tables 4-6 train longer); the runs on other
     # datasets keep the family's keys, and so their config hashes.
     by_dataset = overlay.get("by_dataset", {}).get(spec["dataset"], {})
+    # Per-backbone schedule keys (mini: ResNet-101 at half the rate); other backbones keep their hashes.
+    by_backbone = overlay.get("by_backbone", {}).get(model.get("backbone"), {})
     inputs.update(by_dataset.get("input", {}))
-    schedule = {**overlay.get("schedule", {}), **by_dataset.get("schedule", {})}
+    schedule = {
+        **overlay.get("schedule", {}),
+        **by_backbone.get("schedule", {}),
+        **by_dataset.get("schedule", {}),
+    }
     dataset_name = dataset_for(run, scale, reg)
     cfg = {
         "run": run,
