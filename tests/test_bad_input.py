@@ -1084,7 +1084,10 @@ def test_bad_input_tampered_real_data_is_refused_by_prepare_and_train(tmp_path, 
 
     root = data.prepare("em_smoke", tmp_path / "data")
     entry = {**data.dataset_entry("em_smoke"), "source": "real", "downloads": []}
-    monkeypatch.setattr(preparation, "dataset_entry", lambda name: entry)
+    real_entry = data_registry.dataset_entry
+    as_real = lambda name: entry if name == "em_smoke" else real_entry(name)  # noqa: E731
+    monkeypatch.setattr(preparation, "dataset_entry", as_real)
+    monkeypatch.setattr(data_registry, "dataset_entry", as_real)  # the run's config says "real" too
     target = root / "train-volume.tif"
     _tamper(target)
     before = target.read_bytes()

@@ -56,3 +56,40 @@ def test_a_sweep_point_is_recorded(tmp_path: Path, smoke_data_root: Path) -> Non
     summary = write_summary(out).read_text()
     assert "| 1 | three | r50_fpn | 0 | schedule.iterations=3 | 3 |" in summary
     assert not (tmp_path / "w" / "three").exists()  # the scratch training is removed
+
+
+def test_a_sweep_over_synthetic_params_trains_on_data_generated_with_them(
+    tmp_path: Path, smoke_data_root: Path
+) -> None:
+    """``--set dataset.params.num_train=N`` must change the data trained on (and say so in the record),
+    without regenerating the scale's own dataset under the runs trained on it."""
+    from segbench.data import read_manifest
+
+    scale_manifest = read_manifest(smoke_data_root / "shapes_smoke")
+    record = sweep_run(
+        "r50_fpn",
+        "smoke",
+        0,
+        ["schedule.iterations=2", "dataset.params.num_train=3"],
+        "three_images",
+        smoke_data_root,
+        tmp_path,
+        tmp_path / "smoke" / "sweep.jsonl",
+        tmp_path / "w",
+    )
+    assert read_manifest(smoke_data_root / "shapes_smoke") == scale_manifest  # untouched
+    swept = sorted((smoke_data_root / ".sweeps").glob("*/shapes_smoke"))
+    assert len(swept) == 1 and read_manifest(swept[0])["params"]["num_train"] == 3
+    train_images = [name for name in read_manifest(swept[0])["files"] if name.startswith("images/train/")]
+    assert len(train_images) == 3
+    assert record["dataset"]["sha256"] == read_manifest(swept[0])["dataset_sha256"]
+    assert record["dataset"]["files"] == len(scale_manifest["files"]) - 8 + 3  # 8 train images at smoke
+
+
+def test_a_downloaded_dataset_s_params_cannot_be_swept() -> None:
+    from segbench.bench.sweep import sweep_data_root
+
+    cfg = resolve_run("r50_fpn", "paper", 0)
+    with pytest.raises(InputError, match="only a synthetic dataset"):
+        sweep_data_root(apply_overrides(cfg, ["dataset.layout={}"]), Path("/nonexistent"))
+    assert sweep_data_root(cfg, Path("/d")) == Path("/d")

@@ -2,9 +2,10 @@
 
 How the mini Mask R-CNN schedule was chosen (issue #16): each ``segbench sweep RUN --set KEY=VALUE ...``
 trains the run at the scale with the overrides in a scratch folder, evaluates it on val, and appends one
-line to ``results/<scale>/sweep.jsonl`` (the command, the overrides, the commit, train time, seconds per
-iteration, AP, and whether the loss levelled off); ``segbench sweep --summary`` writes ``sweep.md``. The
-runs of the registry are never touched.
+line to ``results/<scale>/sweep.jsonl`` (the command, the overrides, the commit, the dataset's hash and
+file count, train time, seconds per iteration, AP, and whether the loss levelled off); ``segbench sweep
+--summary`` writes ``sweep.md``. The runs of the registry and the scale's data are never touched: a
+synthetic dataset with overridden params is generated beside them (:func:`sweep_data_root`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,24 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
+def sweep_data_root(cfg: dict[str, Any], data_root: Path) -> Path:
+    """Where the swept run's data lives: ``data_root``, or for a synthetic dataset whose generator params are
+    overridden (``--set dataset.params.num_train=2400``), ``<data_root>/.sweeps/<params hash>``, generated
+    there on first use, so that the scale's own data (and the runs trained on it) stay as they are."""
+    from segbench.data.registry import dataset_entry
+
+    dataset = cfg.get("dataset") or {}
+    registered = dataset_entry(dataset["name"]) if dataset.get("name") else {}
+    if all(dataset.get(k) == registered.get(k) for k in ("generator", "params", "source", "layout")):
+        return data_root
+    if dataset.get("source") != "synthetic":
+        raise InputError(
+            f"segbench sweep: dataset {dataset.get('name')!r} is downloaded, not generated; only a synthetic "
+            "dataset's params can be overridden (drop the --set dataset.* override)"
+        )
+    return data_root / ".sweeps" / config_hash({k: dataset.get(k) for k in ("generator", "params")})[:12]
+
+
 def sweep_run(
     run: str,
     scale: str,
@@ -56,6 +75,7 @@ def sweep_run(
 ) -> dict[str, Any]:
     """Train and evaluate ``run`` with ``overrides``; append the record to ``out`` and return it."""
     from segbench.engine import maskrcnn
+    from segbench.engine.runner import dataset_of
     from segbench.registry import resolve_run
     from segbench.trainlog import TRAIN_LOG, log_convergence
 
@@ -64,6 +84,8 @@ def sweep_run(
         raise InputError(f"segbench sweep: run {run!r} is {cfg['family']}; only maskrcnn runs are swept")
     if cfg.get("pretraining"):  # reuse the scale's cached pretrained backbones, not a copy in the scratch dir
         cfg["pretraining_results"] = str(results)
+    data_root = sweep_data_root(cfg, data_root)
+    dataset = dataset_of(cfg, data_root)  # generated, or regenerated to the swept params, before training
     scratch = Path(workdir or tempfile.mkdtemp(prefix="segbench-sweep-")) / name
     shutil.rmtree(scratch, ignore_errors=True)
     started = time.time()
@@ -78,6 +100,7 @@ def sweep_run(
     change = convergence["relative_change"]
     record = {
         **_identity(name, run, scale, seed, overrides, cfg),
+        "dataset": dataset,
         "iterations": convergence["iterations"],
         "train_s": round(train_s, 1),
         "s_per_iter": round(train_s / max(1, convergence["iterations"]), 4),

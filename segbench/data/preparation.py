@@ -39,15 +39,17 @@ def prepare(
     force: bool = False,
     progress: bool = True,
     verify: bool = False,
+    entry: dict[str, Any] | None = None,
 ) -> Path:
     """Generate, locate or download dataset ``name`` under ``data_root``; return its directory.
 
     Idempotent: a complete dataset that matches its MANIFEST (same generator, params and seed for
     synthetic data; every file's size and mtime, or its sha256 where they differ or with ``verify``) is
     left as it is unless ``force``. A changed file makes a synthetic dataset regenerate and a real one
-    refused (:class:`InputError` naming the file).
+    refused (:class:`InputError` naming the file). ``entry`` (default: the registry's) is the dataset as a
+    run's config gives it, e.g. a sweep's synthetic params.
     """
-    entry = dataset_entry(name)
+    entry = entry or dataset_entry(name)
     with dataset_lock(name, Path(data_root)):  # concurrent jobs that need the same dataset: one prepares it
         if entry["source"] == "synthetic":
             return _prepare_synthetic(name, entry, Path(data_root), seed=seed, force=force, verify=verify)
@@ -61,35 +63,33 @@ def dataset_lock(name: str, data_root: Path) -> contextlib.AbstractContextManage
 
 
 def dataset_identity(
-    name: str, data_root: str | os.PathLike[str], *, verify: bool = False
+    name: str,
+    data_root: str | os.PathLike[str],
+    *,
+    verify: bool = False,
+    entry: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """``{"name", "sha256", "files"}`` of a prepared dataset after checking it against its MANIFEST (see
-    :mod:`segbench.data.integrity`): a changed synthetic dataset, or one generated with another generator
-    or other params than the registry's entry now gives, is regenerated (with a warning line), a changed
-    real one refused. ``None`` where the dataset has no MANIFEST (not prepared by segbench)."""
-    from segbench.errors import warn
-
-    entry = dataset_entry(name)
+    :mod:`segbench.data.integrity`): a synthetic dataset that changed on disk, or that was generated with
+    another generator or other params than ``entry`` (default: the registry's) gives, is regenerated
+    first (by :func:`prepare`, under the dataset's lock, with one warning line); a changed real one is
+    refused. ``None`` where the dataset has no MANIFEST (not prepared by segbench)."""
+    entry = entry or dataset_entry(name)
     root = dataset_dir(name, data_root)
     manifest = read_manifest(root)
     if manifest is None:
         return None
-    if entry["source"] == "synthetic" and (
-        manifest.get("generator") != entry["generator"] or manifest.get("params") != entry.get("params", {})
-    ):  # the registry's entry was edited since: the runs' configs say the new params, so must the data
-        warn(f"dataset {name!r}: {root} was generated with other params than the registry's; regenerating it")
-        prepare(name, data_root, seed=int(manifest.get("seed", 0)))
+    if entry["source"] == "synthetic":
+        prepare(
+            name, data_root, seed=int(manifest.get("seed", 0)), progress=False, verify=verify, entry=entry
+        )
         manifest = read_manifest(root) or {"files": {}}
     result = integrity.check(root, manifest, full=verify)
-    if not result.ok and entry["source"] == "synthetic":
-        warn(f"dataset {name!r}: {result.changed} {result.reason}; regenerating the synthetic dataset")
-        prepare(name, data_root, seed=int(manifest.get("seed", 0)), force=True)
-        manifest = read_manifest(root) or {"files": {}}
-        result = integrity.check(root, manifest, full=verify)
     if not result.ok:
         raise InputError(
             f"dataset {name!r}: {result.changed} {result.reason}; restore the file or run "
-            f"`segbench data prepare {name} --force` to re-download"
+            f"`segbench data prepare {name} --force` to "
+            + ("regenerate it" if entry["source"] == "synthetic" else "re-download")
         )
     return {"name": name, "sha256": result.sha256, "files": len(manifest["files"])}
 
@@ -156,18 +156,24 @@ def _prepare_synthetic(
     name: str, entry: dict[str, Any], data_root: Path, *, seed: int, force: bool, verify: bool = False
 ) -> Path:
     from segbench.data.synthetic import GENERATORS
+    from segbench.errors import warn
     from segbench.io import write_json_atomic
 
     target = dataset_dir(name, data_root)
     params = entry.get("params", {})
     identity = {"dataset": name, "generator": entry["generator"], "params": params, "seed": int(seed)}
     current = read_manifest(target)
-    if not force and current is not None and all(current.get(k) == v for k, v in identity.items()):
-        result = integrity.check(target, current, full=verify)
-        if result.ok:
-            log.info("%s: up to date in %s", name, target)
-            return target
-        log.warning("%s: %s %s; regenerating", name, result.changed, result.reason)
+    if not force and current is not None:
+        if all(current.get(k) == v for k, v in identity.items()):
+            result = integrity.check(target, current, full=verify)
+            if result.ok:
+                log.info("%s: up to date in %s", name, target)
+                return target
+            warn(f"dataset {name!r}: {result.changed} {result.reason}; regenerating the synthetic dataset")
+        else:  # the registry's entry was edited since: the runs' configs say the new params, so must the data
+            warn(
+                f"dataset {name!r}: {target} was generated with other params than asked for now; regenerating it"
+            )
     data_root.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(data_root, name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=data_root))

@@ -42,8 +42,8 @@ def dataset_of(cfg: dict[str, Any], data_root: Path, *, verify: bool = False) ->
         # generated on first use (deterministic, seconds), under the dataset's lock: Snakemake's train
         # jobs do not depend on a synthetic dataset's MANIFEST, so generating it reruns nothing. A
         # directory without a MANIFEST is data someone placed there: used as it is, never overwritten.
-        prepare(name, data_root, progress=False)
-    return dataset_identity(name, data_root, verify=verify)
+        prepare(name, data_root, progress=False, entry=cfg["dataset"])
+    return dataset_identity(name, data_root, verify=verify, entry=cfg["dataset"])
 
 
 def train_run(
