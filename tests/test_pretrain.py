@@ -58,7 +58,7 @@ def test_mini_runs_carry_the_pretraining_spec_and_paper_runs_do_not() -> None:
 
 def test_c5_runs_see_larger_images_at_mini() -> None:
     assert resolve_run("r50_c5_roialign", "mini", 0)["input"]["min_size"] == 256
-    assert resolve_run("r50_c4", "mini", 0)["input"]["min_size"] == 160  # 1.25x the 128-px images
+    assert resolve_run("r50_c4", "mini", 0)["input"]["min_size"] == 176  # 1.375x the 128-px images
 
 
 def test_pretrain_writes_weights_and_record_that_the_backbone_loads(tmp_path: Path) -> None:

@@ -188,8 +188,9 @@ def class_details(doc: Any) -> dict[str, Any] | None:
     return None
 
 
-def read_curve(path: Path) -> Any:
-    """The JSON of an ``eval_curve.json`` (None when absent or unreadable: the zoo shows nothing)."""
+def read_record(path: Path) -> Any:
+    """A run record's JSON (``eval_curve.json``, ``coco_details.json``); None when absent or unreadable: the
+    zoo shows nothing for it."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -280,8 +281,8 @@ def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
     sched = schedule_of(config)
     spi = seconds_per_iter(log)
     losses = loss_points(log)
-    val = validation_points(read_curve(run_dir / EVAL_CURVE))
-    details = class_details(read_curve(run_dir / COCO_DETAILS))
+    val = validation_points(read_record(run_dir / EVAL_CURVE))
+    details = class_details(read_record(run_dir / COCO_DETAILS))
     train_s = metrics.get("train_wall_time_s", dig(done, "provenance.wall_time_s"))
     values = metrics.get("metrics") if isinstance(metrics.get("metrics"), dict) else {}
     dataset = config.get("dataset")
