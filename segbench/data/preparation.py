@@ -79,17 +79,18 @@ def dataset_identity(
     manifest = read_manifest(root)
     if manifest is None:
         return None
-    if entry["source"] == "synthetic":
+    if entry["source"] == "synthetic":  # prepare() checks it against its MANIFEST, or regenerates it
         prepare(
             name, data_root, seed=int(manifest.get("seed", 0)), progress=False, verify=verify, entry=entry
         )
         manifest = read_manifest(root) or {"files": {}}
-    result = integrity.check(root, manifest, full=verify)
+        result = integrity.Check(root, manifest)
+    else:
+        result = integrity.check(root, manifest, full=verify)
     if not result.ok:
         raise InputError(
             f"dataset {name!r}: {result.changed} {result.reason}; restore the file or run "
-            f"`segbench data prepare {name} --force` to "
-            + ("regenerate it" if entry["source"] == "synthetic" else "re-download")
+            f"`segbench data prepare {name} --force` to re-download"
         )
     return {"name": name, "sha256": result.sha256, "files": len(manifest["files"])}
 
@@ -170,7 +171,7 @@ def _prepare_synthetic(
                 log.info("%s: up to date in %s", name, target)
                 return target
             warn(f"dataset {name!r}: {result.changed} {result.reason}; regenerating the synthetic dataset")
-        else:  # the registry's entry was edited since: the runs' configs say the new params, so must the data
+        else:  # other params than asked for (an edited registry entry, a sweep's override): so must the data
             warn(
                 f"dataset {name!r}: {target} was generated with other params than asked for now; regenerating it"
             )

@@ -396,7 +396,7 @@ def resolve_run(
     model = {**copy.deepcopy(overlay.get("model", {})), **copy.deepcopy(spec["model"])}
     # Per-architecture input sizes (mini: the stride-32 C5 runs see 256 px, an 8 x 8 map, Table 2d)
     inputs = {**overlay.get("input", {}), **overlay.get("input_by_arch", {}).get(model.get("arch"), {})}
-    # Per-dataset input and schedule keys (mini: the person-keypoint runs of Tables 4-6 stay at 128 px);
+    # Per-dataset input and schedule keys (mini: the person-keypoint runs of Tables 4-6 at 320 px, 2000 x 8);
     # the runs on other datasets keep the family's keys, and so their config hashes.
     by_dataset = overlay.get("by_dataset", {}).get(spec["dataset"], {})
     # Per-backbone schedule keys (mini: ResNet-101 at half the rate); other backbones keep their hashes.
