@@ -22,7 +22,7 @@ RETRAIN := $(filter 1 yes true,$(FORCE))
 SNAKEMAKE = $(BIN)/snakemake --cores $(CORES) $(1) $(if $(RETRAIN),--forcerun train) \
 	--config scale=$(or $(2),$(SCALE)) $(if $(RETRAIN),retrain=1)
 
-.PHONY: install reproduce reproduce-all rehearse rehearse-ci tables status test lint bench dry-run clean-smoke
+.PHONY: install reproduce reproduce-all rehearse rehearse-ci tables status test lint bench dry-run screenshots clean-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,10 @@ rehearse:
 
 rehearse-ci: install
 	$(call SNAKEMAKE,rehearse_ci,rehearsal)
+
+# The README's screenshots, re-taken from the committed pages (headless Chromium; docs/screenshots/retake.py).
+screenshots: install
+	$(BIN)/python docs/screenshots/retake.py
 
 clean-smoke:
 	rm -rf results/smoke reports/smoke logs/smoke

@@ -14,6 +14,7 @@ from segbench.io import write_json_atomic
 from segbench.metrics.coco import DET_STATS, KPT_STATS
 from segbench.provenance import config_hash
 from segbench.registry import load_registry, resolve_run, runs_for_tables
+from segbench.reporting.view import direction_view
 from segbench.tables.assemble import assemble_table, to_markdown, write_table
 
 
@@ -285,3 +286,16 @@ def test_equivalence_claim_is_judged_by_its_margin_over_three_seeds(tmp_path):
     fake_metrics(tmp_path, "smoke", ["class_agnostic"], lambda run, seed: 0.3)
     (claim,) = assemble_table("class_agnostic", "smoke", tmp_path)["directions"]
     assert claim["verdict"] == "not tested (needs 3 seeds per row, has 1)" and claim["reproduced"] is None
+
+
+def test_the_report_words_each_claim_by_its_kind(tmp_path):
+    """An equivalence claim reads "A on par with B (within ±margin)", not "better than": RoIWarp +2.7 AP over
+    RoIPool is then plainly a miss of "on par", where "better than ... not reproduced" read as a contradiction."""
+    values = {"r50_c4": [0.300, 0.310, 0.320], "r50_c4_agnostic": [0.297, 0.302, 0.307]}
+    fake_metrics(tmp_path, "mini", ["class_agnostic"], lambda run, seed: values[run][seed])
+    (claim,) = assemble_table("class_agnostic", "mini", tmp_path)["directions"]
+    labels = {"class_specific": "A", "class_agnostic": "B"}
+    assert direction_view(claim, labels, ".1f")["claim_text"] == "A on par with B (within ±1 AP)"
+    noninferior = {**claim, "kind": "noninferior"}
+    assert direction_view(noninferior, labels, ".1f")["claim_text"] == "A no worse than B (within 2 std)"
+    assert direction_view({**claim, "kind": "better"}, labels, ".1f")["claim_text"] == "A better than B"

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 from segbench.status import table_state
+from segbench.tables.assemble import NONINFERIOR_STD
 
 ABSOLUTE_SCALES = ("paper",)
 RUN_FILES = ("config.json", "train_log.jsonl", "metrics.json")
@@ -158,6 +159,17 @@ def test_text(direction: dict[str, Any], digits: str) -> str:
     return "; ".join(parts) or "–"
 
 
+def claim_text(direction: dict[str, Any], better: str, worse: str) -> str:
+    """A claim in words: ``A better than B``, or for the paper's "on par" and "nearly as good" claims
+    (kinds ``equivalent`` and ``noninferior``) what their verdict tests."""
+    kind = direction.get("kind", "better")
+    if kind == "equivalent":
+        return f"{better} on par with {worse} (within ±{float(direction['margin']):g} {direction.get('metric', '')})"
+    if kind == "noninferior":
+        return f"{better} no worse than {worse} (within {NONINFERIOR_STD:g} std)"
+    return f"{better} better than {worse}"
+
+
 def direction_view(direction: dict[str, Any], labels: dict[str, str], digits: str) -> dict[str, Any]:
     verdict = (
         direction.get("verdict")
@@ -171,6 +183,11 @@ def direction_view(direction: dict[str, Any], labels: dict[str, str], digits: st
         "gap_spread": "" if spread is None else f" ± {fmt(spread, digits)}",
         "test": test_text(direction, digits),
         "claim": direction.get("claim", ""),
+        "claim_text": claim_text(
+            direction,
+            labels.get(direction.get("better", ""), direction.get("better", "")),
+            labels.get(direction.get("worse", ""), direction.get("worse", "")),
+        ),
         "better": labels.get(direction.get("better", ""), direction.get("better", "")),
         "worse": labels.get(direction.get("worse", ""), direction.get("worse", "")),
         "metric": direction.get("metric", ""),
