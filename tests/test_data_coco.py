@@ -114,6 +114,15 @@ def write_tiny_coco(root: Path, *, keypoints: bool = False, images: int = 6) -> 
     return {"train": split, "val": split}
 
 
+def serve_tiny_coco(mp: pytest.MonkeyPatch, paths: dict[str, dict[str, Path]]) -> None:
+    """Make the Mask R-CNN engine read every split from ``paths`` (:func:`write_tiny_coco`) instead of a data root."""
+    import segbench.engine.maskrcnn as engine
+
+    mp.setattr(
+        engine, "split_paths", lambda cfg, root, split: (paths[split]["images"], paths[split]["annotations"])
+    )
+
+
 def _keypoints_in_box(x: int, y: int, w: int, h: int) -> list[float]:
     """COCO ``[x, y, v] * 17`` spread over the box; the last keypoint is unlabeled (v = 0)."""
     points = []

@@ -13,7 +13,7 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from test_data_coco import write_tiny_coco
+from test_data_coco import serve_tiny_coco, write_tiny_coco
 
 import segbench.engine.maskrcnn as engine
 from segbench.data.coco import CocoInstances
@@ -24,28 +24,15 @@ from segbench.registry import resolve_run
 RUN = "r50_c4"  # the smallest smoke model; the engine does not depend on the architecture
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]:
-    return write_tiny_coco(tmp_path_factory.mktemp("coco"))
-
-
-@pytest.fixture(autouse=True)
-def _tiny_dataset(monkeypatch: pytest.MonkeyPatch, data) -> None:
-    monkeypatch.setattr(
-        engine, "split_paths", lambda cfg, root, split: (data[split]["images"], data[split]["annotations"])
-    )
+pytestmark = pytest.mark.usefixtures("engine_on_tiny_coco")
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory, data) -> tuple[dict, Path, dict]:
+def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_coco) -> tuple[dict, Path, dict]:
     """One uninterrupted smoke run (4 iterations, checkpoints every 2), shared by several tests."""
     run_dir = tmp_path_factory.mktemp("run")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(
-            engine,
-            "split_paths",
-            lambda cfg, root, split: (data[split]["images"], data[split]["annotations"]),
-        )
+        serve_tiny_coco(mp, tiny_coco)
         cfg = resolve_run(RUN, "smoke", 0)
         summary = engine.train(cfg, run_dir, Path("unused"))
     return cfg, run_dir, summary
@@ -125,8 +112,8 @@ def test_evaluate_returns_coco_metrics_per_task(finished_run):
     assert heads["run"] == cfg["run"] and {r["branch"] for r in heads["rows"]} == {"box", "mask"}
 
 
-def test_no_detections_give_zeros(data):
-    stats = engine.coco_stats(data["val"]["annotations"], [], "segm")
+def test_no_detections_give_zeros(tiny_coco):
+    stats = engine.coco_stats(tiny_coco["val"]["annotations"], [], "segm")
     assert all(stats[name] == 0.0 for name in engine.BOX_STATS)
 
 
@@ -196,12 +183,12 @@ def test_results_conversion_round_trips_on_real_coco(shared_data):
     assert _round_trip(ann_file, ["bbox", "segm"], keypoints=False) == {"bbox": 1.0, "segm": 1.0}
 
 
-def test_test_dev_results_from_an_image_list_without_annotations(finished_run, data, tmp_path):
+def test_test_dev_results_from_an_image_list_without_annotations(finished_run, tiny_coco, tmp_path):
     cfg, run_dir, _ = finished_run
-    info = json.loads(data["val"]["annotations"].read_text())
+    info = json.loads(tiny_coco["val"]["annotations"].read_text())
     del info["annotations"]  # like image_info_test-dev2017.json
     (tmp_path / "image_info.json").write_text(json.dumps(info))
-    images = CocoInstances(data["val"]["images"], tmp_path / "image_info.json", train=False, masks=False)
+    images = CocoInstances(tiny_coco["val"]["images"], tmp_path / "image_info.json", train=False, masks=False)
     results = engine.predict_coco_results(cfg, run_dir, images)
     paths = engine.write_coco_results(results, tmp_path, split="test-dev2017", algorithm="r50c4")
     assert [p.name for p in paths] == [

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from test_data_coco import write_tiny_coco
+from test_data_coco import serve_tiny_coco
 
 import segbench.engine.maskrcnn as engine
 from segbench.engine import contract
@@ -21,16 +21,7 @@ from segbench.registry import resolve_run
 RUN = "r50_c4"  # the smallest smoke model (4 iterations, checkpoints every 2)
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]:
-    return write_tiny_coco(tmp_path_factory.mktemp("coco"))
-
-
-@pytest.fixture(autouse=True)
-def _tiny_dataset(monkeypatch: pytest.MonkeyPatch, data) -> None:
-    monkeypatch.setattr(
-        engine, "split_paths", lambda cfg, root, split: (data[split]["images"], data[split]["annotations"])
-    )
+pytestmark = pytest.mark.usefixtures("engine_on_tiny_coco")
 
 
 def _cfg(points: int) -> dict[str, Any]:
@@ -52,15 +43,11 @@ def _curve(run_dir: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def with_and_without(tmp_path_factory: pytest.TempPathFactory, data) -> tuple[Path, Path]:
+def with_and_without(tmp_path_factory: pytest.TempPathFactory, tiny_coco) -> tuple[Path, Path]:
     """The same smoke run trained with a 4-point curve and without one."""
     dirs = tmp_path_factory.mktemp("curve"), tmp_path_factory.mktemp("plain")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(
-            engine,
-            "split_paths",
-            lambda cfg, root, split: (data[split]["images"], data[split]["annotations"]),
-        )
+        serve_tiny_coco(mp, tiny_coco)
         for run_dir, points in zip(dirs, (4, 0), strict=True):
             engine.train(_cfg(points), run_dir, Path("unused"))
     return dirs

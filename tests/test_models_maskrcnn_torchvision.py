@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from pycocotools import mask as mask_utils
-from test_data_coco import write_tiny_coco
 from torchvision.models.detection.mask_rcnn import MaskRCNN as TorchvisionMaskRCNN
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import MultiScaleRoIAlign
@@ -105,11 +104,7 @@ def test_unknown_implementation_is_refused():
         build_maskrcnn(cfg)
 
 
-def test_torchvision_run_trains_one_step_and_evaluates_through_the_engine(tmp_path, monkeypatch):
-    data = write_tiny_coco(tmp_path / "coco")
-    monkeypatch.setattr(
-        engine, "split_paths", lambda cfg, root, split: (data[split]["images"], data[split]["annotations"])
-    )
+def test_torchvision_run_trains_one_step_and_evaluates_through_the_engine(tmp_path, engine_on_tiny_coco):
     cfg = resolve_run(RUN, "smoke", 0)
     cfg["schedule"].update(iterations=1, checkpoint_every=1, lr_decay_at=[], warmup_iters=0)
     cfg["model"]["box_score_thresh"] = 0.0  # one step from random weights: keep detections to check them
@@ -125,7 +120,8 @@ def test_torchvision_run_trains_one_step_and_evaluates_through_the_engine(tmp_pa
     assert set(predictions) == {"bbox", "segm"} and predictions["segm"]
     assert len(predictions["bbox"]) == len(predictions["segm"])
     categories = set(
-        json.loads(data["val"]["annotations"].read_text())["categories"][i]["id"] for i in (0, 1)
+        json.loads(engine_on_tiny_coco["val"]["annotations"].read_text())["categories"][i]["id"]
+        for i in (0, 1)
     )
     for box, seg in zip(predictions["bbox"], predictions["segm"], strict=True):
         assert box["image_id"] == seg["image_id"] and box["category_id"] == seg["category_id"] in categories
