@@ -151,7 +151,7 @@ def test_a_dataset_overlay_reaches_only_the_runs_on_that_dataset(registry):
 
 
 def test_a_backbone_overlay_reaches_only_the_runs_of_that_backbone(registry):
-    """``by_backbone`` (mini: ResNet-101 at half the rate) sets the schedule keys of every run of its
+    """``by_backbone`` (mini: ResNet-101 with a longer warm-up) sets the schedule keys of every run of its
     backbone and leaves the other runs' config hashes as they were without it."""
     from segbench.provenance import config_hash
 
