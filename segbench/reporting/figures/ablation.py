@@ -1,6 +1,7 @@
 """Charts of one assembled table.
 
-* **Claims** (top, when the table states any): for each claim ``A better than B on metric`` the
+* **Claims** (top, when the table states any): for each claim ``A better than B on metric`` (or ``A on par
+  with B``, ``A no worse than B``, as the tick says) the
   reproduced gap (A - B, oriented so that positive means A is better; mean over seeds with the spread
   of the per-seed gaps, seeds as dots) beside the paper's gap, on one axis, each bar labelled with its
   value. At the mini scale the absolute values are an order of magnitude below the paper's, but the
@@ -23,6 +24,16 @@ from segbench.reporting.view import scale_is_absolute
 
 PAPER_STYLE = {"color": "#bbbbbb", "hatch": "//", "edgecolor": "#666666"}
 OURS_COLOUR = "C0"
+
+
+def claim_kind_note(claim: dict[str, Any]) -> str:
+    """What an equivalence or no-worse claim tests, for its tick: a gap > 0 is not what it claims."""
+    kind = claim.get("kind", "better")
+    if kind == "equivalent":
+        return f"; on par: |gap| <= {float(claim['margin']):g}"
+    if kind == "noninferior":
+        return "; no worse than"
+    return ""
 
 
 def table_json(results: Path, scale: str, table: str) -> Path:
@@ -121,7 +132,7 @@ def claims_panel(ax: Any, table: dict[str, Any], claims: list[dict[str, Any]], s
     ticks = [
         wrap(
             f"{labels.get(c['better'], c['better'])} − {labels.get(c['worse'], c['worse'])} "
-            f"({c['metric']}): {c.get('verdict', '')}",
+            f"({c['metric']}{claim_kind_note(c)}): {c.get('verdict', '')}",
             2.2,
             7,
         )
@@ -130,7 +141,7 @@ def claims_panel(ax: Any, table: dict[str, Any], claims: list[dict[str, Any]], s
     ax.set_xticks(xs, [plain(t) for t in ticks], fontsize=7)
     units = sorted({unit(table, c["metric"]) for c in claims})
     better = "lower error" if table.get("lower_is_better") else "higher"
-    ax.set_ylabel(wrap(f"gap, A − B ({'; '.join(units)}); > 0: A {better} as claimed", 2.6, 8), fontsize=8)
+    ax.set_ylabel(wrap(f"gap, A − B ({'; '.join(units)}); > 0: A {better}", 2.6, 8), fontsize=8)
     ax.set_title("The claims: gap between the rows, reproduced and the paper's", fontsize=9)
     ax.tick_params(axis="y", labelsize=7)
     top = max(
