@@ -260,9 +260,8 @@ def test_table_chart_has_a_claims_panel_labelled_axes_and_a_title_that_fits(tmp_
     assert "gap" in claims.get_ylabel() and "AP, %" in claims.get_ylabel()
     assert "paper's gap" in [t.get_text() for t in claims.get_legend().get_texts()]
     ticks = [" ".join(t.get_text().split()) for t in claims.get_xticklabels()]
-    on_par = [
-        t for t in ticks if "on par: |gap| <= 1" in t
-    ]  # table2c's equivalence claims say what they test
+    # table2c's equivalence claims say what they test
+    on_par = [t for t in ticks if "on par: |gap| <= 1" in t]
     assert on_par and len(on_par) < len(ticks), ticks
     assert all(ax.get_ylabel() for ax in axes), [ax.get_title() for ax in axes if not ax.get_ylabel()]
     recall = next(ax for ax in axes if ax.get_title() == "AR")  # the registry's recall column

@@ -52,7 +52,12 @@ class Check:
 
     @property
     def sha256(self) -> str:
-        return self.manifest.get("dataset_sha256") or dataset_sha256(self.manifest["files"])
+        return manifest_sha256(self.manifest)
+
+
+def manifest_sha256(manifest: dict[str, Any]) -> str:
+    """The dataset's hash as its MANIFEST records it (or as computed from its file list)."""
+    return manifest.get("dataset_sha256") or dataset_sha256(manifest["files"])
 
 
 def check(root: Path, manifest: dict[str, Any], *, full: bool = False) -> Check:

@@ -84,15 +84,14 @@ def dataset_identity(
             name, data_root, seed=int(manifest.get("seed", 0)), progress=False, verify=verify, entry=entry
         )
         manifest = read_manifest(root) or {"files": {}}
-        result = integrity.Check(root, manifest)
     else:
         result = integrity.check(root, manifest, full=verify)
-    if not result.ok:
-        raise InputError(
-            f"dataset {name!r}: {result.changed} {result.reason}; restore the file or run "
-            f"`segbench data prepare {name} --force` to re-download"
-        )
-    return {"name": name, "sha256": result.sha256, "files": len(manifest["files"])}
+        if not result.ok:
+            raise InputError(
+                f"dataset {name!r}: {result.changed} {result.reason}; restore the file or run "
+                f"`segbench data prepare {name} --force` to re-download"
+            )
+    return {"name": name, "sha256": integrity.manifest_sha256(manifest), "files": len(manifest["files"])}
 
 
 def verify(name: str, data_root: str | os.PathLike[str]) -> dict[str, Any]:

@@ -399,7 +399,7 @@ def resolve_run(
     # Per-dataset input and schedule keys (mini: the person-keypoint runs of Tables 4-6 at 320 px, 2000 x 8);
     # the runs on other datasets keep the family's keys, and so their config hashes.
     by_dataset = overlay.get("by_dataset", {}).get(spec["dataset"], {})
-    # Per-backbone schedule keys (mini: ResNet-101 at half the rate); other backbones keep their hashes.
+    # Per-backbone schedule keys (mini: ResNet-101 with a longer warm-up); other backbones keep their hashes.
     by_backbone = overlay.get("by_backbone", {}).get(model.get("backbone"), {})
     inputs.update(by_dataset.get("input", {}))
     schedule = {

@@ -177,19 +177,17 @@ def direction_view(direction: dict[str, Any], labels: dict[str, str], digits: st
     )
     gap_std = direction.get("gap_in_std")
     spread = direction.get("gap_std")
+    better = labels.get(direction.get("better", ""), direction.get("better", ""))
+    worse = labels.get(direction.get("worse", ""), direction.get("worse", ""))
     return {
         "source": direction.get("source", "paper"),
         "paper_gap": fmt(direction.get("paper_gap"), digits, signed=True),
         "gap_spread": "" if spread is None else f" ± {fmt(spread, digits)}",
         "test": test_text(direction, digits),
         "claim": direction.get("claim", ""),
-        "claim_text": claim_text(
-            direction,
-            labels.get(direction.get("better", ""), direction.get("better", "")),
-            labels.get(direction.get("worse", ""), direction.get("worse", "")),
-        ),
-        "better": labels.get(direction.get("better", ""), direction.get("better", "")),
-        "worse": labels.get(direction.get("worse", ""), direction.get("worse", "")),
+        "claim_text": claim_text(direction, better, worse),
+        "better": better,
+        "worse": worse,
         "metric": direction.get("metric", ""),
         "gap": fmt(direction.get("gap"), digits, signed=True),
         "gap_in_std": "–" if gap_std is None else f"{gap_std:+.1f}",
