@@ -5,7 +5,7 @@ default the row with the paper's best value on the first column; ``base_row`` pi
 baseline row and the method are trained and evaluated on the same data, schedule and seeds 0..n-1;
 baseline runs already computed (same config hash) are reused. The result is a table of the baseline rows
 and the method row (mean ± std over seeds) plus, for every baseline row and column, the per-seed paired
-difference and a paired t-test over seeds (:mod:`segbench.tables.statistics`).
+difference, tested and judged by the claims engine (:mod:`segbench.claims`), Holm-adjusted over all comparisons.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from segbench.claims import ALPHA, Claim, Verdict, evidence_text, judge_all, std_floor, weigh
 from segbench.engine.device import check_device
 from segbench.engine.runner import ensure_evaluated
 from segbench.errors import InputError
@@ -21,9 +22,8 @@ from segbench.paths import child_path, results_root, run_dir
 from segbench.paths import data_root as default_data_root
 from segbench.plugins import Plugin, method_run_config, register_plugin
 from segbench.provenance import provenance
-from segbench.registry import get_table, load_registry, resolve_run
+from segbench.registry import evaluated_on, get_table, load_registry, resolve_run
 from segbench.tables.assemble import format_value, metric_value, seed_summary
-from segbench.tables.statistics import TEST_NAME, paired_comparison
 
 
 def spec_slug(spec: str) -> str:
@@ -62,6 +62,55 @@ def _row_runs_per_column(row: dict[str, Any], columns: list[str]) -> dict[str, s
     if "run" in row:
         return {col: row["run"] for col in columns}
     return {col: row["column_runs"][col] for col in columns if col in row["column_runs"]}
+
+
+#: what a comparison verdict means, the method being claim A ("the method is better than the baseline")
+COMPARISON_WORDS = {
+    Verdict.REPRODUCED: "better",
+    Verdict.CONTRADICTED: "worse",
+    Verdict.INCONCLUSIVE: "no significant difference",
+    Verdict.UNTESTED: "untested",
+    Verdict.NOT_MEASURED: "not measured",
+}
+COMPARE_RULE = (
+    "per baseline and metric, the claim 'the method is better' tested by the claims engine (segbench.claims): "
+    f"one-sided paired t-test over seeds at alpha {ALPHA:g}, Holm-adjusted over all the comparisons; "
+    "'better' when it passes, 'worse' when the 90% interval of the gap lies below 0, otherwise no significant "
+    "difference; untested with fewer than 3 seeds"
+)
+
+
+def method_comparisons(
+    table: dict[str, Any], baselines: list[dict[str, Any]], method_row: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The method against every baseline row on every column, judged as one Holm family."""
+    lower = bool(table.get("lower_is_better", False))
+    pairs, evidence = [], []
+    for row in baselines:
+        for col in table["columns"]:
+            if col in row["values"] and col in method_row["values"]:
+                a, b = method_row["values"][col], row["values"][col]
+                claim = Claim(method_row["id"], row["id"], col, lower_is_better=lower)
+                means = [m for m in (a["mean"], b["mean"]) if m is not None]
+                evidence.append(
+                    weigh(claim, a["per_seed"], b["per_seed"], floor=std_floor(table["metrics"][col], means))
+                )
+                pairs.append((row, col))
+    out = []
+    for (row, col), record in zip(pairs, judge_all(evidence), strict=True):
+        verdict = Verdict(record["verdict"])
+        out.append(
+            {
+                "baseline": row["id"],
+                "baseline_label": row["label"],
+                "metric": col,
+                "better_direction": "lower" if lower else "higher",
+                **record,
+                "claim_verdict": verdict.value,
+                "verdict": COMPARISON_WORDS[verdict],
+            }
+        )
+    return out
 
 
 def run_comparison(
@@ -141,18 +190,7 @@ def run_comparison(
     rows.append(method_row)
 
     higher = not table.get("lower_is_better", False)
-    comparisons = []
-    for row in rows[:-1]:
-        for col in columns:
-            if col in row["values"] and col in method_row["values"]:
-                stat = paired_comparison(
-                    method_row["values"][col]["per_seed"],
-                    row["values"][col]["per_seed"],
-                    higher_is_better=higher,
-                )
-                comparisons.append(
-                    {"baseline": row["id"], "baseline_label": row["label"], "metric": col, **stat}
-                )
+    comparisons = method_comparisons(table, rows[:-1], method_row)
 
     out = compare_path(scale, table_name, spec, results)
     record = {
@@ -164,14 +202,14 @@ def run_comparison(
         "scale": scale,
         "scale_description": registry["scales"][scale]["description"],
         "split": table.get("split"),
-        "evaluated_on": table.get("evaluated_on"),
+        "evaluated_on": evaluated_on(table_name, scale, registry),
         "columns": columns,
         "metrics": table["metrics"],
         "lower_is_better": not higher,
         "method": plugin.as_dict(),
         "base_row": base["id"],
         "seeds": list(range(seeds)),
-        "statistics": TEST_NAME,
+        "statistics": COMPARE_RULE,
         "rows": rows,
         "comparisons": comparisons,
         "directions": [],
@@ -212,41 +250,40 @@ def comparison_markdown(record: dict[str, Any]) -> str:
             )
         label = f"**{row['label']}**" if row["method"] else row["label"]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    direction = "lower" if record.get("lower_is_better") else "higher"
+    spec = ".3g" if record["paper"] == "unet" else ".2f"
     lines += [
         "",
-        f"Paired comparisons ({record['statistics']}, alpha 0.05):",
+        f"Comparisons ({direction} is better; gap = method − baseline, oriented so > 0 is better): "
+        f"{record['statistics']}.",
         "",
-        "| baseline | metric | mean difference | p | verdict |",
-        "|---|---|---|---|---|",
+        "| baseline | metric | evidence | verdict |",
+        "|---|---|---|---|",
     ]
     for c in record["comparisons"]:
-        p = "-" if c["p_value"] is None else f"{c['p_value']:.3g}"
         lines.append(
-            f"| {c['baseline_label']} | {c['metric']} | {format_value(c['mean_difference'], d + 1)} | {p} | "
-            f"{c['verdict']} |"
+            f"| {c['baseline_label']} | {c['metric']} | {evidence_text(c, spec)} | **{c['verdict']}** |"
         )
     return "\n".join(lines) + "\n"
 
 
 def comparison_csv(record: dict[str, Any]) -> str:
-    header = "baseline,metric,n,mean_difference,std_difference,t,p_value,significant,verdict,differences"
-    lines = [header]
+    columns = [
+        "baseline",
+        "metric",
+        "better_direction",
+        "n",
+        "gap",
+        "sd_used",
+        "interval_low",
+        "interval_high",
+    ]
+    columns += ["t", "p_value", "p_adjusted", "verdict", "gap_per_seed"]
+    lines = [",".join(columns)]
     for c in record["comparisons"]:
-        lines.append(
-            ",".join(
-                str(x)
-                for x in (
-                    c["baseline"],
-                    c["metric"],
-                    c["n"],
-                    c["mean_difference"],
-                    c["std_difference"],
-                    c["t"],
-                    c["p_value"],
-                    c["significant"],
-                    c["verdict"],
-                    " ".join(f"{v:.6g}" for v in c["differences"]),
-                )
-            )
-        )
+        iv = c.get("interval") or {}
+        values = [c["baseline"], c["metric"], c["better_direction"], c["n"], c["gap"], c["sd_used"]]
+        values += [iv.get("low"), iv.get("high"), c["t"], c["p_value"], c["p_adjusted"], c["verdict"]]
+        values.append(" ".join(f"{v:.6g}" for v in c["gap_per_seed"]))
+        lines.append(",".join("" if v is None else str(v) for v in values))
     return "\n".join(lines) + "\n"

@@ -62,9 +62,9 @@ def test_compare_precise_roi_pool_against_table2c(tmp_path, capsys):
     assert {"AP", "AP50", "AP75", "AR"} <= set(columns)
     assert len(comparisons) == 5 * len(columns)  # every baseline row x every column
     for c in comparisons:
-        assert c["test"].startswith("paired t-test") and c["n"] == 2 and len(c["differences"]) == 2
-        assert c["verdict"] in {"better", "worse", "no significant difference"}
-        assert c["p_value"] is None or 0.0 <= c["p_value"] <= 1.0
+        # 2 seeds: too few for the claims engine's test, whatever the differences (never "t inf, p 0")
+        assert c["n"] == 2 and len(c["gap_per_seed"]) == 2
+        assert c["verdict"] == "untested" and c["p_value"] is None
     assert record["provenance"]["seeds"] == [0, 1] and record["method"]["kind"] == "roi_layer"
     # The method's runs used the baseline's protocol with only the RoI layer swapped.
     base_cfg = json.loads((tmp_path / "results/smoke/runs/r50_c4-seed0/config.json").read_text())["config"]
@@ -76,7 +76,8 @@ def test_compare_precise_roi_pool_against_table2c(tmp_path, capsys):
         and base_cfg["model"].pop("roi_layer") == "roi_align"
     )
     assert new_cfg["model"] == base_cfg["model"] and new_cfg["schedule"] == base_cfg["schedule"]
-    assert "Paired comparisons" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Comparisons (higher is better" in out and "Holm-adjusted over all the comparisons" in out
 
 
 def test_compare_reuses_baseline_runs(tmp_path):

@@ -59,11 +59,13 @@ def test_paper_values_match_the_transcription(registry, shared_data: Path):
             continue
         paper, key = names.get(table_name, ("maskrcnn", table_name))
         ref = reference[paper]["tables"][key]
-        # the paper's columns first, then the recall columns (COCO AR) the paper does not print
+        # the paper's columns first, then the recall columns (COCO AR) the paper does not print; a column
+        # may add the measure it holds to the paper's name (unet_table2: the paper's "IOU" is our SEG,
+        # "PhC-U373 SEG"), and our pixel IoU follows them there
         printed = len(ref["columns"])
-        assert table["columns"][:printed] == ref["columns"], table_name
+        assert [c.split(" ")[0] for c in table["columns"][:printed]] == ref["columns"], table_name
         extra = table["columns"][printed:]
-        assert all(column.startswith("AR") for column in extra), (table_name, extra)
+        assert all(c.startswith("AR") or c.endswith(" IoU") for c in extra), (table_name, extra)
         assert all(row["paper_values"][printed:] == [None] * len(extra) for row in table["rows"]), table_name
         ours = [
             row["paper_values"][:printed]
@@ -245,7 +247,7 @@ EXPECTED_CLAIMS = {
 }
 
 
-def test_every_claim_is_registered_and_small_effects_are_not_called_gains(registry):
+def test_every_claim_is_registered_and_worded_as_the_paper_words_it(registry):
     tables = registry["tables"]
     assert {
         n: len(t.get("directions", [])) for n, t in tables.items() if t.get("directions")
@@ -258,11 +260,12 @@ def test_every_claim_is_registered_and_small_effects_are_not_called_gains(regist
             col = table["columns"].index(d["metric"])
             better, worse = rows[d["better"]][col], rows[d["worse"]][col]
             gap = better - worse
-            kind = d.get("kind", "better")
-            assert gap >= 0 or kind == "equivalent", (name, d)  # the paper's own sign
-            if gap < 1.0:  # under 1 AP: an equivalence or a non-inferiority claim, never "A > B"
-                assert kind in ("equivalent", "noninferior"), (name, d)
-            if kind == "equivalent":
+            kind = d.get("kind", "superiority")
+            # a gain the paper reports, however small, is a superiority claim with the paper's own sign
+            assert gap > 0 or kind == "equivalence", (name, d)
+            # non-inferiority is ours alone (the torchvision sanity check), never a paper's claim
+            assert kind in ("superiority", "equivalence"), (name, d)
+            if kind == "equivalence":
                 assert abs(gap) <= d["margin"], (name, d)  # the paper's values meet their own claim
     # Table 2a's claims are judged over 3 seeds at mini like the other ablations
     assert tables["table2a"]["seeds"]["mini"] == 3

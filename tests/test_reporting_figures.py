@@ -276,3 +276,184 @@ def test_fig4_is_a_grid_not_a_strip() -> None:
 
     fig, axes = panel_grid(9)
     assert len(axes) == 9 and fig.get_figwidth() / fig.get_figheight() < 1.5
+
+
+def _bar_heights_on_screen(fig, bars) -> list[float]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    return [patch.get_window_extent(renderer).height for patch in bars]
+
+
+def test_the_papers_lower_warping_error_is_a_shorter_bar_than_ours() -> None:
+    """real_cpu unet_table1: the paper's warping error (0.000353) is a quarter of ours (0.00158) and lower
+    is better, so its bar is the shorter one, on the same axis as ours, never on an axis of its own."""
+    from unittest import mock
+
+    from segbench.paths import REPO_ROOT
+    from segbench.reporting.figures import ablation
+    from segbench.reporting.figures.base import new_figure
+
+    results = REPO_ROOT / "results"
+    table = json.loads((results / "real_cpu" / "tables" / "unet_table1.json").read_text())
+    rows = ablation.measured_rows(table)
+    unet = next(i for i, r in enumerate(rows) if r["id"] == "unet")
+    cell = rows[unet]["values"]["warping_error"]
+    assert cell["paper"] < cell["mean"] / 3  # the premise: ours is several times the paper's
+
+    fig = new_figure(5, 4)
+    ax = fig.add_subplot()
+    drawn = ablation.absolute_panel(ax, table, rows, "warping_error", ".3g", 1.0)
+    paper_h, ours_h = _bar_heights_on_screen(fig, [drawn.paper[unet], drawn.ours[unet]])
+    assert 0 < paper_h < ours_h
+    assert "lower is better" in ax.get_ylabel() and "↓" in ax.get_ylabel()
+    assert ax.get_title(loc="right") == "↓ better"
+    assert not ax.yaxis_inverted()
+    assert ("log" in ax.get_ylabel()) == drawn.log == (ax.get_yscale() == "log")
+
+    saved = {}
+    with mock.patch.object(
+        ablation, "save_matplotlib", lambda fig, out, name: saved.setdefault(name, fig) and []
+    ):
+        ablation.render_table_bars(
+            FigureContext("real_cpu", results, Path("/nonexistent")), "unet_table1", "b"
+        )
+    axes = saved["b"].axes
+    columns = [ax for ax in axes if ax.get_title() in table["columns"]]
+    claims = [ax for ax in axes if ax.get_title().startswith("The claims")]
+    assert len(columns) == len(table["columns"]) and len(axes) == len(columns) + len(claims)  # no twin axes
+    # the warping error's gaps (~0.0003) get an axis of their own beside the Rand error's (~0.3)
+    assert len(claims) == len({d["metric"] for d in table["directions"]}) == 3
+
+
+def test_no_reporting_code_draws_a_second_y_axis() -> None:
+    root = Path(__file__).resolve().parents[1] / "segbench" / "reporting"
+    offenders = [
+        str(p)
+        for p in root.rglob("*")
+        if p.is_file() and "twinx" in p.read_text(encoding="utf-8", errors="ignore")
+    ]
+    assert not offenders
+
+
+def _synthetic_table(paper_factor: float, lower_is_better: bool = False) -> dict:
+    def cell(mean: float, paper: float) -> dict:
+        seeds = [mean * 0.9, mean, mean * 1.1]
+        return {"mean": mean, "std": 0.1 * mean, "n": 3, "per_seed": seeds, "paper": paper, "delta": None}
+
+    means = {"a": 0.3, "b": 0.5, "c": 0.4}
+    return {
+        "table": "synthetic",
+        "title": "a synthetic table",
+        "paper": "maskrcnn",
+        "scale": "mini",
+        "columns": ["AP"],
+        "metrics": {"AP": "segm.AP"},
+        "lower_is_better": lower_is_better,
+        "rows": [
+            {
+                "id": k,
+                "label": k,
+                "reference_only": False,
+                "values": {"AP": cell(m, paper_factor * m * (1 + i / 10))},
+            }
+            for i, (k, m) in enumerate(means.items())
+        ],
+        "directions": [],
+    }
+
+
+@pytest.mark.parametrize("paper_factor", [100.0, 1.5])
+def test_values_spanning_more_than_ten_fold_get_a_log_axis_and_keep_their_order(paper_factor: float) -> None:
+    from segbench.reporting.figures.ablation import absolute_panel
+    from segbench.reporting.figures.base import new_figure
+
+    table = _synthetic_table(paper_factor)
+    fig = new_figure(5, 4)
+    ax = fig.add_subplot()
+    drawn = absolute_panel(ax, table, table["rows"], "AP", ".1f", 1.0)
+    log = paper_factor == 100.0
+    assert drawn.log == log and (ax.get_yscale() == "log") == log and ("log scale" in ax.get_ylabel()) == log
+    values = [r["values"]["AP"]["paper"] for r in table["rows"]] + [
+        r["values"]["AP"]["mean"] for r in table["rows"]
+    ]
+    bars = list(drawn.paper) + list(drawn.ours)
+    # each bar's top is its value, and bars stand on one baseline below every value
+    assert [b.get_y() + b.get_height() for b in bars] == pytest.approx(values)
+    assert all(b.get_y() == drawn.bottom for b in bars) and drawn.bottom < min(values)
+    heights = _bar_heights_on_screen(fig, bars)
+    assert sorted(range(len(bars)), key=heights.__getitem__) == sorted(
+        range(len(bars)), key=values.__getitem__
+    )
+    assert "higher is better ↑" in ax.get_ylabel() and ax.get_title(loc="right") == "↑ better"
+
+
+def _claim(better: str, worse: str, verdict: str, gap: float, **extra) -> dict:
+    return {
+        "better": better,
+        "worse": worse,
+        "metric": "AP",
+        "kind": "superiority",
+        "margin": None,
+        "source": "paper",
+        "claim": f"{better} > {worse} on AP",
+        "paper_gap": 3.0,
+        "gap": gap,
+        "gap_per_seed": [gap - 1, gap, gap + 1],
+        "interval": {"low": gap - 2.5, "high": gap + 2.5, "level": 0.9},
+        "p_value": 0.01,
+        "p_adjusted": 0.02,
+        "verdict": verdict,
+        "verdict_reason": "",
+        "caveats": [],
+        **extra,
+    }
+
+
+def test_claims_panel_colours_each_gap_by_its_verdict() -> None:
+    from matplotlib.colors import to_rgba
+
+    from segbench.reporting.figures.ablation import VERDICT_COLOURS, claim_kind_note, claims_panel
+    from segbench.reporting.figures.base import new_figure
+
+    table = _synthetic_table(1.0)
+    claims = [
+        _claim("b", "a", "reproduced", 4.0),
+        _claim(
+            "c",
+            "a",
+            "contradicted",
+            3.0,
+            kind="equivalence",
+            margin=1.0,
+            p_adjusted=0.4,
+            caveats=["the paper's rows were trained for a longer schedule than ours, which is why"],
+        ),
+    ]
+    fig = new_figure(8, 4)
+    ax = fig.add_subplot()
+    claims_panel(ax, table, claims, ".1f")
+    fig.canvas.draw()
+    ours = {
+        round(p.get_x() + p.get_width() / 2, 2): p.get_facecolor() for p in ax.patches if not p.get_hatch()
+    }
+    assert ours[0.2] == to_rgba(VERDICT_COLOURS["reproduced"]) == to_rgba("#2e7d32")
+    assert ours[1.2] == to_rgba(VERDICT_COLOURS["contradicted"]) == to_rgba("#c62828")
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"reproduced", "inconclusive", "contradicted", "untested / not measured", "paper's gap"} <= set(
+        legend
+    )
+    ticks = [" ".join(t.get_text().split()) for t in ax.get_xticklabels()]
+    assert "reproduced (Holm p 0.02)" in ticks[0] and "⚠" not in ticks[0]
+    assert "contradicted (Holm p 0.4)" in ticks[1] and "⚠ the paper's rows" in ticks[1]
+    assert "on par: |gap| <= 1" in ticks[1]
+    # the error bar is the claim's interval, not the spread of the seeds
+    errorbar = next(c for c in ax.containers if c.__class__.__name__ == "ErrorbarContainer")
+    spans = sorted((s[0][1], s[1][1]) for s in errorbar.lines[2][0].get_segments())
+    assert spans == [pytest.approx((0.5, 5.5)), pytest.approx((1.5, 6.5))]
+    # the equivalence margin is drawn at ±1 over its claim only
+    margins = [s for coll in ax.collections if coll.get_linestyle()[0][1] for s in coll.get_segments()]
+    assert sorted(round(s[0][1], 6) for s in margins) == [-1.0, 1.0]
+    assert claim_kind_note({"kind": "equivalent", "margin": 1}) == claim_kind_note(claims[1])
+    assert "no worse" in claim_kind_note({"kind": "noninferiority", "margin": 0.5})

@@ -73,24 +73,22 @@ def test_seed_statistics_delta_and_directions(tmp_path):
     assert cell["paper"] == 31.5 and cell["delta"] == pytest.approx(0.5)
     first = next(d for d in table["directions"] if (d["worse"], d["metric"]) == ("roipool", "AP75"))
     assert first["claim"].startswith("roialign_avg > roipool")
-    assert first["reproduced"] is True and first["gap"] == pytest.approx(12.0)
-    # RoIPool has std 0: it is left out of the pooling (pooling with 0 would halve the variance)
-    assert first["gap_in_std"] == pytest.approx(12.0 / 2.0) and first["pooled_std"] == pytest.approx(2.0)
-    assert first["source"] == "paper" and first["paper_gap"] == pytest.approx(31.5 - 26.4)
-    assert first["test"]["n"] == 3 and first["test"]["p_value"] < 0.05  # paired over the same seeds
-    assert first["gap_per_seed"] == pytest.approx([10.0, 12.0, 14.0]) and first["gap_std"] == pytest.approx(
+    assert first["verdict"] == "reproduced" and first["gap"] == pytest.approx(12.0)
+    assert first["n"] == 3 and first["paired"] and first["p_value"] < 0.05 <= 1  # paired over the same seeds
+    assert first["gap_per_seed"] == pytest.approx([10.0, 12.0, 14.0]) and first["sd_used"] == pytest.approx(
         2.0
     )
+    assert first["kind"] == "superiority" and first["p_adjusted"] >= first["p_value"]
 
 
 def test_std_floor_keeps_deterministic_rows_from_inflating_the_gap(tmp_path):
-    """Both rows with std 0 (or tiny): the gap is measured against max(1 % of |mean|, 0.1 AP), not 0."""
+    """Both rows with std 0: the gap is tested with a spread of max(1 % of |mean|, 0.1 AP), not 0."""
     values = {"r50_c4": [0.300, 0.300, 0.300], "r50_c4_roipool": [0.298, 0.298, 0.298]}
     fake_metrics(tmp_path, "mini", ["table2c"], lambda run, seed: values.get(run, [0.25] * 3)[seed])
     first = assemble_table("table2c", "mini", tmp_path)["directions"][0]
-    assert first["pooled_std"] == 0.0 and first["std_floor"] == pytest.approx(0.30)  # 1 % of 30 AP
-    assert first["gap_in_std"] == pytest.approx(0.2 / 0.30)
-    assert first["verdict"] == "within noise (< 2 std)" and "1%" in first["std_rule"]
+    assert first["sd_observed"] == pytest.approx(0.0, abs=1e-9) and first["std_floor"] == pytest.approx(0.30)
+    assert first["sd_used"] == pytest.approx(0.30) and math.isfinite(first["t"])
+    assert first["verdict"] == "inconclusive"  # 0.2 AP against a 0.3 AP floor over 3 seeds
 
 
 def test_claims_against_a_segbench_baseline_are_ours(tmp_path):
@@ -107,23 +105,23 @@ def test_claims_against_a_segbench_baseline_are_ours(tmp_path):
     assert (
         "Against our baselines:" in md
         and "The paper's claims:" not in md
-        and "paired t-test over 3 seeds" in md
+        and "paired t-test over seeds, n 3" in md
     )
 
 
-def test_gap_in_std_uses_pooled_std(tmp_path):
+def test_the_test_uses_the_spread_of_the_per_seed_gaps(tmp_path):
     values = {"r50_c4": [0.30, 0.32, 0.34], "r50_c4_roipool": [0.20, 0.21, 0.22]}
     fake_metrics(tmp_path, "mini", ["table2c"], lambda run, seed: values.get(run, [0.25] * 3)[seed])
     direction = assemble_table("table2c", "mini", tmp_path)["directions"][0]
-    pooled = math.sqrt((2.0**2 + 1.0**2) / 2)
-    assert direction["gap_in_std"] == pytest.approx(11.0 / pooled)
+    assert direction["gap_per_seed"] == pytest.approx([10.0, 11.0, 12.0])
+    assert direction["sd_used"] == pytest.approx(1.0) and direction["df"] == 2
 
 
-def test_not_reproduced_direction_is_reported(tmp_path):
+def test_one_seed_is_untested_and_says_so(tmp_path):
     fake_metrics(tmp_path, "smoke", ["table2b"], lambda run, seed: 0.4 if run == "r50_c4_softmax" else 0.1)
     table = assemble_table("table2b", "smoke", tmp_path)
-    assert table["directions"][0]["reproduced"] is False
-    assert "NOT reproduced" in to_markdown(table)
+    assert table["directions"][0]["verdict"] == "untested"
+    assert "**untested** (1 seed < 3)" in to_markdown(table)
 
 
 def test_difference_rows_and_reference_rows(tmp_path):
@@ -160,17 +158,17 @@ def test_lower_is_better_and_column_runs(tmp_path):
         }[run],
     )
     t1 = assemble_table("unet_table1", "smoke", tmp_path)
-    better = [d for d in t1["directions"] if d["kind"] == "better"]
-    assert better and all(d["reproduced"] for d in better)  # lower error is better
-    # the equivalence claim (pixel error): 1 seed at smoke is too few to judge it
-    (equivalent,) = [d for d in t1["directions"] if d["kind"] == "equivalent"]
-    assert equivalent["reproduced"] is None and equivalent["verdict"].startswith("not tested")
+    better = [d for d in t1["directions"] if d["kind"] == "superiority"]
+    assert better and all(d["gap"] > 0 for d in better)  # lower error is better: the gap is oriented
+    # 1 seed at smoke is too few to test any claim
+    assert {d["verdict"] for d in t1["directions"]} == {"untested"}
     unet = {r["id"]: r for r in t1["rows"]}["unet"]
     assert unet["values"]["warping_error"]["mean"] == pytest.approx(0.01)  # not scaled by 100
     t2 = assemble_table("unet_table2", "smoke", tmp_path)
     row = {r["id"]: r for r in t2["rows"]}["unet"]["values"]
-    assert row["PhC-U373"]["mean"] == pytest.approx(0.9) and row["DIC-HeLa"]["mean"] == pytest.approx(0.7)
-    assert all(d["reproduced"] for d in t2["directions"])
+    assert row["PhC-U373 SEG"]["mean"] == pytest.approx(0.9)
+    assert row["DIC-HeLa SEG"]["mean"] == pytest.approx(0.7)
+    assert all(d["gap"] > 0 and d["verdict"] == "untested" for d in t2["directions"])
 
 
 def test_missing_metrics_name_the_file_and_the_fix(tmp_path):
@@ -192,8 +190,8 @@ def test_a_gap_within_noise_is_not_called_reproduced(tmp_path):
     values = {"r50_c4": [0.30, 0.20, 0.40], "r50_c4_roipool": [0.29, 0.21, 0.38]}  # mean gap 0.7 AP, std ~10
     fake_metrics(tmp_path, "mini", ["table2c"], lambda run, seed: values.get(run, [0.25] * 3)[seed])
     first = assemble_table("table2c", "mini", tmp_path)["directions"][0]
-    assert first["gap"] > 0 and first["gap_in_std"] < 2
-    assert first["verdict"] == "within noise (< 2 std)" and first["reproduced"] is False
+    assert first["gap"] > 0 and first["interval"]["low"] < 0
+    assert first["verdict"] == "inconclusive"
 
 
 def test_a_run_without_masks_has_no_mask_ap(tmp_path):
@@ -247,45 +245,48 @@ def test_cli_list_runs_shows_state_headline_metric_and_train_time(tmp_path, caps
     assert "stale" in lines["r50_c4_softmax-seed0"]
 
 
-def test_noninferior_claim_allows_a_shortfall_of_up_to_two_pooled_std(tmp_path):
-    """reference_torchvision: ours (r50_fpn) no worse than torchvision's MaskRCNN: gap >= -2 std."""
-    values = {"r50_fpn": [0.30, 0.32, 0.34], "r50_fpn_torchvision": [0.32, 0.34, 0.36]}  # std 2 AP each
+def test_noninferiority_is_judged_against_the_registry_margin(tmp_path):
+    """reference_torchvision: ours (r50_fpn) no worse than torchvision's MaskRCNN by more than 1 AP."""
+    values = {"r50_fpn": [0.32, 0.34, 0.36], "r50_fpn_torchvision": [0.32, 0.34, 0.36]}
     fake_metrics(tmp_path, "mini", ["reference_torchvision"], lambda run, seed: values[run][seed])
     table = assemble_table("reference_torchvision", "mini", tmp_path)
     mask_ap = next(d for d in table["directions"] if d["metric"] == "AP")
-    assert mask_ap["kind"] == "noninferior" and mask_ap["source"] == "ours"
-    assert mask_ap["claim"] == "ours no worse than torchvision on AP (within 2 std)"
-    assert mask_ap["gap"] == pytest.approx(-2.0) and mask_ap["std_used"] == pytest.approx(2.0)
-    assert mask_ap["verdict"] == "reproduced (no worse within 2 std)" and mask_ap["reproduced"] is True
+    assert mask_ap["kind"] == "noninferiority" and mask_ap["source"] == "ours" and mask_ap["margin"] == 1.0
+    assert mask_ap["claim"] == "ours ≥ torchvision − 1 on AP"
+    assert mask_ap["interval"]["low"] > -1.0 and mask_ap["verdict"] == "reproduced"
 
-    values["r50_fpn"] = [0.24, 0.26, 0.28]  # 8 AP short: 4 std
+    values["r50_fpn"] = [0.24, 0.26, 0.28]  # 8 AP short
     fake_metrics(tmp_path, "mini", ["reference_torchvision"], lambda run, seed: values[run][seed])
     table = assemble_table("reference_torchvision", "mini", tmp_path)
-    assert all(d["verdict"] == "not reproduced" and d["reproduced"] is False for d in table["directions"])
-    assert "NOT reproduced" in to_markdown(table)
+    assert {d["verdict"] for d in table["directions"]} == {"contradicted"}
+    assert "**contradicted**" in to_markdown(table)
 
 
 def test_noninferior_claim_needs_three_seeds(tmp_path):
     fake_metrics(tmp_path, "smoke", ["reference_torchvision"], lambda run, seed: 0.3)
     table = assemble_table("reference_torchvision", "smoke", tmp_path)
-    assert {d["verdict"] for d in table["directions"]} == {"not tested (needs 3 seeds per row, has 1)"}
-    assert all(d["reproduced"] is None for d in table["directions"])  # untested: neither way
+    assert {d["verdict"] for d in table["directions"]} == {"untested"}
 
 
-def test_equivalence_claim_is_judged_by_its_margin_over_three_seeds(tmp_path):
+def test_equivalence_claim_is_judged_by_tost_over_three_seeds(tmp_path):
     """class_agnostic: class-specific within 1.0 AP of class-agnostic (the paper: 30.3 vs 29.7)."""
-    values = {"r50_c4": [0.300, 0.310, 0.320], "r50_c4_agnostic": [0.297, 0.302, 0.307]}
+    values = {"r50_c4": [0.300, 0.310, 0.320], "r50_c4_agnostic": [0.298, 0.307, 0.319]}
     fake_metrics(tmp_path, "mini", ["class_agnostic"], lambda run, seed: values[run][seed])
     (claim,) = assemble_table("class_agnostic", "mini", tmp_path)["directions"]
-    assert claim["kind"] == "equivalent" and claim["gap"] == pytest.approx(0.8)
-    assert claim["verdict"] == "reproduced (within margin)" and claim["reproduced"] is True
+    assert claim["kind"] == "equivalence" and claim["gap"] == pytest.approx(0.2)
+    assert -1.0 < claim["interval"]["low"] and claim["interval"]["high"] < 1.0
+    assert claim["verdict"] == "reproduced" and "TOST" in claim["test"]
+    values["r50_c4_agnostic"] = [0.297, 0.302, 0.307]  # mean gap 0.8 inside ±1, its interval not
+    fake_metrics(tmp_path, "mini", ["class_agnostic"], lambda run, seed: values[run][seed])
+    (claim,) = assemble_table("class_agnostic", "mini", tmp_path)["directions"]
+    assert claim["verdict"] == "inconclusive"
     values["r50_c4_agnostic"] = [0.28, 0.29, 0.30]  # 2 AP apart
     fake_metrics(tmp_path, "mini", ["class_agnostic"], lambda run, seed: values[run][seed])
     (claim,) = assemble_table("class_agnostic", "mini", tmp_path)["directions"]
-    assert claim["verdict"] == "not reproduced" and claim["reproduced"] is False
+    assert claim["verdict"] == "contradicted"
     fake_metrics(tmp_path, "smoke", ["class_agnostic"], lambda run, seed: 0.3)
     (claim,) = assemble_table("class_agnostic", "smoke", tmp_path)["directions"]
-    assert claim["verdict"] == "not tested (needs 3 seeds per row, has 1)" and claim["reproduced"] is None
+    assert claim["verdict"] == "untested"
 
 
 def test_the_report_words_each_claim_by_its_kind(tmp_path):
@@ -295,7 +296,11 @@ def test_the_report_words_each_claim_by_its_kind(tmp_path):
     fake_metrics(tmp_path, "mini", ["class_agnostic"], lambda run, seed: values[run][seed])
     (claim,) = assemble_table("class_agnostic", "mini", tmp_path)["directions"]
     labels = {"class_specific": "A", "class_agnostic": "B"}
-    assert direction_view(claim, labels, ".1f")["claim_text"] == "A on par with B (within ±1 AP)"
-    noninferior = {**claim, "kind": "noninferior"}
-    assert direction_view(noninferior, labels, ".1f")["claim_text"] == "A no worse than B (within 2 std)"
-    assert direction_view({**claim, "kind": "better"}, labels, ".1f")["claim_text"] == "A better than B"
+    assert direction_view(claim, labels, ".1f", False)["claim_text"] == "A on par with B on AP (within ±1)"
+    noninferior = {**claim, "kind": "noninferiority"}
+    assert (
+        direction_view(noninferior, labels, ".1f", False)["claim_text"]
+        == "A no worse than B on AP (margin 1)"
+    )
+    superior = {**claim, "kind": "superiority"}
+    assert direction_view(superior, labels, ".1f", False)["claim_text"] == "A better than B on AP"

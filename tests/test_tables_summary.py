@@ -33,28 +33,33 @@ TABLES = [
                 "claim": "roialign_avg > roipool on AP75",
                 "verdict": "reproduced",
                 "gap": 1.334,
-                "gap_in_std": 4.31,
+                "interval": {"low": 0.52, "high": 2.15, "level": 0.9},
+                "p_value": 0.004,
+                "p_adjusted": 0.012,
+                "caveats": ["loss not levelled off: r50_c4 (1/3 seeds)"],
             }
         ],
     },
     {
         "table": "unet_table2",
         "paper": "unet",
-        "columns": ["PhC-U373", "DIC-HeLa"],
+        "columns": ["PhC-U373 SEG", "DIC-HeLa SEG"],
         "rows": [
             {
                 "label": "u-net (2015)",
                 "reference_only": False,
-                "values": {"PhC-U373": cell(0.49421, None, 1, 0.9203), "DIC-HeLa": cell(None, None, 0, None)},
+                "values": {
+                    "PhC-U373 SEG": cell(0.49421, None, 1, 0.9203),
+                    "DIC-HeLa SEG": cell(None, None, 0, None),
+                },
             }
         ],
         "directions": [
             {
-                "claim": "unet > threshold on DIC-HeLa",
+                "claim": "unet > threshold on DIC-HeLa SEG",
                 "source": "ours",
-                "verdict": "reproduced (1 seed: sign only, untested)",
+                "verdict": "untested",
                 "gap": 0.125,
-                "gap_in_std": None,
             }
         ],
     },
@@ -68,16 +73,17 @@ def test_summary_rows_and_directions() -> None:
         "| [table2c](results/mini/tables/table2c.md) AP75 | RoIPool (max) | 0.34 ± 0.29 (3) | 26.4 |" in lines
     )
     assert (
-        "| [unet_table2](results/mini/tables/unet_table2.md) PhC-U373 | u-net (2015) | 0.4942 (1) | 0.9203 |"
+        "| [unet_table2](results/mini/tables/unet_table2.md) PhC-U373 SEG | u-net (2015) | 0.4942 (1) | 0.9203 |"
         in lines
     )
     assert not any("peer" in line for line in lines)  # reference-only rows are the paper's, not ours
     assert (
-        "| table2c | roialign_avg > roipool on AP75 | the paper's | reproduced | +1.33 | 4.3 | "
+        "| table2c | roialign_avg > roipool on AP75 | the paper's | reproduced | +1.33 [+0.52, +2.15] | 0.012 | 1 | "
         "`snakemake --cores all reproduce_table2` |"
     ) in lines
     assert (
-        "| unet_table2 | unet > threshold on DIC-HeLa | ours (vs a segbench baseline) | reproduced (1 seed: sign only, untested) | +0.125 | - | "
+        "| unet_table2 | unet > threshold on DIC-HeLa SEG | ours (vs a segbench baseline) | untested | +0.125 | - | - | "
         "`snakemake --cores all reproduce_unet_table2` |"
     ) in lines
+    assert "Claims at mini: the paper's 1 reproduced of 1 measured; ours 0 reproduced of 1 measured" in text
     assert "verdict at mini" in text

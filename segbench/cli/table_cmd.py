@@ -9,7 +9,6 @@ from segbench.cli._common import scale_help
 from segbench.errors import InputError
 from segbench.registry import artifacts, check_scale, load_registry
 from segbench.status import assembled_with
-from segbench.tables import write_table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="assemble a table (or artifact, e.g. table2) from run results",
         description="Write results/<scale>/tables/<table>.{json,csv,md}: reproduced mean ± std over seeds, "
         "the paper's value, the delta, the claims with their test, provenance; and print the "
-        "table's Markdown to stdout (the written files' paths go to stderr).",
+        "table's Markdown to stdout (stderr says per table which files were written, or that "
+        "nothing changed: an assembly that differs only in when and where it was made rewrites nothing).",
     )
     p.add_argument("name", nargs="?", help="table or artifact name (segbench list)")
     p.add_argument(
@@ -62,14 +62,18 @@ def run(args: argparse.Namespace) -> int:
         if args.with_shared
         else artifacts(registry).get(args.name, [args.name])
     )
-    from segbench.tables.assemble import assemble_table, to_markdown
+    from segbench.tables.assemble import assemble_table, to_markdown, update_table
 
     for i, name in enumerate(names):
         if args.no_write:
             markdown = to_markdown(assemble_table(name, scale, args.results))
         else:
-            path = write_table(name, scale, args.results)
-            markdown = path.with_suffix(".md").read_text(encoding="utf-8")
-            print(f"{name}: wrote {path.with_suffix('.{json,csv,md}')}", file=sys.stderr)
+            done = update_table(name, scale, args.results)
+            markdown = done.path.with_suffix(".md").read_text(encoding="utf-8")
+            if done.changed:
+                files = ", ".join(p.name for p in done.written)
+                print(f"{name}: wrote {files} in {done.path.parent}", file=sys.stderr)
+            else:
+                print(f"{name}: unchanged ({done.path.with_suffix('.{json,csv,md}')})", file=sys.stderr)
         print(("\n" if i else "") + markdown, end="" if markdown.endswith("\n") else "\n")
     return 0

@@ -22,6 +22,7 @@ from segbench.errors import InputError
 
 REGISTRY_FILE = "experiments.yaml"
 SCHEMA_FILE = "experiments.schema.json"
+EVALUATED_ON_DEFAULT = "default"  # a table's evaluated_on per scale: the text for the scales not named
 
 
 def registry_path() -> Path:
@@ -179,8 +180,8 @@ def _check_references(data: dict[str, Any], source: str) -> None:
                 fail(rwhere, f"column_runs names columns outside {columns}")
         for j, direction in enumerate(table.get("directions", [])):
             dwhere = f"{where}/directions/{j}"
-            if direction.get("kind") == "equivalent" and "margin" not in direction:
-                fail(dwhere, "an equivalence claim (kind: equivalent) needs a margin")
+            if direction.get("kind", "superiority") != "superiority" and "margin" not in direction:
+                fail(dwhere, f"a {direction['kind']} claim needs a margin (in {direction['metric']}'s units)")
             for key in ("better", "worse"):
                 if direction[key] not in row_ids:
                     fail(dwhere, f"{key}={direction[key]!r} is not a row id of {name}")
@@ -188,6 +189,21 @@ def _check_references(data: dict[str, Any], source: str) -> None:
                 fail(dwhere, f"metric {direction['metric']!r} is not a column of {name}")
         if "headline" in table and table["headline"] not in columns:
             fail(f"{where}/headline", f"{table['headline']!r} is not a column of {name} ({columns})")
+        per_scale = table.get("evaluated_on")
+        if isinstance(per_scale, dict):
+            unknown = set(per_scale) - set(table["seeds"]) - {EVALUATED_ON_DEFAULT}
+            if unknown:
+                fail(
+                    f"{where}/evaluated_on",
+                    f"keys {sorted(unknown)} are neither scales the table is defined at "
+                    f"({', '.join(table['seeds'])}) nor {EVALUATED_ON_DEFAULT!r}",
+                )
+            uncovered = set(table["seeds"]) - set(per_scale)
+            if uncovered and EVALUATED_ON_DEFAULT not in per_scale:
+                fail(
+                    f"{where}/evaluated_on",
+                    f"no text for scales {sorted(uncovered)}; add them or a {EVALUATED_ON_DEFAULT!r} key",
+                )
     for suite, bench in data.get("benchmarks", {}).items():
         for run in bench.get("runs", []):
             if run not in runs or runs[run]["family"] != suite:
@@ -350,6 +366,15 @@ def real_datasets(logical: str, registry: dict[str, Any] | None = None) -> list[
 def runs_of_family(family: str, registry: dict[str, Any] | None = None) -> list[str]:
     """The registry's runs of one model family (``maskrcnn``, ``unet``, ``classical``), in registry order."""
     return [name for name, spec in (registry or load_registry())["runs"].items() if spec["family"] == family]
+
+
+def evaluated_on(table: str, scale: str, registry: dict[str, Any] | None = None) -> str | None:
+    """What ``table``'s runs are scored on at ``scale`` (its ``evaluated_on``: one text for every scale,
+    or ``{scale: text, default: text}``); ``None`` where the registry says nothing for that scale."""
+    value = get_table(table, registry).get("evaluated_on")
+    if isinstance(value, dict):
+        return value.get(scale, value.get(EVALUATED_ON_DEFAULT))
+    return value
 
 
 def headline_column(table: str, registry: dict[str, Any] | None = None) -> str:

@@ -15,11 +15,13 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from segbench.claims import TEST_RULE, count_text, count_verdicts
 from segbench.errors import InputError
 from segbench.io import read_json, write_text_atomic
 from segbench.paths import child_path
 from segbench.reporting.figures.base import FigureResult, manifest_path, read_manifest
-from segbench.reporting.view import scale_is_absolute, table_view, url_between
+from segbench.reporting.scale_text import scale_banner
+from segbench.reporting.view import VERDICT_LEGEND, scale_is_absolute, table_view, url_between
 from segbench.reporting.zoo import table_runs_summary, zoo_view
 
 
@@ -42,6 +44,7 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.globals["other_reports"] = []  # set per report: see other_reports()
+    env.globals["scale_banner"] = None  # set per report: segbench.reporting.scale_text.scale_banner
     return env
 
 
@@ -167,10 +170,16 @@ def render_index(
     views = [table_view(t, results, page_dir) for t in tables]
     description = views[0]["scale_description"] if views else ""
     claims = [{**d, "table": v["name"]} for v in views for d in v["directions"]]
+    records = [d for t in tables for d in t.get("directions", [])]
     return env.get_template("index.html.j2").render(
         paper_directions=[d for d in claims if d["source"] == "paper"],
         our_directions=[d for d in claims if d["source"] == "ours"],
-        std_rule=next((v["std_rule"] for v in views if v["std_rule"]), None),
+        paper_count_text=count_text(
+            count_verdicts([d for d in records if d.get("source", "paper") == "paper"])
+        ),
+        our_count_text=count_text(count_verdicts([d for d in records if d.get("source") == "ours"])),
+        test_rule=TEST_RULE if records else None,
+        verdict_legend=VERDICT_LEGEND,
         tables=views,
         figures=figures,
         css=stylesheet(),
@@ -204,6 +213,7 @@ def build_pages(scale: str, results: Path, out: Path, figure_names: list[str] | 
     figures_dir = page_dir / "figures"
     env = environment()
     env.globals["other_reports"] = other_reports(out, scale)
+    env.globals["scale_banner"] = scale_banner(scale)
     tables = load_tables(scale, results)
     manifests = load_figures(figures_dir, figure_names)
     index_figures = [figure_view(m, figures_dir, page_dir) for m in manifests if m.on_index]

@@ -9,11 +9,12 @@ error, is never red):
 * U-Net (error rates and IoU, fractions): within 10 % relative -> ``good``, within 25 % -> ``near``,
   else ``far``.
 
-Cells without a reproduced value or without a paper value are ``none`` (uncoloured). At the smoke and
-mini scales the paper's absolute values are not expected (synthetic data, tiny models), so a cell is
-coloured by the claims made on it instead: green when every claim on that row and metric reproduces,
-amber when one is within noise (right sign, < 2 std), red when one is not reproduced; cells no claim
-is about stay uncoloured.
+Cells without a reproduced value or without a paper value are ``none`` (uncoloured), and a cell whose
+delta lies within twice its seed spread is never red (its distance to the paper is within noise). Where
+the paper's absolute values are not expected (synthetic data, tiny models: the smoke and mini scales;
+:func:`scale_is_absolute`) cells stay uncoloured: the claims carry the colour, by their verdict
+(:mod:`segbench.claims`): reproduced green, inconclusive amber, contradicted red, untested or not
+measured grey.
 """
 
 from __future__ import annotations
@@ -24,10 +25,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from segbench.claims import (
+    TEST_RULE,
+    Claim,
+    Verdict,
+    count_text,
+    count_verdicts,
+    interval_text,
+    p_text,
+    spread_text,
+    verdict_of,
+)
+from segbench.reporting.scale_text import sample_words
 from segbench.status import table_state
-from segbench.tables.assemble import NONINFERIOR_STD
 
-ABSOLUTE_SCALES = ("paper",)
 RUN_FILES = ("config.json", "train_log.jsonl", "metrics.json")
 
 
@@ -41,13 +52,16 @@ class Tolerance:
     near_abs: float
     near_rel: float
 
-    def classify(self, delta: float | None, paper: float | None, *, lower_is_better: bool = False) -> str:
+    def classify(
+        self, delta: float | None, paper: float | None, *, lower_is_better: bool = False, noise: float = 0.0
+    ) -> str:
         """The band of ``delta = reproduced - paper``; a delta in the better direction (positive, or
-        negative for a lower-is-better metric) is at worst ``near``: beating the paper is no failure."""
+        negative for a lower-is-better metric) is at worst ``near``: beating the paper is no failure; a
+        delta within ``noise`` (twice the seed spread) is ``good``: no test could tell it from the paper's."""
         if delta is None or paper is None:
             return "none"
         size = abs(delta)
-        if size <= max(self.good_abs, self.good_rel * abs(paper)):
+        if size <= max(self.good_abs, self.good_rel * abs(paper), noise):
             return "good"
         better = delta < 0 if lower_is_better else delta > 0
         if better or size <= max(self.near_abs, self.near_rel * abs(paper)):
@@ -66,34 +80,21 @@ class Tolerance:
         )
 
 
-CLAIM_BANDS = {"yes": "good", "noise": "near", "no": "far"}
-CLAIM_LEGEND = (
-    "green: every claim on this row and metric reproduces; amber: one is within noise (right sign, "
-    "< 2 std); red: one is not reproduced; uncoloured: no claim on this cell"
+VERDICT_BANDS = {
+    Verdict.REPRODUCED: "good",
+    Verdict.INCONCLUSIVE: "near",
+    Verdict.CONTRADICTED: "far",
+    Verdict.UNTESTED: "none",
+    Verdict.NOT_MEASURED: "none",
+}
+VERDICT_LEGEND = (
+    "green: reproduced (the matching test passes); amber: inconclusive; red: contradicted (the interval "
+    "excludes the claim); grey: untested (fewer than 3 seeds) or not measured"
 )
-
-
-def claim_state(direction: dict[str, Any]) -> str:
-    """``yes`` (reproduced), ``noise`` (right sign, < 2 std), ``no`` (not reproduced) or ``none``."""
-    if direction.get("reproduced") is None:
-        return "none"
-    if direction["reproduced"]:
-        return "yes"
-    return "noise" if str(direction.get("verdict", "")).startswith("within noise") else "no"
-
-
-def claim_bands(table: dict[str, Any]) -> dict[tuple[str, str], str]:
-    """(row id, column) -> band of the worst claim on it."""
-    order = ["good", "near", "far"]
-    out: dict[tuple[str, str], str] = {}
-    for d in table.get("directions", []):
-        band = CLAIM_BANDS.get(claim_state(d))
-        if band is None:
-            continue
-        for row in (d.get("better"), d.get("worse")):
-            key = (row, d.get("metric"))
-            out[key] = max(out.get(key, "good"), band, key=order.index)
-    return out
+UNCOLOURED_LEGEND = (
+    "cells are not coloured at this scale (the paper's absolute values are not expected); the claims "
+    "below are coloured by their verdict"
+)
 
 
 TOLERANCES = {
@@ -120,8 +121,13 @@ def fmt(value: float | None, spec: str, signed: bool = False) -> str:
 
 
 def scale_is_absolute(scale: str) -> bool:
-    """Whether the paper's absolute values are expected at this scale (only at the paper scale)."""
-    return scale in ABSOLUTE_SCALES
+    """Whether the paper's absolute values are a target at this scale: the paper scale, and a scale whose
+    registry entry says ``absolute_values: true`` (real data, e.g. real_cpu), or whose ``base`` does."""
+    from segbench.registry import load_registry
+
+    scales = load_registry()["scales"]
+    entry = scales.get(scale, {})
+    return bool(entry.get("absolute_values", scales.get(entry.get("base", ""), {}).get("absolute_values")))
 
 
 def url_between(target: Path, page_dir: Path) -> str:
@@ -142,58 +148,45 @@ def cell_view(value: dict[str, Any], band: str, digits: str, reference_only: boo
         "delta": fmt(value.get("delta"), digits, signed=True),
         "band": "none" if reference_only else band,
         "seeds": ", ".join(fmt(v, digits) for v in per_seed),
+        # cross-validation: the errors of all folds' held-out slices counted together (assemble.pooled_value)
+        "pooled": None if reference_only or value.get("pooled") is None else fmt(value["pooled"], digits),
     }
 
 
-def test_text(direction: dict[str, Any], digits: str) -> str:
-    """How the claim was tested, in words: paired t-test (seeds, p) and the std the gap is measured in."""
-    test = direction.get("test")
-    parts = []
-    if test and test.get("p_value") is not None:
-        parts.append(f"paired t-test, {test['n']} seeds, p = {test['p_value']:.2g}")
-    elif direction.get("gap") is not None and direction.get("gap_in_std") is None:
-        parts.append("1 seed: sign only")
-    if direction.get("std_used") is not None:
-        floored = direction["std_used"] > (direction.get("pooled_std") or 0.0)
-        parts.append(f"std {fmt(direction['std_used'], digits)}" + (" (floor)" if floored else " (pooled)"))
-    return "; ".join(parts) or "–"
-
-
-def claim_text(direction: dict[str, Any], better: str, worse: str) -> str:
-    """A claim in words: ``A better than B``, or for the paper's "on par" and "nearly as good" claims
-    (kinds ``equivalent`` and ``noninferior``) what their verdict tests."""
-    kind = direction.get("kind", "better")
-    if kind == "equivalent":
-        return f"{better} on par with {worse} (within ±{float(direction['margin']):g} {direction.get('metric', '')})"
-    if kind == "noninferior":
-        return f"{better} no worse than {worse} (within {NONINFERIOR_STD:g} std)"
-    return f"{better} better than {worse}"
-
-
-def direction_view(direction: dict[str, Any], labels: dict[str, str], digits: str) -> dict[str, Any]:
-    verdict = (
-        direction.get("verdict")
-        or {True: "reproduced", False: "not reproduced", None: "not measured"}[direction.get("reproduced")]
-    )
-    gap_std = direction.get("gap_in_std")
-    spread = direction.get("gap_std")
+def direction_view(
+    direction: dict[str, Any], labels: dict[str, str], digits: str, lower: bool
+) -> dict[str, Any]:
+    """A claim record (:mod:`segbench.claims`) as the page shows it: the claim in words with the rows'
+    labels, the gap with its interval, the paper's gap, the test, p (raw and Holm), verdict and caveats."""
+    verdict = verdict_of(direction)
     better = labels.get(direction.get("better", ""), direction.get("better", ""))
     worse = labels.get(direction.get("worse", ""), direction.get("worse", ""))
+    try:
+        claim_text = Claim.from_registry(direction, lower_is_better=lower).statement(better, worse)
+    except ValueError:  # a table assembled before the claims engine: its own wording
+        claim_text = direction.get("claim", "")
+    test = direction.get("test") or "–"
+    if direction.get("n"):
+        test += f", n {direction['n']}"
     return {
         "source": direction.get("source", "paper"),
-        "paper_gap": fmt(direction.get("paper_gap"), digits, signed=True),
-        "gap_spread": "" if spread is None else f" ± {fmt(spread, digits)}",
-        "test": test_text(direction, digits),
         "claim": direction.get("claim", ""),
-        "claim_text": claim_text(direction, better, worse),
+        "claim_text": claim_text,
         "better": better,
         "worse": worse,
         "metric": direction.get("metric", ""),
         "gap": fmt(direction.get("gap"), digits, signed=True),
-        "gap_in_std": "–" if gap_std is None else f"{gap_std:+.1f}",
-        "verdict": verdict,
-        "state": {True: "yes", False: "no", None: "none"}[direction.get("reproduced")],
-        "band": CLAIM_BANDS.get(claim_state(direction), "none"),
+        "interval": interval_text(direction, digits),
+        "spread": spread_text(direction, digits),
+        "gap_per_seed": ", ".join(fmt(v, digits, signed=True) for v in direction.get("gap_per_seed") or []),
+        "paper_gap": fmt(direction.get("paper_gap"), digits, signed=True),
+        "test": test,
+        "p": p_text(direction),
+        "verdict": verdict.words,
+        "verdict_key": verdict.value,
+        "reason": direction.get("verdict_reason", ""),
+        "band": VERDICT_BANDS[verdict],
+        "caveats": list(direction.get("caveats") or []),
     }
 
 
@@ -248,13 +241,13 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
     tol, digits = tolerance_for(table), digits_for(table)
     absolute = scale_is_absolute(table["scale"])
     lower = bool(table.get("lower_is_better", False))
-    by_claims = claim_bands(table)
 
     def band(row: dict[str, Any], col: str) -> str:
         if not absolute:
-            return by_claims.get((row["id"], col), "none")
+            return "none"
         value = row["values"][col]
-        return tol.classify(value.get("delta"), value.get("paper"), lower_is_better=lower)
+        noise = 2 * (value.get("std") or 0.0)
+        return tol.classify(value.get("delta"), value.get("paper"), lower_is_better=lower, noise=noise)
 
     labels = {row["id"]: row["label"] for row in table["rows"]}
     rows = [
@@ -271,7 +264,12 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
         }
         for row in table["rows"]
     ]
-    directions = [direction_view(d, labels, digits) for d in table.get("directions", [])]
+    directions = [direction_view(d, labels, digits, lower) for d in table.get("directions", [])]
+    records = table.get("directions", [])
+    counts = {
+        source: count_verdicts([d for d in records if d.get("source", "paper") == source])
+        for source in ("paper", "ours")
+    }
     bands = [c["band"] for r in rows for c in r["cells"] if c["band"] != "none"]
     tables_dir = results / table["scale"] / "tables"
     return {
@@ -284,19 +282,28 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
         "absolute": absolute,
         "split": table.get("split"),
         "evaluated_on": table.get("evaluated_on"),
+        "note": table.get("note"),
+        # folds at a cross-validation scale (seed k = fold k), seeds elsewhere
+        "samples": sample_words(table.get("cross_validation_folds")),
+        "folds": table.get("cross_validation_folds"),
+        "pooled": any(c["pooled"] is not None for r in rows for c in r["cells"]),
         "columns": table["columns"],
         "metrics": table.get("metrics", {}),
         "lower_is_better": table.get("lower_is_better", False),
-        "tolerance": tol.describe() if absolute else CLAIM_LEGEND,
+        "tolerance": (tol.describe() + "; within twice the seed spread of the paper's value: green")
+        if absolute
+        else UNCOLOURED_LEGEND,
+        "verdict_legend": VERDICT_LEGEND,
         "rows": rows,
         "converged": any(r["converged"] is not None for r in rows),  # tables assembled before: no column
         "convergence_rule": table.get("convergence_rule"),
         "directions": directions,
         "paper_directions": [d for d in directions if d["source"] == "paper"],
         "our_directions": [d for d in directions if d["source"] == "ours"],
-        "directions_reproduced": sum(d["state"] == "yes" for d in directions if d["source"] == "paper"),
-        "std_rule": next((d.get("std_rule") for d in table.get("directions", []) if d.get("std_rule")), None),
-        "our_reproduced": sum(d["state"] == "yes" for d in directions if d["source"] == "ours"),
+        "claim_counts": counts,
+        "paper_count_text": count_text(counts["paper"]),
+        "our_count_text": count_text(counts["ours"]),
+        "test_rule": TEST_RULE if records else None,
         "band_counts": {b: bands.count(b) for b in ("good", "near", "far")},
         "freshness": table_state(table["table"], table["scale"], results),
         "runs": run_views(table, results, page_dir),

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segbench.claims import TEST_RULE, count_text, count_verdicts, evidence_text, verdict_of
 from segbench.errors import InputError
-from segbench.io import read_json, sha256_file, write_json_atomic, write_text_atomic
+from segbench.io import json_text, read_json, sha256_file, write_text_atomic
 from segbench.paths import child_path, results_root
 from segbench.provenance import config_hash, provenance
 from segbench.registry import (
     check_table_at_scale,
+    evaluated_on,
     get_table,
     load_registry,
     resolve_run,
@@ -28,6 +32,7 @@ from segbench.registry import (
     run_id,
     seeds_for_run,
 )
+from segbench.tables.caveats import first_config
 from segbench.trainlog import CONVERGENCE_RULE, TRAIN_LOG, log_convergence
 
 PERCENT_PREFIXES = ("bbox.", "segm.", "keypoints.")
@@ -82,6 +87,16 @@ def converged_cell(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         "relative_change": change,
         "per_seed": per_seed,
     }
+
+
+def trained_at(run_dir: Path) -> dict[str, Any] | None:
+    """Where a run instance was trained: commit, device and host of its ``train_done.json`` provenance;
+    ``None`` without that record (a run assembled from its metrics.json alone)."""
+    path = run_dir / "train_done.json"
+    if not path.is_file():
+        return None
+    prov = read_json(path, "train record").get("provenance") or {}
+    return {key: prov.get(key) for key in ("git_commit", "device", "host")}
 
 
 def _load_run_metrics(run: str, scale: str, root: Path, registry: dict[str, Any]) -> list[tuple[Path, dict]]:
@@ -167,6 +182,9 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
             "config_hash": rec.get("config_hash"),
             "git_commit": rec.get("provenance", {}).get("git_commit"),
             "device": rec.get("provenance", {}).get("device"),
+            "host": rec.get("provenance", {}).get("host"),
+            # where the run was trained (its train_done.json), beside its evaluation's commit and device above
+            "trained_at": trained_at(path.parent),
             "train_wall_time_s": rec.get("train_wall_time_s"),
             "eval_wall_time_s": rec.get("provenance", {}).get("wall_time_s"),
             # what this table was assembled from: a later retrain changes it (segbench status)
@@ -187,13 +205,23 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
         "scale_description": registry["scales"][scale]["description"],
         "cross_validation_folds": folds,
         "split": table.get("split"),
-        "evaluated_on": table.get("evaluated_on"),
+        "evaluated_on": evaluated_on(name, scale, registry),
+        "note": table.get("note"),
         "columns": table["columns"],
         "metrics": table["metrics"],
         "lower_is_better": bool(table.get("lower_is_better", False)),
         "convergence_rule": CONVERGENCE_RULE,
         "rows": rows,
-        "directions": _directions(table, rows),
+        "directions": _claims(
+            table,
+            rows,
+            {run: [rec for _, rec in cache.get(run, [])] for run in runs_used},
+            {
+                run: cfg
+                for run in runs_used
+                if (cfg := first_config(run, scale, root, seeds_for_run(run, scale, registry))) is not None
+            },
+        ),
         "runs": run_provenance,
         "provenance": provenance(
             {"table": name, "runs": {k: v["config_hash"] for k, v in run_provenance.items()}},
@@ -204,15 +232,6 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
     }
 
 
-#: The absolute std floor per metric family: COCO AP in percentage points (0.1 AP, the paper's precision);
-#: other metrics (U-Net's error rates and IoU, fractions) rely on the relative floor alone.
-STD_FLOOR_ABS = {"bbox.": 0.1, "segm.": 0.1, "keypoints.": 0.1}
-STD_FLOOR_REL = 0.01  # 1 % of the larger |mean| of the two rows
-STD_RULE = (
-    "gap / std, where std = max(pooled std of the rows with seed variance, "
-    f"{STD_FLOOR_REL:.0%} of the larger |mean|, the metric's absolute floor); a deterministic row "
-    "(std 0, e.g. a classical baseline) is left out of the pooling instead of halving the variance"
-)
 BASELINE_MARK = "(segbench baseline)"
 
 
@@ -222,11 +241,6 @@ def is_segbench_baseline(row: dict[str, Any]) -> bool:
     return BASELINE_MARK in row["label"] or (
         not row["reference_only"] and all(v["paper"] is None for v in values)
     )
-
-
-def std_floor(metric_key: str, means: list[float]) -> float:
-    absolute = next((v for prefix, v in STD_FLOOR_ABS.items() if metric_key.startswith(prefix)), 0.0)
-    return max(absolute, STD_FLOOR_REL * max((abs(m) for m in means), default=0.0))
 
 
 def pooled_value(records: list[dict[str, Any]], key: str) -> float | None:
@@ -241,126 +255,77 @@ def pooled_value(records: list[dict[str, Any]], key: str) -> float | None:
     return float(pooled_isbi_metrics(parts)[metric])
 
 
-def _directions(table: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each claim ``better > worse on metric``: its source (the paper's claim, or one against a segbench
-    baseline), the gap with its seed spread, the paper's gap, the gap in (floored) std, a paired t-test
-    over seeds where both rows have the same seeds, and the verdict."""
-    from segbench.tables.statistics import paired_comparison
+def _claims(
+    table: dict[str, Any],
+    rows: list[dict[str, Any]],
+    records: dict[str, list[dict[str, Any]]],
+    configs: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Each registered claim of the table tested by :mod:`segbench.claims` (Holm-adjusted within the
+    table), with its source (the paper's claim, or one against a segbench baseline), the paper's gap and
+    the caveats computed from the two sides' run records (:mod:`segbench.tables.caveats`)."""
+    from segbench.claims import Claim, judge_all, std_floor, weigh
+    from segbench.tables.caveats import convergence_caveat, origin_caveats, protocol_caveat, row_run
 
+    definitions = load_registry()["runs"]
     by_id = {row["id"]: row for row in rows}
-    sign = -1.0 if table.get("lower_is_better") else 1.0
-    out = []
+    spec_rows = {row["id"]: row for row in table["rows"]}
+    lower = bool(table.get("lower_is_better"))
+    claims, evidence, extras = [], [], []
     for d in table.get("directions", []):
-        d = {"kind": "better", **d}
-        b_row, w_row = by_id[d["better"]], by_id[d["worse"]]
-        better, worse = b_row["values"][d["metric"]], w_row["values"][d["metric"]]
+        claim = Claim.from_registry(d, lower_is_better=lower)
+        b_row, w_row = by_id[claim.better], by_id[claim.worse]
+        a, b = b_row["values"][claim.metric], w_row["values"][claim.metric]
+        floor = std_floor(
+            table["metrics"][claim.metric], [m for m in (a["mean"], b["mean"]) if m is not None]
+        )
+        evidence.append(weigh(claim, a.get("per_seed") or [], b.get("per_seed") or [], floor=floor))
         # the registry may say whose claim it is; otherwise a segbench baseline row makes it ours
         ours = is_segbench_baseline(b_row) or is_segbench_baseline(w_row)
-        source = d.get("source") or ("ours" if ours else "paper")
-        if d["kind"] == "equivalent":
-            claim = f"{d['better']} ≈ {d['worse']} on {d['metric']} (within ±{d['margin']:g})"
-        elif d["kind"] == "noninferior":
-            claim = (
-                f"{d['better']} no worse than {d['worse']} on {d['metric']} (within {NONINFERIOR_STD:g} std)"
-            )
-        else:
-            claim = f"{d['better']} {'<' if sign < 0 else '>'} {d['worse']} on {d['metric']}"
         paper_gap = (
-            sign * (better["paper"] - worse["paper"])
-            if better["paper"] is not None and worse["paper"] is not None
+            claim.sign * (a["paper"] - b["paper"])
+            if a["paper"] is not None and b["paper"] is not None
             else None
         )
-        entry: dict[str, Any] = {
-            **d,
-            "claim": claim,
-            "source": source,
-            "paper_gap": paper_gap,
-            "gap": None,
-            "gap_std": None,
-            "gap_per_seed": [],
-            "pooled_std": None,
-            "std_floor": None,
-            "std_used": None,
-            "std_rule": STD_RULE,
-            "test": None,
-            "gap_in_std": None,
-            "reproduced": None,
-            "verdict": "not measured",
-        }
-        if better["mean"] is not None and worse["mean"] is not None:
-            gap = sign * (better["mean"] - worse["mean"])
-            entry["gap"] = gap
-            b_seeds, w_seeds = better.get("per_seed") or [], worse.get("per_seed") or []
-            paired = len(b_seeds) == len(w_seeds) >= 2 and all(v is not None for v in [*b_seeds, *w_seeds])
-            if paired:
-                per_seed = [sign * (b - w) for b, w in zip(b_seeds, w_seeds, strict=True)]
-                entry["gap_per_seed"] = per_seed
-                entry["gap_std"] = statistics.stdev(per_seed)
-                result = paired_comparison(b_seeds, w_seeds, higher_is_better=sign > 0)
-                entry["test"] = {k: result[k] for k in ("test", "n", "t", "p_value", "alpha", "significant")}
-            stds = [s for s in (better["std"], worse["std"]) if s is not None]
-            if len(stds) == 2:
-                varying = [s for s in stds if s > 0]
-                pooled = math.sqrt(sum(s * s for s in varying) / len(varying)) if varying else 0.0
-                if not paired:
-                    entry["gap_std"] = math.sqrt(sum(s * s for s in stds))
-                floor = std_floor(table["metrics"][d["metric"]], [better["mean"], worse["mean"]])
-                used = max(pooled, floor)
-                entry.update(pooled_std=pooled, std_floor=floor, std_used=used)
-                entry["gap_in_std"] = (
-                    gap / used if used > 0 else (math.copysign(math.inf, gap) if gap else 0.0)
-                )
-            seeds = min(better["n"], worse["n"])
-            if d["kind"] == "equivalent":
-                entry["verdict"] = equivalence_verdict(gap, float(d["margin"]), seeds)
-            elif d["kind"] == "noninferior":
-                entry["verdict"] = noninferiority_verdict(gap, entry["std_used"], seeds)
-            else:
-                entry["verdict"] = direction_verdict(gap, entry["gap_in_std"])
-            # an untested claim (too few seeds) is neither reproduced nor refuted
-            untested = entry["verdict"].startswith("not tested")
-            entry["reproduced"] = None if untested else entry["verdict"].startswith("reproduced")
-        out.append(entry)
-    return out
+        runs = [
+            r
+            for r in (
+                row_run(spec_rows[claim.better], claim.metric),
+                row_run(spec_rows[claim.worse], claim.metric),
+            )
+            if r
+        ]
+        caveats = []
+        if len(runs) == 2 and a["mean"] is not None and b["mean"] is not None:
+            caveats = [
+                protocol_caveat(runs[0], runs[1], configs, definitions),
+                convergence_caveat(runs, {r: rows_convergence(rows, r) for r in runs}),
+                *origin_caveats(runs, records),
+            ]
+        claims.append(claim)
+        extras.append(
+            {
+                "better": claim.better,
+                "worse": claim.worse,
+                "metric": claim.metric,
+                "claim": claim.statement(symbols=True),
+                "source": d.get("source") or ("ours" if ours else "paper"),
+                "paper_gap": paper_gap,
+                "caveats": [c for c in caveats if c],
+            }
+        )
+    return [{**extra, **judged} for extra, judged in zip(extras, judge_all(evidence), strict=True)]
 
 
-#: equivalence and non-inferiority claims: fewer seeds per row give "not tested" (a std from 1-2 seeds
-#: is too rough to bound a shortfall with, and a margin alone ignores the spread)
-MIN_CLAIM_SEEDS = 3
-
-
-def equivalence_verdict(gap: float, margin: float, seeds: int = MIN_CLAIM_SEEDS) -> str:
-    """``reproduced`` where the two means differ by at most ``margin``, else ``not reproduced``; ``not
-    tested`` with fewer than 3 seeds in either row (one or two draws could fall within any margin)."""
-    if seeds < MIN_CLAIM_SEEDS:
-        return f"not tested (needs {MIN_CLAIM_SEEDS} seeds per row, has {seeds})"
-    return "reproduced (within margin)" if abs(gap) <= margin else "not reproduced"
-
-
-NONINFERIOR_STD = 2.0  # "no worse": the gap may fall short of zero by at most this many (floored) stds
-
-
-def noninferiority_verdict(gap: float, std_used: float | None, seeds: int) -> str:
-    """``reproduced`` where ``better`` is no worse than ``worse``: mean gap >= -2 std (the pooled std of the
-    two rows, floored as for directions); ``not tested`` with fewer than 3 seeds in either row."""
-    if seeds < MIN_CLAIM_SEEDS or std_used is None:
-        return f"not tested (needs {MIN_CLAIM_SEEDS} seeds per row, has {seeds})"
-    if gap >= -NONINFERIOR_STD * std_used:
-        return f"reproduced (no worse within {NONINFERIOR_STD:g} std)"
-    return "not reproduced"
-
-
-SIGNIFICANT_STD = 2.0  # a direction counts as reproduced when its gap is at least 2 pooled stds
-
-
-def direction_verdict(gap: float, gap_in_std: float | None) -> str:
-    """``reproduced`` (gap >= 2 pooled std), ``within noise`` (right sign, < 2 std), ``not reproduced``
-    (wrong sign or no gap); with one seed per row the sign alone decides, and the verdict says so."""
-    if gap <= 0:
-        return "not reproduced"
-    if gap_in_std is None:
-        return "reproduced (1 seed: sign only, untested)"
-    return "reproduced" if gap_in_std >= SIGNIFICANT_STD else "within noise (< 2 std)"
+def rows_convergence(rows: list[dict[str, Any]], run: str) -> list[dict[str, Any]]:
+    """The per-seed convergence records of ``run`` from the rows' ``converged`` cells."""
+    prefix = f"{run}-seed"
+    return [
+        s
+        for row in rows
+        for s in row.get(CONVERGED_COLUMN, {}).get("per_seed", [])
+        if str(s.get("run_id", "")).startswith(prefix) and s["run_id"][len(prefix) :].isdigit()
+    ]
 
 
 def format_value(value: float | None, digits: int) -> str:
@@ -386,11 +351,12 @@ def to_markdown(table: dict[str, Any]) -> str:
         f"Paper: {table['citation']}  ",
         f"Paper split: {table['split']}"
         + (f"; reproduced on: {table['evaluated_on']}" if table["evaluated_on"] else ""),
+        *(["", f"Note: {table['note']}"] if table.get("note") else []),
         "",
-        "Cells: reproduced mean ± std (seeds) / paper / delta."
+        "Cells: reproduced mean ± std over seeds (number of seeds) / paper / delta."
         if not table.get("cross_validation_folds")
-        else f"Cells: reproduced mean ± std over the {table['cross_validation_folds']} folds (seed k = fold k); "
-        "pooled = the errors of all held-out slices together / paper / delta (of the mean).",
+        else f"Cells: reproduced mean ± std over the {table['cross_validation_folds']} folds (number of folds; "
+        "seed k = fold k); pooled = the errors of all held-out slices together / paper / delta (of the mean).",
         "",
     ]
     converged = any(CONVERGED_COLUMN in row for row in table["rows"])  # tables assembled before: none
@@ -413,26 +379,20 @@ def to_markdown(table: dict[str, Any]) -> str:
             cells.append(row.get(CONVERGED_COLUMN, {}).get("text", "-"))
         label = row["label"] + (" *(reference)*" if row["reference_only"] else "")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    spec = ".3g" if table["paper"] == "unet" else ".2f"
     for source, heading in (("paper", "The paper's claims"), ("ours", "Against our baselines")):
         group = [dirn for dirn in table["directions"] if dirn.get("source", "paper") == source]
         if not group:
             continue
         lines += ["", f"{heading}:", ""]
         for dirn in group:
-            verdict = dirn["verdict"].replace("not reproduced", "NOT reproduced")
-            gap = "" if dirn["gap"] is None else f", gap {dirn['gap']:+.3g}"
-            if dirn.get("gap_std") is not None:
-                gap += f" ± {dirn['gap_std']:.2g}"
-            if dirn.get("paper_gap") is not None:
-                gap += f" (paper {dirn['paper_gap']:+.3g})"
-            sd = "" if dirn["gap_in_std"] is None else f" = {dirn['gap_in_std']:.1f} std"
-            test = dirn.get("test")
-            p = (
-                f", paired t-test over {test['n']} seeds p = {test['p_value']:.2g}"
-                if test and test.get("p_value") is not None
-                else ""
+            verdict = verdict_of(dirn)
+            paper = "" if dirn.get("paper_gap") is None else f"; paper's gap {dirn['paper_gap']:+.3g}"
+            caveats = "".join(f" ⚠ {c}." for c in dirn.get("caveats", []))
+            lines.append(
+                f"- {dirn['claim']}: **{verdict.words}** ({dirn.get('verdict_reason', '')}); "
+                f"{evidence_text(dirn, spec)}{paper}.{caveats}"
             )
-            lines.append(f"- {dirn['claim']}: **{verdict}**{gap}{sd}{p}")
     if converged:
         lines += [
             "",
@@ -440,24 +400,45 @@ def to_markdown(table: dict[str, Any]) -> str:
             "yes / no / k of m run instances, with the mean relative change.",
         ]
     if table["directions"]:
-        kinds = {d.get("kind", "better") for d in table["directions"]}
-        rules = [f"reproduced when the gap is at least {SIGNIFICANT_STD:g} std"]
-        if "noninferior" in kinds:
-            rules.append(f"no worse: when the gap is at least -{NONINFERIOR_STD:g} std")
-        if "equivalent" in kinds:
-            rules.append("equivalent: when |gap| is within the claim's margin")
-        if kinds & {"noninferior", "equivalent"}:
-            rules.append(f"these two need {MIN_CLAIM_SEEDS} seeds per row")
-        lines += ["", f"Test: {STD_RULE}; {'; '.join(rules)}."]
+        lines += ["", f"Claims: {count_text(count_verdicts(table['directions']))}. Test: {TEST_RULE}."]
     prov = table["provenance"]
+    unit = "folds" if table.get("cross_validation_folds") else "seeds"
     lines += [
         "",
-        f"Provenance: commit `{prov['git_commit']}`, device {prov['device']}, seeds {prov['seeds']}, "
-        f"compute {prov['wall_time_s']} s (train + eval, summed over runs), "
-        f"torch {prov['package_versions'].get('torch')}, created {prov['created_utc']}.",
+        f"Provenance: {runs_trained_text(table)}; assembled at commit `{prov.get('git_commit')}`, device "
+        f"{prov.get('device')}, {unit} {prov.get('seeds')}, compute {prov.get('wall_time_s')} s (train + "
+        f"eval, summed over runs), torch {(prov.get('package_versions') or {}).get('torch')}, "
+        f"created {prov.get('created_utc')}.",
         "",
     ]
     return "\n".join(lines)
+
+
+def short_commit(commit: str) -> str:
+    """``c2293d89c8dd...+dirty`` -> ``c2293d8+dirty``."""
+    sha, plus, rest = str(commit).partition("+")
+    return sha[:7] + plus + rest
+
+
+def runs_trained_text(table: dict[str, Any]) -> str:
+    """Where the table's runs were trained, in words: their distinct commits and machines (each run's
+    ``trained_at``, else its metrics.json provenance), e.g. ``runs trained at commit `c2293d8` on cpu
+    (x86_64, 1 threads), host vm``; ``runs: none`` for a reference-only table."""
+    runs = list((table.get("runs") or {}).values())
+    if not runs:
+        return "runs: none (reference-only table)"
+    where = [run.get("trained_at") or run for run in runs]
+    commits = list(dict.fromkeys(short_commit(w["git_commit"]) for w in where if w.get("git_commit")))
+    machines = list(
+        dict.fromkeys(", host ".join(str(x) for x in (w.get("device"), w.get("host")) if x) for w in where)
+    )
+    machines = [m for m in machines if m]
+    text = "runs trained at " + (
+        f"commit{'s' if len(commits) > 1 else ''} {', '.join(f'`{c}`' for c in commits)}"
+        if commits
+        else "an unrecorded commit"
+    )
+    return text + (f" on {'; '.join(machines)}" if machines else "")
 
 
 def to_csv(table: dict[str, Any]) -> str:
@@ -505,11 +486,70 @@ def to_csv(table: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def write_table(name: str, scale: str, results: str | Path | None = None) -> Path:
-    """Assemble and write ``results/<scale>/tables/<name>.{json,csv,md}`` atomically; returns the JSON path."""
+#: The fields of a table's own ``provenance`` block that say when and where it was assembled, not what it
+#: holds: a re-assembly that differs only in them leaves the written files alone (the runs' provenance,
+#: under ``runs``, is content).
+VOLATILE_PROVENANCE = (
+    "created_utc",
+    "git_commit",
+    "host",
+    "device",
+    "machine_signature",
+    "machine_signature_hash",
+    "package_versions",
+)
+
+
+def table_content(table: dict[str, Any]) -> str:
+    """``table`` as canonical JSON without :data:`VOLATILE_PROVENANCE`: equal for two assemblies of the
+    same runs, whenever and wherever they were made."""
+    data = json.loads(json_text(table))
+    if isinstance(data.get("provenance"), dict):
+        for key in VOLATILE_PROVENANCE:
+            data["provenance"].pop(key, None)
+    return json.dumps(data, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    """What :func:`update_table` did: the table's JSON path and the files it (re)wrote (none: unchanged)."""
+
+    path: Path
+    written: tuple[Path, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.written)
+
+
+def update_table(name: str, scale: str, results: str | Path | None = None) -> TableWrite:
+    """Assemble ``name`` and write ``results/<scale>/tables/<name>.{json,csv,md}`` atomically, each only
+    where its content changes. An assembly equal to the JSON on disk but for :data:`VOLATILE_PROVENANCE`
+    keeps that JSON (and its record of when and where it was assembled), and the CSV and Markdown are
+    rendered from it: re-assembling unchanged runs rewrites nothing (a clean checkout stays clean)."""
     table = assemble_table(name, scale, results)
     out = child_path(results_root(results), scale, what="scale") / "tables"
-    write_json_atomic(child_path(out, name, ".json", what="table"), table)
-    write_text_atomic(child_path(out, name, ".csv", what="table"), to_csv(table))
-    write_text_atomic(child_path(out, name, ".md", what="table"), to_markdown(table))
-    return out / f"{name}.json"
+    paths = {ext: child_path(out, name, f".{ext}", what="table") for ext in ("json", "csv", "md")}
+    try:
+        recorded = read_json(paths["json"], "table JSON") if paths["json"].is_file() else None
+    except InputError:  # unreadable: replaced
+        recorded = None
+    if isinstance(recorded, dict) and table_content(recorded) == table_content(table):
+        table = recorded
+    texts = {"json": json_text(table), "csv": to_csv(table), "md": to_markdown(table)}
+    written = []
+    for ext, path in paths.items():
+        try:
+            same = path.read_text(encoding="utf-8") == texts[ext]
+        except (OSError, UnicodeDecodeError):
+            same = False
+        if not same:
+            write_text_atomic(path, texts[ext])
+            written.append(path)
+    return TableWrite(paths["json"], tuple(written))
+
+
+def write_table(name: str, scale: str, results: str | Path | None = None) -> Path:
+    """Assemble and write ``results/<scale>/tables/<name>.{json,csv,md}`` (each only where its content
+    changes, :func:`update_table`); returns the JSON path."""
+    return update_table(name, scale, results).path

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from segbench.claims import count_text, count_verdicts, interval_text, verdict_of
 from segbench.io import read_json
 from segbench.tables.assemble import format_reproduced
 
@@ -49,20 +50,29 @@ def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | N
             paper = "-" if cell.get("paper") is None else f"{cell['paper']}"
             reproduced = "-" if cell.get("mean") is None else format_reproduced(cell, digits)
             lines.append(f"| {link} {column} | {row['label']} | {reproduced} | {paper} |")
+    claims = [d for t in tables for d in t.get("directions", [])]
     lines += [
         "",
-        f"| table | claim | whose | verdict at {scale} | gap | gap / std | command |",
-        "|---|---|---|---|---|---|---|",
+        f"Claims at {scale}: the paper's {count_text(count_verdicts([d for d in claims if d.get('source', 'paper') == 'paper']))}; "
+        f"ours {count_text(count_verdicts([d for d in claims if d.get('source') == 'ours']))} "
+        "(tests: `segbench.claims`; each table's page gives the rule).",
+        "",
+        f"| table | claim | whose | verdict at {scale} | gap [90% interval] | p (Holm) | caveats | command |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     # the command names the scale unless it is the default one (config/config.yaml's)
     at_scale = "" if scale == registry["default_scale"] else f" --config scale={scale}"
     for t in tables:
+        spec = ".3g" if t.get("paper") == "unet" else ".2f"
         for d in t.get("directions", []):
-            gap = "-" if d.get("gap") is None else f"{d['gap']:+.3g}"
-            in_std = "-" if d.get("gap_in_std") is None else f"{d['gap_in_std']:.1f}"
+            gap = "-" if d.get("gap") is None else f"{d['gap']:+{spec}}"
+            if d.get("interval"):
+                gap += f" {interval_text(d, spec)}"
+            p = "-" if d.get("p_adjusted") is None else f"{d['p_adjusted']:.2g}"
             whose = "ours (vs a segbench baseline)" if d.get("source") == "ours" else "the paper's"
+            caveats = len(d.get("caveats") or [])
             lines.append(
-                f"| {t['table']} | {d['claim']} | {whose} | {d['verdict']} | {gap} | {in_std} | "
-                f"`snakemake --cores all {_target(t['table'], registry)}{at_scale}` |"
+                f"| {t['table']} | {d['claim']} | {whose} | {verdict_of(d).words} | {gap} | {p} | "
+                f"{caveats or '-'} | `snakemake --cores all {_target(t['table'], registry)}{at_scale}` |"
             )
     return "\n".join(lines) + "\n"

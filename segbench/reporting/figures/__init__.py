@@ -77,7 +77,7 @@ def _static_specs(registry: dict) -> list[FigureSpec]:
         FigureSpec(
             "run_metrics",
             "Metric per run",
-            "each run's headline metric (AP, error, SEG), seeds as dots",
+            "each run's headline metric (AP, error, SEG), seeds (folds at a cross-validation scale) as dots",
             render_run_metrics,
             lambda s, r: run_files(s, r, "metrics.json"),
         ),
@@ -121,15 +121,17 @@ def _static_specs(registry: dict) -> list[FigureSpec]:
         FigureSpec(
             "unet_fig2",
             "U-Net Fig. 2: overlap-tile strategy",
-            "a U-Net run's input tile, mirrored border and output region (its overlap_tile.json) on a "
-            "synthetic EM image",
+            "a U-Net run's input tile, mirrored border and output region (its overlap_tile.json) on an EM "
+            "image of the scale's data (a held-out slice of the real ISBI 2012 stack where the scale uses it, "
+            "else a generated one)",
             _lazy("unet", "render_fig2"),
             tables=tables("unet_fig2"),
         ),
         FigureSpec(
             "unet_fig3",
             "U-Net Fig. 3: weight map",
-            "raw image, ground-truth overlay, mask and pixel-wise loss weight map",
+            "raw image, ground-truth overlay, mask and pixel-wise loss weight map, on the scale's data (a "
+            "held-out image of its real dataset where it has one, else a generated DIC frame)",
             _lazy("unet", "render_fig3"),
             tables=tables("unet_fig3"),
         ),

@@ -9,6 +9,7 @@ from pathlib import Path
 from segbench.io import read_json, read_jsonl
 from segbench.registry import split_run_id
 from segbench.reporting.figures.base import FigureContext, MissingInput, new_figure, plain, save_matplotlib
+from segbench.reporting.scale_text import scale_sample_words
 
 # Headline metric per family, in the order a metrics.json is searched: (key, label, fraction -> percent).
 HEADLINE_METRICS = (
@@ -59,6 +60,7 @@ def render_training_curves(ctx: FigureContext) -> list[str]:
     if not logs:
         raise MissingInput(f"no train_log.jsonl under {ctx.scale_dir / 'runs'}; train a run first")
     rows, cols = grid(len(logs))
+    words = scale_sample_words(ctx.scale)  # folds at a cross-validation scale
     fig = new_figure(3.4 * cols, 2.6 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, (run, instances) in zip(axes, sorted(logs.items()), strict=False):
@@ -76,7 +78,7 @@ def render_training_curves(ctx: FigureContext) -> list[str]:
                         lw=1.2,
                         label=key if k == 0 else None,
                     )
-        seeds = f"{len(instances)} seed" + ("s" if len(instances) > 1 else "")
+        seeds = f"{len(instances)} " + words["many" if len(instances) > 1 else "one"]
         ax.set_title(plain(f"{run} ({seeds})"), fontsize=9)
         ax.set_xlabel("iteration", fontsize=8)
         ax.set_ylabel("training loss (unitless)", fontsize=8)
@@ -85,7 +87,9 @@ def render_training_curves(ctx: FigureContext) -> list[str]:
             ax.legend(fontsize=6, frameon=False)
     for ax in axes[len(logs) :]:
         ax.set_visible(False)
-    fig.suptitle(f"Training losses per run ({ctx.scale} scale; faint lines: further seeds)", fontsize=11)
+    fig.suptitle(
+        f"Training losses per run ({ctx.scale} scale; faint lines: further {words['many']})", fontsize=11
+    )
     return save_matplotlib(fig, ctx.out_dir, "training_curves")
 
 
@@ -116,6 +120,7 @@ def render_run_metrics(ctx: FigureContext) -> list[str]:
     if not groups:
         raise MissingInput(f"no metrics.json under {ctx.scale_dir / 'runs'}; evaluate a run first")
     ordered = sorted(groups.items())  # the heights follow the panels' order: one 0.3 in row per run
+    words = scale_sample_words(ctx.scale)  # folds at a cross-validation scale
     heights = [max(1.6, 0.3 * len(runs) + 1.0) for _, runs in ordered]
     fig = new_figure(8.0, sum(heights) + 0.5)
     axes = fig.subplots(len(ordered), 1, squeeze=False, height_ratios=heights).ravel()
@@ -129,7 +134,8 @@ def render_run_metrics(ctx: FigureContext) -> list[str]:
         ax.set_ylim(len(names) - 0.5, -0.5)
         ax.set_ylabel("run", fontsize=8)
         ax.set_xlabel(
-            f"{label} ({HEADLINE_UNITS.get(label, '')}; bar: mean over seeds, dots: seeds)", fontsize=8
+            f"{label} ({HEADLINE_UNITS.get(label, '')}; bar: mean over {words['many']}, dots: {words['many']})",
+            fontsize=8,
         )
         ax.tick_params(axis="x", labelsize=7)
     fig.suptitle(f"Headline metric per run ({ctx.scale} scale)", fontsize=11)
