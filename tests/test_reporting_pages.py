@@ -267,7 +267,7 @@ def test_pages_in_headless_chromium(report: dict[str, Path]) -> None:
 
 REPO = Path(__file__).resolve().parents[1]
 #: The committed report directories and the narrowest viewport each must fit without horizontal scrolling.
-COMMITTED_REPORTS = {"mini": 1280, "bench": 1024}
+COMMITTED_REPORTS = {"mini": 1280, "real_cpu": 1280, "bench": 1024}
 
 
 def _local_targets(page) -> list[str]:  # noqa: ANN001 - playwright Page
@@ -355,3 +355,26 @@ def test_a_value_within_noise_of_the_papers_is_never_red() -> None:
     cells = dict(zip(table["columns"], unet_row["cells"], strict=True))
     assert cells["pixel_error"]["band"] == "good"  # 0.0610 vs 0.0611
     assert cells["warping_error"]["band"] == "far"  # 4.5x the paper's
+
+
+def test_committed_pages_in_the_browser_say_their_scale_s_truth() -> None:
+    """As a reader sees them (the rendered text): every real_cpu page says "real" and never "synthetic";
+    the mini U-Net pages never claim the real stack's "5 folds"."""
+    if not CHROMIUM.exists():
+        pytest.skip("headless browser check needs /usr/bin/chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright into .venv")
+    real = sorted((REPO / "reports" / "real_cpu").glob("*.html"))
+    mini = [REPO / "reports" / "mini" / f"{name}.html" for name in ("unet_table1", "unet_budget")]
+    assert real and all(p.is_file() for p in mini)
+    with sync_api.sync_playwright() as pw:
+        browser = _launch(pw)
+        page = browser.new_page()
+        for path in real:
+            page.goto(path.as_uri())
+            text = page.inner_text("body")
+            assert "real" in text.lower() and "synthetic" not in text.lower(), path.name
+        for path in mini:
+            page.goto(path.as_uri())
+            text = page.inner_text("body")
+            assert "5 folds" not in text and "synthetic" in text, path.name
+        browser.close()
