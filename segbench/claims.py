@@ -10,9 +10,9 @@ positive gap is the claim's direction (``A - B``, or ``B - A`` for a lower-is-be
 with the margin ``m`` stated per claim in the registry, never taken from the data being judged. Seeds are
 paired (seed k of A and seed k of B share data order, initialisation seed and schedule) where both rows
 have the same seeds, so the test runs on the per-seed gaps with n - 1 degrees of freedom; otherwise the
-two rows are compared by Welch's t-test. The spread the test uses is floored (:func:`std_floor`) so that
-a deterministic pair (a classical baseline against itself, or results identical to the last bit) is not
-infinitely significant.
+two rows are compared by Welch's t-test. Where a row is deterministic (no spread over its seeds: a
+classical baseline) or the gaps are identical, the spread the test uses is floored (:func:`std_floor`), so
+that such a pair is not infinitely significant; rows that vary are tested with their own spread.
 
 Every test is summarised by one interval: the two-sided 90% interval of the gap, whose bounds are the
 one-sided 95% bounds. Superiority passes when its lower bound exceeds 0, non-inferiority when it exceeds
@@ -47,8 +47,9 @@ INTERVAL_LEVEL = 1 - 2 * ALPHA  # 0.90 two-sided: each bound is a one-sided 95% 
 STD_FLOOR_ABS = {"bbox.": 0.1, "segm.": 0.1, "keypoints.": 0.1}
 STD_FLOOR_REL = 0.01  # 1 % of the larger |mean| of the two rows
 STD_FLOOR_RULE = (
-    f"the spread of the gap is floored at max({STD_FLOOR_REL:.0%} of the larger |mean|, 0.1 AP for COCO "
-    "metrics), so that a deterministic pair is not infinitely significant"
+    "where a row is deterministic (no spread over its seeds, e.g. a classical baseline) or the gaps are "
+    f"identical, the spread of the gap is floored at max({STD_FLOOR_REL:.0%} of the larger |mean|, 0.1 AP for "
+    "COCO metrics), so that such a pair is not infinitely significant"
 )
 
 
@@ -193,8 +194,9 @@ def weigh(claim: Claim, a: list[float | None], b: list[float | None], *, floor: 
             ev.untested_reason = f"{ev.n} seed{'s' if ev.n != 1 else ''} < {MIN_SEEDS}"
             return ev
         ev.sd_observed = statistics.stdev(diffs)
-        ev.std_floor = floor
-        ev.sd_used = max(ev.sd_observed, floor)
+        deterministic = min(statistics.stdev(xa), statistics.stdev(xb), ev.sd_observed) == 0.0
+        ev.std_floor = floor if deterministic else None
+        ev.sd_used = max(ev.sd_observed, floor) if deterministic else ev.sd_observed
         ev.se = ev.sd_used / math.sqrt(ev.n)
         ev.df = ev.n - 1
         ev.test = "paired t-test over seeds"
@@ -205,8 +207,8 @@ def weigh(claim: Claim, a: list[float | None], b: list[float | None], *, floor: 
             return ev
         sa, sb = statistics.stdev(xa), statistics.stdev(xb)
         ev.sd_observed = math.sqrt((sa * sa + sb * sb) / 2)
-        ev.std_floor = floor
-        sa, sb = max(sa, floor), max(sb, floor)
+        ev.std_floor = floor if min(sa, sb) == 0.0 else None
+        sa, sb = (max(sa, floor), max(sb, floor)) if ev.std_floor is not None else (sa, sb)
         va, vb = sa * sa / len(xa), sb * sb / len(xb)
         ev.se = math.sqrt(va + vb)
         ev.sd_used = math.sqrt((sa * sa + sb * sb) / 2)

@@ -52,8 +52,10 @@ def test_right_sign_without_significance_is_inconclusive():
 
 def test_significantly_opposite_is_contradicted():
     # the table5 mask AP: mask-only -0.46 ± 0.06 where the paper has +0.7
-    r = verdict(SUP, [29.54, 29.48, 29.60], [30.0] * 3)
+    r = verdict(SUP, [29.54, 29.48, 29.60], [30.0, 30.01, 29.99], floor=0.4)
     assert r["verdict"] == Verdict.CONTRADICTED.value and r["interval"]["high"] < 0
+    # rows that vary are tested with their own spread: the floor is for deterministic rows only
+    assert r["std_floor"] is None and r["sd_used"] == pytest.approx(r["sd_observed"])
 
 
 def test_equivalence_needs_the_whole_interval_inside_the_margin():
