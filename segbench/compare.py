@@ -6,6 +6,11 @@ baseline row and the method are trained and evaluated on the same data, schedule
 baseline runs already computed (same config hash) are reused. The result is a table of the baseline rows
 and the method row (mean ± std over seeds) plus, for every baseline row and column, the per-seed paired
 difference, tested and judged by the claims engine (:mod:`segbench.claims`), Holm-adjusted over all comparisons.
+
+The method's code (distribution, version, source hash: :mod:`segbench.plugin_identity`) is in its runs'
+config, so an edited plugin is retrained; the record names what the runs were evaluated on at the scale
+(``evaluated_on``), the paper's own split (``paper_split``), seeds or folds, and every run instance with
+its config hash and metrics file (``runs``).
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ from segbench.claims import ALPHA, Claim, Verdict, evidence_text, judge_all, std
 from segbench.engine.device import check_device
 from segbench.engine.runner import ensure_evaluated
 from segbench.errors import InputError
-from segbench.io import write_json_atomic, write_text_atomic
+from segbench.io import read_json, sha256_file, write_json_atomic, write_text_atomic
 from segbench.paths import child_path, results_root, run_dir
 from segbench.paths import data_root as default_data_root
-from segbench.plugins import Plugin, method_run_config, register_plugin
+from segbench.plugin_identity import identity_hash, method_identity
+from segbench.plugin_probe import probe_method_run
+from segbench.plugins import Plugin, method_run_config, plugin_identity, register_plugin
 from segbench.provenance import provenance
 from segbench.registry import evaluated_on, get_table, load_registry, resolve_run
-from segbench.tables.assemble import format_value, metric_value, seed_summary
+from segbench.reporting.scale_text import sample_words
+from segbench.tables.assemble import format_value, metric_value, seed_summary, trained_at
 
 
 def spec_slug(spec: str) -> str:
@@ -34,6 +42,26 @@ def spec_slug(spec: str) -> str:
 def compare_path(scale: str, table: str, spec: str, results: str | Path | None = None) -> Path:
     root = child_path(results_root(results), scale, what="scale") / "compare"
     return child_path(root, f"{table}--{spec_slug(spec)}", ".json", what="method")
+
+
+def method_code(spec: str) -> str:
+    """What the Snakemake ``compare`` job depends on (a ``params`` entry): the plugin's distribution,
+    version and source hash (:mod:`segbench.plugin_identity`), found without importing it; a plugin that
+    cannot be found gives a text that names why (the job then stops with the full error)."""
+    try:
+        return identity_hash(method_identity(spec))
+    except InputError as exc:
+        return f"unresolved ({exc})"
+
+
+def comparison_stale(path: str | Path, spec: str) -> bool:
+    """Whether the comparison at ``path`` was computed with other plugin code than ``spec`` now names
+    (another distribution, version or source hash); ``False`` where it does not exist yet."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    recorded = (read_json(path, "comparison").get("method") or {}).get("identity")
+    return recorded is None or identity_hash(recorded) != method_code(spec)
 
 
 def baseline_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
@@ -68,15 +96,15 @@ def _row_runs_per_column(row: dict[str, Any], columns: list[str]) -> dict[str, s
 COMPARISON_WORDS = {
     Verdict.REPRODUCED: "better",
     Verdict.CONTRADICTED: "worse",
-    Verdict.INCONCLUSIVE: "no significant difference",
+    Verdict.INCONCLUSIVE: "inconclusive",
     Verdict.UNTESTED: "untested",
     Verdict.NOT_MEASURED: "not measured",
 }
 COMPARE_RULE = (
     "per baseline and metric, the claim 'the method is better' tested by the claims engine (segbench.claims): "
     f"one-sided paired t-test over seeds at alpha {ALPHA:g}, Holm-adjusted over all the comparisons; "
-    "'better' when it passes, 'worse' when the 90% interval of the gap lies below 0, otherwise no significant "
-    "difference; untested with fewer than 3 seeds"
+    "'better' when it passes, 'worse' when the 90% interval of the gap lies below 0, otherwise "
+    "inconclusive; untested with fewer than 3 seeds"
 )
 
 
@@ -136,13 +164,20 @@ def run_comparison(
     data = default_data_root(data_root)
     base = choose_base_row(table, base_row)
     columns = table["columns"]
+    # The plugin on the scale's real tile / image / RoI sizes: a mismatch shows before any training.
+    for run in sorted(set(_row_runs_per_column(base, columns).values())):
+        probe_method_run(plugin, method_run_config(resolve_run(run, scale, 0, registry), plugin))
+
+    runs: dict[str, dict[str, Any]] = {}  # run instance -> where its numbers came from
 
     def evaluate(cfg: dict[str, Any]) -> tuple[dict[str, Any], Path]:
         from segbench.data import prepare
 
         prepare(cfg["dataset"]["name"], data, seed=0)
         out_dir = run_dir(scale, cfg["run_id"], results)
-        return ensure_evaluated(cfg, out_dir, data, device=device)["metrics"], out_dir / "metrics.json"
+        metrics = ensure_evaluated(cfg, out_dir, data, device=device)
+        runs[cfg["run_id"]] = run_source(out_dir / "metrics.json", metrics, results_root(results))
+        return metrics["metrics"], out_dir / "metrics.json"
 
     def column_values(run_for_column: dict[str, str], method: Plugin | None) -> dict[str, list[float]]:
         values: dict[str, list[float]] = {col: [] for col in run_for_column}
@@ -191,6 +226,8 @@ def run_comparison(
 
     higher = not table.get("lower_is_better", False)
     comparisons = method_comparisons(table, rows[:-1], method_row)
+    folds = registry["scales"][scale].get("cross_validation", {}).get("folds")
+    method = {**plugin.as_dict(), "identity": plugin_identity(plugin)}
 
     out = compare_path(scale, table_name, spec, results)
     record = {
@@ -201,21 +238,29 @@ def run_comparison(
         "citation": registry["papers"][table["paper"]]["citation"],
         "scale": scale,
         "scale_description": registry["scales"][scale]["description"],
-        "split": table.get("split"),
+        # the paper's own split (what its numbers are on); ours are on evaluated_on, per scale
+        "paper_split": table.get("split"),
         "evaluated_on": evaluated_on(table_name, scale, registry),
+        "cross_validation_folds": folds,
+        "sample_words": sample_words(folds),
         "columns": columns,
         "metrics": table["metrics"],
         "lower_is_better": not higher,
-        "method": plugin.as_dict(),
+        "method": method,
         "base_row": base["id"],
         "seeds": list(range(seeds)),
         "statistics": COMPARE_RULE,
         "rows": rows,
         "comparisons": comparisons,
         "directions": [],
-        "runs": {},
+        "runs": dict(sorted(runs.items())),
         "provenance": provenance(
-            {"method": plugin.as_dict(), "table": table_name, "base": base["id"]},
+            {
+                "method": method,
+                "table": table_name,
+                "base": base["id"],
+                "runs": {run_id: r["config_hash"] for run_id, r in sorted(runs.items())},
+            },
             seeds=list(range(seeds)),
             scale=scale,
         ),
@@ -226,15 +271,55 @@ def run_comparison(
     return out
 
 
+def run_source(path: Path, record: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Where a run instance's numbers came from (the keys of a table's ``runs``: config hash, metrics file
+    and its sha256, commit, device, wall times)."""
+    prov = record.get("provenance", {})
+    return {
+        "config_hash": record.get("config_hash"),
+        "git_commit": prov.get("git_commit"),
+        "device": prov.get("device"),
+        "host": prov.get("host"),
+        "trained_at": trained_at(path.parent),
+        "train_wall_time_s": record.get("train_wall_time_s"),
+        "eval_wall_time_s": prov.get("wall_time_s"),
+        "metrics_sha256": sha256_file(path),
+        "metrics_file": str(path.relative_to(root.parent)) if root.parent in path.parents else str(path),
+    }
+
+
+def direction_sentences(record: dict[str, Any]) -> list[str]:
+    """One sentence per metric: which way is better, and what a positive gap means."""
+    lower = bool(record.get("lower_is_better"))
+    way, than = ("lower", "lower than") if lower else ("higher", "higher than")
+    return [
+        f"{col} ({record['metrics'][col]}): {way} is better; a gap > 0 means the method's {col} is "
+        f"{than} the baseline's."
+        for col in record["columns"]
+    ]
+
+
 def comparison_markdown(record: dict[str, Any]) -> str:
     d = 4 if record["paper"] == "unet" else 1
     cols = record["columns"]
+    words = record.get("sample_words") or sample_words(record.get("cross_validation_folds"))
+    identity = record["method"].get("identity")
     lines = [
         f"# {record['title']}",
         "",
-        f"Scale: **{record['scale']}**; seeds {record['seeds']}; method "
+        f"Scale: **{record['scale']}**; {words['many']} {record['seeds']}; method "
         f"`{record['method']['spec']}` ({record['method']['kind']}) replaces a component of row "
         f"`{record['base_row']}`; everything else is the baseline's protocol.",
+        "",
+        f"Evaluated on: {record.get('evaluated_on') or record.get('paper_split') or 'the paper split'}. "
+        f"The paper's split: {record.get('paper_split') or 'not stated'}.",
+    ]
+    if identity:
+        lines += [
+            "",
+            f"Method code: {identity_hash(identity)} ({len(identity['source_files'])} source files).",
+        ]
+    lines += [
         "",
         "| row | " + " | ".join(cols) + " |",
         "|---|" + "---|" * len(cols),
@@ -256,6 +341,8 @@ def comparison_markdown(record: dict[str, Any]) -> str:
         "",
         f"Comparisons ({direction} is better; gap = method − baseline, oriented so > 0 is better): "
         f"{record['statistics']}.",
+        "",
+        *(f"- {sentence}" for sentence in direction_sentences(record)),
         "",
         "| baseline | metric | evidence | verdict |",
         "|---|---|---|---|",

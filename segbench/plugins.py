@@ -31,6 +31,7 @@ import importlib.util
 import os
 import re
 import sys
+import traceback
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -81,7 +82,10 @@ def load_object(spec: str) -> Any:
     if match is None:
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name == spec:
-                return ep.load()
+                try:
+                    return ep.load()
+                except Exception as exc:  # noqa: BLE001 - third-party code: anything may raise on import
+                    raise import_failure(spec, f"entry point {ep.value!r}", exc, ep.module) from None
         raise InputError(
             f"plugin {spec!r}: not a module:attr path nor an entry point of group "
             f"{ENTRY_POINT_GROUP!r}; write it as package.module:attribute"
@@ -98,32 +102,104 @@ def load_object(spec: str) -> Any:
 
 def _import_module(module_name: str, spec: str) -> Any:
     if module_name.endswith(".py"):
-        path = Path(module_name)
-        if not path.is_file():
-            raise InputError(f"plugin {spec!r}: file {path} not found")
-        loaded = sys.modules.get(f"segbench_plugin_{path.stem}")
-        if loaded is not None and Path(getattr(loaded, "__file__", "")).resolve() == path.resolve():
-            return loaded  # the same file loaded again: the same objects, so registering them is a no-op
-        mod_spec = importlib.util.spec_from_file_location(f"segbench_plugin_{path.stem}", path)
-        module = importlib.util.module_from_spec(mod_spec)  # type: ignore[arg-type]
-        sys.modules[mod_spec.name] = module  # type: ignore[union-attr]
-        mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
-        return module
+        return _import_file(Path(module_name), spec)
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name != module_name.split(".")[0] or os.getcwd() in sys.path:
+        if not _is_missing(exc, module_name):
+            raise import_failure(spec, repr(module_name), exc, module_name) from None
+        if os.getcwd() in sys.path:
             raise InputError(f"plugin {spec!r}: cannot import {module_name!r} ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - third-party code: anything may raise on import
+        raise import_failure(spec, repr(module_name), exc, module_name) from None
     # Console scripts do not put the working directory on sys.path; a plugin in the project tree
     # (examples/, a user's package checkout) is found from there.
     sys.path.insert(0, os.getcwd())
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if not _is_missing(exc, module_name):
+            raise import_failure(spec, repr(module_name), exc, module_name) from None
         raise InputError(
             f"plugin {spec!r}: cannot import {module_name!r} ({exc}); install the package "
             "or run from the directory that contains it"
         ) from None
+    except Exception as exc:  # noqa: BLE001
+        raise import_failure(spec, repr(module_name), exc, module_name) from None
+
+
+def _import_file(path: Path, spec: str) -> Any:
+    if not path.is_file():
+        raise InputError(f"plugin {spec!r}: file {path} not found")
+    name = f"segbench_plugin_{path.stem}"
+    loaded = sys.modules.get(name)
+    if loaded is not None and Path(getattr(loaded, "__file__", "")).resolve() == path.resolve():
+        return loaded  # the same file loaded again: the same objects, so registering them is a no-op
+    mod_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(mod_spec)  # type: ignore[arg-type]
+    sys.modules[name] = module
+    try:
+        mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except Exception as exc:  # noqa: BLE001 - third-party code: anything may raise on import
+        sys.modules.pop(name, None)
+        raise import_failure(spec, str(path), exc, path) from None
+    return module
+
+
+def _is_missing(exc: ModuleNotFoundError, module_name: str) -> bool:
+    """True when the plugin's module itself (or a parent package) is not found, not one it imports."""
+    parts = module_name.split(".")
+    return exc.name in {".".join(parts[: i + 1]) for i in range(len(parts))}
+
+
+def import_failure(spec: str, what: str, exc: BaseException, source: str | Path | None) -> InputError:
+    """One line for a plugin whose import raised: the file:line in the plugin's code, the error, the fix.
+
+    ``source`` is the plugin's module name or file: the reported frame is the deepest one inside its
+    top-level package (else the deepest outside Python's import machinery)."""
+    if isinstance(exc, SyntaxError):
+        where = f"{exc.filename}:{exc.lineno}"
+        detail = exc.msg
+    else:
+        where = _failure_site(exc, _source_root(source))
+        detail = str(exc)
+    detail = " ".join(detail.split())[:300]
+    fix = "install the missing package" if isinstance(exc, ModuleNotFoundError) else "fix the plugin"
+    return InputError(
+        f"plugin {spec!r}: importing {what} raised {type(exc).__name__} at {where}: {detail}; {fix}"
+    )
+
+
+def _source_root(source: str | Path | None) -> Path | None:
+    """The file or top-level package folder of a plugin's code (``None`` if it cannot be found)."""
+    if isinstance(source, Path):
+        return source.resolve()
+    if not source:
+        return None
+    try:
+        found = importlib.util.find_spec(source.split(".")[0])
+    except Exception:  # noqa: BLE001 - a broken parent package: fall back to the traceback alone
+        return None
+    if found is None:
+        return None
+    if found.submodule_search_locations:
+        return Path(list(found.submodule_search_locations)[0]).resolve()
+    return Path(found.origin).resolve() if found.origin else None
+
+
+def _failure_site(exc: BaseException, root: Path | None) -> str:
+    """``file:line`` of the deepest traceback frame in ``root``, else the deepest outside importlib."""
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith("<") and "importlib" not in Path(f.filename).parts
+    ]
+    if root is not None:
+        inside = [f for f in frames if Path(f.filename).resolve().is_relative_to(root)]
+        frames = inside or frames
+    if not frames:
+        return "an unknown line"
+    return f"{frames[-1].filename}:{frames[-1].lineno}"
 
 
 def resolve_plugin(spec: str, kind: str | None = None) -> Plugin:
@@ -264,10 +340,16 @@ def check_unet_loss(fn: Any, spec: str) -> None:
             f"f(logits [1,2,8,8], target [1,8,8], weights [1,8,8]) raised {type(exc).__name__}: {exc}",
         ) from None
     if not isinstance(value, torch.Tensor) or value.dim() != 0:
+        got = (
+            f"a tensor of shape {list(value.shape)}"
+            if isinstance(value, torch.Tensor)
+            else f"a {type(value).__name__}"
+        )
         raise _breach(
             spec,
             "unet_loss",
-            "expected a scalar tensor from f(logits [N,2,H,W], target [N,H,W], weights [N,H,W])",
+            "expected a scalar tensor (shape []) from f(logits [1,2,8,8] float32, target [1,8,8] int64, "
+            f"weights [1,8,8] float32), got {got}; reduce it (mean)",
         )
     value.backward()
     if logits.grad is None:
@@ -358,5 +440,21 @@ def method_run_config(base: dict[str, Any], plugin: Plugin) -> dict[str, Any]:
         cfg["model"]["roi_aligned"] = False
     cfg["run"] = f"{base['run']}+{plugin.name}"
     cfg["run_id"] = f"{cfg['run']}-seed{base['seed']}"
-    cfg["method"] = plugin.as_dict()
+    # The plugin's distribution, version and source hash: a change gives another config hash, so the
+    # runner retrains the method run (segbench.plugin_identity); registry runs never carry it.
+    cfg["method"] = {**plugin.as_dict(), "identity": plugin_identity(plugin)}
     return cfg
+
+
+_IDENTITIES: dict[str, tuple[Any, dict[str, Any]]] = {}  # spec -> (the loaded object, its identity)
+
+
+def plugin_identity(plugin: Plugin) -> dict[str, Any]:
+    """The identity of the plugin's code (:func:`segbench.plugin_identity.method_identity`), read once per
+    loaded object, so that a source file edited after the import does not label the code already loaded."""
+    from segbench.plugin_identity import method_identity
+
+    cached = _IDENTITIES.get(plugin.spec)
+    if cached is None or cached[0] is not plugin.obj:
+        cached = _IDENTITIES[plugin.spec] = (plugin.obj, method_identity(plugin.spec))
+    return cached[1]

@@ -240,8 +240,12 @@ def provenance(
     dataset: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The provenance block every result JSON carries. ``dataset`` (name, sha256, file count of the data
-    a run used; :func:`segbench.data.dataset_identity`) is recorded here, never in the config hash."""
+    a run used; :func:`segbench.data.dataset_identity`) is recorded here, never in the config hash. A method
+    run's plugin (spec, distribution, version, source hash: :mod:`segbench.plugin_identity`) is in its
+    config, hence in its hash, and repeated here as ``method``."""
     extra = {} if dataset is None else {"dataset": dataset}
+    if isinstance(config, dict) and isinstance(config.get("method"), dict):
+        extra["method"] = config["method"]
     machine = machine_signature()
     return {
         **extra,

@@ -15,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="write the HTML report (reports/<scale>/index.html) and figures",
         description="Render every figure (skipping, with a note, those whose inputs are missing) into "
         "reports/<scale>/figures/ and write reports/<scale>/index.html plus one page per table "
-        "under results/<scale>/tables/. --figure NAME renders only that figure.",
+        "under results/<scale>/tables/ and one per comparison under results/<scale>/compare/ "
+        "(reports/<scale>/compare/<table>--<method>.html). --figure NAME renders only that figure.",
     )
     p.add_argument("--scale", default=None, help=scale_help("the registry's default"))
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
@@ -72,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
             render=not args.no_figures,
             data_root=args.data_root,
         )
-        print(f"report: {paths.index} ({len(paths.pages)} table pages)")
+        compared = f", {len(paths.comparisons)} comparison pages" if paths.comparisons else ""
+        print(f"report: {paths.index} ({len(paths.pages)} table pages{compared})")
     for r in results:
         where = ", ".join(str(ctx_file) for ctx_file in r.files + ([r.html] if r.html else []))
         line = (

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from segbench.checkout import default_results
 from segbench.cli._common import scale_help
 from segbench.registry import check_scale, load_registry
-from segbench.status import describe, target_status
+from segbench.status import assembled_with, describe, target_status
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +20,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("target", help="table or artifact (table2, unet_table1, all), or reproduce_<name>")
     p.add_argument("--scale", default=None, help=scale_help("the registry's default"))
-    p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
+    p.add_argument(
+        "--results",
+        default=None,
+        help="results root (default: results/ of the segbench checkout the current directory is in, "
+        "else of the installed one, said on stderr)",
+    )
     p.add_argument(
         "--retrain", action="store_true", help="describe a from-scratch retrain (make reproduce FORCE=1)"
     )
@@ -31,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     scale = args.scale or registry["default_scale"]
     check_scale(scale, registry)
     artifact = args.target.removeprefix("reproduce_")
-    for line in describe(target_status(artifact, scale, args.results), retrain=args.retrain):
+    assembled_with(artifact, registry, scale)  # an unknown target is one line, before the results root's
+    results = default_results(args.results, "status")
+    for line in describe(target_status(artifact, scale, results), retrain=args.retrain):
         print(line)
     return 0

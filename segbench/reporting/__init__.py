@@ -1,7 +1,8 @@
 """HTML reports and figures: paper beside reproduction for every assembled table.
 
 ``build_report(scale)`` renders the figures (``FIGURES``) into ``reports/<scale>/figures/`` and writes
-``reports/<scale>/index.html`` plus one page per ``results/<scale>/tables/*.json``.
+``reports/<scale>/index.html`` plus one page per ``results/<scale>/tables/*.json`` and one per comparison,
+``results/<scale>/compare/*.json`` -> ``reports/<scale>/compare/<table>--<method>.html``.
 """
 
 from __future__ import annotations

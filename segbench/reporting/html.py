@@ -19,6 +19,7 @@ from segbench.claims import TEST_RULE, count_text, count_verdicts
 from segbench.errors import InputError
 from segbench.io import read_json, write_text_atomic
 from segbench.paths import child_path
+from segbench.reporting.compare_page import compare_view, comparison_link, load_comparisons, page_path
 from segbench.reporting.figures.base import FigureResult, manifest_path, read_manifest
 from segbench.reporting.scale_text import scale_banner
 from segbench.reporting.view import VERDICT_LEGEND, scale_is_absolute, table_view, url_between
@@ -30,6 +31,7 @@ class ReportPaths:
     index: Path
     pages: list[Path]
     runs: Path | None = None
+    comparisons: tuple[Path, ...] = ()
 
 
 def environment() -> jinja2.Environment:
@@ -45,6 +47,7 @@ def environment() -> jinja2.Environment:
     )
     env.globals["other_reports"] = []  # set per report: see other_reports()
     env.globals["scale_banner"] = None  # set per report: segbench.reporting.scale_text.scale_banner
+    env.globals["root"] = ""  # the prefix from a page to its report folder ("../" for compare/ pages)
     return env
 
 
@@ -145,6 +148,7 @@ def render_table_page(
     results: Path,
     page_dir: Path,
     figures: list[dict[str, Any]],
+    compared: list[dict[str, Any]] | None = None,
 ) -> str:
     view = table_view(table, results, page_dir)
     trained = table_runs_summary(list(table.get("runs", {}) or {}), results, table["scale"], page_dir)
@@ -152,6 +156,7 @@ def render_table_page(
         t=view,
         trained=trained,
         figures=figures,
+        compared=compared or [],
         css=stylesheet(),
         scale=view["scale"],
         absolute=view["absolute"],
@@ -166,6 +171,7 @@ def render_index(
     results: Path,
     page_dir: Path,
     figures: list[dict[str, Any]],
+    compared: list[dict[str, Any]] | None = None,
 ) -> str:
     views = [table_view(t, results, page_dir) for t in tables]
     description = views[0]["scale_description"] if views else ""
@@ -182,6 +188,7 @@ def render_index(
         verdict_legend=VERDICT_LEGEND,
         tables=views,
         figures=figures,
+        compared=compared or [],
         css=stylesheet(),
         scale=scale,
         absolute=scale_is_absolute(scale),
@@ -206,9 +213,25 @@ def render_runs_page(
     )
 
 
+def render_compare_page(
+    env: jinja2.Environment, record: dict[str, Any], results: Path, page_dir: Path, tables: set[str]
+) -> str:
+    """``compare/<table>--<method>.html``: one comparison record (:mod:`segbench.reporting.compare_page`)."""
+    view = compare_view(record, results, page_dir, tables)
+    return env.get_template("compare.html.j2").render(
+        c=view,
+        root="../",
+        css=stylesheet(),
+        scale=view["scale"],
+        absolute=scale_is_absolute(view["scale"]),
+        scale_description=view["scale_description"],
+    )
+
+
 def build_pages(scale: str, results: Path, out: Path, figure_names: list[str] | None = None) -> ReportPaths:
-    """Write ``out/<scale>/index.html``, ``out/<scale>/runs.html`` (the run zoo) and ``out/<scale>/<table>.html``
-    from the tables, run records and figure manifests on disk (render figures first with :func:`segbench.reporting.render_figures`)."""
+    """Write ``out/<scale>/index.html``, ``out/<scale>/runs.html`` (the run zoo), ``out/<scale>/<table>.html``
+    and ``out/<scale>/compare/<table>--<method>.html`` (one per ``results/<scale>/compare/*.json``)
+    from the tables, comparisons, run records and figure manifests on disk (render figures first with :func:`segbench.reporting.render_figures`)."""
     page_dir = out / scale
     figures_dir = page_dir / "figures"
     env = environment()
@@ -217,15 +240,24 @@ def build_pages(scale: str, results: Path, out: Path, figure_names: list[str] | 
     tables = load_tables(scale, results)
     manifests = load_figures(figures_dir, figure_names)
     index_figures = [figure_view(m, figures_dir, page_dir) for m in manifests if m.on_index]
+    records = load_comparisons(scale, results)
+    compared = [comparison_link(r, page_dir, page_dir) for r in records]
     pages = []
     for table in tables:
         own = [figure_view(m, figures_dir, page_dir) for m in manifests if table["table"] in m.tables]
+        links = [c for c in compared if c["table"] == table["table"]]
         page = child_path(page_dir, table["table"], ".html", what="table")
-        write_text_atomic(page, render_table_page(env, table, results, page_dir, own))
+        write_text_atomic(page, render_table_page(env, table, results, page_dir, own, links))
         pages.append(page)
+    names = {t["table"] for t in tables}
+    comparison_pages = []
+    for record in records:
+        page = page_path(page_dir, record["name"])
+        write_text_atomic(page, render_compare_page(env, record, results, page_dir, names))
+        comparison_pages.append(page)
     description = next((t.get("scale_description", "") for t in tables), "")
     runs = page_dir / "runs.html"
     write_text_atomic(runs, render_runs_page(env, scale, results, page_dir, description))
     index = page_dir / "index.html"
-    write_text_atomic(index, render_index(env, scale, tables, results, page_dir, index_figures))
-    return ReportPaths(index=index, pages=pages, runs=runs)
+    write_text_atomic(index, render_index(env, scale, tables, results, page_dir, index_figures, compared))
+    return ReportPaths(index=index, pages=pages, runs=runs, comparisons=tuple(comparison_pages))

@@ -114,3 +114,18 @@ def not_defined_at_scale(artifact, missing):
                             f"(tables at {SCALE}: {', '.join(table_names(REGISTRY, SCALE))})")
 
     return fail
+
+
+def method_spec(wildcards):
+    return METHODS[(wildcards.table, wildcards.method)]["method"]
+
+
+def stale_comparison(wildcards):
+    """A comparison computed with other plugin code than the method now has (distribution, version or
+    source hash: segbench.plugin_identity): a sentinel input newer than it, as stale_training does for runs,
+    so the job reruns (and retrains the method's runs) in a fresh clone too, without .snakemake metadata."""
+    code = method_code(method_spec(wildcards))
+    name = f"compare-{wildcards.table}--{wildcards.method}.{config_hash(code)}"
+    sentinel = Path(RESULTS) / wildcards.scale / "retrain" / name
+    output = Path(RESULTS) / wildcards.scale / "compare" / f"{wildcards.table}--{wildcards.method}.json"
+    return [mark(sentinel, stale=comparison_stale(output, method_spec(wildcards)))]

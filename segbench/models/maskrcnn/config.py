@@ -86,7 +86,8 @@ RUN_KEYS = (
     "class_agnostic",
     "tasks",
 )
-KNOWN_KEYS = frozenset((*RUN_KEYS, *PAPER_DEFAULTS, "blocks", "num_classes", "implementation"))
+# "plugin" names a whole-model plugin (segbench.plugins) whose factory may build this model from the cfg
+KNOWN_KEYS = frozenset((*RUN_KEYS, *PAPER_DEFAULTS, "blocks", "num_classes", "implementation", "plugin"))
 
 
 def _int_at_least(key: str, value: Any, minimum: int, why: str = "") -> int:
