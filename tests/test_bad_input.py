@@ -556,6 +556,9 @@ def case_disk_full_keeps_old_table(ctx: Ctx) -> Case:
     results = ctx.results(RUN_A, RUN_B)
     assert main(["table", "table2b", "--scale", SCALE, "--results", str(results)]) == 0
     target = results / SCALE / "tables" / "table2b.json"
+    # an older table on disk (another title): the new one must be written, and the disk is full
+    old = json.loads(target.read_text())
+    target.write_text(json.dumps({**old, "title": "an older assembly"}))
     _disk_full(ctx)
     return Case(
         ["table", "table2b", "--scale", SCALE, "--results", str(results)],
