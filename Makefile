@@ -1,7 +1,7 @@
 # Two commands on a fresh machine (Debian/Ubuntu, Python 3.11, no GPU):
 #   make reproduce   # the main job: Mask R-CNN Table 2 at the embedded default (mini) scale
 #   make test        # the test suite (smoke scale, CPU)
-# Both create .venv and install segbench (pip, pyproject.toml) when needed.
+# Both create .venv and install segbench (pip, pyproject.toml, the versions pinned in constraints.txt) when needed.
 #
 # Variables: TARGET (a Snakemake target, default reproduce_table2), SCALE (smoke | mini | paper),
 # CORES (default all), FORCE=1 (retrain every run of TARGET from scratch instead of reusing results).
@@ -24,10 +24,11 @@ SNAKEMAKE = $(BIN)/snakemake --cores $(CORES) $(1) $(if $(RETRAIN),--forcerun tr
 
 .PHONY: install reproduce reproduce-all rehearse rehearse-ci tables status test lint bench dry-run screenshots clean-smoke
 
-$(STAMP): pyproject.toml
+# pyproject.toml declares compatible ranges; constraints.txt pins the tested versions of everything.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -52,8 +53,8 @@ test: install
 	$(BIN)/python -m pytest -q --durations=15
 
 lint: install
-	$(BIN)/ruff check segbench tests benchmarks examples
-	$(BIN)/ruff format --check segbench tests benchmarks examples
+	$(BIN)/ruff check segbench tests benchmarks examples scripts
+	$(BIN)/ruff format --check segbench tests benchmarks examples scripts
 	$(BIN)/snakemake --lint
 
 dry-run: install
@@ -73,6 +74,20 @@ rehearse:
 
 rehearse-ci: install
 	$(call SNAKEMAKE,rehearse_ci,rehearsal)
+
+# The GPU path's first-contact check (scripts/gpu_check.py; README, "GPUs and clusters"): each step in its
+# own process, at most 8 minutes on one GPU; writes gpu_check.json and gpu_check.md to OUT (default
+# results/bench/gpu_check/). No install step: on a lent GPU machine (no network) the tree runs as it is,
+# with the Python that has torch (PYTHON_GPU; .venv's where there is one). gpu-check-cpu: the same steps at
+# tiny sizes on the CPU (CI runs it).
+PYTHON_GPU ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+.PHONY: gpu-check gpu-check-cpu
+
+gpu-check:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON_GPU) scripts/gpu_check.py $(if $(OUT),--out "$(OUT)")
+
+gpu-check-cpu: install
+	$(BIN)/python scripts/gpu_check.py --cpu $(if $(OUT),--out "$(OUT)")
 
 # The README's screenshots, re-taken from the committed pages (headless Chromium; docs/screenshots/retake.py).
 screenshots: install

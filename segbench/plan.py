@@ -18,9 +18,11 @@ Speeds come from the benchmark records ``results/bench/<suite>-<device>.json`` (
 
 Runs the benchmark did not measure take the nearest measured run (same architecture, then same tasks)
 times a backbone cost ratio (:data:`BACKBONE_COST`). Only training is estimated; evaluation (5k images per
-Mask R-CNN run, about a minute on a GPU) is not included. Wall time assumes linear data-parallel scaling:
-a Mask R-CNN run uses all ``N`` GPUs (2 images per GPU, the paper's schedule rescaled by the linear scaling
-rule), runs follow each other, and single-GPU runs (U-Net) share the ``N`` GPUs.
+Mask R-CNN run, about a minute on a GPU) is not included. Wall time assumes linear data-parallel scaling
+over the processes the workflow launches (:mod:`segbench.launch`, the rule ``snakemake --resources gpu=N``
+applies): a Mask R-CNN run as ``torchrun --nproc_per_node=min(8, N)``, one GPU per process (2 images per GPU,
+the paper's schedule rescaled by the linear scaling rule); multi-GPU runs share the ``N`` GPUs one after
+another (two at a time on 16), and single-GPU runs (U-Net) pack onto them.
 """
 
 from __future__ import annotations
@@ -140,8 +142,9 @@ class Plan:
 
     @property
     def wall_hours(self) -> float:
-        """Multi-GPU runs one after another on all GPUs, then single-GPU runs packed onto the GPUs."""
-        multi = sum(r.wall_hours for r in self.runs if r.gpus > 1)
+        """Multi-GPU runs one after another on their GPUs (side by side where ``gpus`` holds several),
+        then single-GPU runs packed onto the GPUs."""
+        multi = sum(r.wall_hours * r.gpus for r in self.runs if r.gpus > 1) / self.gpus
         lanes = [0.0] * self.gpus
         for hours in sorted((r.wall_hours for r in self.runs if r.gpus <= 1), reverse=True):
             lanes[lanes.index(min(lanes))] += hours
@@ -244,6 +247,7 @@ def plan(
     """The runs ``target`` (a table, artifact, ``all`` or ``reproduce_<name>``) needs at ``scale`` and what
     they cost on ``gpus`` GPUs of ``gpu_type``; reads nothing but the registries and the bench records."""
     from segbench.engine.maskrcnn import effective_schedule
+    from segbench.launch import gpus_needed, launch_ranks
     from segbench.paths import results_root
     from segbench.registry import check_scale, load_registry, resolve_run, runs_for_tables
     from segbench.status import assembled_with
@@ -277,8 +281,9 @@ def plan(
         if dataset not in result.datasets[directory]["datasets"]:
             result.datasets[directory]["datasets"].append(dataset)
         if cfg["family"] == "maskrcnn":
-            run_gpus = gpus
-            sched = effective_schedule(cfg, replicas=gpus, gpus=gpus)
+            # the processes the workflow launches on `--resources gpu=N` (torchrun, one per GPU)
+            run_gpus = launch_ranks(gpus_needed(cfg, reg) or paper_gpus, gpus)
+            sched = effective_schedule(cfg, replicas=run_gpus, gpus=run_gpus)
             iterations, batch = sched.iterations, sched.images_per_batch
             seen = iterations * batch
             img_s, source = speeds.maskrcnn(cfg)
@@ -314,9 +319,10 @@ def plan(
     result.factor = speeds.factor_record()
     result.notes = [
         "training only: evaluation (5k minival images per Mask R-CNN run) is not included",
-        f"wall time assumes linear scaling: each Mask R-CNN run on all {gpus} GPU(s) (2 images per GPU, the "
-        "paper's 16-image schedule rescaled by the linear scaling rule), runs one after another; "
-        f"single-GPU runs (U-Net) share the {gpus} GPU(s)",
+        f"wall time assumes linear scaling: each Mask R-CNN run as torchrun --nproc_per_node="
+        f"{launch_ranks(paper_gpus, gpus)} on as many of the {gpus} GPU(s) (the workflow's launch with "
+        f"--resources gpu={gpus}; 2 images per GPU, the paper's 16-image schedule rescaled by the linear "
+        f"scaling rule), runs one after another; single-GPU runs (U-Net) share the {gpus} GPU(s)",
         "Mask R-CNN cost taken proportional to pixels (bench size -> the run's training size)",
     ]
     return result

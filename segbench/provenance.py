@@ -78,6 +78,10 @@ def package_versions() -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "absent"
+    if versions["segbench"] == "absent":  # a working tree on PYTHONPATH, not installed (README, GPUs)
+        from segbench import __version__
+
+        versions["segbench"] = __version__
     return versions
 
 
@@ -238,14 +242,18 @@ def provenance(
     wall_time_s: float | None = None,
     scale: str | None = None,
     dataset: dict[str, Any] | None = None,
+    determinism: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The provenance block every result JSON carries. ``dataset`` (name, sha256, file count of the data
-    a run used; :func:`segbench.data.dataset_identity`) is recorded here, never in the config hash. A method
-    run's plugin (spec, distribution, version, source hash: :mod:`segbench.plugin_identity`) is in its
-    config, hence in its hash, and repeated here as ``method``."""
+    a run used; :func:`segbench.data.dataset_identity`) is recorded here, never in the config hash; so is
+    ``determinism`` (a training's flags and the ops it ran non-deterministically,
+    :func:`segbench.determinism.record`). A method run's plugin (spec, distribution, version, source hash:
+    :mod:`segbench.plugin_identity`) is in its config, hence in its hash, and repeated here as ``method``."""
     extra = {} if dataset is None else {"dataset": dataset}
     if isinstance(config, dict) and isinstance(config.get("method"), dict):
         extra["method"] = config["method"]
+    if determinism is not None:
+        extra["determinism"] = determinism
     machine = machine_signature()
     return {
         **extra,

@@ -36,10 +36,14 @@ TINY = {
 @pytest.fixture(scope="module")
 def bench_results(tmp_path_factory) -> Path:
     """Every suite run once through the CLI into a folder whose name needs HTML escaping."""
+    from segbench.determinism import settings
+
     out = tmp_path_factory.mktemp("bench") / "a<b>&c"
     for suite, options in TINY.items():
         threads = ["--threads", "1"] if suite in ("maskrcnn", "unet", "roi_ops") else []
+        flags = settings()
         assert main(["bench", suite, *options, *threads, "--out", str(out)]) == 0
+        assert settings() == flags  # training's determinism flags are the suite's only, restored after it
     return out
 
 
@@ -58,8 +62,14 @@ def test_maskrcnn_json_has_timings_memory_and_the_torchvision_reference(bench_re
     assert record["provenance"]["git_commit"] and record["provenance"]["package_versions"]["torch"]
     assert record["settings"]["size"] == "64x64" and record["settings"]["scale"] == "smoke"
     assert record["settings"]["overrides"] == {"pretrained": False, "box_score_thresh": 0.0}
+    # measured as training runs: deterministic mode, and the smoke scale's norm and frozen stages
+    flags = record["settings"]["determinism"]
+    assert flags["deterministic_algorithms"] and flags["cudnn_deterministic"] and not flags["cudnn_benchmark"]
     fpn, mlp = record["rows"]
     assert fpn["run"] == "r50_fpn" and mlp["run"] == "r50_fpn_mlp2"
+    for row in (fpn, mlp):
+        assert row["training_starts_from"] == "synthetic-pretrained" and row["norm"] == "bn"
+        assert row["frozen_stages"] == ["conv1", "bn1", "layer1"]
     for row in (fpn, fpn["reference"]):
         assert row["train_img_s"] > 0 and row["train_ms_per_step"] > 0 and row["infer_ms_per_img"] > 0
         assert row["train_peak_mb"] is not None and row["train_peak_mb"] >= 0
@@ -86,6 +96,7 @@ def test_other_suites_write_rows(bench_results):
     roi = json.loads((out / "roi_ops-cpu.json").read_text())
     assert {r["layer"] for r in roi["rows"]} >= {"torchvision roi_align (avg)", "roi_align max (ours)"}
     assert all(r["total_ms"] > 0 for r in roi["rows"])
+    assert roi["settings"]["determinism"]["deterministic_algorithms"]
     isbi = json.loads((out / "isbi_metrics-cpu.json").read_text())
     assert isbi["rows"][0]["stack"] == "1x512x512" and isbi["rows"][0]["median_s"] > 0
     coco = json.loads((out / "coco_eval-cpu.json").read_text())
@@ -94,6 +105,32 @@ def test_other_suites_write_rows(bench_results):
     else:
         assert [r["iou_type"] for r in coco["rows"]] == ["bbox", "segm"]
         assert all(r["max_abs_stat_difference"] <= 1e-12 for r in coco["rows"])
+
+
+def test_maskrcnn_bench_builds_the_backbone_training_builds_at_each_scale():
+    """Paper: ImageNet start, FrozenBatchNorm, stem and res2 frozen (torchvision's reference alike); mini:
+    GroupNorm."""
+    from segbench.bench.maskrcnn import (
+        FROZEN_STAGES,
+        bench_config,
+        freeze,
+        torchvision_reference,
+        training_backbone,
+    )
+    from segbench.models.maskrcnn import settings_from_config
+    from segbench.registry import resolve_run
+
+    assert training_backbone(resolve_run("r50_fpn", "paper")) == ("imagenet", "frozen_bn", FROZEN_STAGES)
+    assert training_backbone(resolve_run("r50_fpn", "mini")) == ("synthetic-pretrained", "gn", FROZEN_STAGES)
+    cfg = bench_config("r50_fpn", "paper", (320, 320))
+    assert cfg["model"]["norm"] == "frozen_bn" and cfg["model"]["pretrained"] is False
+    theirs, name, how = torchvision_reference(settings_from_config(cfg))
+    freeze(theirs, FROZEN_STAGES)
+    body = theirs.backbone.body
+    assert name == "maskrcnn_resnet50_fpn" and "frozen_bn" in how
+    assert type(body.bn1).__name__ == "FrozenBatchNorm2d"
+    assert not any(p.requires_grad for p in body.layer1.parameters())
+    assert all(p.requires_grad for p in body.layer2.parameters())
 
 
 def test_report_shows_every_suite_escaped(bench_results, tmp_path, capsys):

@@ -32,6 +32,8 @@ SKIPPED = {
     "torchrun": "multi-process DDP: tests/test_ddp.py runs the same entry point with 2 CPU processes",
     "pip install": "installs packages; CI's install step runs it",
     "source": "activates a shell environment; nothing to check",
+    "pip download": "downloads packages; tests/test_bare_image.py checks constraints.txt, which it reads",
+    "python -m venv": "creates an environment; `make install` does the same",
 }
 
 
@@ -120,6 +122,8 @@ def check(where: str, command: str) -> None:
         assert out.returncode == 0, f"{where}: dvc repro --dry: {(out.stdout + out.stderr)[-1500:]}"
     elif tool == "segbench":
         build_parser().parse_args(args)  # the dry form: options and subcommand exist as documented
+    elif tool == "python" and args[:2] == ["-m", "segbench"]:  # PYTHONPATH=. python -m segbench (docs/gpu.md)
+        build_parser().parse_args(args[2:])
     elif tool == "python" and args[:1] == ["-c"]:
         out = run([sys.executable, *args])
         assert out.returncode == 0, f"{where}: {out.stderr[-1500:]}"

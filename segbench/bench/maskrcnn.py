@@ -2,8 +2,14 @@
 
 For each run of ``--runs`` (registry names; ``all`` = every Mask R-CNN run) the run's ``model`` keys are
 resolved at ``--scale`` (default ``paper``: the paper's widths and depths; ``smoke``/``mini`` for the
-reduced CPU scales) with ``pretrained: false`` forced, so nothing downloads and both models use trainable
-BatchNorm from random init, and with two benchmark settings:
+reduced CPU scales) with ``pretrained: false`` forced, so nothing downloads or loads, and with three benchmark
+settings:
+
+- the backbone's normalisation and frozen stages of training at that scale (:func:`training_backbone`): a
+  run that starts from ImageNet (the paper's widths) trains with FrozenBatchNorm and the stem and res2
+  frozen, a run pretrained in miniature (``smoke``, ``mini``) with its scale's norm and the same frozen
+  stages; only the weights' values are random. Both models get them, and each row records ``norm`` and
+  ``frozen_stages``;
 
 - ``box_score_thresh: 0``, so inference always runs the mask (keypoint) branch on ``detections_per_image``
   boxes; random weights give no score above the paper's 0.05, which would time an empty mask branch;
@@ -29,6 +35,8 @@ weights (the reference's background mask channel dropped), so both do identical 
 records how far their losses and detections are apart. Any other run gets ``reference: null`` and a
 ``reference_reason``.
 
+Everything runs under training's determinism settings (:func:`segbench.determinism.training_settings`:
+deterministic algorithms, cuDNN deterministic, no cuDNN autotuning), recorded in ``settings.determinism``.
 Timings interleave the two models (:func:`segbench.bench.timing.time_interleaved`); peak memory is measured
 first, one call per model and phase (:func:`segbench.bench.timing.peak_memory_mb`).
 """
@@ -44,6 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from segbench import determinism
 from segbench.bench.timing import memory_method, peak_memory_mb, resolve_device, time_interleaved
 from segbench.errors import InputError
 
@@ -132,6 +141,7 @@ def bench_config(run: str, scale: str, size: tuple[int, int]) -> dict[str, Any]:
 
     cfg = resolve_run(run, scale)
     model = cfg["model"]
+    _, model["norm"], _ = training_backbone(cfg)
     model["pretrained"] = False
     model["box_score_thresh"] = 0.0
     classes = [
@@ -143,6 +153,43 @@ def bench_config(run: str, scale: str, size: tuple[int, int]) -> dict[str, Any]:
         model["num_classes"] = classes[0]
     cfg["input"] = {**cfg["input"], "min_size": min(size), "max_size": max(size)}
     return cfg
+
+
+FROZEN_STAGES = ("conv1", "bn1", "layer1")  # the stem and res2, as fine-tuning from pretrained weights
+
+
+def training_backbone(cfg: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
+    """``(weights, norm, frozen stages)`` training builds this run's backbone with at its scale
+    (:func:`segbench.models.maskrcnn.backbones.build_backbone`), read from the resolved config alone:
+    the scale's miniature pretraining where it has one (``synthetic-pretrained``), torchvision's ImageNet
+    weights where the ResNet has the paper's widths and depths (a run refuses to start without them), else
+    ``random``. Norm ``auto`` is FrozenBatchNorm with ImageNet weights, trainable BatchNorm otherwise; any
+    pretrained start freezes the stem and res2."""
+    from segbench.models.maskrcnn.config import PAPER_BLOCKS, settings_from_config
+
+    s = settings_from_config(cfg)
+    if not s.pretrained:
+        weights = "random"
+    elif cfg.get("pretraining") or s.pretrained_weights:
+        weights = "synthetic-pretrained"
+    elif s.width_divisor == 1 and s.blocks == PAPER_BLOCKS[s.backbone]:
+        weights = "imagenet"
+    else:
+        weights = "random"
+    norm = s.norm if s.norm != "auto" else ("frozen_bn" if weights == "imagenet" else "bn")
+    return weights, norm, () if weights == "random" else FROZEN_STAGES
+
+
+def freeze(model: nn.Module, stages: tuple[str, ...]) -> None:
+    """``requires_grad_(False)`` on ``stages`` of the model's ResNet trunk (the first module with them)."""
+    if not stages:
+        return
+    for module in model.modules():
+        if all(hasattr(module, name) for name in stages):
+            for name in stages:
+                getattr(module, name).requires_grad_(False)
+            return
+    raise InputError(f"no ResNet trunk with {', '.join(stages)} in {type(model).__name__}")
 
 
 def variant(s: Any) -> str:
@@ -177,8 +224,6 @@ def reference_reason(s: Any) -> str | None:
         )
     if (s.box_roi_size, s.mask_size, s.keypoint_roi_size, s.sampling_ratio) != (7, 28, 14, 2):
         return "torchvision's poolers are 7x7 (box) and 14x14 (mask, keypoint) with sampling ratio 2"
-    if s.norm == "frozen_bn":
-        return "torchvision's randomly initialised models use trainable BatchNorm; this run forces frozen_bn"
     return None
 
 
@@ -197,7 +242,6 @@ def _paper_widths(s: Any) -> bool:
 
 def torchvision_reference(s: Any) -> tuple[nn.Module, str, str]:
     """``(model, name, how it was built)`` of torchvision's model with the settings ``s``."""
-    from torchvision.models import detection
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
     name = TORCHVISION_MODELS[tuple(t for t in ("box", "mask", "keypoint") if t in s.tasks)]
@@ -228,13 +272,27 @@ def torchvision_reference(s: Any) -> tuple[nn.Module, str, str]:
     if s.has_keypoint:
         kwargs["num_keypoints"] = s.num_keypoints
     if _paper_widths(s):
-        builder = getattr(detection, name)
-        return (
-            builder(weights=None, weights_backbone=None, **kwargs),
-            name,
-            f"torchvision {name}(weights=None)",
-        )
+        return _paper_width_reference(s, name, kwargs)
     return _reduced_width_reference(s, name, kwargs)
+
+
+def _paper_width_reference(s: Any, name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, str, str]:
+    """torchvision's ``<name>`` built as its builder builds it (``resnet50`` through
+    ``_resnet_fpn_extractor`` into the detection class), with the run's norm layer: FrozenBatchNorm2d
+    where training starts from ImageNet, as the builder does with ImageNet weights. Values random."""
+    from torchvision.models import detection, resnet50
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+
+    from segbench.models.maskrcnn.backbones import NORM_LAYERS
+
+    cls = {
+        "fasterrcnn_resnet50_fpn": detection.FasterRCNN,
+        "maskrcnn_resnet50_fpn": detection.MaskRCNN,
+        "keypointrcnn_resnet50_fpn": detection.KeypointRCNN,
+    }[name]
+    backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=NORM_LAYERS[s.norm]), 5)
+    how = f"torchvision {name}'s construction, norm {s.norm}, random weights"
+    return cls(backbone, **kwargs), name, how
 
 
 def _reduced_width_reference(s: Any, name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, str, str]:
@@ -245,9 +303,9 @@ def _reduced_width_reference(s: Any, name: str, kwargs: dict[str, Any]) -> tuple
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-    from segbench.models.maskrcnn.backbones import STAGE_WIDTHS, ScaledResNet
+    from segbench.models.maskrcnn.backbones import NORM_LAYERS, STAGE_WIDTHS, ScaledResNet
 
-    resnet = ScaledResNet(s.blocks, width_divisor=s.width_divisor, norm_layer=nn.BatchNorm2d)
+    resnet = ScaledResNet(s.blocks, width_divisor=s.width_divisor, norm_layer=NORM_LAYERS[s.norm])
     backbone = BackboneWithFPN(
         resnet,
         {f"layer{i}": str(i - 1) for i in range(1, 5)},
@@ -273,9 +331,24 @@ def _reduced_width_reference(s: Any, name: str, kwargs: dict[str, Any]) -> tuple
     model = cls(backbone, **heads, **kwargs)
     how = (
         f"torchvision {cls.__name__} on BackboneWithFPN(ResNet widths / {s.width_divisor}, blocks "
-        f"{list(s.blocks)}) with torchvision's heads at the run's widths ({name} at reduced width)"
+        f"{list(s.blocks)}, norm {s.norm}) with torchvision's heads at the run's widths ({name} at reduced "
+        "width)"
     )
     return model, name, how
+
+
+class KernelScoped(nn.Module):
+    """torchvision's model, its forward in :func:`segbench.determinism.torchvision_kernels` as the training
+    reference runs it (on a GPU under deterministic mode, torchvision's RoIAlign would otherwise take its
+    Python fallback)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None) -> Any:
+        with determinism.torchvision_kernels(images[0].device, "torchvision reference forward"):
+            return self.model(images, targets)
 
 
 def copy_reference_weights(ours: nn.Module, theirs: nn.Module) -> str | None:
@@ -461,18 +534,22 @@ def _timings(
 def bench_run(run: str, opts: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """One row: segbench's model of ``run`` (and torchvision's reference where there is one)."""
     from segbench.models.maskrcnn import build_maskrcnn, settings_from_config
+    from segbench.registry import resolve_run
 
     cfg = bench_config(run, opts["scale"], opts["size"])
+    weights, norm, frozen = training_backbone(resolve_run(run, opts["scale"]))
     s = settings_from_config(cfg)
     torch.manual_seed(0)
     ours = build_maskrcnn(cfg).to(device)
+    freeze(ours, frozen)
     reason = reference_reason(s)
     models: dict[str, nn.Module] = {"segbench": ours}
     ref_name = ref_how = copy_note = None
     if reason is None:
         theirs, ref_name, ref_how = torchvision_reference(s)
-        models["torchvision"] = theirs.to(device)
-        copy_note = copy_reference_weights(ours, models["torchvision"])
+        freeze(theirs, frozen)
+        copy_note = copy_reference_weights(ours, theirs)
+        models["torchvision"] = KernelScoped(theirs).to(device)
     images, targets = random_batch(
         opts["size"], opts["batch"], opts["objects"], s.num_classes, s.tasks, s.num_keypoints, device
     )
@@ -485,6 +562,9 @@ def bench_run(run: str, opts: dict[str, Any], device: torch.device) -> dict[str,
     row: dict[str, Any] = {
         "run": run,
         "variant": variant(s),
+        "norm": norm,
+        "frozen_stages": list(frozen),
+        "training_starts_from": weights,
         "params": params["segbench"],
         **measured["segbench"],
         "reference": None,
@@ -529,14 +609,15 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
     runs = run_names(options["runs"])
     opts = {**options, "size": size, "device": str(device)}
     rows = []
-    for i, name in enumerate(runs, start=1):
-        print(
-            f"segbench bench maskrcnn: {name} ({i}/{len(runs)}), {size[0]}x{size[1]}, batch {opts['batch']}, "
-            f"{opts['iters']} iterations after {opts['warmup']} warm-up, {device}",
-            file=sys.stderr,
-            flush=True,
-        )
-        rows.append(bench_run(name, opts, device))
+    with determinism.training_settings() as flags:  # what training sets (seed_everything)
+        for i, name in enumerate(runs, start=1):
+            print(
+                f"segbench bench maskrcnn: {name} ({i}/{len(runs)}), {size[0]}x{size[1]}, batch {opts['batch']}, "
+                f"{opts['iters']} iterations after {opts['warmup']} warm-up, {device}",
+                file=sys.stderr,
+                flush=True,
+            )
+            rows.append(bench_run(name, opts, device))
     settings = {
         **opts,
         "size": f"{size[0]}x{size[1]}",
@@ -544,11 +625,15 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
         "memory_method": memory_method(device),
         "train_step": "forward + backward of the summed losses (no optimizer update)",
         "overrides": {"pretrained": False, "box_score_thresh": 0.0},
+        "determinism": flags,
+        "backbone": "each row's norm and frozen_stages: training's at this scale (training_backbone)",
     }
     notes = [
         "time ratio = segbench time / torchvision time (< 1: segbench faster); img/s and ms/img are medians "
         f"of {opts['iters']} interleaved iterations.",
         "Peak memory: " + memory_method(device) + ".",
+        "As training runs: deterministic algorithms on, cuDNN deterministic, no autotuning; each run's backbone "
+        "norm and frozen stages as training at this scale sets them (weights random).",
     ]
     return {
         "rows": rows,

@@ -7,6 +7,11 @@ stride 8, 800x1216 images); ``--features`` picks one or ``both``. Each layer run
 a random output gradient; the median over ``--repeats`` (after one warm-up round, layers interleaved) is
 reported with the ratio of fwd+bwd to torchvision's ``roi_align``. Acceptance: max-RoIAlign fwd+bwd within
 3x of it.
+
+As training runs them: under training's determinism settings (:func:`segbench.determinism.training_settings`,
+recorded in ``settings.determinism``), and the baseline is torchvision's kernel called as segbench calls it
+(:func:`segbench.ops.kernels.roi_align_kernel`; ``torchvision.ops.roi_align`` itself would time its Python
+fallback on CUDA under deterministic mode, which training never runs).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 import torch
 
+from segbench import determinism
 from segbench.bench.timing import resolve_device, sync
 from segbench.errors import InputError
 
@@ -61,12 +67,11 @@ def make_rois(n: int, per_image: int, img_h: int, img_w: int, gen: torch.Generat
 
 
 def layers(sr: int) -> dict[str, Callable]:
-    import torchvision
-
     from segbench.ops import roi_align, roi_pool, roi_warp
+    from segbench.ops.kernels import roi_align_kernel
 
     return {
-        BASELINE: lambda x, r, s: torchvision.ops.roi_align(x, r, 7, s, sr),
+        BASELINE: lambda x, r, s: roi_align_kernel(x, r, (7, 7), s, sr, False),
         CHECKED: lambda x, r, s: roi_align(x, r, 7, s, sr, aggregation="max"),
         "roi_align max aligned (ours)": lambda x, r, s: roi_align(
             x, r, 7, s, sr, aggregation="max", aligned=True
@@ -135,13 +140,14 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
     rows: list[dict] = []
     notes = []
     for size in list(SIZES) if features == "both" else [features]:
-        part = bench(
-            size,
-            int(options["rois_per_image"]),
-            int(options["sampling_ratio"]),
-            int(options["repeats"]),
-            device,
-        )
+        with determinism.training_settings() as flags:
+            part = bench(
+                size,
+                int(options["rois_per_image"]),
+                int(options["sampling_ratio"]),
+                int(options["repeats"]),
+                device,
+            )
         rows += part
         ratio = next(r["ratio"] for r in part if r["layer"] == CHECKED)
         verdict = "OK" if ratio <= TARGET else "OVER TARGET"
@@ -150,7 +156,8 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
             f"(target <= {TARGET:g}x): {verdict}"
         )
     notes.append(
-        f"7x7 output, medians of {options['repeats']} rounds after one warm-up round, layers interleaved."
+        f"7x7 output, medians of {options['repeats']} rounds after one warm-up round, layers interleaved; "
+        "deterministic algorithms on, as in training."
     )
     if device.type == "cpu":
         notes.append(
@@ -160,7 +167,7 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
     return {
         "rows": rows,
         "columns": COLUMNS,
-        "settings": {**options, "device": str(device), "target": TARGET},
+        "settings": {**options, "device": str(device), "target": TARGET, "determinism": flags},
         "notes": notes,
         "device": str(device),
         "threads": torch.get_num_threads(),

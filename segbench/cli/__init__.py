@@ -14,6 +14,7 @@ import sys
 
 from segbench import __version__
 from segbench.errors import SegbenchError
+from segbench.optional import missing_package
 
 # Subcommand name -> module under segbench.cli. Order is the order of `segbench --help`.
 SUBCOMMANDS = {
@@ -83,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     except SegbenchError as exc:
         print(f"segbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:  # a dependency missing on a bare image: one line, not a traceback
+        error = missing_package(exc, f"segbench {args.command}")
+        if error is None:
+            raise
+        print(f"segbench: error: {error}", file=sys.stderr)
+        return error.exit_code
     except BrokenPipeError:  # `segbench list ... | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

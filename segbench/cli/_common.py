@@ -30,6 +30,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
 
 
+def run_label(args: argparse.Namespace, action: str = "train") -> str:
+    """What a GPU-pool claim records as its holder: ``segbench train r50_fpn-seed0 at paper``."""
+    return f"segbench {action} {args.run}-seed{args.seed} at {args.scale or 'the default scale'}"
+
+
 def resolve_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path, Path]:
     """(resolved config, run directory, data root) for the run the arguments name; every argument is
     checked here, before anything is written."""

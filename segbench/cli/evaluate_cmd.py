@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from segbench.cli._common import add_run_arguments, resolve_from_args
+from segbench.cli._common import add_run_arguments, resolve_from_args, run_label
+from segbench.engine.gpu_pool import claim_from_environment
 from segbench.engine.runner import evaluate_run
 
 
@@ -17,10 +18,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "results/<scale>/runs/<run>-seed<k>/metrics.json with provenance.",
     )
     add_run_arguments(p)
+    p.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        help="GPUs granted (Snakemake passes resources.gpu: 1 where the training used a GPU); with "
+        "SEGBENCH_GPU_POOL set, one id is claimed from the pool and CUDA_VISIBLE_DEVICES set to it",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    claim_from_environment(min(1, args.gpus or 0), holder=run_label(args, "evaluate"))  # before CUDA starts
     cfg, out, data = resolve_from_args(args)
     record = evaluate_run(cfg, out, data, device=args.device)
     print(json.dumps({"run_id": cfg["run_id"], "metrics": record["metrics"]}, default=str))

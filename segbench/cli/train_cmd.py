@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from segbench.cli._common import add_run_arguments, resolve_from_args
+from segbench.cli._common import add_run_arguments, resolve_from_args, run_label
 from segbench.engine.gpu_pool import claim_from_environment
 from segbench.engine.runner import train_run
 from segbench.workflow_env import retrain_requested
@@ -23,10 +23,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--gpus",
         type=int,
         default=None,
-        help="GPUs granted (Snakemake passes resources.gpu); the batch and learning rate are "
-        "rescaled and recorded when this differs from the paper's. With SEGBENCH_GPU_POOL set "
-        "(e.g. 0,1,2,3), this many ids are claimed from the pool and CUDA_VISIBLE_DEVICES set "
-        "to them, so concurrent jobs get distinct GPUs",
+        help="GPUs granted (Snakemake passes resources.gpu); N > 1 runs as N processes, launched "
+        "as `torchrun --standalone --nproc_per_node=N -m segbench train ... --gpus N` (refused in "
+        "a single process). The batch and learning rate are rescaled and recorded when N differs "
+        "from the paper's. With SEGBENCH_GPU_POOL set (e.g. 0,1,2,3), this many ids are claimed "
+        "from the pool (under torchrun by local rank 0 for all ranks) and CUDA_VISIBLE_DEVICES "
+        "set to them, so concurrent jobs get distinct GPUs",
     )
     p.add_argument(
         "--force",
@@ -45,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    claim_from_environment(args.gpus or 0)  # before anything initialises CUDA
+    claim_from_environment(args.gpus or 0, holder=run_label(args))  # before anything initialises CUDA
     cfg, out, data = resolve_from_args(args)
     record = train_run(
         cfg,

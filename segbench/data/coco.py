@@ -23,17 +23,20 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from segbench.errors import InputError
 from segbench.io import read_json
 from segbench.metrics.coco_checks import check_ground_truth
+from segbench.optional import require
+
+if TYPE_CHECKING:
+    import pycocotools.coco
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +111,9 @@ def load_coco_json(annotation_file: Path, *, annotations_required: bool = True) 
     return data
 
 
-def coco_api(data: dict[str, Any]) -> COCO:
+def coco_api(data: dict[str, Any]) -> pycocotools.coco.COCO:
     """A pycocotools ``COCO`` over an already-loaded dict, without its progress prints."""
-    api = COCO()
+    api = require("pycocotools.coco", "reading COCO-format annotations").COCO()
     api.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         api.createIndex()

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import os
 import random
 import re
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from segbench import determinism
 from segbench.errors import InputError, RunError
 from segbench.io import write_with
 
@@ -32,14 +32,15 @@ def loader_options(schedule: dict[str, Any], device: torch.device, seed: int) ->
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch; request deterministic kernels where torch has them."""
+    """Seed Python, NumPy and torch; with ``deterministic``, :func:`segbench.determinism.configure`:
+    torch's deterministic algorithms (warn-only), cuDNN deterministic without autotuning, deterministic
+    cuBLAS workspaces. On the CPU the numbers are those of every earlier release; what stays
+    non-deterministic on CUDA is recorded (:mod:`segbench.determinism`)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+        determinism.configure()
 
 
 def step_lr_factor(

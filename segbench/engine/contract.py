@@ -29,13 +29,15 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
 
+from segbench import determinism
 from segbench.engine.common import (
     capture_rng_state,
     check_finite,
@@ -49,6 +51,7 @@ from segbench.engine.common import (
 )
 from segbench.errors import InputError
 from segbench.io import append_jsonl, read_json, read_jsonl, write_text_atomic
+from segbench.launch import check_replicas
 from segbench.progress import progress_bar
 from segbench.provenance import config_hash
 from segbench.records import EVAL_CURVE
@@ -190,20 +193,50 @@ class Replica:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    # a CPU (gloo) group for waiting on rank 0 (wait_for_main); None in a single process
+    wait_group: Any = field(default=None, compare=False, repr=False)
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
 
+DIST_TIMEOUT_ENV = "SEGBENCH_DIST_TIMEOUT_MIN"
+DIST_TIMEOUT_MIN = 60.0  # > rank 0's longest lone work: one COCO val evaluation of the curve, minutes
+
+
+def dist_timeout() -> timedelta:
+    """How long a collective (and a wait for rank 0) may take before the job fails:
+    ``$SEGBENCH_DIST_TIMEOUT_MIN`` minutes, default 60 (NCCL's own default is 10)."""
+    text = os.environ.get(DIST_TIMEOUT_ENV, "").strip()
+    try:
+        minutes = float(text) if text else DIST_TIMEOUT_MIN
+    except ValueError:
+        minutes = -1.0
+    if not minutes > 0:
+        raise InputError(f"{DIST_TIMEOUT_ENV}={text!r}: expected minutes > 0, e.g. 60")
+    return timedelta(minutes=minutes)
+
+
 def init_replica() -> Replica:
-    """Join the process group ``torchrun`` describes in WORLD_SIZE / RANK / LOCAL_RANK, if any."""
+    """Join the process group ``torchrun`` describes in WORLD_SIZE / RANK / LOCAL_RANK, if any, with an
+    explicit timeout (:func:`dist_timeout`), plus a gloo group for :func:`wait_for_main`."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Replica()
+    timeout = dist_timeout()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return Replica(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=timeout)
+    wait_group = dist.new_group(backend="gloo", timeout=timeout)
+    return Replica(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), wait_group)
+
+
+def wait_for_main(replica: Replica) -> None:
+    """The other replicas wait while rank 0 works alone (a point of the evaluation curve on the whole
+    val split, the final save): on a CPU (gloo) barrier with the :func:`dist_timeout`, so that no NCCL
+    collective is pending meanwhile (NCCL's watchdog would abort it). No-op in a single process."""
+    if replica.world_size > 1:
+        dist.barrier(group=replica.wait_group)
 
 
 DEVICE_RE = re.compile(r"cpu|cuda(:\d+)?")
@@ -444,6 +477,7 @@ class TrainingFamily(Protocol):
 
 
 # -- the loop -----------------------------------------------------------------------------------------
+@determinism.watched  # the ops run without a deterministic implementation: summary['determinism']
 def train(
     family: TrainingFamily, cfg: dict[str, Any], run_dir: Path, *, device: str | None = None, gpus: int = 0
 ) -> dict[str, Any]:
@@ -455,19 +489,12 @@ def train(
         summary = load_final(run_dir, identity)["summary"]
         if summary is not None:
             return summary
+    # --gpus N > 1 runs as N torchrun processes, never as one (segbench.launch); one line otherwise
+    check_replicas(gpus, int(os.environ.get("WORLD_SIZE", "1")), distributed=family.distributed, cfg=cfg)
     replica = init_replica() if family.distributed else Replica()
     dev = resolve_device(device, replica.local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if gpus > replica.world_size and replica.is_main:
-        log.warning(
-            "%d GPUs granted but %d process(es) running%s",
-            gpus,
-            replica.world_size,
-            f": launch with torchrun --nproc_per_node={gpus} to use them all"
-            if family.distributed
-            else " (this family trains on one device)",
-        )
     schedule = family.schedule(replicas=replica.world_size, gpus=gpus)
     curve_at = set(eval_iterations(schedule.iterations, eval_points(cfg, family)))  # a bad value: error now
     if schedule.rescaled and replica.is_main:
@@ -530,8 +557,8 @@ def train(
                 )
                 if done in curve_at:  # before the checkpoint: a run killed in between evaluates again
                     add_eval_point(family, net, model, dev, curve_path, done)
-            if done in curve_at and replica.world_size > 1:
-                dist.barrier()  # the other replicas wait for rank 0's evaluation
+            if done in curve_at:
+                wait_for_main(replica)  # the other replicas wait for rank 0's evaluation (gloo, long timeout)
             if replica.is_main:
                 if done % schedule.checkpoint_every == 0 or done == schedule.iterations:
                     save_checkpoint(run_dir, done, checkpoint_state(identity, model, optimizer, scaler, dev))
@@ -544,13 +571,13 @@ def train(
         "schedule": asdict(schedule),
         "device": str(dev),
         "gpus_granted": gpus,
+        "determinism": determinism.record(),
         "convergence": log_convergence(log_path) if replica.is_main else None,
         **family.summary(),
     }
     if replica.is_main:
         save_final(run_dir, identity, model, summary, **family.final_extras())
-    if replica.world_size > 1:
-        dist.barrier()
+    wait_for_main(replica)
     return summary
 
 

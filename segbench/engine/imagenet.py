@@ -12,6 +12,7 @@ cache is never written: a random file there would silently replace real ImageNet
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,3 +99,66 @@ def imagenet_source(cfg: dict[str, Any], data_root: str | os.PathLike[str]) -> I
             os.environ.pop("TORCH_HOME", None)
         else:
             os.environ["TORCH_HOME"] = before
+
+
+def imagenet_backbone(cfg: dict[str, Any]) -> str | None:
+    """The backbone whose torchvision ImageNet weights the run ``cfg`` fine-tunes (the paper scale's
+    Mask R-CNN runs), ``None`` where none are used: other families, a scale that pretrains in miniature
+    (``pretraining``: mini, smoke), ``pretrained: false``, widths or depths other than ImageNet's."""
+    if cfg.get("family") != "maskrcnn" or cfg.get("pretraining"):
+        return None
+    from segbench.models.maskrcnn.backbones import imagenet_inapplicable
+    from segbench.models.maskrcnn.config import settings_from_config
+
+    settings = settings_from_config(cfg)
+    return None if imagenet_inapplicable(settings) else settings.backbone
+
+
+def require_imagenet(cfg: dict[str, Any]) -> Path | None:
+    """Refuse a run that fine-tunes ImageNet weights (:func:`imagenet_backbone`) unless torchvision's file
+    is in ``$TORCH_HOME/hub/checkpoints/`` with the hash its name carries, or torchvision downloads it now;
+    one line: which file, where it goes, how to get it. The rehearsal's stand-ins are placed by
+    :func:`imagenet_source` instead. Returns the file (``None`` where no ImageNet weights are used)."""
+    backbone = imagenet_backbone(cfg)
+    if backbone is None or cfg.get("imagenet") == STAND_IN:
+        return None
+    from segbench.errors import InputError
+    from segbench.models.maskrcnn.backbones import imagenet_weights
+
+    weights = imagenet_weights(backbone)
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    path = folder / Path(urlparse(weights.url).path).name
+    problem = _file_problem(path)
+    if problem is not None:
+        try:  # torchvision's own lookup: downloads into the same folder where the network allows
+            weights.get_state_dict(progress=False, check_hash=True)
+            problem = _file_problem(path)
+        except Exception as exc:  # noqa: BLE001 - offline, proxy, disk: all end in the one line below
+            problem = (
+                f"{problem}; the download failed ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+            )
+    if problem is None:
+        return path
+    raise InputError(
+        f"{cfg.get('run_id', cfg.get('run'))}: the ImageNet weights of {backbone} ({weights}) are needed at "
+        f'{path} ({problem}); download {weights.url} into {folder}/ (or run `python -c "import '
+        f"torchvision; torchvision.models.{backbone}(weights='{weights.name}')\"` where there is network "
+        "and copy the file), or set TORCH_HOME to the folder that holds hub/checkpoints/"
+    )
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a usable torchvision weights file: missing, or its sha256 does not start with
+    the hash prefix in its name (a truncated or corrupt copy); ``None`` when it is."""
+    if not path.is_file():
+        return "not found"
+    match = torch.hub.HASH_REGEX.search(path.name)
+    if match is None:
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(match.group(1)):
+        return f"its sha256 does not start with {match.group(1)}: a corrupt copy; delete it"
+    return None

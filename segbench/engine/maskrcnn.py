@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from torch.utils.data import DataLoader
 
 from segbench.data.coco import CocoInstances, GroupedBatchSampler, Target, collate_detection
@@ -41,6 +40,7 @@ from segbench.engine.contract import (  # noqa: F401 - re-exported: the engine's
 )
 from segbench.errors import InputError
 from segbench.io import write_text_atomic
+from segbench.optional import require
 from segbench.progress import progress_bar
 from segbench.records import COCO_DETAILS, HEADS, predictions_file
 
@@ -169,6 +169,7 @@ class MaskRCNNFamily:
         self.cfg, self.data_root, self.run_dir = cfg, Path(data_root), Path(run_dir)
         self.dataset: CocoInstances | None = None
         self.val: tuple[CocoInstances, Path] | None = None  # the curve's images and annotation file
+        self.backbone_init: dict[str, Any] | None = None  # the built model's segbench_init
 
     def schedule(self, *, replicas: int, gpus: int) -> Schedule:
         return effective_schedule(self.cfg, replicas=replicas, gpus=gpus)
@@ -179,6 +180,7 @@ class MaskRCNNFamily:
         if self.cfg.get("pretraining"):  # the scale pretrains its backbones in miniature (engine/pretrain.py)
             cfg["model"]["pretrained_weights"] = str(pretrained_backbone(self.cfg, self.run_dir))
         model = build_model(cfg)
+        self.backbone_init = backbone_record(model)
         apply_train_scales(model, schedule.train_scales)
         return model
 
@@ -200,7 +202,13 @@ class MaskRCNNFamily:
 
     def summary(self) -> dict[str, Any]:
         assert self.dataset is not None
-        return {"num_classes": self.dataset.num_classes, "train_images": len(self.dataset)}
+        return {
+            "num_classes": self.dataset.num_classes,
+            "train_images": len(self.dataset),
+            # where the backbone's weights came from (imagenet / synthetic-pretrained / random, the file)
+            # and the norm it trained with (frozen_bn / bn / gn / none): train_done.json's summary
+            "backbone_init": self.backbone_init,
+        }
 
     def final_extras(self) -> dict[str, Any]:
         assert self.dataset is not None
@@ -219,6 +227,15 @@ class MaskRCNNFamily:
         gt, annotations = self.val
         _, metrics = split_metrics(model, self.cfg, gt, annotations, device)
         return {iou_type: {k: stats[k] for k in CURVE_STATS} for iou_type, stats in metrics.items()}
+
+
+def backbone_record(model: torch.nn.Module) -> dict[str, Any] | None:
+    """The model's ``segbench_init`` for the records: weights source, file, norm, frozen stages (a
+    miniature-pretrained file by its name, not its machine path)."""
+    init = dict(getattr(model, "segbench_init", None) or {})
+    if init.get("backbone_weights") == "synthetic-pretrained" and init.get("weights"):
+        init["weights"] = Path(str(init["weights"])).name
+    return init or None
 
 
 def train(
@@ -439,6 +456,7 @@ def encode_masks(masks: torch.Tensor, threshold: float = 0.5) -> list[dict[str, 
     """Compressed RLEs (JSON-ready) of ``masks`` ([N, 1, H, W] or [N, H, W]) thresholded at ``threshold``."""
     if masks.numel() == 0:
         return []
+    mask_utils = require("pycocotools.mask", "encoding Mask R-CNN masks as COCO RLE")
     binary = (masks.reshape(-1, *masks.shape[-2:]) >= threshold).numpy().astype(np.uint8)
     rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
     return [{"size": r["size"], "counts": r["counts"].decode("ascii")} for r in rles]

@@ -28,6 +28,7 @@ from segbench.engine.common import capture_rng_state, restore_rng_state, save_to
 from segbench.errors import InputError
 from segbench.io import waiting_lock, write_text_atomic
 from segbench.models.maskrcnn.backbones import NORM_LAYERS, ScaledResNet, cardinality
+from segbench.optional import require
 from segbench.provenance import config_hash, provenance
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,9 @@ def ensure_pretrained(spec: dict[str, Any], path: Path, *, scale: str | None = N
     with waiting_lock(path.parent, path.stem):  # concurrent runs of one backbone pretrain it once
         if not path.exists():
             log.info("pretraining %s into %s (not cached)", spec["backbone"], path)
+            # the child needs the glyphs generator's packages: a missing one is one line here, not a
+            # traceback in the child (importing touches no random state)
+            require("segbench.data.synthetic.glyphs", "pretraining a backbone on synthetic glyphs")
             # Pretrain in a fresh process, so that no state of this one changes its training, with this
             # process's thread count: a spawned process starts with torch's default, and the weights depend
             # on it (float sums in another order). That difference made a run that filled the cache train

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from segbench.engine import engine_for
-from segbench.engine.imagenet import imagenet_source
+from segbench.engine.imagenet import imagenet_source, require_imagenet
 from segbench.engine.runlock import run_lock
 from segbench.errors import InputError, RunError, SegbenchError
 from segbench.io import read_json, write_json_atomic
+from segbench.launch import require_cuda, scale_device
 from segbench.provenance import config_hash, provenance
 from segbench.records import EVAL_CURVE
 from segbench.status import is_evaluated, is_trained
@@ -63,6 +64,7 @@ def train_run(
     done = run_dir / "train_done.json"
     if not force and is_trained(cfg, run_dir):
         return read_json(done, "train record")
+    device = preflight(cfg, device=device, gpus=gpus)
     main = is_main_process()
     dataset = dataset_of(cfg, data_root, verify=verify) if main else None
     with run_lock(run_dir, "train") if main else contextlib.nullcontext():
@@ -87,6 +89,7 @@ def train_run(
             with _plugin_faults(cfg, "training"):
                 with imagenet_source(cfg, data_root):  # the rehearsal's stand-in ImageNet weights
                     summary = engine.train(cfg, run_dir, data_root, device=device, gpus=gpus)
+        ran = summary.pop("determinism", None)  # the training contract's record: provenance, not summary
         record = {
             "run_id": cfg["run_id"],
             "config_hash": digest,
@@ -97,11 +100,25 @@ def train_run(
                 wall_time_s=time.perf_counter() - start,
                 scale=cfg["scale"],
                 dataset=dataset,
+                determinism=ran,
             ),
         }
         if main:  # under torchrun every replica trains; rank 0 alone writes the records
             write_json_atomic(done, record)
     return record
+
+
+def preflight(
+    cfg: dict[str, Any], *, device: str | None, gpus: int = 0, evaluation: bool = False
+) -> str | None:
+    """What must hold before a run trains or evaluates, checked before anything is written; returns the
+    device to use (the scale's ``device`` where ``device`` is None: the rehearsal's cpu). A run that needs
+    a GPU refuses to start without usable CUDA unless the device is explicit (segbench.launch), and a
+    paper-scale Mask R-CNN run without its ImageNet file (engine/imagenet.py); one line each."""
+    device = device if device is not None else scale_device(str(cfg["scale"]))
+    require_cuda(cfg, device=device, gpus=gpus, evaluation=evaluation)
+    require_imagenet(cfg)
+    return device
 
 
 UNSTARTED_FILES = ("config.json", "train_log.jsonl", EVAL_CURVE)  # a curve point may precede checkpoint 1
@@ -182,6 +199,7 @@ def evaluate_run(
             f"{done}: trained with config {trained.get('config_hash')}, the registry now gives "
             f"{digest}; retrain with `segbench train --force`"
         )
+    device = preflight(cfg, device=device, evaluation=True)
     dataset = dataset_of(cfg, data_root)
     start = time.perf_counter()
     with run_lock(run_dir, "evaluate"):

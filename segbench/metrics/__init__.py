@@ -1,14 +1,30 @@
 """Metrics: ISBI 2012 (warping, Rand, pixel error, as the organisers defined them), cell-tracking SEG, COCO.
 
-``isbi_metrics`` and ``seg_metrics`` are imported here; COCO evaluation lives in :mod:`segbench.metrics.coco`
-(imported lazily, it pulls in pycocotools).
+``isbi_metrics`` and ``seg_metrics`` are available here (imported on first use: scipy, numba); COCO
+evaluation lives in :mod:`segbench.metrics.coco` (pycocotools, imported when an evaluation runs).
 """
 
 from __future__ import annotations
 
-from segbench.metrics.ctc import foreground_iou, seg_metrics, seg_score
-from segbench.metrics.isbi import THRESHOLDS, isbi_metrics, pixel_error, rand_error, warping_error
+import importlib
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from segbench.metrics.ctc import foreground_iou, seg_metrics, seg_score
+    from segbench.metrics.isbi import THRESHOLDS, isbi_metrics, pixel_error, rand_error, warping_error
+
+# name -> submodule; imported on first use (PEP 562), so that `segbench.metrics.coco_checks`, which the
+# COCO loader needs, does not pull in scipy and numba (a bare GPU image may lack them: `segbench plan`).
+_LAZY = {
+    "THRESHOLDS": "isbi",
+    "foreground_iou": "ctc",
+    "isbi_metrics": "isbi",
+    "pixel_error": "isbi",
+    "rand_error": "isbi",
+    "seg_metrics": "ctc",
+    "seg_score": "ctc",
+    "warping_error": "isbi",
+}
 __all__ = [
     "THRESHOLDS",
     "foreground_iou",
@@ -19,3 +35,10 @@ __all__ = [
     "seg_score",
     "warping_error",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -24,6 +24,7 @@ from typing import Any
 from segbench.errors import InputError, SegbenchError
 from segbench.io import read_json
 from segbench.metrics.coco_checks import check_detections, check_ground_truth
+from segbench.optional import require
 
 IOU_TYPES = ("bbox", "segm", "keypoints")
 BACKENDS = ("pycocotools", "faster")
@@ -169,8 +170,8 @@ def _area_ranges(iou_type: str, area_thresholds: Sequence[float] | None) -> list
 
 
 def _run_pycocotools(gt: dict, dts: list, iou_type: str, area_rng: list[list[float]] | None):
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    COCO = require("pycocotools.coco", "COCO evaluation").COCO
+    COCOeval = require("pycocotools.cocoeval", "COCO evaluation").COCOeval
 
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
@@ -180,13 +181,8 @@ def _run_pycocotools(gt: dict, dts: list, iou_type: str, area_rng: list[list[flo
 
 
 def _run_faster(gt: dict, dts: list, iou_type: str, area_rng: list[list[float]] | None):
-    try:
-        from faster_coco_eval import COCO, COCOeval_faster
-    except ImportError:  # pragma: no cover - it is a declared dependency
-        raise InputError(
-            "backend 'faster' needs faster-coco-eval; pip install faster-coco-eval, or use "
-            "--backend pycocotools"
-        ) from None
+    faster = require("faster_coco_eval", "--backend faster", instead="use --backend pycocotools")
+    COCO, COCOeval_faster = faster.COCO, faster.COCOeval_faster
 
     def quiet(*_args: Any, **_kwargs: Any) -> None:
         return None

@@ -12,9 +12,13 @@ layer          RoI on the feature    bins / samples              implementation
 ``roi_pool``   ``round(x * scale)``  integer cells, max          ``torchvision.ops.roi_pool``
 ``roi_warp``   ``round(x * scale)``  bilinear points, max/avg    ours (avg: torchvision on the
                                                                  quantized boxes)
-``roi_align``  ``x * scale``         bilinear points, avg/max    avg: ``torchvision.ops.roi_align``;
+``roi_align``  ``x * scale``         bilinear points, avg/max    avg: torchvision's kernel;
                                                                  max: ours
 =============  ====================  ==========================  ===================================
+
+"torchvision's kernel" is ``torch.ops.torchvision.roi_align`` called directly
+(:func:`segbench.ops.kernels.roi_align_kernel`): ``torchvision.ops.roi_align`` would swap it for a
+memory-hungry Python version under deterministic mode on CUDA, which training turns on.
 
 The bilinear layers share :func:`segbench.ops._sampling.sample_bins` (vectorized PyTorch, CPU and
 CUDA, custom backward); see its module docstring for the exact sampling conventions, which are
@@ -37,6 +41,7 @@ from torch import Tensor
 from segbench.component_registry import Registry
 from segbench.errors import InputError
 from segbench.ops._sampling import sample_bins
+from segbench.ops.kernels import roi_align_kernel
 
 AGGREGATIONS = ("avg", "max")
 
@@ -145,7 +150,7 @@ def roi_warp(
     ``round(x * s)`` quantization and bilinear max sampling; their kernel places its points on a
     grid that includes the bin edges and treats ``[-0.5, H - 0.5]`` as inside -- here the points are
     RoIAlign's bin-interior ones so that the two layers differ by the quantization alone.
-    The average is ``torchvision.ops.roi_align`` on the quantized boxes; the max is ours
+    The average is torchvision's RoIAlign kernel on the quantized boxes; the max is ours
     (:mod:`segbench.ops._sampling`).
     """
     rois = _check(input, rois)
@@ -155,7 +160,7 @@ def roi_warp(
     q = round_half_away(rois[:, 1:] * float(spatial_scale))
     if aggregation == "avg" and not _cpu_training(input):
         qrois = torch.cat([rois[:, :1], q], dim=1)
-        return torchvision.ops.roi_align(input, qrois, size, 1.0, int(sampling_ratio), False)
+        return roi_align_kernel(input, qrois, size, 1.0, int(sampling_ratio), False)
     x1, y1, x2, y2 = q.unbind(1)
     roi_w = (x2 - x1).clamp(min=1.0)
     roi_h = (y2 - y1).clamp(min=1.0)
@@ -177,14 +182,14 @@ def roi_align(
     ``x1 * spatial_scale - o`` with ``o = 0.5`` if ``aligned`` (Detectron2's half-pixel shift) else
     0; with ``aligned=False`` the RoI's width and height are at least 1. Bins and sampling points as
     in :func:`roi_warp` (``gh = ceil(roi_h / oh)`` when ``sampling_ratio <= 0``). ``"avg"`` is
-    ``torchvision.ops.roi_align``; ``"max"`` takes each bin's largest sample (ours, with the gradient
-    going to the arg-max sample's four bilinear neighbours).
+    torchvision's kernel (:func:`~segbench.ops.kernels.roi_align_kernel`); ``"max"`` takes each bin's
+    largest sample (ours, with the gradient going to the arg-max sample's four bilinear neighbours).
     """
     rois = _check(input, rois)
     _check_aggregation(aggregation)
     size = _pair(output_size)
     if aggregation == "avg" and not _cpu_training(input):
-        return torchvision.ops.roi_align(
+        return roi_align_kernel(
             input, rois.to(input.dtype), size, float(spatial_scale), int(sampling_ratio), bool(aligned)
         )
     rois = rois.detach().to(input.dtype)

@@ -15,10 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from segbench.errors import InputError
+from segbench.optional import available
 
 REGISTRY_FILE = "experiments.yaml"
 SCHEMA_FILE = "experiments.schema.json"
@@ -55,8 +55,31 @@ def _load_cached(path: str) -> dict[str, Any]:
 
 
 def validate_registry(data: Any, source: str = "registry") -> dict[str, Any]:
-    """Schema validation plus cross-references; the error names the offending entry. Returns the registry
-    with its derived scales expanded (:func:`expand_derived_scales`), the form every reader sees."""
+    """Schema validation (where jsonschema is installed) plus cross-references; the error names the
+    offending entry. Returns the registry with its derived scales expanded (:func:`expand_derived_scales`),
+    the form every reader sees."""
+    schema_checked = available("jsonschema")
+    if schema_checked:
+        _check_schema(data, source)
+    try:
+        _check_derived_scales(data, source)
+        expanded = expand_derived_scales(data)
+        _check_references(expanded, source)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        if schema_checked:
+            raise
+        raise InputError(
+            f"{source}: malformed registry ({type(exc).__name__}: {exc}); "
+            "pip install 'jsonschema>=4.18' for the entry at fault"
+        ) from None
+    return expanded
+
+
+def _check_schema(data: Any, source: str) -> None:
+    """``experiments.schema.json`` (jsonschema); skipped where jsonschema is not installed (a bare GPU image:
+    the committed registry is schema-checked by the tests, and the cross-reference checks still run)."""
+    import jsonschema
+
     schema = yaml.safe_load(resources.files("segbench.registry").joinpath(SCHEMA_FILE).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
@@ -64,10 +87,6 @@ def validate_registry(data: Any, source: str = "registry") -> dict[str, Any]:
         err = errors[0]
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         raise InputError(f"{source}: entry {where}: {err.message}; fix that entry (schema: {SCHEMA_FILE})")
-    _check_derived_scales(data, source)
-    expanded = expand_derived_scales(data)
-    _check_references(expanded, source)
-    return expanded
 
 
 def expand_derived_scales(data: dict[str, Any]) -> dict[str, Any]:

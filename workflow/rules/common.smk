@@ -2,6 +2,7 @@
 import os
 from pathlib import Path
 
+from segbench.launch import Launcher, eval_gpus_needed, gpus_needed
 from segbench.provenance import config_hash
 from segbench.data import dataset_entry
 from segbench.registry import dataset_for, pretraining_specs, resolve_run
@@ -86,9 +87,21 @@ def stale_table(wildcards):
 
 
 def gpus_requested(wildcards):
-    """GPUs a training job asks for (the paper's 8 for Mask R-CNN at paper scale; 0 on the CPU scales).
-    Snakemake scales this down to --resources gpu=N; the job reads the granted count."""
-    return int(run_config(wildcards)["schedule"].get("gpus", 0))
+    """GPUs a training job asks for (segbench.launch.gpus_needed: the paper's 8 for Mask R-CNN at paper
+    scale, 1 for the U-Net; 0 on the CPU scales and the rehearsal). Snakemake caps it at --resources gpu=N;
+    the job runs as that many torchrun processes (LAUNCH)."""
+    return gpus_needed(run_config(wildcards), REGISTRY)
+
+
+def eval_gpus_requested(wildcards):
+    """GPUs an evaluation job asks for: one where the training used a GPU, else none."""
+    return eval_gpus_needed(run_config(wildcards), REGISTRY)
+
+
+# `{LAUNCH:{resources.gpu}}` in a shell command: `segbench` for 0-1 granted GPUs, `torchrun --standalone
+# --nproc_per_node=N -m segbench` for N > 1 (segbench.launch.Launcher: the granted count is known only when
+# Snakemake formats the command).
+LAUNCH = Launcher()
 
 
 def run_metrics(tables, scale):

@@ -12,10 +12,15 @@ rule evaluate:
     conda:
         "../../environment.yml"
     threads: config.get("train_threads", 1)
+    # one GPU where the training used any (SLURM: --gpus=1; locally the job claims one id of
+    # SEGBENCH_GPU_POOL, so concurrent evaluations do not all land on cuda:0)
+    resources:
+        gpu=eval_gpus_requested,
     params:
         config_hash=run_config_hash,
         results=lambda wc, output: root_of(output.metrics, 4),
         data_root=DATA_ROOT,
     shell:
         "OMP_NUM_THREADS={threads} segbench evaluate --run {wildcards.run:q} --scale {wildcards.scale:q} "
-        "--seed {wildcards.seed:q} --results {params.results:q} --data-root {params.data_root:q} > {log:q} 2>&1"
+        "--seed {wildcards.seed:q} --results {params.results:q} --data-root {params.data_root:q} "
+        "--gpus {resources.gpu} > {log:q} 2>&1"

@@ -27,8 +27,10 @@ rule train:
         config_hash=run_config_hash,
         results=lambda wc, output: root_of(output.done, 4),
         data_root=DATA_ROOT,
+    # one process per granted GPU: `torchrun --standalone --nproc_per_node=N -m segbench train ...` for N > 1
+    # (LAUNCH, common.smk); `segbench train --gpus N` refuses N > 1 in a single process
     shell:
-        "OMP_NUM_THREADS={threads} segbench train --run {wildcards.run:q} --scale {wildcards.scale:q} "
+        "OMP_NUM_THREADS={threads} {LAUNCH:{resources.gpu}} train --run {wildcards.run:q} --scale {wildcards.scale:q} "
         "--seed {wildcards.seed:q} --results {params.results:q} --data-root {params.data_root:q} "
         # the full output goes to the log; its progress lines (segbench.progress) also to the console
         "--gpus {resources.gpu} 2>&1 | tee {log:q} | {{ grep --line-buffered '^progress ' || true; }}"

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from segbench.data.synthetic import _draw as draw
+from segbench.optional import require
 
 COCO_REFERENCE_SIZE = 640  # COCO images are ~640 px on the long side; its area buckets are 32^2, 96^2.
 
@@ -29,6 +29,7 @@ def area_thresholds(image_size: int) -> list[float]:
 
 def mask_annotation(mask: np.ndarray, ann_id: int, image_id: int, category_id: int) -> dict[str, Any]:
     """One ``iscrowd: 0`` annotation for a visible-part mask (RLE, area = pixel count, tight bbox)."""
+    mask_utils = require("pycocotools.mask", "writing COCO-format masks (RLE)")
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     rle["counts"] = rle["counts"].decode("ascii")
     ys, xs = np.nonzero(mask)

@@ -8,7 +8,8 @@
 The ResNets are torchvision's (``Bottleneck``, ``ResNet._make_layer``); :class:`ScaledResNet` only lets the
 small CPU scales divide every width and choose the stage depths. ImageNet weights are tried when asked for
 and the ResNet has the paper's widths and depths; otherwise (or offline) the weights stay random, and
-:class:`BackboneInit` records which.
+:class:`BackboneInit` records which. A run (``segbench train`` / ``evaluate``) never gets that fallback: it
+refuses to start without the ImageNet file (:func:`segbench.engine.imagenet.require_imagenet`).
 """
 
 from __future__ import annotations
@@ -124,12 +125,22 @@ class Backbone:
     init: BackboneInit
 
 
-def _imagenet_state_dict(s: MaskRCNNSettings) -> tuple[dict[str, Any] | None, str | None]:
-    """Try torchvision's ImageNet weights; ``(None, reason)`` when they do not apply or cannot be had."""
+def imagenet_inapplicable(s: MaskRCNNSettings) -> str | None:
+    """Why torchvision's ImageNet weights do not apply to ``s`` (``None``: they do, the paper's case)."""
     if not s.pretrained:
-        return None, "pretrained: false"
+        return "pretrained: false"
     if s.width_divisor != 1 or s.blocks != PAPER_BLOCKS[s.backbone]:
-        return None, "width_divisor/blocks differ from the ImageNet model"
+        return "width_divisor/blocks differ from the ImageNet model"
+    return None
+
+
+def _imagenet_state_dict(s: MaskRCNNSettings) -> tuple[dict[str, Any] | None, str | None]:
+    """Try torchvision's ImageNet weights; ``(None, reason)`` when they do not apply or cannot be had.
+    (A training or evaluation run checks for the file first and refuses without it:
+    :func:`segbench.engine.imagenet.require_imagenet`; this fallback serves direct model builds.)"""
+    reason = imagenet_inapplicable(s)
+    if reason is not None:
+        return None, reason
     weights = _IMAGENET_WEIGHTS[s.backbone]
     try:
         return weights.get_state_dict(progress=False, check_hash=True), None

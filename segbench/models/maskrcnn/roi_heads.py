@@ -1,9 +1,11 @@
 """The per-RoI heads of Mask R-CNN (section 3): torchvision's ``RoIHeads`` with what the paper's variants need.
 
 Kept from torchvision: proposal matching (positive at IoU >= 0.5, section 3.1), the 1:3 balanced sampler,
-the box coder, ``fastrcnn_loss``, box post-processing (score threshold, per-class NMS, top detections),
-the mask targets (``project_masks_on_boxes``: the RoI intersected with its ground-truth mask, section
-3.1) and the keypoint loss and decoding.
+the box coder, ``fastrcnn_loss``, box post-processing (score threshold, per-class NMS, top detections)
+and the keypoint loss and decoding. The mask targets (the RoI intersected with its ground-truth mask,
+section 3.1) are torchvision's ``project_masks_on_boxes`` values computed by
+:func:`~segbench.models.maskrcnn.mask_targets.mask_targets`, which never takes torchvision's
+memory-hungry Python RoIAlign (deterministic mode on CUDA).
 
 Added: a pluggable mask loss and its inference rule (:class:`MaskLoss`, Table 2b), class-agnostic masks
 (section 4.2), and the C4 head whose mask branch shares res5 with the box branch (Figure 4 left): in
@@ -21,11 +23,11 @@ from torchvision.models.detection.roi_heads import (
     RoIHeads,
     fastrcnn_loss,
     keypointrcnn_inference,
-    project_masks_on_boxes,
 )
 
 from segbench.errors import InputError
 from segbench.models.maskrcnn.losses import MaskLoss, keypoint_loss
+from segbench.models.maskrcnn.mask_targets import mask_targets
 
 Targets = list[dict[str, Tensor]]
 
@@ -107,12 +109,12 @@ class MaskRCNNRoIHeads(RoIHeads):
     ) -> Tensor:
         assert self.mask_loss is not None
         size = mask_logits.shape[-1]
-        mask_targets = [
-            project_masks_on_boxes(t["masks"], boxes, idxs, size)
+        per_image = [
+            mask_targets(t["masks"], boxes, idxs, size)
             for t, boxes, idxs in zip(targets, pos_boxes, pos_matched, strict=True)
         ]
         classes = torch.cat([t["labels"][idxs] for t, idxs in zip(targets, pos_matched, strict=True)])
-        return self.mask_loss.loss(mask_logits, torch.cat(mask_targets), self._mask_classes(classes))
+        return self.mask_loss.loss(mask_logits, torch.cat(per_image), self._mask_classes(classes))
 
     # --- inference ------------------------------------------------------------------------------------
     def _detect(

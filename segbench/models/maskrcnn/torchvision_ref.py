@@ -13,17 +13,24 @@ channel for the background class too, never trained or read).
 
 Only what torchvision's ``MaskRCNN`` can express is accepted: FPN, RoIAlign (avg, aligned=false), the FCN
 mask head, sigmoid masks, class-specific masks, tasks box [+ mask]; anything else is a one-line InputError.
+
+On a GPU its forward pass runs with torch's deterministic mode off (:mod:`segbench.determinism`):
+torchvision's RoIAlign would otherwise replace its kernel by a Python version that does not fit in memory
+at COCO's mask sizes. The run's ``provenance.determinism`` records it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
+from torch import Tensor
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNN as TorchvisionMaskRCNN
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
+from segbench.determinism import torchvision_kernels
 from segbench.errors import InputError
 from segbench.models.maskrcnn.backbones import build_backbone
 from segbench.models.maskrcnn.config import MaskRCNNSettings
@@ -49,6 +56,14 @@ class ReferenceMaskRCNN(TorchvisionMaskRCNN):
         super().__init__(*args, **kw)
         self.settings = settings
         self.segbench_init = segbench_init
+
+    def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None) -> Any:
+        """torchvision's forward; on a GPU with deterministic mode on, with the flag off: torchvision's
+        pooler and mask targets call ``torchvision.ops.roi_align``, whose deterministic fallback does not fit
+        in memory (:func:`segbench.determinism.torchvision_kernels`, recorded in the run's provenance)."""
+        device = images[0].device if len(images) else torch.device("cpu")
+        with torchvision_kernels(device, "torchvision MaskRCNN forward"):
+            return super().forward(images, targets)
 
 
 def check_supported(s: MaskRCNNSettings) -> None:
