@@ -176,6 +176,11 @@ def _finite(values: list[float | None]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(v)]
 
 
+def _rounding(xa: list[float], xb: list[float]) -> float:
+    """A spread this small is floating-point rounding, not seed variance (0.30 - 0.25 != 0.20 - 0.15)."""
+    return 1e-9 * max(abs(v) for v in [*xa, *xb, 1e-300])
+
+
 def weigh(claim: Claim, a: list[float | None], b: list[float | None], *, floor: float) -> Evidence:
     """The test of ``claim`` on row A's per-seed values ``a`` and row B's ``b`` (index = seed)."""
     ev = Evidence(claim)
@@ -194,7 +199,7 @@ def weigh(claim: Claim, a: list[float | None], b: list[float | None], *, floor: 
             ev.untested_reason = f"{ev.n} seed{'s' if ev.n != 1 else ''} < {MIN_SEEDS}"
             return ev
         ev.sd_observed = statistics.stdev(diffs)
-        deterministic = min(statistics.stdev(xa), statistics.stdev(xb), ev.sd_observed) == 0.0
+        deterministic = min(statistics.stdev(xa), statistics.stdev(xb), ev.sd_observed) <= _rounding(xa, xb)
         ev.std_floor = floor if deterministic else None
         ev.sd_used = max(ev.sd_observed, floor) if deterministic else ev.sd_observed
         ev.se = ev.sd_used / math.sqrt(ev.n)
@@ -207,7 +212,7 @@ def weigh(claim: Claim, a: list[float | None], b: list[float | None], *, floor: 
             return ev
         sa, sb = statistics.stdev(xa), statistics.stdev(xb)
         ev.sd_observed = math.sqrt((sa * sa + sb * sb) / 2)
-        ev.std_floor = floor if min(sa, sb) == 0.0 else None
+        ev.std_floor = floor if min(sa, sb) <= _rounding(xa, xb) else None
         sa, sb = (max(sa, floor), max(sb, floor)) if ev.std_floor is not None else (sa, sb)
         va, vb = sa * sa / len(xa), sb * sb / len(xb)
         ev.se = math.sqrt(va + vb)
