@@ -243,17 +243,21 @@ def provenance(
     scale: str | None = None,
     dataset: dict[str, Any] | None = None,
     determinism: dict[str, Any] | None = None,
+    backbone: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The provenance block every result JSON carries. ``dataset`` (name, sha256, file count of the data
     a run used; :func:`segbench.data.dataset_identity`) is recorded here, never in the config hash; so is
     ``determinism`` (a training's flags and the ops it ran non-deterministically,
-    :func:`segbench.determinism.record`). A method run's plugin (spec, distribution, version, source hash:
+    :func:`segbench.determinism.record`), and ``backbone`` (file and sha256 of the miniature-pretrained
+    weights a run started from). A method run's plugin (spec, distribution, version, source hash:
     :mod:`segbench.plugin_identity`) is in its config, hence in its hash, and repeated here as ``method``."""
     extra = {} if dataset is None else {"dataset": dataset}
     if isinstance(config, dict) and isinstance(config.get("method"), dict):
         extra["method"] = config["method"]
     if determinism is not None:
         extra["determinism"] = determinism
+    if backbone is not None:  # the pretrained weights a run started from (engine/pretrain.py)
+        extra["backbone"] = backbone
     machine = machine_signature()
     return {
         **extra,

@@ -12,6 +12,7 @@ import torch
 
 from segbench.data.synthetic import glyphs
 from segbench.engine import pretrain
+from segbench.errors import InputError
 from segbench.models.maskrcnn import build_maskrcnn
 from segbench.paths import pretrained_weights
 from segbench.provenance import config_hash
@@ -135,3 +136,68 @@ def test_a_run_that_fills_the_cache_trains_as_one_that_finds_it_full(tmp_path: P
         losses.append([entry["loss"] for entry in log if "iteration" in entry])
     assert pretrained_weights(tmp_path / "a", "smoke", spec).exists() and filled.exists()
     assert losses[0] == losses[1] and len(losses[0]) == cfg["schedule"]["iterations"]
+
+
+# -- pinned weights (the mini ones are committed: another machine fine-tunes from the very same file) ----
+def test_the_record_pins_the_weights_and_a_changed_file_is_refused_by_name(tmp_path: Path) -> None:
+    path = pretrain.ensure_pretrained(TINY, tmp_path / "mini" / "pretrained" / "w.pt")
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert record["weights_sha256"] == pretrain.sha256_file(path)
+    assert pretrain.verify_pinned(path, TINY) == record["weights_sha256"]
+    path.write_bytes(path.read_bytes() + b"x")  # another CPU's pretraining, or a corrupt copy
+    with pytest.raises(
+        InputError, match=r"w\.pt: sha256 .* is not the pinned .*segbench pretrain --scale mini"
+    ):
+        pretrain.ensure_pretrained(TINY, path)
+
+
+def test_a_missing_pinned_file_is_refused_not_pretrained_again(tmp_path: Path) -> None:
+    path = pretrain.ensure_pretrained(TINY, tmp_path / "mini" / "pretrained" / "w.pt")
+    path.unlink()
+    with pytest.raises(InputError, match=r"w\.pt: missing; its record pins sha256 .*git checkout"):
+        pretrain.ensure_pretrained(TINY, path)
+    assert not path.exists()
+    pretrain.ensure_pretrained(TINY, path, force=True)  # only on request: new weights, newly pinned
+    assert pretrain.verify_pinned(path, TINY) == pretrain.sha256_file(path)
+
+
+def test_committed_mini_backbones_are_the_files_their_records_pin() -> None:
+    """A fresh clone carries the mini weights themselves, not only their records: every spec the mini
+    runs need is there with the sha256 its committed record pins."""
+    from segbench.paths import results_root
+
+    for spec in pretraining_specs("mini").values():
+        path = pretrained_weights(results_root(None), "mini", spec)
+        assert path.exists(), f"{path} is not committed"
+        pinned = pretrain.pinned_sha256(path)
+        assert pinned is not None and pretrain.sha256_file(path) == pinned, path
+
+
+def test_a_run_on_a_fresh_clone_loads_the_committed_backbone_and_records_its_sha256(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training a mini run from a results root holding the committed backbone loads it (no pretraining:
+    the file is unchanged) and the run's provenance names the file and its sha256."""
+    import shutil
+
+    from segbench.engine import maskrcnn as engine
+    from segbench.engine.runner import backbone_of
+    from segbench.paths import results_root
+
+    cfg = resolve_run("r50_c4_roipool", "mini", 0)
+    committed = pretrained_weights(results_root(None), "mini", cfg["pretraining"])
+    copy = pretrained_weights(tmp_path, "mini", cfg["pretraining"])
+    copy.parent.mkdir(parents=True)
+    shutil.copy2(committed, copy)
+    shutil.copy2(committed.with_suffix(".json"), copy.with_suffix(".json"))
+    before = copy.stat().st_mtime_ns
+
+    def no_pretraining(*args: object) -> None:
+        raise AssertionError("pretrained again instead of loading the committed backbone")
+
+    monkeypatch.setattr(pretrain, "require", no_pretraining)  # the first step of pretraining
+    run_dir = tmp_path / "mini" / "runs" / cfg["run_id"]
+    assert engine.pretrained_backbone(cfg, run_dir) == copy and copy.stat().st_mtime_ns == before
+    identity = backbone_of(cfg, run_dir)
+    assert identity["sha256"] == pretrain.sha256_file(committed) == identity["pinned_sha256"]
+    assert identity["file"] == committed.name

@@ -15,13 +15,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="The CPU scales' stand-in for ImageNet pretraining (segbench.engine.pretrain): each "
         "distinct backbone spec the scale's runs need is trained as a classifier on the glyphs corpus "
         "and cached as <results>/<scale>/pretrained/<backbone>-<spec hash>.pt with a .json record "
-        "(accuracy, wall time, provenance). Cached weights are left alone unless --force.",
+        "(accuracy, wall time, provenance, the weights' sha256). Existing weights are checked against the "
+        "sha256 their record pins (the mini ones are committed) and left alone unless --force, which "
+        "pretrains anew and pins the new file: every run trained from the old one then differs.",
     )
     p.add_argument("--scale", default="mini", help="scale whose runs' backbones to pretrain (default: mini)")
     p.add_argument("--backbone", default=None, help="only this backbone (e.g. resnet50)")
     p.add_argument("--spec", default=None, help="only the spec with this hash (the Snakemake rule's key)")
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
-    p.add_argument("--force", action="store_true", help="pretrain again even if the weights are cached")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="pretrain again and pin the new weights (the committed ones are replaced)",
+    )
     p.set_defaults(func=run)
 
 
@@ -45,12 +51,11 @@ def run(args: argparse.Namespace) -> int:
         )
     for spec in chosen.values():
         path = pretrained_weights(args.results, args.scale, spec)
-        if args.force:
-            path.unlink(missing_ok=True)
-        ensure_pretrained(spec, path, scale=args.scale)
+        ensure_pretrained(spec, path, scale=args.scale, force=args.force)
         record = json.loads(path.with_suffix(".json").read_text())
         print(
             f"{path.name}: val top-1 {record['val_top1']:.3f} over {record['classes']} classes "
-            f"(chance {record['chance']:.3f}), {record['provenance']['wall_time_s']} s"
+            f"(chance {record['chance']:.3f}), {record['provenance']['wall_time_s']} s, "
+            f"sha256 {str(record.get('weights_sha256'))[:12]}"
         )
     return 0

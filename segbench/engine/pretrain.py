@@ -5,10 +5,15 @@ set (mini) instead pretrains each width-reduced backbone once, as a classifier o
 :mod:`segbench.data.synthetic.glyphs` corpus (45 classes of shapes x textures with clutter), and every run
 of that backbone starts from it. The paper scale has no such block and keeps torchvision's ImageNet weights.
 
-The weights are a cached DAG artifact, ``<results>/<scale>/pretrained/<backbone>-<spec hash>.pt`` (not
-committed), beside a committed record ``<same>.json`` (provenance, held-out accuracy, wall time: the
-cost of a cold cache). The spec (backbone architecture, corpus, schedule) is part of every run's config,
-so changing it changes the file name and the runs' config hashes: the DAG rebuilds both.
+The weights are a DAG artifact, ``<results>/<scale>/pretrained/<backbone>-<spec hash>.pt``, beside a
+record ``<same>.json`` (provenance, held-out accuracy, wall time, and the weights' ``weights_sha256``). At
+the mini scale both are committed: they play the role of the ImageNet files at the paper scale, downloaded
+and pinned, not retrained, so a run on another machine starts from the very weights the committed runs
+started from (pretraining on another CPU gives other weights: float sums in another order). A pinned file
+that is missing or whose sha256 differs is refused by name (:func:`verify_pinned`); only ``segbench
+pretrain --force`` makes new ones. Every run records the file and its sha256 in its provenance
+(:func:`backbone_identity`). The spec (backbone architecture, corpus, schedule) is part of every run's
+config, so changing it changes the file name and the runs' config hashes: the DAG rebuilds both.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from torch import nn
 
 from segbench.engine.common import capture_rng_state, restore_rng_state, save_torch, seed_everything
 from segbench.errors import InputError
-from segbench.io import waiting_lock, write_text_atomic
+from segbench.io import sha256_file, waiting_lock, write_text_atomic
 from segbench.models.maskrcnn.backbones import NORM_LAYERS, ScaledResNet, cardinality
 from segbench.optional import require
 from segbench.provenance import config_hash, provenance
@@ -170,6 +175,7 @@ def pretrain(spec: dict[str, Any], out_path: Path, *, scale: str | None = None) 
         "spec": spec,
         "spec_hash": config_hash(spec),
         "weights": out_path.name,
+        "weights_sha256": sha256_file(out_path),
         "classes": len(glyphs.CLASSES),
         "val_top1": round(top1, 4),
         "train_top1": round(train_top1, 4),
@@ -182,10 +188,50 @@ def pretrain(spec: dict[str, Any], out_path: Path, *, scale: str | None = None) 
     return record
 
 
-def ensure_pretrained(spec: dict[str, Any], path: Path, *, scale: str | None = None) -> Path:
-    """``path``, pretraining the backbone first if it is not there (under a lock)."""
+def pinned_sha256(path: Path) -> str | None:
+    """The sha256 the record beside ``path`` pins its weights to (``None``: no record, or one that
+    predates pinning)."""
+    record = path.with_suffix(".json")
+    if not record.exists():
+        return None
+    try:
+        return json.loads(record.read_text()).get("weights_sha256")
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"{record}: unreadable backbone record ({exc}); restore it with git checkout"
+        ) from None
+
+
+def verify_pinned(path: Path, spec: dict[str, Any]) -> str | None:
+    """The sha256 of the weights at ``path`` when its record pins them, refused by name when the file is
+    missing or differs; ``None`` when nothing is pinned yet (the file is then made on first use)."""
+    pinned = pinned_sha256(path)
+    if pinned is None:
+        return None
+    regenerate = f"segbench pretrain --scale {path.parent.parent.name} --backbone {spec['backbone']} --force"
+    if not path.exists():
+        raise InputError(
+            f"{path}: missing; its record pins sha256 {pinned[:12]}. Restore it (git checkout -- '{path}') "
+            f"or, to pretrain new weights (every run from them then differs), run `{regenerate}`"
+        )
+    actual = sha256_file(path)
+    if actual != pinned:
+        raise InputError(
+            f"{path}: sha256 {actual[:12]} is not the pinned {pinned[:12]} of its record; restore it "
+            f"(git checkout -- '{path}') or, to pin new weights, run `{regenerate}`"
+        )
+    return actual
+
+
+def ensure_pretrained(
+    spec: dict[str, Any], path: Path, *, scale: str | None = None, force: bool = False
+) -> Path:
+    """``path``, checked against its pinned sha256, or pretrained first if nothing is pinned and the
+    file is not there (under a lock); ``force`` pretrains anew and pins the new weights."""
     with waiting_lock(path.parent, path.stem):  # concurrent runs of one backbone pretrain it once
-        if not path.exists():
+        if force:
+            path.unlink(missing_ok=True)
+        if (force or verify_pinned(path, spec) is None) and not path.exists():
             log.info("pretraining %s into %s (not cached)", spec["backbone"], path)
             # the child needs the glyphs generator's packages: a missing one is one line here, not a
             # traceback in the child (importing touches no random state)
@@ -206,6 +252,12 @@ def ensure_pretrained(spec: dict[str, Any], path: Path, *, scale: str | None = N
                     f"pretraining {spec['backbone']} into {path} failed (exit code {worker.exitcode})"
                 )
     return path
+
+
+def backbone_identity(path: Path) -> dict[str, Any]:
+    """What a run's provenance records of the backbone it started from: file name, sha256, and the
+    sha256 its record pins (equal unless the run predates the pin)."""
+    return {"file": path.name, "sha256": sha256_file(path), "pinned_sha256": pinned_sha256(path)}
 
 
 def _pretrain_quietly(spec: dict[str, Any], path: str, scale: str | None, threads: int) -> None:

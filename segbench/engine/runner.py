@@ -101,11 +101,25 @@ def train_run(
                 scale=cfg["scale"],
                 dataset=dataset,
                 determinism=ran,
+                backbone=backbone_of(cfg, run_dir),
             ),
         }
         if main:  # under torchrun every replica trains; rank 0 alone writes the records
             write_json_atomic(done, record)
     return record
+
+
+def backbone_of(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
+    """File and sha256 of the miniature-pretrained backbone a run trained from (None at scales that
+    start from ImageNet weights or from scratch): the provenance that tells an audit whether its rerun
+    started from the same weights."""
+    if not cfg.get("pretraining"):
+        return None
+    from segbench.engine.maskrcnn import pretrained_path
+    from segbench.engine.pretrain import backbone_identity
+
+    path = pretrained_path(cfg, run_dir)
+    return backbone_identity(path) if path.exists() else None
 
 
 def preflight(
@@ -221,6 +235,7 @@ def evaluate_run(
                 wall_time_s=time.perf_counter() - start,
                 scale=cfg["scale"],
                 dataset=dataset,
+                backbone=trained.get("provenance", {}).get("backbone"),
             ),
         }
         write_json_atomic(run_dir / "metrics.json", record)
