@@ -9,11 +9,16 @@ committed one), then compared with the committed ``train_log.jsonl`` and ``metri
   (``provenance.machine_signature_hash`` of ``train_done.json``, :func:`segbench.provenance.machine_signature`)
   equals this machine's: every logged value (losses, learning rates; not the step times) and every metric
   must be equal;
-- **statistically** otherwise (and for records that predate the signature: "unknown"): each headline metric
-  (the registry tables' columns the run feeds) must lie in the committed seed spread of that run
-  (min..max over its committed seeds) widened by ``margin = max(SPREAD_FRACTION * (max - min),
-  relative * max(|min|, |max|), ABSOLUTE)``. What differs is still reported: the first diverging log
-  iteration and the size of the difference, the metrics that differ, and the signature fields that differ.
+- **statistically** otherwise (and for records that predate the signature: "unknown"): each *headline*
+  metric (the registry tables' columns the run feeds, in the tables' units) must satisfy :data:`RULE`:
+  ``|regenerated - committed| <= Z_LIMIT * sqrt(2) * sd``, the committed value being this seed's, ``sd`` the
+  smaller of the std of the run's committed seeds and that std with this seed's regenerated value in place
+  of its record (so neither an edited record nor a deviant rerun widens its own tolerance), floored as the
+  tables floor it
+  (:func:`segbench.claims.std_floor`). ``sqrt(2)``: both values are draws, at worst independent ones. The
+  other metrics are reported (how many differ, the largest difference) and never fail the audit.
+  What varied between the committed run and the rerun is said in one line: the machine (which signature
+  fields), the pretrained backbone file, the data, the thread count.
 
 The audit runs with the thread count the committed training recorded (parallel reductions depend on it).
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -36,9 +42,12 @@ from segbench.provenance import config_hash, machine_signature, signature_hash
 from segbench.registry import split_run_id
 
 TIMING_KEYS = frozenset({"time", "data_time", "seconds"})  # wall times: never equal across reruns
-SPREAD_FRACTION = 0.5  # the seed spread is widened by half its width on each side ...
-RELATIVE_TOLERANCE = 0.02  # ... or by 2 % of the larger magnitude ...
-ABSOLUTE_TOLERANCE = 1e-9  # ... or by this, whichever is largest
+Z_LIMIT = 3.0  # how many standard deviations of a difference of two draws a headline metric may move
+RULE = (
+    f"each headline metric: |regenerated - committed| <= {Z_LIMIT:g} * sqrt(2) * sd, sd = the smaller of "
+    "the std over the run's committed seeds and that std with this seed's regenerated value in place of "
+    "its record, floored as in the tables (max(1% of |mean|, 0.1 AP for COCO metrics)); other metrics are reported, never judged"
+)
 BIT_FOR_BIT, STATISTICAL = "bit-for-bit", "statistical"
 
 
@@ -188,44 +197,62 @@ def headline_metrics(run: str, registry: dict[str, Any] | None = None) -> list[s
     return keys
 
 
-def seed_spread(runs_dir: Path, run: str, key: str) -> list[float]:
-    """The committed values of metric ``key`` over every committed seed of ``run``."""
-    values = []
+def seed_values(runs_dir: Path, run: str, key: str) -> dict[int, float]:
+    """The committed values of headline metric ``key`` (tables' units) per committed seed of ``run``."""
+    from segbench.tables.assemble import metric_value
+
+    values: dict[int, float] = {}
     for path in sorted(runs_dir.glob(f"{run}-seed*/metrics.json")):
-        if split_run_id(path.parent.name)[0] != run:
+        name, seed = split_run_id(path.parent.name)
+        if name != run:
             continue
-        value = flatten(read_json(path, "run metrics").get("metrics", {})).get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            values.append(float(value))
+        try:
+            value = metric_value(read_json(path, "run metrics").get("metrics", {}), key, path)
+        except (InputError, TypeError, ValueError):
+            value = None
+        if value is not None and math.isfinite(value):
+            values[seed] = value
     return values
 
 
-def statistical_check(run: str, runs_dir: Path, regenerated: dict[str, Any], relative: float) -> list[dict]:
-    """Each headline metric against the committed seed spread of ``run``, widened by the margin."""
-    flat = flatten(regenerated)
-    keys = [k for k in headline_metrics(run) if k in flat] or sorted(
-        k for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-    )
+def statistical_check(run: str, seed: int, runs_dir: Path, regenerated: dict[str, Any]) -> list[dict]:
+    """Each headline metric of the rerun of ``run`` seed ``seed`` against its committed value (:data:`RULE`)."""
+    from segbench.claims import std_floor
+    from segbench.tables.assemble import metric_value
+
     checks = []
-    for key in keys:
-        spread, value = seed_spread(runs_dir, run, key), flat.get(key)
-        if not spread or not isinstance(value, (int, float)):
-            checks.append(
-                {"metric": key, "regenerated": value, "committed_seeds": len(spread), "ok": value is None}
-            )
+    for key in headline_metrics(run):
+        committed = seed_values(runs_dir, run, key)
+        try:
+            value = metric_value(regenerated, key, Path("regenerated metrics"))
+        except (InputError, TypeError, ValueError):
+            value = None
+        check: dict[str, Any] = {"metric": key, "regenerated": value, "committed": committed.get(seed)}
+        check["committed_seeds"] = len(committed)
+        if value is None and committed.get(seed) is None:  # not applicable (no masks in Faster R-CNN)
+            checks.append({**check, "ok": True, "applicable": False})
             continue
-        lo, hi = min(spread), max(spread)
-        margin = max(SPREAD_FRACTION * (hi - lo), relative * max(abs(lo), abs(hi)), ABSOLUTE_TOLERANCE)
-        ok = math.isfinite(value) and lo - margin <= value <= hi + margin
+        if value is None or committed.get(seed) is None or not math.isfinite(value):
+            checks.append({**check, "ok": False, "why": "missing on one side"})
+            continue
+        # the smaller of two spreads: the committed seeds', and theirs with the rerun in place of this
+        # seed's record, so that neither an edited record nor a deviant rerun widens its own tolerance
+        replaced = [*(v for s, v in committed.items() if s != seed), value]
+        spreads = [statistics.stdev(v) for v in (list(committed.values()), replaced) if len(v) > 1]
+        observed = min(spreads, default=0.0)
+        sd = max(observed, std_floor(key, [statistics.fmean(committed.values()), value]))
+        gap = value - committed[seed]
+        # no spread and no floor (a metric at exactly 0 on every seed): only equality passes
+        z = gap / (math.sqrt(2) * sd) if sd > 0 else (0.0 if gap == 0 else math.copysign(math.inf, gap))
         checks.append(
             {
-                "metric": key,
-                "regenerated": value,
-                "committed_min": lo,
-                "committed_max": hi,
-                "committed_seeds": len(spread),
-                "margin": margin,
-                "ok": ok,
+                **check,
+                "committed_mean": statistics.fmean(committed.values()),
+                "committed_sd": statistics.stdev(committed.values()) if len(committed) > 1 else None,
+                "sd_used": sd,
+                "sd_floored": sd > observed,
+                "z": z,
+                "ok": abs(z) <= Z_LIMIT,
             }
         )
     return checks
@@ -247,6 +274,67 @@ def _threads(count: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+def expected_seconds(committed: Path) -> float | None:
+    """How long the committed run took to train and evaluate (its records' wall times), if recorded."""
+    total = 0.0
+    for name in ("train_done.json", "metrics.json"):
+        path = committed / name
+        wall = (
+            read_json(path, "run record").get("provenance", {}).get("wall_time_s") if path.exists() else None
+        )
+        if not isinstance(wall, (int, float)):
+            return None
+        total += float(wall)
+    return total
+
+
+def stage_backbone(cfg: dict[str, Any], committed_root: Path, work: Path) -> dict[str, Any] | None:
+    """Copy the committed pretrained backbone the run starts from (file and record) into the rerun's
+    results root, so the rerun fine-tunes from the very weights the committed run did instead of
+    pretraining them again on this CPU (which gives other weights)."""
+    import shutil
+
+    if not cfg.get("pretraining"):
+        return None
+    from segbench.engine.pretrain import backbone_identity
+    from segbench.paths import pretrained_weights
+
+    source = pretrained_weights(committed_root, cfg["scale"], cfg["pretraining"])
+    target = pretrained_weights(work, cfg["scale"], cfg["pretraining"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for src, dst in ((source.with_suffix(".json"), target.with_suffix(".json")), (source, target)):
+        if src.exists() and not dst.exists():
+            shutil.copy2(src, dst)
+    return backbone_identity(source) if source.exists() else None
+
+
+def what_varied(
+    recorded: dict[str, Any], rerun: dict[str, Any], sig_diff: dict[str, Any], recorded_known: bool
+) -> dict[str, Any]:
+    """Between the committed training and the rerun: the machine (signature fields), the backbone file,
+    the data, the thread count; each ``same``, ``differs`` (with both sides) or ``unknown`` (unrecorded)."""
+
+    def side(key: str, field: str) -> tuple[Any, Any]:
+        return ((recorded.get(key) or {}).get(field), (rerun.get(key) or {}).get(field))
+
+    out: dict[str, Any] = {}
+    if not recorded_known:
+        out["machine"] = "unknown"
+    else:
+        out["machine"] = {"differs": sorted(sig_diff)} if sig_diff else "same"
+    for name, key, field in (("backbone", "backbone", "sha256"), ("data", "dataset", "sha256")):
+        a, b = side(key, field)
+        if a is None and b is None:
+            continue  # nothing to compare: no pretrained backbone, or no dataset identity
+        out[name] = "unknown" if a is None else "same" if a == b else {"committed": a, "rerun": b}
+    a, b = (
+        (recorded.get("machine_signature") or {}).get("threads"),
+        (rerun.get("machine_signature") or {}).get("threads"),
+    )
+    out["threads"] = "same" if a == b else {"committed": a, "rerun": b}
+    return out
+
+
 def audit_instance(
     scale: str,
     run_id: str,
@@ -255,12 +343,15 @@ def audit_instance(
     *,
     results: str | Path | None = None,
     device: str | None = None,
-    relative: float = RELATIVE_TOLERANCE,
+    echo: Any = None,
 ) -> dict[str, Any]:
-    """Retrain and evaluate one committed instance under ``work`` and compare it with its records."""
+    """Retrain and evaluate one committed instance under ``work`` and compare it with its records;
+    ``echo`` gets a line per stage."""
     from segbench.engine.runner import evaluate_run, train_run
 
-    runs_dir = child_path(results_root(results), scale, what="scale") / "runs"
+    say = echo or (lambda line: None)
+    root = results_root(results)
+    runs_dir = child_path(root, scale, what="scale") / "runs"
     committed = child_path(runs_dir, run_id, what="run")
     record = read_json(committed / "config.json", "run config")
     cfg = record["config"]
@@ -283,14 +374,18 @@ def audit_instance(
         raise InputError(
             f"{target}: the audit never writes into the committed results; choose another --work-dir"
         )
+    staged = stage_backbone(cfg, root, work)
     start = time.perf_counter()
     with _threads((recorded_sig or {}).get("threads")):
         current_sig = machine_signature()
+        say(f"  {run_id}: training ({cfg['schedule'].get('iterations', '?')} iterations) ...")
         train_run(cfg, target, data, device=device, force=target.exists())
+        say(f"  {run_id}: evaluating ({time.perf_counter() - start:.0f} s so far) ...")
         evaluate_run(cfg, target, data, device=device)
     wall = time.perf_counter() - start
     current_hash = signature_hash(current_sig)
     regenerated = read_json(target / "metrics.json", "run metrics")
+    rerun_trained = read_json(target / "train_done.json", "train record")
 
     mode = BIT_FOR_BIT if recorded_hash == current_hash else STATISTICAL
     log = compare_logs(committed / "train_log.jsonl", target / "train_log.jsonl")
@@ -305,6 +400,7 @@ def audit_instance(
                 "abs_diff": None,
             },
         )
+    sig_diff = signature_differences(recorded_sig, current_sig)
     report: dict[str, Any] = {
         "run_id": run_id,
         "run": cfg["run"],
@@ -317,8 +413,12 @@ def audit_instance(
         "machine": {
             "recorded_hash": recorded_hash or "unknown",
             "current_hash": current_hash,
-            "differences": signature_differences(recorded_sig, current_sig),
+            "differences": sig_diff,
         },
+        "varied": what_varied(
+            recorded_prov, rerun_trained.get("provenance", {}), sig_diff, bool(recorded_sig)
+        ),
+        "committed_backbone": staged,
         "train_log": log,
         "metric_differences": metric_diffs,
     }
@@ -326,7 +426,7 @@ def audit_instance(
         report["passed"] = log["identical"] and not metric_diffs
     else:
         report["statistical"] = statistical_check(
-            cfg["run"], runs_dir, regenerated.get("metrics", {}), relative
+            cfg["run"], int(cfg["seed"]), runs_dir, regenerated.get("metrics", {})
         )
         report["passed"] = all(c["ok"] for c in report["statistical"])
     report["verdict"] = verdict(report)
@@ -337,8 +437,25 @@ def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def _varied_line(varied: dict[str, Any]) -> str:
+    parts = []
+    for name, state in varied.items():
+        if state == "same":
+            parts.append(f"same {name}")
+        elif state == "unknown":
+            parts.append(f"{name} unknown (not recorded)")
+        elif name == "machine":
+            parts.append(f"machine differs ({', '.join(state['differs'])})")
+        else:
+            a, b = state.get("committed"), state.get("rerun")
+            shorten = (lambda v: str(v)[:12]) if name != "threads" else str
+            parts.append(f"{name} differs ({shorten(a)} -> {shorten(b)})")
+    return "; ".join(parts)
+
+
 def verdict(report: dict[str, Any]) -> str:
-    """One line: PASS/FAIL, the mode and why, what differs (metrics, the first diverging log line)."""
+    """What a person reads: PASS/FAIL and the mode, what varied, then the headline metrics (statistical)
+    or the differences (bit for bit), one line each; the JSON keeps every other metric."""
     machine = report["machine"]
     word = "PASS" if report["passed"] else "FAIL"
     if report["mode"] == BIT_FOR_BIT:
@@ -350,37 +467,57 @@ def verdict(report: dict[str, Any]) -> str:
         why = (
             f"machine signature {machine['recorded_hash']} != {machine['current_hash']} (differs in {fields})"
         )
-    parts = [f"{report['run_id']}: {word} {report['mode']}; {why}"]
-    log = report["train_log"]
-    if report["mode"] == STATISTICAL:
-        bad = [c for c in report["statistical"] if not c["ok"]]
-        for c in bad:
-            parts.append(
-                f"{c['metric']} {_fmt(c['regenerated'])} outside committed "
-                f"[{_fmt(c.get('committed_min'))}, {_fmt(c.get('committed_max'))}] "
-                f"± {_fmt(c.get('margin'))} over {c['committed_seeds']} seed(s)"
-            )
-        if not bad:
-            parts.append(f"{len(report['statistical'])} headline metric(s) within the committed seed spread")
+    lines = [f"{report['run_id']}: {word} {report['mode']}; {why}"]
+    if report.get("varied"):
+        lines.append(f"  varied: {_varied_line(report['varied'])}")
     diffs = report["metric_differences"]
-    if diffs:
+    if report["mode"] == STATISTICAL:
+        checks = [c for c in report["statistical"] if c.get("applicable", True)]
+        if not checks:
+            lines.append("  no table reads this run: no headline metric to judge")
+        for c in checks:
+            if "z" not in c:
+                lines.append(f"  {c['metric']}: {c.get('why', 'not comparable')}  FAIL")
+                continue
+            spread = f"{c['committed_mean']:.4g} ± {_fmt(c['committed_sd'] or 0.0)}"
+            lines.append(
+                f"  {c['metric']}: rerun {c['regenerated']:.4g}, committed {c['committed']:.4g} "
+                f"(seeds {spread}, n={c['committed_seeds']}); z = {c['z']:+.2f} "
+                f"(sd {c['sd_used']:.3g}{', floor' if c['sd_floored'] else ''})  {'ok' if c['ok'] else 'FAIL'}"
+            )
+        judged = {c["metric"] for c in checks}
+        others = [d for d in diffs if d["metric"] not in judged and isinstance(d["abs_diff"], float)]
+        if others:
+            worst = max(others, key=lambda d: d["abs_diff"])
+            lines.append(
+                f"  {len(others)} other metric(s) differ, not judged (largest |Δ| {_fmt(worst['abs_diff'])} "
+                f"in {worst['metric']}); all in the JSON report"
+            )
+    elif diffs:
         shown = "; ".join(
-            f"{d['metric']} {_fmt(d['committed'])} -> {_fmt(d['regenerated'])}"
-            + (f" (|Δ| {_fmt(d['abs_diff'])})" if d["abs_diff"] is not None else "")
+            f"{d['metric']} "
+            + (
+                "(array)"
+                if isinstance(d["committed"], list)
+                else f"{_fmt(d['committed'])} -> {_fmt(d['regenerated'])}"
+            )
             for d in diffs[:3]
         )
-        parts.append(f"{len(diffs)} metric(s) differ: {shown}{' ...' if len(diffs) > 3 else ''}")
+        lines.append(f"  {len(diffs)} metric(s) differ: {shown}{' ...' if len(diffs) > 3 else ''}")
     else:
-        parts.append("every metric equal")
+        lines.append("  every metric equal")
+    log = report["train_log"]
     first = log["first_divergence"]
     if first:
-        keys = ", ".join(f"{k} |Δ| {_fmt(v.get('abs_diff'))}" for k, v in first["differences"].items())
-        parts.append(
-            f"train log diverges first at line {first['line']} (iteration {first['iteration']}): {keys}"
+        keys = ", ".join(
+            f"{k} |Δ| {_fmt(v.get('abs_diff'))}" for k, v in list(first["differences"].items())[:4]
+        )
+        lines.append(
+            f"  train log diverges first at line {first['line']} (iteration {first['iteration']}): {keys}"
         )
     elif log["committed_lines"]:
-        parts.append(f"train log identical ({log['committed_lines']} lines)")
-    return "; ".join(parts)
+        lines.append(f"  train log identical ({log['committed_lines']} lines)")
+    return "\n".join(lines)
 
 
 # -- the audit ---------------------------------------------------------------------------------------------
@@ -393,38 +530,43 @@ def audit(
     work_dir: str | Path | None = None,
     out: str | Path | None = None,
     device: str | None = None,
-    relative: float = RELATIVE_TOLERANCE,
     echo: Any = None,
 ) -> dict[str, Any]:
     """Audit ``run_ids`` (see the module docstring); writes the JSON report to ``out`` (default
-    ``<work dir>/audit.json``) and returns it. ``echo`` gets each verdict line as it is decided."""
+    ``<work dir>/audit.json``) and returns it. ``echo`` gets a line per stage and each verdict."""
+    say = echo or (lambda line: None)
     committed_root = results_root(results).resolve()
     work = Path(work_dir).resolve() if work_dir else Path(tempfile.mkdtemp(prefix="segbench-audit-"))
-    if work == committed_root or committed_root in work.parents:
-        raise InputError(
-            f"--work-dir {work} is inside the committed results {committed_root}; the audit never "
-            "writes there: choose a folder outside it (default: a temporary folder)"
-        )
+    for what, path in (("--work-dir", work), ("--out", Path(out).resolve() if out else None)):
+        if path is not None and (path == committed_root or committed_root in path.parents):
+            raise InputError(
+                f"{what} {path} is inside the committed results {committed_root}; the audit never "
+                "writes there: choose a path outside it (default: a temporary folder)"
+            )
+    runs_dir = child_path(committed_root, scale, what="scale") / "runs"
+    expected = [expected_seconds(child_path(runs_dir, r, what="run")) for r in run_ids]
+    known = [e for e in expected if e is not None]
+    say(
+        f"audit of {len(run_ids)} run(s) at scale {scale}: the committed trainings took "
+        f"{sum(known):.0f} s{'' if len(known) == len(expected) else ' (some unrecorded)'} on their machine; "
+        f"reruns go to {work}"
+    )
     start = time.perf_counter()
     reports = []
-    for run_id in run_ids:
-        report = audit_instance(scale, run_id, work, data, results=results, device=device, relative=relative)
+    for index, run_id in enumerate(run_ids, 1):
+        took = f"{expected[index - 1]:.0f} s" if expected[index - 1] is not None else "an unrecorded time"
+        say(f"[{index}/{len(run_ids)}] {run_id}: rerun (committed: {took})")
+        report = audit_instance(scale, run_id, work, data, results=results, device=device, echo=say)
         reports.append(report)
-        if echo:
-            echo(report["verdict"])
+        say(report["verdict"])
     summary = {
         "scale": scale,
         "passed": all(r["passed"] for r in reports),
         "work_dir": str(work),
         "committed_results": str(committed_root),
         "wall_time_s": round(time.perf_counter() - start, 3),
-        "tolerance": {
-            "spread_fraction": SPREAD_FRACTION,
-            "relative": relative,
-            "absolute": ABSOLUTE_TOLERANCE,
-            "rule": "statistical: lo - margin <= value <= hi + margin over the committed seeds, margin = "
-            "max(spread_fraction * (hi - lo), relative * max(|lo|, |hi|), absolute)",
-        },
+        "rule": RULE,
+        "z_limit": Z_LIMIT,
         "machine_signature": machine_signature(),
         "runs": reports,
     }

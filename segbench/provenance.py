@@ -182,23 +182,22 @@ def _torch_libraries() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=1)
-def _numpy_blas() -> list[str]:
-    """numpy's / scipy's BLAS (library, version, kernel architecture) via threadpoolctl, if installed."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return []
-    try:
-        import numpy  # noqa: F401 - loads its BLAS so threadpoolctl sees it
-    except ImportError:
-        return []
-    return sorted(
-        {
-            " ".join(str(info.get(k)) for k in ("internal_api", "version", "architecture") if info.get(k))
-            for info in threadpool_info()
-            if info.get("user_api") == "blas"
-        }
-    )
+def _blas_builds() -> list[str]:
+    """The BLAS numpy and scipy were built against (``<package>: <name> <version>``), read from their
+    build configuration: the same list whichever libraries happen to be loaded when it is taken (the
+    loaded-libraries list differed between a training, which loads scipy's OpenBLAS, and an audit that
+    had not yet, so a same-machine audit never compared bit for bit)."""
+    import importlib
+
+    out = []
+    for name in ("numpy", "scipy"):
+        try:
+            module = importlib.import_module(name)
+            blas = module.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        except (ImportError, AttributeError, KeyError, TypeError):
+            continue
+        out.append(f"{name}: {blas.get('name', '?')} {blas.get('version', '?')}")
+    return out
 
 
 def _threads() -> int:
@@ -212,7 +211,9 @@ def _threads() -> int:
 
 def machine_signature() -> dict[str, Any]:
     """The compact signature of this machine for bit-for-bit comparisons: CPU model and vector extensions,
-    torch's CPU capability, the BLAS / oneDNN in use, the thread count and, on CUDA, GPU / CUDA / cuDNN."""
+    torch's CPU capability and build (BLAS, oneDNN), the BLAS numpy and scipy were built with, the thread
+    count and, on CUDA, GPU / CUDA / cuDNN. Every field is read from something stable (never "what is
+    loaded right now"), so a training and a later audit on one machine take the same signature."""
     model, flags = _cpu()
     return {
         "cpu": model,
@@ -220,7 +221,7 @@ def machine_signature() -> dict[str, Any]:
         "machine": platform.machine(),
         "system": platform.system(),
         **_torch_libraries(),
-        "numpy_blas": _numpy_blas(),
+        "blas_builds": _blas_builds(),
         "threads": _threads(),
     }
 

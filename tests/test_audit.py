@@ -158,21 +158,120 @@ def test_a_record_without_signature_is_unknown_and_statistical(committed, tmp_pa
     assert "signature unknown" in report["verdict"] and "isbi.pixel_error" in report["verdict"]
 
 
-def test_statistical_rule_uses_the_seed_spread_widened_by_the_margin(tmp_path: Path) -> None:
+def write_seeds(runs: Path, run: str, values: dict[int, dict[str, float]]) -> None:
+    for seed, metrics in values.items():
+        folder = runs / f"{run}-seed{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "metrics.json").write_text(json.dumps({"metrics": {"ctc": metrics}}))
+
+
+def test_statistical_rule_is_3_sd_of_a_difference_of_two_draws(tmp_path: Path) -> None:
+    """|rerun - committed| <= 3 * sqrt(2) * sd, sd over the run's seeds with the rerun in place of the
+    audited seed's record; the registry's headline metrics only (threshold_phc: ctc.seg, ctc.iou)."""
     runs = tmp_path / "runs"
-    for seed, value in enumerate((0.20, 0.30, 0.25)):
-        (runs / f"threshold_phc-seed{seed}").mkdir(parents=True)
-        (runs / f"threshold_phc-seed{seed}" / "metrics.json").write_text(
-            json.dumps({"metrics": {"ctc": {"seg": value}}})
-        )
-    ok = statistical_check("threshold_phc", runs, {"ctc": {"seg": 0.34}}, relative=0.02)  # 0.30 + 0.05 margin
-    bad = statistical_check("threshold_phc", runs, {"ctc": {"seg": 0.36}}, relative=0.02)
-    assert (
-        ok == [{**ok[0], "ok": True}]
-        and ok[0]["committed_seeds"] == 3
-        and ok[0]["margin"] == pytest.approx(0.05)
+    write_seeds(
+        runs,
+        "threshold_phc",
+        {0: {"seg": 0.20, "iou": 0.5}, 1: {"seg": 0.30, "iou": 0.5}, 2: {"seg": 0.25, "iou": 0.5}},
     )
-    assert bad[0]["ok"] is False
+    # seed 0 rerun at 0.32: pool (0.30, 0.25, 0.32), sd 0.036; z = 0.12 / (1.414 * 0.036) = 2.35
+    ok = statistical_check("threshold_phc", 0, runs, {"ctc": {"seg": 0.32, "iou": 0.5, "other": 9.0}})
+    assert [c["metric"] for c in ok] == ["ctc.seg", "ctc.iou"]  # "other": reported elsewhere, not judged
+    seg = ok[0]
+    assert seg["committed"] == 0.20 and seg["sd_used"] == pytest.approx(0.036056, rel=1e-4)
+    assert seg["z"] == pytest.approx(0.12 / (2**0.5 * 0.036056), rel=1e-4) and seg["ok"]
+    # identical seeds (iou): the tables' floor (1 % of |mean|) keeps a tiny difference from failing
+    assert ok[1]["sd_floored"] and ok[1]["ok"]
+    # a deviant rerun does not widen its own tolerance either: sd stays the committed 0.05
+    bad = statistical_check("threshold_phc", 0, runs, {"ctc": {"seg": 0.45, "iou": 0.5}})
+    assert bad[0]["sd_used"] == pytest.approx(0.05) and bad[0]["ok"] is False and bad[0]["z"] > 3
+
+
+def test_an_edited_record_cannot_widen_its_own_tolerance(tmp_path: Path) -> None:
+    """A committed value moved by 5 sd fails although it inflates the committed spread: the spread the
+    rule uses holds the rerun's value for the audited seed, not the edited record."""
+    runs = tmp_path / "runs"
+    honest = {0: 0.25, 1: 0.20, 2: 0.30}
+    sd = 0.05
+    write_seeds(runs, "threshold_phc", {k: {"seg": v, "iou": 0.5} for k, v in honest.items()})
+    assert statistical_check("threshold_phc", 0, runs, {"ctc": {"seg": 0.25, "iou": 0.5}})[0]["ok"]
+    write_seeds(runs, "threshold_phc", {0: {"seg": 0.25 + 5 * sd, "iou": 0.5}})
+    edited = statistical_check("threshold_phc", 0, runs, {"ctc": {"seg": 0.25, "iou": 0.5}})[0]
+    assert not edited["ok"] and edited["z"] == pytest.approx(-5 / 2**0.5, rel=1e-6)
+
+
+def test_the_verdict_shows_headline_metrics_and_what_varied_not_raw_arrays(committed, tmp_path: Path) -> None:
+    results, data = committed
+    root = copy_records(results, tmp_path, "unet_isbi-seed0")
+
+    def other_cpu(record: dict[str, Any]) -> None:
+        record["provenance"]["machine_signature"]["cpu"] = "Another CPU"
+        record["provenance"]["machine_signature_hash"] = "0123456789ab"
+
+    edit_json(root / "smoke/runs/unet_isbi-seed0/train_done.json", other_cpu)
+    edit_json(
+        root / "smoke/runs/unet_isbi-seed0/metrics.json",
+        lambda r: r["metrics"]["isbi"].update(extra_counts=list(range(5000))),
+    )
+    lines: list[str] = []
+    summary = audit(
+        "smoke", ["unet_isbi-seed0"], data=data, results=root, work_dir=tmp_path / "w", echo=lines.append
+    )
+    text = "\n".join(lines)
+    assert lines[0].startswith("audit of 1 run(s) at scale smoke: the committed trainings took")
+    assert any(line.startswith("[1/1] unet_isbi-seed0: rerun (committed: ") for line in lines)
+    assert any("training (3 iterations)" in line for line in lines)
+    assert any("evaluating" in line for line in lines)
+    verdict = summary["runs"][0]["verdict"]
+    assert "varied: machine differs (cpu); same data; same threads" in verdict
+    for key in ("isbi.warping_error", "isbi.rand_error", "isbi.pixel_error"):
+        assert f"  {key}: rerun " in verdict
+    assert max(len(line) for line in text.splitlines()) < 200 and "4999" not in text
+
+
+def test_the_audit_never_writes_its_report_into_the_results(committed, tmp_path: Path, capsys) -> None:
+    results, data = committed
+    target = results / "smoke" / "runs" / "threshold_isbi-seed0" / "metrics.json"
+    before = target.read_bytes()
+    code = main(
+        [
+            "audit",
+            "--scale",
+            "smoke",
+            "--runs",
+            "threshold_isbi-seed0",
+            "--results",
+            str(results),
+            "--data-root",
+            str(data),
+            "--out",
+            str(target),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--out" in err and "inside the committed results" in err
+    assert len(err.strip().splitlines()) == 1 and target.read_bytes() == before
+
+
+def test_fault_a_same_machine_audit_of_a_tampered_metric_fails_bit_for_bit(committed, tmp_path: Path) -> None:
+    """The signature is taken the same way at training and at audit (build configuration, not the
+    libraries loaded at that moment), so on the training machine a 1 % edit is caught bit for bit."""
+    from segbench.provenance import machine_signature
+
+    results, data = committed
+    root = copy_records(results, tmp_path, "threshold_isbi-seed0")
+    import scipy.ndimage  # noqa: F401 - loads scipy's BLAS: the signature must not change
+
+    recorded = json.loads((root / "smoke/runs/threshold_isbi-seed0/train_done.json").read_text())
+    assert recorded["provenance"]["machine_signature"] == machine_signature()
+    edit_json(
+        root / "smoke/runs/threshold_isbi-seed0/metrics.json",
+        lambda r: r["metrics"]["isbi"].update(pixel_error=r["metrics"]["isbi"]["pixel_error"] * 1.01),
+    )
+    summary = audit("smoke", ["threshold_isbi-seed0"], data=data, results=root, work_dir=tmp_path / "w")
+    report = summary["runs"][0]
+    assert report["mode"] == "bit-for-bit" and not report["passed"]
+    assert "isbi.pixel_error" in report["verdict"]
 
 
 def test_log_comparison_reports_length_differences(tmp_path: Path) -> None:

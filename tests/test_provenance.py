@@ -54,7 +54,7 @@ def test_machine_signature_is_compact_stable_and_in_every_provenance() -> None:
         "cpu_capability",
         "torch_libraries",
         "torch_build",
-        "numpy_blas",
+        "blas_builds",
         "threads",
     ):
         assert key in sig, key
