@@ -344,9 +344,11 @@ def audit_instance(
     results: str | Path | None = None,
     device: str | None = None,
     echo: Any = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Retrain and evaluate one committed instance under ``work`` and compare it with its records;
-    ``echo`` gets a line per stage."""
+    ``echo`` gets a line per stage. ``threads`` overrides the recorded thread count (another float
+    summation order: on one machine, a stand-in for another CPU's arithmetic)."""
     from segbench.engine.runner import evaluate_run, train_run
 
     say = echo or (lambda line: None)
@@ -376,7 +378,7 @@ def audit_instance(
         )
     staged = stage_backbone(cfg, root, work)
     start = time.perf_counter()
-    with _threads((recorded_sig or {}).get("threads")):
+    with _threads(threads or (recorded_sig or {}).get("threads")):
         current_sig = machine_signature()
         say(f"  {run_id}: training ({cfg['schedule'].get('iterations', '?')} iterations) ...")
         train_run(cfg, target, data, device=device, force=target.exists())
@@ -531,6 +533,7 @@ def audit(
     out: str | Path | None = None,
     device: str | None = None,
     echo: Any = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Audit ``run_ids`` (see the module docstring); writes the JSON report to ``out`` (default
     ``<work dir>/audit.json``) and returns it. ``echo`` gets a line per stage and each verdict."""
@@ -556,7 +559,9 @@ def audit(
     for index, run_id in enumerate(run_ids, 1):
         took = f"{expected[index - 1]:.0f} s" if expected[index - 1] is not None else "an unrecorded time"
         say(f"[{index}/{len(run_ids)}] {run_id}: rerun (committed: {took})")
-        report = audit_instance(scale, run_id, work, data, results=results, device=device, echo=say)
+        report = audit_instance(
+            scale, run_id, work, data, results=results, device=device, echo=say, threads=threads
+        )
         reports.append(report)
         say(report["verdict"])
     summary = {

@@ -126,13 +126,15 @@ def test_compare_the_loss_then_the_model_through_snakemake_and_report_both(venv:
     check_record(results / "smoke" / "compare" / f"{TABLE}--dice_bce.json", "dice_bce", "unet_loss")
 
     target = results / "smoke" / "compare" / f"{TABLE}--res_unet.json"
-    snakemake = [venv["python"], "-m", "snakemake", "--cores", "2", "--nolock", str(target), "--config"]
-    snakemake += ["scale=smoke", f"results={results}", f"data_root={data}"]
+    page = reports / "smoke" / "compare" / f"{TABLE}--res_unet.html"  # the DAG declares the page too
+    snakemake = [venv["python"], "-m", "snakemake", "--cores", "2", "--nolock", str(page), "--config"]
+    snakemake += ["scale=smoke", f"results={results}", f"reports={reports}", f"data_root={data}"]
     # no `seeds:` here: Snakemake reads --config values with YAML's BaseLoader, every scalar a string, which
     # the config schema refuses for seeds (an integer); the default is 3, which is SEEDS
     snakemake.append(f"methods=[{{method: res_unet, table: {TABLE}}}]")
     run(snakemake, venv["env"], REPO_ROOT, timeout=900)
     check_record(target, "res_unet", "model")
+    assert page.exists() and "unet_isbi+res_unet-seed2" in page.read_text()
     config = json.loads((results / "smoke" / "runs" / "unet_isbi+res_unet-seed0" / "config.json").read_text())
     assert config["config"]["model"]["plugin"] == "res_unet"
 

@@ -161,43 +161,26 @@ def test_a_missing_pinned_file_is_refused_not_pretrained_again(tmp_path: Path) -
     assert pretrain.verify_pinned(path, TINY) == pretrain.sha256_file(path)
 
 
-def test_committed_mini_backbones_are_the_files_their_records_pin() -> None:
-    """A fresh clone carries the mini weights themselves, not only their records: every spec the mini
-    runs need is there with the sha256 its committed record pins."""
-    from segbench.paths import results_root
-
-    for spec in pretraining_specs("mini").values():
-        path = pretrained_weights(results_root(None), "mini", spec)
-        assert path.exists(), f"{path} is not committed"
-        pinned = pretrain.pinned_sha256(path)
-        assert pinned is not None and pretrain.sha256_file(path) == pinned, path
-
-
-def test_a_run_on_a_fresh_clone_loads_the_committed_backbone_and_records_its_sha256(
+def test_a_run_that_finds_a_pinned_backbone_loads_it_and_records_its_sha256(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Training a mini run from a results root holding the committed backbone loads it (no pretraining:
-    the file is unchanged) and the run's provenance names the file and its sha256."""
-    import shutil
-
+    """What a fresh clone does with the committed mini backbones: a run whose results root holds a pinned
+    backbone loads that file (it is not pretrained again: the file is unchanged) and its provenance names
+    the file and its sha256."""
     from segbench.engine import maskrcnn as engine
     from segbench.engine.runner import backbone_of
-    from segbench.paths import results_root
 
-    cfg = resolve_run("r50_c4_roipool", "mini", 0)
-    committed = pretrained_weights(results_root(None), "mini", cfg["pretraining"])
-    copy = pretrained_weights(tmp_path, "mini", cfg["pretraining"])
-    copy.parent.mkdir(parents=True)
-    shutil.copy2(committed, copy)
-    shutil.copy2(committed.with_suffix(".json"), copy.with_suffix(".json"))
-    before = copy.stat().st_mtime_ns
+    cfg = resolve_run("r50_c4_roipool", "smoke", 0)
+    cfg["pretraining"] = TINY
+    pinned = pretrain.ensure_pretrained(TINY, pretrained_weights(tmp_path, "smoke", TINY), scale="smoke")
+    before = (pinned.stat().st_mtime_ns, pretrain.sha256_file(pinned))
 
     def no_pretraining(*args: object) -> None:
-        raise AssertionError("pretrained again instead of loading the committed backbone")
+        raise AssertionError("pretrained again instead of loading the pinned backbone")
 
     monkeypatch.setattr(pretrain, "require", no_pretraining)  # the first step of pretraining
-    run_dir = tmp_path / "mini" / "runs" / cfg["run_id"]
-    assert engine.pretrained_backbone(cfg, run_dir) == copy and copy.stat().st_mtime_ns == before
+    run_dir = tmp_path / "smoke" / "runs" / cfg["run_id"]
+    assert engine.pretrained_backbone(cfg, run_dir) == pinned
+    assert (pinned.stat().st_mtime_ns, pretrain.sha256_file(pinned)) == before
     identity = backbone_of(cfg, run_dir)
-    assert identity["sha256"] == pretrain.sha256_file(committed) == identity["pinned_sha256"]
-    assert identity["file"] == committed.name
+    assert identity == {"file": pinned.name, "sha256": before[1], "pinned_sha256": before[1]}

@@ -6,6 +6,7 @@ import argparse
 
 from segbench.cli._common import scale_help
 from segbench.engine.device import check_device
+from segbench.errors import InputError
 from segbench.paths import data_root
 from segbench.registry import check_scale, load_registry
 
@@ -41,6 +42,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", default=None, help="JSON report (default: <work dir>/audit.json); never inside the results"
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of the reruns (default: the count each record names, as bit for bit needs); "
+        "another count sums floats in another order, the one-machine stand-in for another CPU",
+    )
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.set_defaults(func=run)
 
@@ -49,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from segbench.audit import audit, select_instances
 
     check_device(args.device)
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads {args.threads}: give at least 1 thread")
     scale = args.scale or load_registry()["default_scale"]
     check_scale(scale)
     names = [n.strip() for n in (args.runs or "").split(",") if n.strip()]
@@ -61,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         out=args.out,
         device=args.device,
+        threads=args.threads,
         echo=lambda line: print(line, flush=True),
     )
     word = "passed" if summary["passed"] else "FAILED"

@@ -27,3 +27,23 @@ rule compare:
         "OMP_NUM_THREADS={threads} segbench compare --method {params.spec:q} --table {wildcards.table:q} "
         "--seeds {params.seeds:q} --scale {wildcards.scale:q} --results {params.results:q} "
         "--data-root {params.data_root:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule report_compare:
+    """The comparison's page (reports/<scale>/compare/<table>--<method>.html, linked from the index and the
+    table's page), written with the report's other pages from the figures already rendered."""
+    input:
+        comparison=f"{RESULTS}/{{scale}}/compare/{{table}}--{{method}}.json",
+        table_page=f"{REPORTS}/{{scale}}/{{table}}.html",
+    output:
+        page=f"{REPORTS}/{{scale}}/compare/{{table}}--{{method}}.html",
+    log:
+        "logs/{scale}/reports/compare/{table}--{method}.log",
+    conda:
+        "../../environment.yml"
+    params:
+        results=lambda wc, input: root_of(input.comparison, 3),
+        reports=lambda wc, output: root_of(output.page, 3),
+    shell:
+        "segbench report --scale {wildcards.scale:q} --no-figures --results {params.results:q} "
+        "--out {params.reports:q} > {log:q} 2>&1"

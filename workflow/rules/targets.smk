@@ -17,6 +17,7 @@ for _artifact in ARTIFACTS:
         _tables = assembled_with(_artifact, REGISTRY, SCALE)
         _extra = list(FIGURE_TARGETS_AT_SCALE) if _artifact == "all" else []
         _extra += [f"{RESULTS}/{SCALE}/compare/{t}--{m}.json" for (t, m) in METHODS if t in _tables]
+        _extra += [f"{REPORTS}/{SCALE}/compare/{t}--{m}.html" for (t, m) in METHODS if t in _tables]
         _inputs = table_files(_tables, SCALE) + [f"{REPORTS}/{SCALE}/{t}.html" for t in _tables] + _extra
     else:
         _inputs = not_defined_at_scale(_artifact, _missing)
