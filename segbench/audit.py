@@ -11,14 +11,17 @@ committed one), then compared with the committed ``train_log.jsonl`` and ``metri
   must be equal;
 - **statistically** otherwise (and for records that predate the signature: "unknown"): each *headline*
   metric (the registry tables' columns the run feeds, in the tables' units) must satisfy :data:`RULE`:
-  ``|regenerated - committed| <= Z_LIMIT * sqrt(2) * sd``, the committed value being this seed's, ``sd`` the
-  smaller of the std of the run's committed seeds and that std with this seed's regenerated value in place
-  of its record (so neither an edited record nor a deviant rerun widens its own tolerance), floored as the
-  tables floor it
-  (:func:`segbench.claims.std_floor`). ``sqrt(2)``: both values are draws, at worst independent ones. The
-  other metrics are reported (how many differ, the largest difference) and never fail the audit.
-  What varied between the committed run and the rerun is said in one line: the machine (which signature
-  fields), the pretrained backbone file, the data, the thread count.
+  ``|regenerated - committed| <= Z_LIMIT * sqrt(2) * sd``, the committed value being this seed's and ``sd``
+  the std over the run's committed seeds, floored as the tables floor it (:func:`segbench.claims.std_floor`).
+  ``sqrt(2)``: both values are draws, at worst independent ones. The other metrics are reported (how many
+  differ, the largest difference) and never fail the audit. What varied between the committed run and the
+  rerun is said in one line: the machine (which signature fields), the pretrained backbone, the data, the
+  thread count.
+
+Either way the committed record must be the one the committed tables were assembled from
+(:func:`record_integrity`: the sha256 each table recorded for the run's ``metrics.json``); an edited record
+fails naming the headline metrics whose values differ from the table's. That, not the statistics, is what
+catches an edited value: with 3 seeds an edit also widens the spread the statistical rule would use.
 
 The audit runs with the thread count the committed training recorded (parallel reductions depend on it).
 """
@@ -44,9 +47,9 @@ from segbench.registry import split_run_id
 TIMING_KEYS = frozenset({"time", "data_time", "seconds"})  # wall times: never equal across reruns
 Z_LIMIT = 3.0  # how many standard deviations of a difference of two draws a headline metric may move
 RULE = (
-    f"each headline metric: |regenerated - committed| <= {Z_LIMIT:g} * sqrt(2) * sd, sd = the smaller of "
-    "the std over the run's committed seeds and that std with this seed's regenerated value in place of "
-    "its record, floored as in the tables (max(1% of |mean|, 0.1 AP for COCO metrics)); other metrics are reported, never judged"
+    f"each headline metric: |regenerated - committed| <= {Z_LIMIT:g} * sqrt(2) * sd, sd = the std over the "
+    "run's committed seeds, floored as in the tables (max(1% of |mean|, 0.1 AP for COCO metrics)); other "
+    "metrics are reported, never judged; the committed record must be the one its tables were assembled from"
 )
 BIT_FOR_BIT, STATISTICAL = "bit-for-bit", "statistical"
 
@@ -235,11 +238,7 @@ def statistical_check(run: str, seed: int, runs_dir: Path, regenerated: dict[str
         if value is None or committed.get(seed) is None or not math.isfinite(value):
             checks.append({**check, "ok": False, "why": "missing on one side"})
             continue
-        # the smaller of two spreads: the committed seeds', and theirs with the rerun in place of this
-        # seed's record, so that neither an edited record nor a deviant rerun widens its own tolerance
-        replaced = [*(v for s, v in committed.items() if s != seed), value]
-        spreads = [statistics.stdev(v) for v in (list(committed.values()), replaced) if len(v) > 1]
-        observed = min(spreads, default=0.0)
+        observed = statistics.stdev(committed.values()) if len(committed) > 1 else 0.0
         sd = max(observed, std_floor(key, [statistics.fmean(committed.values()), value]))
         gap = value - committed[seed]
         # no spread and no floor (a metric at exactly 0 on every seed): only equality passes
@@ -256,6 +255,51 @@ def statistical_check(run: str, seed: int, runs_dir: Path, regenerated: dict[str
             }
         )
     return checks
+
+
+def record_integrity(root: Path, scale: str, run_id: str) -> list[dict[str, Any]]:
+    """Whether the committed ``metrics.json`` of ``run_id`` is the one each committed table that reads it
+    was assembled from (the sha256 the table recorded); for a changed one, the headline values that
+    differ from the table's (or the bare change, where no headline value does)."""
+    from segbench.io import sha256_file
+    from segbench.tables.assemble import metric_value
+
+    metrics_path = root / scale / "runs" / run_id / "metrics.json"
+    actual = sha256_file(metrics_path)
+    record = read_json(metrics_path, "run metrics").get("metrics", {})
+    run, seed = split_run_id(run_id)
+    issues: list[dict[str, Any]] = []
+    for table_path in sorted((root / scale / "tables").glob("*.json")):
+        table = read_json(table_path, "table")
+        entry = (table.get("runs") or {}).get(run_id)
+        if not isinstance(entry, dict) or entry.get("metrics_sha256") in (None, actual):
+            continue
+        seeds = sorted(split_run_id(r)[1] for r in table["runs"] if split_run_id(r)[0] == run)
+        found = []
+        for row in table.get("rows", []):
+            if run not in (row.get("runs") or []) or seed not in seeds:
+                continue
+            for column, cell in (row.get("values") or {}).items():
+                key = (table.get("metrics") or {}).get(column)
+                per_seed = (cell or {}).get("per_seed") or []
+                index = seeds.index(seed)
+                if key is None or index >= len(per_seed) or per_seed[index] is None:
+                    continue
+                try:
+                    value = metric_value(record, key, metrics_path)
+                except (InputError, TypeError, ValueError):
+                    value = None
+                if value is None or not math.isclose(value, per_seed[index], rel_tol=1e-12, abs_tol=1e-12):
+                    found.append(
+                        {
+                            "table": table["table"],
+                            "metric": key,
+                            "table_value": per_seed[index],
+                            "record_value": value,
+                        }
+                    )
+        issues.extend(found or [{"table": table.get("table", table_path.stem), "metric": None}])
+    return issues
 
 
 # -- one instance -----------------------------------------------------------------------------------------
@@ -424,6 +468,7 @@ def audit_instance(
         "train_log": log,
         "metric_differences": metric_diffs,
     }
+    report["integrity"] = record_integrity(root, scale, run_id)
     if mode == BIT_FOR_BIT:
         report["passed"] = log["identical"] and not metric_diffs
     else:
@@ -431,6 +476,7 @@ def audit_instance(
             cfg["run"], int(cfg["seed"]), runs_dir, regenerated.get("metrics", {})
         )
         report["passed"] = all(c["ok"] for c in report["statistical"])
+    report["passed"] = report["passed"] and not report["integrity"]
     report["verdict"] = verdict(report)
     return report
 
@@ -472,6 +518,16 @@ def verdict(report: dict[str, Any]) -> str:
     lines = [f"{report['run_id']}: {word} {report['mode']}; {why}"]
     if report.get("varied"):
         lines.append(f"  varied: {_varied_line(report['varied'])}")
+    for issue in report.get("integrity") or []:
+        if issue["metric"] is None:
+            lines.append(
+                f"  record edited: metrics.json differs from the one {issue['table']} was assembled from  FAIL"
+            )
+        else:
+            lines.append(
+                f"  record edited: {issue['metric']} is {_fmt(issue['record_value'])} in metrics.json, "
+                f"{_fmt(issue['table_value'])} in {issue['table']} (assembled from it)  FAIL"
+            )
     diffs = report["metric_differences"]
     if report["mode"] == STATISTICAL:
         checks = [c for c in report["statistical"] if c.get("applicable", True)]

@@ -166,38 +166,59 @@ def write_seeds(runs: Path, run: str, values: dict[int, dict[str, float]]) -> No
 
 
 def test_statistical_rule_is_3_sd_of_a_difference_of_two_draws(tmp_path: Path) -> None:
-    """|rerun - committed| <= 3 * sqrt(2) * sd, sd over the run's seeds with the rerun in place of the
-    audited seed's record; the registry's headline metrics only (threshold_phc: ctc.seg, ctc.iou)."""
+    """|rerun - committed| <= 3 * sqrt(2) * sd, sd the std of the run's committed seeds (floored as in the
+    tables); the registry's headline metrics only (threshold_phc: ctc.seg, ctc.iou)."""
     runs = tmp_path / "runs"
-    write_seeds(
-        runs,
-        "threshold_phc",
-        {0: {"seg": 0.20, "iou": 0.5}, 1: {"seg": 0.30, "iou": 0.5}, 2: {"seg": 0.25, "iou": 0.5}},
-    )
-    # seed 0 rerun at 0.32: pool (0.30, 0.25, 0.32), sd 0.036; z = 0.12 / (1.414 * 0.036) = 2.35
+    seeds = {0: {"seg": 0.20, "iou": 0.5}, 1: {"seg": 0.30, "iou": 0.5}, 2: {"seg": 0.25, "iou": 0.5}}
+    write_seeds(runs, "threshold_phc", seeds)
     ok = statistical_check("threshold_phc", 0, runs, {"ctc": {"seg": 0.32, "iou": 0.5, "other": 9.0}})
     assert [c["metric"] for c in ok] == ["ctc.seg", "ctc.iou"]  # "other": reported elsewhere, not judged
     seg = ok[0]
-    assert seg["committed"] == 0.20 and seg["sd_used"] == pytest.approx(0.036056, rel=1e-4)
-    assert seg["z"] == pytest.approx(0.12 / (2**0.5 * 0.036056), rel=1e-4) and seg["ok"]
+    assert seg["committed"] == 0.20 and seg["sd_used"] == pytest.approx(0.05)
+    assert seg["z"] == pytest.approx(0.12 / (2**0.5 * 0.05)) and seg["ok"]
     # identical seeds (iou): the tables' floor (1 % of |mean|) keeps a tiny difference from failing
     assert ok[1]["sd_floored"] and ok[1]["ok"]
-    # a deviant rerun does not widen its own tolerance either: sd stays the committed 0.05
+    # a deviant rerun does not widen its tolerance: the spread is the committed seeds' alone
     bad = statistical_check("threshold_phc", 0, runs, {"ctc": {"seg": 0.45, "iou": 0.5}})
     assert bad[0]["sd_used"] == pytest.approx(0.05) and bad[0]["ok"] is False and bad[0]["z"] > 3
 
 
-def test_an_edited_record_cannot_widen_its_own_tolerance(tmp_path: Path) -> None:
-    """A committed value moved by 5 sd fails although it inflates the committed spread: the spread the
-    rule uses holds the rerun's value for the audited seed, not the edited record."""
-    runs = tmp_path / "runs"
-    honest = {0: 0.25, 1: 0.20, 2: 0.30}
-    sd = 0.05
-    write_seeds(runs, "threshold_phc", {k: {"seg": v, "iou": 0.5} for k, v in honest.items()})
-    assert statistical_check("threshold_phc", 0, runs, {"ctc": {"seg": 0.25, "iou": 0.5}})[0]["ok"]
-    write_seeds(runs, "threshold_phc", {0: {"seg": 0.25 + 5 * sd, "iou": 0.5}})
-    edited = statistical_check("threshold_phc", 0, runs, {"ctc": {"seg": 0.25, "iou": 0.5}})[0]
-    assert not edited["ok"] and edited["z"] == pytest.approx(-5 / 2**0.5, rel=1e-6)
+def test_an_edited_record_fails_integrity_naming_the_metric(tmp_path: Path) -> None:
+    """A committed value moved by 5 sd is caught by the sha256 the table recorded for the record, and named
+    with the table's value beside it (statistics alone could not: the edit widens the seed spread)."""
+    from segbench.audit import record_integrity
+    from segbench.io import sha256_file
+
+    runs = tmp_path / "mini" / "runs"
+    values = {0: 0.25, 1: 0.20, 2: 0.30}
+    write_seeds(runs, "threshold_phc", {k: {"seg": v, "iou": 0.5} for k, v in values.items()})
+    table = {
+        "table": "unet_table2",
+        "metrics": {"PhC-U373 SEG": "ctc.seg", "PhC-U373 IoU": "ctc.iou"},
+        "rows": [
+            {
+                "runs": ["threshold_phc"],
+                "values": {
+                    "PhC-U373 SEG": {"per_seed": list(values.values())},
+                    "PhC-U373 IoU": {"per_seed": [0.5] * 3},
+                },
+            }
+        ],
+        "runs": {
+            f"threshold_phc-seed{k}": {
+                "metrics_sha256": sha256_file(runs / f"threshold_phc-seed{k}/metrics.json")
+            }
+            for k in values
+        },
+    }
+    (tmp_path / "mini" / "tables").mkdir()
+    (tmp_path / "mini" / "tables" / "unet_table2.json").write_text(json.dumps(table))
+    assert record_integrity(tmp_path, "mini", "threshold_phc-seed0") == []
+    write_seeds(runs, "threshold_phc", {0: {"seg": 0.25 + 5 * 0.05, "iou": 0.5}})
+    assert record_integrity(tmp_path, "mini", "threshold_phc-seed0") == [
+        {"table": "unet_table2", "metric": "ctc.seg", "table_value": 0.25, "record_value": 0.5}
+    ]
+    assert record_integrity(tmp_path, "mini", "threshold_phc-seed1") == []
 
 
 def test_the_verdict_shows_headline_metrics_and_what_varied_not_raw_arrays(committed, tmp_path: Path) -> None:
