@@ -13,6 +13,7 @@ from typing import Any
 
 from segbench.errors import InputError
 from segbench.io import read_json
+from segbench.paths import record_run_dir
 from segbench.registry import split_run_id
 
 IDENTITY_KEYS = frozenset({"run", "run_id", "seed"})
@@ -82,9 +83,8 @@ def table_run_configs(table: dict[str, Any], results: Path) -> dict[str, dict[st
     for run in ordered:
         seeds = sorted(by_run[run], key=lambda rid: split_run_id(rid)[1] or 0)
         for rid in seeds:
-            run_dir = results / table["scale"] / "runs" / rid
             try:
-                out[run] = run_config(run_dir)
+                out[run] = run_config(record_run_dir(results, table["scale"], rid))
             except InputError:  # not trained yet, or an older record: the page says so, no crash
                 continue
             break

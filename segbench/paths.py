@@ -41,8 +41,20 @@ def results_root(override: str | os.PathLike[str] | None = None) -> Path:
 
 
 def run_dir(scale: str, run_id: str, results: str | os.PathLike[str] | None = None) -> Path:
-    root = child_path(results_root(results), scale, what="scale")
-    return child_path(root / "runs", run_id, what="run")
+    return record_run_dir(results_root(results), scale, run_id)
+
+
+def record_run_dir(
+    results: str | os.PathLike[str],
+    scale: str,
+    run_id: str,
+    *,
+    source: str | os.PathLike[str] | None = None,
+) -> Path:
+    """``<results>/<scale>/runs/<run_id>``: a scale or run id read from a record (a table JSON, a
+    comparison, a run's own files) that would leave ``results`` is refused, naming ``source``."""
+    root = child_path(results, scale, what="scale", source=source)
+    return child_path(root / "runs", run_id, what="run", source=source)
 
 
 def pretrained_weights(results: str | os.PathLike[str] | None, scale: str, spec: dict) -> Path:

@@ -13,7 +13,7 @@ from typing import Any
 
 from segbench.errors import InputError
 from segbench.io import read_json, sha256_file
-from segbench.paths import results_root
+from segbench.paths import record_run_dir, results_root
 from segbench.provenance import config_hash
 from segbench.registry import artifacts, load_registry, resolve_run, row_runs, runs_for_tables
 
@@ -100,7 +100,7 @@ def table_state(name: str, scale: str, root: Path) -> str:
     runs = read_json(path, "table").get("runs", {})
     changed = []
     for run_id, record in runs.items():
-        metrics = root / scale / "runs" / run_id / "metrics.json"
+        metrics = record_run_dir(root, scale, run_id, source=path) / "metrics.json"
         recorded = record.get("metrics_sha256")
         if not metrics.exists():
             changed.append(f"{run_id} (metrics.json missing)")
