@@ -13,7 +13,6 @@ so changing it changes the file name and the runs' config hashes: the DAG rebuil
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import multiprocessing
@@ -26,7 +25,7 @@ from torch import nn
 
 from segbench.engine.common import capture_rng_state, restore_rng_state, save_torch, seed_everything
 from segbench.errors import InputError
-from segbench.io import waiting_lock, write_text_atomic
+from segbench.io import dumps, waiting_lock, write_text_atomic
 from segbench.models.maskrcnn.backbones import NORM_LAYERS, ScaledResNet, cardinality
 from segbench.optional import require
 from segbench.provenance import config_hash, provenance
@@ -178,7 +177,7 @@ def pretrain(spec: dict[str, Any], out_path: Path, *, scale: str | None = None) 
         "corpus_seconds": round(corpus_s, 1),
         "provenance": provenance(spec, seeds=[spec["seed"]], wall_time_s=time.time() - started, scale=scale),
     }
-    write_text_atomic(out_path.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
+    write_text_atomic(out_path.with_suffix(".json"), dumps(record, indent=1) + "\n")
     return record
 
 
