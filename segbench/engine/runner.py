@@ -155,11 +155,13 @@ def _plugin_faults(cfg: dict[str, Any], stage: str) -> Iterator[None]:
     except (SegbenchError, OSError, KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - third-party code: any exception is the plugin's fault
+        from segbench.plugins import failure_site
+
         spec = method.get("spec", method) if isinstance(method, dict) else method
         detail = " ".join(str(exc).split())[:300]
         raise RunError(
-            f"{cfg['run_id']}: plugin {spec!r} raised {type(exc).__name__} during {stage} ({detail}); "
-            "fix the plugin (it passed the contract probe but fails on real data)"
+            f"{cfg['run_id']}: plugin {spec!r} raised {type(exc).__name__} during {stage} ({detail}) at "
+            f"{failure_site(str(spec), exc)}; fix the plugin (it passed the contract probe but fails on real data)"
         ) from exc
 
 
