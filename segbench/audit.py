@@ -481,6 +481,18 @@ def audit_instance(
     return report
 
 
+def _json_safe(node: Any) -> Any:
+    """The report with each non-finite number (an infinite z, a NaN difference) as its text, "inf",
+    "-inf" or "nan": JSON has no such numbers, and segbench never writes a bare NaN."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return str(node)
+    if isinstance(node, dict):
+        return {k: _json_safe(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_json_safe(v) for v in node]
+    return node
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
@@ -633,6 +645,6 @@ def audit(
     }
     path = Path(out) if out else work / "audit.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, summary)
+    write_json_atomic(path, _json_safe(summary))
     summary["report_path"] = str(path)
     return summary

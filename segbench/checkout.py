@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from segbench.errors import InputError
-from segbench.paths import REPO_ROOT
+from segbench.paths import REPO_ROOT, check_results_dir
 
 #: files that make a folder a segbench checkout
 MARKERS = ("segbench/__init__.py", "segbench/registry/experiments.yaml", "workflow/Snakefile")
@@ -31,11 +31,12 @@ def checkout_of(start: Path | None = None) -> Path | None:
     return next((folder for folder in (here, *here.parents) if is_checkout(folder)), None)
 
 
-def default_results(value: str | os.PathLike[str] | None, command: str) -> Path:
-    """``--results`` as given, else ``results/`` of the checkout the current directory is in; outside a
-    checkout, the installed checkout's, said in one stderr line."""
+def default_results(value: str | os.PathLike[str] | None, command: str, *, must_exist: bool = False) -> Path:
+    """``--results`` as given (a file refused; with ``must_exist``, a missing folder too), else ``results/``
+    of the checkout the current directory is in; outside a checkout, the installed checkout's, said in one
+    stderr line."""
     if value:
-        return Path(value).expanduser().resolve()
+        return check_results_dir(Path(value).expanduser().resolve(), value, must_exist=must_exist)
     checkout = checkout_of()
     if checkout is not None:
         return checkout / "results"

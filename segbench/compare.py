@@ -29,7 +29,7 @@ from segbench.plugin_identity import identity_hash, method_identity
 from segbench.plugin_probe import probe_method_run
 from segbench.plugins import Plugin, method_run_config, plugin_identity, register_plugin
 from segbench.provenance import provenance
-from segbench.registry import evaluated_on, get_table, load_registry, resolve_run
+from segbench.registry import MAX_SEEDS, evaluated_on, get_table, load_registry, resolve_run
 from segbench.reporting.scale_text import sample_words
 from segbench.tables.assemble import format_value, metric_value, seed_summary, trained_at
 
@@ -159,6 +159,8 @@ def run_comparison(
     table = get_table(table_name, registry)
     if seeds < 1:
         raise InputError(f"--seeds {seeds}: need at least 1 seed (3 or more for a paired test)")
+    if seeds > MAX_SEEDS:
+        raise InputError(f"--seeds {seeds}: at most {MAX_SEEDS} (each seed is a full training run per row)")
     check_device(device)
     plugin = register_plugin(spec, kind)
     data = default_data_root(data_root)
@@ -179,8 +181,8 @@ def run_comparison(
         runs[cfg["run_id"]] = run_source(out_dir / "metrics.json", metrics, results_root(results))
         return metrics["metrics"], out_dir / "metrics.json"
 
-    def column_values(run_for_column: dict[str, str], method: Plugin | None) -> dict[str, list[float]]:
-        values: dict[str, list[float]] = {col: [] for col in run_for_column}
+    def column_values(run_for_column: dict[str, str], method: Plugin | None) -> dict[str, list[float | None]]:
+        values: dict[str, list[float | None]] = {col: [] for col in run_for_column}
         for seed in range(seeds):
             cache: dict[str, tuple[dict[str, Any], Path]] = {}
             for col, run in run_for_column.items():
@@ -189,7 +191,7 @@ def run_comparison(
                     cache[run] = evaluate(method_run_config(cfg, method) if method else cfg)
                 metrics, source = cache[run]
                 value = metric_value(metrics, table["metrics"][col], source)
-                values[col].append(float("nan") if value is None else value)
+                values[col].append(value)  # None: not measured (null in the record, never a bare NaN)
         return values
 
     # The method first: a plugin that fails on real data stops the comparison before hours of baselines.

@@ -8,11 +8,13 @@ page shows it for the table's runs (seed 0 of each, or its first recorded seed).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from segbench.errors import InputError
 from segbench.io import read_json
+from segbench.paths import record_run_dir
 from segbench.registry import split_run_id
 
 IDENTITY_KEYS = frozenset({"run", "run_id", "seed"})
@@ -42,6 +44,22 @@ def config_diff(configs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         if len({repr(v) for v in values.values()}) > 1:
             out.append({"key": key, "values": values})
     return out
+
+
+def first_difference(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """``"optimizer.lr: recorded 0.5, the registry gives 0.02"`` for the first key (sorted) whose value
+    differs between two configs (compared as :func:`segbench.provenance.config_hash` sees them: canonical
+    JSON, so ``1`` and ``1.0`` differ), identity keys included; None where they are the same."""
+
+    def canonical(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, default=str)
+
+    a, b = flatten(json.loads(canonical(recorded))), flatten(json.loads(canonical(current)))
+    for key in sorted(set(a) | set(b)):
+        old, new = a.get(key, ABSENT), b.get(key, ABSENT)
+        if canonical(old) != canonical(new):
+            return f"{key}: recorded {format_value(old)}, the registry gives {format_value(new)}"
+    return None
 
 
 def format_value(value: Any) -> str:
@@ -82,9 +100,8 @@ def table_run_configs(table: dict[str, Any], results: Path) -> dict[str, dict[st
     for run in ordered:
         seeds = sorted(by_run[run], key=lambda rid: split_run_id(rid)[1] or 0)
         for rid in seeds:
-            run_dir = results / table["scale"] / "runs" / rid
             try:
-                out[run] = run_config(run_dir)
+                out[run] = run_config(record_run_dir(results, table["scale"], rid))
             except InputError:  # not trained yet, or an older record: the page says so, no crash
                 continue
             break

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import math
 import os
 import tempfile
 import threading
@@ -86,14 +87,49 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def json_text(obj: Any) -> str:
+def dumps(obj: Any, *, source: str | os.PathLike[str] | None = None, **kwargs: Any) -> str:
+    """``json.dumps`` with ``allow_nan=False``, the way every JSON segbench writes is made: a NaN or an
+    infinity is one line naming the key (and ``source``, the file it was for), never a bare ``NaN``, which
+    is not JSON. numpy scalars and arrays and paths are written as numbers, lists and strings."""
+    kwargs.setdefault("default", _json_default)
+    try:
+        return json.dumps(obj, allow_nan=False, **kwargs)
+    except ValueError:
+        found = non_finite(obj)
+        if found is None:
+            raise
+        from segbench.errors import RunError
+
+        where = f"{source}: " if source else ""
+        key, value = found
+        raise RunError(
+            f"{where}not written: {key or 'the value'} is {value}, not a finite number (JSON has no "
+            "NaN or Infinity); find what produced it (a diverged run, an empty evaluation) and rerun"
+        ) from None
+
+
+def non_finite(obj: Any, key: str = "") -> tuple[str, float] | None:
+    """``(dotted key, value)`` of the first NaN or infinity in ``obj`` (dicts, lists, numpy), else None."""
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalar or array
+        obj = obj.tolist()
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (key, obj)
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for name, value in items:
+        found = non_finite(value, f"{key}.{name}" if key else str(name))
+        if found is not None:
+            return found
+    return None
+
+
+def json_text(obj: Any, source: str | os.PathLike[str] | None = None) -> str:
     """``obj`` as the text :func:`write_json_atomic` writes: indented, key-sorted JSON plus a newline."""
-    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    return dumps(obj, source=source, indent=2, sort_keys=True) + "\n"
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented, key-sorted JSON (byte-stable for the same content)."""
-    write_text_atomic(path, json_text(obj))
+    """Write ``obj`` as indented, key-sorted JSON (byte-stable for the same content); refuses NaN."""
+    write_text_atomic(path, json_text(obj, source=path))
 
 
 def _json_default(obj: Any) -> Any:
@@ -120,12 +156,27 @@ def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
 
 
 def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
-    """Append one JSON line (used for training logs; a torn last line is skipped by readers)."""
+    """Append one JSON line (used for training logs; a torn last line is skipped by readers). A log must
+    not stop a run: a non-finite number in it (the loss is checked before it is logged) is written as null."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    line = dumps(finite_or_null(record), source=p, sort_keys=True)
     with open(p, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=True, default=_json_default) + "\n")
+        fh.write(line + "\n")
         fh.flush()
+
+
+def finite_or_null(obj: Any) -> Any:
+    """``obj`` with every NaN or infinity (numpy ones too) replaced by None."""
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        obj = obj.tolist()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    return obj
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -36,13 +36,49 @@ def shared_data_root() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
-def results_root(override: str | os.PathLike[str] | None = None) -> Path:
-    return Path(override).resolve() if override else REPO_ROOT / "results"
+def results_root(override: str | os.PathLike[str] | None = None, *, must_exist: bool = False) -> Path:
+    """``--results`` resolved (default ``<repo>/results``): a file there is refused in one line, and with
+    ``must_exist`` (a command that only reads it) so is a folder that does not exist; a command that
+    writes creates it."""
+    if not override:
+        return REPO_ROOT / "results"
+    root = Path(override).expanduser().resolve()
+    check_results_dir(root, override, must_exist=must_exist)
+    return root
+
+
+def check_results_dir(root: Path, given: str | os.PathLike[str], *, must_exist: bool = False) -> Path:
+    """``root`` (from ``--results given``) if it is a folder, or absent where the command may create it."""
+    from segbench.errors import InputError
+
+    if root.exists() and not root.is_dir():
+        raise InputError(
+            f"--results {given}: {root} is a file, not a folder; point --results at the results folder "
+            "(a command that writes creates it)"
+        )
+    if must_exist and not root.is_dir():
+        raise InputError(
+            f"--results {given}: {root} does not exist; point --results at an existing results folder "
+            "(this command only reads it)"
+        )
+    return root
 
 
 def run_dir(scale: str, run_id: str, results: str | os.PathLike[str] | None = None) -> Path:
-    root = child_path(results_root(results), scale, what="scale")
-    return child_path(root / "runs", run_id, what="run")
+    return record_run_dir(results_root(results), scale, run_id)
+
+
+def record_run_dir(
+    results: str | os.PathLike[str],
+    scale: str,
+    run_id: str,
+    *,
+    source: str | os.PathLike[str] | None = None,
+) -> Path:
+    """``<results>/<scale>/runs/<run_id>``: a scale or run id read from a record (a table JSON, a
+    comparison, a run's own files) that would leave ``results`` is refused, naming ``source``."""
+    root = child_path(results, scale, what="scale", source=source)
+    return child_path(root / "runs", run_id, what="run", source=source)
 
 
 def pretrained_weights(results: str | os.PathLike[str] | None, scale: str, spec: dict) -> Path:

@@ -265,9 +265,11 @@ def plan(
     paper_gpus = int(
         reg["scales"][scale]["families"].get("maskrcnn", {}).get("schedule", {}).get("gpus") or 1
     )
-    gpus = int(gpus or paper_gpus)
+    gpus = paper_gpus if gpus is None else int(gpus)  # --gpus 0 is refused, not read as "the paper's"
     if gpus < 1:
-        raise InputError(f"--gpus must be at least 1, got {gpus}")
+        raise InputError(
+            f"--gpus {gpus}: a plan needs at least 1 GPU; use --gpus 1 or more (default: the paper's {paper_gpus})"
+        )
     bench = Path(bench_dir) if bench_dir is not None else results_root() / "bench"
     result = Plan(target, scale, gpus, gpu_type, tables)
     speeds = _Speeds(bench, gpu_type, scale, reg)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from segbench.errors import InputError
-from segbench.plugins import Plugin
+from segbench.plugins import Plugin, raised
 
 UNET_MODEL_ATTRIBUTES = ("padding", "size_multiple", "depth", "output_size")
 FPN_STRIDES = (4, 8, 16, 32)  # P2..P5, the maps FPN pools RoIs from
@@ -48,12 +48,13 @@ def probe_method_run(plugin: Plugin, cfg: dict[str, Any]) -> None:
 def _breach(plugin: Plugin, cfg: dict[str, Any], what: str) -> InputError:
     return InputError(
         f"plugin {plugin.spec!r} breaks the {plugin.kind} contract at scale {cfg['scale']} "
-        f"(run {cfg['run']}): {what}"
+        f"(run {cfg['run']}): {what}; fix the plugin (contracts: docs/adding_a_method.md)"
     )
 
 
-def _raised(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+def _raised(exc: BaseException, plugin: Plugin) -> str:
+    """What the plugin raised and where in its code (``file:line``)."""
+    return raised(exc, plugin.spec)
 
 
 def _shape(value: Any) -> str:
@@ -84,7 +85,7 @@ def probe_unet_model(plugin: Plugin, cfg: dict[str, Any]) -> None:
     try:
         model = plugin.obj(copy.deepcopy(cfg))
     except Exception as exc:  # noqa: BLE001 - third-party code: any failure is a breach
-        raise _breach(plugin, cfg, f"factory(cfg) raised {_raised(exc)}") from None
+        raise _breach(plugin, cfg, f"factory(cfg) raised {_raised(exc, plugin)}") from None
     if not isinstance(model, nn.Module):
         raise _breach(plugin, cfg, f"expected factory(cfg) to return a torch.nn.Module, got {_shape(model)}")
     missing = [name for name in UNET_MODEL_ATTRIBUTES if not hasattr(model, name)]
@@ -103,7 +104,7 @@ def probe_unet_model(plugin: Plugin, cfg: dict[str, Any]) -> None:
             plugin,
             cfg,
             f"the tile geometry for input.tile {tile} (padding={model.padding!r}, depth={model.depth!r}, "
-            f"size_multiple={model.size_multiple!r}) raised {_raised(exc)}",
+            f"size_multiple={model.size_multiple!r}) raised {_raised(exc, plugin)}",
         ) from None
     why_train = (
         "padding=True: output side = input side"
@@ -123,7 +124,7 @@ def probe_unet_model(plugin: Plugin, cfg: dict[str, Any]) -> None:
             raise _breach(
                 plugin,
                 cfg,
-                f"forward on the {stage} tile [1, {in_channels}, {side}, {side}] raised {_raised(exc)}",
+                f"forward on the {stage} tile [1, {in_channels}, {side}, {side}] raised {_raised(exc, plugin)}",
             ) from None
         expected = [1, classes, want, want]
         if not isinstance(out, torch.Tensor) or out.dim() != 4:
@@ -171,7 +172,7 @@ def probe_unet_loss(plugin: Plugin, cfg: dict[str, Any]) -> None:
     try:
         value = plugin.obj(logits, target, weights)
     except Exception as exc:  # noqa: BLE001
-        raise _breach(plugin, cfg, f"{call} raised {_raised(exc)}") from None
+        raise _breach(plugin, cfg, f"{call} raised {_raised(exc, plugin)}") from None
     if not isinstance(value, torch.Tensor) or value.dim() != 0:
         raise _breach(
             plugin,
@@ -251,7 +252,7 @@ def _probe_roi_layer(plugin: Plugin, cfg: dict[str, Any], s: Any, channels: int)
             try:
                 out = fn(features, rois, (size, size), 1.0 / stride, s.sampling_ratio)
             except Exception as exc:  # noqa: BLE001
-                raise _breach(plugin, cfg, f"{call} raised {_raised(exc)}") from None
+                raise _breach(plugin, cfg, f"{call} raised {_raised(exc, plugin)}") from None
             expected = [3, channels, size, size]
             if not isinstance(out, torch.Tensor) or list(out.shape) != expected:
                 raise _breach(
@@ -287,7 +288,7 @@ def _probe_mask_head(plugin: Plugin, cfg: dict[str, Any], s: Any, bb: Any) -> No
         raise _breach(
             plugin,
             cfg,
-            f"factory({described}) -> (head, predictor) on RoI features {list(x.shape)} raised {_raised(exc)}",
+            f"factory({described}) -> (head, predictor) on RoI features {list(x.shape)} raised {_raised(exc, plugin)}",
         ) from None
     expected = [2, spec.out_channels, spec.mask_size, spec.mask_size]
     if not isinstance(out, torch.Tensor) or list(out.shape) != expected:
@@ -311,7 +312,7 @@ def _probe_mask_loss(plugin: Plugin, cfg: dict[str, Any], s: Any) -> None:
     try:
         value = loss.loss(logits, targets, labels)
     except Exception as exc:  # noqa: BLE001
-        raise _breach(plugin, cfg, f"{call} raised {_raised(exc)}") from None
+        raise _breach(plugin, cfg, f"{call} raised {_raised(exc, plugin)}") from None
     if not isinstance(value, torch.Tensor) or value.dim() != 0 or not torch.isfinite(value):
         raise _breach(
             plugin, cfg, f"expected a finite scalar tensor (shape []) from {call}, got {_shape(value)}"
@@ -320,7 +321,9 @@ def _probe_mask_loss(plugin: Plugin, cfg: dict[str, Any], s: Any) -> None:
         probs = loss.probabilities(logits.detach(), labels)
     except Exception as exc:  # noqa: BLE001
         raise _breach(
-            plugin, cfg, f"probabilities(logits [{n}, {channels}, {m}, {m}], classes) raised {_raised(exc)}"
+            plugin,
+            cfg,
+            f"probabilities(logits [{n}, {channels}, {m}, {m}], classes) raised {_raised(exc, plugin)}",
         ) from None
     if not isinstance(probs, torch.Tensor) or list(probs.shape) != [n, 1, m, m]:
         raise _breach(
@@ -361,14 +364,16 @@ def _probe_maskrcnn_model(plugin: Plugin, cfg: dict[str, Any], probe_cfg: dict[s
     try:  # a model plugin is called as models.build would call it; components must be registered
         model = plugin.obj(probe_cfg) if plugin.kind == "model" else build(probe_cfg)
     except Exception as exc:  # noqa: BLE001
-        raise _breach(plugin, cfg, f"building {where.split(' on ')[0]} raised {_raised(exc)}") from None
+        raise _breach(
+            plugin, cfg, f"building {where.split(' on ')[0]} raised {_raised(exc, plugin)}"
+        ) from None
     if not isinstance(model, nn.Module):
         raise _breach(plugin, cfg, f"expected a torch.nn.Module, got {_shape(model)}")
     image, target = _probe_image(s)
     try:
         losses = model.train()([image], [target])
     except Exception as exc:  # noqa: BLE001
-        raise _breach(plugin, cfg, f"a training step of {where} raised {_raised(exc)}") from None
+        raise _breach(plugin, cfg, f"a training step of {where} raised {_raised(exc, plugin)}") from None
     if not isinstance(losses, dict) or not losses:
         raise _breach(
             plugin,
@@ -387,7 +392,9 @@ def _probe_maskrcnn_model(plugin: Plugin, cfg: dict[str, Any], probe_cfg: dict[s
         with torch.no_grad():
             outputs = model.eval()([image])
     except Exception as exc:  # noqa: BLE001
-        raise _breach(plugin, cfg, f"backward or inference of {where} raised {_raised(exc)}") from None
+        raise _breach(
+            plugin, cfg, f"backward or inference of {where} raised {_raised(exc, plugin)}"
+        ) from None
     _check_detections(plugin, cfg, s, outputs, where)
     if plugin.kind == "model":
         from segbench.models.maskrcnn import describe_heads
@@ -400,7 +407,7 @@ def _probe_maskrcnn_model(plugin: Plugin, cfg: dict[str, Any], probe_cfg: dict[s
                 cfg,
                 "evaluation writes heads.json with segbench.models.maskrcnn.describe_heads, which reads "
                 "model.settings, model.backbone.out_channels and model.roi_heads (box/mask heads and "
-                f"predictors); it raised {_raised(exc)}",
+                f"predictors); it raised {_raised(exc, plugin)}",
             ) from None
 
 

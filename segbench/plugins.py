@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from segbench.errors import InputError
+from segbench.errors import InputError, SegbenchError
 
 ENTRY_POINT_GROUP = "segbench.plugins"
 SPEC_RE = re.compile(r"^(?P<module>[^:]+):(?P<attr>[A-Za-z_][\w.]*)$")
@@ -202,9 +202,47 @@ def _failure_site(exc: BaseException, root: Path | None) -> str:
     return f"{frames[-1].filename}:{frames[-1].lineno}"
 
 
+def plugin_source(spec: str) -> str | Path | None:
+    """Where a plugin's code is: its ``.py`` file, its module name, or its entry point's module."""
+    match = SPEC_RE.match(spec)
+    if match is None:
+        return next(
+            (ep.module for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec), None
+        )
+    module = match["module"]
+    return Path(module) if module.endswith(".py") else module
+
+
+def failure_site(spec: str, exc: BaseException) -> str:
+    """``file:line`` in the plugin's own code where ``exc`` was raised (else the deepest frame)."""
+    try:
+        root = _source_root(plugin_source(spec))
+    except Exception:  # noqa: BLE001 - a broken installation: the traceback alone
+        root = None
+    return _failure_site(exc, root)
+
+
+def raised(exc: BaseException, spec: str) -> str:
+    """``RuntimeError: boom at my_loss.py:12``: what a plugin raised and where, for one-line errors."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]} at {failure_site(spec, exc)}"
+
+
 def resolve_plugin(spec: str, kind: str | None = None) -> Plugin:
-    """Load ``spec``, decide its kind and name, and check its contract (does not register it)."""
+    """Load ``spec``, decide its kind and name, and check its contract (does not register it). Any
+    exception the plugin's code raises on the way is one line naming it, the file:line and the fix."""
     obj = load_object(spec)
+    try:
+        return _resolve(spec, obj, kind)
+    except (SegbenchError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - third-party code: anything may raise
+        raise InputError(
+            f"plugin {spec!r}: checking its contract on a small probe raised {raised(exc, spec)}; fix the "
+            "plugin (its segbench_kind and the contract of its kind: docs/adding_a_method.md)"
+        ) from None
+
+
+def _resolve(spec: str, obj: Any, kind: str | None) -> Plugin:
     kind = kind or getattr(obj, "segbench_kind", None)
     if kind not in PLUGIN_KINDS:
         raise InputError(
@@ -232,7 +270,9 @@ def register_plugin(spec: str, kind: str | None = None) -> Plugin:
 
 
 def _breach(spec: str, kind: str, what: str) -> InputError:
-    return InputError(f"plugin {spec!r} breaks the {kind} contract: {what}")
+    return InputError(
+        f"plugin {spec!r} breaks the {kind} contract: {what}; fix the plugin (contracts: docs/adding_a_method.md)"
+    )
 
 
 def check_roi_layer(fn: Any, spec: str) -> None:
@@ -256,7 +296,7 @@ def check_roi_layer(fn: Any, spec: str) -> None:
             spec,
             "roi_layer",
             f"calling it on features [2,3,12,12], rois [3,5], output_size (4,5), "
-            f"spatial_scale 1.0, sampling_ratio 2 raised {type(exc).__name__}: {exc}",
+            f"spatial_scale 1.0, sampling_ratio 2 raised {raised(exc, spec)}",
         ) from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -288,7 +328,7 @@ def check_mask_head(factory: Any, spec: str) -> None:
             "mask_head",
             f"factory(MaskHeadSpec(in_channels=8, roi_size=7, out_channels=3)) "
             f"-> (head, predictor) on RoI features [2,8,7,7] raised "
-            f"{type(exc).__name__}: {exc}",
+            f"{raised(exc, spec)}",
         ) from None
     if tuple(out.shape) != (2, 3, 14, 14):
         raise _breach(
@@ -337,7 +377,7 @@ def check_unet_loss(fn: Any, spec: str) -> None:
         raise _breach(
             spec,
             "unet_loss",
-            f"f(logits [1,2,8,8], target [1,8,8], weights [1,8,8]) raised {type(exc).__name__}: {exc}",
+            f"f(logits [1,2,8,8], target [1,8,8], weights [1,8,8]) raised {raised(exc, spec)}",
         ) from None
     if not isinstance(value, torch.Tensor) or value.dim() != 0:
         got = (

@@ -13,7 +13,7 @@ from typing import Any
 
 from segbench.errors import InputError
 from segbench.io import read_json, sha256_file
-from segbench.paths import results_root
+from segbench.paths import record_run_dir, results_root
 from segbench.provenance import config_hash
 from segbench.registry import artifacts, load_registry, resolve_run, row_runs, runs_for_tables
 
@@ -86,9 +86,31 @@ def run_state(cfg: dict[str, Any], run_dir: Path) -> RunState:
         return RunState(
             cfg["run_id"], STALE, f"trained with config {recorded}, the registry now gives {config_hash(cfg)}"
         )
+    edited = recorded_config_differs(cfg, run_dir)
+    if edited:
+        return RunState(cfg["run_id"], STALE, edited)
     if not is_evaluated(cfg, run_dir):
         return RunState(cfg["run_id"], UNEVALUATED, "no current metrics.json")
-    return RunState(cfg["run_id"], CURRENT, "config hash matches the registry")
+    return RunState(cfg["run_id"], CURRENT, "recorded config and its hash match the registry")
+
+
+def recorded_config_differs(cfg: dict[str, Any], run_dir: Path) -> str | None:
+    """Why the config a run recorded (``config.json``'s ``config``, not only its hash) is not the registry's
+    ``cfg``: the first key that differs, or a record without its config; None where they are the same, or
+    where there is no ``config.json`` to compare (the recorded hash then decides alone)."""
+    from segbench.configdiff import first_difference
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return None
+    record = read_json(path, "run config")
+    recorded = record.get("config") if isinstance(record, dict) else None
+    if not isinstance(recorded, dict):
+        return f"{path} records no config (no 'config' object); retrain with segbench train --force"
+    diff = first_difference(recorded, cfg)
+    if diff is None:
+        return None
+    return f"{path} differs from the registry at {diff}; retrain with segbench train --force"
 
 
 def table_state(name: str, scale: str, root: Path) -> str:
@@ -100,7 +122,7 @@ def table_state(name: str, scale: str, root: Path) -> str:
     runs = read_json(path, "table").get("runs", {})
     changed = []
     for run_id, record in runs.items():
-        metrics = root / scale / "runs" / run_id / "metrics.json"
+        metrics = record_run_dir(root, scale, run_id, source=path) / "metrics.json"
         recorded = record.get("metrics_sha256")
         if not metrics.exists():
             changed.append(f"{run_id} (metrics.json missing)")

@@ -5,10 +5,13 @@ and a real-format dataset prepared end to end through the CLI."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.server
 import io
 import json
+import os
+import re
 import shutil
 import threading
 import zipfile
@@ -29,7 +32,8 @@ PAYLOAD = bytes(range(256)) * 400  # 100 KiB
 class Server:
     """A loopback server: ``files[path] = bytes``; ``truncate`` (a set of paths) cuts those responses
     in half while still announcing the full length, ``drop_once`` does so for the next response only;
-    ``ranges`` records the Range headers received. It stops by itself after ``LIFETIME_S``."""
+    ``no_length`` (a set of paths) sends those without ``Content-Length`` (the body ends when the
+    connection closes); ``ranges`` records the Range headers received. It stops by itself after ``LIFETIME_S``."""
 
     LIFETIME_S = 60.0
 
@@ -37,6 +41,7 @@ class Server:
         self.files: dict[str, bytes] = {}
         self.truncate: set[str] = set()
         self.drop_once: set[str] = set()
+        self.no_length: set[str] = set()
         self.refuse_ranges = False
         self.ranges: list[str | None] = []
         server = self
@@ -56,7 +61,8 @@ class Server:
                 self.send_response(206 if header else 200)
                 if header:
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                self.send_header("Content-Length", str(len(body) - start))
+                if self.path not in server.no_length:
+                    self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 rest = body[start:]
                 cut = self.path in server.truncate or self.path in server.drop_once
@@ -323,3 +329,115 @@ def test_a_server_refusing_to_resume_means_starting_over(server, tmp_path):
     )
     assert (tmp_path / "r.bin").read_bytes() == PAYLOAD
     assert server.ranges == [None, f"bytes={len(PAYLOAD) // 2}-", None]
+
+
+# -- round three (#36): a stale partial, trust on first use, a full disk ---------------------------------
+def test_security_a_part_longer_than_the_file_restarts_from_zero(server, tmp_path):
+    """No published checksum and a ``.part`` longer than the server's file: the server answers 416; the
+    stale bytes are dropped and the whole file fetched again (it used to be kept as complete)."""
+    server.files["/s.bin"] = PAYLOAD
+    (tmp_path / "s.bin.part").write_bytes(PAYLOAD + b"stale" * 760)
+    got = fetch(server.base + "/s.bin", tmp_path / "s.bin", progress=False, timeout=5, sleep=pytest.fail)
+    assert (tmp_path / "s.bin").read_bytes() == PAYLOAD and got.complete
+    assert got.server_bytes == len(PAYLOAD) and got.sha256 == sha(PAYLOAD)
+    assert server.ranges == [f"bytes={len(PAYLOAD) + 3800}-", None]
+
+
+def test_security_a_416_restarts_from_zero_even_for_a_part_of_the_right_length(server, tmp_path):
+    server.files["/e.bin"] = PAYLOAD
+    (tmp_path / "e.bin.part").write_bytes(bytes(len(PAYLOAD)))  # as long as the file, other bytes
+    got = fetch(server.base + "/e.bin", tmp_path / "e.bin", progress=False, timeout=5, sleep=pytest.fail)
+    assert got.sha256 == sha(PAYLOAD) and server.ranges == [f"bytes={len(PAYLOAD)}-", None]
+
+
+def test_security_a_stale_part_never_becomes_the_trusted_checksum(server, tmp_path, monkeypatch, capsys):
+    """The issue's case through the CLI: ARCHIVES.json records the server's file, not the stale copy."""
+    blob = ctc_zip("Toy-Cells")
+    server.files["/Toy-Cells.zip"] = blob
+    use_registry(tmp_path, monkeypatch, server)
+    root = tmp_path / "data"
+    part = root / "toy_cells" / "downloads" / "Toy-Cells.zip.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(blob + b"\0" * 3800)
+    assert main(["data", "download", "toy_cells", "--data-root", str(root)]) == 0, capsys.readouterr().err
+    record = json.loads((root / "toy_cells" / ARCHIVES).read_text())["Toy-Cells.zip"]
+    assert record["sha256"] == sha(blob) and record["bytes"] == len(blob)
+
+
+def test_security_trust_on_first_use_needs_the_servers_size(server, tmp_path, monkeypatch, capsys):
+    """Without ``Content-Length`` a download cannot be known complete: nothing is trusted or kept."""
+    server.files["/Toy-Cells.zip"] = ctc_zip("Toy-Cells")
+    server.no_length.add("/Toy-Cells.zip")
+    use_registry(tmp_path, monkeypatch, server)
+    root = tmp_path / "data"
+    assert main(["data", "download", "toy_cells", "--data-root", str(root)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segbench: error:")]
+    assert len(errors) == 1 and "announced no size" in errors[0] and "not trusted on first use" in errors[0]
+    target = root / "toy_cells"
+    assert not (target / ARCHIVES).exists() and not list(target.rglob("*.zip*"))
+    assert not (target / data.MANIFEST).exists()
+
+
+def test_security_a_published_checksum_needs_no_content_length(server, tmp_path):
+    server.files["/n.bin"] = PAYLOAD
+    server.no_length.add("/n.bin")
+    got = fetch(server.base + "/n.bin", tmp_path / "n.bin", sha256=sha(PAYLOAD), progress=False, timeout=5)
+    assert got.sha256 == sha(PAYLOAD) and got.server_bytes is None and not got.complete
+
+
+class _FullDisk:
+    """A file object that takes ``room`` bytes, then fails with ENOSPC (as a full file system does)."""
+
+    def __init__(self, path, mode: str, room: int) -> None:
+        self.fh, self.room = open(path, mode), room  # noqa: SIM115 - closed in __exit__
+
+    def write(self, block: bytes) -> int:
+        if len(block) > self.room:
+            self.fh.write(block[: self.room])
+            self.room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(block)
+        return self.fh.write(block)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()
+
+
+def _full_disk(monkeypatch, room: int = 1000) -> None:
+    from segbench.data import download as download_module
+
+    monkeypatch.setattr(
+        download_module, "open", lambda path, mode="r": _FullDisk(path, mode, room), raising=False
+    )
+
+
+@pytest.mark.parametrize("length", [True, False], ids=["content_length", "no_content_length"])
+def test_fault_disk_full_during_a_download_is_named_and_not_retried(server, tmp_path, monkeypatch, length):
+    server.files["/f.bin"] = PAYLOAD
+    if not length:
+        server.no_length.add("/f.bin")
+    _full_disk(monkeypatch)
+    with pytest.raises(InputError) as err:
+        fetch(server.base + "/f.bin", tmp_path / "f.bin", progress=False, timeout=5, sleep=pytest.fail)
+    message = str(err.value)
+    assert re.search(rf"f\.bin: disk full at {re.escape(str(tmp_path))}, \d+ bytes free", message), message
+    assert "partial download was removed" in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []  # no .part left filling the disk
+    assert len(server.ranges) == 1  # no retries
+
+
+def test_fault_disk_full_during_a_download_through_the_cli(server, tmp_path, monkeypatch, capsys):
+    """The issue's case: no Content-Length, a full disk: one line saying so, no .part, no 4 retries."""
+    server.files["/Toy-Cells.zip"] = ctc_zip("Toy-Cells")
+    server.no_length.add("/Toy-Cells.zip")
+    use_registry(tmp_path, monkeypatch, server)
+    _full_disk(monkeypatch, room=10)
+    root = tmp_path / "data"
+    assert main(["data", "download", "toy_cells", "--data-root", str(root)]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("segbench: error:")]
+    assert len(errors) == 1 and "disk full at" in errors[0] and "retrying" not in err, err
+    assert not list((root / "toy_cells").rglob("*.part")) and len(server.ranges) == 1

@@ -253,6 +253,8 @@ def test_fault_plugin_that_fails_in_training_under_compare(em_data, tmp_path, ca
     assert code == 1, line
     assert repr(spec) in line and "ValueError" in line and "shape mismatch in my new loss" in line
     assert "during training" in line and "fix the plugin" in line
+    raise_at = next(i for i, text in enumerate(plugin.read_text().splitlines(), 1) if "raise" in text)
+    assert f"{plugin}:{raise_at}" in line, line  # the file:line in the plugin's code (#36)
     runs = results / "smoke" / "runs"
     assert [p.name for p in runs.iterdir() if not p.name.startswith(".")] == []  # no half-started method run
     assert not (results / "smoke" / "compare").exists()

@@ -11,6 +11,7 @@ from typing import Any
 
 from segbench.errors import InputError
 from segbench.io import read_json, write_text_atomic
+from segbench.names import check_links
 from segbench.paths import REPO_ROOT
 
 DESCRIPTION = "speed and memory benchmarks; the figures depend on the machine and its load"
@@ -120,5 +121,5 @@ def build_bench_report(results: str | Path | None = None, out: str | Path | None
         scale_description=DESCRIPTION,
     )
     index = page_dir / "index.html"
-    write_text_atomic(index, html)
+    write_text_atomic(index, check_links(html, index))
     return index, len(views)

@@ -45,6 +45,16 @@ def resolve_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], Path, P
     return cfg, run_dir(scale, cfg["run_id"], args.results), data_root(args.data_root)
 
 
+def check_gpus(gpus: int | None) -> int:
+    """``--gpus`` of train/evaluate: the GPUs granted, 0 for none (what the workflow passes on the CPU scales);
+    a negative count is refused. (``segbench plan --gpus`` needs at least 1: segbench.plan.)"""
+    if gpus is not None and gpus < 0:
+        raise InputError(
+            f"--gpus {gpus}: the GPUs granted are 0 (none, a CPU run) or more; use --gpus 0 or 1"
+        )
+    return gpus or 0
+
+
 def check_seed(seed: int) -> int:
     """Seeds are 0, 1, 2, ... (``<run>-seed<k>`` directories; NumPy refuses negative seeds)."""
     if seed < 0:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
 from segbench.errors import InputError
+from segbench.io import dumps
 from segbench.paths import data_root
 
 
@@ -46,7 +46,7 @@ def run_list(args: argparse.Namespace) -> int:
 
     datasets = load_datasets()
     if args.json:
-        print(json.dumps(datasets, indent=2, sort_keys=True))
+        print(dumps(datasets, indent=2, sort_keys=True))
         return 0
     width = max(map(len, datasets))
     for name, entry in datasets.items():

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from segbench.cli._common import add_run_arguments, resolve_from_args, run_label
+from segbench.cli._common import add_run_arguments, check_gpus, resolve_from_args, run_label
 from segbench.engine.gpu_pool import claim_from_environment
 from segbench.engine.runner import evaluate_run
+from segbench.io import dumps
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    claim_from_environment(min(1, args.gpus or 0), holder=run_label(args, "evaluate"))  # before CUDA starts
+    claim_from_environment(
+        min(1, check_gpus(args.gpus)), holder=run_label(args, "evaluate")
+    )  # before CUDA starts
     cfg, out, data = resolve_from_args(args)
     record = evaluate_run(cfg, out, data, device=args.device)
-    print(json.dumps({"run_id": cfg["run_id"], "metrics": record["metrics"]}, default=str))
+    print(dumps({"run_id": cfg["run_id"], "metrics": record["metrics"]}, default=str))
     return 0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from segbench.io import dumps
 from segbench.registry import artifacts, load_registry, row_runs, runs_for_tables, seeds_for_run, table_names
 
 
@@ -120,7 +120,7 @@ def instance_lines(tables: list[str], scale: str, results: str | None = None) ->
 def run(args: argparse.Namespace) -> int:
     summary = registry_summary(args.table)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(dumps(summary, indent=2))
         return 0
     if args.runs:
         if args.scale:

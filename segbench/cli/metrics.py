@@ -11,7 +11,6 @@ unreadable TIFF, malformed COCO JSON) is a one-line error naming the file and th
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from segbench.errors import InputError
+from segbench.io import dumps
 
 _ISBI_METRICS = ("warping_error", "rand_error", "pixel_error")
 
@@ -133,7 +133,7 @@ def read_tiff(path: str, what: str) -> np.ndarray:
 
 
 def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2))
+    print(dumps(obj, indent=2))
 
 
 def run_isbi(args: argparse.Namespace) -> int:

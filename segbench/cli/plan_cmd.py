@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from segbench.io import dumps
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = plan(args.target, args.scale, gpus=args.gpus, gpu_type=args.gpu_type, bench_dir=args.bench)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        print(dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
         print("\n".join(format_plan(result)))
     return 0

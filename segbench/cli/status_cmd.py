@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     check_scale(scale, registry)
     artifact = args.target.removeprefix("reproduce_")
     assembled_with(artifact, registry, scale)  # an unknown target is one line, before the results root's
-    results = default_results(args.results, "status")
+    results = default_results(args.results, "status", must_exist=True)
     for line in describe(target_status(artifact, scale, results), retrain=args.retrain):
         print(line)
     return 0

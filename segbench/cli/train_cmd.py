@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from segbench.cli._common import add_run_arguments, resolve_from_args, run_label
+from segbench.cli._common import add_run_arguments, check_gpus, resolve_from_args, run_label
 from segbench.engine.gpu_pool import claim_from_environment
 from segbench.engine.runner import train_run
 from segbench.workflow_env import retrain_requested
@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    claim_from_environment(args.gpus or 0, holder=run_label(args))  # before anything initialises CUDA
+    claim_from_environment(check_gpus(args.gpus), holder=run_label(args))  # before anything initialises CUDA
     cfg, out, data = resolve_from_args(args)
     record = train_run(
         cfg,

@@ -14,6 +14,7 @@ few seconds otherwise (CI logs, ``| tee``). Only the standard library is used.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import os
 import shutil
@@ -42,12 +43,20 @@ LINE_EVERY_S = 10.0  # progress line interval when stderr is not a terminal
 
 @dataclass(frozen=True)
 class Fetched:
-    """A downloaded, verified file: where it is, its size and its checksums."""
+    """A downloaded, verified file: where it is, its size, its checksums and the size the server announced
+    for the whole file (``Content-Length`` of a full response, the total of a ``Content-Range``; None where
+    it announced none, or where an earlier, verified copy was used)."""
 
     path: Path
     bytes: int
     sha256: str
     md5: str
+    server_bytes: int | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether the file is exactly as long as the server said: what trust on first use requires."""
+        return self.server_bytes is not None and self.bytes == self.server_bytes
 
 
 def download(
@@ -97,7 +106,10 @@ def fetch(
 ) -> Fetched:
     """Fetch ``url`` into ``dest`` and verify it against ``sha256`` and/or ``md5`` where given.
 
-    A complete ``dest`` whose checksums match is not fetched again (a mismatching one is replaced).
+    A complete ``dest`` whose checksums match is not fetched again (a mismatching one is replaced; without
+    a checksum to check it against, it is fetched again). A ``.part`` longer than the server's file, or
+    a resume the server answers with HTTP 416, starts over from zero. A full disk is one line ("disk full
+    at <folder>, N bytes free"), the partial file removed and no retry.
     Transient failures are retried ``retries`` times (waits ``backoff``, 2x, 4x ... capped at
     :data:`MAX_BACKOFF_S`), each resuming with a ``Range`` request; after the last one the ``.part`` file
     is kept and :class:`InputError` says how to resume (defaults: :data:`RETRIES`, :data:`BACKOFF_S`,
@@ -111,18 +123,18 @@ def fetch(
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     algorithms = ("sha256", "md5") if md5 else ("sha256",)
-    if dest.is_file():
+    if dest.is_file() and (sha256 or md5):
         digests = hash_file(dest, algorithms)
         if _mismatch(digests, sha256, md5) is None:
             return Fetched(dest, dest.stat().st_size, digests["sha256"], digests.get("md5", ""))
-        dest.unlink()
+    dest.unlink(missing_ok=True)
     part = dest.with_name(dest.name + ".part")
     stream = None if progress is False else (sys.stderr if progress is True else progress)
     meter = Progress(dest.name, stream)
     attempt = 0
     while True:
         try:
-            _fetch_into(url, part, timeout=timeout, meter=meter)
+            server_bytes = _fetch_into(url, part, timeout=timeout, meter=meter)
             break
         except _Transient as exc:
             if attempt >= retries:
@@ -144,7 +156,7 @@ def fetch(
             f"from {url}; the corrupt copy was removed, {fix}"
         )
     os.replace(part, dest)
-    return Fetched(dest, dest.stat().st_size, digests["sha256"], digests.get("md5", ""))
+    return Fetched(dest, dest.stat().st_size, digests["sha256"], digests.get("md5", ""), server_bytes)
 
 
 def _mismatch(digests: dict[str, str], sha256: str | None, md5: str | None) -> tuple[str, str, str] | None:
@@ -158,8 +170,11 @@ class _Transient(Exception):
     """A failure worth retrying: the connection dropped, timed out or the server was briefly unavailable."""
 
 
-def _fetch_into(url: str, part: Path, *, timeout: float, meter: Progress) -> None:
-    """Append the rest of ``url`` to ``part``; raise :class:`_Transient` if the transfer stops short."""
+def _fetch_into(url: str, part: Path, *, timeout: float, meter: Progress, restart: bool = True) -> int | None:
+    """Append the rest of ``url`` to ``part``; return the size the server announced for the whole file
+    (None if it announced none). Raise :class:`_Transient` if the transfer stops short. A resume the server
+    refuses (HTTP 416: the ``.part`` is as long as the file or longer, so it is stale) or answers from
+    another byte starts over from zero, once."""
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if have:
@@ -168,12 +183,7 @@ def _fetch_into(url: str, part: Path, *, timeout: float, meter: Progress) -> Non
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:
-            announced = (exc.headers.get("Content-Range") or "").rpartition("/")[2]
-            total = int(announced) if announced.isdigit() else meter.total
-            if total is None or have >= total:  # nothing left to send: the .part file is whole (checked next)
-                return
-            part.unlink()  # the server will not resume this file: start over
-            raise _Transient(f"HTTP 416 for a resume at byte {have} of {total}; starting over") from None
+            return _start_over(url, part, timeout, meter, restart, f"HTTP 416 for a resume at byte {have}")
         if exc.code in RETRY_HTTP:
             raise _Transient(f"HTTP {exc.code} from {url}") from None
         raise InputError(
@@ -183,26 +193,72 @@ def _fetch_into(url: str, part: Path, *, timeout: float, meter: Progress) -> Non
         reason = getattr(exc, "reason", exc)
         raise _Transient(f"cannot reach {url} ({reason})") from None
     with response:
+        start, size = content_range(response.headers.get("Content-Range"))
         if have and response.status != 206:  # the server ignored the Range header: start over
             have = 0
+        elif have and (start != have or (size is not None and have >= size)):
+            response.close()
+            return _start_over(url, part, timeout, meter, restart, f"the server resumed at byte {start}")
         remaining = response.length  # bytes the server promised for this response (None if unknown)
-        total = have + remaining if remaining is not None else None
+        total = size if have and size is not None else (have + remaining if remaining is not None else None)
         if remaining:
             check_free_space(part.parent, remaining, what=part.name[:-5])
-        received = have
-        meter.start(total, have)
-        with open(part, "ab" if have else "wb") as fh:
-            try:
-                while block := response.read(CHUNK):
-                    fh.write(block)
-                    received += len(block)
-                    meter.update(received)
-            except (http.client.IncompleteRead, OSError) as exc:  # OSError covers resets and timeouts
-                raise _Transient(
-                    f"download interrupted after {received} of {total or '?'} bytes ({type(exc).__name__})"
-                ) from None
+        received = _stream(response, part, have, total, meter)
     if total is not None and received < total:
         raise _Transient(f"truncated download ({received} of {total} bytes)")
+    return total
+
+
+def content_range(header: str | None) -> tuple[int | None, int | None]:
+    """(first byte, whole size) of ``Content-Range: bytes 100-199/200``; None for what it does not give."""
+    unit, _, spec = (header or "").partition(" ")
+    first, _, size = spec.partition("/")
+    start = first.split("-")[0]
+    if unit != "bytes":
+        return None, None
+    return (int(start) if start.isdigit() else None), (int(size) if size.isdigit() else None)
+
+
+def _start_over(url: str, part: Path, timeout: float, meter: Progress, restart: bool, why: str) -> int | None:
+    part.unlink(missing_ok=True)
+    if not restart:
+        raise _Transient(f"{why} again after starting over")
+    meter.note(f"{why}: the partial file is stale, starting over from zero")
+    return _fetch_into(url, part, timeout=timeout, meter=meter, restart=False)
+
+
+def _stream(
+    response: http.client.HTTPResponse, part: Path, have: int, total: int | None, meter: Progress
+) -> int:
+    """Write the body of ``response`` to ``part`` (appending after ``have`` bytes); returns the bytes it
+    holds. A dropped connection is :class:`_Transient`; a full disk removes ``part`` and is one line."""
+    received = have
+    meter.start(total, have)
+    try:
+        with open(part, "ab" if have else "wb") as fh:
+            while True:
+                try:
+                    block = response.read(CHUNK)
+                except (http.client.IncompleteRead, OSError) as exc:  # resets and timeouts
+                    raise _Transient(
+                        f"download interrupted after {received} of {total or '?'} bytes ({type(exc).__name__})"
+                    ) from None
+                if not block:
+                    return received
+                fh.write(block)
+                received += len(block)
+                meter.update(received)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        free = shutil.disk_usage(part.parent).free
+        part.unlink(missing_ok=True)
+        size = f"{total} bytes" if total is not None else "a size the server did not announce"
+        raise InputError(
+            f"{part.name[:-5]}: disk full at {part.parent}, {free} bytes free (after {received} bytes of "
+            f"{size}); the partial download was removed; free some space or choose another data root "
+            "(--data-root or SEGBENCH_DATA), then rerun"
+        ) from None
 
 
 # -- free space ----------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segbench import __version__
 from segbench.data import integrity
@@ -25,6 +25,9 @@ from segbench.data.registry import (
 from segbench.errors import InputError
 from segbench.io import waiting_lock
 from segbench.paths import child_path, relative_child
+
+if TYPE_CHECKING:
+    from segbench.data.download import Fetched
 
 MANIFEST = "MANIFEST.json"
 STALE_TMP_S = 3600.0  # leftovers of interrupted generations older than this are removed
@@ -312,6 +315,8 @@ def _prepare_real(
             fix=fix,
             expected_from=expected_from,
         )
+        if not (item.get("sha256") or item.get("md5") or recorded):
+            _check_first_use(got, item["url"], name)
         record = {
             "url": item["url"],
             "bytes": got.bytes,
@@ -337,6 +342,20 @@ def _prepare_real(
     _check_published_checksums(name, entry, root)
     _write_real_manifest(name, entry, root, archives=records)  # last: its presence marks the dataset ready
     return root
+
+
+def _check_first_use(got: Fetched, url: str, name: str) -> None:
+    """Trust on first use only for a complete transfer: the file is exactly as long as the server said.
+    Anything else (no ``Content-Length``, a size that differs) is removed and refused in one line."""
+    if got.complete:
+        return
+    got.path.unlink(missing_ok=True)
+    said = "announced no size" if got.server_bytes is None else f"announced {got.server_bytes} bytes"
+    raise InputError(
+        f"{got.path.name}: got {got.bytes} bytes from {url}, the server {said}, so the download is not "
+        f"known to be complete and its sha256 is not trusted on first use (the copy was removed); add the "
+        f"publisher's sha256 for it to datasets.yaml, then rerun `segbench data download {name}`"
+    )
 
 
 def _archive_path(root: Path, item: dict[str, Any]) -> Path:

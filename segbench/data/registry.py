@@ -10,6 +10,7 @@ import yaml
 
 from segbench.errors import InputError
 from segbench.optional import MissingPackage
+from segbench.yamlfile import load_yaml
 
 DATASETS_YAML = Path(__file__).resolve().parents[1] / "registry" / "datasets.yaml"
 FORMATS = ("coco", "isbi2012", "ctc")
@@ -26,7 +27,7 @@ HEX_DIGITS = {"sha256": 64, "md5": 32}
 @lru_cache(maxsize=4)
 def _load(path: Path) -> dict[str, dict[str, Any]]:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path, "dataset registry")
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"{path}: cannot read the dataset registry ({exc}); fix the file") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("datasets"), dict):

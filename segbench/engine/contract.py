@@ -23,7 +23,6 @@ batches (the loaders draw from private generators, never from the global RNG tha
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -50,7 +49,7 @@ from segbench.engine.common import (
     step_lr_factor,
 )
 from segbench.errors import InputError
-from segbench.io import append_jsonl, read_json, read_jsonl, write_text_atomic
+from segbench.io import append_jsonl, dumps, read_json, read_jsonl, write_text_atomic
 from segbench.launch import check_replicas
 from segbench.progress import progress_bar
 from segbench.provenance import config_hash
@@ -337,7 +336,7 @@ def truncate_log(path: Path, iteration: int) -> None:
     if not path.exists():
         return
     kept = [r for r in read_jsonl(path) if r.get("iteration", 0) <= iteration]
-    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+    write_text_atomic(path, "".join(dumps(r, sort_keys=True) + "\n" for r in kept))
 
 
 # -- the evaluation curve -------------------------------------------------------------------------------
@@ -369,7 +368,7 @@ def truncate_eval_curve(path: Path, iteration: int) -> None:
     points = read_eval_curve(path)
     kept = [p for p in points if int(p["iteration"]) <= iteration]
     if kept != points:
-        write_text_atomic(path, json.dumps(kept, indent=1))
+        write_text_atomic(path, dumps(kept, indent=1))
 
 
 def add_eval_point(
@@ -394,7 +393,7 @@ def add_eval_point(
         net.train()
     point = {"iteration": iteration, **metrics}
     points = [p for p in read_eval_curve(path) if int(p["iteration"]) != iteration]
-    write_text_atomic(path, json.dumps(sorted([*points, point], key=lambda p: p["iteration"]), indent=1))
+    write_text_atomic(path, dumps(sorted([*points, point], key=lambda p: p["iteration"]), indent=1))
     return point
 
 

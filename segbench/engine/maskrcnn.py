@@ -14,7 +14,6 @@ image coordinates, masks binarised at 0.5 and RLE-encoded, keypoints), then COCO
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -39,7 +38,7 @@ from segbench.engine.contract import (  # noqa: F401 - re-exported: the engine's
     run_identity,
 )
 from segbench.errors import InputError
-from segbench.io import write_text_atomic
+from segbench.io import dumps, write_text_atomic
 from segbench.optional import require
 from segbench.progress import progress_bar
 from segbench.records import COCO_DETAILS, HEADS, predictions_file
@@ -313,10 +312,10 @@ def evaluate(
     model = load_final_model(cfg, run_dir, gt, dev)
     details: dict[str, dict[str, Any]] = {}
     results, metrics = split_metrics(model, cfg, gt, annotations, dev, backend, details)
-    write_text_atomic(Path(run_dir) / predictions_file(split), json.dumps(results))
+    write_text_atomic(Path(run_dir) / predictions_file(split), dumps(results))
     write_head_record(model, cfg, run_dir)
     area = gt.area_thresholds  # scaled small/medium bounds of the synthetic datasets, else COCO's
-    write_text_atomic(Path(run_dir) / COCO_DETAILS, json.dumps({"split": split, **details}, indent=1))
+    write_text_atomic(Path(run_dir) / COCO_DETAILS, dumps({"split": split, **details}, indent=1))
     metrics["eval"] = {
         "images": len(gt),
         "split": split,
@@ -382,7 +381,7 @@ def write_head_record(model: torch.nn.Module, cfg: dict[str, Any], run_dir: Path
         "run_id": cfg.get("run_id", Path(run_dir).name),
         "rows": describe_heads(model),
     }
-    write_text_atomic(Path(run_dir) / HEADS, json.dumps(record, indent=1))
+    write_text_atomic(Path(run_dir) / HEADS, dumps(record, indent=1))
 
 
 def coco_results(
@@ -507,6 +506,6 @@ def write_coco_results(
     written = []
     for iou_type, records in results.items():
         path = Path(out_dir) / names[iou_type]
-        write_text_atomic(path, json.dumps(records))
+        write_text_atomic(path, dumps(records))
         written.append(path)
     return written

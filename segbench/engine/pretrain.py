@@ -18,7 +18,6 @@ config, so changing it changes the file name and the runs' config hashes: the DA
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import multiprocessing
@@ -31,7 +30,7 @@ from torch import nn
 
 from segbench.engine.common import capture_rng_state, restore_rng_state, save_torch, seed_everything
 from segbench.errors import InputError
-from segbench.io import sha256_file, waiting_lock, write_text_atomic
+from segbench.io import dumps, read_json, sha256_file, waiting_lock, write_text_atomic
 from segbench.models.maskrcnn.backbones import NORM_LAYERS, ScaledResNet, cardinality
 from segbench.optional import require
 from segbench.provenance import config_hash, provenance
@@ -184,7 +183,7 @@ def pretrain(spec: dict[str, Any], out_path: Path, *, scale: str | None = None) 
         "corpus_seconds": round(corpus_s, 1),
         "provenance": provenance(spec, seeds=[spec["seed"]], wall_time_s=time.time() - started, scale=scale),
     }
-    write_text_atomic(out_path.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
+    write_text_atomic(out_path.with_suffix(".json"), dumps(record, indent=1) + "\n")
     return record
 
 
@@ -192,14 +191,7 @@ def pinned_sha256(path: Path) -> str | None:
     """The sha256 the record beside ``path`` pins its weights to (``None``: no record, or one that
     predates pinning)."""
     record = path.with_suffix(".json")
-    if not record.exists():
-        return None
-    try:
-        return json.loads(record.read_text()).get("weights_sha256")
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"{record}: unreadable backbone record ({exc}); restore it with git checkout"
-        ) from None
+    return read_json(record, "backbone record").get("weights_sha256") if record.exists() else None
 
 
 def verify_pinned(path: Path, spec: dict[str, Any]) -> str | None:

@@ -21,6 +21,7 @@ from segbench.engine.runlock import run_lock
 from segbench.errors import InputError, RunError, SegbenchError
 from segbench.io import read_json, write_json_atomic
 from segbench.launch import require_cuda, scale_device
+from segbench.paths import child_path
 from segbench.provenance import config_hash, provenance
 from segbench.records import EVAL_CURVE
 from segbench.status import is_evaluated, is_trained
@@ -168,11 +169,13 @@ def _plugin_faults(cfg: dict[str, Any], stage: str) -> Iterator[None]:
     except (SegbenchError, OSError, KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - third-party code: any exception is the plugin's fault
+        from segbench.plugins import failure_site
+
         spec = method.get("spec", method) if isinstance(method, dict) else method
         detail = " ".join(str(exc).split())[:300]
         raise RunError(
-            f"{cfg['run_id']}: plugin {spec!r} raised {type(exc).__name__} during {stage} ({detail}); "
-            "fix the plugin (it passed the contract probe but fails on real data)"
+            f"{cfg['run_id']}: plugin {spec!r} raised {type(exc).__name__} during {stage} ({detail}) at "
+            f"{failure_site(str(spec), exc)}; fix the plugin (it passed the contract probe but fails on real data)"
         ) from exc
 
 
@@ -187,7 +190,8 @@ def set_aside_stale(run_dir: Path, digest: str, *, force: bool = False) -> Path 
     old = read_json(record, "run config").get("config_hash")
     if old == digest and not force:
         return None
-    target = run_dir / f"stale-{old}"
+    # the hash is the record's content: a forged one ('abc/../../x') must not move files out of run_dir
+    target = child_path(run_dir, f"stale-{old}", what="recorded config_hash (stale-<hash>)", source=record)
     target.mkdir(exist_ok=True)
     for path in run_dir.iterdir():
         if path.is_file():

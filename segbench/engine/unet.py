@@ -14,7 +14,6 @@ network the separating borders, so no further post-processing).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from segbench.engine.contract import (  # noqa: F401 - TRAIN_LOG re-exported
 )
 from segbench.engine.overlap_tile import TileGeometry, cell_probability_fn
 from segbench.errors import InputError
-from segbench.io import write_text_atomic, write_with
+from segbench.io import dumps, write_text_atomic, write_with
 from segbench.models import build as build_model
 from segbench.models.unet import (
     UNet,
@@ -344,7 +343,7 @@ def write_tile_record(run_dir: Path, geometry: TileGeometry, cfg: dict[str, Any]
         "stride": geometry.stride,
         "border": geometry.border,
     }
-    write_text_atomic(Path(run_dir) / OVERLAP_TILE, json.dumps(record, indent=1))
+    write_text_atomic(Path(run_dir) / OVERLAP_TILE, dumps(record, indent=1))
 
 
 def save_example_prediction(path: Path, image: LabelledImage, cell_probability: np.ndarray) -> None:

@@ -19,10 +19,14 @@ import yaml
 
 from segbench.errors import InputError
 from segbench.optional import available
+from segbench.yamlfile import load_yaml
 
 REGISTRY_FILE = "experiments.yaml"
 SCHEMA_FILE = "experiments.schema.json"
 EVALUATED_ON_DEFAULT = "default"  # a table's evaluated_on per scale: the text for the scales not named
+#: the most seeds a table (or a derived scale) may ask for at one scale: each seed is a full training run,
+#: and a count beyond this is a typo (200000 made `segbench status` run on silently at 700 MB)
+MAX_SEEDS = 1000
 
 
 def registry_path() -> Path:
@@ -40,7 +44,7 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
 def _load_cached(path: str) -> dict[str, Any]:
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = load_yaml(p, "registry")
     except FileNotFoundError:
         raise InputError(
             f"{p}: registry file not found; set SEGBENCH_REGISTRY or reinstall segbench"
@@ -58,6 +62,7 @@ def validate_registry(data: Any, source: str = "registry") -> dict[str, Any]:
     """Schema validation (where jsonschema is installed) plus cross-references; the error names the
     offending entry. Returns the registry with its derived scales expanded (:func:`expand_derived_scales`),
     the form every reader sees."""
+    _check_seed_counts(data, source)
     schema_checked = available("jsonschema")
     if schema_checked:
         _check_schema(data, source)
@@ -73,6 +78,28 @@ def validate_registry(data: Any, source: str = "registry") -> dict[str, Any]:
             "pip install 'jsonschema>=4.18' for the entry at fault"
         ) from None
     return expanded
+
+
+def _check_seed_counts(data: Any, source: str) -> None:
+    """No seed count above :data:`MAX_SEEDS` (tables' ``seeds:`` per scale, derived scales' ``seeds:``),
+    checked first, so the line is the same with or without jsonschema; other type errors are the schema's."""
+    if not isinstance(data, dict):
+        return
+    counts: list[tuple[str, Any]] = []
+    for section in ("tables", "scales"):
+        entries = data.get(section)
+        for name, entry in entries.items() if isinstance(entries, dict) else ():
+            seeds = entry.get("seeds") if isinstance(entry, dict) else None
+            if isinstance(seeds, dict):
+                counts += [(f"{section}/{name}/seeds/{scale}", count) for scale, count in seeds.items()]
+            elif seeds is not None:
+                counts.append((f"{section}/{name}/seeds", seeds))
+    for where, count in counts:
+        if isinstance(count, int) and not isinstance(count, bool) and count > MAX_SEEDS:
+            raise InputError(
+                f"{source}: entry {where}: {count} seeds is more than the {MAX_SEEDS} segbench allows "
+                f"(each seed is a full training run); use at most {MAX_SEEDS}"
+            )
 
 
 def _check_schema(data: Any, source: str) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 from segbench.claims import Verdict, evidence_text, interval_text, p_text, spread_text
 from segbench.errors import InputError
 from segbench.io import read_json, sha256_file
-from segbench.paths import child_path
+from segbench.names import check_name
+from segbench.paths import child_path, record_run_dir
 from segbench.reporting.dots import DOT, METHOD_DOT, Axis, curves_svg, dots_svg, finite
 from segbench.reporting.scale_text import sample_words
 from segbench.reporting.view import RUN_FILES, VERDICT_BANDS, digits_for, fmt, url_between
@@ -47,11 +48,33 @@ def load_comparisons(scale: str, results: Path) -> list[dict[str, Any]]:
             raise InputError(
                 f"{path}: not a comparison record (no {', '.join(missing)}); rewrite it with segbench compare"
             )
-        child_path(folder, path.stem, what="comparison", source=path)
-        for rid in record.get("runs") or {}:
-            child_path(folder, rid, what="run", source=path)
+        check_comparison_names(record, path)
         out.append({**record, "name": path.stem})
     return out
+
+
+def check_comparison_names(record: dict[str, Any], path: Path) -> None:
+    """Every name of a comparison record that becomes a path or a link (its file name, compared table,
+    scale, method, runs, rows' runs and seeds) must pass its rule (:mod:`segbench.names`)."""
+    check_name(path.stem, "comparison", what="comparison file name", source=path)
+    check_name(record["scale"], what="scale", source=path)
+    if "compared_table" in record:
+        check_name(record["compared_table"], what="compared_table", source=path)
+    method = record["method"]
+    if not isinstance(method, dict):
+        raise InputError(f"{path}: 'method' is not an object; rewrite it with segbench compare")
+    if "name" in method:
+        check_name(method["name"], "method", what="method name", source=path)
+    for rid in record.get("runs") or {}:
+        check_name(rid, "run_id", what="run", source=path)
+    for row in record["rows"]:
+        for run in (row.get("runs") or []) if isinstance(row, dict) else []:
+            check_name(run, "run", what="row run", source=path)
+    for seed in record.get("seeds") or []:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise InputError(
+                f"{path}: seed {seed!r} is not a non-negative integer; rewrite it with segbench compare"
+            )
 
 
 def page_path(page_dir: Path, name: str) -> Path:
@@ -130,9 +153,9 @@ def runs_view(record: dict[str, Any], results: Path, page_dir: Path) -> list[dic
     row_of = {run: row for row in record["rows"] for run in row.get("runs", [])}
     out = []
     for rid in run_ids(record):
-        run_dir = child_path(results / record["scale"] / "runs", rid, what="run")
+        folder = record_run_dir(results, record["scale"], rid)
         entry = recorded.get(rid) or {}
-        metrics = read_json_or_none(run_dir / "metrics.json") or {}
+        metrics = read_json_or_none(folder / "metrics.json") or {}
         run = rid.rsplit("-seed", 1)[0]
         row = row_of.get(run, {})
         out.append(
@@ -141,12 +164,12 @@ def runs_view(record: dict[str, Any], results: Path, page_dir: Path) -> list[dic
                 "row": row.get("label", ""),
                 "method": bool(row.get("method")),
                 "config_hash": entry.get("config_hash") or metrics.get("config_hash"),
-                "freshness": run_freshness(entry, run_dir / "metrics.json") if entry else None,
+                "freshness": run_freshness(entry, folder / "metrics.json") if entry else None,
                 "links": [
                     {
                         "name": name,
-                        "href": url_between(run_dir / name, page_dir),
-                        "exists": (run_dir / name).is_file(),
+                        "href": url_between(folder / name, page_dir),
+                        "exists": (folder / name).is_file(),
                     }
                     for name in RUN_FILES
                 ],
@@ -157,7 +180,7 @@ def runs_view(record: dict[str, Any], results: Path, page_dir: Path) -> list[dic
 
 def losses(results: Path, scale: str, rid: str) -> list[tuple[float, float]]:
     """The logged training loss of one run instance (empty without a ``train_log.jsonl``)."""
-    return loss_points(read_log(results / scale / "runs" / rid / "train_log.jsonl"))
+    return loss_points(read_log(record_run_dir(results, scale, rid) / "train_log.jsonl"))
 
 
 def loss_range(points: list[tuple[float, float]]) -> str | None:

@@ -18,6 +18,7 @@ from markupsafe import Markup
 from segbench.claims import TEST_RULE, count_text, count_verdicts
 from segbench.errors import InputError
 from segbench.io import read_json, write_text_atomic
+from segbench.names import check_links, check_name
 from segbench.paths import child_path
 from segbench.reporting.compare_page import compare_view, comparison_link, load_comparisons, page_path
 from segbench.reporting.figures.base import FigureResult, manifest_path, read_manifest
@@ -104,11 +105,18 @@ def load_tables(scale: str, results: Path) -> list[dict[str, Any]]:
 
 
 def check_table_names(table: dict[str, Any], path: Path) -> None:
-    """Every name of ``table`` that becomes a path (its own, its scale, its runs) must be a plain name."""
-    child_path(path.parent, table["table"], what="table", source=path)
-    child_path(path.parent, table.get("scale", "scale"), what="scale", source=path)
-    for rid in table.get("runs", {}) or {}:
-        child_path(path.parent, rid, what="run", source=path)
+    """Every name of ``table`` that becomes a path or a link (its own, its scale, its runs, its rows' runs)
+    must pass the registry's name rule (:mod:`segbench.names`)."""
+    check_name(table["table"], what="table", source=path)
+    check_name(table.get("scale", "scale"), what="scale", source=path)
+    runs = table.get("runs") or {}
+    if not isinstance(runs, dict):
+        raise InputError(f"{path}: 'runs' is not an object; rebuild it with segbench table")
+    for rid in runs:
+        check_name(rid, "run_id", what="run", source=path)
+    for row in table["rows"]:
+        for run in (row.get("runs") or []) if isinstance(row, dict) else []:
+            check_name(run, "run", what="row run", source=path)
 
 
 def load_figures(figures_dir: Path, names: list[str] | None = None) -> list[FigureResult]:
@@ -231,7 +239,9 @@ def render_compare_page(
 def build_pages(scale: str, results: Path, out: Path, figure_names: list[str] | None = None) -> ReportPaths:
     """Write ``out/<scale>/index.html``, ``out/<scale>/runs.html`` (the run zoo), ``out/<scale>/<table>.html``
     and ``out/<scale>/compare/<table>--<method>.html`` (one per ``results/<scale>/compare/*.json``)
-    from the tables, comparisons, run records and figure manifests on disk (render figures first with :func:`segbench.reporting.render_figures`)."""
+    from the tables, comparisons, run records and figure manifests on disk (render figures first with
+    :func:`segbench.reporting.render_figures`). Every page is rendered and its links checked
+    (:func:`segbench.names.check_links`) before the first is written."""
     page_dir = out / scale
     figures_dir = page_dir / "figures"
     env = environment()
@@ -242,22 +252,27 @@ def build_pages(scale: str, results: Path, out: Path, figure_names: list[str] | 
     index_figures = [figure_view(m, figures_dir, page_dir) for m in manifests if m.on_index]
     records = load_comparisons(scale, results)
     compared = [comparison_link(r, page_dir, page_dir) for r in records]
+    rendered: dict[Path, str] = {}
     pages = []
     for table in tables:
         own = [figure_view(m, figures_dir, page_dir) for m in manifests if table["table"] in m.tables]
         links = [c for c in compared if c["table"] == table["table"]]
         page = child_path(page_dir, table["table"], ".html", what="table")
-        write_text_atomic(page, render_table_page(env, table, results, page_dir, own, links))
+        rendered[page] = render_table_page(env, table, results, page_dir, own, links)
         pages.append(page)
     names = {t["table"] for t in tables}
     comparison_pages = []
     for record in records:
         page = page_path(page_dir, record["name"])
-        write_text_atomic(page, render_compare_page(env, record, results, page_dir, names))
+        rendered[page] = render_compare_page(env, record, results, page_dir, names)
         comparison_pages.append(page)
     description = next((t.get("scale_description", "") for t in tables), "")
     runs = page_dir / "runs.html"
-    write_text_atomic(runs, render_runs_page(env, scale, results, page_dir, description))
+    rendered[runs] = render_runs_page(env, scale, results, page_dir, description)
     index = page_dir / "index.html"
-    write_text_atomic(index, render_index(env, scale, tables, results, page_dir, index_figures, compared))
+    rendered[index] = render_index(env, scale, tables, results, page_dir, index_figures, compared)
+    for path, text in rendered.items():
+        check_links(text, path)
+    for path, text in rendered.items():
+        write_text_atomic(path, text)
     return ReportPaths(index=index, pages=pages, runs=runs, comparisons=tuple(comparison_pages))

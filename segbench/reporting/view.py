@@ -36,6 +36,7 @@ from segbench.claims import (
     spread_text,
     verdict_of,
 )
+from segbench.paths import record_run_dir
 from segbench.reporting.scale_text import sample_words
 from segbench.status import table_state
 
@@ -194,7 +195,7 @@ def run_views(table: dict[str, Any], results: Path, page_dir: Path) -> list[dict
     """One entry per run instance (``<run>-seed<k>``) with its provenance and links to its files."""
     out = []
     for rid, info in sorted(table.get("runs", {}).items()):
-        run_dir = results / table["scale"] / "runs" / rid
+        run_dir = record_run_dir(results, table["scale"], rid)
         links = [
             {
                 "name": name,

@@ -18,6 +18,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from segbench.paths import record_run_dir
 from segbench.records import COCO_DETAILS, EVAL_CURVE
 from segbench.registry import split_run_id
 from segbench.reporting.view import RUN_FILES, url_between
@@ -391,11 +392,8 @@ def distinct(values: list[Any]) -> list[Any]:
 
 def table_runs_summary(run_ids: list[str], results: Path, scale: str, page_dir: Path) -> dict[str, Any]:
     """What a table's runs were trained with and where: schedules, eval sets, seeds, commits, machines."""
-    records = [
-        run_record(results / scale / "runs" / rid, page_dir)
-        for rid in sorted(run_ids)
-        if (results / scale / "runs" / rid).is_dir()
-    ]
+    dirs = [record_run_dir(results, scale, rid) for rid in sorted(run_ids)]
+    records = [run_record(d, page_dir) for d in dirs if d.is_dir()]
     schedules: dict[str, list[str]] = {}
     for r in records:
         schedules.setdefault(r["schedule_text"], []).append(r["run"])

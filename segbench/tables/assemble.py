@@ -19,7 +19,7 @@ from typing import Any
 
 from segbench.claims import TEST_RULE, count_text, count_verdicts, evidence_text, verdict_of
 from segbench.errors import InputError
-from segbench.io import json_text, read_json, sha256_file, write_text_atomic
+from segbench.io import dumps, json_text, read_json, sha256_file, write_text_atomic
 from segbench.paths import child_path, results_root
 from segbench.provenance import config_hash, provenance
 from segbench.registry import (
@@ -41,7 +41,8 @@ CONVERGED_COLUMN = "converged"  # beside the metric columns: did each row's trai
 
 def metric_value(metrics: dict[str, Any], key: str, source: Path) -> float | None:
     """Look up ``"segm.AP"`` in a metrics dict; COCO fractions become percentages like the paper. A run
-    without that kind of output at all (no ``segm`` for Faster R-CNN) gives ``None``: not applicable."""
+    without that kind of output at all (no ``segm`` for Faster R-CNN) gives ``None``: not applicable. A
+    value that is not a finite number (NaN, a string) is one line naming the run (``source``) and the key."""
     if key.split(".", 1)[0] not in metrics:
         return None
     node: Any = metrics
@@ -51,6 +52,12 @@ def metric_value(metrics: dict[str, Any], key: str, source: Path) -> float | Non
         node = node[part]
     if node is None:
         return None
+    if isinstance(node, bool) or not isinstance(node, (int, float)) or not math.isfinite(node):
+        raise InputError(
+            f"{source}: run {source.parent.name}: metric {key!r} is {node!r}, not a finite number; "
+            f"re-evaluate the run (segbench evaluate --run {source.parent.name.rsplit('-seed', 1)[0]} ...) "
+            "or restore the file"
+        )
     value = float(node)
     return value * 100.0 if key.startswith(PERCENT_PREFIXES) else value
 
@@ -507,7 +514,7 @@ def table_content(table: dict[str, Any]) -> str:
     if isinstance(data.get("provenance"), dict):
         for key in VOLATILE_PROVENANCE:
             data["provenance"].pop(key, None)
-    return json.dumps(data, sort_keys=True)
+    return dumps(data, sort_keys=True)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 from segbench.configdiff import ABSENT, config_diff, format_value, run_config
 from segbench.errors import InputError
+from segbench.paths import record_run_dir
 
 PROTOCOL_PREFIXES = ("schedule.", "input.", "dataset.")
 BOOKKEEPING_KEYS = frozenset({"schedule.checkpoint_every", "schedule.eval_points", "schedule.eval_every"})
@@ -106,7 +107,7 @@ def first_config(run: str, scale: str, root: Path, seeds: list[int]) -> dict[str
 
     for seed in seeds:
         try:
-            return run_config(root / scale / "runs" / run_id(run, seed))
+            return run_config(record_run_dir(root, scale, run_id(run, seed)))
         except InputError:
             continue
     return None

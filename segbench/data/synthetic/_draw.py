@@ -8,7 +8,6 @@ growing a split does not change the images already in it.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 from scipy import ndimage
+
+from segbench.io import dumps
 
 # Stream ids keep the random streams of different splits/sequences apart.
 STREAMS = {"train": 1, "val": 2, "test": 3, "volume": 4, "cells_phc": 5, "cells_dic": 6}
@@ -129,7 +130,7 @@ def write_json(path: Path, obj: Any) -> None:
     """Compact, key-sorted JSON (byte-stable for the same content)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with naming(path):
-        path.write_text(json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n", encoding="utf-8")
+        path.write_text(dumps(obj, sort_keys=True, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
 @contextlib.contextmanager

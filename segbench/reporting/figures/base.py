@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.io import read_json, write_bytes_atomic, write_json_atomic, write_text_atomic
+from segbench.names import check_name
 from segbench.paths import child_path
 
 DPI = 100
@@ -83,8 +84,12 @@ def write_manifest(result: FigureResult, out_dir: Path) -> None:
 def read_manifest(path: Path) -> FigureResult:
     data: dict[str, Any] = read_json(path, "figure manifest")
     result = FigureResult(**{k: data[k] for k in FigureResult.__dataclass_fields__ if k in data})
-    for name in [result.name, *result.files, *([result.html] if result.html else [])]:
+    check_name(result.name, what="figure name", source=path)
+    for name in [*result.files, *([result.html] if result.html else [])]:
         child_path(path.parent, name, what="figure file", source=path)  # stays inside the figures folder
+        check_name(name, "file", what="figure file", source=path)  # and is a plain relative link
+    for table in result.tables:
+        check_name(table, what="figure table", source=path)
     return result
 
 
