@@ -89,9 +89,34 @@ def run_state(cfg: dict[str, Any], run_dir: Path) -> RunState:
     edited = recorded_config_differs(cfg, run_dir)
     if edited:
         return RunState(cfg["run_id"], STALE, edited)
+    backbone = backbone_differs(cfg, run_dir)
+    if backbone:
+        return RunState(cfg["run_id"], STALE, backbone)
     if not is_evaluated(cfg, run_dir):
         return RunState(cfg["run_id"], UNEVALUATED, "no current metrics.json")
     return RunState(cfg["run_id"], CURRENT, "recorded config and its hash match the registry")
+
+
+def backbone_differs(cfg: dict[str, Any], run_dir: Path) -> str | None:
+    """Why a run is not the one its pinned pretrained backbone would train: it records a backbone sha256
+    (``train_done.json`` provenance) other than the one the backbone's record now pins (after ``segbench
+    pretrain --force``). None where the scale pretrains nothing, nothing is pinned, or the run predates
+    the recording (it cannot say which weights it started from)."""
+    if not cfg.get("pretraining"):
+        return None
+    from segbench.paths import pretrained_weights
+
+    weights = pretrained_weights(run_dir.parents[2], cfg["scale"], cfg["pretraining"])
+    record = weights.with_suffix(".json")
+    pinned = read_json(record, "backbone record").get("weights_sha256") if record.is_file() else None
+    trained = read_json(run_dir / "train_done.json", "train record").get("provenance") or {}
+    used = (trained.get("backbone") or {}).get("sha256")
+    if pinned is None or used is None or used == pinned:
+        return None
+    return (
+        f"trained from backbone {weights.name} sha256 {used[:12]}, the committed one is {pinned[:12]}; "
+        "retrain with segbench train --force"
+    )
 
 
 def recorded_config_differs(cfg: dict[str, Any], run_dir: Path) -> str | None:

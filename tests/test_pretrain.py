@@ -184,3 +184,28 @@ def test_a_run_that_finds_a_pinned_backbone_loads_it_and_records_its_sha256(
     assert (pinned.stat().st_mtime_ns, pretrain.sha256_file(pinned)) == before
     identity = backbone_of(cfg, run_dir)
     assert identity == {"file": pinned.name, "sha256": before[1], "pinned_sha256": before[1]}
+
+
+def test_status_calls_a_run_from_another_pinned_backbone_stale(tmp_path: Path) -> None:
+    """After `segbench pretrain --force` pins new weights, every run that recorded the old sha256 is stale
+    (the DAG then retrains it); a run that predates the recording is left to the audit to name."""
+    from segbench.status import backbone_differs
+
+    cfg = resolve_run("r50_c4_roipool", "smoke", 0)
+    cfg["pretraining"] = TINY
+    weights = pretrain.ensure_pretrained(TINY, pretrained_weights(tmp_path, "smoke", TINY), scale="smoke")
+    run_dir = tmp_path / "smoke" / "runs" / cfg["run_id"]
+    run_dir.mkdir(parents=True)
+    done = run_dir / "train_done.json"
+
+    def trained_from(sha: str | None) -> None:
+        backbone = None if sha is None else {"file": weights.name, "sha256": sha}
+        done.write_text(json.dumps({"provenance": {"backbone": backbone}}))
+
+    trained_from(pretrain.sha256_file(weights))
+    assert backbone_differs(cfg, run_dir) is None
+    trained_from(None)
+    assert backbone_differs(cfg, run_dir) is None
+    trained_from("0" * 64)
+    why = backbone_differs(cfg, run_dir)
+    assert why and "sha256 000000000000, the committed one is" in why and "--force" in why
