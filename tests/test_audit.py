@@ -250,7 +250,9 @@ def test_the_verdict_shows_headline_metrics_and_what_varied_not_raw_arrays(commi
     assert max(len(line) for line in text.splitlines()) < 200 and "4999" not in text
 
 
-def test_security_the_audit_never_writes_its_report_into_the_results(committed, tmp_path: Path, capsys) -> None:
+def test_security_the_audit_never_writes_its_report_into_the_results(
+    committed, tmp_path: Path, capsys
+) -> None:
     results, data = committed
     target = results / "smoke" / "runs" / "threshold_isbi-seed0" / "metrics.json"
     before = target.read_bytes()

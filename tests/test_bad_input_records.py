@@ -65,6 +65,23 @@ def test_bad_input_status_sees_an_edited_config_json(tmp_path, capsys):
     assert "1 to train" in out
 
 
+def test_bad_input_train_retrains_a_run_whose_config_json_was_edited(tmp_path):
+    """What status calls stale, `segbench train` retrains (without --force): the edited record and its
+    files are set aside in stale-<hash>/, and the new record holds the registry's config."""
+    from segbench.engine.runner import train_run
+
+    cfg = resolve_run("threshold_isbi", "smoke", 0)
+    run_dir = tmp_path / "results" / "smoke" / "runs" / cfg["run_id"]
+    data = tmp_path / "data"
+    train_run(cfg, run_dir, data)
+    record = json.loads((run_dir / "config.json").read_text())
+    record["config"]["input"]["edited"] = True  # the hash recorded beside it is left as it was
+    (run_dir / "config.json").write_text(json.dumps(record))
+    train_run(cfg, run_dir, data)
+    assert (run_dir / f"stale-{config_hash(cfg)}" / "config.json").exists()
+    assert json.loads((run_dir / "config.json").read_text())["config"] == cfg
+
+
 def test_bad_input_status_sees_a_config_json_without_its_config(tmp_path, capsys):
     results = tmp_path / "results"
     run_dir = _trained_records(results)[0]

@@ -24,7 +24,7 @@ from segbench.launch import require_cuda, scale_device
 from segbench.paths import child_path
 from segbench.provenance import config_hash, provenance
 from segbench.records import EVAL_CURVE
-from segbench.status import backbone_differs, is_evaluated, is_trained
+from segbench.status import backbone_differs, is_evaluated, is_trained, recorded_config_differs
 
 
 def is_main_process() -> bool:
@@ -63,8 +63,12 @@ def train_run(
     engine = engine_for(cfg["family"])  # "not implemented yet" before anything is written
     digest = config_hash(cfg)
     done = run_dir / "train_done.json"
-    # a run trained from a backbone other than the one now pinned is retrained from scratch (segbench.status)
-    force = force or (done.exists() and backbone_differs(cfg, run_dir) is not None)
+    # a run whose recorded config was edited (its hash left as it was), or that trained from a backbone
+    # other than the one now pinned, is retrained from scratch: segbench.status calls both stale
+    force = force or (
+        done.exists()
+        and (recorded_config_differs(cfg, run_dir) is not None or backbone_differs(cfg, run_dir) is not None)
+    )
     if not force and is_trained(cfg, run_dir):
         return read_json(done, "train record")
     device = preflight(cfg, device=device, gpus=gpus)
