@@ -421,6 +421,11 @@ def audit_instance(
             f"{target}: the audit never writes into the committed results; choose another --work-dir"
         )
     staged = stage_backbone(cfg, root, work)
+    if cfg.get("pretraining") and staged is None:
+        say(
+            f"  {run_id}: no committed {cfg['pretraining']['backbone']} weights: pretraining them first "
+            "(minutes; the rerun then starts from other weights than the committed run did)"
+        )
     start = time.perf_counter()
     with _threads(threads or (recorded_sig or {}).get("threads")):
         current_sig = machine_signature()
