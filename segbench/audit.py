@@ -51,7 +51,7 @@ RULE = (
     "run's committed seeds, floored as in the tables (max(1% of |mean|, 0.1 AP for COCO metrics)); other "
     "metrics are reported, never judged; the committed record must be the one its tables were assembled from"
 )
-BIT_FOR_BIT, STATISTICAL = "bit-for-bit", "statistical"
+BIT_FOR_BIT, STATISTICAL, INTEGRITY = "bit-for-bit", "statistical", "record integrity"
 
 
 # -- which instances --------------------------------------------------------------------------------------
@@ -420,6 +420,23 @@ def audit_instance(
         raise InputError(
             f"{target}: the audit never writes into the committed results; choose another --work-dir"
         )
+    integrity = record_integrity(root, scale, run_id)
+    if integrity:  # an edited record: nothing a rerun could confirm, so fail now, before minutes of training
+        report = {
+            "run_id": run_id,
+            "run": cfg["run"],
+            "seed": cfg["seed"],
+            "scale": scale,
+            "config_hash": record["config_hash"],
+            "mode": INTEGRITY,
+            "integrity": integrity,
+            "passed": False,
+        }
+        report["verdict"] = "\n".join(
+            [f"{run_id}: FAIL {INTEGRITY}; not rerun: the record is not the one its tables were built from"]
+            + _integrity_lines(integrity)
+        )
+        return report
     staged = stage_backbone(cfg, root, work)
     if cfg.get("pretraining") and staged is None:
         say(
@@ -473,7 +490,7 @@ def audit_instance(
         "train_log": log,
         "metric_differences": metric_diffs,
     }
-    report["integrity"] = record_integrity(root, scale, run_id)
+    report["integrity"] = []
     if mode == BIT_FOR_BIT:
         report["passed"] = log["identical"] and not metric_diffs
     else:
@@ -518,6 +535,21 @@ def _varied_line(varied: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _integrity_lines(issues: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for issue in issues:
+        if issue["metric"] is None:
+            lines.append(
+                f"  record edited: metrics.json differs from the one {issue['table']} was assembled from  FAIL"
+            )
+        else:
+            lines.append(
+                f"  record edited: {issue['metric']} is {_fmt(issue['record_value'])} in metrics.json, "
+                f"{_fmt(issue['table_value'])} in {issue['table']} (assembled from it)  FAIL"
+            )
+    return lines
+
+
 def verdict(report: dict[str, Any]) -> str:
     """What a person reads: PASS/FAIL and the mode, what varied, then the headline metrics (statistical)
     or the differences (bit for bit), one line each; the JSON keeps every other metric."""
@@ -535,16 +567,7 @@ def verdict(report: dict[str, Any]) -> str:
     lines = [f"{report['run_id']}: {word} {report['mode']}; {why}"]
     if report.get("varied"):
         lines.append(f"  varied: {_varied_line(report['varied'])}")
-    for issue in report.get("integrity") or []:
-        if issue["metric"] is None:
-            lines.append(
-                f"  record edited: metrics.json differs from the one {issue['table']} was assembled from  FAIL"
-            )
-        else:
-            lines.append(
-                f"  record edited: {issue['metric']} is {_fmt(issue['record_value'])} in metrics.json, "
-                f"{_fmt(issue['table_value'])} in {issue['table']} (assembled from it)  FAIL"
-            )
+    lines.extend(_integrity_lines(report.get("integrity") or []))
     diffs = report["metric_differences"]
     if report["mode"] == STATISTICAL:
         checks = [c for c in report["statistical"] if c.get("applicable", True)]

@@ -13,6 +13,7 @@ from segbench.audit import audit, compare_logs, select_instances, statistical_ch
 from segbench.cli import main
 from segbench.engine.runner import evaluate_run, train_run
 from segbench.errors import InputError
+from segbench.provenance import config_hash
 from segbench.registry import resolve_run
 
 
@@ -189,7 +190,8 @@ def test_an_edited_record_fails_integrity_naming_the_metric(tmp_path: Path) -> N
     from segbench.audit import record_integrity
     from segbench.io import sha256_file
 
-    runs = tmp_path / "mini" / "runs"
+    root = tmp_path / "results"
+    runs = root / "mini" / "runs"
     values = {0: 0.25, 1: 0.20, 2: 0.30}
     write_seeds(runs, "threshold_phc", {k: {"seg": v, "iou": 0.5} for k, v in values.items()})
     table = {
@@ -211,14 +213,26 @@ def test_an_edited_record_fails_integrity_naming_the_metric(tmp_path: Path) -> N
             for k in values
         },
     }
-    (tmp_path / "mini" / "tables").mkdir()
-    (tmp_path / "mini" / "tables" / "unet_table2.json").write_text(json.dumps(table))
-    assert record_integrity(tmp_path, "mini", "threshold_phc-seed0") == []
+    (root / "mini" / "tables").mkdir()
+    (root / "mini" / "tables" / "unet_table2.json").write_text(json.dumps(table))
+    assert record_integrity(root, "mini", "threshold_phc-seed0") == []
     write_seeds(runs, "threshold_phc", {0: {"seg": 0.25 + 5 * 0.05, "iou": 0.5}})
-    assert record_integrity(tmp_path, "mini", "threshold_phc-seed0") == [
+    assert record_integrity(root, "mini", "threshold_phc-seed0") == [
         {"table": "unet_table2", "metric": "ctc.seg", "table_value": 0.25, "record_value": 0.5}
     ]
-    assert record_integrity(tmp_path, "mini", "threshold_phc-seed1") == []
+    assert record_integrity(root, "mini", "threshold_phc-seed1") == []
+    # the audit fails such a record at once, naming the metric, without spending a rerun on it
+    cfg = resolve_run("threshold_phc", "smoke", 0)
+    (runs / "threshold_phc-seed0" / "config.json").write_text(
+        json.dumps({"config": cfg, "config_hash": config_hash(cfg)})
+    )
+    summary = audit(
+        "mini", ["threshold_phc-seed0"], data=tmp_path / "data", results=root, work_dir=tmp_path / "w"
+    )
+    report = summary["runs"][0]
+    assert not summary["passed"] and report["mode"] == "record integrity"
+    assert "record edited: ctc.seg is 0.5 in metrics.json, 0.25 in unet_table2" in report["verdict"]
+    assert not (tmp_path / "w" / "mini" / "runs").exists()  # nothing was retrained
 
 
 def test_the_verdict_shows_headline_metrics_and_what_varied_not_raw_arrays(committed, tmp_path: Path) -> None:
