@@ -446,7 +446,12 @@ def audit_instance(
     start = time.perf_counter()
     with _threads(threads or (recorded_sig or {}).get("threads")):
         current_sig = machine_signature()
-        say(f"  {run_id}: training ({cfg['schedule'].get('iterations', '?')} iterations) ...")
+        iterations = (cfg.get("schedule") or {}).get("iterations")
+        say(
+            f"  {run_id}: training ({iterations} iterations) ..."
+            if iterations
+            else f"  {run_id}: fitting ..."
+        )
         train_run(cfg, target, data, device=device, force=target.exists())
         say(f"  {run_id}: evaluating ({time.perf_counter() - start:.0f} s so far) ...")
         evaluate_run(cfg, target, data, device=device)
