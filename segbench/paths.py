@@ -90,6 +90,22 @@ def pretrained_weights(results: str | os.PathLike[str] | None, scale: str, spec:
     return child_path(folder, f"{spec['backbone']}-{config_hash(spec)}", ".pt", what="backbone")
 
 
+def run_pretrained_weights(cfg: dict, run_dir: str | os.PathLike[str]) -> Path:
+    """Where run ``cfg``'s miniature-pretrained backbone weights are: ``<results>/<scale>/pretrained/``,
+    beside the run's ``runs/`` folder (sweeps name another results root: ``pretraining_results``)."""
+    results = cfg.get("pretraining_results") or Path(run_dir).resolve().parents[2]
+    return pretrained_weights(results, cfg["scale"], cfg["pretraining"])
+
+
+def pinned_sha256(weights: Path) -> str | None:
+    """The sha256 the record beside ``weights`` pins them to (``None``: no record, or one that predates
+    pinning); :mod:`segbench.engine.pretrain` refuses a file that differs."""
+    from segbench.io import read_json
+
+    record = weights.with_suffix(".json")
+    return read_json(record, "backbone record").get("weights_sha256") if record.exists() else None
+
+
 def child_path(
     root: str | os.PathLike[str],
     name: str,

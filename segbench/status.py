@@ -104,11 +104,10 @@ def backbone_differs(cfg: dict[str, Any], run_dir: Path) -> str | None:
     the recording (it cannot say which weights it started from)."""
     if not cfg.get("pretraining"):
         return None
-    from segbench.paths import pretrained_weights
+    from segbench.paths import pinned_sha256, run_pretrained_weights
 
-    weights = pretrained_weights(run_dir.parents[2], cfg["scale"], cfg["pretraining"])
-    record = weights.with_suffix(".json")
-    pinned = read_json(record, "backbone record").get("weights_sha256") if record.is_file() else None
+    weights = run_pretrained_weights(cfg, run_dir)
+    pinned = pinned_sha256(weights)
     trained = read_json(run_dir / "train_done.json", "train record").get("provenance") or {}
     used = (trained.get("backbone") or {}).get("sha256")
     if pinned is None or used is None or used == pinned:

@@ -131,21 +131,13 @@ def build_model(cfg: dict[str, Any]) -> torch.nn.Module:
         raise InputError(f"{registry_path()}: entry runs/{cfg['run']}/model: {exc}; fix that entry") from None
 
 
-def pretrained_path(cfg: dict[str, Any], run_dir: Path) -> Path:
-    """Where the run's miniature-pretrained backbone weights are: ``<results>/<scale>/pretrained/``,
-    beside ``runs/`` (sweeps name another results root)."""
-    from segbench.paths import pretrained_weights
-
-    results = Path(cfg.get("pretraining_results") or Path(run_dir).resolve().parents[2])
-    return pretrained_weights(results, cfg["scale"], cfg["pretraining"])
-
-
 def pretrained_backbone(cfg: dict[str, Any], run_dir: Path) -> Path:
     """The run's miniature-pretrained backbone weights, checked against the sha256 their record pins, or
     pretrained now if nothing is pinned and the cache lacks them (the DAG's ``pretrain`` rule)."""
     from segbench.engine.pretrain import ensure_pretrained
+    from segbench.paths import run_pretrained_weights
 
-    return ensure_pretrained(cfg["pretraining"], pretrained_path(cfg, run_dir), scale=cfg["scale"])
+    return ensure_pretrained(cfg["pretraining"], run_pretrained_weights(cfg, run_dir), scale=cfg["scale"])
 
 
 def apply_train_scales(model: torch.nn.Module, scales: list[int] | None) -> None:

@@ -30,9 +30,10 @@ from torch import nn
 
 from segbench.engine.common import capture_rng_state, restore_rng_state, save_torch, seed_everything
 from segbench.errors import InputError
-from segbench.io import dumps, read_json, sha256_file, waiting_lock, write_text_atomic
+from segbench.io import dumps, sha256_file, waiting_lock, write_text_atomic
 from segbench.models.maskrcnn.backbones import NORM_LAYERS, ScaledResNet, cardinality
 from segbench.optional import require
+from segbench.paths import pinned_sha256
 from segbench.provenance import config_hash, provenance
 
 log = logging.getLogger(__name__)
@@ -185,13 +186,6 @@ def pretrain(spec: dict[str, Any], out_path: Path, *, scale: str | None = None) 
     }
     write_text_atomic(out_path.with_suffix(".json"), dumps(record, indent=1) + "\n")
     return record
-
-
-def pinned_sha256(path: Path) -> str | None:
-    """The sha256 the record beside ``path`` pins its weights to (``None``: no record, or one that
-    predates pinning)."""
-    record = path.with_suffix(".json")
-    return read_json(record, "backbone record").get("weights_sha256") if record.exists() else None
 
 
 def verify_pinned(path: Path, spec: dict[str, Any]) -> str | None:

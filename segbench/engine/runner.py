@@ -122,10 +122,10 @@ def backbone_of(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
     started from the same weights."""
     if not cfg.get("pretraining"):
         return None
-    from segbench.engine.maskrcnn import pretrained_path
     from segbench.engine.pretrain import backbone_identity
+    from segbench.paths import run_pretrained_weights
 
-    path = pretrained_path(cfg, run_dir)
+    path = run_pretrained_weights(cfg, run_dir)
     return backbone_identity(path) if path.exists() else None
 
 
