@@ -492,10 +492,10 @@ def audit_instance(
             recorded_prov, rerun_trained.get("provenance", {}), sig_diff, bool(recorded_sig)
         ),
         "committed_backbone": staged,
+        "integrity": [],  # checked before the rerun: an edited record never gets this far
         "train_log": log,
         "metric_differences": metric_diffs,
     }
-    report["integrity"] = []
     if mode == BIT_FOR_BIT:
         report["passed"] = log["identical"] and not metric_diffs
     else:
@@ -503,7 +503,6 @@ def audit_instance(
             cfg["run"], int(cfg["seed"]), runs_dir, regenerated.get("metrics", {})
         )
         report["passed"] = all(c["ok"] for c in report["statistical"])
-    report["passed"] = report["passed"] and not report["integrity"]
     report["verdict"] = verdict(report)
     return report
 
@@ -572,7 +571,6 @@ def verdict(report: dict[str, Any]) -> str:
     lines = [f"{report['run_id']}: {word} {report['mode']}; {why}"]
     if report.get("varied"):
         lines.append(f"  varied: {_varied_line(report['varied'])}")
-    lines.extend(_integrity_lines(report.get("integrity") or []))
     diffs = report["metric_differences"]
     if report["mode"] == STATISTICAL:
         checks = [c for c in report["statistical"] if c.get("applicable", True)]
