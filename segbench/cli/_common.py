@@ -21,6 +21,16 @@ def scale_help(default: str) -> str:
     return f"{names} (default: {default})"
 
 
+def add_checkout_results_argument(p: argparse.ArgumentParser) -> None:
+    """``--results`` of the commands that resolve it with :func:`segbench.checkout.default_results`."""
+    p.add_argument(
+        "--results",
+        default=None,
+        help="results root (default: results/ of the segbench checkout the current directory is in, "
+        "else of the installed one, said on stderr)",
+    )
+
+
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run name from the registry (segbench list --runs)")
     p.add_argument("--scale", default=None, help=scale_help("the registry's default_scale"))

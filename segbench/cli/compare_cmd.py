@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from segbench.cli._common import scale_help
+from segbench.cli._common import add_checkout_results_argument, scale_help
 from segbench.plugins import PLUGIN_KINDS
 
 
@@ -42,12 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=sorted(PLUGIN_KINDS),
         help="what the plugin replaces (default: its segbench_kind attribute)",
     )
-    p.add_argument(
-        "--results",
-        default=None,
-        help="results root (default: results/ of the segbench checkout the current directory is in, "
-        "else of the installed one, said on stderr)",
-    )
+    add_checkout_results_argument(p)
     p.add_argument(
         "--threads",
         type=int,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from segbench.checkout import default_results
-from segbench.cli._common import scale_help
+from segbench.cli._common import add_checkout_results_argument, scale_help
 from segbench.registry import check_scale, load_registry
 from segbench.status import assembled_with, describe, target_status
 
@@ -20,12 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("target", help="table or artifact (table2, unet_table1, all), or reproduce_<name>")
     p.add_argument("--scale", default=None, help=scale_help("the registry's default"))
-    p.add_argument(
-        "--results",
-        default=None,
-        help="results root (default: results/ of the segbench checkout the current directory is in, "
-        "else of the installed one, said on stderr)",
-    )
+    add_checkout_results_argument(p)
     p.add_argument(
         "--retrain", action="store_true", help="describe a from-scratch retrain (make reproduce FORCE=1)"
     )
