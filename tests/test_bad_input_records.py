@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_faults import one_error_line
 from test_reporting_fixtures import SCALE, build_results
 
 from segbench.cli import main
@@ -22,14 +23,6 @@ from segbench.registry import MAX_SEEDS, registry_path, resolve_run, runs_for_ta
 from segbench.yamlfile import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _one_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.startswith("segbench: error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 # -- item 6: status compares the recorded config, not only its hash ----------------------------------------
@@ -104,7 +97,7 @@ def test_bad_input_table_refuses_a_metric_that_is_not_a_finite_number(tmp_path, 
     record["metrics"]["segm"]["AP"] = value
     metrics.write_text(json.dumps(record))  # a bare NaN / Infinity for the non-finite cases
     code = main(["table", "table2b", "--scale", SCALE, "--results", str(results)])
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert code == 2 and "r50_c4-seed1" in line and "'segm.AP'" in line and "not a finite number" in line
     assert table_json.read_bytes() == before  # nothing half-written
     assert "NaN" not in table_json.read_text() and "Infinity" not in table_json.read_text()
@@ -160,7 +153,7 @@ def test_bad_input_registry_with_a_byte_that_is_not_utf8(tmp_path, monkeypatch, 
     line_no = text[: text.index("segbench")].count("\n") + 1
     path = _use_registry(tmp_path, monkeypatch, data)
     assert main(["list"]) == 2
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert str(path) in line and f"line {line_no}" in line and "0xe9 is not UTF-8" in line
 
 
@@ -176,14 +169,14 @@ def _with_duplicate_run(text: str, run: str = "r50_c4") -> str:
 def test_bad_input_registry_defining_a_run_twice(tmp_path, monkeypatch, capsys):
     path = _use_registry(tmp_path, monkeypatch, _with_duplicate_run(_registry_text()).encode())
     assert main(["list"]) == 2
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert str(path) in line and "'runs/r50_c4' is defined twice" in line, line
 
 
 def test_bad_input_registry_with_a_duplicate_top_level_key(tmp_path, monkeypatch, capsys):
     path = _use_registry(tmp_path, monkeypatch, (_registry_text() + "\ndefault_scale: paper\n").encode())
     assert main(["list"]) == 2
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert str(path) in line and "'default_scale' is defined twice" in line, line
 
 
@@ -196,7 +189,7 @@ def test_bad_input_dataset_registry_defining_a_dataset_twice(tmp_path, monkeypat
     path.write_text(source + f"\n  {first}:\n    source: synthetic\n", encoding="utf-8")
     monkeypatch.setattr(data_registry, "DATASETS_YAML", path)
     assert main(["data", "list"]) == 2
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert str(path) in line and f"'datasets/{first}' is defined twice" in line, line
 
 
@@ -226,7 +219,7 @@ def test_bad_input_registry_with_an_absurd_seed_count(tmp_path, monkeypatch, cap
         key = f"scales/{derived}/seeds"
     path = _use_registry(tmp_path, monkeypatch, yaml.safe_dump(reg, sort_keys=False).encode())
     assert main(["status", "table2b", "--scale", "smoke", "--results", str(tmp_path)]) == 2
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert str(path) in line and key in line and f"at most {MAX_SEEDS}" in line, line
 
 
@@ -239,7 +232,7 @@ def test_bad_input_registry_seed_limit_keeps_the_committed_counts():
 @pytest.mark.parametrize("gpus", ["0", "-1"])
 def test_bad_input_plan_needs_at_least_one_gpu(gpus, capsys):
     assert main(["plan", "table2b", "--scale", "paper", "--gpus", gpus]) == 2
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert f"--gpus {gpus}" in line and "at least 1 GPU" in line
 
 
@@ -247,7 +240,7 @@ def test_bad_input_plan_needs_at_least_one_gpu(gpus, capsys):
 def test_bad_input_negative_gpus_for_a_run(command, tmp_path, capsys):
     args = [command, "--run", "unet_isbi", "--scale", "smoke", "--results", str(tmp_path), "--gpus", "-1"]
     assert main(args) == 2
-    assert "--gpus -1" in _one_line(capsys)
+    assert "--gpus -1" in one_error_line(capsys)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -267,7 +260,7 @@ def test_bad_input_results_that_is_a_file(command, tmp_path, capsys):
     results.write_text("not a folder\n")
     extra = ["--out", str(tmp_path / "reports")] if command[0] == "report" else []
     assert main([*command, "--results", str(results), *extra]) == 2
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert f"--results {results}" in line and "is a file, not a folder" in line
     assert results.read_text() == "not a folder\n" and sorted(p.name for p in tmp_path.iterdir()) == [
         "results.txt"
@@ -277,4 +270,4 @@ def test_bad_input_results_that_is_a_file(command, tmp_path, capsys):
 def test_bad_input_status_of_results_that_do_not_exist(tmp_path, capsys):
     missing = tmp_path / "nowhere"
     assert main(["status", "table2b", "--scale", "smoke", "--results", str(missing)]) == 2
-    assert "does not exist" in _one_line(capsys) and not missing.exists()
+    assert "does not exist" in one_error_line(capsys) and not missing.exists()

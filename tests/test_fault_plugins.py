@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_faults import one_error_line
 
 from segbench.cli import main
 from segbench.errors import InputError
@@ -77,14 +78,6 @@ def _plugin(tmp_path: Path, name: str) -> tuple[str, Path, int]:
     return f"{path}:boom", path, line
 
 
-def _one_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.startswith("segbench: error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
-
-
 @pytest.mark.parametrize("name", list(RAISING))
 def test_fault_plugin_raising_in_its_contract_check_names_file_and_line(tmp_path, name):
     spec, path, line = _plugin(tmp_path, name)
@@ -101,7 +94,7 @@ def test_fault_mask_loss_plugin_raising_under_compare(tmp_path, capsys):
     results = tmp_path / "results"
     args = ["compare", "--method", spec, "--table", "table2b", "--kind", "mask_loss", "--scale", "smoke"]
     code = main([*args, "--results", str(results), "--device", "cpu"])
-    message = _one_line(capsys)
+    message = one_error_line(capsys)
     assert code == 2 and repr(spec) in message and f"{path}:{line}" in message, message
     assert "RuntimeError: boom in my mask loss" in message and "fix the plugin" in message
     assert not results.exists()
@@ -113,6 +106,6 @@ def test_fault_plugin_with_a_syntax_error_under_compare(tmp_path, capsys):
     results = tmp_path / "results"
     args = ["compare", "--method", f"{path}:boom", "--table", "unet_table1", "--kind", "unet_loss"]
     code = main([*args, "--scale", "smoke", "--results", str(results), "--device", "cpu"])
-    message = _one_line(capsys)
+    message = one_error_line(capsys)
     assert code == 2 and re.search(rf"{re.escape(str(path))}:3\b", message) and "SyntaxError" in message
     assert not results.exists()

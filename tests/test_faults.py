@@ -36,7 +36,8 @@ def em_data(tmp_path_factory) -> Path:
     return root
 
 
-def _one_line(capsys) -> str:
+def one_error_line(capsys) -> str:
+    """The one `segbench: error:` line a bad input gives (and no traceback)."""
     err = capsys.readouterr().err
     assert "Traceback" not in err, err
     lines = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("segbench: error: ")]
@@ -84,7 +85,7 @@ def test_fault_checkpoint_torch_save_runtime_error(em_data, tmp_path, monkeypatc
     monkeypatch.setattr(torch, "save", full_disk)
     results = tmp_path / "results"
     code = main(_run_args("train", "unet_isbi", results, em_data))
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     out = results / "smoke" / "runs" / "unet_isbi-seed0"
     assert code == 1 and str(out / "checkpoint_00000002.pt") in line, line
     assert "unexpected pos" in line and "free space" in line
@@ -99,7 +100,7 @@ def test_fault_metrics_enospc(em_data, tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     _fsync_enospc(monkeypatch)
     code = main(_run_args("evaluate", "threshold_isbi", results, em_data))
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert code == 1 and str(out / "metrics.json") in line and ENOSPC in line, line
     assert not (out / "metrics.json").exists() and (out / "train_done.json").exists()
     _no_tmp(tmp_path)
@@ -109,7 +110,7 @@ def test_fault_config_enospc_leaves_no_run_folder(em_data, tmp_path, monkeypatch
     _fsync_enospc(monkeypatch)
     results = tmp_path / "results"
     code = main(_run_args("train", "threshold_isbi", results, em_data))
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     out = results / "smoke" / "runs" / "threshold_isbi-seed0"
     assert code == 1 and str(out / "config.json") in line and ENOSPC in line, line
     assert not out.exists()
@@ -122,7 +123,7 @@ def test_fault_table_enospc(tmp_path, monkeypatch, capsys):
         write_run(results / "smoke" / "runs" / rs.run_id, rs.run, rs.seed, "smoke")
     _fsync_enospc(monkeypatch)
     code = main(["table", "table2b", "--scale", "smoke", "--results", str(results)])
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     tables = results / "smoke" / "tables"
     assert code == 1 and str(tables / "table2b.json") in line and "free space" in line, line
     assert not any(tables.glob("table2b.*"))
@@ -136,7 +137,7 @@ def test_fault_report_enospc(tmp_path, monkeypatch, capsys):
     code = main(
         ["report", "--scale", "mini", "--no-figures", "--results", str(results), "--out", str(reports)]
     )
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert code == 1 and str(reports / "mini") in line and ".html" in line and ENOSPC in line, line
     assert not list(reports.rglob("*.html"))
     _no_tmp(tmp_path)
@@ -155,7 +156,7 @@ def test_fault_dataset_enospc(dataset, writer, tmp_path, monkeypatch, capsys):
         monkeypatch.setattr(Image.Image, "save", no_space)
     root = tmp_path / "data"
     code = main(["data", "prepare", dataset, "--data-root", str(root)])
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert code == 1 and f"{root / dataset}/" in line and ENOSPC in line and "free space" in line, line
     assert ".tmp-" not in line  # the file as it would be named in the dataset, not the scratch folder
     assert not (root / dataset).exists()
@@ -183,7 +184,7 @@ def test_fault_bad_run_argument_is_one_line_and_writes_nothing(
     argv = _run_args(command, "r50_c4", tmp_path / "results", tmp_path / "data")
     argv = [a for a in argv if a not in ("--device", "cpu")] + extra
     code = main(argv)
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert code == 2 and named in line and fix in line, line
     assert list(tmp_path.iterdir()) == []  # no results folder, no run folder, no config.json
 
@@ -206,7 +207,7 @@ def test_fault_compare_with_an_unknown_device_writes_nothing(tmp_path, capsys):
             "banana",
         ]
     )
-    assert code == 2 and "--device 'banana'" in _one_line(capsys)
+    assert code == 2 and "--device 'banana'" in one_error_line(capsys)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -249,7 +250,7 @@ def test_fault_plugin_that_fails_in_training_under_compare(em_data, tmp_path, ca
             "cpu",
         ]
     )
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert code == 1, line
     assert repr(spec) in line and "ValueError" in line and "shape mismatch in my new loss" in line
     assert "during training" in line and "fix the plugin" in line
@@ -266,7 +267,7 @@ def test_fault_segbench_data_pointing_at_a_file(tmp_path, monkeypatch, capsys):
     not_a_folder.write_bytes(b"x")
     monkeypatch.setenv("SEGBENCH_DATA", str(not_a_folder))
     code = main(["data", "prepare", "em_smoke"])
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert code == 2 and f"SEGBENCH_DATA={not_a_folder}" in line and "not a folder" in line, line
     assert "free space" not in line
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from test_faults import one_error_line
 from test_reporting_compare import STEM, fake_comparison
 from test_reporting_fixtures import SCALE, build_results
 
@@ -30,14 +31,6 @@ PAYLOADS = {
     "host": "//evil.example/x",
 }
 LINK = re.compile(r"""(?:href|src)\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
-
-
-def _one_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.startswith("segbench: error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 # -- item 1: a forged config_hash cannot move a run's files out of the results root ------------------------
@@ -74,7 +67,7 @@ def test_security_forged_config_hash_through_train_force(tmp_path, monkeypatch, 
     files = _run_with_forged_hash(run_dir)
     args = ["train", "--run", "unet_isbi", "--scale", "smoke", "--force", "--device", "cpu"]
     code = main([*args, "--results", str(results), "--data-root", str(tmp_path / "data")])
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert code == 2 and "config_hash" in line and str(run_dir / "config.json") in line, line
     assert {name: (run_dir / name).read_bytes() for name in files} == files
     assert list(tmp_path.rglob("ESCAPED_STALE")) == []
@@ -103,7 +96,7 @@ def test_security_forged_run_id_in_a_table_is_refused_by_status(tables, rid, cap
     table_json = tables / SCALE / "tables" / "unet_table1.json"
     _edit(table_json, lambda t: _forge_first_run(t, rid))
     code = main(["status", "unet_table1", "--scale", SCALE, "--results", str(tables)])
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert code == 2 and str(table_json) in line and repr(rid) in line, line
 
 
@@ -119,7 +112,7 @@ def test_security_forged_run_of_a_comparison_never_leaves_results(tables, field,
     _edit(record, forged)
     reports = tables.parent / "reports"
     code = main(["report", "--scale", SCALE, "--no-figures", "--results", str(tables), "--out", str(reports)])
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert code == 2 and str(record) in line, line
     assert list(reports.rglob("*.html")) == []
 
@@ -189,7 +182,7 @@ def test_security_report_refuses_a_script_or_foreign_link_in_every_name_field(ta
     _edit(source, lambda record: edit(record, payload))
     reports = tables.parent / "reports"
     code = main(["report", "--scale", SCALE, "--no-figures", "--results", str(tables), "--out", str(reports)])
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert code == 2 and str(source) in line, line
     assert list(reports.rglob("*.html")) == []  # nothing written, not even the pages before the bad one
 
@@ -200,7 +193,7 @@ def test_security_report_refuses_a_comparison_file_name_that_is_not_a_name(table
     source = _rename_comparison(tables, stem)
     reports = tables.parent / "reports"
     code = main(["report", "--scale", SCALE, "--no-figures", "--results", str(tables), "--out", str(reports)])
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert code == 2 and str(source) in line, line
     assert list(reports.rglob("*.html")) == []
 
@@ -210,7 +203,7 @@ def test_security_the_issue_script_link_in_a_table_name(tables, capsys):
     _edit(_table(tables), lambda t: t.update(table="javascript:alert(document.domain);x"))
     reports = tables.parent / "reports"
     code = main(["report", "--scale", SCALE, "--no-figures", "--results", str(tables), "--out", str(reports)])
-    assert code == 2 and "'javascript:alert(document.domain);x'" in _one_line(capsys)
+    assert code == 2 and "'javascript:alert(document.domain);x'" in one_error_line(capsys)
     assert not (reports / SCALE / "index.html").exists()
     assert not any(unsafe_link(link) for link in _links(reports))
 
