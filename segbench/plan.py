@@ -246,10 +246,10 @@ def plan(
 ) -> Plan:
     """The runs ``target`` (a table, artifact, ``all`` or ``reproduce_<name>``) needs at ``scale`` and what
     they cost on ``gpus`` GPUs of ``gpu_type``; reads nothing but the registries and the bench records."""
-    from segbench.engine.maskrcnn import effective_schedule
     from segbench.launch import gpus_needed, launch_ranks
     from segbench.paths import results_root
     from segbench.registry import check_scale, load_registry, resolve_run, runs_for_tables
+    from segbench.schedule import effective_schedule
     from segbench.status import assembled_with
 
     gpu_type = gpu_type.lower()
@@ -282,22 +282,23 @@ def plan(
             result.datasets[directory] = {"datasets": [], "bytes": size, "note": note}
         if dataset not in result.datasets[directory]["datasets"]:
             result.datasets[directory]["datasets"].append(dataset)
-        if cfg["family"] == "maskrcnn":
-            # the processes the workflow launches on `--resources gpu=N` (torchrun, one per GPU)
-            run_gpus = launch_ranks(gpus_needed(cfg, reg) or paper_gpus, gpus)
-            sched = effective_schedule(cfg, replicas=run_gpus, gpus=run_gpus)
-            iterations, batch = sched.iterations, sched.images_per_batch
-            seen = iterations * batch
-            img_s, source = speeds.maskrcnn(cfg)
-        elif cfg["family"] == "unet":
-            run_gpus = 1
-            iterations = int(cfg["schedule"]["iterations"])
-            batch = int(cfg["schedule"].get("batch_size", 1))
-            seen = iterations * batch
-            img_s, source = speeds.unet(cfg)
-        else:
+        family = cfg["family"]
+        # the processes the workflow launches on `--resources gpu=N` (torchrun, one per GPU); one for the
+        # single-GPU families; none for a classical baseline (effective_schedule: None)
+        run_gpus = launch_ranks(gpus_needed(cfg, reg) or paper_gpus, gpus) if family == "maskrcnn" else 1
+        sched = effective_schedule(cfg, replicas=run_gpus, gpus=run_gpus)
+        if sched is None:
             run_gpus, iterations, batch, seen = 0, 0, 0, 0
             img_s, source = None, "no training: a classical baseline, evaluated on the CPU"
+        else:
+            iterations, batch = sched.iterations, sched.images_per_batch
+            seen = iterations * batch
+            if family == "maskrcnn":
+                img_s, source = speeds.maskrcnn(cfg)
+            elif family == "unet":
+                img_s, source = speeds.unet(cfg)
+            else:
+                img_s, source = None, f"not costed: no speed record for the {family} family"
         gpu_hours = seen / img_s / 3600 if img_s else 0.0
         wall = gpu_hours / run_gpus if run_gpus else 0.0
         result.runs.append(

@@ -43,23 +43,6 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         determinism.configure()
 
 
-def step_lr_factor(
-    iteration: int,
-    lr_decay_at: list[int],
-    lr_decay_factor: float = 0.1,
-    warmup_iters: int = 0,
-    warmup_factor: float = 1.0 / 3,
-) -> float:
-    """Multiplier of the base learning rate at ``iteration`` (0-based): linear warm-up from
-    ``warmup_factor`` over ``warmup_iters``, then x ``lr_decay_factor`` at each step in ``lr_decay_at``
-    (Mask R-CNN section 3.1: lr 0.02, decreased by 10 at 120k of 160k iterations)."""
-    factor = lr_decay_factor ** sum(iteration >= step for step in lr_decay_at)
-    if iteration < warmup_iters:
-        alpha = iteration / max(1, warmup_iters)
-        factor *= warmup_factor * (1 - alpha) + alpha
-    return factor
-
-
 def check_finite(
     loss: torch.Tensor, iteration: int, run_dir: Path, parts: dict[str, float] | None = None
 ) -> None:

@@ -28,7 +28,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,7 +46,6 @@ from segbench.engine.common import (
     save_checkpoint,
     save_torch,
     seed_everything,
-    step_lr_factor,
 )
 from segbench.errors import InputError
 from segbench.io import append_jsonl, dumps, read_json, read_jsonl, write_text_atomic
@@ -54,6 +53,12 @@ from segbench.launch import check_replicas
 from segbench.progress import progress_bar
 from segbench.provenance import config_hash
 from segbench.records import EVAL_CURVE
+from segbench.schedule import (  # noqa: F401 - re-exported: the contract's schedule
+    SCHEDULE_ALIASES,
+    Schedule,
+    canonical_schedule,
+    parse_schedule,
+)
 from segbench.trainlog import (  # noqa: F401 - re-exported: the log's names belong to the contract
     LEGACY_STEP_TIME,
     STEP_TIME,
@@ -66,122 +71,6 @@ log = logging.getLogger(__name__)
 
 FINAL_MODEL = "model_final.pt"
 IDENTITY_KEYS = ("run", "config_hash", "dataset_hash")
-
-
-# -- schedule -----------------------------------------------------------------------------------------
-SCHEDULE_ALIASES = {"lr": "base_lr", "batch_size": "images_per_batch"}  # registry spelling -> contract's
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """The optimisation schedule a run actually uses, after the granted-device rescaling."""
-
-    iterations: int
-    images_per_batch: int  # global, over all replicas
-    images_per_replica: int
-    base_lr: float
-    lr_decay_at: list[int]
-    lr_decay_factor: float
-    warmup_iters: int
-    warmup_factor: float
-    momentum: float
-    weight_decay: float
-    checkpoint_every: int
-    amp: bool
-    replicas: int
-    train_scales: list[int] | None = None
-    rescaled: dict[str, Any] | None = None
-
-    def lr(self, iteration: int) -> float:
-        return self.base_lr * step_lr_factor(
-            iteration, self.lr_decay_at, self.lr_decay_factor, self.warmup_iters, self.warmup_factor
-        )
-
-
-def canonical_schedule(raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` in the contract's vocabulary: ``lr`` -> ``base_lr``, ``batch_size`` -> ``images_per_batch``."""
-    out = dict(raw)
-    for alias, name in SCHEDULE_ALIASES.items():
-        if alias in out:
-            if name in out:
-                raise InputError(f"schedule: both {alias!r} and {name!r} given; keep one")
-            out[name] = out.pop(alias)
-    return out
-
-
-def parse_schedule(
-    raw: dict[str, Any],
-    defaults: dict[str, Any],
-    *,
-    replicas: int = 1,
-    gpus: int = 0,
-    train_scales: list[int] | None = None,
-) -> Schedule:
-    """The :class:`Schedule` of a ``schedule`` block for ``replicas`` data-parallel processes.
-
-    ``defaults`` are the family's values of omitted keys (``checkpoint_every: None`` = once, at the end).
-    With ``gpus`` set (the paper's device count: 16 images on 8 GPUs) a different replica count keeps the
-    images per GPU and rescales linearly: the global batch and learning rate by ``k = replicas / gpus``,
-    the iteration counts by ``1 / k`` (same number of epochs); the change is recorded in ``rescaled``.
-    """
-    values = {**defaults, **canonical_schedule(raw)}
-    for key in ("iterations", "base_lr"):
-        if key not in values:
-            spelled = " or ".join([key, *(a for a, n in SCHEDULE_ALIASES.items() if n == key)])
-            raise InputError(f"schedule: missing {spelled}")
-    iterations, batch, lr = (
-        int(values["iterations"]),
-        int(values.get("images_per_batch", 1)),
-        float(values["base_lr"]),
-    )
-    steps = [int(s) for s in values.get("lr_decay_at", [])]
-    warmup = int(values.get("warmup_iters", 0))
-    every = int(values.get("checkpoint_every") or iterations) or iterations
-    rescaled = None
-    paper_gpus = values.get("gpus")
-    if paper_gpus:
-        new_batch = batch // int(paper_gpus) * replicas
-        if new_batch != batch:
-            k = new_batch / batch
-            rescaled = {
-                "reason": f"{replicas} data-parallel replica(s) instead of the paper's {paper_gpus} "
-                f"GPUs (granted gpus={gpus}); linear scaling rule",
-                "paper": {
-                    "images_per_batch": batch,
-                    "base_lr": lr,
-                    "iterations": iterations,
-                    "lr_decay_at": steps,
-                    "warmup_iters": warmup,
-                },
-                "factor": k,
-            }
-            iterations, steps = round(iterations / k), [round(s / k) for s in steps]
-            warmup, every = round(warmup / k), max(1, round(every / k))
-            batch, lr = new_batch, lr * k
-    if batch % replicas:
-        raise InputError(
-            f"schedule: images_per_batch={batch} does not split over {replicas} replicas; "
-            "change images_per_batch or the number of processes"
-        )
-    return Schedule(
-        iterations=iterations,
-        images_per_batch=batch,
-        images_per_replica=batch // replicas,
-        base_lr=lr,
-        lr_decay_at=steps,
-        lr_decay_factor=float(values.get("lr_decay_factor", 0.1)),
-        warmup_iters=warmup,
-        warmup_factor=float(values.get("warmup_factor", 1.0 / 3)),
-        momentum=float(values["momentum"]),
-        weight_decay=float(values["weight_decay"]),
-        checkpoint_every=every,
-        # automatic mixed precision: float16 autocast with a gradient scaler on CUDA, bfloat16 autocast on
-        # the CPU (torch.autocast's CPU default; the rehearsal scale runs the paper's AMP path this way)
-        amp=bool(values.get("amp", False)),
-        replicas=replicas,
-        train_scales=train_scales,
-        rescaled=rescaled,
-    )
 
 
 # -- processes and devices ----------------------------------------------------------------------------
@@ -522,7 +411,7 @@ def train(
         truncate_log(log_path, start)
         truncate_eval_curve(curve_path, start)
         if start == 0:
-            append_jsonl(log_path, {"event": "schedule", **asdict(schedule)})
+            append_jsonl(log_path, {"event": "schedule", **schedule.record()})
     batches = family.batches(schedule, replica, dev, start)
     last: dict[str, float] = {}
     net.train()
@@ -567,7 +456,7 @@ def train(
         "iterations": schedule.iterations,
         "resumed_from": start or None,
         "final_losses": last,
-        "schedule": asdict(schedule),
+        "schedule": schedule.record(),
         "device": str(dev),
         "gpus_granted": gpus,
         "determinism": determinism.record(),

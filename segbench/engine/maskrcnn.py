@@ -33,7 +33,6 @@ from segbench.engine.contract import (  # noqa: F401 - re-exported: the engine's
     Schedule,
     init_replica,
     load_final,
-    parse_schedule,
     resolve_device,
     run_identity,
 )
@@ -42,6 +41,10 @@ from segbench.io import dumps, write_text_atomic
 from segbench.optional import require
 from segbench.progress import progress_bar
 from segbench.records import COCO_DETAILS, HEADS, predictions_file
+from segbench.schedule import (  # noqa: F401 - effective_schedule re-exported
+    FAMILY_DEFAULTS,
+    effective_schedule,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,44 +56,7 @@ CURVE_STATS = ("AP", "AP50", "AP75")  # per IoU type, per point of the evaluatio
 
 
 # -- schedule -----------------------------------------------------------------------------------------
-SCHEDULE_DEFAULTS = {
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "checkpoint_every": 1000,
-    "lr_decay_factor": 0.1,
-    "warmup_iters": 0,
-    "warmup_factor": 1.0 / 3,
-    "eval_points": 4,  # the evaluation curve: val AP at 25/50/75/100 % of the iterations; 0 disables
-}
-
-
-def effective_schedule(cfg: dict[str, Any], *, replicas: int = 1, gpus: int = 0) -> Schedule:
-    """The schedule of ``cfg`` for ``replicas`` data-parallel processes (:func:`contract.parse_schedule`).
-
-    The registry's ``resnext`` / ``keypoint`` sub-schedules replace the base one for those runs (the paper
-    trains ResNeXt with 1 image per GPU at lr 0.01, and keypoints for 90k iterations, section 5); the
-    keypoint one's learning rate applies to every run on the person-keypoint data (Table 5 compares them). At paper
-    scale (``schedule.gpus`` set: 16 images on 8 GPUs) a different device count keeps 2 images per GPU
-    and rescales linearly: the global batch and learning rate by ``k = replicas / 8``, the iteration
-    counts by ``1 / k`` (same number of epochs); the change is recorded in ``rescaled``.
-    """
-    raw = dict(cfg["schedule"])
-    overlays = {"resnext": raw.pop("resnext", None), "keypoint": raw.pop("keypoint", None)}
-    model = cfg.get("model", {})
-    if str(model.get("backbone", "")).startswith("resnext") and overlays["resnext"]:
-        raw.update(overlays["resnext"])
-    train_scales = None
-    # Table 5's person models are compared "trained on the same data": every run on the person-keypoint
-    # data takes the keypoint schedule's learning rate, with or without a keypoint head (at mini, mask-only
-    # at the base lr diverged at iteration 45; at paper scale both rates are 0.02).
-    person = (cfg.get("dataset") or {}).get("logical") == "coco_person_keypoints"
-    if "keypoint" in model.get("tasks", ()) and overlays["keypoint"]:
-        kp = overlays["keypoint"]
-        raw.update({k: kp[k] for k in ("iterations", "base_lr", "lr_decay_at") if k in kp})
-        train_scales = kp.get("train_scales")
-    elif person and overlays["keypoint"] and "base_lr" in overlays["keypoint"]:
-        raw["base_lr"] = overlays["keypoint"]["base_lr"]  # the rate only; the paper's 160k schedule stays
-    return parse_schedule(raw, SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus, train_scales=train_scales)
+SCHEDULE_DEFAULTS = FAMILY_DEFAULTS["maskrcnn"]
 
 
 # -- data and model -----------------------------------------------------------------------------------

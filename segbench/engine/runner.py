@@ -24,6 +24,7 @@ from segbench.launch import require_cuda, scale_device
 from segbench.paths import child_path
 from segbench.provenance import config_hash, provenance
 from segbench.records import EVAL_CURVE
+from segbench.schedule import effective_schedule
 from segbench.status import backbone_differs, is_evaluated, is_trained, recorded_config_differs
 
 
@@ -46,6 +47,13 @@ def dataset_of(cfg: dict[str, Any], data_root: Path, *, verify: bool = False) ->
         # directory without a MANIFEST is data someone placed there: used as it is, never overwritten.
         prepare(name, data_root, progress=False, entry=cfg["dataset"])
     return dataset_identity(name, data_root, verify=verify, entry=cfg["dataset"])
+
+
+def schedule_record(cfg: dict[str, Any], gpus: int) -> dict[str, Any] | None:
+    """The schedule this process group trains ``cfg`` with (:func:`segbench.schedule.effective_schedule`
+    for torchrun's ``WORLD_SIZE`` replicas), as ``config.json`` records it; None for a classical run."""
+    schedule = effective_schedule(cfg, replicas=int(os.environ.get("WORLD_SIZE", "1")), gpus=gpus)
+    return None if schedule is None else schedule.record()
 
 
 def train_run(
@@ -88,6 +96,8 @@ def train_run(
                     {
                         "config": cfg,
                         "config_hash": digest,
+                        # what trains, after every overlay and the linear scaling rule (not hashed)
+                        "schedule": schedule_record(cfg, gpus),
                         "provenance": provenance(
                             cfg, seeds=[cfg["seed"]], scale=cfg["scale"], dataset=dataset
                         ),

@@ -28,19 +28,13 @@ import torch.nn.functional as F
 
 from segbench.engine import contract
 from segbench.engine.biomedical import load_split, normalize_input, score_probability_maps
-from segbench.engine.contract import Replica, Schedule, parse_schedule, resolve_device, run_identity
+from segbench.engine.contract import Replica, Schedule, resolve_device, run_identity
 from segbench.errors import InputError
 from segbench.models.sliding_window import WindowClassifier, build_sliding_window
+from segbench.schedule import FAMILY_DEFAULTS, effective_schedule
 
-#: Values of omitted schedule keys (Ciresan et al. 2012 train with plain SGD; momentum as the U-Net's).
-SCHEDULE_DEFAULTS = {
-    "momentum": 0.9,
-    "weight_decay": 0.0,
-    "checkpoint_every": None,
-    "lr_decay_factor": 0.1,
-    "warmup_iters": 0,
-    "images_per_batch": 64,
-}
+#: Values of omitted schedule keys (:data:`segbench.schedule.FAMILY_DEFAULTS`).
+SCHEDULE_DEFAULTS = FAMILY_DEFAULTS["sliding_window"]
 
 
 def dihedral(x: np.ndarray | torch.Tensor, k: int) -> Any:
@@ -105,7 +99,7 @@ class SlidingWindowFamily:
         self.extra: dict[str, Any] = {}
 
     def schedule(self, *, replicas: int, gpus: int) -> Schedule:
-        return parse_schedule(self.cfg["schedule"], SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus)
+        return effective_schedule(self.cfg, replicas=replicas, gpus=gpus)
 
     def build_model(self, schedule: Schedule) -> torch.nn.Module:
         self.model = build_sliding_window(self.cfg)

@@ -38,7 +38,6 @@ from segbench.engine.contract import (  # noqa: F401 - TRAIN_LOG re-exported
     Replica,
     Schedule,
     load_final,
-    parse_schedule,
     resolve_device,
     run_identity,
 )
@@ -60,6 +59,7 @@ from segbench.models.unet_losses import (  # noqa: F401 - re-exported (earlier h
     weighted_cross_entropy,
 )
 from segbench.records import CELL_EXAMPLE, OVERLAP_TILE
+from segbench.schedule import FAMILY_DEFAULTS, effective_schedule
 
 FINAL_WEIGHTS = FINAL_MODEL
 EVAL_MIN_OUTPUT = 132  # evaluation tiles give at least this many valid output pixels per side (speed)
@@ -209,13 +209,7 @@ def weight_cache_dir(data_root: Path, run_dir: Path) -> Path:
     raise InputError(f"{run_dir}: cannot write the weight-map cache; make the run directory writable")
 
 
-SCHEDULE_DEFAULTS = {
-    "momentum": 0.99,
-    "weight_decay": 0.0,
-    "checkpoint_every": None,
-    "lr_decay_factor": 0.1,
-    "warmup_iters": 0,
-}
+SCHEDULE_DEFAULTS = FAMILY_DEFAULTS["unet"]  # values of omitted schedule keys (segbench.schedule)
 
 
 class UNetFamily:
@@ -232,7 +226,7 @@ class UNetFamily:
         self.extra: dict[str, Any] = {}
 
     def schedule(self, *, replicas: int, gpus: int) -> Schedule:
-        return parse_schedule(self.cfg["schedule"], SCHEDULE_DEFAULTS, replicas=replicas, gpus=gpus)
+        return effective_schedule(self.cfg, replicas=replicas, gpus=gpus)
 
     def build_model(self, schedule: Schedule) -> torch.nn.Module:
         self.model = build_model(self.cfg)
