@@ -17,7 +17,7 @@ Speeds come from the benchmark records ``results/bench/<suite>-<device>.json`` (
   the CPU. Each row of the plan names its record and, for a CPU record, ``X`` and why.
 
 Runs the benchmark did not measure take the nearest measured run (same architecture, then same tasks)
-times a backbone cost ratio (:data:`BACKBONE_COST`). Only training is estimated; evaluation (5k images per
+times a backbone cost ratio (:attr:`segbench.models.backbone_specs.BackboneSpec.cost`). Only training is estimated; evaluation (5k images per
 Mask R-CNN run, about a minute on a GPU) is not included. Wall time assumes linear data-parallel scaling
 over the processes the workflow launches (:mod:`segbench.launch`, the rule ``snakemake --resources gpu=N``
 applies): a Mask R-CNN run as ``torchrun --nproc_per_node=min(8, N)``, one GPU per process (2 images per GPU,
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import InputError
+from segbench.models.backbone_specs import backbone_spec
 
 #: Pixels of a COCO image at the paper's training size: short side 800, a 4:3 image's long side 1067.
 PAPER_PIXELS = 800 * 1067
@@ -79,19 +80,6 @@ GPU_TYPES: dict[str, GpuType] = {
         "m40",
         round(16 / 0.72 / 8, 2),
         f"R50-FPN {16 / 0.72 / 8:.2f} img/s per M40 (the paper: 0.72 s per 16-image mini-batch on 8 GPUs)",
-    ),
-}
-
-#: Training cost of a Mask R-CNN backbone relative to ResNet-50 (same architecture otherwise).
-BACKBONE_COST: dict[str, tuple[float, str]] = {
-    "resnet50": (1.0, "ResNet-50"),
-    "resnet101": (44 / 32, "ResNet-101 x1.375: the paper trains R101-FPN in 44 h, R50-FPN in 32 h"),
-    # time = a + b * GFLOPs through the paper's two points (R50 4.09, R101 7.80 GFLOPs, torchvision's
-    # ImageNet figures): b = 12 / 3.71 h per GFLOP, a = 32 - 4.09 b; X101-32x8d (16.41 GFLOPs) -> 72 h / 32 h.
-    "resnext101_32x8d": (
-        round((32 + (16.41 - 4.09) * 12 / (7.80 - 4.09)) / 32, 2),
-        "ResNeXt-101-32x8d x2.25: the paper's R50/R101 hours extrapolated linearly in "
-        "backbone GFLOPs (4.09, 7.80, 16.41)",
     ),
 }
 
@@ -407,8 +395,9 @@ class _Speeds:
         row = rows[measured]
         mcfg = resolve_run(measured, self.scale, 0, self.reg) if measured in self.reg["runs"] else cfg
         backbone = str(cfg["model"].get("backbone", "resnet50"))
-        cost, cost_why = BACKBONE_COST.get(backbone, (1.0, backbone))
-        base_cost = BACKBONE_COST.get(str(mcfg["model"].get("backbone", "resnet50")), (1.0, ""))[0]
+        spec = backbone_spec(backbone)
+        cost, cost_why = spec.cost, spec.cost_why or spec.label
+        base_cost = backbone_spec(str(mcfg["model"].get("backbone", "resnet50"))).cost
         ratio = cost / base_cost
         bench_size = record.data.get("settings", {}).get("size", "320x320")
         pixels = _size_pixels(bench_size) / train_pixels(cfg)
@@ -578,4 +567,4 @@ def estimate_line(p: Plan) -> str:
     )
 
 
-__all__ = ["BACKBONE_COST", "GPU_TYPES", "Plan", "RunPlan", "estimate_line", "format_plan", "plan"]
+__all__ = ["GPU_TYPES", "Plan", "RunPlan", "estimate_line", "format_plan", "plan"]

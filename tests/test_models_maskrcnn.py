@@ -395,7 +395,7 @@ def test_imagenet_weights_load_freeze_stem_and_res2_or_fall_back_to_random(monke
     from segbench.models.maskrcnn import backbones
 
     s = settings_from_config({"model": {"backbone": "resnet50", "arch": "c4", "pretrained": True}})
-    monkeypatch.setitem(backbones._IMAGENET_WEIGHTS, "resnet50", _FakeWeights())
+    monkeypatch.setattr(backbones, "imagenet_weights", lambda backbone: _FakeWeights())
     built = build_backbone(s)
     assert dataclasses.asdict(built.init) == {
         "backbone_weights": "imagenet",
@@ -408,7 +408,7 @@ def test_imagenet_weights_load_freeze_stem_and_res2_or_fall_back_to_random(monke
     assert trainable == {"layer2", "layer3"}
     assert any(isinstance(m, FrozenBatchNorm2d) for m in built.res5.modules())
 
-    monkeypatch.setitem(backbones._IMAGENET_WEIGHTS, "resnet50", _FakeWeights(OSError("offline")))
+    monkeypatch.setattr(backbones, "imagenet_weights", lambda backbone: _FakeWeights(OSError("offline")))
     init = build_backbone(s).init
     assert (init.backbone_weights, init.norm, init.frozen_stages) == ("random", "bn", ())
     assert "OSError: offline" in init.reason

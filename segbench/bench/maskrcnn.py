@@ -165,14 +165,15 @@ def training_backbone(cfg: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
     weights where the ResNet has the paper's widths and depths (a run refuses to start without them), else
     ``random``. Norm ``auto`` is FrozenBatchNorm with ImageNet weights, trainable BatchNorm otherwise; any
     pretrained start freezes the stem and res2."""
-    from segbench.models.maskrcnn.config import PAPER_BLOCKS, settings_from_config
+    from segbench.models.backbone_specs import backbone_spec
+    from segbench.models.maskrcnn.config import settings_from_config
 
     s = settings_from_config(cfg)
     if not s.pretrained:
         weights = "random"
     elif cfg.get("pretraining") or s.pretrained_weights:
         weights = "synthetic-pretrained"
-    elif s.width_divisor == 1 and s.blocks == PAPER_BLOCKS[s.backbone]:
+    elif s.width_divisor == 1 and s.blocks == backbone_spec(s.backbone).blocks:
         weights = "imagenet"
     else:
         weights = "random"
@@ -228,7 +229,7 @@ def reference_reason(s: Any) -> str | None:
 
 
 def _paper_widths(s: Any) -> bool:
-    from segbench.models.maskrcnn.config import PAPER_BLOCKS
+    from segbench.models.backbone_specs import backbone_spec
 
     return (
         s.width_divisor,
@@ -237,7 +238,7 @@ def _paper_widths(s: Any) -> bool:
         s.box_head_dim,
         s.mask_head_dim,
         s.keypoint_head_dim,
-    ) == (1, PAPER_BLOCKS["resnet50"], 256, 1024, 256, 512)
+    ) == (1, backbone_spec("resnet50").blocks, 256, 1024, 256, 512)
 
 
 def torchvision_reference(s: Any) -> tuple[nn.Module, str, str]:

@@ -175,6 +175,14 @@ def _check_references(data: dict[str, Any], source: str) -> None:
 
     if data["default_scale"] not in scales:
         fail("default_scale", f"unknown scale {data['default_scale']!r}; known: {sorted(scales)}")
+    from segbench.models.backbone_specs import BACKBONES
+
+    for name, spec in runs.items():
+        backbone = spec.get("model", {}).get("backbone")
+        if backbone is not None and backbone not in BACKBONES:
+            fail(
+                f"runs/{name}/model/backbone", f"unknown backbone {backbone!r}; known: {', '.join(BACKBONES)}"
+            )
     for scale_name, scale in scales.items():
         # a scale maps the logical datasets of the runs of the tables defined at it (tables' seeds keys)
         needed = {

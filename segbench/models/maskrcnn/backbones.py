@@ -20,11 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from torch import nn
-from torchvision.models import (
-    ResNet50_Weights,
-    ResNet101_Weights,
-    ResNeXt101_32X8D_Weights,
-)
+from torchvision.models import get_weight
 from torchvision.models._api import WeightsEnum
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
@@ -32,25 +28,23 @@ from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from segbench.models.maskrcnn.config import PAPER_BLOCKS, MaskRCNNSettings
-
-# (groups, width per group) of each backbone's bottleneck (ResNeXt 32x8d: 32 groups of 8 channels in res2).
-_CARDINALITY = {"resnet50": (1, 64), "resnet101": (1, 64), "resnext101_32x8d": (32, 8)}
-_IMAGENET_WEIGHTS: dict[str, WeightsEnum] = {
-    "resnet50": ResNet50_Weights.IMAGENET1K_V1,
-    "resnet101": ResNet101_Weights.IMAGENET1K_V1,
-    "resnext101_32x8d": ResNeXt101_32X8D_Weights.IMAGENET1K_V1,
-}
+from segbench.errors import InputError
+from segbench.models.backbone_specs import backbone_spec
+from segbench.models.maskrcnn.config import MaskRCNNSettings
 
 
 def imagenet_weights(backbone: str) -> WeightsEnum:
     """torchvision's ImageNet weights of ``backbone`` (the paper scale's initialisation)."""
-    return _IMAGENET_WEIGHTS[backbone]
+    name = backbone_spec(backbone).imagenet_weights
+    if name is None:
+        raise InputError(f"backbone {backbone!r} has no ImageNet weights; set pretrained: false or name them")
+    return get_weight(name)
 
 
 def cardinality(backbone: str) -> tuple[int, int]:
     """(groups, width per group) of ``backbone``'s res2 bottleneck."""
-    return _CARDINALITY[backbone]
+    spec = backbone_spec(backbone)
+    return spec.groups, spec.width_per_group
 
 
 STAGE_WIDTHS = (256, 512, 1024, 2048)  # output channels of res2..res5 at full width
@@ -129,7 +123,7 @@ def imagenet_inapplicable(s: MaskRCNNSettings) -> str | None:
     """Why torchvision's ImageNet weights do not apply to ``s`` (``None``: they do, the paper's case)."""
     if not s.pretrained:
         return "pretrained: false"
-    if s.width_divisor != 1 or s.blocks != PAPER_BLOCKS[s.backbone]:
+    if s.width_divisor != 1 or s.blocks != backbone_spec(s.backbone).blocks:
         return "width_divisor/blocks differ from the ImageNet model"
     return None
 
@@ -141,7 +135,7 @@ def _imagenet_state_dict(s: MaskRCNNSettings) -> tuple[dict[str, Any] | None, st
     reason = imagenet_inapplicable(s)
     if reason is not None:
         return None, reason
-    weights = _IMAGENET_WEIGHTS[s.backbone]
+    weights = imagenet_weights(s.backbone)
     try:
         return weights.get_state_dict(progress=False, check_hash=True), None
     except Exception as exc:  # offline, proxy, corrupt cache: fall back to random init, never crash
@@ -199,7 +193,7 @@ def build_backbone(s: MaskRCNNSettings) -> Backbone:
     """The backbone of ``s.backbone``-``s.arch`` (e.g. ResNet-50-C4), widths divided by ``s.width_divisor``."""
     state_dict, source, reason = _pretrained_state_dict(s)
     norm = _resolve_norm(s, imagenet=source == "imagenet")
-    groups, width_per_group = _CARDINALITY[s.backbone]
+    groups, width_per_group = cardinality(s.backbone)
     resnet = ScaledResNet(
         s.blocks,
         groups=groups,
@@ -212,7 +206,10 @@ def build_backbone(s: MaskRCNNSettings) -> Backbone:
     if state_dict is not None:
         resnet.load_state_dict({k: v for k, v in state_dict.items() if not k.startswith("fc.")})
         frozen = _freeze_stem_and_res2(resnet)
-    weights = {"imagenet": str(_IMAGENET_WEIGHTS[s.backbone]), "synthetic-pretrained": s.pretrained_weights}
+    weights = {
+        "imagenet": str(imagenet_weights(s.backbone)) if source == "imagenet" else None,
+        "synthetic-pretrained": s.pretrained_weights,
+    }
     init = BackboneInit(
         backbone_weights=source,
         weights=weights.get(source),

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from segbench.errors import InputError
+from segbench.models.backbone_specs import BACKBONES, backbone_spec
 from segbench.ops import AGGREGATIONS, ROI_LAYERS
 
-BACKBONES = ("resnet50", "resnet101", "resnext101_32x8d")
 ARCHS = ("c4", "c5", "fpn")
 TASKS = ("box", "mask", "keypoint")
 NORMS = ("auto", "frozen_bn", "bn", "gn", "none")
@@ -27,8 +27,6 @@ NORMS = ("auto", "frozen_bn", "bn", "gn", "none")
 # the same-budget reference of table reference_torchvision (torchvision_ref.py; FPN only)
 IMPLEMENTATIONS = ("segbench", "torchvision")
 
-# Stage depths (res2..res5) of the paper's backbones (He et al. 2016; Xie et al. 2017).
-PAPER_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnext101_32x8d": (3, 4, 23, 3)}
 COCO_NUM_CLASSES = 81  # 80 object classes + background
 COCO_NUM_KEYPOINTS = 17
 
@@ -199,10 +197,10 @@ def settings_from_config(cfg: Mapping[str, Any]) -> MaskRCNNSettings:
     if unknown:
         raise InputError(f"model key {unknown[0]!r} is unknown; valid keys: {', '.join(sorted(KNOWN_KEYS))}")
     model = {**PAPER_DEFAULTS, **cfg.get("model", {})}
-    backbone = choose("backbone", model.get("backbone", "resnet50"), BACKBONES)
+    backbone = choose("backbone", model.get("backbone", "resnet50"), tuple(BACKBONES))
     arch = choose("arch", model.get("arch", "fpn"), ARCHS)
     blocks = model.get("blocks", {})
-    blocks = blocks.get(backbone, PAPER_BLOCKS[backbone]) if isinstance(blocks, Mapping) else blocks
+    blocks = blocks.get(backbone, backbone_spec(backbone).blocks) if isinstance(blocks, Mapping) else blocks
     if len(blocks) != 4 or min(blocks) < 1:
         raise InputError(f"model key 'blocks': {list(blocks)} must give 4 stage depths >= 1 (res2..res5)")
     width_divisor = int(model["width_divisor"])
