@@ -234,6 +234,7 @@ def plan(
 ) -> Plan:
     """The runs ``target`` (a table, artifact, ``all`` or ``reproduce_<name>``) needs at ``scale`` and what
     they cost on ``gpus`` GPUs of ``gpu_type``; reads nothing but the registries and the bench records."""
+    from segbench.families import family_spec
     from segbench.launch import gpus_needed, launch_ranks
     from segbench.paths import results_root
     from segbench.registry import check_scale, load_registry, resolve_run, runs_for_tables
@@ -270,10 +271,10 @@ def plan(
             result.datasets[directory] = {"datasets": [], "bytes": size, "note": note}
         if dataset not in result.datasets[directory]["datasets"]:
             result.datasets[directory]["datasets"].append(dataset)
-        family = cfg["family"]
+        family = family_spec(cfg["family"])
         # the processes the workflow launches on `--resources gpu=N` (torchrun, one per GPU); one for the
         # single-GPU families; none for a classical baseline (effective_schedule: None)
-        run_gpus = launch_ranks(gpus_needed(cfg, reg) or paper_gpus, gpus) if family == "maskrcnn" else 1
+        run_gpus = launch_ranks(gpus_needed(cfg, reg) or paper_gpus, gpus) if family.distributed else 1
         sched = effective_schedule(cfg, replicas=run_gpus, gpus=run_gpus)
         if sched is None:
             run_gpus, iterations, batch, seen = 0, 0, 0, 0
@@ -281,12 +282,10 @@ def plan(
         else:
             iterations, batch = sched.iterations, sched.images_per_batch
             seen = iterations * batch
-            if family == "maskrcnn":
-                img_s, source = speeds.maskrcnn(cfg)
-            elif family == "unet":
-                img_s, source = speeds.unet(cfg)
+            if family.speed is not None:
+                img_s, source = getattr(speeds, family.speed)(cfg)
             else:
-                img_s, source = None, f"not costed: no speed record for the {family} family"
+                img_s, source = None, f"not costed: no speed record for the {family.name} family"
         gpu_hours = seen / img_s / 3600 if img_s else 0.0
         wall = gpu_hours / run_gpus if run_gpus else 0.0
         result.runs.append(

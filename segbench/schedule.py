@@ -2,7 +2,7 @@
 
 The registry gives each run a ``schedule`` block (``segbench.registry.resolve_run``: the scale's family
 overlay, then its per-backbone and per-dataset keys). :func:`effective_schedule` turns that block into the
-:class:`Schedule` that actually runs: the family's values of omitted keys (:data:`FAMILY_DEFAULTS`), the
+:class:`Schedule` that actually runs: the family's values of omitted keys (:attr:`segbench.families.FamilySpec.schedule_defaults`), the
 Mask R-CNN sub-schedules (``resnext``, ``keypoint``; paper section 5), the U-Net registry spellings
 (``lr``, ``batch_size``) read as aliases, and the linear scaling rule for another device count (Goyal et al.
 2017). The training contract (:mod:`segbench.engine.contract`), the planner (:mod:`segbench.plan`) and the
@@ -15,39 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from segbench.errors import InputError
+from segbench.families import family_spec
 
 SCHEDULE_ALIASES = {"lr": "base_lr", "batch_size": "images_per_batch"}  # registry spelling -> contract's
-
-#: Values of omitted schedule keys, per model family (``checkpoint_every: None`` = once, at the end).
-FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Mask R-CNN section 3.1: SGD, momentum 0.9, weight decay 1e-4, lr / 10 at each step
-    "maskrcnn": {
-        "momentum": 0.9,
-        "weight_decay": 1e-4,
-        "checkpoint_every": 1000,
-        "lr_decay_factor": 0.1,
-        "warmup_iters": 0,
-        "warmup_factor": 1.0 / 3,
-        "eval_points": 4,  # the evaluation curve: val AP at 25/50/75/100 % of the iterations; 0 disables
-    },
-    # U-Net section 3: SGD with a high momentum (0.99), one image per batch
-    "unet": {
-        "momentum": 0.99,
-        "weight_decay": 0.0,
-        "checkpoint_every": None,
-        "lr_decay_factor": 0.1,
-        "warmup_iters": 0,
-    },
-    # Ciresan et al. 2012 train with plain SGD; momentum as the U-Net's reference implementations
-    "sliding_window": {
-        "momentum": 0.9,
-        "weight_decay": 0.0,
-        "checkpoint_every": None,
-        "lr_decay_factor": 0.1,
-        "warmup_iters": 0,
-        "images_per_batch": 64,
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -211,15 +181,10 @@ def effective_schedule(cfg: dict[str, Any], *, replicas: int = 1, gpus: int = 0)
     """The :class:`Schedule` a resolved run config trains with on ``replicas`` data-parallel processes
     (``gpus``: the device count granted, for the linear scaling rule); None for a family that does not
     train by gradient descent (the classical baselines). An unknown family fails with one line."""
-    family = cfg["family"]
-    if family == "classical":
+    family = family_spec(cfg["family"])
+    if family.schedule_defaults is None:
         return None
-    if family not in FAMILY_DEFAULTS:
-        raise InputError(
-            f"run {cfg.get('run')!r}: unknown model family {family!r}; "
-            f"known: {', '.join(sorted([*FAMILY_DEFAULTS, 'classical']))}"
-        )
-    raw, train_scales = maskrcnn_block(cfg) if family == "maskrcnn" else (cfg["schedule"], None)
+    raw, train_scales = maskrcnn_block(cfg) if family.name == "maskrcnn" else (cfg["schedule"], None)
     return parse_schedule(
-        raw, FAMILY_DEFAULTS[family], replicas=replicas, gpus=gpus, train_scales=train_scales
+        raw, dict(family.schedule_defaults), replicas=replicas, gpus=gpus, train_scales=train_scales
     )

@@ -28,7 +28,12 @@ def registry_with_toy_run(tmp_path) -> str:
     data = yaml.safe_load(registry_path().read_text())
     run = dict(data["runs"]["r50_fpn"])
     data["runs"]["r26_toy_fpn"] = {**run, "model": {**run["model"], "backbone": TOY.name}}
-    data["scales"]["mini"]["families"]["maskrcnn"]["model"]["blocks"][TOY.name] = [1, 1, 1, 1]  # mini's depths
+    data["scales"]["mini"]["families"]["maskrcnn"]["model"]["blocks"][TOY.name] = [
+        1,
+        1,
+        1,
+        1,
+    ]  # mini's depths
     path = tmp_path / "experiments.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)

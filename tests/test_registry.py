@@ -219,12 +219,19 @@ def test_unknown_scale_and_run_are_refused(registry):
         resolve_run("r51_c4", "mini", 0, registry)
 
 
-def test_a_family_without_an_engine_is_not_implemented_yet(tmp_path):
+def test_a_family_without_an_engine_is_not_implemented_yet():
     from segbench.engine import engine_for
     from segbench.errors import NotImplementedYet
+    from segbench.families import FAMILIES, FamilySpec, register_family
 
-    with pytest.raises(NotImplementedYet, match="not implemented yet: engine for model family 'detr'"):
+    with pytest.raises(InputError, match="unknown model family 'detr'; known: maskrcnn"):
         engine_for("detr")
+    register_family(FamilySpec("detr", engine="segbench.engine.detr", builder="segbench.models.detr:build"))
+    try:
+        with pytest.raises(NotImplementedYet, match="not implemented yet: engine for model family 'detr'"):
+            engine_for("detr")
+    finally:
+        FAMILIES.unregister("detr")
 
 
 # The claims registered per table (directions): Mask R-CNN Tables 1-6, class-agnostic, ours vs torchvision.

@@ -7,20 +7,13 @@ import importlib
 from types import ModuleType
 
 from segbench.errors import NotImplementedYet
-
-FAMILY_ENGINES = {
-    "maskrcnn": "segbench.engine.maskrcnn",
-    "unet": "segbench.engine.unet",
-    "classical": "segbench.engine.classical",
-    "sliding_window": "segbench.engine.sliding_window",
-}
+from segbench.families import family_spec
 
 
 def engine_for(family: str) -> ModuleType:
-    """The engine module of a model family; a family without one is 'not implemented yet'."""
-    name = FAMILY_ENGINES.get(family)
-    if name is None:
-        raise NotImplementedYet(f"engine for model family {family!r}")
+    """The engine module of a model family (:attr:`segbench.families.FamilySpec.engine`); a family whose
+    module is missing is 'not implemented yet', an unknown one fails with one line."""
+    name = family_spec(family).engine
     try:
         module = importlib.import_module(name)
     except ModuleNotFoundError as exc:

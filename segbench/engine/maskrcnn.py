@@ -37,12 +37,12 @@ from segbench.engine.contract import (  # noqa: F401 - re-exported: the engine's
     run_identity,
 )
 from segbench.errors import InputError
+from segbench.families import family_spec
 from segbench.io import dumps, write_text_atomic
 from segbench.optional import require
 from segbench.progress import progress_bar
 from segbench.records import COCO_DETAILS, HEADS, predictions_file
 from segbench.schedule import (  # noqa: F401 - effective_schedule re-exported
-    FAMILY_DEFAULTS,
     effective_schedule,
 )
 
@@ -56,7 +56,7 @@ CURVE_STATS = ("AP", "AP50", "AP75")  # per IoU type, per point of the evaluatio
 
 
 # -- schedule -----------------------------------------------------------------------------------------
-SCHEDULE_DEFAULTS = FAMILY_DEFAULTS["maskrcnn"]
+SCHEDULE_DEFAULTS = dict(family_spec("maskrcnn").schedule_defaults)
 
 
 # -- data and model -----------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ def _to_device(targets: list[Target], device: torch.device) -> list[Target]:
 class MaskRCNNFamily:
     """Mask R-CNN's part of the training contract (:class:`segbench.engine.contract.TrainingFamily`)."""
 
-    distributed = True
+    distributed = family_spec("maskrcnn").distributed
     schedule_defaults = SCHEDULE_DEFAULTS
     # oneDNN's convolutions (and our RoI sampler, which reads rows of C) prefer NHWC: a mini R50-C4 step
     # 0.131 -> 0.120 s, R50-FPN 0.098 -> 0.091 s (one thread, 8 images of 128 px)

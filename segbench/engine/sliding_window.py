@@ -30,11 +30,12 @@ from segbench.engine import contract
 from segbench.engine.biomedical import load_split, normalize_input, score_probability_maps
 from segbench.engine.contract import Replica, Schedule, resolve_device, run_identity
 from segbench.errors import InputError
+from segbench.families import family_spec
 from segbench.models.sliding_window import WindowClassifier, build_sliding_window
-from segbench.schedule import FAMILY_DEFAULTS, effective_schedule
+from segbench.schedule import effective_schedule
 
-#: Values of omitted schedule keys (:data:`segbench.schedule.FAMILY_DEFAULTS`).
-SCHEDULE_DEFAULTS = FAMILY_DEFAULTS["sliding_window"]
+#: Values of omitted schedule keys (:attr:`segbench.families.FamilySpec.schedule_defaults`).
+SCHEDULE_DEFAULTS = dict(family_spec("sliding_window").schedule_defaults)
 
 
 def dihedral(x: np.ndarray | torch.Tensor, k: int) -> Any:
@@ -90,7 +91,7 @@ class SlidingWindowFamily:
     one device; batch ``i`` is ``images_per_batch`` windows drawn from ``numpy.random.default_rng([seed, i])``,
     half centred on membrane and half on cell pixels (the paper's balanced sampling); cross entropy."""
 
-    distributed = False
+    distributed = family_spec("sliding_window").distributed
     schedule_defaults = SCHEDULE_DEFAULTS
     channels_last_on_cpu = False
 

@@ -43,6 +43,7 @@ from segbench.engine.contract import (  # noqa: F401 - TRAIN_LOG re-exported
 )
 from segbench.engine.overlap_tile import TileGeometry, cell_probability_fn
 from segbench.errors import InputError
+from segbench.families import family_spec
 from segbench.io import dumps, write_text_atomic, write_with
 from segbench.models import build as build_model
 from segbench.models.unet import (
@@ -59,7 +60,7 @@ from segbench.models.unet_losses import (  # noqa: F401 - re-exported (earlier h
     weighted_cross_entropy,
 )
 from segbench.records import CELL_EXAMPLE, OVERLAP_TILE
-from segbench.schedule import FAMILY_DEFAULTS, effective_schedule
+from segbench.schedule import effective_schedule
 
 FINAL_WEIGHTS = FINAL_MODEL
 EVAL_MIN_OUTPUT = 132  # evaluation tiles give at least this many valid output pixels per side (speed)
@@ -209,14 +210,16 @@ def weight_cache_dir(data_root: Path, run_dir: Path) -> Path:
     raise InputError(f"{run_dir}: cannot write the weight-map cache; make the run directory writable")
 
 
-SCHEDULE_DEFAULTS = FAMILY_DEFAULTS["unet"]  # values of omitted schedule keys (segbench.schedule)
+SCHEDULE_DEFAULTS = dict(
+    family_spec("unet").schedule_defaults
+)  # values of omitted schedule keys (segbench.schedule)
 
 
 class UNetFamily:
     """The U-Net's part of the training contract (:class:`segbench.engine.contract.TrainingFamily`): one
     device, batches indexed by iteration (:class:`IterationBatches`), the ``model.loss`` of the registry."""
 
-    distributed = False
+    distributed = family_spec("unet").distributed
     schedule_defaults = SCHEDULE_DEFAULTS
     channels_last_on_cpu = False
 

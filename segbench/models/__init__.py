@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 from segbench.component_registry import Registry
-from segbench.errors import InputError, NotImplementedYet
+from segbench.errors import InputError
+from segbench.families import family_spec
 
 ModelFactory = Callable[[dict[str, Any]], Any]
 MODEL_PLUGINS: Registry[ModelFactory] = Registry("model plugin")
@@ -26,21 +28,5 @@ def build(cfg: dict[str, Any]) -> Any:
         if plugin not in MODEL_PLUGINS:
             raise InputError(f"model plugin {plugin!r} is not registered; pass --method to register it")
         return MODEL_PLUGINS[plugin](cfg)
-    family = cfg["family"]
-    if family == "maskrcnn":
-        from segbench.models.maskrcnn import build_maskrcnn
-
-        return build_maskrcnn(cfg)
-    if family == "unet":
-        from segbench.models.unet import build_unet
-
-        return build_unet(cfg)
-    if family == "classical":
-        from segbench.models.classical import build_classical
-
-        return build_classical(cfg)
-    if family == "sliding_window":
-        from segbench.models.sliding_window import build_sliding_window
-
-        return build_sliding_window(cfg)
-    raise NotImplementedYet(f"model family {family!r}")
+    module, _, function = family_spec(cfg["family"]).builder.partition(":")
+    return getattr(importlib.import_module(module), function)(cfg)

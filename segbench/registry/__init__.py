@@ -175,9 +175,15 @@ def _check_references(data: dict[str, Any], source: str) -> None:
 
     if data["default_scale"] not in scales:
         fail("default_scale", f"unknown scale {data['default_scale']!r}; known: {sorted(scales)}")
+    from segbench.families import FAMILIES
     from segbench.models.backbone_specs import BACKBONES
 
     for name, spec in runs.items():
+        if spec["family"] not in FAMILIES:
+            fail(
+                f"runs/{name}/family",
+                f"unknown model family {spec['family']!r}; known: {', '.join(FAMILIES)}",
+            )
         backbone = spec.get("model", {}).get("backbone")
         if backbone is not None and backbone not in BACKBONES:
             fail(
