@@ -113,3 +113,27 @@ def test_cli_prepare_list_and_verify(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "train-volume.tif" in err
     assert main(["data", "generate", "coco2017", "--data-root", str(tmp_path)]) == 2
     assert main(["data", "prepare", "nonexistent", "--data-root", str(tmp_path)]) == 2
+
+
+def test_a_registered_format_is_validated_and_resolved_by_its_spec(tmp_path):
+    """A new dataset format is one register_format call: validation and path resolution read the spec."""
+    from segbench.data.formats import FORMATS, DatasetFormat, register_format
+    from segbench.data.registry import resolve_layout, validate_entry
+
+    def check(layout, fail):
+        if set(layout) != {"stack"}:
+            fail("npz layout needs exactly 'stack'")
+
+    entry = {"source": "synthetic", "format": "npz_toy", "generator": "shapes", "params": {}, "layout": {}}
+    with pytest.raises(InputError, match="format must be one of .*'coco'.*got 'npz_toy'"):
+        validate_entry("toy", {**entry, "layout": {"stack": "a.npz"}})
+    register_format(DatasetFormat("npz_toy", "NPZ", check, lambda layout, at: {"stack": at(layout["stack"])}))
+    try:
+        with pytest.raises(InputError, match="npz layout needs exactly 'stack'"):
+            validate_entry("toy", {**entry, "layout": {"volume": "a.npz"}})
+        validate_entry("toy", {**entry, "layout": {"stack": "a.npz"}})
+        assert resolve_layout({**entry, "layout": {"stack": "a.npz"}}, tmp_path) == {
+            "stack": tmp_path / "a.npz"
+        }
+    finally:
+        FORMATS.unregister("npz_toy")

@@ -8,12 +8,12 @@ from typing import Any
 
 import yaml
 
+from segbench.data.formats import FORMATS, dataset_format
 from segbench.errors import InputError
 from segbench.optional import MissingPackage
 from segbench.yamlfile import load_yaml
 
 DATASETS_YAML = Path(__file__).resolve().parents[1] / "registry" / "datasets.yaml"
-FORMATS = ("coco", "isbi2012", "ctc")
 SOURCES = ("synthetic", "real")
 COMMON_KEYS = {"description", "source", "format", "layout", "directory", "num_classes"}
 SOURCE_KEYS = {
@@ -64,7 +64,7 @@ def validate_entry(name: str, entry: Any, where: Path | str = "datasets.yaml") -
     if source not in SOURCES:
         fail(f"source must be one of {SOURCES}, got {source!r}")
     if fmt not in FORMATS:
-        fail(f"format must be one of {FORMATS}, got {fmt!r}")
+        fail(f"format must be one of {tuple(FORMATS)}, got {fmt!r}")
     unknown = set(entry) - COMMON_KEYS - SOURCE_KEYS[source]
     if unknown:
         fail(f"unknown keys {sorted(unknown)} for a {source} dataset")
@@ -115,22 +115,7 @@ def validate_entry(name: str, entry: Any, where: Path | str = "datasets.yaml") -
 def _validate_layout(fmt: str, layout: Any, fail) -> None:
     if not isinstance(layout, dict) or not layout:
         fail("'layout' must be a non-empty mapping")
-    if fmt == "coco":
-        for split, files in layout.items():
-            if not isinstance(files, dict) or set(files) != {"images", "annotations"}:
-                fail(f"coco layout split {split!r} needs exactly 'images' and 'annotations'")
-    elif fmt == "isbi2012":
-        if not {"volume", "labels"} <= set(layout) or set(layout) - {"volume", "labels", "test_volume"}:
-            fail("isbi2012 layout needs 'volume' and 'labels' (optionally 'test_volume')")
-    else:
-        sequences = layout.get("sequences")
-        if (
-            set(layout) != {"sequences"}
-            or not isinstance(sequences, list)
-            or not sequences
-            or any(not isinstance(s, dict) or set(s) != {"images", "gt_seg"} for s in sequences)
-        ):
-            fail("ctc layout needs 'sequences', a list of {images, gt_seg}")
+    dataset_format(fmt).check_layout(layout, fail)
 
 
 def dataset_dir(name: str, data_root: str | Path) -> Path:
@@ -155,11 +140,7 @@ def resolve_layout(entry: dict[str, Any], root: Path) -> dict[str, Any]:
     def at(rel: str) -> Path:
         return relative_child(root, rel, what="layout path", source=DATASETS_YAML)
 
-    if entry["format"] == "coco":
-        return {split: {key: at(rel) for key, rel in files.items()} for split, files in layout.items()}
-    if entry["format"] == "isbi2012":
-        return {key: at(rel) for key, rel in layout.items()}
-    return {"sequences": [{key: at(rel) for key, rel in seq.items()} for seq in layout["sequences"]]}
+    return dataset_format(entry["format"]).resolve(layout, at)
 
 
 def dataset_paths(name: str, data_root: str | Path) -> dict[str, Any]:
@@ -172,8 +153,9 @@ def dataset_paths(name: str, data_root: str | Path) -> dict[str, Any]:
     """
     entry = dataset_entry(name)
     paths = layout_paths(name, data_root)
-    if entry["format"] == "isbi2012" and "test_volume" in paths and not paths["test_volume"].exists():
-        del paths["test_volume"]  # optional: the test volume has no labels and is not needed locally
+    for key in dataset_format(entry["format"]).optional:  # e.g. ISBI 2012's test stack
+        if key in paths and not paths[key].exists():
+            del paths[key]
     for path in layout_files(paths):
         if not path.exists():
             raise InputError(f"dataset {name!r}: {path} not found; {missing_fix(name, entry, data_root)}")

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from segbench.data.formats import dataset_format
+
 PAPER_SCALE = "paper"
 #: the dataset formats of datasets.yaml, as a sentence names them
-FORMAT_NAMES = {"coco": "COCO", "isbi2012": "ISBI 2012", "ctc": "the Cell Tracking Challenge"}
 #: per paper, a claim its tables test, the banner's example of what to compare at a reduced scale
 CLAIM_EXAMPLES = {
     "maskrcnn": "RoIAlign > RoIPool",
@@ -77,7 +78,7 @@ def scale_banner(scale: str, registry: dict[str, Any] | None = None) -> dict[str
     if real:
         parts.append(f"real data ({'; '.join(dict.fromkeys(dataset_name(entries[n], n) for n in real))})")
     if generated:
-        formats = list(dict.fromkeys(FORMAT_NAMES.get(entries[n].get("format"), "") for n in generated))
+        formats = list(dict.fromkeys(dataset_format(entries[n]["format"]).label for n in generated))
         parts.append(f"synthetic data generated in the formats of {_and([f for f in formats if f])}")
     setting = " and ".join(parts) if parts else "no datasets"
     folds = reg["scales"][scale].get("cross_validation", {}).get("folds")
