@@ -365,12 +365,6 @@ def _duration(seconds: float) -> str:
 
 
 # -- extraction ------------------------------------------------------------------------------------------
-def zip_extracted_bytes(archive: str | os.PathLike[str]) -> int:
-    """The uncompressed size of every member of ``archive``."""
-    with zipfile.ZipFile(archive) as zf:
-        return sum(info.file_size for info in zf.infolist())
-
-
 def extract_zip(archive: str | os.PathLike[str], dest_dir: str | os.PathLike[str]) -> list[Path]:
     """Extract ``archive`` into ``dest_dir`` atomically: everything is unpacked into a temporary directory
     beside the target first (checked for members escaping it and for free space), then each top-level

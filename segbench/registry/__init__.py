@@ -578,8 +578,7 @@ def scaled_schedule(schedule: dict[str, Any], budget: float | None) -> dict[str,
 
 
 def _dataset_entry(name: str) -> dict[str, Any]:
-    try:
-        from segbench.data.registry import dataset_entry
-    except ImportError:  # the dataset registry is optional for registry-only use
-        return {}
+    """The dataset registry's entry, part of every resolved config (and so of its hash): never skipped."""
+    from segbench.data.registry import dataset_entry
+
     return copy.deepcopy(dataset_entry(name))
