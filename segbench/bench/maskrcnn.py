@@ -245,6 +245,8 @@ def torchvision_reference(s: Any) -> tuple[nn.Module, str, str]:
     """``(model, name, how it was built)`` of torchvision's model with the settings ``s``."""
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
+    from segbench.models.maskrcnn.torchvision_ref import sampling_kwargs
+
     name = TORCHVISION_MODELS[tuple(t for t in ("box", "mask", "keypoint") if t in s.tasks)]
     kwargs: dict[str, Any] = {
         "num_classes": s.num_classes,
@@ -253,22 +255,7 @@ def torchvision_reference(s: Any) -> tuple[nn.Module, str, str]:
         "rpn_anchor_generator": AnchorGenerator(
             tuple((a,) for a in s.rpn_anchor_sizes), (tuple(s.rpn_aspect_ratios),) * len(s.rpn_anchor_sizes)
         ),
-        "rpn_pre_nms_top_n_train": s.rpn_pre_nms_train,
-        "rpn_pre_nms_top_n_test": s.rpn_pre_nms_test,
-        "rpn_post_nms_top_n_train": s.rpn_post_nms_train,
-        "rpn_post_nms_top_n_test": s.rpn_post_nms_test,
-        "rpn_nms_thresh": s.rpn_nms,
-        "rpn_fg_iou_thresh": s.rpn_positive_iou,
-        "rpn_bg_iou_thresh": s.rpn_negative_iou,
-        "rpn_batch_size_per_image": s.rpn_batch_size,
-        "rpn_positive_fraction": s.rpn_positive_fraction,
-        "box_score_thresh": s.box_score_thresh,
-        "box_nms_thresh": s.box_nms,
-        "box_detections_per_img": s.detections_per_image,
-        "box_fg_iou_thresh": s.roi_positive_iou,
-        "box_bg_iou_thresh": s.roi_positive_iou,
-        "box_batch_size_per_image": s.rois_per_image,
-        "box_positive_fraction": s.positive_fraction,
+        **sampling_kwargs(s),
     }
     if s.has_keypoint:
         kwargs["num_keypoints"] = s.num_keypoints

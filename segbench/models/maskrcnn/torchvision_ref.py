@@ -82,6 +82,30 @@ def check_supported(s: MaskRCNNSettings) -> None:
         )
 
 
+def sampling_kwargs(s: MaskRCNNSettings) -> dict[str, Any]:
+    """The RPN and box-head keywords of torchvision's ``GeneralizedRCNN`` builders (``FasterRCNN``,
+    ``MaskRCNN``, ``KeypointRCNN``) that carry the run's settings: proposals, NMS, IoU thresholds, sampling
+    and detections. The reference model and ``segbench bench``'s torchvision rows both build with them."""
+    return {
+        "rpn_pre_nms_top_n_train": s.rpn_pre_nms_train,
+        "rpn_pre_nms_top_n_test": s.rpn_pre_nms_test,
+        "rpn_post_nms_top_n_train": s.rpn_post_nms_train,
+        "rpn_post_nms_top_n_test": s.rpn_post_nms_test,
+        "rpn_nms_thresh": s.rpn_nms,
+        "rpn_fg_iou_thresh": s.rpn_positive_iou,
+        "rpn_bg_iou_thresh": s.rpn_negative_iou,
+        "rpn_batch_size_per_image": s.rpn_batch_size,
+        "rpn_positive_fraction": s.rpn_positive_fraction,
+        "box_score_thresh": s.box_score_thresh,
+        "box_nms_thresh": s.box_nms,
+        "box_detections_per_img": s.detections_per_image,
+        "box_fg_iou_thresh": s.roi_positive_iou,
+        "box_bg_iou_thresh": s.roi_positive_iou,
+        "box_batch_size_per_image": s.rois_per_image,
+        "box_positive_fraction": s.positive_fraction,
+    }
+
+
 def build_torchvision_maskrcnn(s: MaskRCNNSettings) -> ReferenceMaskRCNN:
     """torchvision's ``MaskRCNN`` with our backbone and every setting of ``s`` (see the module doc)."""
     from segbench.models.maskrcnn.builder import (
@@ -110,27 +134,12 @@ def build_torchvision_maskrcnn(s: MaskRCNNSettings) -> ReferenceMaskRCNN:
         image_mean=IMAGENET_MEAN,
         image_std=IMAGENET_STD,
         rpn_anchor_generator=anchor_generator(s),
-        rpn_pre_nms_top_n_train=s.rpn_pre_nms_train,
-        rpn_pre_nms_top_n_test=s.rpn_pre_nms_test,
-        rpn_post_nms_top_n_train=s.rpn_post_nms_train,
-        rpn_post_nms_top_n_test=s.rpn_post_nms_test,
-        rpn_nms_thresh=s.rpn_nms,
-        rpn_fg_iou_thresh=s.rpn_positive_iou,
-        rpn_bg_iou_thresh=s.rpn_negative_iou,
-        rpn_batch_size_per_image=s.rpn_batch_size,
-        rpn_positive_fraction=s.rpn_positive_fraction,
         box_roi_pool=MultiScaleRoIAlign(
             featmaps, s.box_roi_size, s.sampling_ratio, canonical_scale=s.roi_canonical_scale
         ),
         box_head=TwoMLPHead(channels * s.box_roi_size**2, s.box_head_dim),
         box_predictor=FastRCNNPredictor(s.box_head_dim, s.num_classes),
-        box_score_thresh=s.box_score_thresh,
-        box_nms_thresh=s.box_nms,
-        box_detections_per_img=s.detections_per_image,
-        box_fg_iou_thresh=s.roi_positive_iou,
-        box_bg_iou_thresh=s.roi_positive_iou,
-        box_batch_size_per_image=s.rois_per_image,
-        box_positive_fraction=s.positive_fraction,
+        **sampling_kwargs(s),
         settings=s,
         segbench_init=bb.init.as_dict(),
         **mask_branch,
