@@ -239,10 +239,9 @@ def test_every_engine_refuses_a_bad_device_before_training(family, data_root, tm
 
 
 # -- a new family is a small class --------------------------------------------------------------------
-class ToyFamily:
+class ToyFamily(contract.FamilyBase):
     """A family in a few lines: a linear model fitted to a noiseless regression, batch i drawn from seed i."""
 
-    distributed = False
     schedule_defaults = {"momentum": 0.9, "weight_decay": 0.0}
 
     def __init__(self, cfg: dict[str, Any], data_root: Path, run_dir: Path) -> None:
@@ -266,9 +265,6 @@ class ToyFamily:
 
     def summary(self) -> dict[str, Any]:
         return {"toy": True}
-
-    def final_extras(self) -> dict[str, Any]:
-        return {}
 
 
 def test_a_new_family_gets_training_resume_and_identity_from_the_contract(tmp_path):
@@ -305,3 +301,51 @@ def test_checkpoints_of_the_earlier_unet_engine_resume_by_config_hash(tmp_path):
     torch.save({"iteration": 2, "run_id": cfg["run_id"], "config_hash": "0" * 16}, path)
     with pytest.raises(InputError, match="config_hash="):
         contract.load_identified(path, identity)
+
+
+class _Recorder(contract.HookBase):
+    """A caller's hook: sees every step in order, after the log line and before the checkpoint."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int, bool, bool]] = []
+
+    def _seen(self, what: str, loop: contract.Loop) -> None:
+        log, ckpt = loop.run_dir / contract.TRAIN_LOG, loop.run_dir / f"checkpoint_{loop.iteration:08d}.pt"
+        logged = log.exists() and f'"iteration": {loop.iteration},' in log.read_text()
+        self.events.append((what, loop.iteration, logged, ckpt.exists()))
+
+    def before_train(self, loop: contract.Loop) -> None:
+        self._seen("before", loop)
+
+    def after_step(self, loop: contract.Loop) -> None:
+        assert loop.losses["loss"] > 0 and loop.lr == loop.schedule.lr(loop.iteration - 1)
+        self._seen("step", loop)
+
+    def after_train(self, loop: contract.Loop) -> None:
+        self._seen("after", loop)
+
+
+def test_hooks_run_in_order_and_leave_training_unchanged(tmp_path):
+    cfg = {
+        "run": "toy",
+        "run_id": "toy-seed0",
+        "seed": 0,
+        "schedule": {"iterations": 4, "lr": 0.05, "batch_size": 4, "checkpoint_every": 2},
+    }
+    plain = contract.train(ToyFamily(cfg, tmp_path, tmp_path / "a"), cfg, tmp_path / "a", device="cpu")
+    hook = _Recorder()
+    hooked = contract.train(
+        ToyFamily(cfg, tmp_path, tmp_path / "b"), cfg, tmp_path / "b", device="cpu", hooks=[hook]
+    )
+    assert hooked["final_losses"] == plain["final_losses"]
+    a, b = final_weights(tmp_path / "a"), final_weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # each step: logged before the hook runs, checkpointed only after it (CheckpointHook comes last)
+    assert hook.events == [
+        ("before", 0, False, False),
+        ("step", 1, True, False),
+        ("step", 2, True, False),
+        ("step", 3, True, False),
+        ("step", 4, True, False),
+        ("after", 4, True, True),
+    ]

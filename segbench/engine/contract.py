@@ -27,7 +27,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -230,9 +230,7 @@ def truncate_log(path: Path, iteration: int) -> None:
 
 # -- the evaluation curve -------------------------------------------------------------------------------
 def eval_points(cfg: dict[str, Any], family: TrainingFamily) -> int:
-    """The schedule's ``eval_points`` (the family's default where omitted; 0 without the hook)."""
-    if not hasattr(family, "evaluate_during_training"):
-        return 0
+    """The schedule's ``eval_points`` (the family's default where omitted, else 0)."""
     value = cfg.get("schedule", {}).get("eval_points", family.schedule_defaults.get("eval_points", 0))
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InputError(f"schedule: eval_points={value!r}; expected a whole number >= 0 (0 disables)")
@@ -261,7 +259,7 @@ def truncate_eval_curve(path: Path, iteration: int) -> None:
 
 
 def add_eval_point(
-    family: TrainingFamily,
+    family: Any,
     net: torch.nn.Module,
     model: torch.nn.Module,
     device: torch.device,
@@ -274,7 +272,7 @@ def add_eval_point(
     rng = capture_rng_state()
     cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     try:
-        metrics = family.evaluate_during_training(model, device)  # type: ignore[attr-defined]
+        metrics = family.evaluate_during_training(model, device)
     finally:
         restore_rng_state(rng)
         if cuda_rng is not None:
@@ -333,7 +331,8 @@ def checkpoint_state(
 
 # -- what a family supplies ---------------------------------------------------------------------------
 class TrainingFamily(Protocol):
-    """One model family's part of training; made per run (``cfg``, ``data_root``, ``run_dir``)."""
+    """One model family's part of training; made per run (``cfg``, ``data_root``, ``run_dir``).
+    :class:`FamilyBase` gives the optional parts (hooks, summary, extras) their defaults."""
 
     distributed: bool  # may run as several torchrun replicas (DistributedDataParallel)
     schedule_defaults: dict[str, Any]  # values of omitted schedule keys
@@ -354,23 +353,137 @@ class TrainingFamily(Protocol):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss to minimise and its detached terms (``loss`` among them), logged per iteration."""
 
+    def hooks(self, schedule: Schedule) -> list[HookBase]:
+        """The family's own hooks, run after the log line and before the checkpoint of each step (Mask
+        R-CNN: its evaluation curve, :class:`EvalCurveHook`)."""
+
     def summary(self) -> dict[str, Any]:
         """Family entries of the training summary (dataset size, tiles, ...)."""
 
     def final_extras(self) -> dict[str, Any]:
         """Entries stored in ``model_final.pt`` beside the weights (e.g. category ids)."""
 
-    # Optional: ``evaluate_during_training(model, device) -> {iou_type: {stat: value}}``, the validation
-    # metrics of one point of the evaluation curve (:func:`eval_iterations`, :data:`EVAL_CURVE`).
+
+class FamilyBase:
+    """Defaults of a :class:`TrainingFamily`'s optional parts: no hooks, no summary entries, no extras."""
+
+    distributed = False
+    channels_last_on_cpu = False
+
+    def hooks(self, schedule: Schedule) -> list[HookBase]:
+        return []
+
+    def summary(self) -> dict[str, Any]:
+        return {}
+
+    def final_extras(self) -> dict[str, Any]:
+        return {}
+
+
+# -- hooks ----------------------------------------------------------------------------------------------
+@dataclass
+class Loop:
+    """What the hooks see of a training loop: its fixed parts and the step just taken."""
+
+    family: Any
+    cfg: dict[str, Any]
+    run_dir: Path
+    identity: dict[str, Any]
+    replica: Replica
+    device: torch.device
+    schedule: Schedule
+    model: torch.nn.Module  # the bare model (checkpoints, evaluation)
+    net: torch.nn.Module  # what trains: the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    start: int  # the iteration resumed from (0: a fresh run)
+    iteration: int = 0  # steps done, after the step (1-based)
+    lr: float = 0.0
+    losses: dict[str, float] = field(default_factory=dict)  # the step's loss terms, mean over replicas
+    step_time: float = 0.0
+    data_time: float = 0.0
+
+
+class HookBase:
+    """A training hook, as detectron2's ``HookBase``: :func:`train` calls every hook at each point, in
+    list order, on every replica (a hook that writes checks ``loop.replica.is_main``)."""
+
+    def before_train(self, loop: Loop) -> None:
+        """After resume, before the first step."""
+
+    def after_step(self, loop: Loop) -> None:
+        """After each optimizer step (``loop.iteration`` steps done)."""
+
+    def after_train(self, loop: Loop) -> None:
+        """After the last step, before the final model is saved."""
+
+
+class LogHook(HookBase):
+    """The training log (:data:`TRAIN_LOG`): the schedule line of a fresh run, then one line per step;
+    lines past the checkpoint a run resumes from are dropped first."""
+
+    def before_train(self, loop: Loop) -> None:
+        if loop.replica.is_main:
+            truncate_log(loop.run_dir / TRAIN_LOG, loop.start)
+            if loop.start == 0:
+                append_jsonl(loop.run_dir / TRAIN_LOG, {"event": "schedule", **loop.schedule.record()})
+
+    def after_step(self, loop: Loop) -> None:
+        if loop.replica.is_main:
+            line = {"iteration": loop.iteration, "lr": loop.lr, **loop.losses}
+            append_jsonl(
+                loop.run_dir / TRAIN_LOG, {**line, STEP_TIME: loop.step_time, "data_time": loop.data_time}
+            )
+
+
+class EvalCurveHook(HookBase):
+    """The evaluation curve (:data:`EVAL_CURVE`): the family's ``evaluate_during_training`` at
+    ``iterations`` (:func:`eval_iterations`), by rank 0 while the other replicas wait; points past the
+    checkpoint a run resumes from are dropped first."""
+
+    def __init__(self, iterations: list[int]) -> None:
+        self.iterations = set(iterations)
+
+    def before_train(self, loop: Loop) -> None:
+        if loop.replica.is_main:
+            truncate_eval_curve(loop.run_dir / EVAL_CURVE, loop.start)
+
+    def after_step(self, loop: Loop) -> None:
+        if loop.iteration not in self.iterations:
+            return
+        if loop.replica.is_main:  # before the checkpoint: a run killed in between evaluates again
+            add_eval_point(
+                loop.family, loop.net, loop.model, loop.device, loop.run_dir / EVAL_CURVE, loop.iteration
+            )
+        wait_for_main(loop.replica)  # the other replicas wait for rank 0's evaluation (gloo, long timeout)
+
+
+class CheckpointHook(HookBase):
+    """A checkpoint every ``schedule.checkpoint_every`` steps and at the end (:func:`checkpoint_state`)."""
+
+    def after_step(self, loop: Loop) -> None:
+        done, schedule = loop.iteration, loop.schedule
+        if loop.replica.is_main and (done % schedule.checkpoint_every == 0 or done == schedule.iterations):
+            state = checkpoint_state(loop.identity, loop.model, loop.optimizer, loop.scaler, loop.device)
+            save_checkpoint(loop.run_dir, done, state)
 
 
 # -- the loop -----------------------------------------------------------------------------------------
 @determinism.watched  # the ops run without a deterministic implementation: summary['determinism']
 def train(
-    family: TrainingFamily, cfg: dict[str, Any], run_dir: Path, *, device: str | None = None, gpus: int = 0
+    family: TrainingFamily,
+    cfg: dict[str, Any],
+    run_dir: Path,
+    *,
+    device: str | None = None,
+    gpus: int = 0,
+    hooks: Sequence[HookBase] = (),
 ) -> dict[str, Any]:
     """Train (or resume) ``family``'s model of ``cfg`` into ``run_dir``; returns the summary, which
-    ``model_final.pt`` also holds. A finished run (identity-checked final model) is a no-op."""
+    ``model_final.pt`` also holds. A finished run (identity-checked final model) is a no-op.
+
+    Each step runs the hooks in this order: the log line (:class:`LogHook`), the family's hooks, the
+    caller's ``hooks``, the checkpoint (:class:`CheckpointHook`)."""
     run_dir = Path(run_dir)
     identity = run_identity(cfg)
     if (run_dir / FINAL_MODEL).exists():
@@ -384,7 +497,7 @@ def train(
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     schedule = family.schedule(replicas=replica.world_size, gpus=gpus)
-    curve_at = set(eval_iterations(schedule.iterations, eval_points(cfg, family)))  # a bad value: error now
+    every = [LogHook(), *family.hooks(schedule), *hooks, CheckpointHook()]  # a bad setting: error now
     if schedule.rescaled and replica.is_main:
         log.warning("%s: schedule rescaled: %s", cfg.get("run_id", cfg["run"]), schedule.rescaled["reason"])
     seed_everything(int(cfg.get("seed", 0)))
@@ -405,15 +518,10 @@ def train(
     scaler = torch.amp.GradScaler(dev.type, enabled=schedule.amp and dev.type == "cuda")  # bf16 needs none
     run_dir.mkdir(parents=True, exist_ok=True)
     start = resume(run_dir, identity, model, optimizer, scaler, dev)
-    log_path = run_dir / TRAIN_LOG
-    curve_path = run_dir / EVAL_CURVE
-    if replica.is_main:
-        truncate_log(log_path, start)
-        truncate_eval_curve(curve_path, start)
-        if start == 0:
-            append_jsonl(log_path, {"event": "schedule", **schedule.record()})
+    loop = Loop(family, cfg, run_dir, identity, replica, dev, schedule, model, net, optimizer, scaler, start)
+    for hook in every:
+        hook.before_train(loop)
     batches = family.batches(schedule, replica, dev, start)
-    last: dict[str, float] = {}
     net.train()
     # a context manager: the bar ends its line even when an error stops the loop (one-line errors)
     # tqdm on a terminal, one line per tenth in a log (segbench.progress; the train rule shows those lines)
@@ -423,44 +531,30 @@ def train(
         for iteration in range(start, schedule.iterations):
             tic = time.perf_counter()
             batch = next(batches)
-            data_time = time.perf_counter() - tic
-            lr = schedule.lr(iteration)
+            loop.data_time = time.perf_counter() - tic
+            loop.lr = schedule.lr(iteration)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = loop.lr
             loss, terms = family.loss(net, batch, dev, schedule.amp)
-            last = all_mean(terms, replica)
-            check_finite(torch.tensor(last["loss"]), iteration + 1, run_dir, last)
+            loop.losses = all_mean(terms, replica)
+            check_finite(torch.tensor(loop.losses["loss"]), iteration + 1, run_dir, loop.losses)
             sgd_step(loss, optimizer, scaler)
-            done = iteration + 1
-            if replica.is_main:
-                append_jsonl(
-                    log_path,
-                    {
-                        "iteration": done,
-                        "lr": lr,
-                        **last,
-                        STEP_TIME: time.perf_counter() - tic,
-                        "data_time": data_time,
-                    },
-                )
-                if done in curve_at:  # before the checkpoint: a run killed in between evaluates again
-                    add_eval_point(family, net, model, dev, curve_path, done)
-            if done in curve_at:
-                wait_for_main(replica)  # the other replicas wait for rank 0's evaluation (gloo, long timeout)
-            if replica.is_main:
-                if done % schedule.checkpoint_every == 0 or done == schedule.iterations:
-                    save_checkpoint(run_dir, done, checkpoint_state(identity, model, optimizer, scaler, dev))
-            bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.2g}")
+            loop.iteration, loop.step_time = iteration + 1, time.perf_counter() - tic
+            for hook in every:
+                hook.after_step(loop)
+            bar.set_postfix(loss=f"{loop.losses['loss']:.3f}", lr=f"{loop.lr:.2g}")
             bar.update(1)
+    for hook in every:
+        hook.after_train(loop)
     summary = {
         "iterations": schedule.iterations,
         "resumed_from": start or None,
-        "final_losses": last,
+        "final_losses": loop.losses,
         "schedule": schedule.record(),
         "device": str(dev),
         "gpus_granted": gpus,
         "determinism": determinism.record(),
-        "convergence": log_convergence(log_path) if replica.is_main else None,
+        "convergence": log_convergence(run_dir / TRAIN_LOG) if replica.is_main else None,
         **family.summary(),
     }
     if replica.is_main:

@@ -119,7 +119,7 @@ def _to_device(targets: list[Target], device: torch.device) -> list[Target]:
 
 
 # -- training -----------------------------------------------------------------------------------------
-class MaskRCNNFamily:
+class MaskRCNNFamily(contract.FamilyBase):
     """Mask R-CNN's part of the training contract (:class:`segbench.engine.contract.TrainingFamily`)."""
 
     distributed = family_spec("maskrcnn").distributed
@@ -162,6 +162,13 @@ class MaskRCNNFamily:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images, targets = batch
         return forward_losses(net, images, targets, device, amp)
+
+    def hooks(self, schedule: Schedule) -> list[contract.HookBase]:
+        """The evaluation curve at the schedule's ``eval_points`` (none at 0)."""
+        points = contract.eval_points(self.cfg, self)
+        return (
+            [contract.EvalCurveHook(contract.eval_iterations(schedule.iterations, points))] if points else []
+        )
 
     def summary(self) -> dict[str, Any]:
         assert self.dataset is not None

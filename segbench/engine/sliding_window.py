@@ -86,7 +86,7 @@ class WindowSampler:
         return out[:, None].astype(np.float32), labels.astype(np.int64)
 
 
-class SlidingWindowFamily:
+class SlidingWindowFamily(contract.FamilyBase):
     """The sliding-window CNN's part of the training contract (:class:`segbench.engine.contract.TrainingFamily`):
     one device; batch ``i`` is ``images_per_batch`` windows drawn from ``numpy.random.default_rng([seed, i])``,
     half centred on membrane and half on cell pixels (the paper's balanced sampling); cross entropy."""
@@ -138,9 +138,6 @@ class SlidingWindowFamily:
 
     def summary(self) -> dict[str, Any]:
         return dict(self.extra)
-
-    def final_extras(self) -> dict[str, Any]:
-        return {}
 
 
 def train(

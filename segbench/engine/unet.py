@@ -215,7 +215,7 @@ SCHEDULE_DEFAULTS = dict(
 )  # values of omitted schedule keys (segbench.schedule)
 
 
-class UNetFamily:
+class UNetFamily(contract.FamilyBase):
     """The U-Net's part of the training contract (:class:`segbench.engine.contract.TrainingFamily`): one
     device, batches indexed by iteration (:class:`IterationBatches`), the ``model.loss`` of the registry."""
 
@@ -278,9 +278,6 @@ class UNetFamily:
 
     def summary(self) -> dict[str, Any]:
         return dict(self.extra)
-
-    def final_extras(self) -> dict[str, Any]:
-        return {}
 
 
 def train(
