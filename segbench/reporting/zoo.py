@@ -40,6 +40,7 @@ FAMILY_TITLES = {
     "maskrcnn": "Mask R-CNN (and Faster R-CNN / keypoint variants)",
     "unet": "U-Net",
     "classical": "Classical baselines (no training loop)",
+    "sliding_window": "Sliding-window CNN (the U-Net paper's ISBI baseline)",
 }
 #: Keys of a train_log record holding the seconds one iteration took (newest name first).
 TIME_KEYS = ("time", "seconds")
