@@ -113,8 +113,13 @@ def row_timings(suite: str, row: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def record_timings(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every timing of a result record, in row order."""
-    return [t for row in record.get("rows") or [] for t in row_timings(record["suite"], row)]
+    """Every timing of a result record, those of one measurement together (ours beside the reference),
+    in the order the rows first name them."""
+    found = [t for row in record.get("rows") or [] for t in row_timings(record["suite"], row)]
+    first: dict[str, int] = {}
+    for t in found:
+        first.setdefault(t["what"], len(first))
+    return sorted(found, key=lambda t: first[t["what"]])
 
 
 def timing_chart(timings: list[dict[str, Any]], title: str, out_dir: Path, name: str) -> list[str]:
@@ -159,12 +164,12 @@ def timing_chart(timings: list[dict[str, Any]], title: str, out_dir: Path, name:
     ax.set_xlabel(
         f"time ({unit}){', log scale' if ax.get_xscale() == 'log' else ''}: dot median, bar min to max"
         + (
-            "; max not recorded in this file: dotted bar min to median"
+            "\nmax not recorded in this file: dotted bar from min to median"
             if any(t["max"] is None for t in timings)
             else ""
         )
     )
-    ax.set_title("\n".join(textwrap.wrap(plain(title), 90)), fontsize=9, loc="left")
+    ax.set_title("\n".join(textwrap.wrap(plain(title), 60)), fontsize=9, loc="left")
     ax.grid(axis="x", alpha=0.3)
     kinds = [("ours", OURS_COLOUR, False), ("reference (same run)", REFERENCE_COLOUR, True)]
     shown = [(label, colour) for label, colour, ref in kinds if any(t["reference"] is ref for t in timings)]
