@@ -84,9 +84,33 @@ def test_maskrcnn_json_has_timings_memory_and_the_torchvision_reference(bench_re
     agreement = ref["agreement"]
     assert agreement["same_boxes"] and agreement["max_abs_loss_difference"] < 1e-4
     assert agreement["mask_pixels_differing"] < 1e-3
+    # every timing with its spread and samples, ours beside the reference measured in the same run
+    assert [(t["what"], t["impl"], t["reference"]) for t in fpn["timings"]] == [
+        ("r50_fpn: train step (ms/step)", "segbench", False),
+        ("r50_fpn: inference (ms/img)", "segbench", False),
+        ("r50_fpn: train step (ms/step)", "torchvision", True),
+        ("r50_fpn: inference (ms/img)", "torchvision", True),
+    ]
+    assert fpn["timings"][0]["median"] == pytest.approx(fpn["train_ms_per_step"])
+    assert fpn["timings"][2]["min"] == pytest.approx(ref["train_min_ms_per_step"])
     # a variant torchvision lacks: no reference, and why
     assert mlp["reference"] is None and mlp["train_time_ratio"] is None
     assert "mlp2" in mlp["reference_reason"] and mlp["train_img_s"] > 0
+
+
+def test_every_suite_records_min_median_max_and_the_samples_of_its_timings(bench_results):
+    for path in sorted(bench_results.glob("*.json")):
+        record = json.loads(path.read_text())
+        timings = [t for row in record["rows"] for t in row["timings"]]
+        assert timings or record["status"] == "skipped", path.name
+        for t in timings:
+            assert t["min"] <= t["median"] <= t["max"] and len(t["samples"]) == t["n"] >= 1, (path.name, t)
+            assert (
+                t["min"] == min(t["samples"]) and t["max"] == max(t["samples"]) and t["unit"] in ("ms", "s")
+            )
+    roi = json.loads((bench_results / "roi_ops-cpu.json").read_text())
+    references = {t["impl"] for row in roi["rows"] for t in row["timings"] if t["reference"]}
+    assert references == {"torchvision roi_align (avg)"}
 
 
 def test_other_suites_write_rows(bench_results):

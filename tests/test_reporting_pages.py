@@ -265,9 +265,110 @@ def test_pages_in_headless_chromium(report: dict[str, Path]) -> None:
     shutil.copy(report["pages"] / "index.html", ARTIFACTS / "report_index.html")
 
 
+def _config_values(page, col: int) -> list[str]:  # noqa: ANN001 - playwright Page
+    """The sort key (``data-value``, else the text) of column ``col`` of each visible configuration row of
+    the first zoo table, in page order."""
+    return page.evaluate(
+        """(col) => Array.from(document.querySelector('table.zoo').tBodies).filter(b => !b.hidden)
+        .map(b => { const td = b.rows[0].cells[col];
+                    return (td.dataset.value !== undefined ? td.dataset.value : td.textContent).trim(); })""",
+        col,
+    )
+
+
+def _numeric_order(values: list[str], reverse: bool = False) -> list[str]:
+    """``values`` as the zoo must sort a numeric column: by number, unrecorded (empty) last."""
+    found = sorted((v for v in values if v), key=float, reverse=reverse)
+    return found + [v for v in values if not v]
+
+
+def test_zoo_sorts_filters_and_expands_in_headless_chromium(report: dict[str, Path]) -> None:
+    """The zoo's script: a numeric column sorts by number both ways (9 before 10), a column filter keeps the
+    matching configurations (text, or >x), the toggle shows and hides a configuration's seed rows, and a
+    link to a run's row opens its configuration."""
+    if not CHROMIUM.exists():
+        pytest.skip("headless browser check needs /usr/bin/chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright into .venv")
+    problems: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = _launch(pw)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.goto((report["pages"] / "runs.html").as_uri())
+        table = page.locator("table.zoo").first
+        configs = table.locator("tbody.config")
+        n = configs.count()
+        assert n >= 2 and table.locator("tr.seed:visible").count() == 0  # seeds start folded
+        headers = table.locator("thead tr:first-child th")
+        labels = [t.strip() for t in headers.all_text_contents()]
+        col = labels.index("mask AP")
+        # two configurations get 9 and 10: a text sort would put "10" first
+        page.evaluate(
+            """(col) => { const b = document.querySelector('table.zoo').tBodies;
+            b[0].rows[0].cells[col].dataset.value = '10'; b[1].rows[0].cells[col].dataset.value = '9'; }""",
+            col,
+        )
+        before = _config_values(page, col)
+        headers.nth(col).click()
+        assert _config_values(page, col) == _numeric_order(before)
+        headers.nth(col).click()
+        assert _config_values(page, col) == _numeric_order(before, reverse=True)
+        headers.nth(0).click()  # a text column: by name
+        names = _config_values(page, 0)
+        assert names == sorted(names) and len(set(names)) == n
+        # filter: one configuration by name, then a numeric bound, then cleared
+        name = names[-1]
+        filters = table.locator("tr.filters input")
+        filters.nth(0).fill(name)
+        assert _config_values(page, 0) == [m for m in names if name in m]
+        filters.nth(0).fill("")
+        filters.nth(col).fill(">9.5")
+        assert sorted(_config_values(page, col), key=float) == sorted(
+            (v for v in before if v and float(v) > 9.5), key=float
+        )
+        filters.nth(col).fill("")
+        assert configs.locator("tr.config-row:visible").count() == n
+        # expand and fold one configuration
+        first = configs.first
+        seeds = first.locator("tr.seed").count()
+        assert seeds >= 2
+        first.locator("button.toggle").click()
+        assert (
+            first.locator("tr.seed:visible").count() == seeds
+            and table.locator("tr.seed:visible").count() == seeds
+        )
+        assert first.locator("button.toggle").get_attribute("aria-expanded") == "true"
+        first.locator("button.toggle").click()
+        assert table.locator("tr.seed:visible").count() == 0
+        # a link to one run's row opens its configuration
+        run_id = page.locator("tr.seed:not(.seed-detail)").first.get_attribute("id")
+        page.goto((report["pages"] / "runs.html").as_uri() + "#" + run_id)
+        assert page.locator(f"#{run_id}").is_visible()
+        browser.close()
+    assert problems == []
+
+
 REPO = Path(__file__).resolve().parents[1]
 #: The committed report directories and the narrowest viewport each must fit without horizontal scrolling.
 COMMITTED_REPORTS = {"mini": 1280, "real_cpu": 1280, "bench": 1024}
+
+
+def _dead_anchors(page, path: Path) -> list[str]:  # noqa: ANN001 - playwright Page
+    """Every ``#fragment`` a link on the page points at that names no element of its target page."""
+    problems = []
+    for url in page.evaluate("Array.from(document.querySelectorAll('a[href*=\"#\"]')).map(a => a.href)"):
+        target, _, fragment = url.partition("#")
+        fragment = unquote(fragment)
+        if not fragment or not target.startswith("file:"):
+            continue
+        target_path = Path(unquote(target[len("file://") :]))
+        if target_path == path:
+            found = page.evaluate("(id) => document.getElementById(id) !== null", fragment)
+        else:
+            found = target_path.is_file() and f'id="{fragment}"' in target_path.read_text(encoding="utf-8")
+        if not found:
+            problems.append(f"{path.name}: dead anchor #{fragment} (in {target_path.name})")
+    return problems
 
 
 def _local_targets(page) -> list[str]:  # noqa: ANN001 - playwright Page
@@ -280,14 +381,14 @@ def _local_targets(page) -> list[str]:  # noqa: ANN001 - playwright Page
 
 @pytest.mark.parametrize("report_dir", sorted(COMMITTED_REPORTS))
 def test_committed_report_has_no_dead_link_console_error_or_overflow(report_dir: str) -> None:
-    """Walk every page of reports/<dir>/ as committed: every link and image resolves to a file in the
-    checkout, no console error, no horizontal overflow at the page's width (1280 px; the bench page 1024)."""
+    """Walk every page of reports/<dir>/ (compare/ pages included) as committed: every link and image
+    resolves to a file in the checkout, every #anchor to an element of its page, no console error, no horizontal overflow at the page's width (1280 px; the bench page 1024)."""
     if not CHROMIUM.exists():
         pytest.skip("headless browser check needs /usr/bin/chromium (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright into .venv")
     pages_dir = REPO / "reports" / report_dir
     # snakemake.html (`snakemake --report`) is Snakemake's page, generated locally and not committed
-    pages = sorted(p for p in pages_dir.glob("*.html") if p.name != "snakemake.html")
+    pages = sorted(p for p in pages_dir.rglob("*.html") if p.name != "snakemake.html")
     assert pages, f"no pages under {pages_dir}"
     width = COMMITTED_REPORTS[report_dir]
     problems: list[str] = []
@@ -329,6 +430,7 @@ def test_committed_report_has_no_dead_link_console_error_or_overflow(report_dir:
                 ".map(i => i.getAttribute('src'))"
             )
             problems += [f"{path.name}: image not loaded {src}" for src in broken]
+            problems += _dead_anchors(page, path)
             overflow = page.evaluate(
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth"
             )

@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from segbench.reporting.zoo import (
     NOT_RECORDED,
+    config_row,
     eval_set,
+    iter_batch_text,
     run_record,
     schedule_of,
     schedule_text,
@@ -87,7 +91,9 @@ def test_run_record_reads_the_run_files_and_says_not_recorded(tmp_path: Path) ->
     rec = run_record(run, tmp_path)
     assert rec["family"] == "unet" and rec["dataset"] == "em_mini" and rec["s_per_iter"] == "0.250"
     assert rec["train_time"] == "40.0 s" and rec["eval_time"] == "3.0 s"
-    assert rec["metrics"]["Rand error"] == "0.5" and rec["metrics"]["mask AP"] == "–"
+    assert (
+        rec["metrics"]["Rand error"] == "0.5000" and rec["metrics"]["mask AP"] == "–"
+    )  # as the tables: 4 d.p.
     assert rec["loss_svg"] is not None and rec["val_svg"] is None
     assert [link["href"] for link in rec["links"]] == [
         f"mini/runs/unet_isbi-seed1/{n}" for n in ("config.json", "train_log.jsonl", "metrics.json")
@@ -148,3 +154,83 @@ def test_a_run_with_coco_details_gets_per_class_ap_and_a_pr_curve(tmp_path: Path
     assert rec["class_counts"] == "circle 9/10, star 20/8"
     assert "<polyline" in str(rec["pr_svg"]) and "IoU 0.50" in str(rec["pr_svg"])
     assert zoo_view(tmp_path, "mini", tmp_path)[0]["has_details"] is True
+
+
+def write_run(root: Path, run: str, seed: int, ap: float | None, seconds: float, iters: int = 500) -> None:
+    """A Mask R-CNN run instance with a schedule, a log of ``seconds`` per iteration and mask AP ``ap``."""
+    d = root / "mini" / "runs" / f"{run}-seed{seed}"
+    d.mkdir(parents=True)
+    config = {
+        "run": run,
+        "seed": seed,
+        "family": "maskrcnn",
+        "dataset": {"name": "shapes_mini"},
+        "schedule": {"iterations": iters, "images_per_batch": 8},
+        "input": {"min_size": 176, "max_size": 176},
+    }
+    (d / "config.json").write_text(json.dumps({"config": config}))
+    (d / "train_log.jsonl").write_text(json.dumps({"iteration": 1, "loss": 1.0, "time": seconds}) + "\n")
+    segm = {"AP": ap} if ap is not None else {}
+    (d / "metrics.json").write_text(json.dumps({"metrics": {"segm": segm, "bbox": {"AP": 0.25}}}))
+
+
+def test_zoo_groups_seeds_into_one_configuration_with_mean_std_as_the_tables(tmp_path: Path) -> None:
+    from segbench.tables.assemble import format_reproduced, seed_summary
+
+    for seed, ap in ((0, 0.20), (1, 0.25), (2, 0.30)):
+        write_run(tmp_path, "r50_c4", seed, ap, 0.1 * (seed + 1))
+    write_run(tmp_path, "r50_fpn", 10, 0.5, 0.2, iters=1000)
+    write_run(tmp_path, "r50_fpn", 2, None, 0.4, iters=1000)  # a seed without mask AP
+    (group,) = zoo_view(tmp_path, "mini", tmp_path)
+    assert len(group["rows"]) == 5 and [c["run"] for c in group["configs"]] == ["r50_c4", "r50_fpn"]
+    c4, fpn = group["configs"]
+    assert c4["n"] == 3 and c4["seeds"] == "0, 1, 2"
+    assert (
+        c4["metrics"]["mask AP"]["text"]
+        == "25.0 ± 5.0 (3)"
+        == format_reproduced(seed_summary([20.0, 25.0, 30.0]), 1)
+    )
+    assert c4["metrics"]["mask AP"]["value"] == pytest.approx(25.0)
+    assert c4["metrics"]["box AP"]["text"] == "25.0 ± 0.0 (3)"
+    assert c4["s_per_iter"] == "0.200" and c4["input_px"] == "176" and c4["iter_batch"] == "500 × 8"
+    # seeds in numeric order; the mean over the seeds that recorded the metric, and their count
+    assert [r["seed"] for r in fpn["rows"]] == [2, 10]
+    assert fpn["metrics"]["mask AP"]["text"] == "50.0 (1)" and fpn["iter_batch"] == "1000 × 8"
+    assert fpn["s_per_iter"] == "0.300"
+
+
+def test_config_row_without_any_value_says_so() -> None:
+    row = {
+        "run": "x",
+        "seed": 0,
+        "dataset": None,
+        "input_px": "–",
+        "iter_batch": "–",
+        "s_per_iter": NOT_RECORDED,
+        "s_per_iter_value": None,
+        "train_time": NOT_RECORDED,
+        "train_s": None,
+        "eval_time": NOT_RECORDED,
+        "eval_s": None,
+        "values": {"pixel error": None},
+    }
+    c = config_row("x", [row, {**row, "seed": 1}], ["pixel error"])
+    assert c["metrics"]["pixel error"] == {"text": "–", "value": None}
+    assert c["s_per_iter"] == c["train_time"] == NOT_RECORDED and c["dataset"] == "–"
+    assert iter_batch_text({"iterations": None, "batch": None, "size": None}) == "–"
+    assert iter_batch_text({"iterations": 9, "batch": None, "size": None}) == "9 × ?"
+
+
+def test_zoo_page_has_labelled_sortable_columns_and_hidden_seed_rows(tmp_path: Path) -> None:
+    from segbench.reporting.html import build_pages
+
+    for seed in (0, 1):
+        write_run(tmp_path / "results", "r50_c4", seed, 0.2, 0.1)
+    build_pages("mini", tmp_path / "results", tmp_path / "reports", figure_names=[])
+    html = (tmp_path / "reports" / "mini" / "runs.html").read_text()
+    assert html.count('<tbody class="config"') == 1 and html.count('<tr class="seed"') == 2
+    assert html.count('<tr class="seed seed-detail" hidden>') == 2
+    for label in ("input (px)", "iterations × batch", "s/iter", "mask AP"):
+        assert f">{label}</th>" in html
+    assert 'data-sort="num"' in html and "<script>" in html
+    assert 'href="#directions"' not in html  # the zoo has no claims section: the banner links the index's

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from segbench.bench.timing import time_interleaved
+from segbench.bench.timing import time_interleaved, timing_entry
 from segbench.errors import InputError
 
 TITLE = "COCO evaluation: pycocotools vs faster-coco-eval (100 val2014 images)"
@@ -84,6 +84,16 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
                 "ap": stats["pycocotools"]["AP"],
                 "images": len(gt.get("images", [])),
                 "detections": len(dt),
+                "timings": [
+                    timing_entry(
+                        f"{iou_type} evaluation (s)",
+                        b,
+                        [t / 1e3 for t in timings[b]["samples_ms"]],
+                        unit="s",
+                        reference=b == "pycocotools",
+                    )
+                    for b in BACKENDS
+                ],
             }
         )
     notes = [

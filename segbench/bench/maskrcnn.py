@@ -53,7 +53,13 @@ import torch
 from torch import nn
 
 from segbench import determinism
-from segbench.bench.timing import memory_method, peak_memory_mb, resolve_device, time_interleaved
+from segbench.bench.timing import (
+    memory_method,
+    peak_memory_mb,
+    resolve_device,
+    time_interleaved,
+    timing_entry,
+)
 from segbench.errors import InputError
 
 TITLE = "Mask R-CNN: training img/s, inference ms/img, peak memory (torchvision's reference beside)"
@@ -516,6 +522,17 @@ def _timings(
             infer_ms_per_img=infer[name]["median_ms"] / batch,
             train_min_ms_per_step=train[name]["min_ms"],
             infer_min_ms_per_img=infer[name]["min_ms"] / batch,
+            timings=[
+                timing_entry(
+                    "train step (ms/step)", name, train[name]["samples_ms"], reference=name != "segbench"
+                ),
+                timing_entry(
+                    "inference (ms/img)",
+                    name,
+                    [t / batch for t in infer[name]["samples_ms"]],
+                    reference=name != "segbench",
+                ),
+            ],
         )
 
 
@@ -547,6 +564,7 @@ def bench_run(run: str, opts: dict[str, Any], device: torch.device) -> dict[str,
         agree = agreement(ours, models["torchvision"], images, targets, opts["amp"])
     _timings(models, images, targets, opts, device, measured)
     params = {n: sum(p.numel() for p in m.parameters()) for n, m in models.items()}
+    timings = [{**t, "what": f"{run}: {t['what']}"} for n in models for t in measured[n].pop("timings")]
     row: dict[str, Any] = {
         "run": run,
         "variant": variant(s),
@@ -572,6 +590,7 @@ def bench_run(run: str, opts: dict[str, Any], device: torch.device) -> dict[str,
         }
         row["train_time_ratio"] = row["train_ms_per_step"] / ref["train_ms_per_step"]
         row["infer_time_ratio"] = row["infer_ms_per_img"] / ref["infer_ms_per_img"]
+    row["timings"] = timings  # min / median / max and samples of every timing, ours beside the reference
     row["note"] = agreement_note(agree) if agree else (copy_note or f"no reference: {reason}")
     del models, ours
     gc.collect()

@@ -14,6 +14,7 @@ from segbench.io import read_json, write_text_atomic
 from segbench.names import check_links
 from segbench.paths import REPO_ROOT
 
+NOT_RECORDED = "not recorded"
 DESCRIPTION = "speed and memory benchmarks; the figures depend on the machine and its load"
 
 
@@ -59,6 +60,7 @@ def portable(value: Any) -> Any:
 
 def result_view(path: Path, record: dict[str, Any], page_dir: Path) -> dict[str, Any]:
     from segbench.bench import table_cells
+    from segbench.reporting.figures.bench import record_timings
     from segbench.reporting.view import url_between
 
     prov = record.get("provenance") or {}
@@ -90,7 +92,33 @@ def result_view(path: Path, record: dict[str, Any], page_dir: Path) -> dict[str,
         "labels": labels,
         "rows": [[{"text": text, "num": num} for text, num in row] for row in rows],
         "notes": record.get("notes") or [],
+        "timings": [
+            {
+                "what": t["what"],
+                "impl": t["impl"],
+                "reference": t["reference"],
+                **{k: spread_text(t[k], t["unit"]) for k in ("min", "median", "max")},
+                "n": t["n"] if t["n"] is not None else NOT_RECORDED,
+            }
+            for t in record_timings(record)
+        ],
+        "chart": None,
     }
+
+
+def spread_text(value: Any, unit: str) -> str:
+    """A timing as the spread table shows it (``12.3 ms``); "not recorded" where an older file lacks it."""
+    return NOT_RECORDED if value is None else f"{value:.4g} {unit}"
+
+
+def render_chart(view: dict[str, Any], record: dict[str, Any], page_dir: Path) -> None:
+    """Draw the result's timing chart into ``<page_dir>/figures`` and point the view at its PNG and SVG."""
+    from segbench.reporting.figures.bench import record_timings, timing_chart
+
+    stem = view["anchor"].removeprefix("bench-")
+    files = timing_chart(record_timings(record), view["title"], page_dir / "figures", stem)
+    if files:
+        view["chart"] = {f.rsplit(".", 1)[1]: f"figures/{f}" for f in files}
 
 
 def _title(record: dict[str, Any]) -> str:
@@ -110,6 +138,9 @@ def build_bench_report(results: str | Path | None = None, out: str | Path | None
     page_dir = Path(out) if out else default_report_dir()
     found = load_results(results_dir) if results_dir.is_dir() else []
     views = [result_view(p, r, page_dir) for p, r in found]
+    for view, (_, record) in zip(views, found, strict=True):
+        if view["status"] != "skipped":
+            render_chart(view, record, page_dir)
     env = environment()
     env.globals["other_reports"] = other_reports(page_dir.parent, page_dir.name)
     html = env.get_template("bench.html.j2").render(

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from segbench import determinism
-from segbench.bench.timing import resolve_device, sync
+from segbench.bench.timing import resolve_device, sync, timing_entry
 from segbench.errors import InputError
 
 TITLE = "RoI layers: forward + backward vs torchvision's averaging roi_align"
@@ -124,6 +124,14 @@ def bench(size: str, rois_per_image: int, sr: int, repeats: int, device: torch.d
                 "bwd_ms": bwd * 1e3,
                 "total_ms": total * 1e3,
                 "ratio": total / base,
+                "timings": [
+                    timing_entry(f"{size} features: {part} (ms)", name, samples, reference=name == BASELINE)
+                    for part, samples in (
+                        ("forward", [f * 1e3 for f, _ in ts]),
+                        ("backward", [b * 1e3 for _, b in ts]),
+                        ("total", [(f + b) * 1e3 for f, b in ts]),
+                    )
+                ],
             }
         )
     return rows

@@ -54,10 +54,34 @@ def sync(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
+def spread(samples: list[float], factor: float = 1.0) -> dict[str, Any]:
+    """``{"min", "median", "max", "n", "samples"}`` of ``samples``, each value times ``factor``."""
+    if not samples:
+        raise ValueError("spread of no samples")
+    scaled = [s * factor for s in samples]
+    return {
+        "min": min(scaled),
+        "median": statistics.median(scaled),
+        "max": max(scaled),
+        "n": len(scaled),
+        "samples": scaled,
+    }
+
+
+def timing_entry(
+    what: str, impl: str, samples: list[float], *, unit: str = "ms", reference: bool = False
+) -> dict[str, Any]:
+    """One timing of a bench row as recorded under its ``timings``: what was timed (``"r50_fpn: train step
+    (ms/step)"``), by which implementation, whether that is the reference measured beside ours, and the
+    :func:`spread` of the samples in ``unit``."""
+    return {"what": what, "impl": impl, "reference": reference, "unit": unit, **spread(samples)}
+
+
 def time_interleaved(
     fns: dict[str, Callable[[], object]], *, warmup: int, iters: int, device: Any = "cpu"
-) -> dict[str, dict[str, float]]:
-    """``{name: {"median_ms", "min_ms", "n"}}`` of each function, calls interleaved (see the module doc)."""
+) -> dict[str, dict[str, Any]]:
+    """``{name: {"median_ms", "min_ms", "max_ms", "n", "samples_ms"}}`` of each function, calls interleaved
+    (see the module doc)."""
     if iters < 1:
         raise ValueError("iters must be >= 1")
     for _ in range(warmup):
@@ -73,7 +97,13 @@ def time_interleaved(
             sync(device)
             samples[name].append((time.perf_counter() - start) * 1e3)
     return {
-        name: {"median_ms": statistics.median(s), "min_ms": min(s), "n": len(s)}
+        name: {
+            "median_ms": statistics.median(s),
+            "min_ms": min(s),
+            "max_ms": max(s),
+            "n": len(s),
+            "samples_ms": s,
+        }
         for name, s in samples.items()
     }
 

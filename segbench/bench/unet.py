@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from segbench.bench.timing import memory_method, peak_memory_mb, resolve_device, sync, time_interleaved
+from segbench.bench.timing import (
+    memory_method,
+    peak_memory_mb,
+    resolve_device,
+    sync,
+    time_interleaved,
+    timing_entry,
+)
 from segbench.errors import InputError
 
 TITLE = "U-Net: tiles/s on 572 x 572 input tiles and ms per 512 x 512 image by overlap-tile"
@@ -95,16 +102,17 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
     except (ValueError, RuntimeError) as exc:
         raise InputError(f"--tile {tile}: not a valid input size of this U-Net ({exc})") from None
     peak, peak_note = peak_memory_mb(tile_pass(model, device, tile), device)
-    per_tile = time_interleaved(
+    tiles = time_interleaved(
         {"tile": tile_pass(model, device, tile)}, warmup=1, iters=int(options["tiles"]), device=device
-    )["tile"]["median_ms"]
+    )["tile"]
     size = int(options["image_size"])
-    per_image = time_interleaved(
+    images = time_interleaved(
         {"image": image_pass(model, device, tile, size, versions)},
         warmup=0,
         iters=int(options["images"]),
         device=device,
-    )["image"]["median_ms"]
+    )["image"]
+    per_tile, per_image = tiles["median_ms"], images["median_ms"]
     tiles_per_image = math.ceil(size / geometry.stride) ** 2
     row = {
         "base_channels": int(options["base_channels"]),
@@ -121,6 +129,10 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
         "image": f"{size} x {size}: {tiles_per_image} tiles of stride {geometry.stride}, {versions} version(s)",
         "ms_per_image": per_image,
         "tile_peak_mb": peak,
+        "timings": [
+            timing_entry(f"tile {tile} (ms/tile)", "segbench", tiles["samples_ms"]),
+            timing_entry(f"image {size} (ms/image)", "segbench", images["samples_ms"]),
+        ],
     }
     notes = [
         f"medians of {options['tiles']} tile pass(es) and {options['images']} image(s); "

@@ -218,6 +218,7 @@ def render_runs_page(
         absolute=scale_is_absolute(scale),
         scale_description=description,
         runs_dir=f"results/{scale}/runs",
+        claims_href="index.html#directions",  # the zoo has no claims of its own: the index lists them
     )
 
 

@@ -40,6 +40,7 @@ FAMILY_TITLES = {
     "maskrcnn": "Mask R-CNN (and Faster R-CNN / keypoint variants)",
     "unet": "U-Net",
     "classical": "Classical baselines (no training loop)",
+    "sliding_window": "Sliding-window CNN (the U-Net paper's ISBI baseline)",
 }
 #: Keys of a train_log record holding the seconds one iteration took (newest name first).
 TIME_KEYS = ("time", "seconds")
@@ -119,6 +120,13 @@ def schedule_text(s: dict[str, Any]) -> str:
         s["size"],
     ]
     return ", ".join(p for p in parts if p)
+
+
+def iter_batch_text(s: dict[str, Any]) -> str:
+    """``iterations × batch`` of a schedule (``500 × 4``; ``–`` where the run has no training schedule)."""
+    if s["iterations"] is None and s["batch"] is None:
+        return "–"
+    return f"{s['iterations'] if s['iterations'] is not None else '?'} × {s['batch'] if s['batch'] is not None else '?'}"
 
 
 def seconds_per_iter(log: list[dict[str, Any]]) -> float | None:
@@ -235,10 +243,15 @@ def sparkline(
     )
 
 
+def metric_digits(percent: bool) -> int:
+    """Decimals of a zoo metric, as the tables print it (AP in percent: 1; U-Net errors, SEG, IoU: 4)."""
+    return 1 if percent else 4
+
+
 def fmt_metric(value: float | None, percent: bool) -> str:
     if value is None:
         return "–"
-    return f"{100 * value:.1f}" if percent else f"{value:.3g}"
+    return f"{(100 * value if percent else value):.{metric_digits(percent)}f}"
 
 
 def fmt_seconds(value: Any) -> str:
@@ -290,6 +303,12 @@ def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
     seed = config.get("seed", metrics.get("seed"))
     return {
         "run_id": run_dir.name,
+        "values": {label: number(dig(values, path)) for path, label, _ in ZOO_METRICS},
+        "s_per_iter_value": spi,
+        "train_s": number(train_s),
+        "eval_s": number(dig(metrics, "provenance.wall_time_s")),
+        "input_px": sched["size"] or "–",
+        "iter_batch": iter_batch_text(sched),
         "run": config.get("run", metrics.get("run", split_run_id(run_dir.name)[0])),
         "seed": seed,
         "family": config.get("family") or ("classical" if not log else "other"),
@@ -357,8 +376,53 @@ def run_dirs(results: Path, scale: str) -> list[Path]:
     )
 
 
+def mean_of(values: list[float | None]) -> float | None:
+    """The mean of the recorded values (None where no seed recorded one)."""
+    found = [v for v in values if v is not None]
+    return statistics.fmean(found) if found else None
+
+
+def config_row(run: str, rows: list[dict[str, Any]], columns: list[str]) -> dict[str, Any]:
+    """One configuration (a registry run across its seeds): the mean ± std over seeds of each metric column
+    (formatted as the tables format a cell), the mean s/iter, train and eval time, and the per-seed rows."""
+    from segbench.tables.assemble import format_reproduced, seed_summary
+
+    percent = {label: pct for _, label, pct in ZOO_METRICS}
+    metrics = {}
+    for label in columns:
+        pct = percent[label]
+        cell = seed_summary([r["values"][label] for r in rows])
+        if pct and cell["mean"] is not None:
+            cell = seed_summary([None if v is None else 100 * v for v in cell["per_seed"]])
+        metrics[label] = {
+            "text": format_reproduced(cell, metric_digits(pct)) if cell["n"] else "–",
+            "value": cell["mean"],
+        }
+    spi = mean_of([r["s_per_iter_value"] for r in rows])
+    train_s, eval_s = mean_of([r["train_s"] for r in rows]), mean_of([r["eval_s"] for r in rows])
+    first = rows[0]
+    return {
+        "run": run,
+        "anchor": f"config-{run}",
+        "dataset": first["dataset"] or "–",
+        "input_px": first["input_px"],
+        "iter_batch": first["iter_batch"],
+        "seeds": ", ".join(str(r["seed"]) for r in rows),
+        "n": len(rows),
+        "s_per_iter": f"{spi:.3f}" if spi is not None else first["s_per_iter"],
+        "s_per_iter_value": spi,
+        "train_time": fmt_seconds(train_s) if train_s is not None else first["train_time"],
+        "train_s": train_s,
+        "eval_time": fmt_seconds(eval_s) if eval_s is not None else first["eval_time"],
+        "eval_s": eval_s,
+        "metrics": metrics,
+        "rows": rows,
+    }
+
+
 def zoo_view(results: Path, scale: str, page_dir: Path) -> list[dict[str, Any]]:
-    """The run zoo: one group per family, its rows and the metric columns any of its runs has."""
+    """The run zoo: one group per family, its configurations (a registry run across its seeds, see
+    :func:`config_row`) with their per-seed rows, and the metric columns any of its runs has."""
     records = [run_record(d, page_dir) for d in run_dirs(results, scale)]
     families = sorted(
         {r["family"] for r in records},
@@ -368,11 +432,19 @@ def zoo_view(results: Path, scale: str, page_dir: Path) -> list[dict[str, Any]]:
     for fam in families:
         rows = [r for r in records if r["family"] == fam]
         columns = [label for _, label, _ in ZOO_METRICS if any(r["metrics"][label] != "–" for r in rows)]
+        by_run: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_run.setdefault(str(r["run"]), []).append(r)
+        for seeds in by_run.values():  # seed 2 before seed 10
+            seeds.sort(
+                key=lambda r: (not isinstance(r["seed"], int), r["seed"] if isinstance(r["seed"], int) else 0)
+            )
         groups.append(
             {
                 "family": fam,
                 "title": FAMILY_TITLES.get(fam, fam),
                 "rows": rows,
+                "configs": [config_row(run, seeds, columns) for run, seeds in by_run.items()],
                 "columns": columns,
                 "has_log": any(r["loss_svg"] is not None for r in rows),
                 "has_curve": any(r["val_svg"] is not None for r in rows),
