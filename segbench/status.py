@@ -19,6 +19,7 @@ from segbench.registry import artifacts, load_registry, resolve_run, row_runs, r
 
 #: State of one run instance, from its records against the registry's config.
 CURRENT, UNEVALUATED, STALE, MISSING = "current", "trained, not evaluated", "stale", "missing"
+TRAINED = (CURRENT, UNEVALUATED)  # the states in which training is done and up to date
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,10 @@ def is_evaluated(cfg: dict[str, Any], run_dir: Path) -> bool:
 
 
 def run_state(cfg: dict[str, Any], run_dir: Path) -> RunState:
+    """The one staleness rule, which ``segbench status``, the runner (train or not, from scratch or not),
+    the Snakefile (``stale_training``) and table assembly consult: missing, stale (another config hash, a
+    recorded config edited behind its hash, or another backbone than the pinned one), trained but not
+    evaluated, or current."""
     done = run_dir / "train_done.json"
     if not done.exists():
         return RunState(cfg["run_id"], MISSING, f"no {done.name}")

@@ -25,7 +25,7 @@ from segbench.paths import child_path
 from segbench.provenance import config_hash, provenance
 from segbench.records import EVAL_CURVE
 from segbench.schedule import effective_schedule
-from segbench.status import backbone_differs, is_evaluated, is_trained, recorded_config_differs
+from segbench.status import STALE, TRAINED, is_evaluated, is_trained, run_state
 
 
 def is_main_process() -> bool:
@@ -71,19 +71,18 @@ def train_run(
     engine = engine_for(cfg["family"])  # "not implemented yet" before anything is written
     digest = config_hash(cfg)
     done = run_dir / "train_done.json"
-    # a run whose recorded config was edited (its hash left as it was), or that trained from a backbone
-    # other than the one now pinned, is retrained from scratch: segbench.status calls both stale
-    force = force or (
-        done.exists()
-        and (recorded_config_differs(cfg, run_dir) is not None or backbone_differs(cfg, run_dir) is not None)
-    )
-    if not force and is_trained(cfg, run_dir):
+    # the one staleness rule (segbench.status.run_state): a current run is not retrained; a stale one
+    # whose hash still matches (its recorded config was edited, or it trained from a backbone other than
+    # the one now pinned) retrains from scratch; one with another hash has its records set aside below
+    state = run_state(cfg, run_dir).state
+    if not force and state in TRAINED:
         return read_json(done, "train record")
+    force = force or (state == STALE and is_trained(cfg, run_dir))
     device = preflight(cfg, device=device, gpus=gpus)
     main = is_main_process()
     dataset = dataset_of(cfg, data_root, verify=verify) if main else None
     with run_lock(run_dir, "train") if main else contextlib.nullcontext():
-        if not force and is_trained(cfg, run_dir):  # finished by another writer since the check above
+        if not force and run_state(cfg, run_dir).state in TRAINED:  # finished by another writer meanwhile
             return read_json(done, "train record")
         fresh = not run_dir.exists()
         start = time.perf_counter()
