@@ -93,5 +93,15 @@ gpu-check-cpu: install
 screenshots: install
 	$(BIN)/python docs/screenshots/retake.py
 
+# The documentation site (mkdocs.yml, docs/) into site/ (git-ignored); --strict: a warning or a dead link
+# or anchor (scripts/doc_links.py) fails it.
+.PHONY: docs digest
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
+
+# The results digest blocks of README.md and docs/results.md, rewritten from results/<scale>/tables/*.json.
+digest: install
+	$(BIN)/segbench table --summary --write
+
 clean-smoke:
 	rm -rf results/smoke reports/smoke logs/smoke
