@@ -114,7 +114,9 @@ def dead_links(path: Path, repo: Path = REPO) -> list[str]:
             reason = "does not exist" if not target.exists() else "is ignored by git (a clone lacks it)"
             problems.append(f"{where}: link {url!r}: {target.relative_to(repo)} {reason}")
         elif parts.fragment and target.suffix == ".md" and parts.fragment not in anchors(target):
-            problems.append(f"{where}: link {url!r}: no heading #{parts.fragment} in {target.relative_to(repo)}")
+            problems.append(
+                f"{where}: link {url!r}: no heading #{parts.fragment} in {target.relative_to(repo)}"
+            )
     return problems
 
 
@@ -146,7 +148,9 @@ class _Mark(Treeprocessor):
             target = Path(os.path.normpath(source.parent / unquote(parts.path)))
             if docs not in target.parents:
                 relative = Path(os.path.relpath(target, built.parent)).as_posix()
-                element.set(attribute, REPO_SCHEME + relative + (f"#{parts.fragment}" if parts.fragment else ""))
+                element.set(
+                    attribute, REPO_SCHEME + relative + (f"#{parts.fragment}" if parts.fragment else "")
+                )
 
 
 class _Unmark(Treeprocessor):

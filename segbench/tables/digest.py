@@ -48,7 +48,9 @@ class Block:
     end: int
 
 
-def _options(text: str, where: str, registry: dict[str, Any]) -> tuple[str, tuple[str, ...] | None, tuple[str, ...]]:
+def _options(
+    text: str, where: str, registry: dict[str, Any]
+) -> tuple[str, tuple[str, ...] | None, tuple[str, ...]]:
     """``scale``, ``tables`` and ``parts`` of a begin marker, each checked against the registry."""
     from segbench.registry import table_names
 
@@ -56,7 +58,9 @@ def _options(text: str, where: str, registry: dict[str, Any]) -> tuple[str, tupl
     for word in text.split():
         key, sep, value = word.partition("=")
         if not sep or key not in ("scale", "tables", "parts") or key in options:
-            raise InputError(f"{where}: digest marker option {word!r} is not scale=, tables= or parts=; {FIX}")
+            raise InputError(
+                f"{where}: digest marker option {word!r} is not scale=, tables= or parts=; {FIX}"
+            )
         options[key] = value
     scale = options.get("scale")
     if scale not in registry["scales"]:
@@ -64,10 +68,14 @@ def _options(text: str, where: str, registry: dict[str, Any]) -> tuple[str, tupl
     tables = tuple(options["tables"].split(",")) if "tables" in options else None
     unknown = sorted(set(tables or ()) - set(table_names(registry)))
     if unknown:
-        raise InputError(f"{where}: digest marker names unknown table(s) {', '.join(unknown)} (segbench list)")
+        raise InputError(
+            f"{where}: digest marker names unknown table(s) {', '.join(unknown)} (segbench list)"
+        )
     parts = tuple(options.get("parts", ",".join(PARTS)).split(","))
     if set(parts) - set(PARTS) or list(parts) != sorted(parts, key=list(PARTS).index):
-        raise InputError(f"{where}: digest marker parts={options['parts']!r}: use values, count, claims in that order")
+        raise InputError(
+            f"{where}: digest marker parts={options['parts']!r}: use values, count, claims in that order"
+        )
     return scale, tables, parts
 
 
@@ -134,7 +142,11 @@ def digest_files(repo: Path) -> list[Path]:
 
 def stale_files(repo: Path, results: Path, scale: str | None = None) -> list[Path]:
     """The digest files whose blocks differ from what the table JSONs give now."""
-    return [p for p in digest_files(repo) if updated_text(p, repo, results, scale) != p.read_text(encoding="utf-8")]
+    return [
+        p
+        for p in digest_files(repo)
+        if updated_text(p, repo, results, scale) != p.read_text(encoding="utf-8")
+    ]
 
 
 def write_digests(repo: Path, results: Path, scale: str | None = None) -> list[Path]:

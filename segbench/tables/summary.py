@@ -1,7 +1,7 @@
 """A Markdown digest of a scale's assembled tables: one headline value per row and every direction.
 
-What the README's "Reproduced results" section shows, produced from ``results/<scale>/tables/*.json``
-(``segbench table --summary``), never typed by hand. The headline column is a table's ``headline`` key
+What the digest blocks of README.md and docs/results.md show (``segbench table --summary --write``,
+:mod:`segbench.tables.digest`), produced from ``results/<scale>/tables/*.json``, never typed by hand. The headline column is a table's ``headline`` key
 in the registry, else its first column (:func:`segbench.registry.headline_column`).
 """
 
