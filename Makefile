@@ -67,7 +67,7 @@ bench: install
 	$(BIN)/segbench bench report
 
 # The paper scale rehearsed on this CPU (scale rehearsal: every registry run for a few iterations at the
-# paper's 800 x 1333 inputs, on generated data in the real datasets' layouts; see README, "Rehearsal").
+# paper's 800 x 1333 inputs, on generated data in the real datasets' layouts; see docs/rehearsal.md).
 # rehearse-ci: CI's subset (scales.rehearsal.ci_runs), trained and evaluated.
 rehearse:
 	$(MAKE) reproduce TARGET=reproduce_all SCALE=rehearsal
@@ -75,7 +75,7 @@ rehearse:
 rehearse-ci: install
 	$(call SNAKEMAKE,rehearse_ci,rehearsal)
 
-# The GPU path's first-contact check (scripts/gpu_check.py; README, "GPUs and clusters"): each step in its
+# The GPU path's first-contact check (scripts/gpu_check.py; docs/gpu.md, "GPUs and clusters"): each step in its
 # own process, at most 8 minutes on one GPU; writes gpu_check.json and gpu_check.md to OUT (default
 # results/bench/gpu_check/). No install step: on a lent GPU machine (no network) the tree runs as it is,
 # with the Python that has torch (PYTHON_GPU; .venv's where there is one). gpu-check-cpu: the same steps at
@@ -89,9 +89,19 @@ gpu-check:
 gpu-check-cpu: install
 	$(BIN)/python scripts/gpu_check.py --cpu $(if $(OUT),--out "$(OUT)")
 
-# The README's screenshots, re-taken from the committed pages (headless Chromium; docs/screenshots/retake.py).
+# The docs' screenshots, re-taken from the committed pages (headless Chromium; docs/screenshots/retake.py).
 screenshots: install
 	$(BIN)/python docs/screenshots/retake.py
+
+# The documentation site (mkdocs.yml, docs/) into site/ (git-ignored); --strict: a warning or a dead link
+# or anchor (scripts/doc_links.py) fails it.
+.PHONY: docs digest
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
+
+# The results digest blocks of README.md and docs/results.md, rewritten from results/<scale>/tables/*.json.
+digest: install
+	$(BIN)/segbench table --summary --write
 
 clean-smoke:
 	rm -rf results/smoke reports/smoke logs/smoke

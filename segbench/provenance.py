@@ -78,7 +78,7 @@ def package_versions() -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "absent"
-    if versions["segbench"] == "absent":  # a working tree on PYTHONPATH, not installed (README, GPUs)
+    if versions["segbench"] == "absent":  # a working tree on PYTHONPATH, not installed (docs/gpu.md)
         from segbench import __version__
 
         versions["segbench"] = __version__

@@ -23,7 +23,7 @@ from segbench.paths import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md"))]
 SHELL_FENCES = {"bash", "sh", "shell", "console"}
 INLINE_COMMANDS = ("make ", "snakemake ", "dvc ")
 #: Commands that cannot run on a CPU-only CI machine, by their first words, with the reason.
@@ -134,6 +134,17 @@ def check(where: str, command: str) -> None:
 def test_the_docs_show_commands():
     tools = {strip_env(shlex.split(c))[0] for _, c in COMMANDS}
     assert {"make", "snakemake", "dvc", "segbench"} <= tools
+
+
+def test_every_page_of_the_site_is_checked():
+    """The README is one page now; the commands it showed live in docs/ (the MkDocs site) and are checked there."""
+    import yaml
+
+    nav = yaml.safe_load((REPO_ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
+    pages = {REPO_ROOT / "docs" / page for entry in nav for page in entry.values()}
+    assert pages <= set(DOCS), f"not checked: {sorted(map(str, pages - set(DOCS)))}"
+    in_docs = {strip_env(shlex.split(c))[0] for where, c in COMMANDS if where.startswith("docs/")}
+    assert {"make", "snakemake", "dvc", "segbench"} <= in_docs
 
 
 @pytest.mark.parametrize(("where", "command"), COMMANDS, ids=[f"{w} {c}"[:90] for w, c in COMMANDS])

@@ -32,7 +32,7 @@ def test_notebook_executes_on_a_results_tree(tmp_path: Path, monkeypatch: pytest
     assert images, "the paper-vs-reproduced plot was not drawn"
 
 
-def test_the_dev_install_has_the_notebook_pieces_and_the_readme_links_the_notebook() -> None:
+def test_the_dev_install_has_the_notebook_pieces_and_the_docs_link_the_notebook() -> None:
     root = NOTEBOOK.parents[1]
     pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
     dev = re.search(r"^dev = \[(.*?)^\]", pyproject, re.MULTILINE | re.DOTALL)
@@ -42,4 +42,6 @@ def test_the_dev_install_has_the_notebook_pieces_and_the_readme_links_the_notebo
     from jupyter_client.kernelspec import KernelSpecManager
 
     assert "python3" in KernelSpecManager().find_kernel_specs()  # ipykernel's kernel, as the test runs it
-    assert "(notebooks/explore_results.ipynb)" in (root / "README.md").read_text(encoding="utf-8")
+    # the README's section on the notebook moved to docs/report.md
+    report_page = (root / "docs" / "report.md").read_text(encoding="utf-8")
+    assert "(../notebooks/explore_results.ipynb)" in report_page

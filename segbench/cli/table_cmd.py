@@ -25,7 +25,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--summary",
         action="store_true",
         help="instead, print a Markdown digest of every assembled table of the scale (headline "
-        "value per row, every direction with its verdict): the README's results section",
+        "value per row, every direction with its verdict); with --write or --check, the digest "
+        "blocks of README.md and docs/results.md instead",
+    )
+    digest = p.add_mutually_exclusive_group()
+    digest.add_argument(
+        "--write",
+        action="store_true",
+        help="with --summary: rewrite the <!-- digest:begin ... --> blocks of README.md and "
+        "docs/results.md from results/<scale>/tables/*.json (only --scale's blocks if given)",
+    )
+    digest.add_argument(
+        "--check",
+        action="store_true",
+        help="with --summary: exit 1, naming the file, if a digest block differs from the table JSONs",
     )
     p.add_argument(
         "--with-shared",
@@ -49,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     registry = load_registry()
     scale = args.scale or registry["default_scale"]
     check_scale(scale, registry)
+    if args.write or args.check:
+        if not args.summary:
+            raise InputError("segbench table: --write and --check go with --summary (the digest blocks)")
+        return _digest(args)
     if args.summary:
         from segbench.paths import results_root
         from segbench.tables.summary import summary_markdown
@@ -77,3 +94,23 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{name}: unchanged ({done.path.with_suffix('.{json,csv,md}')})", file=sys.stderr)
         print(("\n" if i else "") + markdown, end="" if markdown.endswith("\n") else "\n")
     return 0
+
+
+def _digest(args: argparse.Namespace) -> int:
+    """``--summary --write`` / ``--check``: the digest blocks of README.md and docs/results.md."""
+    from segbench.paths import REPO_ROOT, results_root
+    from segbench.tables.digest import stale_files, write_digests
+
+    results = results_root(args.results)
+    if args.write:
+        for path in write_digests(REPO_ROOT, results, args.scale):
+            print(f"digest: wrote {path.relative_to(REPO_ROOT)}", file=sys.stderr)
+        return 0
+    stale = stale_files(REPO_ROOT, results, args.scale)
+    for path in stale:
+        print(
+            f"segbench: error: {path.relative_to(REPO_ROOT)}: results digest is stale (differs from "
+            f"{results}/<scale>/tables/*.json); run `segbench table --summary --write` (make digest)",
+            file=sys.stderr,
+        )
+    return 1 if stale else 0

@@ -1,7 +1,7 @@
 """A Markdown digest of a scale's assembled tables: one headline value per row and every direction.
 
-What the README's "Reproduced results" section shows, produced from ``results/<scale>/tables/*.json``
-(``segbench table --summary``), never typed by hand. The headline column is a table's ``headline`` key
+What the digest blocks of README.md and docs/results.md show (``segbench table --summary --write``,
+:mod:`segbench.tables.digest`), produced from ``results/<scale>/tables/*.json``, never typed by hand. The headline column is a table's ``headline`` key
 in the registry, else its first column (:func:`segbench.registry.headline_column`).
 """
 
@@ -29,20 +29,28 @@ def _target(table: str, registry: dict[str, Any]) -> str:
     return f"reproduce_{min(groups, key=len) if groups else table}"
 
 
-def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | None = None) -> str:
-    """The two Markdown tables (values, then directions) for every assembled table of ``scale``."""
-    from segbench.registry import load_registry, table_names
+def load_tables(scale: str, results: Path, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """The assembled table JSONs of ``scale`` under ``results`` (registry order; absent ones skipped)."""
+    from segbench.registry import table_names
+
+    paths = [results / scale / "tables" / f"{name}.json" for name in names or table_names()]
+    return [read_json(p, "table JSON") for p in paths if p.is_file()]
+
+
+def values_markdown(scale: str, tables: list[dict[str, Any]], link_root: str = "") -> str:
+    """One row per table row: the headline column's reproduced value and the paper's.
+
+    ``link_root`` prefixes the links to ``results/<scale>/tables/<table>.md`` (e.g. ``../`` from docs/).
+    """
+    from segbench.registry import load_registry
 
     registry = load_registry()
-    if tables is None:
-        paths = [results / scale / "tables" / f"{name}.json" for name in table_names()]
-        tables = [read_json(p, "table JSON") for p in paths if p.is_file()]
     lines = ["| table | row | reproduced (mean ± std, seeds) | paper |", "|---|---|---|---|"]
     for t in tables:
         spec = registry["tables"].get(t["table"], {})
         column = spec.get("headline", t["columns"][0])
         digits = DIGITS.get(t.get("paper", ""), 2)
-        link = f"[{t['table']}](results/{scale}/tables/{t['table']}.md)"
+        link = f"[{t['table']}]({link_root}results/{scale}/tables/{t['table']}.md)"
         for row in t["rows"]:
             if row.get("reference_only"):
                 continue
@@ -50,13 +58,26 @@ def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | N
             paper = "-" if cell.get("paper") is None else f"{cell['paper']}"
             reproduced = "-" if cell.get("mean") is None else format_reproduced(cell, digits)
             lines.append(f"| {link} {column} | {row['label']} | {reproduced} | {paper} |")
+    return "\n".join(lines) + "\n"
+
+
+def claims_count_markdown(scale: str, tables: list[dict[str, Any]]) -> str:
+    """One sentence: how many of the paper's claims and of ours reproduced at ``scale``."""
     claims = [d for t in tables for d in t.get("directions", [])]
-    lines += [
-        "",
-        f"Claims at {scale}: the paper's {count_text(count_verdicts([d for d in claims if d.get('source', 'paper') == 'paper']))}; "
-        f"ours {count_text(count_verdicts([d for d in claims if d.get('source') == 'ours']))} "
-        "(tests: `segbench.claims`; each table's page gives the rule).",
-        "",
+    theirs = count_verdicts([d for d in claims if d.get("source", "paper") == "paper"])
+    ours = count_verdicts([d for d in claims if d.get("source") == "ours"])
+    return (
+        f"Claims at {scale}: the paper's {count_text(theirs)}; ours {count_text(ours)} "
+        "(tests: `segbench.claims`; each table's page gives the rule).\n"
+    )
+
+
+def claims_markdown(scale: str, tables: list[dict[str, Any]]) -> str:
+    """One row per claim: verdict, gap and interval, Holm-adjusted p, caveats, the command."""
+    from segbench.registry import load_registry
+
+    registry = load_registry()
+    lines = [
         f"| table | claim | whose | verdict at {scale} | gap [90% interval] | p (Holm) | caveats | command |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -76,3 +97,12 @@ def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | N
                 f"{caveats or '-'} | `snakemake --cores all {_target(t['table'], registry)}{at_scale}` |"
             )
     return "\n".join(lines) + "\n"
+
+
+def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | None = None) -> str:
+    """The two Markdown tables (values, then directions) for every assembled table of ``scale``."""
+    if tables is None:
+        tables = load_tables(scale, results)
+    return "\n".join(
+        [values_markdown(scale, tables), claims_count_markdown(scale, tables), claims_markdown(scale, tables)]
+    )
