@@ -18,22 +18,24 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from segbench.formatting import MISSING, metric_kind, value_range
 from segbench.paths import record_run_dir
 from segbench.records import COCO_DETAILS, EVAL_CURVE
 from segbench.registry import split_run_id
 from segbench.reporting.view import RUN_FILES, url_between
 
 NOT_RECORDED = "not recorded"
-#: (metrics path, column label, scale to percent): the metrics a zoo row shows, in column order.
+#: (metrics path, column label): the metrics a zoo row shows, in column order, each in its kind's unit
+#: (:mod:`segbench.formatting`: COCO AP x 100).
 ZOO_METRICS = (
-    ("bbox.AP", "box AP", True),
-    ("segm.AP", "mask AP", True),
-    ("keypoints.AP", "kp AP", True),
-    ("isbi.pixel_error", "pixel error", False),
-    ("isbi.rand_error", "Rand error", False),
-    ("isbi.warping_error", "warping error", False),
-    ("ctc.seg", "SEG", False),
-    ("ctc.iou", "IoU", False),
+    ("bbox.AP", "box AP"),
+    ("segm.AP", "mask AP"),
+    ("keypoints.AP", "kp AP"),
+    ("isbi.pixel_error", "pixel error"),
+    ("isbi.rand_error", "Rand error"),
+    ("isbi.warping_error", "warping error"),
+    ("ctc.seg", "SEG"),
+    ("ctc.iou", "IoU"),
 )
 FAMILY_ORDER = ("maskrcnn", "unet", "classical")
 FAMILY_TITLES = {
@@ -235,10 +237,10 @@ def sparkline(
     )
 
 
-def fmt_metric(value: float | None, percent: bool) -> str:
-    if value is None:
-        return "–"
-    return f"{100 * value:.1f}" if percent else f"{value:.3g}"
+def fmt_metric(value: float | None, key: str) -> str:
+    """A metrics.json value of ``key`` as the tables show it (COCO AP x 100, one decimal)."""
+    kind = metric_kind(key)
+    return kind.value(None if value is None else value * kind.scale)
 
 
 def fmt_seconds(value: Any) -> str:
@@ -302,7 +304,7 @@ def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
         else (NOT_RECORDED if log or sched["iterations"] else "–"),
         "train_time": fmt_seconds(train_s),
         "eval_time": fmt_seconds(dig(metrics, "provenance.wall_time_s")),
-        "metrics": {label: fmt_metric(number(dig(values, path)), pct) for path, label, pct in ZOO_METRICS},
+        "metrics": {label: fmt_metric(number(dig(values, path)), path) for path, label in ZOO_METRICS},
         "eval_set": eval_set(metrics),
         "git_commit": prov.get("git_commit"),
         "device": prov.get("device"),
@@ -320,7 +322,7 @@ def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
             f"{run_dir.name}: training loss over {len(losses)} logged iterations"
             + (f", {losses[0][1]:.3g} to {losses[-1][1]:.3g} (log scale)" if losses else ""),
         ),
-        "loss_range": f"{losses[0][1]:.3g} → {losses[-1][1]:.3g}" if losses else None,
+        "loss_range": value_range(losses[0][1], losses[-1][1]) if losses else None,
         "val_svg": sparkline(
             val[1],
             f"{run_dir.name}: validation {val[0]} over iterations, "
@@ -367,7 +369,7 @@ def zoo_view(results: Path, scale: str, page_dir: Path) -> list[dict[str, Any]]:
     groups = []
     for fam in families:
         rows = [r for r in records if r["family"] == fam]
-        columns = [label for _, label, _ in ZOO_METRICS if any(r["metrics"][label] != "–" for r in rows)]
+        columns = [label for _, label in ZOO_METRICS if any(r["metrics"][label] != MISSING for r in rows)]
         groups.append(
             {
                 "family": fam,
