@@ -4,9 +4,10 @@ Every metric has a *kind* (:func:`metric_kind`, from its key's prefix) that fixe
 
 * **points** (COCO AP and AR: ``bbox.``, ``segm.``, ``keypoints.``): stored as fractions, shown x 100 in
   percentage points with one decimal, as the paper (``34.3``); tolerance bands 1 AP / 3 AP;
-* **fraction** (ISBI errors, CTC SEG and IoU: ``isbi.``, ``ctc.``): shown as they are with four
-  significant digits, since they span decades (warping error ``0.000353``, human value ``5e-06``) and the
-  paper prints up to four (SEG ``0.9203``); tolerance bands 10 % / 25 % relative.
+* **fraction** (ISBI errors, CTC SEG and IoU: ``isbi.``, ``ctc.``): shown as they are with three
+  significant digits, since they span decades (warping error ``0.000353``, human value ``5e-06``); the
+  paper's own values with up to four, as the paper prints them (SEG ``0.9203``); tolerance bands
+  10 % / 25 % relative.
 
 A value, its std, a delta, a gap, an interval bound and a spread of one metric all use its kind's format;
 differences are signed (``+0.7``); an exact zero is never ``-0``. P-values have two significant digits,
@@ -94,12 +95,17 @@ class MetricKind:
     name: str
     prefixes: tuple[str, ...]
     spec: str
+    paper_spec: str  # the paper's own values: as precise as the paper prints them
     scale: float  # stored value x scale = shown value
     resolution: float  # the smallest difference the unit states (the claims' absolute std floor)
     tolerance: Tolerance
 
     def value(self, value: float | None, *, signed: bool = False, missing: str = MISSING) -> str:
         return number(value, self.spec, signed=signed, missing=missing)
+
+    def paper(self, value: float | None, *, missing: str = MISSING) -> str:
+        """A value the paper reports (``0.9203``, ``33.1``), to the digits it prints."""
+        return number(value, self.paper_spec, missing=missing)
 
     def mean_std(self, cell: dict[str, Any], *, missing: str = MISSING) -> str:
         """``23.7 ± 0.4`` (no ``± std`` without one: a single seed)."""
@@ -121,6 +127,7 @@ POINTS = MetricKind(
     "points",
     ("bbox.", "segm.", "keypoints."),
     ".1f",
+    paper_spec=".1f",
     scale=100.0,
     resolution=0.1,
     tolerance=Tolerance("AP", good_abs=1.0, good_rel=0.0, near_abs=3.0, near_rel=0.0),
@@ -128,7 +135,8 @@ POINTS = MetricKind(
 FRACTION = MetricKind(
     "fraction",
     ("isbi.", "ctc."),
-    ".4g",
+    ".3g",
+    paper_spec=".4g",
     scale=1.0,
     resolution=0.0,
     tolerance=Tolerance("", good_abs=0.0, good_rel=0.10, near_abs=0.0, near_rel=0.25),

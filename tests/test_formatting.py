@@ -55,12 +55,18 @@ def test_ap_in_points_one_decimal() -> None:
     assert POINTS.value(60.0) == "60.0"
 
 
-def test_fractions_four_significant_digits_across_decades() -> None:
+def test_fractions_three_significant_digits_across_decades() -> None:
     assert FRACTION.scale == 1.0
     assert FRACTION.value(0.000353) == "0.000353"  # .4f would write 0.0004
     assert FRACTION.value(5e-06) == "5e-06"  # .4f would write 0.0000
-    assert FRACTION.value(0.9203) == "0.9203"  # .3g would write 0.92
-    assert FRACTION.value(0.0016345) == "0.001635"
+    assert FRACTION.value(0.0016345) == "0.00163"  # .4f would write 0.0016
+
+
+def test_paper_values_as_the_paper_prints_them() -> None:
+    assert FRACTION.paper(0.9203) == "0.9203"  # the value's .3g would write 0.92
+    assert FRACTION.paper(0.0382) == "0.0382" and FRACTION.paper(5e-06) == "5e-06"
+    assert POINTS.paper(33.1) == "33.1" and POINTS.paper(60.0) == "60.0"
+    assert POINTS.paper(None, missing="-") == "-"
 
 
 def test_signed_deltas_and_no_negative_exact_zero() -> None:
@@ -102,7 +108,7 @@ def test_percentages() -> None:
 def test_intervals_signed_in_the_metric_unit() -> None:
     record = {"interval": {"low": -2.034, "high": -0.92, "level": 0.9}}
     assert interval_text(record, POINTS) == "[-2.0, -0.9]"
-    assert FRACTION.interval(-0.00202, 0.0769) == "[-0.00202, +0.0769]"
+    assert FRACTION.interval(-0.0020172, 0.076951) == "[-0.00202, +0.077]"
     assert interval_text({}, POINTS) == MISSING
 
 

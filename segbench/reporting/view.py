@@ -75,7 +75,7 @@ def cell_view(value: dict[str, Any], band: str, kind: MetricKind, reference_only
     return {
         "reproduced": None if reference_only else kind.mean_std(value),
         "n": value.get("n", 0),
-        "paper": kind.value(value.get("paper")),
+        "paper": kind.paper(value.get("paper")),
         "delta": kind.value(value.get("delta"), signed=True),
         "band": "none" if reference_only else band,
         "seeds": ", ".join(kind.value(v) for v in per_seed),

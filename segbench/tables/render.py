@@ -44,11 +44,11 @@ def to_markdown(table: dict[str, Any]) -> str:
         for col in table["columns"]:
             v = row["values"][col]
             if row["reference_only"]:
-                cells.append(f"(paper {kind.value(v['paper'], missing=dash)})")
+                cells.append(f"(paper {kind.paper(v['paper'], missing=dash)})")
                 continue
             pooled = f"; pooled {kind.value(v['pooled'])}" if v.get("pooled") is not None else ""
             cells.append(
-                f"{kind.reproduced(v, missing=dash)}{pooled} / {kind.value(v['paper'], missing=dash)} / "
+                f"{kind.reproduced(v, missing=dash)}{pooled} / {kind.paper(v['paper'], missing=dash)} / "
                 f"{kind.value(v['delta'], signed=True, missing=dash)}"
             )
         if converged:

@@ -45,7 +45,7 @@ def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | N
             if row.get("reference_only"):
                 continue
             cell = row["values"][column]
-            paper = kind.value(cell.get("paper"), missing=MARKDOWN_MISSING)
+            paper = kind.paper(cell.get("paper"), missing=MARKDOWN_MISSING)
             reproduced = MARKDOWN_MISSING if cell.get("mean") is None else kind.reproduced(cell)
             lines.append(f"| {link} {column} | {row['label']} | {reproduced} | {paper} |")
     claims = [d for t in tables for d in t.get("directions", [])]

@@ -112,6 +112,7 @@ def _label_bars(
     reach: list[list[float]] | None = None,
     *,
     signed: bool = False,
+    paper: bool = False,
     **text: Any,
 ) -> None:
     """Each bar's value written beyond its end, and beyond the points in ``reach`` (its error bar's end,
@@ -124,7 +125,7 @@ def _label_bars(
         # beyond the bar's end too: on a log axis a zero value's bar ends at the baseline, not at 0
         at = max([*points, bar.get_y() + bar.get_height()]) if value >= 0 else min(points)
         ax.annotate(
-            kind.value(value, signed=signed),
+            kind.paper(value) if paper else kind.value(value, signed=signed),
             (bar.get_x() + bar.get_width() / 2, at),
             xytext=(0, 3 if value >= 0 else -3),
             textcoords="offset points",
@@ -359,7 +360,7 @@ def absolute_panel(
         paper_bars = ax.bar(
             [x - 0.2 for x in xs], heights(paper), bottom=bottom, width=0.4, label="paper", **PAPER_STYLE
         )
-        _label_bars(ax, paper_bars, paper, kind, fontsize=6.5, color="#555555")
+        _label_bars(ax, paper_bars, paper, kind, paper=True, fontsize=6.5, color="#555555")
     low_err = [min(s, m - bottom) if log and m is not None else s for m, s in zip(mean, errors, strict=True)]
     ours = ax.bar(
         [x + 0.2 for x in xs],
