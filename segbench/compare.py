@@ -23,7 +23,7 @@ from segbench.engine.device import check_device
 from segbench.engine.runner import ensure_evaluated
 from segbench.errors import InputError
 from segbench.formatting import COMPARISON_WORDS, MARKDOWN_MISSING, evidence_text, percent, table_kind
-from segbench.io import read_json, sha256_file, write_json_atomic, write_text_atomic
+from segbench.io import read_json, write_json_atomic, write_text_atomic
 from segbench.paths import child_path, results_root, run_dir
 from segbench.paths import data_root as default_data_root
 from segbench.plugin_identity import identity_hash, method_identity
@@ -32,7 +32,7 @@ from segbench.plugins import Plugin, method_run_config, plugin_identity, registe
 from segbench.provenance import provenance
 from segbench.registry import MAX_SEEDS, evaluated_on, get_table, load_registry, resolve_run
 from segbench.reporting.scale_text import sample_words
-from segbench.tables.aggregate import metric_value, seed_summary, trained_at
+from segbench.tables.aggregate import metric_value, run_source, seed_summary
 
 
 def spec_slug(spec: str) -> str:
@@ -263,23 +263,6 @@ def run_comparison(
     write_text_atomic(out.with_suffix(".md"), comparison_markdown(record))
     write_text_atomic(out.with_suffix(".csv"), comparison_csv(record))
     return out
-
-
-def run_source(path: Path, record: dict[str, Any], root: Path) -> dict[str, Any]:
-    """Where a run instance's numbers came from (the keys of a table's ``runs``: config hash, metrics file
-    and its sha256, commit, device, wall times)."""
-    prov = record.get("provenance", {})
-    return {
-        "config_hash": record.get("config_hash"),
-        "git_commit": prov.get("git_commit"),
-        "device": prov.get("device"),
-        "host": prov.get("host"),
-        "trained_at": trained_at(path.parent),
-        "train_wall_time_s": record.get("train_wall_time_s"),
-        "eval_wall_time_s": prov.get("wall_time_s"),
-        "metrics_sha256": sha256_file(path),
-        "metrics_file": str(path.relative_to(root.parent)) if root.parent in path.parents else str(path),
-    }
 
 
 def direction_sentences(record: dict[str, Any]) -> list[str]:

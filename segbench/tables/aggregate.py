@@ -15,7 +15,7 @@ from typing import Any
 
 from segbench.errors import InputError
 from segbench.formatting import metric_kind, percent
-from segbench.io import read_json
+from segbench.io import read_json, sha256_file
 from segbench.provenance import config_hash
 from segbench.registry import resolve_run, run_id, seeds_for_run
 
@@ -86,6 +86,23 @@ def trained_at(run_dir: Path) -> dict[str, Any] | None:
         return None
     prov = read_json(path, "train record").get("provenance") or {}
     return {key: prov.get(key) for key in ("git_commit", "device", "host")}
+
+
+def run_source(path: Path, record: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Where a run instance's numbers came from (the keys of a table's ``runs``: config hash, metrics file
+    and its sha256, commit, device, wall times)."""
+    prov = record.get("provenance", {})
+    return {
+        "config_hash": record.get("config_hash"),
+        "git_commit": prov.get("git_commit"),
+        "device": prov.get("device"),
+        "host": prov.get("host"),
+        "trained_at": trained_at(path.parent),
+        "train_wall_time_s": record.get("train_wall_time_s"),
+        "eval_wall_time_s": prov.get("wall_time_s"),
+        "metrics_sha256": sha256_file(path),
+        "metrics_file": str(path.relative_to(root.parent)) if root.parent in path.parents else str(path),
+    }
 
 
 def load_run_metrics(run: str, scale: str, root: Path, registry: dict[str, Any]) -> list[tuple[Path, dict]]:

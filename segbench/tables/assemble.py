@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import InputError
-from segbench.io import dumps, json_text, read_json, sha256_file, write_text_atomic
+from segbench.io import dumps, json_text, read_json, write_text_atomic
 from segbench.paths import child_path, results_root
 from segbench.provenance import provenance
 from segbench.registry import (
@@ -30,8 +30,8 @@ from segbench.tables.aggregate import (
     load_run_metrics,
     metric_value,
     pooled_value,
+    run_source,
     seed_summary,
-    trained_at,
 )
 from segbench.tables.caveats import first_config
 from segbench.tables.claims import table_claims
@@ -96,22 +96,10 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
         )
 
     runs_used = sorted({r for row in table["rows"] for r in row_runs(row)})
+    # per run instance: its evaluation's and training's commit and device, and the metrics file (and its
+    # sha256) this table was assembled from: a later retrain changes it (segbench status)
     run_provenance = {
-        rec["run_id"]: {
-            "config_hash": rec.get("config_hash"),
-            "git_commit": rec.get("provenance", {}).get("git_commit"),
-            "device": rec.get("provenance", {}).get("device"),
-            "host": rec.get("provenance", {}).get("host"),
-            # where the run was trained (its train_done.json), beside its evaluation's commit and device above
-            "trained_at": trained_at(path.parent),
-            "train_wall_time_s": rec.get("train_wall_time_s"),
-            "eval_wall_time_s": rec.get("provenance", {}).get("wall_time_s"),
-            # what this table was assembled from: a later retrain changes it (segbench status)
-            "metrics_sha256": sha256_file(path),
-            "metrics_file": str(path.relative_to(root.parent)) if root.parent in path.parents else str(path),
-        }
-        for run in runs_used
-        for path, rec in cache.get(run, [])
+        rec["run_id"]: run_source(path, rec, root) for run in runs_used for path, rec in cache.get(run, [])
     }
     wall = sum((p["train_wall_time_s"] or 0) + (p["eval_wall_time_s"] or 0) for p in run_provenance.values())
     seeds = sorted({s for run in runs_used for s in seeds_for_run(run, scale, registry)})
