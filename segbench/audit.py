@@ -202,7 +202,7 @@ def headline_metrics(run: str, registry: dict[str, Any] | None = None) -> list[s
 
 def seed_values(runs_dir: Path, run: str, key: str) -> dict[int, float]:
     """The committed values of headline metric ``key`` (tables' units) per committed seed of ``run``."""
-    from segbench.tables.assemble import metric_value
+    from segbench.tables.aggregate import metric_value
 
     values: dict[int, float] = {}
     for path in sorted(runs_dir.glob(f"{run}-seed*/metrics.json")):
@@ -221,7 +221,7 @@ def seed_values(runs_dir: Path, run: str, key: str) -> dict[int, float]:
 def statistical_check(run: str, seed: int, runs_dir: Path, regenerated: dict[str, Any]) -> list[dict]:
     """Each headline metric of the rerun of ``run`` seed ``seed`` against its committed value (:data:`RULE`)."""
     from segbench.claims import std_floor
-    from segbench.tables.assemble import metric_value
+    from segbench.tables.aggregate import metric_value
 
     checks = []
     for key in headline_metrics(run):
@@ -262,7 +262,7 @@ def record_integrity(root: Path, scale: str, run_id: str) -> list[dict[str, Any]
     was assembled from (the sha256 the table recorded); for a changed one, the headline values that
     differ from the table's (or the bare change, where no headline value does)."""
     from segbench.io import sha256_file
-    from segbench.tables.assemble import metric_value
+    from segbench.tables.aggregate import metric_value
 
     metrics_path = root / scale / "runs" / run_id / "metrics.json"
     actual = sha256_file(metrics_path)

@@ -38,18 +38,19 @@ from typing import Any
 
 from scipy import stats
 
+from segbench.formatting import POINTS, VERDICT_WORDS, holm_text, metric_kind, p_value, percent
+
 ALPHA = 0.05
 MIN_SEEDS = 3
 INTERVAL_LEVEL = 1 - 2 * ALPHA  # 0.90 two-sided: each bound is a one-sided 95% bound
 
-#: The absolute std floor per metric family: COCO AP in percentage points (0.1 AP, the paper's precision);
-#: other metrics (error rates, IoU, SEG: fractions) rely on the relative floor alone.
-STD_FLOOR_ABS = {"bbox.": 0.1, "segm.": 0.1, "keypoints.": 0.1}
+#: The absolute std floor of a metric is its kind's resolution (:mod:`segbench.formatting`): 0.1 AP for COCO
+#: metrics (the paper's precision); other metrics (error rates, IoU, SEG: fractions) have the relative floor alone.
 STD_FLOOR_REL = 0.01  # 1 % of the larger |mean| of the two rows
 STD_FLOOR_RULE = (
     "where a row is deterministic (no spread over its seeds, e.g. a classical baseline) or the gaps are "
-    f"identical, the spread of the gap is floored at max({STD_FLOOR_REL:.0%} of the larger |mean|, 0.1 AP for "
-    "COCO metrics), so that such a pair is not infinitely significant"
+    f"identical, the spread of the gap is floored at max({percent(STD_FLOOR_REL)} of the larger |mean|, "
+    f"{POINTS.resolution:g} {POINTS.tolerance.unit} for COCO metrics), so that such a pair is not infinitely significant"
 )
 
 
@@ -62,7 +63,7 @@ class Verdict(str, Enum):
 
     @property
     def words(self) -> str:
-        return self.value.replace("_", " ")
+        return VERDICT_WORDS[self.value]
 
 
 VERDICT_MEANING = {
@@ -168,8 +169,7 @@ class Evidence:
 
 def std_floor(metric_key: str, means: list[float]) -> float:
     """The smallest spread a gap is tested with (:data:`STD_FLOOR_RULE`)."""
-    absolute = next((v for prefix, v in STD_FLOOR_ABS.items() if metric_key.startswith(prefix)), 0.0)
-    return max(absolute, STD_FLOOR_REL * max((abs(m) for m in means), default=0.0))
+    return max(metric_kind(metric_key).resolution, STD_FLOOR_REL * max((abs(m) for m in means), default=0.0))
 
 
 def _finite(values: list[float | None]) -> list[float]:
@@ -265,7 +265,7 @@ def judge(ev: Evidence, p_adjusted: float | None) -> tuple[Verdict, str]:
     low, high = ev.interval
     m = claim.margin or 0.0
     if p_adjusted < ALPHA:
-        return Verdict.REPRODUCED, f"{claim.condition()}; Holm p {p_adjusted:.2g} < {ALPHA:g}"
+        return Verdict.REPRODUCED, f"{claim.condition()}; {holm_text(p_adjusted)} < {ALPHA:g}"
     if claim.kind is Kind.SUPERIORITY:
         contradicted = high < 0
     elif claim.kind is Kind.NONINFERIORITY:
@@ -274,8 +274,8 @@ def judge(ev: Evidence, p_adjusted: float | None) -> tuple[Verdict, str]:
         contradicted = low > m or high < -m
     if contradicted:
         return Verdict.CONTRADICTED, "interval excludes the claim"
-    raw = "" if ev.p_value is None or ev.p_value >= ALPHA else f" (raw p {ev.p_value:.2g})"
-    return Verdict.INCONCLUSIVE, f"Holm p {p_adjusted:.2g} ≥ {ALPHA:g}{raw}"
+    raw = "" if ev.p_value is None or ev.p_value >= ALPHA else f" (raw p {p_value(ev.p_value)})"
+    return Verdict.INCONCLUSIVE, f"{holm_text(p_adjusted)} ≥ {ALPHA:g}{raw}"
 
 
 def judge_all(evidence: list[Evidence]) -> list[dict[str, Any]]:
@@ -330,65 +330,11 @@ def count_verdicts(records: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def count_text(counts: dict[str, int]) -> str:
-    """``x reproduced of y measured (z not measured)``."""
-    text = f"{counts['reproduced']} reproduced of {counts['measured']} measured"
-    if counts["not_measured"]:
-        text += f" ({counts['not_measured']} not measured)"
-    return text
-
-
 TEST_RULE = (
     "each claim is tested on its per-seed gaps (paired by seed; Welch's t-test where the seeds are "
     f"unpaired) at alpha {ALPHA:g}: superiority by a one-sided t-test (reproduced when the lower bound > 0), "
     "equivalence by TOST (the interval inside ±margin), non-inferiority by a one-sided test (lower bound > "
-    f"−margin); the interval is the two-sided {INTERVAL_LEVEL:.0%} one (each bound one-sided 95%); p-values are "
+    f"−margin); the interval is the two-sided {percent(INTERVAL_LEVEL)} one (each bound one-sided 95%); p-values are "
     f"Holm-adjusted within the table; {STD_FLOOR_RULE}; fewer than {MIN_SEEDS} seeds or folds per row: "
     "untested; an interval on the wrong side of the claim: contradicted; otherwise inconclusive"
 )
-
-
-def _num(value: float | None, spec: str, signed: bool = False) -> str:
-    return "–" if value is None else format(value, ("+" if signed else "") + spec)
-
-
-def interval_text(record: dict[str, Any], spec: str) -> str:
-    """``[-0.25, +1.39]`` (the claim's two-sided 90% interval), or ``–``."""
-    iv = record.get("interval")
-    if not iv:
-        return "–"
-    return f"[{_num(iv['low'], spec, True)}, {_num(iv['high'], spec, True)}]"
-
-
-def p_text(record: dict[str, Any]) -> str:
-    """``p 0.031, Holm 0.093`` or ``–``."""
-    if record.get("p_value") is None:
-        return "–"
-    return f"p {record['p_value']:.2g}, Holm {record['p_adjusted']:.2g}"
-
-
-def spread_text(record: dict[str, Any], spec: str) -> str:
-    """The spread of the gap the test used: ``sd 0.82`` or ``sd 0.10 (floor; observed 0.00)``."""
-    if record.get("sd_used") is None:
-        return "–"
-    floored = (record.get("sd_observed") or 0.0) < record["sd_used"]
-    observed = f" (floor; observed {_num(record.get('sd_observed'), spec)})" if floored else ""
-    return f"sd {_num(record['sd_used'], spec)}{observed}"
-
-
-def evidence_text(record: dict[str, Any], spec: str) -> str:
-    """One line of what the seeds say: gap, interval, spread used, test, n and p (raw and adjusted)."""
-    if record.get("gap") is None:
-        return "not measured"
-    parts = [f"gap {_num(record['gap'], spec, True)}"]
-    if record.get("interval"):
-        parts.append(f"{INTERVAL_LEVEL:.0%} interval {interval_text(record, spec)}")
-    if record.get("sd_used") is not None:
-        parts.append(spread_text(record, spec))
-    if record.get("test"):
-        parts.append(f"{record['test']}, n {record['n']}")
-    else:
-        parts.append(f"n {record.get('n', 0)}")
-    if record.get("p_value") is not None:
-        parts.append(p_text(record))
-    return "; ".join(parts)

@@ -18,11 +18,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from segbench.claims import ALPHA, Claim, Verdict, evidence_text, judge_all, std_floor, weigh
+from segbench.claims import ALPHA, INTERVAL_LEVEL, MIN_SEEDS, Claim, judge_all, std_floor, weigh
 from segbench.engine.device import check_device
 from segbench.engine.runner import ensure_evaluated
 from segbench.errors import InputError
-from segbench.io import read_json, sha256_file, write_json_atomic, write_text_atomic
+from segbench.formatting import COMPARISON_WORDS, MARKDOWN_MISSING, evidence_text, percent, table_kind
+from segbench.io import read_json, write_json_atomic, write_text_atomic
 from segbench.paths import child_path, results_root, run_dir
 from segbench.paths import data_root as default_data_root
 from segbench.plugin_identity import identity_hash, method_identity
@@ -31,7 +32,7 @@ from segbench.plugins import Plugin, method_run_config, plugin_identity, registe
 from segbench.provenance import provenance
 from segbench.registry import MAX_SEEDS, evaluated_on, get_table, load_registry, resolve_run
 from segbench.reporting.scale_text import sample_words
-from segbench.tables.assemble import format_value, metric_value, seed_summary, trained_at
+from segbench.tables.aggregate import metric_value, run_source, seed_summary
 
 
 def spec_slug(spec: str) -> str:
@@ -92,19 +93,11 @@ def _row_runs_per_column(row: dict[str, Any], columns: list[str]) -> dict[str, s
     return {col: row["column_runs"][col] for col in columns if col in row["column_runs"]}
 
 
-#: what a comparison verdict means, the method being claim A ("the method is better than the baseline")
-COMPARISON_WORDS = {
-    Verdict.REPRODUCED: "better",
-    Verdict.CONTRADICTED: "worse",
-    Verdict.INCONCLUSIVE: "inconclusive",
-    Verdict.UNTESTED: "untested",
-    Verdict.NOT_MEASURED: "not measured",
-}
 COMPARE_RULE = (
     "per baseline and metric, the claim 'the method is better' tested by the claims engine (segbench.claims): "
     f"one-sided paired t-test over seeds at alpha {ALPHA:g}, Holm-adjusted over all the comparisons; "
-    "'better' when it passes, 'worse' when the 90% interval of the gap lies below 0, otherwise "
-    "inconclusive; untested with fewer than 3 seeds"
+    f"'better' when it passes, 'worse' when the {percent(INTERVAL_LEVEL)} interval of the gap lies below 0, otherwise "
+    f"inconclusive; untested with fewer than {MIN_SEEDS} seeds"
 )
 
 
@@ -126,7 +119,6 @@ def method_comparisons(
                 pairs.append((row, col))
     out = []
     for (row, col), record in zip(pairs, judge_all(evidence), strict=True):
-        verdict = Verdict(record["verdict"])
         out.append(
             {
                 "baseline": row["id"],
@@ -134,8 +126,8 @@ def method_comparisons(
                 "metric": col,
                 "better_direction": "lower" if lower else "higher",
                 **record,
-                "claim_verdict": verdict.value,
-                "verdict": COMPARISON_WORDS[verdict],
+                "claim_verdict": record["verdict"],
+                "verdict": COMPARISON_WORDS[record["verdict"]],
             }
         )
     return out
@@ -273,23 +265,6 @@ def run_comparison(
     return out
 
 
-def run_source(path: Path, record: dict[str, Any], root: Path) -> dict[str, Any]:
-    """Where a run instance's numbers came from (the keys of a table's ``runs``: config hash, metrics file
-    and its sha256, commit, device, wall times)."""
-    prov = record.get("provenance", {})
-    return {
-        "config_hash": record.get("config_hash"),
-        "git_commit": prov.get("git_commit"),
-        "device": prov.get("device"),
-        "host": prov.get("host"),
-        "trained_at": trained_at(path.parent),
-        "train_wall_time_s": record.get("train_wall_time_s"),
-        "eval_wall_time_s": prov.get("wall_time_s"),
-        "metrics_sha256": sha256_file(path),
-        "metrics_file": str(path.relative_to(root.parent)) if root.parent in path.parents else str(path),
-    }
-
-
 def direction_sentences(record: dict[str, Any]) -> list[str]:
     """One sentence per metric: which way is better, and what a positive gap means."""
     lower = bool(record.get("lower_is_better"))
@@ -302,7 +277,8 @@ def direction_sentences(record: dict[str, Any]) -> list[str]:
 
 
 def comparison_markdown(record: dict[str, Any]) -> str:
-    d = 4 if record["paper"] == "unet" else 1
+    """The comparison as Markdown: the rows (mean ± std over seeds), then each comparison's evidence."""
+    kind = table_kind(record)
     cols = record["columns"]
     words = record.get("sample_words") or sample_words(record.get("cross_validation_folds"))
     identity = record["method"].get("identity")
@@ -330,15 +306,10 @@ def comparison_markdown(record: dict[str, Any]) -> str:
         cells = []
         for col in cols:
             v = row["values"].get(col)
-            cells.append(
-                "-"
-                if v is None
-                else format_value(v["mean"], d) + (f" ± {format_value(v['std'], d)}" if v["std"] else "")
-            )
+            cells.append(MARKDOWN_MISSING if v is None else kind.mean_std(v, missing=MARKDOWN_MISSING))
         label = f"**{row['label']}**" if row["method"] else row["label"]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     direction = "lower" if record.get("lower_is_better") else "higher"
-    spec = ".3g" if record["paper"] == "unet" else ".2f"
     lines += [
         "",
         f"Comparisons ({direction} is better; gap = method − baseline, oriented so > 0 is better): "
@@ -351,7 +322,7 @@ def comparison_markdown(record: dict[str, Any]) -> str:
     ]
     for c in record["comparisons"]:
         lines.append(
-            f"| {c['baseline_label']} | {c['metric']} | {evidence_text(c, spec)} | **{c['verdict']}** |"
+            f"| {c['baseline_label']} | {c['metric']} | {evidence_text(c, kind)} | **{c['verdict']}** |"
         )
     return "\n".join(lines) + "\n"
 

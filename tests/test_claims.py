@@ -17,12 +17,12 @@ from segbench.claims import (
     Claim,
     Kind,
     Verdict,
-    count_text,
     count_verdicts,
     holm,
     judge_all,
     weigh,
 )
+from segbench.formatting import count_text
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,9 @@ import pytest
 from test_tables import fake_metrics
 
 from segbench.io import append_jsonl
-from segbench.tables.assemble import assemble_table, converged_cell, to_csv, to_markdown
+from segbench.tables.aggregate import converged_cell
+from segbench.tables.assemble import assemble_table
+from segbench.tables.render import to_csv, to_markdown
 from segbench.trainlog import TRAIN_LOG, log_convergence, loss_convergence
 
 

@@ -25,7 +25,8 @@ from segbench.registry import (
     table_names,
     validate_registry,
 )
-from segbench.tables.assemble import assemble_table, to_markdown
+from segbench.tables.assemble import assemble_table
+from segbench.tables.render import to_markdown
 
 SCALE = "real_cpu"
 

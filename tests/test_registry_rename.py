@@ -63,7 +63,7 @@ def test_summary_headline_follows_a_renamed_table(renamed: dict) -> None:
     }
     text = summary_markdown("mini", Path("unused"), [table])
     assert (
-        "| [roi_layers](results/mini/tables/roi_layers.md) AP75 | RoIPool (max) | 0.34 ± 0.29 (3) | 26.4 |"
+        "| [roi_layers](results/mini/tables/roi_layers.md) AP75 | RoIPool (max) | 0.3 ± 0.3 (3) | 26.4 |"
         in text
     )
 

@@ -18,7 +18,7 @@ from segbench.errors import InputError
 from segbench.io import sha256_file
 from segbench.registry import get_table
 from segbench.reporting.html import build_pages
-from segbench.tables.assemble import seed_summary
+from segbench.tables.aggregate import seed_summary
 
 TABLE = "unet_table1"
 NAME = "dice_bce"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from test_reporting_fixtures import build_results
 
+from segbench.formatting import FRACTION, POINTS
 from segbench.reporting import FIGURES, FigureContext, render_figure
 from segbench.reporting.figures.base import read_manifest
 
@@ -304,7 +305,7 @@ def test_the_papers_lower_warping_error_is_a_shorter_bar_than_ours() -> None:
 
     fig = new_figure(5, 4)
     ax = fig.add_subplot()
-    drawn = ablation.absolute_panel(ax, table, rows, "warping_error", ".3g", 1.0)
+    drawn = ablation.absolute_panel(ax, table, rows, "warping_error", FRACTION, 1.0)
     paper_h, ours_h = _bar_heights_on_screen(fig, [drawn.paper[unet], drawn.ours[unet]])
     assert 0 < paper_h < ours_h
     assert "lower is better" in ax.get_ylabel() and "↓" in ax.get_ylabel()
@@ -372,7 +373,7 @@ def test_values_spanning_more_than_ten_fold_get_a_log_axis_and_keep_their_order(
     table = _synthetic_table(paper_factor)
     fig = new_figure(5, 4)
     ax = fig.add_subplot()
-    drawn = absolute_panel(ax, table, table["rows"], "AP", ".1f", 1.0)
+    drawn = absolute_panel(ax, table, table["rows"], "AP", POINTS, 1.0)
     log = paper_factor == 100.0
     assert drawn.log == log and (ax.get_yscale() == "log") == log and ("log scale" in ax.get_ylabel()) == log
     values = [r["values"]["AP"]["paper"] for r in table["rows"]] + [
@@ -433,7 +434,7 @@ def test_claims_panel_colours_each_gap_by_its_verdict() -> None:
     ]
     fig = new_figure(8, 4)
     ax = fig.add_subplot()
-    claims_panel(ax, table, claims, ".1f")
+    claims_panel(ax, table, claims, POINTS)
     fig.canvas.draw()
     ours = {
         round(p.get_x() + p.get_width() / 2, 2): p.get_facecolor() for p in ax.patches if not p.get_hatch()

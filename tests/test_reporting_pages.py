@@ -12,8 +12,8 @@ import pytest
 from test_reporting_fixtures import TABLES, XSS, XSS_IMG, build_results, hostile_registry
 
 from segbench.cli import main
+from segbench.formatting import PAPER_KINDS
 from segbench.reporting import build_report
-from segbench.reporting.view import TOLERANCES
 
 SCALE = "mini"
 FIGURES = ["training_curves", "run_metrics", "bars_table2c", "unet_fig4"]  # unet_fig4: no predictions
@@ -191,7 +191,7 @@ def test_missing_figure_is_a_visible_note_not_a_crash(report: dict[str, Path]) -
     ],
 )
 def test_tolerance_bands(paper: str, delta: float | None, ref: float | None, band: str) -> None:
-    assert TOLERANCES[paper].classify(delta, ref, lower_is_better=paper == "unet") == band
+    assert PAPER_KINDS[paper].tolerance.classify(delta, ref, lower_is_better=paper == "unet") == band
 
 
 def test_cli_renders_one_figure_and_rejects_unknown(
@@ -442,9 +442,9 @@ def test_committed_report_has_no_dead_link_console_error_or_overflow(report_dir:
 
 def test_a_value_within_noise_of_the_papers_is_never_red() -> None:
     """real_cpu: our pixel error 0.0610 against the paper's 0.0611 is not red; a far worse one still is."""
-    from segbench.reporting.view import TOLERANCES, scale_is_absolute, table_view
+    from segbench.reporting.view import scale_is_absolute, table_view
 
-    unet = TOLERANCES["unet"]
+    unet = PAPER_KINDS["unet"].tolerance
     assert unet.classify(0.030, 0.06, lower_is_better=True, noise=0.04) == "good"
     assert unet.classify(0.030, 0.06, lower_is_better=True) == "far"
     assert scale_is_absolute("real_cpu") and scale_is_absolute("paper") and not scale_is_absolute("mini")

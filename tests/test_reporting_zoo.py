@@ -91,9 +91,8 @@ def test_run_record_reads_the_run_files_and_says_not_recorded(tmp_path: Path) ->
     rec = run_record(run, tmp_path)
     assert rec["family"] == "unet" and rec["dataset"] == "em_mini" and rec["s_per_iter"] == "0.250"
     assert rec["train_time"] == "40.0 s" and rec["eval_time"] == "3.0 s"
-    assert (
-        rec["metrics"]["Rand error"] == "0.5000" and rec["metrics"]["mask AP"] == "–"
-    )  # as the tables: 4 d.p.
+    # as the tables (segbench.formatting): a fraction to 3 significant digits
+    assert rec["metrics"]["Rand error"] == "0.5" and rec["metrics"]["mask AP"] == "–"
     assert rec["loss_svg"] is not None and rec["val_svg"] is None
     assert [link["href"] for link in rec["links"]] == [
         f"mini/runs/unet_isbi-seed1/{n}" for n in ("config.json", "train_log.jsonl", "metrics.json")
@@ -175,7 +174,8 @@ def write_run(root: Path, run: str, seed: int, ap: float | None, seconds: float,
 
 
 def test_zoo_groups_seeds_into_one_configuration_with_mean_std_as_the_tables(tmp_path: Path) -> None:
-    from segbench.tables.assemble import format_reproduced, seed_summary
+    from segbench.formatting import POINTS
+    from segbench.tables.aggregate import seed_summary
 
     for seed, ap in ((0, 0.20), (1, 0.25), (2, 0.30)):
         write_run(tmp_path, "r50_c4", seed, ap, 0.1 * (seed + 1))
@@ -188,7 +188,7 @@ def test_zoo_groups_seeds_into_one_configuration_with_mean_std_as_the_tables(tmp
     assert (
         c4["metrics"]["mask AP"]["text"]
         == "25.0 ± 5.0 (3)"
-        == format_reproduced(seed_summary([20.0, 25.0, 30.0]), 1)
+        == POINTS.reproduced(seed_summary([20.0, 25.0, 30.0]))
     )
     assert c4["metrics"]["mask AP"]["value"] == pytest.approx(25.0)
     assert c4["metrics"]["box AP"]["text"] == "25.0 ± 0.0 (3)"

@@ -27,7 +27,8 @@ from segbench.registry import (
     runs_for_tables,
     validate_registry,
 )
-from segbench.tables.assemble import assemble_table, to_markdown, update_table, write_table
+from segbench.tables.assemble import assemble_table, update_table, write_table
+from segbench.tables.render import to_markdown
 
 PAST = 1_000_000_000  # an mtime (2001) no write of this test can give a file
 

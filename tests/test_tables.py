@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from segbench.errors import InputError
+from segbench.formatting import POINTS
 from segbench.io import write_json_atomic
 from segbench.metrics.coco import DET_STATS, KPT_STATS
 from segbench.provenance import config_hash
 from segbench.registry import load_registry, resolve_run, runs_for_tables
 from segbench.reporting.view import direction_view
-from segbench.tables.assemble import assemble_table, to_markdown, write_table
+from segbench.tables.assemble import assemble_table, write_table
+from segbench.tables.render import to_markdown
 
 
 def fake_metrics(root: Path, scale: str, tables: list[str], value_of) -> None:
@@ -296,11 +298,11 @@ def test_the_report_words_each_claim_by_its_kind(tmp_path):
     fake_metrics(tmp_path, "mini", ["class_agnostic"], lambda run, seed: values[run][seed])
     (claim,) = assemble_table("class_agnostic", "mini", tmp_path)["directions"]
     labels = {"class_specific": "A", "class_agnostic": "B"}
-    assert direction_view(claim, labels, ".1f", False)["claim_text"] == "A on par with B on AP (within ±1)"
+    assert direction_view(claim, labels, POINTS, False)["claim_text"] == "A on par with B on AP (within ±1)"
     noninferior = {**claim, "kind": "noninferiority"}
     assert (
-        direction_view(noninferior, labels, ".1f", False)["claim_text"]
+        direction_view(noninferior, labels, POINTS, False)["claim_text"]
         == "A no worse than B on AP (margin 1)"
     )
     superior = {**claim, "kind": "superiority"}
-    assert direction_view(superior, labels, ".1f", False)["claim_text"] == "A better than B on AP"
+    assert direction_view(superior, labels, POINTS, False)["claim_text"] == "A better than B on AP"

@@ -70,15 +70,15 @@ def test_summary_rows_and_directions() -> None:
     text = summary_markdown("mini", Path("unused"), TABLES)
     lines = text.splitlines()
     assert (
-        "| [table2c](results/mini/tables/table2c.md) AP75 | RoIPool (max) | 0.34 ± 0.29 (3) | 26.4 |" in lines
+        "| [table2c](results/mini/tables/table2c.md) AP75 | RoIPool (max) | 0.3 ± 0.3 (3) | 26.4 |" in lines
     )
     assert (
-        "| [unet_table2](results/mini/tables/unet_table2.md) PhC-U373 SEG | u-net (2015) | 0.4942 (1) | 0.9203 |"
+        "| [unet_table2](results/mini/tables/unet_table2.md) PhC-U373 SEG | u-net (2015) | 0.494 (1) | 0.9203 |"
         in lines
     )
     assert not any("peer" in line for line in lines)  # reference-only rows are the paper's, not ours
     assert (
-        "| table2c | roialign_avg > roipool on AP75 | the paper's | reproduced | +1.33 [+0.52, +2.15] | 0.012 | 1 | "
+        "| table2c | roialign_avg > roipool on AP75 | the paper's | reproduced | +1.3 [+0.5, +2.1] | 0.012 | 1 | "
         "`snakemake --cores all reproduce_table2` |"
     ) in lines
     assert (

@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         if args.with_shared
         else artifacts(registry).get(args.name, [args.name])
     )
-    from segbench.tables.assemble import assemble_table, to_markdown, update_table
+    from segbench.tables.assemble import assemble_table, update_table
+    from segbench.tables.render import to_markdown
 
     for i, name in enumerate(names):
         if args.no_write:

@@ -13,28 +13,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from segbench.claims import Verdict, evidence_text, interval_text, p_text, spread_text
+from segbench.claims import Verdict
 from segbench.errors import InputError
+from segbench.formatting import (
+    COMPARISON_WORDS,
+    MetricKind,
+    evidence_text,
+    interval_text,
+    p_text,
+    spread_text,
+    table_kind,
+    value_range,
+)
 from segbench.io import read_json, sha256_file
 from segbench.names import check_name
 from segbench.paths import child_path, record_run_dir
 from segbench.reporting.dots import DOT, METHOD_DOT, Axis, curves_svg, dots_svg, finite
 from segbench.reporting.scale_text import sample_words
-from segbench.reporting.view import RUN_FILES, VERDICT_BANDS, digits_for, fmt, url_between
+from segbench.reporting.view import RUN_FILES, VERDICT_BANDS, url_between
 from segbench.reporting.zoo import loss_points, read_json_or_none, read_log
 
 COMPARE_DIR = "compare"
 REQUIRED_KEYS = ("rows", "comparisons", "method", "columns", "scale")
 #: the comparison words of segbench.compare, for records that carry no ``claim_verdict``
-WORD_VERDICTS = {
-    "better": Verdict.REPRODUCED,
-    "worse": Verdict.CONTRADICTED,
-    "inconclusive": Verdict.INCONCLUSIVE,
-    "no significant difference": Verdict.INCONCLUSIVE,
-    "untested": Verdict.UNTESTED,
-    "not measured": Verdict.NOT_MEASURED,
+#: a comparison's words back to the claims engine's verdict (and the word of records from before it)
+WORD_VERDICTS = {word: Verdict(value) for value, word in COMPARISON_WORDS.items()} | {
+    "no significant difference": Verdict.INCONCLUSIVE
 }
-VERDICT_ORDER = ("better", "worse", "inconclusive", "no significant difference", "untested", "not measured")
+VERDICT_ORDER = tuple(WORD_VERDICTS)
 
 
 def load_comparisons(scale: str, results: Path) -> list[dict[str, Any]]:
@@ -184,7 +190,7 @@ def losses(results: Path, scale: str, rid: str) -> list[tuple[float, float]]:
 
 
 def loss_range(points: list[tuple[float, float]]) -> str | None:
-    return f"{points[0][1]:.3g} → {points[-1][1]:.3g}" if points else None
+    return value_range(points[0][1], points[-1][1]) if points else None
 
 
 def curves_view(record: dict[str, Any], results: Path) -> list[dict[str, Any]]:
@@ -214,7 +220,7 @@ def curves_view(record: dict[str, Any], results: Path) -> list[dict[str, Any]]:
     return pairs if any(p["svg"] for p in pairs) else []
 
 
-def rows_view(record: dict[str, Any], digits: str, samples: dict[str, str]) -> list[dict[str, Any]]:
+def rows_view(record: dict[str, Any], kind: MetricKind, samples: dict[str, str]) -> list[dict[str, Any]]:
     axes = {
         col: Axis.spanning(
             [v for row in record["rows"] for v in row["values"].get(col, {}).get("per_seed", [])]
@@ -230,10 +236,8 @@ def rows_view(record: dict[str, Any], digits: str, samples: dict[str, str]) -> l
                 cells.append(None)
                 continue
             per_seed = value.get("per_seed") or []
-            text = fmt(value.get("mean"), digits)
-            if value.get("std") is not None:
-                text += f" ± {fmt(value['std'], digits)}"
-            seeds = ", ".join("–" if not finite([v]) else fmt(v, digits) for v in per_seed)
+            text = kind.mean_std(value)
+            seeds = ", ".join(kind.value(v if finite([v]) else None) for v in per_seed)
             cells.append(
                 {
                     "text": text,
@@ -259,7 +263,7 @@ def rows_view(record: dict[str, Any], digits: str, samples: dict[str, str]) -> l
     return rows
 
 
-def comparisons_view(record: dict[str, Any], digits: str) -> list[dict[str, Any]]:
+def comparisons_view(record: dict[str, Any], kind: MetricKind) -> list[dict[str, Any]]:
     def points(c: dict[str, Any]) -> list[float | None]:
         iv = c.get("interval") or {}
         return [*(c.get("gap_per_seed") or []), iv.get("low"), iv.get("high"), 0.0]
@@ -274,19 +278,19 @@ def comparisons_view(record: dict[str, Any], digits: str) -> list[dict[str, Any]
     for c in record["comparisons"]:
         verdict = verdict_of_comparison(c)
         gaps = c.get("gap_per_seed") or []
-        gap_text = ", ".join(fmt(v + 0.0, digits, signed=True) for v in finite(gaps))  # no "-0"
+        gap_text = ", ".join(kind.value(v, signed=True) for v in finite(gaps))
         iv = c.get("interval")
         out.append(
             {
                 "baseline": c.get("baseline_label", c.get("baseline", "")),
                 "metric": c.get("metric", ""),
-                "gap": fmt(None if c.get("gap") is None else c["gap"] + 0.0, digits, signed=True),
+                "gap": kind.value(c.get("gap"), signed=True),
                 "gap_per_seed": gap_text,
-                "interval": interval_text(c, digits),
-                "spread": spread_text(c, digits),
+                "interval": interval_text(c, kind),
+                "spread": spread_text(c, kind),
                 "test": ", ".join(str(x) for x in (c.get("test"), f"n {c.get('n') or 0}") if x),
                 "p": p_text(c),
-                "evidence": evidence_text(c, digits),
+                "evidence": evidence_text(c, kind),
                 "verdict": str(c.get("verdict", verdict.words)),
                 "verdict_key": verdict.value,
                 "band": VERDICT_BANDS[verdict],
@@ -295,7 +299,7 @@ def comparisons_view(record: dict[str, Any], digits: str) -> list[dict[str, Any]
                     gaps,
                     axes.get(c.get("metric")),
                     f"{c.get('baseline_label', '')}, {c.get('metric', '')}: gap per seed {gap_text}"
-                    + (f", interval {interval_text(c, digits)}" if iv else ""),
+                    + (f", interval {interval_text(c, kind)}" if iv else ""),
                     method=True,
                     interval=(iv["low"], iv["high"]) if iv else None,
                     zero=True,
@@ -308,7 +312,7 @@ def comparisons_view(record: dict[str, Any], digits: str) -> list[dict[str, Any]
 def compare_view(record: dict[str, Any], results: Path, page_dir: Path, tables: set[str]) -> dict[str, Any]:
     """Everything a comparison page shows, already formatted (``page_dir``: the scale's report folder;
     ``tables``: the table pages the report has, to link the compared one)."""
-    digits = digits_for(record)
+    kind = table_kind(record)
     here = page_dir / COMPARE_DIR
     folds = record.get("cross_validation_folds")
     samples = record.get("sample_words") or sample_words(folds)
@@ -337,8 +341,8 @@ def compare_view(record: dict[str, Any], results: Path, page_dir: Path, tables: 
         "lower_is_better": bool(record.get("lower_is_better")),
         "columns": record["columns"],
         "metrics": record.get("metrics") or {},
-        "rows": rows_view(record, digits, samples),
-        "comparisons": comparisons_view(record, digits),
+        "rows": rows_view(record, kind, samples),
+        "comparisons": comparisons_view(record, kind),
         "counts": counts_text(record["comparisons"]),
         "statistics": record.get("statistics", ""),
         "directions": direction_sentences(record),

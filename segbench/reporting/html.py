@@ -15,15 +15,16 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from segbench.claims import TEST_RULE, count_text, count_verdicts
+from segbench.claims import TEST_RULE, count_verdicts
 from segbench.errors import InputError
+from segbench.formatting import VERDICT_LEGEND, count_text
 from segbench.io import read_json, write_text_atomic
 from segbench.names import check_links, check_name
 from segbench.paths import child_path
 from segbench.reporting.compare_page import compare_view, comparison_link, load_comparisons, page_path
 from segbench.reporting.figures.base import FigureResult, manifest_path, read_manifest
 from segbench.reporting.scale_text import scale_banner
-from segbench.reporting.view import VERDICT_LEGEND, scale_is_absolute, table_view, url_between
+from segbench.reporting.view import scale_is_absolute, table_view, url_between
 from segbench.reporting.zoo import table_runs_summary, zoo_view
 
 

@@ -2,7 +2,7 @@
 
 Cell colours depend on the scale. At the paper scale, tolerance bands colour each reproduced cell by how
 far it lies from the paper's value, the sign respected (a value better than the paper's, e.g. a lower
-error, is never red):
+error, is never red); the bands are those of the metrics' kind (:mod:`segbench.formatting`):
 
 * Mask R-CNN (COCO AP, percentage points): within 1 AP -> ``good`` (green),
   within 3 AP -> ``near`` (amber), else ``far`` (red);
@@ -20,65 +20,25 @@ measured grey.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from segbench.claims import (
-    TEST_RULE,
-    Claim,
-    Verdict,
+from segbench.claims import TEST_RULE, Claim, Verdict, count_verdicts, verdict_of
+from segbench.formatting import (
+    VERDICT_LEGEND,
+    MetricKind,
     count_text,
-    count_verdicts,
     interval_text,
     p_text,
     spread_text,
-    verdict_of,
+    table_kind,
 )
 from segbench.paths import record_run_dir
 from segbench.reporting.scale_text import sample_words
 from segbench.status import table_state
 
 RUN_FILES = ("config.json", "train_log.jsonl", "metrics.json")
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Bands on ``|delta|``: green within ``max(good_abs, good_rel*|paper|)``, amber within the near pair."""
-
-    unit: str
-    good_abs: float
-    good_rel: float
-    near_abs: float
-    near_rel: float
-
-    def classify(
-        self, delta: float | None, paper: float | None, *, lower_is_better: bool = False, noise: float = 0.0
-    ) -> str:
-        """The band of ``delta = reproduced - paper``; a delta in the better direction (positive, or
-        negative for a lower-is-better metric) is at worst ``near``: beating the paper is no failure; a
-        delta within ``noise`` (twice the seed spread) is ``good``: no test could tell it from the paper's."""
-        if delta is None or paper is None:
-            return "none"
-        size = abs(delta)
-        if size <= max(self.good_abs, self.good_rel * abs(paper), noise):
-            return "good"
-        better = delta < 0 if lower_is_better else delta > 0
-        if better or size <= max(self.near_abs, self.near_rel * abs(paper)):
-            return "near"
-        return "far"
-
-    def describe(self) -> str:
-        def band(abs_: float, rel: float) -> str:
-            parts = ([f"{abs_:g} {self.unit}"] if abs_ else []) + ([f"{rel:.0%} relative"] if rel else [])
-            return " or ".join(parts)
-
-        return (
-            f"green: |delta| within {band(self.good_abs, self.good_rel)}; "
-            f"amber: within {band(self.near_abs, self.near_rel)}, or further in the better direction; "
-            "red: further in the worse direction"
-        )
 
 
 VERDICT_BANDS = {
@@ -88,37 +48,10 @@ VERDICT_BANDS = {
     Verdict.UNTESTED: "none",
     Verdict.NOT_MEASURED: "none",
 }
-VERDICT_LEGEND = (
-    "green: reproduced (the matching test passes); amber: inconclusive; red: contradicted (the interval "
-    "excludes the claim); grey: untested (fewer than 3 seeds) or not measured"
-)
 UNCOLOURED_LEGEND = (
     "cells are not coloured at this scale (the paper's absolute values are not expected); the claims "
     "below are coloured by their verdict"
 )
-
-
-TOLERANCES = {
-    "maskrcnn": Tolerance("AP", good_abs=1.0, good_rel=0.0, near_abs=3.0, near_rel=0.0),
-    "unet": Tolerance("", good_abs=0.0, good_rel=0.10, near_abs=0.0, near_rel=0.25),
-}
-DEFAULT_TOLERANCE = TOLERANCES["maskrcnn"]
-
-
-def tolerance_for(table: dict[str, Any]) -> Tolerance:
-    return TOLERANCES.get(table.get("paper", ""), DEFAULT_TOLERANCE)
-
-
-def digits_for(table: dict[str, Any]) -> str:
-    """Number format: U-Net's metrics are small fractions spanning decades (warping error 0.000353), so
-    three significant digits; Mask R-CNN's are AP in percent, one decimal as in the paper."""
-    return ".3g" if table.get("paper") == "unet" else ".1f"
-
-
-def fmt(value: float | None, spec: str, signed: bool = False) -> str:
-    if value is None:
-        return "–"
-    return format(value, ("+" if signed else "") + spec)
 
 
 def scale_is_absolute(scale: str) -> bool:
@@ -137,25 +70,22 @@ def url_between(target: Path, page_dir: Path) -> str:
     return quote(Path(rel).as_posix())
 
 
-def cell_view(value: dict[str, Any], band: str, digits: str, reference_only: bool) -> dict[str, Any]:
+def cell_view(value: dict[str, Any], band: str, kind: MetricKind, reference_only: bool) -> dict[str, Any]:
     per_seed = [v for v in value.get("per_seed", []) if v is not None]
-    reproduced = fmt(value.get("mean"), digits)
-    if value.get("std") is not None:
-        reproduced += f" ± {fmt(value['std'], digits)}"
     return {
-        "reproduced": None if reference_only else reproduced,
+        "reproduced": None if reference_only else kind.mean_std(value),
         "n": value.get("n", 0),
-        "paper": fmt(value.get("paper"), digits),
-        "delta": fmt(value.get("delta"), digits, signed=True),
+        "paper": kind.paper(value.get("paper")),
+        "delta": kind.value(value.get("delta"), signed=True),
         "band": "none" if reference_only else band,
-        "seeds": ", ".join(fmt(v, digits) for v in per_seed),
-        # cross-validation: the errors of all folds' held-out slices counted together (assemble.pooled_value)
-        "pooled": None if reference_only or value.get("pooled") is None else fmt(value["pooled"], digits),
+        "seeds": ", ".join(kind.value(v) for v in per_seed),
+        # cross-validation: the errors of all folds' held-out slices counted together (aggregate.pooled_value)
+        "pooled": None if reference_only or value.get("pooled") is None else kind.value(value["pooled"]),
     }
 
 
 def direction_view(
-    direction: dict[str, Any], labels: dict[str, str], digits: str, lower: bool
+    direction: dict[str, Any], labels: dict[str, str], kind: MetricKind, lower: bool
 ) -> dict[str, Any]:
     """A claim record (:mod:`segbench.claims`) as the page shows it: the claim in words with the rows'
     labels, the gap with its interval, the paper's gap, the test, p (raw and Holm), verdict and caveats."""
@@ -176,11 +106,11 @@ def direction_view(
         "better": better,
         "worse": worse,
         "metric": direction.get("metric", ""),
-        "gap": fmt(direction.get("gap"), digits, signed=True),
-        "interval": interval_text(direction, digits),
-        "spread": spread_text(direction, digits),
-        "gap_per_seed": ", ".join(fmt(v, digits, signed=True) for v in direction.get("gap_per_seed") or []),
-        "paper_gap": fmt(direction.get("paper_gap"), digits, signed=True),
+        "gap": kind.value(direction.get("gap"), signed=True),
+        "interval": interval_text(direction, kind),
+        "spread": spread_text(direction, kind),
+        "gap_per_seed": ", ".join(kind.value(v, signed=True) for v in direction.get("gap_per_seed") or []),
+        "paper_gap": kind.value(direction.get("paper_gap"), signed=True),
         "test": test,
         "p": p_text(direction),
         "verdict": verdict.words,
@@ -239,7 +169,8 @@ def config_diff_view(table: dict[str, Any], results: Path, width: int = 60) -> d
 
 def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str, Any]:
     """Everything a table page shows, already formatted."""
-    tol, digits = tolerance_for(table), digits_for(table)
+    kind = table_kind(table)
+    tol = kind.tolerance
     absolute = scale_is_absolute(table["scale"])
     lower = bool(table.get("lower_is_better", False))
 
@@ -258,14 +189,14 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
             "runs": row.get("runs", []),
             "reference_only": row.get("reference_only", False),
             "cells": [
-                cell_view(row["values"][col], band(row, col), digits, row.get("reference_only", False))
+                cell_view(row["values"][col], band(row, col), kind, row.get("reference_only", False))
                 for col in table["columns"]
             ],
             "converged": row.get("converged", {}).get("text"),
         }
         for row in table["rows"]
     ]
-    directions = [direction_view(d, labels, digits, lower) for d in table.get("directions", [])]
+    directions = [direction_view(d, labels, kind, lower) for d in table.get("directions", [])]
     records = table.get("directions", [])
     counts = {
         source: count_verdicts([d for d in records if d.get("source", "paper") == source])

@@ -18,22 +18,24 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from segbench.formatting import MISSING, metric_kind, value_range
 from segbench.paths import record_run_dir
 from segbench.records import COCO_DETAILS, EVAL_CURVE
 from segbench.registry import split_run_id
 from segbench.reporting.view import RUN_FILES, url_between
 
 NOT_RECORDED = "not recorded"
-#: (metrics path, column label, scale to percent): the metrics a zoo row shows, in column order.
+#: (metrics path, column label): the metrics a zoo row shows, in column order, each in its kind's unit
+#: (:mod:`segbench.formatting`: COCO AP x 100).
 ZOO_METRICS = (
-    ("bbox.AP", "box AP", True),
-    ("segm.AP", "mask AP", True),
-    ("keypoints.AP", "kp AP", True),
-    ("isbi.pixel_error", "pixel error", False),
-    ("isbi.rand_error", "Rand error", False),
-    ("isbi.warping_error", "warping error", False),
-    ("ctc.seg", "SEG", False),
-    ("ctc.iou", "IoU", False),
+    ("bbox.AP", "box AP"),
+    ("segm.AP", "mask AP"),
+    ("keypoints.AP", "kp AP"),
+    ("isbi.pixel_error", "pixel error"),
+    ("isbi.rand_error", "Rand error"),
+    ("isbi.warping_error", "warping error"),
+    ("ctc.seg", "SEG"),
+    ("ctc.iou", "IoU"),
 )
 FAMILY_ORDER = ("maskrcnn", "unet", "classical")
 FAMILY_TITLES = {
@@ -243,15 +245,10 @@ def sparkline(
     )
 
 
-def metric_digits(percent: bool) -> int:
-    """Decimals of a zoo metric, as the tables print it (AP in percent: 1; U-Net errors, SEG, IoU: 4)."""
-    return 1 if percent else 4
-
-
-def fmt_metric(value: float | None, percent: bool) -> str:
-    if value is None:
-        return "–"
-    return f"{(100 * value if percent else value):.{metric_digits(percent)}f}"
+def fmt_metric(value: float | None, key: str) -> str:
+    """A metrics.json value of ``key`` as the tables show it (COCO AP x 100, one decimal)."""
+    kind = metric_kind(key)
+    return kind.value(None if value is None else value * kind.scale)
 
 
 def fmt_seconds(value: Any) -> str:
@@ -303,7 +300,7 @@ def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
     seed = config.get("seed", metrics.get("seed"))
     return {
         "run_id": run_dir.name,
-        "values": {label: number(dig(values, path)) for path, label, _ in ZOO_METRICS},
+        "values": {label: number(dig(values, path)) for path, label in ZOO_METRICS},
         "s_per_iter_value": spi,
         "train_s": number(train_s),
         "eval_s": number(dig(metrics, "provenance.wall_time_s")),
@@ -321,7 +318,7 @@ def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
         else (NOT_RECORDED if log or sched["iterations"] else "–"),
         "train_time": fmt_seconds(train_s),
         "eval_time": fmt_seconds(dig(metrics, "provenance.wall_time_s")),
-        "metrics": {label: fmt_metric(number(dig(values, path)), pct) for path, label, pct in ZOO_METRICS},
+        "metrics": {label: fmt_metric(number(dig(values, path)), path) for path, label in ZOO_METRICS},
         "eval_set": eval_set(metrics),
         "git_commit": prov.get("git_commit"),
         "device": prov.get("device"),
@@ -339,7 +336,7 @@ def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
             f"{run_dir.name}: training loss over {len(losses)} logged iterations"
             + (f", {losses[0][1]:.3g} to {losses[-1][1]:.3g} (log scale)" if losses else ""),
         ),
-        "loss_range": f"{losses[0][1]:.3g} → {losses[-1][1]:.3g}" if losses else None,
+        "loss_range": value_range(losses[0][1], losses[-1][1]) if losses else None,
         "val_svg": sparkline(
             val[1],
             f"{run_dir.name}: validation {val[0]} over iterations, "
@@ -385,19 +382,16 @@ def mean_of(values: list[float | None]) -> float | None:
 def config_row(run: str, rows: list[dict[str, Any]], columns: list[str]) -> dict[str, Any]:
     """One configuration (a registry run across its seeds): the mean ± std over seeds of each metric column
     (formatted as the tables format a cell), the mean s/iter, train and eval time, and the per-seed rows."""
-    from segbench.tables.assemble import format_reproduced, seed_summary
+    from segbench.tables.aggregate import seed_summary
 
-    percent = {label: pct for _, label, pct in ZOO_METRICS}
+    keys = {label: key for key, label in ZOO_METRICS}
     metrics = {}
     for label in columns:
-        pct = percent[label]
-        cell = seed_summary([r["values"][label] for r in rows])
-        if pct and cell["mean"] is not None:
-            cell = seed_summary([None if v is None else 100 * v for v in cell["per_seed"]])
-        metrics[label] = {
-            "text": format_reproduced(cell, metric_digits(pct)) if cell["n"] else "–",
-            "value": cell["mean"],
-        }
+        kind = metric_kind(keys[label])
+        cell = seed_summary(
+            [None if v is None else v * kind.scale for v in (r["values"][label] for r in rows)]
+        )
+        metrics[label] = {"text": kind.reproduced(cell) if cell["n"] else MISSING, "value": cell["mean"]}
     spi = mean_of([r["s_per_iter_value"] for r in rows])
     train_s, eval_s = mean_of([r["train_s"] for r in rows]), mean_of([r["eval_s"] for r in rows])
     first = rows[0]
@@ -431,7 +425,7 @@ def zoo_view(results: Path, scale: str, page_dir: Path) -> list[dict[str, Any]]:
     groups = []
     for fam in families:
         rows = [r for r in records if r["family"] == fam]
-        columns = [label for _, label, _ in ZOO_METRICS if any(r["metrics"][label] != "–" for r in rows)]
+        columns = [label for _, label in ZOO_METRICS if any(r["metrics"][label] != MISSING for r in rows)]
         by_run: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             by_run.setdefault(str(r["run"]), []).append(r)

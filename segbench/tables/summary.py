@@ -10,11 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from segbench.claims import count_text, count_verdicts, interval_text, verdict_of
+from segbench.claims import count_verdicts, verdict_of
+from segbench.formatting import MARKDOWN_MISSING, count_text, interval_text, p_value, table_kind
 from segbench.io import read_json
-from segbench.tables.assemble import format_reproduced
-
-DIGITS = {"unet": 4}  # U-Net errors and SEG are fractions; Mask R-CNN AP is in points
 
 
 def _target(table: str, registry: dict[str, Any]) -> str:
@@ -49,14 +47,14 @@ def values_markdown(scale: str, tables: list[dict[str, Any]], link_root: str = "
     for t in tables:
         spec = registry["tables"].get(t["table"], {})
         column = spec.get("headline", t["columns"][0])
-        digits = DIGITS.get(t.get("paper", ""), 2)
+        kind = table_kind(t)
         link = f"[{t['table']}]({link_root}results/{scale}/tables/{t['table']}.md)"
         for row in t["rows"]:
             if row.get("reference_only"):
                 continue
             cell = row["values"][column]
-            paper = "-" if cell.get("paper") is None else f"{cell['paper']}"
-            reproduced = "-" if cell.get("mean") is None else format_reproduced(cell, digits)
+            paper = kind.paper(cell.get("paper"), missing=MARKDOWN_MISSING)
+            reproduced = MARKDOWN_MISSING if cell.get("mean") is None else kind.reproduced(cell)
             lines.append(f"| {link} {column} | {row['label']} | {reproduced} | {paper} |")
     return "\n".join(lines) + "\n"
 
@@ -84,12 +82,12 @@ def claims_markdown(scale: str, tables: list[dict[str, Any]]) -> str:
     # the command names the scale unless it is the default one (config/config.yaml's)
     at_scale = "" if scale == registry["default_scale"] else f" --config scale={scale}"
     for t in tables:
-        spec = ".3g" if t.get("paper") == "unet" else ".2f"
+        kind = table_kind(t)
         for d in t.get("directions", []):
-            gap = "-" if d.get("gap") is None else f"{d['gap']:+{spec}}"
+            gap = kind.value(d.get("gap"), signed=True, missing=MARKDOWN_MISSING)
             if d.get("interval"):
-                gap += f" {interval_text(d, spec)}"
-            p = "-" if d.get("p_adjusted") is None else f"{d['p_adjusted']:.2g}"
+                gap += f" {interval_text(d, kind)}"
+            p = MARKDOWN_MISSING if d.get("p_adjusted") is None else p_value(d["p_adjusted"])
             whose = "ours (vs a segbench baseline)" if d.get("source") == "ours" else "the paper's"
             caveats = len(d.get("caveats") or [])
             lines.append(

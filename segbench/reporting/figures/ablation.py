@@ -24,6 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segbench.formatting import (
+    VERDICT_WORDS,
+    MetricKind,
+    axis_unit,
+    holm_text,
+    percent,
+    table_kind,
+    verdict_words,
+)
 from segbench.io import read_json
 from segbench.reporting.figures.base import FigureContext, MissingInput, new_figure, plain, save_matplotlib
 from segbench.reporting.view import scale_is_absolute
@@ -45,10 +54,8 @@ VERDICT_COLOURS = {
 }
 #: The claims panel's colour key, in this order on every chart.
 VERDICT_LEGEND = (
-    ("reproduced", VERDICT_COLOURS["reproduced"]),
-    ("inconclusive", VERDICT_COLOURS["inconclusive"]),
-    ("contradicted", VERDICT_COLOURS["contradicted"]),
-    ("untested / not measured", GREY),
+    *((VERDICT_WORDS[v], VERDICT_COLOURS[v]) for v in ("reproduced", "inconclusive", "contradicted")),
+    (f"{VERDICT_WORDS['untested']} / {VERDICT_WORDS['not_measured']}", GREY),
 )
 EQUIVALENCE_KINDS = ("equivalence", "equivalent")  # the claims engine's name, and the older tables'
 NONINFERIORITY_KINDS = ("noninferiority", "noninferior")
@@ -75,12 +82,7 @@ def measured_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
 
 def unit(table: dict[str, Any], column: str) -> str:
     """The axis unit of a column: COCO AP and AR in percent; U-Net's error rates and IoU are fractions."""
-    key = table.get("metrics", {}).get(column, "")
-    if key.startswith(("segm.", "bbox.", "keypoints.")):
-        return "AR, %" if key.rpartition(".")[2].startswith("AR") else "AP, %"
-    if key.startswith("ctc."):
-        return "IoU, fraction"
-    return "fraction"
+    return axis_unit(table.get("metrics", {}).get(column, ""))
 
 
 def better_words(table: dict[str, Any]) -> tuple[str, str]:
@@ -106,8 +108,11 @@ def _label_bars(
     ax: Any,
     bars: Any,
     values: list[float | None],
-    spec: str,
+    kind: MetricKind,
     reach: list[list[float]] | None = None,
+    *,
+    signed: bool = False,
+    paper: bool = False,
     **text: Any,
 ) -> None:
     """Each bar's value written beyond its end, and beyond the points in ``reach`` (its error bar's end,
@@ -120,7 +125,7 @@ def _label_bars(
         # beyond the bar's end too: on a log axis a zero value's bar ends at the baseline, not at 0
         at = max([*points, bar.get_y() + bar.get_height()]) if value >= 0 else min(points)
         ax.annotate(
-            format(value, spec),
+            kind.paper(value) if paper else kind.value(value, signed=signed),
             (bar.get_x() + bar.get_width() / 2, at),
             xytext=(0, 3 if value >= 0 else -3),
             textcoords="offset points",
@@ -142,12 +147,11 @@ def verdict_colour(claim: dict[str, Any]) -> str:
     return VERDICT_COLOURS.get(str(claim.get("verdict")), GREY)
 
 
-def verdict_words(claim: dict[str, Any]) -> str:
+def tick_verdict(claim: dict[str, Any]) -> str:
     """The claim's verdict for its tick, with the Holm-adjusted p where the claim was tested."""
-    verdict = claim.get("verdict")
-    words = str(verdict).replace("_", " ") if verdict else "no verdict"
+    words = verdict_words(claim.get("verdict"))
     if claim.get("p_adjusted") is not None:
-        words += f" (Holm p {float(claim['p_adjusted']):.2g})"
+        words += f" ({holm_text(float(claim['p_adjusted']))})"
     return words
 
 
@@ -156,7 +160,7 @@ def claim_tick(claim: dict[str, Any], labels: dict[str, str], width_in: float) -
     a, b = labels.get(claim["better"], claim["better"]), labels.get(claim["worse"], claim["worse"])
     lines = [
         wrap(f"{a} vs {b} ({claim['metric']}{claim_kind_note(claim)})", width_in, 7),
-        wrap(verdict_words(claim), width_in, 7),
+        wrap(tick_verdict(claim), width_in, 7),
     ]
     caveats = [str(c) for c in claim.get("caveats") or [] if c]
     if caveats:
@@ -190,7 +194,7 @@ def claims_panel(
     ax: Any,
     table: dict[str, Any],
     claims: list[dict[str, Any]],
-    spec: str,
+    kind: MetricKind,
     *,
     tick_width: float = 2.2,
     title: str = "",
@@ -234,7 +238,7 @@ def claims_panel(
                 elinewidth=1.0,
                 capsize=3,
                 zorder=3,
-                label=f"reproduced gap's {level:.0%} interval",
+                label=f"reproduced gap's {percent(level)} interval",
             )
         )
     for x, seeds in zip(xs, per_seed, strict=True):
@@ -242,9 +246,9 @@ def claims_panel(
     if any(per_seed):
         handles.append(Line2D([], [], ls="", marker="o", color="k", markersize=3, label="one seed's gap"))
     reach = [[*(list(iv) if iv else []), *seeds] for iv, seeds in zip(intervals, per_seed, strict=True)]
-    _label_bars(ax, ours, gaps, "+" + spec, reach)
+    _label_bars(ax, ours, gaps, kind, reach, signed=True)
     theirs = ax.bar([x - 0.2 for x in xs], [_nan(p) for p in paper], width=0.4, **PAPER_STYLE)
-    _label_bars(ax, theirs, paper, "+" + spec, color="#555555")
+    _label_bars(ax, theirs, paper, kind, signed=True, color="#555555")
     handles.append(
         Patch(
             facecolor=PAPER_STYLE["color"],
@@ -326,7 +330,7 @@ def absolute_panel(
     table: dict[str, Any],
     rows: list[dict[str, Any]],
     col: str,
-    spec: str,
+    kind: MetricKind,
     label_width: float,
 ) -> AbsoluteBars:
     """The paper's value and the reproduced mean ± std of ``col`` per row, on one y axis (log where the
@@ -356,7 +360,7 @@ def absolute_panel(
         paper_bars = ax.bar(
             [x - 0.2 for x in xs], heights(paper), bottom=bottom, width=0.4, label="paper", **PAPER_STYLE
         )
-        _label_bars(ax, paper_bars, paper, spec, fontsize=6.5, color="#555555")
+        _label_bars(ax, paper_bars, paper, kind, paper=True, fontsize=6.5, color="#555555")
     low_err = [min(s, m - bottom) if log and m is not None else s for m, s in zip(mean, errors, strict=True)]
     ours = ax.bar(
         [x + 0.2 for x in xs],
@@ -372,7 +376,7 @@ def absolute_panel(
         shown = [v for v in seeds if v > 0] if log else seeds
         ax.scatter([x + 0.2] * len(shown), shown, color="k", s=7, zorder=3)
     reach = [[m + s] if m is not None else [] for m, s in zip(mean, errors, strict=True)]
-    _label_bars(ax, ours, mean, spec, [r + s for r, s in zip(reach, per_seed, strict=True)])
+    _label_bars(ax, ours, mean, kind, [r + s for r, s in zip(reach, per_seed, strict=True)])
     words, arrow = better_words(table)
     ax.set_title(col, fontsize=9)
     ax.set_title(f"{arrow} better", loc="right", fontsize=8, color="#333333")
@@ -401,7 +405,7 @@ def render_table_bars(ctx: FigureContext, table_name: str, figure_name: str) -> 
     rows = measured_rows(table)
     if not rows:
         raise MissingInput(f"{table_name} has no reproduced rows")
-    spec = ".3g" if table.get("paper") == "unet" else ".1f"
+    kind = table_kind(table)
     absolute = scale_is_absolute(ctx.scale)
     claims = list(table.get("directions") or [])
     columns = table["columns"]
@@ -422,7 +426,7 @@ def render_table_bars(ctx: FigureContext, table_name: str, figure_name: str) -> 
                 fig.add_subplot(row[0, k]),
                 table,
                 group,
-                spec,
+                kind,
                 tick_width=tick_width,
                 title=f"The claims on {group[0]['metric']}" if len(groups) > 1 else CLAIMS_TITLE,
                 legend=k == len(groups) - 1,
@@ -431,7 +435,7 @@ def render_table_bars(ctx: FigureContext, table_name: str, figure_name: str) -> 
     handles: dict[str, Any] = {}
     for i, col in enumerate(columns):
         ax = fig.add_subplot(grid[first + i // ncols, i % ncols])
-        absolute_panel(ax, table, rows, col, spec, 0.8 * (width / ncols - 1.0) / len(rows))
+        absolute_panel(ax, table, rows, col, kind, 0.8 * (width / ncols - 1.0) / len(rows))
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
     fig.legend(
