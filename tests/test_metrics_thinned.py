@@ -107,3 +107,21 @@ def test_slices_pool_by_summing_their_statistics() -> None:
 def test_bad_input_is_one_line() -> None:
     with pytest.raises(InputError, match="labels must be exactly 0/255"):
         thinned_metrics(GT / 255.0, GT // 2)
+
+
+def test_segbench_metrics_isbi_thinned_prints_both_scores(tmp_path, capsys) -> None:
+    import json
+
+    import tifffile
+
+    from segbench.cli import main
+
+    pred, labels = _em_case()
+    tifffile.imwrite(tmp_path / "pred.tif", pred)
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    args = ["metrics", "isbi", "--pred", str(tmp_path / "pred.tif"), "--labels", str(tmp_path / "labels.tif")]
+    assert main([*args, "--thinned", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["thinned"]["v_rand"] == thinned_metrics(pred, labels)["v_rand"]
+    assert main([*args, "--thinned"]) == 0
+    assert "v_rand (thinned) " in capsys.readouterr().out
