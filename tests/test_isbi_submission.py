@@ -142,3 +142,23 @@ def test_the_real_test_stack_is_read_where_present(shared_data: Path) -> None:
     assert volume.shape == (30, 512, 512) and volume.dtype == np.uint8
     # the pixel hash in ../shared/data/isbi2012/README.md
     assert source["pixel_sha256"] == "1b58fa7ec1d0ff9d39a855622db3ff66a97863036339b0d04be51b2f5a99b0e9"
+
+
+def test_the_table_page_shows_the_organisers_scores_beside_the_held_out_ones(tmp_path: Path) -> None:
+    import shutil
+
+    from segbench.isbi_submission import record_scores
+    from segbench.paths import REPO_ROOT
+    from segbench.reporting.html import build_pages
+
+    shutil.copytree(REPO_ROOT / "results" / "real_cpu", tmp_path / "real_cpu")  # committed records only
+    run_dir = tmp_path / "real_cpu" / "runs" / "unet_isbi-seed0"
+    cfg = resolve_run("unet_isbi", "real_cpu", 0)
+    record_scores(cfg, run_dir, {"rand_error": 0.0382, "v_rand": 0.97}, date="2026-01-02")
+    build_pages("real_cpu", tmp_path, tmp_path / "reports")
+    html = (tmp_path / "reports" / "real_cpu" / "unet_table1.html").read_text()
+    section = html.split('id="official-test-set"')[1].split("</section>")[0]
+    held_out = json.loads((run_dir / "metrics.json").read_text())["metrics"]["isbi"]["rand_error"]
+    assert f"0.0382 · {held_out:.3g}" in section and "0.97 · –" in section
+    assert "unet_isbi-seed0" in section and "unet_isbi-seed1" not in section
+    assert "2026-01-02" in section
