@@ -2,16 +2,6 @@
 # sliding-window run, in the organisers' format, beside the run. `isbi_submission` builds them for the
 # U-Net Table 1 runs of the configured scale (at real_cpu: the challenge's test-volume.tif must be in the
 # isbi2012 dataset directory; at smoke and mini: the em generator's stand-in).
-from segbench.isbi_submission import FAMILIES as ISBI_SUBMISSION_FAMILIES
-
-
-def isbi_submission_records(scale):
-    return [
-        f"{RESULTS}/{scale}/runs/{rs.run}-seed{rs.seed}/isbi_submission.json"
-        for rs in runs_for_tables(["unet_table1"], scale, REGISTRY)
-        if resolve_run(rs.run, scale, rs.seed, REGISTRY)["family"] in ISBI_SUBMISSION_FAMILIES
-    ]
-
 
 rule isbi_submission_run:
     """Predict the test stack with one trained run (thin: `segbench isbi submission`)."""
