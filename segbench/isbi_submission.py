@@ -111,6 +111,12 @@ def predictor(cfg: dict[str, Any], run_dir: Path, device: str | None = None):
     from segbench.engine import engine_for
 
     check_run(cfg)
+    weights = Path(run_dir) / "model_final.pt"
+    if (Path(run_dir) / "train_done.json").is_file() and not weights.is_file():
+        raise InputError(
+            f"{weights}: the run's records are here but not its weights (results/*/runs/**/*.pt is not "
+            "committed); retrain it into a scratch --results as docs/isbi_submission.md says, then submit from there"
+        )
     return engine_for(cfg["family"]).cell_probability_predictor(cfg, run_dir, device=device)
 
 

@@ -162,3 +162,10 @@ def test_the_table_page_shows_the_organisers_scores_beside_the_held_out_ones(tmp
     assert f"0.0382 · {held_out:.3g}" in section and "0.97 · –" in section
     assert "unet_isbi-seed0" in section and "unet_isbi-seed1" not in section
     assert "2026-01-02" in section
+
+
+def test_a_committed_run_without_weights_says_how_to_regenerate_them(capsys) -> None:
+    assert main(["isbi", "submission", "--run", "unet_isbi", "--scale", "real_cpu", "--seed", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model_final.pt: the run's records are here but not its weights" in err
+    assert "docs/isbi_submission.md" in err and "\n" not in err
