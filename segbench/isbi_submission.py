@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ OFFICIAL = "isbi_official.json"
 TEST_VOLUME = "test-volume.tif"  # the organisers' file name, placed in the real dataset's directory
 STAND_IN_SEED = 0
 FAMILIES = ("unet", "sliding_window")
+Predictor = Callable[[np.ndarray], np.ndarray]  # image in [0, 1] (H x W) -> P(cell) (H x W)
 CONVENTION = "float32 in [0, 1], 1 = cell (non-membrane), 0 = membrane"
 #: The organisers' numbers ``record-scores`` accepts: the three of U-Net Table 1 (errors) and the two
 #: the server ranks by today (scores).
@@ -106,7 +108,7 @@ def load_test_stack(cfg: dict[str, Any], data_root: Path) -> tuple[np.ndarray, d
     }
 
 
-def predictor(cfg: dict[str, Any], run_dir: Path, device: str | None = None):
+def predictor(cfg: dict[str, Any], run_dir: Path, device: str | None = None) -> Predictor:
     """The evaluation's image-in-[0, 1] -> P(cell) function of the trained run (identity-checked weights)."""
     from segbench.engine import engine_for
 
@@ -120,7 +122,7 @@ def predictor(cfg: dict[str, Any], run_dir: Path, device: str | None = None):
     return engine_for(cfg["family"]).cell_probability_predictor(cfg, run_dir, device=device)
 
 
-def predict_stack(predict, images: list[np.ndarray]) -> np.ndarray:
+def predict_stack(predict: Predictor, images: list[np.ndarray]) -> np.ndarray:
     """P(cell) of each [0, 1] image, stacked, clipped to [0, 1] and cast to float32 as the evaluation does
     (:func:`segbench.engine.biomedical.score_probability_maps`)."""
     return np.clip(np.stack([predict(img) for img in images]), 0.0, 1.0).astype(np.float32)
