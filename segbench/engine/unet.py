@@ -42,7 +42,7 @@ from segbench.engine.contract import (  # noqa: F401 - TRAIN_LOG re-exported
     resolve_device,
     run_identity,
 )
-from segbench.engine.overlap_tile import ProbabilityFn, TileGeometry, cell_probability_fn
+from segbench.engine.overlap_tile import TileGeometry, cell_probability_fn
 from segbench.errors import InputError
 from segbench.io import dumps, write_text_atomic, write_with
 from segbench.models import build as build_model
@@ -335,14 +335,16 @@ def inference_versions(cfg: dict[str, Any]) -> int:
 
 def cell_probability_predictor(
     cfg: dict[str, Any], run_dir: Path, *, device: str | None = None
-) -> ProbabilityFn:
+) -> Callable[[np.ndarray], np.ndarray]:
     """image in [0, 1] (H x W) -> P(cell) (H x W, float32) of the run's trained U-Net: input normalisation,
     overlap-tile and test-time versions exactly as :func:`evaluate` scores them (the ISBI submission uses
     it for the test stack)."""
     return _predictor(cfg, run_dir, device)[0]
 
 
-def _predictor(cfg: dict[str, Any], run_dir: Path, device: str | None) -> tuple[ProbabilityFn, TileGeometry]:
+def _predictor(
+    cfg: dict[str, Any], run_dir: Path, device: str | None
+) -> tuple[Callable[[np.ndarray], np.ndarray], TileGeometry]:
     dev = resolve_device(device)
     model = load_trained(cfg, run_dir, dev)
     train_input, _ = training_tiles(model, int(cfg["input"]["tile"]))
