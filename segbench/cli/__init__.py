@@ -33,6 +33,7 @@ SUBCOMMANDS = {
     "bench": "bench_cmd",
     "sweep": "sweep_cmd",
     "audit": "audit_cmd",
+    "isbi": "isbi_cmd",
 }
 
 

@@ -62,6 +62,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="splits_mergers",
         help="warping error: splits_mergers (leaderboard, default) or classic (all mismatches)",
     )
+    isbi.add_argument(
+        "--thinned",
+        action="store_true",
+        help="also the challenge server's current scores, V_rand and V_info after border thinning "
+        "(higher is better; Arganda-Carreras et al. 2015)",
+    )
     isbi.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     isbi.set_defaults(func=run_isbi)
 
@@ -147,6 +153,10 @@ def run_isbi(args: argparse.Namespace) -> int:
     res = isbi_metrics(
         p, g.view(np.uint8), rand_form=args.rand_form, warping_form=args.warping_form, labels_name=args.labels
     )
+    if args.thinned:
+        from segbench.metrics.isbi_thinned import thinned_metrics
+
+        res["thinned"] = thinned_metrics(p, g.view(np.uint8))
     if args.json:
         _print_json(res)
         return 0
@@ -163,6 +173,13 @@ def run_isbi(args: argparse.Namespace) -> int:
     print(f"{'t':>4} " + " ".join(f"{m:>14}" for m in _ISBI_METRICS))
     for k, t in enumerate(res["thresholds"]):
         print(f"{t:>4.1f} " + " ".join(f"{res['per_threshold'][m][k]:>14.6f}" for m in _ISBI_METRICS))
+    if args.thinned:
+        th = res["thinned"]
+        for m in ("v_rand", "v_info"):
+            print(
+                f"{m} (thinned) {th[m]:.6f} at t {th['best_threshold'][m]:.1f} "
+                f"(split {th[m + '_split']:.6f}, merge {th[m + '_merge']:.6f}; higher is better)"
+            )
     return 0
 
 

@@ -18,7 +18,7 @@ Uses the U-Net engine's data split and scoring (``load_split``, ``normalize_inpu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -188,14 +188,25 @@ def evaluate(
     cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None
 ) -> dict[str, Any]:
     """The ISBI errors of the dense P(cell) maps of the held-out slices."""
+    predict = cell_probability_predictor(cfg, run_dir, device=device)
+    fmt, split = load_split(cfg, data_root)
+    metrics = score_probability_maps(fmt, split, [predict(img.image) for img in split.held_out])
+    next(iter(metrics.values()))["test_time_versions"] = (
+        int(cfg.get("model", {}).get("test_time_rotations", 0)) + 1
+    )
+    return metrics
+
+
+def cell_probability_predictor(
+    cfg: dict[str, Any], run_dir: Path, *, device: str | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """image in [0, 1] (H x W) -> P(cell) of the run's trained classifier, exactly as :func:`evaluate`
+    scores it (input normalisation, dense windows, test-time versions); the ISBI submission uses it."""
     dev = resolve_device(device)
     model = load_trained(cfg, run_dir, dev)
-    fmt, split = load_split(cfg, data_root)
     rotations = int(cfg.get("model", {}).get("test_time_rotations", 0))
-    probabilities = [
-        cell_probability(model, normalize_input(img.image, cfg), test_time_rotations=rotations, device=dev)
-        for img in split.held_out
-    ]
-    metrics = score_probability_maps(fmt, split, probabilities)
-    next(iter(metrics.values()))["test_time_versions"] = rotations + 1
-    return metrics
+
+    def predict(image: np.ndarray) -> np.ndarray:
+        return cell_probability(model, normalize_input(image, cfg), test_time_rotations=rotations, device=dev)
+
+    return predict

@@ -311,20 +311,44 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics of the trained U-Net on the held-out data (overlap-tile, test-time dihedral averaging); also
     writes the report's records (segbench.records): ``predictions_val.npz`` and ``overlap_tile.json``."""
-    dev = resolve_device(device)
-    model = load_trained(cfg, run_dir, dev)
+    predict, geometry = _predictor(cfg, run_dir, device)
     fmt, split = load_split(cfg, data_root)
-    train_input, _ = training_tiles(model, int(cfg["input"]["tile"]))
-    rotations = int(cfg.get("model", {}).get("test_time_rotations", 0))
-    tile = evaluation_tile(model, train_input, cfg)
-    predict = cell_probability_fn(model, tile, test_time_rotations=rotations, device=dev)
-    write_tile_record(run_dir, TileGeometry.for_model(model, tile), cfg)
-    probabilities = [predict(normalize_input(img.image, cfg)) for img in split.held_out]
+    write_tile_record(run_dir, geometry, cfg)
+    probabilities = [predict(img.image) for img in split.held_out]
     metrics = score_probability_maps(fmt, split, probabilities)
-    next(iter(metrics.values()))["test_time_versions"] = rotations + 1
+    next(iter(metrics.values()))["test_time_versions"] = inference_versions(cfg)
     if split.held_out:
         save_example_prediction(run_dir / CELL_EXAMPLE, split.held_out[0], probabilities[0])
     return metrics
+
+
+def inference_versions(cfg: dict[str, Any]) -> int:
+    """Dihedral versions averaged at inference: the identity plus ``model.test_time_rotations``."""
+    return int(cfg.get("model", {}).get("test_time_rotations", 0)) + 1
+
+
+def cell_probability_predictor(
+    cfg: dict[str, Any], run_dir: Path, *, device: str | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """image in [0, 1] (H x W) -> P(cell) (H x W, float32) of the run's trained U-Net: input normalisation,
+    overlap-tile and test-time versions exactly as :func:`evaluate` scores them (the ISBI submission uses
+    it for the test stack)."""
+    return _predictor(cfg, run_dir, device)[0]
+
+
+def _predictor(
+    cfg: dict[str, Any], run_dir: Path, device: str | None
+) -> tuple[Callable[[np.ndarray], np.ndarray], TileGeometry]:
+    dev = resolve_device(device)
+    model = load_trained(cfg, run_dir, dev)
+    train_input, _ = training_tiles(model, int(cfg["input"]["tile"]))
+    tile = evaluation_tile(model, train_input, cfg)
+    tiled = cell_probability_fn(model, tile, test_time_rotations=inference_versions(cfg) - 1, device=dev)
+
+    def predict(image: np.ndarray) -> np.ndarray:
+        return tiled(normalize_input(image, cfg))
+
+    return predict, TileGeometry.for_model(model, tile)
 
 
 def write_tile_record(run_dir: Path, geometry: TileGeometry, cfg: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""Metrics: ISBI 2012 (warping, Rand, pixel error, as the organisers defined them), cell-tracking SEG, COCO.
+"""Metrics: ISBI 2012 (warping, Rand, pixel error, as the organisers defined them; V_rand and V_info after
+border thinning, the challenge's current scores), cell-tracking SEG, COCO.
 
 ``isbi_metrics`` and ``seg_metrics`` are available here (imported on first use: scipy, numba); COCO
 evaluation lives in :mod:`segbench.metrics.coco` (pycocotools, imported when an evaluation runs).
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from segbench.metrics.ctc import foreground_iou, seg_metrics, seg_score
     from segbench.metrics.isbi import THRESHOLDS, isbi_metrics, pixel_error, rand_error, warping_error
+    from segbench.metrics.isbi_thinned import thinned_metrics
 
 # name -> submodule; imported on first use (PEP 562), so that `segbench.metrics.coco_checks`, which the
 # COCO loader needs, does not pull in scipy and numba (a bare GPU image may lack them: `segbench plan`).
@@ -23,6 +25,7 @@ _LAZY = {
     "rand_error": "isbi",
     "seg_metrics": "ctc",
     "seg_score": "ctc",
+    "thinned_metrics": "isbi_thinned",
     "warping_error": "isbi",
 }
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "rand_error",
     "seg_metrics",
     "seg_score",
+    "thinned_metrics",
     "warping_error",
 ]
 

@@ -19,10 +19,12 @@ from segbench.claims import TEST_RULE, count_verdicts
 from segbench.errors import InputError
 from segbench.formatting import VERDICT_LEGEND, count_text
 from segbench.io import read_json, write_text_atomic
+from segbench.isbi_submission import OFFICIAL_METRICS
 from segbench.names import check_links, check_name
 from segbench.paths import child_path
 from segbench.reporting.compare_page import compare_view, comparison_link, load_comparisons, page_path
 from segbench.reporting.figures.base import FigureResult, manifest_path, read_manifest
+from segbench.reporting.official import official_rows
 from segbench.reporting.scale_text import scale_banner
 from segbench.reporting.view import scale_is_absolute, table_view, url_between
 from segbench.reporting.zoo import table_runs_summary, zoo_view
@@ -161,9 +163,12 @@ def render_table_page(
 ) -> str:
     view = table_view(table, results, page_dir)
     trained = table_runs_summary(list(table.get("runs", {}) or {}), results, table["scale"], page_dir)
+    official = official_rows(list(table.get("runs", {}) or {}), results, table["scale"])
     return env.get_template("table.html.j2").render(
         t=view,
         trained=trained,
+        official=official,
+        official_metrics=OFFICIAL_METRICS,
         figures=figures,
         compared=compared or [],
         css=stylesheet(),

@@ -142,3 +142,15 @@ def stale_comparison(wildcards):
     sentinel = Path(RESULTS) / wildcards.scale / "retrain" / name
     output = Path(RESULTS) / wildcards.scale / "compare" / f"{wildcards.table}--{wildcards.method}.json"
     return [mark(sentinel, stale=comparison_stale(output, method_spec(wildcards)))]
+
+
+def isbi_submission_records(scale):
+    """The submission records of the U-Net and sliding-window runs of U-Net Table 1 at ``scale``
+    (rules/isbi.smk)."""
+    from segbench.isbi_submission import FAMILIES
+
+    return [
+        f"{RESULTS}/{scale}/runs/{rs.run}-seed{rs.seed}/isbi_submission.json"
+        for rs in runs_for_tables(["unet_table1"], scale, REGISTRY)
+        if resolve_run(rs.run, scale, rs.seed, REGISTRY)["family"] in FAMILIES
+    ]

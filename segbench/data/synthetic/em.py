@@ -31,19 +31,32 @@ DEFAULTS: dict[str, Any] = {
 
 def generate(out_dir: Path, params: dict[str, Any], seed: int) -> None:
     """Write ``train-volume.tif`` and ``train-labels.tif`` under ``out_dir``."""
+    volume, labels = draw_stack(params, seed, "volume")
+    draw.write_tiff(out_dir / "train-volume.tif", volume, imagej_zyx=True)
+    draw.write_tiff(out_dir / "train-labels.tif", labels, imagej_zyx=True)
+
+
+def draw_stack(params: dict[str, Any], seed: int, stream: str) -> tuple[np.ndarray, np.ndarray]:
+    """(volume, labels), uint8 N x H x W, drawn from the random stream ``stream`` ("volume": the training
+    stack that :func:`generate` writes)."""
     p = {**DEFAULTS, **params}
     shape = (int(p["height"]), int(p["width"]))
-    seeds = initial_seeds(draw.item_rng(seed, "volume", 0), shape, float(p["cell_spacing"]))
+    seeds = initial_seeds(draw.item_rng(seed, stream, 0), shape, float(p["cell_spacing"]))
     volume, labels = [], []
     for z in range(int(p["slices"])):
-        rng = draw.item_rng(seed, "volume", z + 1)
+        rng = draw.item_rng(seed, stream, z + 1)
         seeds = seeds + rng.normal(0.0, 0.08 * float(p["cell_spacing"]), seeds.shape)  # drift per section
         regions = bent_voronoi(rng, shape, seeds, float(p["cell_spacing"]))
         membrane = membrane_mask(rng, regions)
         volume.append(render_slice(rng, regions, membrane, float(p["noise_std"])))
         labels.append(np.where(membrane, 0, 255).astype(np.uint8))
-    draw.write_tiff(out_dir / "train-volume.tif", np.stack(volume), imagej_zyx=True)
-    draw.write_tiff(out_dir / "train-labels.tif", np.stack(labels), imagej_zyx=True)
+    return np.stack(volume), np.stack(labels)
+
+
+def stand_in_test_volume(params: dict[str, Any], seed: int) -> np.ndarray:
+    """A stand-in for the challenge's unlabelled test stack (``test-volume.tif``): as many slices as the
+    training stack, drawn like it from a separate random stream ("test"), so no slice is a training one."""
+    return draw_stack(params, seed, "test")[0]
 
 
 def example_slice(size: int, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,127 @@
+"""V_rand (thinned) and V_info (thinned): hand-computed cases, border thinning, pooling over slices, and the
+cross-checks with scikit-image's adapted Rand error and variation of information."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from skimage.metrics import adapted_rand_error, variation_of_information
+
+from segbench.data.synthetic.em import draw_stack
+from segbench.errors import InputError
+from segbench.metrics import topology
+from segbench.metrics.isbi_thinned import (
+    THINNED_THRESHOLDS,
+    contingency_stats,
+    scores_from_stats,
+    thin_boundaries,
+    thinned_metrics,
+    thinned_results,
+    thinned_stats,
+)
+
+# Two GT cells (columns 0-1 and 3-4, 6 pixels each) and a membrane column between them.
+GT = np.array([[255, 255, 0, 255, 255]] * 3, dtype=np.uint8)
+
+
+def test_a_perfect_prediction_scores_one() -> None:
+    r = thinned_metrics(GT / 255.0, GT)
+    assert r["v_rand"] == r["v_info"] == 1.0
+    assert len(THINNED_THRESHOLDS) == 11 and THINNED_THRESHOLDS[-1] == 0.9999999999999999
+
+
+def test_a_merge_by_hand() -> None:
+    # everything cell: one segment over both GT cells. sum n^2 = 72, sum a^2 = 72, sum b^2 = 144;
+    # I = H(S) + H(T) - H(S, T) = 0 + ln 2 - ln 2 = 0.
+    s = scores_from_stats(contingency_stats(topology.label4(GT > 0)[0], np.ones(GT.shape, np.int64)))
+    assert s["v_rand"] == pytest.approx(72 / (0.5 * 72 + 0.5 * 144))  # 2/3
+    assert (s["v_rand_split"], s["v_rand_merge"]) == (1.0, 0.5)
+    assert s["v_info"] == 0.0 and s["v_info_split"] == 1.0 and s["v_info_merge"] == 0.0
+
+
+def test_a_split_by_hand_with_the_predicted_membrane_thinned_away() -> None:
+    pred = (GT > 0).astype(np.float32)
+    pred[1, 0:2] = 0.0  # a membrane across the left cell splits it (rows 0 and 2)
+    pred_lab, n = topology.label4(pred > 0.5)
+    assert n == 3  # (0, 0) -> 1, the right cell -> 2, row 2 left -> 3
+    thinned = thin_boundaries(pred_lab, GT > 0)
+    assert thinned[1, 0] == thinned[1, 1] == 3  # grown over by a neighbour; the larger label wins the tie
+    # n_ij: (left, 1) = 2, (left, 3) = 4, (right, 2) = 6; sum n^2 = sum b^2 = 56, sum a^2 = 72
+    r = thinned_metrics(pred, GT)
+    assert r["v_rand"] == pytest.approx(56 / 64) and r["v_rand_split"] == pytest.approx(56 / 72)
+    assert r["v_rand_merge"] == 1.0
+    h_s = -sum(p * math.log(p) for p in (2 / 12, 4 / 12, 6 / 12))
+    assert r["v_info"] == pytest.approx(math.log(2) / (0.5 * h_s + 0.5 * math.log(2)))
+    assert r["v_info_split"] == pytest.approx(math.log(2) / h_s) and r["v_info_merge"] == pytest.approx(1.0)
+
+
+def test_an_all_membrane_proposal_is_one_segment() -> None:
+    assert np.array_equal(thin_boundaries(np.zeros((3, 5), np.int32), GT > 0), np.ones((3, 5), np.int32))
+    assert thinned_metrics(np.zeros(GT.shape, np.float32), GT)["v_rand"] == pytest.approx(2 / 3)
+
+
+def _em_case() -> tuple[np.ndarray, np.ndarray]:
+    _, labels = draw_stack({"slices": 2, "height": 96, "width": 96, "cell_spacing": 20.0}, 0, "volume")
+    rng = np.random.default_rng(0)
+    from scipy import ndimage
+
+    soft = ndimage.gaussian_filter((labels > 0).astype(np.float64), (0, 1.2, 1.2))
+    return np.clip(soft + rng.normal(0, 0.15, labels.shape), 0, 1).astype(np.float32), labels
+
+
+def test_cross_check_with_skimage_on_a_thinned_slice() -> None:
+    pred, labels = _em_case()
+    gt_lab = topology.label4(labels[0] > 0)[0]
+    thinned = thin_boundaries(topology.label4(pred[0].astype(np.float64) > 0.5)[0], labels[0] > 0)
+    n, nij2, a2, b2, *_ = contingency_stats(gt_lab, thinned)
+    # skimage counts pairs (n^2 - n); with the same contingency table its error follows exactly
+    are, _, _ = adapted_rand_error(gt_lab, thinned, ignore_labels=(0,))
+    assert are == pytest.approx(1.0 - 2 * (nij2 - n) / ((a2 - n) + (b2 - n)), abs=1e-12)
+    s = scores_from_stats(contingency_stats(gt_lab, thinned))
+    assert 1.0 - s["v_rand"] == pytest.approx(are, abs=2e-3)  # n^2 vs pairs: close on 96 x 96
+    # skimage's conditional entropies (bits): H(S | T), H(T | S) = H(S) - I, H(T) - I
+    h_s_given_t, h_t_given_s = variation_of_information(gt_lab, thinned, ignore_labels=(0,)) * math.log(2)
+    mask = gt_lab > 0
+
+    def entropy(lab: np.ndarray) -> float:
+        p = np.bincount(lab[mask])[np.bincount(lab[mask]) > 0] / mask.sum()
+        return float(-np.sum(p * np.log(p)))
+
+    info_s, info_t = entropy(thinned) - h_s_given_t, entropy(gt_lab) - h_t_given_s
+    assert info_s == pytest.approx(info_t, abs=1e-9)
+    assert s["v_info"] == pytest.approx(info_s / (0.5 * entropy(thinned) + 0.5 * entropy(gt_lab)), abs=1e-9)
+
+
+def test_slices_pool_by_summing_their_statistics() -> None:
+    pred, labels = _em_case()
+    whole = thinned_stats(pred, labels)
+    assert np.allclose(whole, thinned_stats(pred[:1], labels[:1]) + thinned_stats(pred[1:], labels[1:]))
+    assert thinned_results(whole)["v_rand"] == thinned_metrics(pred, labels)["v_rand"]
+    r = thinned_metrics(pred, labels)
+    assert 0.0 < r["v_rand"] < 1.0 and 0.0 < r["v_info"] < 1.0
+    assert r["v_rand"] == max(r["per_threshold"]["v_rand"])
+
+
+def test_bad_input_is_one_line() -> None:
+    with pytest.raises(InputError, match="labels must be exactly 0/255"):
+        thinned_metrics(GT / 255.0, GT // 2)
+
+
+def test_segbench_metrics_isbi_thinned_prints_both_scores(tmp_path, capsys) -> None:
+    import json
+
+    import tifffile
+
+    from segbench.cli import main
+
+    pred, labels = _em_case()
+    tifffile.imwrite(tmp_path / "pred.tif", pred)
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    args = ["metrics", "isbi", "--pred", str(tmp_path / "pred.tif"), "--labels", str(tmp_path / "labels.tif")]
+    assert main([*args, "--thinned", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["thinned"]["v_rand"] == thinned_metrics(pred, labels)["v_rand"]
+    assert main([*args, "--thinned"]) == 0
+    assert "v_rand (thinned) " in capsys.readouterr().out
