@@ -131,17 +131,17 @@ def test_every_number_of_the_digest_comes_from_the_table_json(tmp_path: Path) ->
     table = results / "mini" / "tables" / "table2c.json"
     record = read_json(table)
     roipool = next(r for r in record["rows"] if r["label"] == "RoIPool (max)")
-    old = f"{roipool['values']['AP75']['mean']:.2f}"
-    roipool["values"]["AP75"]["mean"] = 99.125
+    old = f"{roipool['values']['AP75']['mean']:.1f}"  # AP in points, one decimal (segbench.formatting)
+    roipool["values"]["AP75"]["mean"] = 98.76
     write_json_atomic(table, record)
 
     assert stale_files(repo, results) == [repo / "README.md", repo / "docs" / "results.md"]
     assert write_digests(repo, results) == [repo / "README.md", repo / "docs" / "results.md"]
     readme = (repo / "README.md").read_text(encoding="utf-8")
-    assert "| [table2c](results/mini/tables/table2c.md) AP75 | RoIPool (max) | 99.12 ± " in readme
+    assert "| [table2c](results/mini/tables/table2c.md) AP75 | RoIPool (max) | 98.8 ± " in readme
     assert f"| RoIPool (max) | {old} ± " not in readme
     docs = (repo / "docs" / "results.md").read_text(encoding="utf-8")
-    assert "| [table2c](../results/mini/tables/table2c.md) AP75 | RoIPool (max) | 99.12 ± " in docs
+    assert "| [table2c](../results/mini/tables/table2c.md) AP75 | RoIPool (max) | 98.8 ± " in docs
     assert stale_files(repo, results) == []
     # only the blocks change: the prose around them is the committed one
     before = (REPO_ROOT / "README.md").read_text(encoding="utf-8").split("<!-- digest:begin")[0]

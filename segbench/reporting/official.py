@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from segbench.formatting import FRACTION
 from segbench.io import read_json
 from segbench.isbi_submission import OFFICIAL_METRICS, read_official
 from segbench.paths import record_run_dir
-from segbench.reporting.view import fmt
 
 
 def official_rows(run_ids: list[str], results: Path, scale: str) -> list[dict[str, Any]]:
@@ -34,8 +34,8 @@ def official_rows(run_ids: list[str], results: Path, scale: str) -> list[dict[st
                 "cells": [
                     {
                         "metric": name,
-                        "official": fmt(official["metrics"].get(name), ".3g"),
-                        "held_out": fmt(isbi.get(name), ".3g"),
+                        "official": FRACTION.value(official["metrics"].get(name)),
+                        "held_out": FRACTION.value(isbi.get(name)),
                     }
                     for name in OFFICIAL_METRICS
                 ],
