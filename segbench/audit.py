@@ -40,7 +40,7 @@ from typing import Any
 
 from segbench.errors import InputError
 from segbench.io import read_json, read_jsonl, write_json_atomic
-from segbench.paths import child_path, results_root
+from segbench.paths import record_run_dir, results_root, runs_dir, tables_dir
 from segbench.provenance import config_hash, machine_signature, signature_hash
 from segbench.registry import split_run_id
 
@@ -57,7 +57,7 @@ BIT_FOR_BIT, STATISTICAL, INTEGRITY = "bit-for-bit", "statistical", "record inte
 # -- which instances --------------------------------------------------------------------------------------
 def committed_instances(scale: str, results: str | Path | None = None) -> list[str]:
     """Run ids (``<run>-seed<k>``) with committed ``config.json`` and ``metrics.json`` at ``scale``."""
-    runs = child_path(results_root(results), scale, what="scale") / "runs"
+    runs = runs_dir(results_root(results), scale)
     return sorted(p.parent.name for p in runs.glob("*/metrics.json") if (p.parent / "config.json").exists())
 
 
@@ -264,12 +264,12 @@ def record_integrity(root: Path, scale: str, run_id: str) -> list[dict[str, Any]
     from segbench.io import sha256_file
     from segbench.tables.aggregate import metric_value
 
-    metrics_path = root / scale / "runs" / run_id / "metrics.json"
+    metrics_path = record_run_dir(root, scale, run_id) / "metrics.json"
     actual = sha256_file(metrics_path)
     record = read_json(metrics_path, "run metrics").get("metrics", {})
     run, seed = split_run_id(run_id)
     issues: list[dict[str, Any]] = []
-    for table_path in sorted((root / scale / "tables").glob("*.json")):
+    for table_path in sorted(tables_dir(root, scale).glob("*.json")):
         table = read_json(table_path, "table")
         entry = (table.get("runs") or {}).get(run_id)
         if not isinstance(entry, dict) or entry.get("metrics_sha256") in (None, actual):
@@ -397,8 +397,7 @@ def audit_instance(
 
     say = echo or (lambda line: None)
     root = results_root(results)
-    runs_dir = child_path(root, scale, what="scale") / "runs"
-    committed = child_path(runs_dir, run_id, what="run")
+    committed = record_run_dir(root, scale, run_id)
     record = read_json(committed / "config.json", "run config")
     cfg = record["config"]
     if config_hash(cfg) != record.get("config_hash"):
@@ -415,7 +414,7 @@ def audit_instance(
         recorded_prov.get("machine_signature_hash"),
     )
 
-    target = child_path(work / scale / "runs", run_id, what="run")
+    target = record_run_dir(work, scale, run_id)
     if target.resolve() == committed.resolve():
         raise InputError(
             f"{target}: the audit never writes into the committed results; choose another --work-dir"
@@ -500,7 +499,7 @@ def audit_instance(
         report["passed"] = log["identical"] and not metric_diffs
     else:
         report["statistical"] = statistical_check(
-            cfg["run"], int(cfg["seed"]), runs_dir, regenerated.get("metrics", {})
+            cfg["run"], int(cfg["seed"]), committed.parent, regenerated.get("metrics", {})
         )
         report["passed"] = all(c["ok"] for c in report["statistical"])
     report["verdict"] = verdict(report)
@@ -645,8 +644,7 @@ def audit(
                 f"{what} {path} is inside the committed results {committed_root}; the audit never "
                 "writes there: choose a path outside it (default: a temporary folder)"
             )
-    runs_dir = child_path(committed_root, scale, what="scale") / "runs"
-    expected = [expected_seconds(child_path(runs_dir, r, what="run")) for r in run_ids]
+    expected = [expected_seconds(record_run_dir(committed_root, scale, r)) for r in run_ids]
     known = [e for e in expected if e is not None]
     say(
         f"audit of {len(run_ids)} run(s) at scale {scale}: the committed trainings took "

@@ -24,7 +24,7 @@ from segbench.engine.runner import ensure_evaluated
 from segbench.errors import InputError
 from segbench.formatting import COMPARISON_WORDS, MARKDOWN_MISSING, evidence_text, percent, table_kind
 from segbench.io import read_json, write_json_atomic, write_text_atomic
-from segbench.paths import child_path, results_root, run_dir
+from segbench.paths import child_path, compare_dir, results_root, run_dir
 from segbench.paths import data_root as default_data_root
 from segbench.plugin_identity import identity_hash, method_identity
 from segbench.plugin_probe import probe_method_run
@@ -41,7 +41,7 @@ def spec_slug(spec: str) -> str:
 
 
 def compare_path(scale: str, table: str, spec: str, results: str | Path | None = None) -> Path:
-    root = child_path(results_root(results), scale, what="scale") / "compare"
+    root = compare_dir(results_root(results), scale)
     return child_path(root, f"{table}--{spec_slug(spec)}", ".json", what="method")
 
 

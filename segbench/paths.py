@@ -64,6 +64,49 @@ def check_results_dir(root: Path, given: str | os.PathLike[str], *, must_exist: 
     return root
 
 
+# -- the results layout: <results>/<scale>/{runs/<run id>, tables/<table>.<ext>, compare, pretrained} -----------
+def scale_dir(
+    results: str | os.PathLike[str], scale: str, *, source: str | os.PathLike[str] | None = None
+) -> Path:
+    """``<results>/<scale>``; a scale that would leave ``results`` is refused (naming ``source``)."""
+    return child_path(results, scale, what="scale", source=source)
+
+
+def runs_dir(results: str | os.PathLike[str], scale: str) -> Path:
+    """``<results>/<scale>/runs``: one folder per run instance (:func:`record_run_dir`)."""
+    return scale_dir(results, scale) / "runs"
+
+
+def tables_dir(results: str | os.PathLike[str], scale: str) -> Path:
+    """``<results>/<scale>/tables``: the assembled tables (``<table>.json``, ``.csv``, ``.md``)."""
+    return scale_dir(results, scale) / "tables"
+
+
+def table_file(results: str | os.PathLike[str], scale: str, table: str, suffix: str = ".json") -> Path:
+    """``<results>/<scale>/tables/<table><suffix>``."""
+    return child_path(tables_dir(results, scale), table, suffix, what="table")
+
+
+def compare_dir(results: str | os.PathLike[str], scale: str) -> Path:
+    """``<results>/<scale>/compare``: the comparisons of new methods with a table's baselines."""
+    return scale_dir(results, scale) / "compare"
+
+
+def bench_dir(results: str | os.PathLike[str] | None = None) -> Path:
+    """``<results>/bench``: the ``segbench bench`` records."""
+    return results_root(results) / "bench"
+
+
+def reports_root(override: str | os.PathLike[str] | None = None) -> Path:
+    """``--reports`` resolved (default ``<repo>/reports``): the HTML reports, one folder per scale."""
+    return Path(override).resolve() if override else REPO_ROOT / "reports"
+
+
+def bench_report_dir(reports: str | os.PathLike[str] | None = None) -> Path:
+    """``<reports>/bench``: the benchmark page and its charts."""
+    return reports_root(reports) / "bench"
+
+
 def run_dir(scale: str, run_id: str, results: str | os.PathLike[str] | None = None) -> Path:
     return record_run_dir(results_root(results), scale, run_id)
 
@@ -77,8 +120,7 @@ def record_run_dir(
 ) -> Path:
     """``<results>/<scale>/runs/<run_id>``: a scale or run id read from a record (a table JSON, a
     comparison, a run's own files) that would leave ``results`` is refused, naming ``source``."""
-    root = child_path(results, scale, what="scale", source=source)
-    return child_path(root / "runs", run_id, what="run", source=source)
+    return child_path(scale_dir(results, scale, source=source) / "runs", run_id, what="run", source=source)
 
 
 def pretrained_weights(results: str | os.PathLike[str] | None, scale: str, spec: dict) -> Path:
@@ -86,7 +128,7 @@ def pretrained_weights(results: str | os.PathLike[str] | None, scale: str, spec:
     ``<results>/<scale>/pretrained/<backbone>-<spec hash>.pt``; its record is the ``.json`` beside it."""
     from segbench.provenance import config_hash
 
-    folder = child_path(results_root(results), scale, what="scale") / "pretrained"
+    folder = scale_dir(results_root(results), scale) / "pretrained"
     return child_path(folder, f"{spec['backbone']}-{config_hash(spec)}", ".pt", what="backbone")
 
 

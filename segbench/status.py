@@ -13,7 +13,7 @@ from typing import Any
 
 from segbench.errors import InputError
 from segbench.io import read_json, sha256_file
-from segbench.paths import record_run_dir, results_root
+from segbench.paths import record_run_dir, results_root, runs_dir, table_file
 from segbench.provenance import config_hash
 from segbench.registry import artifacts, load_registry, resolve_run, row_runs, runs_for_tables
 
@@ -145,7 +145,7 @@ def recorded_config_differs(cfg: dict[str, Any], run_dir: Path) -> str | None:
 def table_state(name: str, scale: str, root: Path) -> str:
     """``current``, ``missing`` or ``stale: <why>``: a table is stale when a run's ``metrics.json``
     changed after the table was assembled (its recorded sha256 differs)."""
-    path = root / scale / "tables" / f"{name}.json"
+    path = table_file(root, scale, name)
     if not path.exists():
         return "missing"
     runs = read_json(path, "table").get("runs", {})
@@ -165,7 +165,7 @@ def table_state(name: str, scale: str, root: Path) -> str:
 def table_runs_changed(name: str, scale: str, root: Path, registry: dict[str, Any] | None = None) -> bool:
     """Whether an assembled table's run instances differ from those the registry now lists for it (a row or
     seed added or removed); ``False`` where the table is not assembled yet."""
-    path = root / scale / "tables" / f"{name}.json"
+    path = table_file(root, scale, name)
     if not path.exists():
         return False
     recorded = set(read_json(path, "table").get("runs", {}))
@@ -179,7 +179,7 @@ def target_status(artifact: str, scale: str, results: str | Path | None = None) 
     status = TargetStatus(artifact, scale, root)
     for rs in runs_for_tables(tables, scale, reg):
         cfg = resolve_run(rs.run, scale, rs.seed, reg)
-        status.runs.append(run_state(cfg, root / scale / "runs" / rs.run_id))
+        status.runs.append(run_state(cfg, record_run_dir(root, scale, rs.run_id)))
     status.tables = {t: table_state(t, scale, root) for t in tables}
     return status
 
@@ -187,7 +187,7 @@ def target_status(artifact: str, scale: str, results: str | Path | None = None) 
 def describe(status: TargetStatus, *, retrain: bool = False) -> list[str]:
     """Human lines: what the target will run and why, before it starts."""
     n = len(status.runs)
-    where = status.results / status.scale / "runs"
+    where = runs_dir(status.results, status.scale)
     lines = [f"reproduce_{status.artifact} at scale {status.scale}: {n} run instances under {where}"]
     if retrain:
         lines.append(

@@ -26,7 +26,7 @@ from segbench.bench import coco_eval, isbi_metrics, maskrcnn, roi_ops, unet
 from segbench.bench.timing import torch_threads
 from segbench.errors import InputError
 from segbench.io import write_json_atomic
-from segbench.paths import results_root
+from segbench.paths import bench_dir
 
 MODULES: dict[str, ModuleType] = {
     "maskrcnn": maskrcnn,
@@ -53,7 +53,7 @@ __all__ = [
 
 
 def default_results_dir() -> Path:
-    return results_root() / "bench"
+    return bench_dir()
 
 
 def suite_module(name: str) -> ModuleType:

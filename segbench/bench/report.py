@@ -12,14 +12,14 @@ from typing import Any
 from segbench.errors import InputError
 from segbench.io import read_json, write_text_atomic
 from segbench.names import check_links
-from segbench.paths import REPO_ROOT
+from segbench.paths import REPO_ROOT, bench_report_dir
 
 NOT_RECORDED = "not recorded"
 DESCRIPTION = "speed and memory benchmarks; the figures depend on the machine and its load"
 
 
 def default_report_dir() -> Path:
-    return REPO_ROOT / "reports" / "bench"
+    return bench_report_dir()
 
 
 def load_results(results: Path) -> list[tuple[Path, dict[str, Any]]]:

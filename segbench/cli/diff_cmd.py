@@ -7,7 +7,7 @@ import argparse
 from segbench.cli._common import scale_help
 from segbench.configdiff import config_diff, format_value, run_config
 from segbench.errors import InputError
-from segbench.paths import results_root
+from segbench.paths import results_root, runs_dir
 from segbench.registry import check_scale, load_registry, run_id, split_run_id
 
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     registry = load_registry()
     scale = args.scale or registry["default_scale"]
     check_scale(scale, registry)
-    runs = results_root(args.results) / scale / "runs"
+    runs = runs_dir(results_root(args.results), scale)
     a, b = instance(args.run_a, args.seed), instance(args.run_b, args.seed)
     if a == b:
         raise InputError(f"segbench diff: {a} against itself; name two different runs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from segbench.io import dumps
+from segbench.paths import record_run_dir
 from segbench.registry import artifacts, load_registry, row_runs, runs_for_tables, seeds_for_run, table_names
 
 
@@ -92,7 +93,7 @@ def instance_lines(tables: list[str], scale: str, results: str | None = None) ->
     lines = [f"{'run instance':{width}s}  {'state':22s}  {'headline metric':26s}  train time"]
     states = []
     for rs in instances:
-        run_dir = root / scale / "runs" / rs.run_id
+        run_dir = record_run_dir(root, scale, rs.run_id)
         state = run_state(resolve_run(rs.run, scale, rs.seed, reg), run_dir)
         states.append(state.state)
         metric, train = "-", "-"

@@ -10,6 +10,7 @@ from typing import Any
 
 from segbench.errors import InputError
 from segbench.models.backbone_specs import backbone_spec
+from segbench.paths import bench_dir as default_bench_dir
 
 #: Pixels of a COCO image at the paper's training size: short side 800, a 4:3 image's long side 1067.
 PAPER_PIXELS = 800 * 1067
@@ -212,7 +213,6 @@ def plan(
     they cost on ``gpus`` GPUs of ``gpu_type``; reads nothing but the registries and the bench records."""
     from segbench.families import family_spec
     from segbench.launch import gpus_needed, launch_ranks
-    from segbench.paths import results_root
     from segbench.registry import check_scale, load_registry, resolve_run, runs_for_tables
     from segbench.schedule import effective_schedule
     from segbench.status import assembled_with
@@ -235,7 +235,7 @@ def plan(
         raise InputError(
             f"--gpus {gpus}: a plan needs at least 1 GPU; use --gpus 1 or more (default: the paper's {paper_gpus})"
         )
-    bench = Path(bench_dir) if bench_dir is not None else results_root() / "bench"
+    bench = Path(bench_dir) if bench_dir is not None else default_bench_dir()
     result = Plan(target, scale, gpus, gpu_type, tables)
     speeds = _Speeds(bench, gpu_type, scale, reg)
     for rs in runs_for_tables(tables, scale, reg):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segbench.paths import REPO_ROOT, results_root
+from segbench.paths import reports_root, results_root
 from segbench.reporting.figures import FIGURES, FigureContext, FigureResult, figure_names, render_figure
 from segbench.reporting.html import ReportPaths, build_pages
 
@@ -24,10 +24,6 @@ __all__ = [
     "render_figure",
     "reports_root",
 ]
-
-
-def reports_root(override: str | Path | None = None) -> Path:
-    return Path(override).resolve() if override else REPO_ROOT / "reports"
 
 
 def figure_context(

@@ -21,7 +21,8 @@ from segbench.formatting import VERDICT_LEGEND, count_text
 from segbench.io import read_json, write_text_atomic
 from segbench.isbi_submission import OFFICIAL_METRICS
 from segbench.names import check_links, check_name
-from segbench.paths import child_path
+from segbench.paths import child_path, runs_dir
+from segbench.paths import tables_dir as scale_tables_dir
 from segbench.reporting.compare_page import compare_view, comparison_link, load_comparisons, page_path
 from segbench.reporting.figures.base import FigureResult, manifest_path, read_manifest
 from segbench.reporting.official import official_rows
@@ -93,7 +94,7 @@ def table_order(names: list[str]) -> list[str]:
 
 def load_tables(scale: str, results: Path) -> list[dict[str, Any]]:
     """Every ``results/<scale>/tables/*.json`` (assembled tables), in registry order."""
-    tables_dir = results / scale / "tables"
+    tables_dir = scale_tables_dir(results, scale)
     by_name = {}
     for path in sorted(tables_dir.glob("*.json")):
         table = read_json(path, "table JSON")
@@ -223,7 +224,7 @@ def render_runs_page(
         scale=scale,
         absolute=scale_is_absolute(scale),
         scale_description=description,
-        runs_dir=f"results/{scale}/runs",
+        runs_dir=runs_dir(Path("results"), scale).as_posix(),
         claims_href="index.html#directions",  # the zoo has no claims of its own: the index lists them
     )
 

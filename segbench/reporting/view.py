@@ -35,6 +35,7 @@ from segbench.formatting import (
     table_kind,
 )
 from segbench.paths import record_run_dir
+from segbench.paths import tables_dir as scale_tables_dir
 from segbench.reporting.scale_text import sample_words
 from segbench.status import table_state
 
@@ -203,7 +204,7 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
         for source in ("paper", "ours")
     }
     bands = [c["band"] for r in rows for c in r["cells"] if c["band"] != "none"]
-    tables_dir = results / table["scale"] / "tables"
+    tables_dir = scale_tables_dir(results, table["scale"])
     return {
         "name": table["table"],
         "title": table["title"],

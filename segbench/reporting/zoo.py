@@ -19,7 +19,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from segbench.formatting import MISSING, metric_kind, value_range
-from segbench.paths import record_run_dir
+from segbench.paths import record_run_dir, runs_dir
 from segbench.records import COCO_DETAILS, EVAL_CURVE
 from segbench.registry import split_run_id
 from segbench.reporting.view import RUN_FILES, url_between
@@ -361,7 +361,7 @@ def run_record(run_dir: Path, page_dir: Path) -> dict[str, Any]:
 
 
 def run_dirs(results: Path, scale: str) -> list[Path]:
-    runs = results / scale / "runs"
+    runs = runs_dir(results, scale)
     return (
         sorted(
             p

@@ -16,6 +16,7 @@ from typing import Any
 from segbench.errors import InputError
 from segbench.formatting import metric_kind, percent
 from segbench.io import read_json, sha256_file
+from segbench.paths import record_run_dir
 from segbench.provenance import config_hash
 from segbench.registry import resolve_run, run_id, seeds_for_run
 
@@ -110,7 +111,7 @@ def load_run_metrics(run: str, scale: str, root: Path, registry: dict[str, Any])
     (computed with another config than the registry now gives) and the command that remakes it."""
     out = []
     for seed in seeds_for_run(run, scale, registry):
-        path = root / scale / "runs" / run_id(run, seed) / "metrics.json"
+        path = record_run_dir(root, scale, run_id(run, seed)) / "metrics.json"
         if not path.exists():
             raise InputError(
                 f"{path}: missing; produce it with `segbench train --run {run} --scale {scale} "

@@ -14,7 +14,7 @@ from typing import Any
 
 from segbench.errors import InputError
 from segbench.io import dumps, json_text, read_json, write_text_atomic
-from segbench.paths import child_path, results_root
+from segbench.paths import child_path, results_root, tables_dir
 from segbench.provenance import provenance
 from segbench.registry import (
     check_table_at_scale,
@@ -181,7 +181,7 @@ def update_table(name: str, scale: str, results: str | Path | None = None) -> Ta
     keeps that JSON (and its record of when and where it was assembled), and the CSV and Markdown are
     rendered from it: re-assembling unchanged runs rewrites nothing (a clean checkout stays clean)."""
     table = assemble_table(name, scale, results)
-    out = child_path(results_root(results), scale, what="scale") / "tables"
+    out = tables_dir(results_root(results), scale)
     paths = {ext: child_path(out, name, f".{ext}", what="table") for ext in ("json", "csv", "md")}
     try:
         recorded = read_json(paths["json"], "table JSON") if paths["json"].is_file() else None

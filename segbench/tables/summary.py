@@ -13,6 +13,7 @@ from typing import Any
 from segbench.claims import count_verdicts, verdict_of
 from segbench.formatting import MARKDOWN_MISSING, count_text, interval_text, p_value, table_kind
 from segbench.io import read_json
+from segbench.paths import table_file
 
 
 def _target(table: str, registry: dict[str, Any]) -> str:
@@ -31,7 +32,7 @@ def load_tables(scale: str, results: Path, names: list[str] | None = None) -> li
     """The assembled table JSONs of ``scale`` under ``results`` (registry order; absent ones skipped)."""
     from segbench.registry import table_names
 
-    paths = [results / scale / "tables" / f"{name}.json" for name in names or table_names()]
+    paths = [table_file(results, scale, name) for name in names or table_names()]
     return [read_json(p, "table JSON") for p in paths if p.is_file()]
 
 
@@ -48,7 +49,9 @@ def values_markdown(scale: str, tables: list[dict[str, Any]], link_root: str = "
         spec = registry["tables"].get(t["table"], {})
         column = spec.get("headline", t["columns"][0])
         kind = table_kind(t)
-        link = f"[{t['table']}]({link_root}results/{scale}/tables/{t['table']}.md)"
+        link = (
+            f"[{t['table']}]({link_root}{table_file(Path('results'), scale, t['table'], '.md').as_posix()})"
+        )
         for row in t["rows"]:
             if row.get("reference_only"):
                 continue

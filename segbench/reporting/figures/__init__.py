@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from segbench.errors import InputError
+from segbench.paths import table_file
 from segbench.reporting.figures.base import (
     FigureContext,
     FigureResult,
@@ -57,7 +58,7 @@ def _table_bars(table: str, figure: str, ctx: FigureContext) -> list[str]:
 
 
 def _table_input(table: str, scale: str, results: Path) -> list[Path]:
-    return [results / scale / "tables" / f"{table}.json"]
+    return [table_file(results, scale, table)]
 
 
 def _static_specs(registry: dict) -> list[FigureSpec]:

@@ -34,6 +34,7 @@ from segbench.formatting import (
     verdict_words,
 )
 from segbench.io import read_json
+from segbench.paths import table_file
 from segbench.reporting.figures.base import FigureContext, MissingInput, new_figure, plain, save_matplotlib
 from segbench.reporting.view import scale_is_absolute
 
@@ -73,7 +74,7 @@ def claim_kind_note(claim: dict[str, Any]) -> str:
 
 
 def table_json(results: Path, scale: str, table: str) -> Path:
-    return results / scale / "tables" / f"{table}.json"
+    return table_file(results, scale, table)
 
 
 def measured_rows(table: dict[str, Any]) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from segbench.io import read_json, write_bytes_atomic, write_json_atomic, write_text_atomic
 from segbench.names import check_name
-from segbench.paths import child_path
+from segbench.paths import child_path, runs_dir, scale_dir
 
 DPI = 100
 SVG_HASH_SALT = "segbench"  # fixed ids in SVG output, so the same figure gives the same bytes
@@ -35,7 +35,11 @@ class FigureContext:
 
     @property
     def scale_dir(self) -> Path:
-        return self.results / self.scale
+        return scale_dir(self.results, self.scale)
+
+    @property
+    def runs_dir(self) -> Path:
+        return runs_dir(self.results, self.scale)
 
 
 @dataclass
@@ -97,7 +101,7 @@ def run_record(ctx: FigureContext, run: str, record: str) -> Path | None:
     """The ``record`` file (segbench.records) of the lowest seed of registry run ``run`` at the context's
     scale that has one, else None."""
     found = sorted(
-        (ctx.scale_dir / "runs").glob(f"{run}-seed*/{record}"),
+        ctx.runs_dir.glob(f"{run}-seed*/{record}"),
         key=lambda p: (len(p.parent.name), p.parent.name),
     )
     return found[0] if found else None

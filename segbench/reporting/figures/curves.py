@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from segbench.io import read_json, read_jsonl
+from segbench.paths import record_run_dir
 from segbench.registry import split_run_id
 from segbench.reporting.figures.base import FigureContext, MissingInput, new_figure, plain, save_matplotlib
 from segbench.reporting.scale_text import scale_sample_words
@@ -38,7 +39,7 @@ def run_name(run_id: str) -> str:
 def train_logs(ctx: FigureContext) -> dict[str, list[tuple[str, list[dict]]]]:
     """run -> [(run_id, log records)] for every run directory with a non-empty train_log.jsonl."""
     grouped: dict[str, list[tuple[str, list[dict]]]] = defaultdict(list)
-    for path in sorted((ctx.scale_dir / "runs").glob("*/train_log.jsonl")):
+    for path in sorted(ctx.runs_dir.glob("*/train_log.jsonl")):
         records = [r for r in read_jsonl(path) if isinstance(r.get("iteration"), int | float)]
         if records:
             grouped[run_name(path.parent.name)].append((path.parent.name, records))
@@ -106,7 +107,7 @@ def headline(metrics: dict) -> tuple[str, str, float] | None:
 def run_metrics(ctx: FigureContext) -> dict[str, dict[str, list[float]]]:
     """metric label -> run -> per-seed values of the run's headline metric."""
     out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for path in sorted((ctx.scale_dir / "runs").glob("*/metrics.json")):
+    for path in sorted(ctx.runs_dir.glob("*/metrics.json")):
         record = read_json(path, "run metrics")
         found = headline(record.get("metrics", {}) if isinstance(record, dict) else {})
         if found:
@@ -146,4 +147,4 @@ def run_files(scale: str, results: Path, name: str) -> list[Path]:
     """``name`` (train_log.jsonl / metrics.json) of every run instance the registry defines at ``scale``."""
     from segbench.registry import runs_for_tables, table_names
 
-    return [results / scale / "runs" / rs.run_id / name for rs in runs_for_tables(table_names(), scale)]
+    return [record_run_dir(results, scale, rs.run_id) / name for rs in runs_for_tables(table_names(), scale)]

@@ -48,7 +48,7 @@ def shown(path: Path) -> str:
 
 def find_predictions(ctx: FigureContext, iou_type: str, preferred: tuple[str, ...]) -> tuple[Path, dict]:
     """The predictions file (and its content) of the first run with ``iou_type`` detections."""
-    runs = sorted((ctx.scale_dir / "runs").glob(f"*/{PREDICTIONS}"))
+    runs = sorted(ctx.runs_dir.glob(f"*/{PREDICTIONS}"))
     rank = {name: i for i, name in enumerate(preferred)}
     runs.sort(key=lambda p: (rank.get(run_name(p.parent), len(rank)), p.parent.name))
     for path in runs:
@@ -323,9 +323,7 @@ def render_cells(ctx: FigureContext) -> list[str]:
     from segbench.registry import runs_of_family
 
     unet = set(runs_of_family("unet"))
-    found = [
-        p for p in sorted((ctx.scale_dir / "runs").glob(f"*/{CELL_EXAMPLE}")) if run_name(p.parent) in unet
-    ]
+    found = [p for p in sorted(ctx.runs_dir.glob(f"*/{CELL_EXAMPLE}")) if run_name(p.parent) in unet]
     if not found:
         raise MissingInput(
             "no U-Net run with predictions_val.npz (arrays image, prediction, ground_truth) under "

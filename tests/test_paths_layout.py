@@ -1,0 +1,29 @@
+"""The results layout is built in one place: segbench/paths.py (issue #37: no hand-built results path)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import segbench
+
+PACKAGE = Path(segbench.__file__).parent
+# a results sub-folder joined by hand: `x / "runs"`, `"runs" / x`, or an f-string `.../tables/{...}`
+HAND_BUILT = re.compile(r'/ "(runs|tables|pretrained|compare|bench)"|"(runs|tables)" /|/(runs|tables)/\{')
+
+
+def test_no_results_path_is_built_outside_paths_py():
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{n}: {line.strip()}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "paths.py" or path.parent != PACKAGE
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if HAND_BUILT.search(line)
+    ]
+    assert not found, "build these with segbench.paths:\n" + "\n".join(found)
+
+
+def test_the_pattern_finds_a_hand_built_path():
+    assert HAND_BUILT.search('runs = results / scale / "runs"')
+    assert HAND_BUILT.search('f"{root}/{scale}/tables/{name}.json"')
+    assert not HAND_BUILT.search("runs = runs_dir(results, scale)")
