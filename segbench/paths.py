@@ -97,6 +97,20 @@ def run_pretrained_weights(cfg: dict, run_dir: str | os.PathLike[str]) -> Path:
     return pretrained_weights(results, cfg["scale"], cfg["pretraining"])
 
 
+def final_model(run_dir: str | os.PathLike[str]) -> Path:
+    """A run's trained weights: its ``model_final.pt``, else a copy pulled by ``dvc pull``
+    (``<results>/<scale>/weights/<table>/<run_id>.pt``, written by ``segbench dvc export``; every copy
+    is identity-checked on load). Where neither exists, the run's own path (for the error)."""
+    from segbench.engine.contract import FINAL_MODEL
+
+    folder = Path(run_dir)
+    own = folder / FINAL_MODEL
+    if own.is_file():
+        return own
+    pulled = sorted((folder.parents[1] / "weights").glob(f"*/{folder.name}.pt"))
+    return pulled[0] if pulled else own
+
+
 def pinned_sha256(weights: Path) -> str | None:
     """The sha256 the record beside ``weights`` pins them to (``None``: no record, or one that predates
     pinning); :mod:`segbench.engine.pretrain` refuses a file that differs."""

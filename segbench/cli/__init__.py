@@ -33,6 +33,7 @@ SUBCOMMANDS = {
     "bench": "bench_cmd",
     "sweep": "sweep_cmd",
     "audit": "audit_cmd",
+    "dvc": "dvc_cmd",
 }
 
 
