@@ -8,8 +8,9 @@ the assembled table JSON and its runs' records, under ``<results>/<scale>/``:
 - ``dvc/plots/<table>/loss.csv`` (training loss per run over iterations, from ``train_log.jsonl``),
   ``val_ap.csv`` (the table's headline AP on the validation split during training, from
   ``eval_curve.json``; header only where no run records a curve) and ``paper_vs_reproduced.csv``;
-- ``weights/<table>/<run_id>.pt``: each run's ``model_final.pt`` (a DVC-cached out, so ``dvc push`` and
-  ``dvc pull`` move it; :func:`segbench.paths.final_model` finds a pulled copy for ``segbench evaluate``).
+- with ``--weights`` (the ``weights@<table>`` stage), ``weights/<table>/<run_id>.pt``: each of the table's
+  runs' ``model_final.pt`` (a DVC-cached out, so ``dvc push`` and ``dvc pull`` move it;
+  :func:`segbench.paths.final_model` finds a pulled copy for ``segbench evaluate``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from segbench.engine.contract import FINAL_MODEL
 from segbench.errors import InputError
 from segbench.io import json_text, read_json, read_jsonl, write_text_atomic, write_with
 from segbench.paths import child_path, record_run_dir
-from segbench.registry import check_table_at_scale, headline_column, load_registry, table_names
+from segbench.registry import (
+    check_table_at_scale,
+    headline_column,
+    load_registry,
+    runs_for_tables,
+    table_names,
+)
 
 #: at most this many points per run in loss.csv (a paper-scale log has 160k lines; plots stay small)
 MAX_LOSS_POINTS = 100
@@ -40,16 +47,30 @@ def weights_dir(results: Path, scale: str, table: str) -> Path:
     return child_path(child_path(results, scale, what="scale") / "weights", table, what="table")
 
 
-def export(results: Path, scale: str, tables: list[str] | None = None) -> list[str]:
-    """Export ``tables`` (default: every table defined at ``scale`` whose JSON exists); one summary line
-    per table."""
+def export(results: Path, scale: str, tables: list[str] | None = None, *, weights: bool = False) -> list[str]:
+    """Export ``tables`` (default: every table defined at ``scale``; without ``weights``, those assembled);
+    one summary line per table. ``weights``: copy the table's runs' final weights instead of the metrics
+    and plots (the runs come from the registry, so a table not yet assembled exports what is trained)."""
     registry = load_registry()
     if tables:
         for name in tables:
             check_table_at_scale(name, scale, registry)
     else:
-        tables = [t for t in table_names(registry, scale) if table_json(results, scale, t).is_file()]
+        tables = [
+            t for t in table_names(registry, scale) if weights or table_json(results, scale, t).is_file()
+        ]
+    if weights:
+        return [export_weights(results, scale, name, registry) for name in tables]
     return [export_table(results, scale, name) for name in tables]
+
+
+def export_weights(results: Path, scale: str, table: str, registry: dict[str, Any]) -> str:
+    """Copy the final weights of ``table``'s runs at ``scale``; a one-line summary."""
+    run_ids = [r.run_id for r in runs_for_tables([table], scale, registry)]
+    run_dirs = {r: record_run_dir(results, scale, r) for r in run_ids}
+    copied, missing = copy_weights(run_dirs, weights_dir(results, scale, table))
+    note = f" ({len(missing)} runs have no {FINAL_MODEL} here: train them or `dvc pull`)" if missing else ""
+    return f"{table}: {copied} weight files{note}"
 
 
 def table_json(results: Path, scale: str, table: str) -> Path:
@@ -76,9 +97,7 @@ def export_table(results: Path, scale: str, table: str) -> str:
         [p for r in run_ids for p in ap_points(r, run_dirs[r], data, table)],
         header=("run_id", "iteration", "AP"),
     )
-    copied, missing = copy_weights(run_dirs, weights_dir(results, scale, table))
-    note = f" ({len(missing)} runs have no {FINAL_MODEL} here: train them or `dvc pull`)" if missing else ""
-    return f"{table}: {cells} metric cells, plots, {copied} weight files{note}"
+    return f"{table}: {cells} metric cells, plots of {len(run_ids)} runs"
 
 
 def write_metrics(folder: Path, data: dict[str, Any]) -> int:
