@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_faults import one_error_line
 
+from segbench.cli import main
 from segbench.dvcexport import export
 from segbench.paths import REPO_ROOT
 
@@ -72,6 +74,37 @@ def test_committed_mini_export_is_current(tmp_path):
     )
     stale = [str(f) for f in files if not filecmp.cmp(fresh / f, committed / f, shallow=False)]
     assert not stale, f"out of date (run `segbench dvc export --scale mini`): {stale[:5]}"
+
+
+def test_export_of_a_table_not_assembled_is_one_line(tmp_path, capsys):
+    assert main(["dvc", "export", "--scale", "smoke", "--table", "table2b", "--results", str(tmp_path)]) != 0
+    line = one_error_line(capsys)
+    assert "table2b.json: table not assembled yet" in line and "reproduce_table2b" in line
+    assert main(["dvc", "export", "--scale", "real_cpu", "--table", "table2b"]) != 0
+    assert "not defined at scale 'real_cpu'" in one_error_line(capsys)
+
+
+def test_weights_export_counts_untrained_runs(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "dvc",
+                "export",
+                "--weights",
+                "--scale",
+                "smoke",
+                "--table",
+                "table2b",
+                "--results",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.strip() == (
+        "table2b: 0 weight files (2 runs have no model_final.pt here: train them or `dvc pull`)"
+    )
+    assert (tmp_path / "smoke" / "weights" / "table2b").is_dir()  # the stage's out exists, empty
 
 
 @pytest.fixture(scope="module")
