@@ -1,7 +1,8 @@
 """What DVC shows of a table: small metrics files, plots data and the runs' final weights.
 
-``segbench dvc export`` (run by each ``reproduce@<table>`` stage of dvc.yaml after Snakemake) writes, from
-the assembled table JSON and its runs' records, under ``<results>/<scale>/``:
+``segbench table`` (Snakemake's table rule) writes these files after each table it assembles, and
+``segbench dvc export`` (each ``reproduce@<table>`` stage of dvc.yaml, after Snakemake) writes them for
+tables assembled before, from the table JSON and its runs' records, under ``<results>/<scale>/``:
 
 - ``dvc/metrics/<table>/<row>.<column>.json``: one cell, ``{mean, std, paper, n}`` (``dvc metrics show``
   prints one short line per cell; a table-wide file would be one line of every row and column);
@@ -116,10 +117,14 @@ def write_metrics(folder: Path, data: dict[str, Any]) -> int:
         if stale.name not in wanted:
             stale.unlink()
     for name, text in wanted.items():
-        target = folder / name
-        if not target.is_file() or target.read_text() != text:
-            write_text_atomic(target, text)
+        write_if_changed(folder / name, text)
     return len(wanted)
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Write ``path`` atomically unless it already holds ``text`` (an unchanged export keeps its dates)."""
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        write_text_atomic(path, text)
 
 
 def paper_vs_reproduced(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -171,7 +176,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]], header: tuple[str, ...] | 
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+    write_if_changed(path, buffer.getvalue())
 
 
 def copy_weights(run_dirs: dict[str, Path], folder: Path) -> tuple[int, list[str]]:
