@@ -87,6 +87,16 @@ def table_file(results: str | os.PathLike[str], scale: str, table: str, suffix: 
     return child_path(tables_dir(results, scale), table, suffix, what="table")
 
 
+def dvc_dir(results: str | os.PathLike[str], scale: str) -> Path:
+    """``<results>/<scale>/dvc``: the flat metrics and plots data DVC shows (docs/dvc.md)."""
+    return scale_dir(results, scale) / "dvc"
+
+
+def weights_dir(results: str | os.PathLike[str], scale: str, table: str) -> Path:
+    """``<results>/<scale>/weights/<table>``: the table's runs' final weights, a DVC-cached out."""
+    return child_path(scale_dir(results, scale) / "weights", table, what="table")
+
+
 def compare_dir(results: str | os.PathLike[str], scale: str) -> Path:
     """``<results>/<scale>/compare``: the comparisons of new methods with a table's baselines."""
     return scale_dir(results, scale) / "compare"
@@ -137,6 +147,20 @@ def run_pretrained_weights(cfg: dict, run_dir: str | os.PathLike[str]) -> Path:
     beside the run's ``runs/`` folder (sweeps name another results root: ``pretraining_results``)."""
     results = cfg.get("pretraining_results") or Path(run_dir).resolve().parents[2]
     return pretrained_weights(results, cfg["scale"], cfg["pretraining"])
+
+
+def final_model(run_dir: str | os.PathLike[str]) -> Path:
+    """A run's trained weights: its ``model_final.pt``, else a copy pulled by ``dvc pull``
+    (``<results>/<scale>/weights/<table>/<run_id>.pt``, written by ``segbench dvc export``; every copy
+    is identity-checked on load). Where neither exists, the run's own path (for the error)."""
+    from segbench.engine.contract import FINAL_MODEL
+
+    folder = Path(run_dir)
+    own = folder / FINAL_MODEL
+    if own.is_file():
+        return own
+    pulled = sorted((folder.parents[1] / "weights").glob(f"*/{folder.name}.pt"))
+    return pulled[0] if pulled else own
 
 
 def pinned_sha256(weights: Path) -> str | None:

@@ -2,7 +2,8 @@
 
 Fenced ``bash`` blocks and inline ``make ...``/``snakemake ...``/``dvc ...`` spans of README.md and
 docs/*.md are extracted and each is checked in its cheapest real form: ``make -n`` (and the Snakemake
-command lines it would run), ``snakemake -n``, ``dvc repro --dry``, the segbench argument parser, or the
+command lines it would run), ``snakemake -n``, ``dvc repro --dry`` (DVC's parser for its other commands),
+the segbench argument parser, or the
 command itself when it is cheap. Commands that cannot run here are listed in SKIPPED with the reason.
 """
 
@@ -116,10 +117,15 @@ def check(where: str, command: str) -> None:
             # none until the DAG runs (results/ and reports/ are never committed by hand)
             pytest.skip(f"{command}: {missing.group(1)} not produced yet (run the DAG first)")
         assert out.returncode == 0, f"{where}: snakemake -n {args}: {(out.stdout + out.stderr)[-1500:]}"
-    elif tool == "dvc":
-        assert args[:1] == ["repro"], f"{where}: only `dvc repro` is documented: {command}"
+    elif tool == "dvc" and args[:1] == ["repro"]:
         out = run([str(BIN / "dvc"), "repro", "--dry", *args[1:]])
         assert out.returncode == 0, f"{where}: dvc repro --dry: {(out.stdout + out.stderr)[-1500:]}"
+    elif (
+        tool == "dvc"
+    ):  # docs/dvc.md: metrics, params, plots, remotes, push/pull (tests/test_dvc.py runs them)
+        from dvc.cli import parse_args
+
+        parse_args(args)  # the dry form: DVC's own parser accepts the command as documented
     elif tool == "segbench":
         build_parser().parse_args(args)  # the dry form: options and subcommand exist as documented
     elif tool == "python" and args[:2] == ["-m", "segbench"]:  # PYTHONPATH=. python -m segbench (docs/gpu.md)

@@ -34,6 +34,7 @@ SUBCOMMANDS = {
     "sweep": "sweep_cmd",
     "audit": "audit_cmd",
     "isbi": "isbi_cmd",
+    "dvc": "dvc_cmd",
 }
 
 

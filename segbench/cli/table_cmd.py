@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         if args.with_shared
         else artifacts(registry).get(args.name, [args.name])
     )
+    from segbench.dvcexport import export_table
+    from segbench.paths import results_root
     from segbench.tables.assemble import assemble_table, update_table
     from segbench.tables.render import to_markdown
 
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             markdown = to_markdown(assemble_table(name, scale, args.results))
         else:
             done = update_table(name, scale, args.results)
+            export_table(results_root(args.results), scale, name)  # what DVC shows of it (docs/dvc.md)
             markdown = done.path.with_suffix(".md").read_text(encoding="utf-8")
             if done.changed:
                 files = ", ".join(p.name for p in done.written)

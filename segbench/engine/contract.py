@@ -50,6 +50,7 @@ from segbench.engine.common import (
 from segbench.errors import InputError
 from segbench.io import append_jsonl, dumps, read_json, read_jsonl, write_text_atomic
 from segbench.launch import check_replicas
+from segbench.paths import final_model
 from segbench.progress import progress_bar
 from segbench.provenance import config_hash
 from segbench.records import EVAL_CURVE
@@ -196,10 +197,14 @@ def load_final(run_dir: Path, identity: dict[str, Any]) -> dict[str, Any]:
     """The run's final model (``model`` = weights, ``summary``, family extras), identity-checked.
 
     A bare state dict written by the earlier U-Net engine is accepted only where the run's
-    ``train_done.json`` records this config hash; its ``summary`` is None."""
-    path = Path(run_dir) / FINAL_MODEL
+    ``train_done.json`` records this config hash; its ``summary`` is None. Weights fetched by ``dvc pull``
+    (no ``model_final.pt``, a copy under ``<results>/<scale>/weights/``) are found there
+    (:func:`segbench.paths.final_model`)."""
+    path = final_model(run_dir)
     if not path.is_file():
-        raise InputError(f"{path}: no trained weights; run `segbench train` for this run first")
+        raise InputError(
+            f"{path}: no trained weights; run `segbench train` for this run first, or `dvc pull` them"
+        )
     state = load_checkpoint(path)
     if "model" not in state and "config_hash" not in state:
         check_legacy_final(run_dir, identity, path)
