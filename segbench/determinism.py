@@ -1,6 +1,6 @@
 """Deterministic where it is cheap and exact, recorded where it is not.
 
-Training (:func:`segbench.engine.common.seed_everything`) applies :func:`configure`: torch's deterministic
+Training (:func:`segbench.engine.seeding.seed_everything`) applies :func:`configure`: torch's deterministic
 algorithms with ``warn_only=True`` (an op without a deterministic implementation warns instead of
 stopping the run), cuDNN deterministic and not benchmarking (no autotuned, run-to-run varying convolution
 algorithms), and ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (deterministic cuBLAS). On the CPU every op segbench

@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from segbench.engine.contract import FINAL_MODEL
+from segbench.engine.checkpoint import FINAL_MODEL
 from segbench.errors import InputError
 from segbench.io import json_text, read_json, read_jsonl, write_text_atomic, write_with
 from segbench.paths import child_path, dvc_dir, record_run_dir, table_file, weights_dir

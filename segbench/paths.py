@@ -153,7 +153,7 @@ def final_model(run_dir: str | os.PathLike[str]) -> Path:
     """A run's trained weights: its ``model_final.pt``, else a copy pulled by ``dvc pull``
     (``<results>/<scale>/weights/<table>/<run_id>.pt``, written by ``segbench dvc export``; every copy
     is identity-checked on load). Where neither exists, the run's own path (for the error)."""
-    from segbench.engine.contract import FINAL_MODEL
+    from segbench.engine.checkpoint import FINAL_MODEL
 
     folder = Path(run_dir)
     own = folder / FINAL_MODEL

@@ -92,7 +92,7 @@ WAIT_SCRIPT = """
 import sys
 import time
 from pathlib import Path
-from segbench.engine.contract import init_replica, wait_for_main
+from segbench.engine.distributed import init_replica, wait_for_main
 replica = init_replica()
 if replica.is_main:
     time.sleep(float(sys.argv[1]))  # rank 0 alone: an evaluation point
@@ -124,7 +124,7 @@ def test_the_other_ranks_wait_for_rank_0_within_the_distributed_timeout(timeout_
 def test_the_distributed_timeout_is_explicit_and_configurable(monkeypatch) -> None:
     from datetime import timedelta
 
-    from segbench.engine.contract import DIST_TIMEOUT_ENV, dist_timeout
+    from segbench.engine.distributed import DIST_TIMEOUT_ENV, dist_timeout
     from segbench.errors import InputError
 
     monkeypatch.delenv(DIST_TIMEOUT_ENV, raising=False)

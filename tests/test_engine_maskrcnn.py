@@ -17,9 +17,11 @@ from test_data_coco import serve_tiny_coco, write_tiny_coco
 
 import segbench.engine.maskrcnn as engine
 from segbench.data.coco import CocoInstances
+from segbench.engine.checkpoint import FINAL_MODEL, latest_checkpoint
 from segbench.errors import RunError
 from segbench.io import read_jsonl
 from segbench.registry import resolve_run
+from segbench.trainlog import TRAIN_LOG
 
 RUN = "r50_c4"  # the smallest smoke model; the engine does not depend on the architecture
 
@@ -39,7 +41,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_coco) -> tuple[d
 
 
 def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / engine.FINAL_MODEL, weights_only=True)["model"]
+    return torch.load(run_dir / FINAL_MODEL, weights_only=True)["model"]
 
 
 def _fail_at_call(monkeypatch: pytest.MonkeyPatch, call: int, make_failure) -> None:
@@ -56,7 +58,7 @@ def _fail_at_call(monkeypatch: pytest.MonkeyPatch, call: int, make_failure) -> N
 
 def test_smoke_training_writes_log_checkpoints_and_final_model(finished_run):
     cfg, run_dir, summary = finished_run
-    steps = [r for r in read_jsonl(run_dir / engine.TRAIN_LOG) if "iteration" in r]
+    steps = [r for r in read_jsonl(run_dir / TRAIN_LOG) if "iteration" in r]
     assert [r["iteration"] for r in steps] == [1, 2, 3, 4]
     assert {"lr", "loss", "loss_classifier", "loss_mask", "loss_objectness", "time"} <= set(steps[0])
     assert steps[0]["lr"] == pytest.approx(0.01 * 0.333) and steps[3]["lr"] == pytest.approx(0.001)
@@ -65,7 +67,7 @@ def test_smoke_training_writes_log_checkpoints_and_final_model(finished_run):
     assert math.isfinite(summary["final_losses"]["loss"]) and summary["final_losses"]["loss"] > 0
     # a finished run is a no-op: same summary, no new log lines
     assert engine.train(cfg, run_dir, Path("unused")) == summary
-    assert len(read_jsonl(run_dir / engine.TRAIN_LOG)) == len(steps) + 1
+    assert len(read_jsonl(run_dir / TRAIN_LOG)) == len(steps) + 1
 
 
 def test_resume_after_interruption_reproduces_the_uninterrupted_weights(finished_run, tmp_path, monkeypatch):
@@ -77,15 +79,15 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_weights(finished
     _fail_at_call(monkeypatch, 3, interrupt)  # after the checkpoint at iteration 2
     with pytest.raises(KeyboardInterrupt):
         engine.train(cfg, tmp_path, Path("unused"))
-    assert not (tmp_path / engine.FINAL_MODEL).exists()
+    assert not (tmp_path / FINAL_MODEL).exists()
     summary = engine.train(cfg, tmp_path, Path("unused"))
     assert summary["resumed_from"] == 2
     reference, resumed = _final_weights(reference_dir), _final_weights(tmp_path)
     assert reference.keys() == resumed.keys()
     # bit-identical on the CPU: deterministic kernels, restored RNG states, a sampler that restarts at batch 2
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
-    losses = [r["loss"] for r in read_jsonl(tmp_path / engine.TRAIN_LOG) if "iteration" in r]
-    assert losses == [r["loss"] for r in read_jsonl(reference_dir / engine.TRAIN_LOG) if "iteration" in r]
+    losses = [r["loss"] for r in read_jsonl(tmp_path / TRAIN_LOG) if "iteration" in r]
+    assert losses == [r["loss"] for r in read_jsonl(reference_dir / TRAIN_LOG) if "iteration" in r]
 
 
 def test_nan_loss_stops_with_run_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -93,8 +95,8 @@ def test_nan_loss_stops_with_run_error_and_keeps_the_last_good_checkpoint(tmp_pa
     _fail_at_call(monkeypatch, 3, lambda loss, terms: (loss * math.nan, {**terms, "loss": loss * math.nan}))
     with pytest.raises(RunError, match="non-finite loss at iteration 3.*checkpoint_00000002.pt"):
         engine.train(cfg, tmp_path, Path("unused"))
-    assert engine.latest_checkpoint(tmp_path).name == "checkpoint_00000002.pt"
-    assert not (tmp_path / engine.FINAL_MODEL).exists()
+    assert latest_checkpoint(tmp_path).name == "checkpoint_00000002.pt"
+    assert not (tmp_path / FINAL_MODEL).exists()
 
 
 def test_evaluate_returns_coco_metrics_per_task(finished_run):

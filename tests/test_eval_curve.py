@@ -12,11 +12,13 @@ import torch
 from test_data_coco import serve_tiny_coco
 
 import segbench.engine.maskrcnn as engine
-from segbench.engine import contract
+from segbench.engine import eval_curve
+from segbench.engine.checkpoint import FINAL_MODEL
 from segbench.errors import InputError
 from segbench.io import read_jsonl
 from segbench.records import EVAL_CURVE
 from segbench.registry import resolve_run
+from segbench.trainlog import TRAIN_LOG
 
 RUN = "r50_c4"  # the smallest smoke model (4 iterations, checkpoints every 2)
 
@@ -31,11 +33,11 @@ def _cfg(points: int) -> dict[str, Any]:
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / engine.FINAL_MODEL, weights_only=True)["model"]
+    return torch.load(run_dir / FINAL_MODEL, weights_only=True)["model"]
 
 
 def _losses(run_dir: Path) -> list[float]:
-    return [r["loss"] for r in read_jsonl(run_dir / engine.TRAIN_LOG) if "iteration" in r]
+    return [r["loss"] for r in read_jsonl(run_dir / TRAIN_LOG) if "iteration" in r]
 
 
 def _curve(run_dir: Path) -> list[dict[str, Any]]:
@@ -54,19 +56,19 @@ def with_and_without(tmp_path_factory: pytest.TempPathFactory, tiny_coco) -> tup
 
 
 def test_eval_iterations_spread_over_the_schedule():
-    assert contract.eval_iterations(160000, 4) == [40000, 80000, 120000, 160000]
-    assert contract.eval_iterations(4, 4) == [1, 2, 3, 4]
-    assert contract.eval_iterations(3, 8) == [1, 2, 3]  # never more points than iterations
-    assert contract.eval_iterations(500, 0) == []
+    assert eval_curve.eval_iterations(160000, 4) == [40000, 80000, 120000, 160000]
+    assert eval_curve.eval_iterations(4, 4) == [1, 2, 3, 4]
+    assert eval_curve.eval_iterations(3, 8) == [1, 2, 3]  # never more points than iterations
+    assert eval_curve.eval_iterations(500, 0) == []
 
 
 def test_eval_points_default_and_bad_values():
     family = engine.MaskRCNNFamily(_cfg(0), Path("unused"), Path("unused"))
     cfg = resolve_run("r50_fpn", "mini", 0)
-    assert "eval_points" not in cfg["schedule"] and contract.eval_points(cfg, family) == 4
-    assert contract.eval_points(resolve_run(RUN, "smoke", 0), family) == 0  # smoke stays cheap
+    assert "eval_points" not in cfg["schedule"] and eval_curve.eval_points(cfg, family) == 4
+    assert eval_curve.eval_points(resolve_run(RUN, "smoke", 0), family) == 0  # smoke stays cheap
     with pytest.raises(InputError, match="eval_points=-1"):
-        contract.eval_points(_cfg(-1), family)
+        eval_curve.eval_points(_cfg(-1), family)
 
 
 def test_a_bad_eval_points_stops_training_before_it_starts(tmp_path):
@@ -74,7 +76,7 @@ def test_a_bad_eval_points_stops_training_before_it_starts(tmp_path):
         engine.train(
             {**_cfg(0), "schedule": {**_cfg(0)["schedule"], "eval_points": "4"}}, tmp_path, Path("x")
         )
-    assert not (tmp_path / engine.TRAIN_LOG).exists()
+    assert not (tmp_path / TRAIN_LOG).exists()
 
 
 def test_curve_has_a_point_per_eval_iteration_with_each_iou_type(with_and_without):
@@ -113,7 +115,7 @@ def test_add_eval_point_restores_the_rng_and_train_mode(tmp_path):
     expected = torch.rand(3)
     torch.manual_seed(0)
     path = tmp_path / EVAL_CURVE
-    contract.add_eval_point(_DrawingFamily(), net, net, torch.device("cpu"), path, 7)
+    eval_curve.add_eval_point(_DrawingFamily(), net, net, torch.device("cpu"), path, 7)
     assert torch.equal(torch.rand(3), expected)  # the hook's draw did not move the stream
     assert net.training
     assert [p["iteration"] for p in _curve(tmp_path)] == [7]
@@ -122,7 +124,7 @@ def test_add_eval_point_restores_the_rng_and_train_mode(tmp_path):
 def test_truncate_eval_curve_keeps_points_up_to_the_checkpoint(tmp_path):
     path = tmp_path / EVAL_CURVE
     path.write_text(json.dumps([{"iteration": i} for i in (1, 2, 3)]))
-    contract.truncate_eval_curve(path, 2)
+    eval_curve.truncate_eval_curve(path, 2)
     assert [p["iteration"] for p in _curve(tmp_path)] == [1, 2]
 
 

@@ -193,7 +193,7 @@ def test_a_maskrcnn_training_step_and_inference_never_fall_back(
 
 # -- deterministic settings and the record ---------------------------------------------------------------------
 def test_seed_everything_sets_cudnn_and_training_settings_restore() -> None:
-    from segbench.engine.common import seed_everything
+    from segbench.engine.seeding import seed_everything
 
     saved = determinism.settings()
     try:

@@ -14,6 +14,7 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import MultiScaleRoIAlign
 
 import segbench.engine.maskrcnn as engine
+from segbench.engine.checkpoint import FINAL_MODEL
 from segbench.errors import InputError
 from segbench.models.maskrcnn import build_maskrcnn
 from segbench.models.maskrcnn.builder import BinaryMaskTransform
@@ -110,7 +111,7 @@ def test_torchvision_run_trains_one_step_and_evaluates_through_the_engine(tmp_pa
     cfg["model"]["box_score_thresh"] = 0.0  # one step from random weights: keep detections to check them
     run_dir = tmp_path / "run"
     engine.train(cfg, run_dir, Path("unused"))
-    final = torch.load(run_dir / engine.FINAL_MODEL, weights_only=True)
+    final = torch.load(run_dir / FINAL_MODEL, weights_only=True)
     assert any(k.startswith("roi_heads.mask_head.") for k in final["model"])  # torchvision's MaskRCNNHeads
 
     metrics = engine.evaluate(cfg, run_dir, Path("unused"))

@@ -291,7 +291,7 @@ def umask():
 def test_security_atomic_writes_honour_the_umask(mask, mode, umask, tmp_path):
     import torch
 
-    from segbench.engine.common import save_torch
+    from segbench.engine.checkpoint import save_torch
 
     umask(mask)
     write_json_atomic(tmp_path / "config.json", {"a": 1})

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from segbench.data import prepare
+from segbench.engine import checkpoint, contract, distributed, engine_for, hooks
 from segbench.engine import classical as classical_engine
-from segbench.engine import contract, engine_for
 from segbench.engine import maskrcnn as maskrcnn_engine
 from segbench.engine import sliding_window as sliding_window_engine
 from segbench.engine import unet as unet_engine
@@ -55,7 +55,7 @@ def train(family: str, cfg: dict[str, Any], run_dir: Path, data_root: Path) -> d
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / contract.FINAL_MODEL, weights_only=True)["model"]
+    return torch.load(run_dir / checkpoint.FINAL_MODEL, weights_only=True)["model"]
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_weights_and_log(
     monkeypatch.setattr(cls, "loss", loss)
     with pytest.raises(KeyboardInterrupt):
         train(family, cfg, tmp_path, data_root)
-    assert not (tmp_path / contract.FINAL_MODEL).exists()
+    assert not (tmp_path / checkpoint.FINAL_MODEL).exists()
     append_jsonl(
         tmp_path / contract.TRAIN_LOG, {"iteration": EVERY + 1, "loss": 0.0}
     )  # a line past the checkpoint
@@ -147,20 +147,20 @@ def test_a_finished_run_is_a_no_op(family, finished, data_root):
 def test_checkpoints_and_final_model_carry_the_run_identity(family, finished):
     cfg, run_dir, summary = finished[family]
     identity = {"run": cfg["run"], "config_hash": config_hash(cfg)}
-    assert contract.run_identity(cfg) == identity
-    for path in [*run_dir.glob("checkpoint_*.pt"), run_dir / contract.FINAL_MODEL]:
+    assert checkpoint.run_identity(cfg) == identity
+    for path in [*run_dir.glob("checkpoint_*.pt"), run_dir / checkpoint.FINAL_MODEL]:
         state = torch.load(path, weights_only=True)
         assert {k: state[k] for k in identity} == identity, path.name
-    final = contract.load_final(run_dir, identity)
+    final = checkpoint.load_final(run_dir, identity)
     assert final["summary"] == summary
-    assert contract.run_identity(cfg, dataset_hash="abc") == {**identity, "dataset_hash": "abc"}
+    assert checkpoint.run_identity(cfg, dataset_hash="abc") == {**identity, "dataset_hash": "abc"}
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_another_configs_checkpoint_or_final_model_is_refused(family, finished, data_root, tmp_path):
     cfg, run_dir, _ = finished[family]
     other = smoke_config(family, seed=1)  # another config hash
-    for name in ("checkpoint_00000002.pt", contract.FINAL_MODEL):
+    for name in ("checkpoint_00000002.pt", checkpoint.FINAL_MODEL):
         target = tmp_path / name.split(".")[0]
         target.mkdir()
         (target / name).write_bytes((run_dir / name).read_bytes())
@@ -185,12 +185,12 @@ def test_weights_without_identity_need_a_matching_train_record(finished, tmp_pat
     """model_final.pt of the earlier U-Net engine (a bare state dict) is read only where train_done.json
     records the run's config hash."""
     cfg, run_dir, _ = finished["unet"]
-    torch.save(final_weights(run_dir), tmp_path / contract.FINAL_MODEL)
-    identity = contract.run_identity(cfg)
+    torch.save(final_weights(run_dir), tmp_path / checkpoint.FINAL_MODEL)
+    identity = checkpoint.run_identity(cfg)
     with pytest.raises(InputError, match="without a run identity"):
-        contract.load_final(tmp_path, identity)
+        checkpoint.load_final(tmp_path, identity)
     (tmp_path / "train_done.json").write_text(json.dumps({"config_hash": identity["config_hash"]}))
-    assert contract.load_final(tmp_path, identity)["model"].keys() == final_weights(run_dir).keys()
+    assert checkpoint.load_final(tmp_path, identity)["model"].keys() == final_weights(run_dir).keys()
 
 
 # -- log schema ---------------------------------------------------------------------------------------
@@ -219,15 +219,15 @@ def test_older_logs_are_read_in_the_current_schema(tmp_path):
 
 # -- devices ------------------------------------------------------------------------------------------
 def test_device_resolver_gives_one_line_errors(monkeypatch):
-    assert contract.resolve_device("cpu") == torch.device("cpu")
+    assert distributed.resolve_device("cpu") == torch.device("cpu")
     for bad in ("banana", "cuda:x", "gpu"):
         with pytest.raises(InputError, match="expected cpu, cuda or cuda:N") as err:
-            contract.resolve_device(bad)
+            distributed.resolve_device(bad)
         assert "\n" not in str(err.value)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert contract.resolve_device(None) == torch.device("cpu")
+    assert distributed.resolve_device(None) == torch.device("cpu")
     with pytest.raises(InputError, match="CUDA is not available on this machine; use --device cpu") as err:
-        contract.resolve_device("cuda")
+        distributed.resolve_device("cuda")
     assert "\n" not in str(err.value)
 
 
@@ -280,7 +280,7 @@ def test_a_new_family_gets_training_resume_and_identity_from_the_contract(tmp_pa
     contract.train(ToyFamily(cfg, tmp_path, interrupted), cfg, interrupted, device="cpu")
     for name in (
         "checkpoint_00000006.pt",
-        contract.FINAL_MODEL,
+        checkpoint.FINAL_MODEL,
     ):  # as if killed after iteration 4's checkpoint
         (interrupted / name).unlink()
     resumed = contract.train(ToyFamily(cfg, tmp_path, interrupted), cfg, interrupted, device="cpu")
@@ -288,22 +288,22 @@ def test_a_new_family_gets_training_resume_and_identity_from_the_contract(tmp_pa
     a, b = final_weights(tmp_path / "a"), final_weights(interrupted)
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(InputError, match="config_hash="):
-        contract.load_final(interrupted, contract.run_identity({**cfg, "seed": 1}))
+        checkpoint.load_final(interrupted, checkpoint.run_identity({**cfg, "seed": 1}))
 
 
 def test_checkpoints_of_the_earlier_unet_engine_resume_by_config_hash(tmp_path):
     """They carry ``run_id`` instead of ``run``; the config hash still decides."""
     cfg = smoke_config("unet")
-    identity = contract.run_identity(cfg)
+    identity = checkpoint.run_identity(cfg)
     path = tmp_path / "checkpoint_00000002.pt"
     torch.save({"iteration": 2, "run_id": cfg["run_id"], "config_hash": identity["config_hash"]}, path)
-    assert contract.load_identified(path, identity)["iteration"] == 2
+    assert checkpoint.load_identified(path, identity)["iteration"] == 2
     torch.save({"iteration": 2, "run_id": cfg["run_id"], "config_hash": "0" * 16}, path)
     with pytest.raises(InputError, match="config_hash="):
-        contract.load_identified(path, identity)
+        checkpoint.load_identified(path, identity)
 
 
-class _Recorder(contract.HookBase):
+class _Recorder(hooks.HookBase):
     """A caller's hook: sees every step in order, after the log line and before the checkpoint."""
 
     def __init__(self) -> None:

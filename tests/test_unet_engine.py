@@ -13,11 +13,12 @@ import torch
 from segbench.data import prepare
 from segbench.engine import classical as classical_engine
 from segbench.engine import unet as unet_engine
-from segbench.engine.common import list_checkpoints
+from segbench.engine.checkpoint import list_checkpoints
 from segbench.errors import InputError
 from segbench.io import read_jsonl
 from segbench.models.unet import UNet
 from segbench.registry import resolve_run
+from segbench.trainlog import TRAIN_LOG
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_resume_after_interruption_gives_the_same_final_weights(data_root: Path,
     assert [p.name for p in list_checkpoints(interrupted)] == ["checkpoint_00000002.pt"]
     summary = unet_engine.train(cfg, interrupted, data_root)
     assert summary["resumed_from"] == 2
-    log = read_jsonl(interrupted / unet_engine.TRAIN_LOG)
+    log = read_jsonl(interrupted / TRAIN_LOG)
     assert [r["iteration"] for r in log if "iteration" in r] == [1, 2, 3, 4]  # no duplicated iterations
     final = [
         torch.load(d / unet_engine.FINAL_WEIGHTS, weights_only=True)["model"] for d in (straight, interrupted)

@@ -245,8 +245,8 @@ def _cpu_peak_in_child(
 
 def resolve_device(value: Any) -> Any:
     """``torch.device`` of ``--device`` (default: cuda where available, else cpu); one-line errors. The
-    one resolver of the engines (:func:`segbench.engine.contract.resolve_device`)."""
-    from segbench.engine.contract import resolve_device as resolve
+    one resolver of the engines (:func:`segbench.engine.distributed.resolve_device`)."""
+    from segbench.engine.distributed import resolve_device as resolve
 
     return resolve(value)
 

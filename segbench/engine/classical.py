@@ -1,10 +1,11 @@
 """Engine of the classical baseline (smoothed-intensity threshold; contract: docs/architecture.md).
 
 ``train`` fits the threshold on the training images of the same split the U-Net uses and writes
-``classical_model.json`` (with the run identity of :func:`segbench.engine.contract.run_identity`);
+``classical_model.json`` (with the run identity of :func:`segbench.engine.checkpoint.run_identity`);
 ``evaluate`` checks that identity and scores its P(cell)-like maps exactly like the U-Net's
 (:mod:`segbench.engine.biomedical`). Nothing is trained by gradient, so the training loop of
-:mod:`segbench.engine.contract` does not apply; its identity and final-model rules do.
+:mod:`segbench.engine.contract` does not apply; the identity and final-model rules of
+:mod:`segbench.engine.checkpoint` do.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.engine.biomedical import load_split, score_probability_maps
-from segbench.engine.contract import check_identity, check_legacy_final, run_identity
+from segbench.engine.checkpoint import check_identity, check_legacy_final, run_identity
 from segbench.errors import InputError
 from segbench.io import read_json, write_json_atomic
 from segbench.models.classical import SmoothedThreshold, build_classical

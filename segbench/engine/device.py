@@ -1,6 +1,6 @@
 """Check a ``--device`` value before anything is written, so a typo or a missing GPU is one line.
 
-The rule is the training contract's (:func:`segbench.engine.contract.resolve_device`); this only runs it
+The rule is the training contract's (:func:`segbench.engine.distributed.resolve_device`); this only runs it
 early, before a run folder or a record exists.
 """
 
@@ -12,7 +12,7 @@ def check_device(device: str | None) -> str | None:
     otherwise the contract's one-line :class:`~segbench.errors.InputError`."""
     if device is None:
         return None
-    from segbench.engine.contract import resolve_device
+    from segbench.engine.distributed import resolve_device
 
     resolve_device(device)
     return device

@@ -25,17 +25,11 @@ from torch.utils.data import DataLoader
 
 from segbench.data.coco import CocoInstances, GroupedBatchSampler, Target, collate_detection
 from segbench.engine import contract
-from segbench.engine.common import latest_checkpoint, loader_options  # noqa: F401 - latest_checkpoint re-exported
-from segbench.engine.contract import (  # noqa: F401 - re-exported: the engine's public names
-    FINAL_MODEL,
-    TRAIN_LOG,
-    Replica,
-    Schedule,
-    init_replica,
-    load_final,
-    resolve_device,
-    run_identity,
-)
+from segbench.engine.checkpoint import load_final, run_identity
+from segbench.engine.distributed import Replica, resolve_device
+from segbench.engine.eval_curve import eval_iterations, eval_points
+from segbench.engine.hooks import EvalCurveHook, HookBase
+from segbench.engine.seeding import loader_options
 from segbench.errors import InputError
 from segbench.families import family_spec
 from segbench.io import dumps, write_text_atomic
@@ -43,6 +37,7 @@ from segbench.optional import require
 from segbench.progress import progress_bar
 from segbench.records import COCO_DETAILS, HEADS, predictions_file
 from segbench.schedule import (  # noqa: F401 - effective_schedule re-exported
+    Schedule,
     effective_schedule,
 )
 
@@ -163,12 +158,10 @@ class MaskRCNNFamily(contract.FamilyBase):
         images, targets = batch
         return forward_losses(net, images, targets, device, amp)
 
-    def hooks(self, schedule: Schedule) -> list[contract.HookBase]:
+    def hooks(self, schedule: Schedule) -> list[HookBase]:
         """The evaluation curve at the schedule's ``eval_points`` (none at 0)."""
-        points = contract.eval_points(self.cfg, self)
-        return (
-            [contract.EvalCurveHook(contract.eval_iterations(schedule.iterations, points))] if points else []
-        )
+        points = eval_points(self.cfg, self)
+        return [EvalCurveHook(eval_iterations(schedule.iterations, points))] if points else []
 
     def summary(self) -> dict[str, Any]:
         assert self.dataset is not None

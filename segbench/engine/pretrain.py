@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from segbench.engine.common import capture_rng_state, restore_rng_state, save_torch, seed_everything
+from segbench.engine.checkpoint import save_torch
+from segbench.engine.seeding import capture_rng_state, restore_rng_state, seed_everything
 from segbench.errors import InputError
 from segbench.io import dumps, sha256_file, waiting_lock, write_text_atomic
 from segbench.models.maskrcnn.backbones import NORM_LAYERS, ScaledResNet, cardinality

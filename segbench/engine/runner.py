@@ -161,7 +161,7 @@ def _discard_if_unstarted(run_dir: Path, fresh: bool) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        from segbench.engine.common import list_checkpoints  # torch is imported only once training runs
+        from segbench.engine.checkpoint import list_checkpoints  # torch is imported only once training runs
 
         if fresh and not list_checkpoints(run_dir):
             for name in UNSTARTED_FILES:

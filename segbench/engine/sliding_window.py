@@ -28,11 +28,12 @@ import torch.nn.functional as F
 
 from segbench.engine import contract
 from segbench.engine.biomedical import load_split, normalize_input, score_probability_maps
-from segbench.engine.contract import Replica, Schedule, resolve_device, run_identity
+from segbench.engine.checkpoint import load_final, run_identity
+from segbench.engine.distributed import Replica, resolve_device
 from segbench.errors import InputError
 from segbench.families import family_spec
 from segbench.models.sliding_window import WindowClassifier, build_sliding_window
-from segbench.schedule import effective_schedule
+from segbench.schedule import Schedule, effective_schedule
 
 #: Values of omitted schedule keys (:attr:`segbench.families.FamilySpec.schedule_defaults`).
 SCHEDULE_DEFAULTS = dict(family_spec("sliding_window").schedule_defaults)
@@ -180,7 +181,7 @@ def cell_probability(
 def load_trained(cfg: dict[str, Any], run_dir: Path, device: torch.device) -> WindowClassifier:
     """The run's trained classifier from its identity-checked ``model_final.pt``."""
     model = build_sliding_window(cfg)
-    model.load_state_dict(contract.load_final(run_dir, run_identity(cfg))["model"])
+    model.load_state_dict(load_final(run_dir, run_identity(cfg))["model"])
     return model.to(device).eval()
 
 

@@ -31,17 +31,10 @@ from segbench.engine.biomedical import (  # noqa: F401 - re-exported (earlier ho
     normalize_input,
     score_probability_maps,
 )
-from segbench.engine.common import loader_options
-from segbench.engine.contract import (  # noqa: F401 - TRAIN_LOG re-exported
-    FINAL_MODEL,
-    TRAIN_LOG,
-    Replica,
-    Schedule,
-    load_final,
-    resolve_device,
-    run_identity,
-)
+from segbench.engine.checkpoint import FINAL_MODEL, load_final, run_identity
+from segbench.engine.distributed import Replica, resolve_device
 from segbench.engine.overlap_tile import TileGeometry, cell_probability_fn
+from segbench.engine.seeding import loader_options
 from segbench.errors import InputError
 from segbench.families import family_spec
 from segbench.io import dumps, write_text_atomic, write_with
@@ -60,7 +53,7 @@ from segbench.models.unet_losses import (  # noqa: F401 - re-exported (earlier h
     weighted_cross_entropy,
 )
 from segbench.records import CELL_EXAMPLE, OVERLAP_TILE
-from segbench.schedule import effective_schedule
+from segbench.schedule import Schedule, effective_schedule
 
 FINAL_WEIGHTS = FINAL_MODEL
 EVAL_MIN_OUTPUT = 132  # evaluation tiles give at least this many valid output pixels per side (speed)
@@ -185,7 +178,7 @@ def iteration_loader(
     batches: IterationBatches, start: int, iterations: int, schedule: dict[str, Any], device: torch.device
 ) -> torch.utils.data.DataLoader:
     """Batches ``start .. iterations - 1`` in order (workers, pinned memory, private generator:
-    :func:`segbench.engine.common.loader_options`)."""
+    :func:`segbench.engine.seeding.loader_options`)."""
     options = loader_options(schedule, device, batches.seed)
     return torch.utils.data.DataLoader(
         batches,
@@ -293,7 +286,7 @@ def train(
 # Evaluation
 # ----------------------------------------------------------------------------------------------------------
 def load_trained(cfg: dict[str, Any], run_dir: Path, device: torch.device) -> UNet:
-    """The run's final U-Net on ``device`` (identity-checked: :func:`segbench.engine.contract.load_final`)."""
+    """The run's final U-Net on ``device`` (identity-checked: :func:`segbench.engine.checkpoint.load_final`)."""
     path = Path(run_dir) / FINAL_WEIGHTS
     weights = load_final(Path(run_dir), run_identity(cfg))["model"]
     model = build_model(cfg)

@@ -6,7 +6,7 @@ kernels are not loaded, it runs a pure-Python version compiled with ``torch.comp
 sampling (``sampling_ratio <= 0``, as mask targets use) that version samples every pixel of the input for
 every RoI: 16 RoIs on a 100 x 134 mask took 2.6 s and 5.9 GB on the CPU (0.6 ms with the kernel), and COCO's
 masks are about 800 x 1067. Training runs with deterministic mode on
-(:func:`segbench.engine.common.seed_everything`), so everything segbench computes with averaging RoIAlign
+(:func:`segbench.engine.seeding.seed_everything`), so everything segbench computes with averaging RoIAlign
 (:func:`segbench.ops.roi_align`, :func:`segbench.ops.roi_warp`, the mask targets) calls
 ``torch.ops.torchvision.roi_align`` directly: the op ``torchvision.ops.roi_align`` calls when it does not
 fall back, with the same values and the same autograd and autocast registrations.
