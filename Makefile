@@ -1,15 +1,18 @@
 # Two commands on a fresh machine (Debian/Ubuntu, Python 3.11, no GPU):
-#   make reproduce   # the main job: Mask R-CNN Table 2 at the embedded default (mini) scale
+#   make reproduce   # the main job: Mask R-CNN Table 2 at the registry's default scale
 #   make test        # the test suite (smoke scale, CPU)
 # Both create .venv and install segbench (pip, pyproject.toml, the versions pinned in constraints.txt) when needed.
 #
-# Variables: TARGET (a Snakemake target, default reproduce_table2), SCALE (smoke | mini | paper),
+# Variables: TARGET (a Snakemake target, default reproduce_table2), SCALE (a registry scale, `segbench list`
+# prints them; default: `default_scale` of segbench/registry/experiments.yaml, the one place that names it),
 # CORES (default all), FORCE=1 (retrain every run of TARGET from scratch instead of reusing results).
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SCALE ?= mini
+# sed, not Python: it is read before `make install` has made .venv
+DEFAULT_SCALE := $(shell sed -n 's/^default_scale: *\([A-Za-z0-9_]*\).*/\1/p' segbench/registry/experiments.yaml)
+SCALE ?= $(DEFAULT_SCALE)
 TARGET ?= reproduce_table2
 CORES ?= all
 FORCE ?=

@@ -156,7 +156,7 @@ def _fake_checkout(root: Path, threads: object = 1) -> Path:
         (root / marker).parent.mkdir(parents=True, exist_ok=True)
         (root / marker).write_text("")
     (root / "config").mkdir(exist_ok=True)
-    (root / "config" / "config.yaml").write_text(f"scale: mini\ntrain_threads: {threads}\n")
+    (root / "config" / "config.yaml").write_text(f"train_threads: {threads}\n")
     return root
 
 

@@ -135,8 +135,11 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copytree(source, target, ignore=ignore)
         else:
             shutil.copy2(source, target)
-    config = root / "config" / "config.yaml"
-    config.write_text(config.read_text().replace("\nscale: mini\n", "\nscale: smoke\n"))
+    # the smoke scale by the one setting that names the default scale (dvc.yaml's vars read it)
+    registry = root / "segbench" / "registry" / "experiments.yaml"
+    text = registry.read_text()
+    assert text.count("\ndefault_scale: mini\n") == 1
+    registry.write_text(text.replace("\ndefault_scale: mini\n", "\ndefault_scale: smoke\n"))
     run(["git", "init", "-q"], root)
     dvc("init", "-q", cwd=root)
     shutil.copy2(REPO_ROOT / ".dvc" / "config", root / ".dvc" / "config")

@@ -82,7 +82,7 @@ def claims_markdown(scale: str, tables: list[dict[str, Any]]) -> str:
         f"| table | claim | whose | verdict at {scale} | gap [90% interval] | p (Holm) | caveats | command |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    # the command names the scale unless it is the default one (config/config.yaml's)
+    # the command names the scale unless it is the default one (the registry's default_scale)
     at_scale = "" if scale == registry["default_scale"] else f" --config scale={scale}"
     for t in tables:
         kind = table_kind(t)
