@@ -79,7 +79,8 @@ def test_fault_checkpoint_torch_save_runtime_error(em_data, tmp_path, monkeypatc
     import torch
 
     def full_disk(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"PK\x03\x04 half a zip")  # torch has started the file when the disk fills
+        if isinstance(f, (str, os.PathLike)):
+            Path(f).write_bytes(b"PK\x03\x04 half a zip")  # torch has started the file when the disk fills
         raise RuntimeError(TORCH_ENOSPC)
 
     monkeypatch.setattr(torch, "save", full_disk)

@@ -301,6 +301,21 @@ def test_security_atomic_writes_honour_the_umask(mask, mode, umask, tmp_path):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
 
 
+def test_equal_weights_saved_twice_are_equal_bytes(tmp_path):
+    """save_torch is reproducible: the sha256 that pins a mini backbone, or DVC's cache key of a final
+    model, names the tensors, not the temporary file name torch.save would write into the archive."""
+    import torch
+
+    from segbench.engine.checkpoint import save_torch
+    from segbench.io import sha256_file
+
+    state = {"w": torch.arange(6.0).reshape(2, 3), "meta": {"run": "r"}}
+    save_torch(state, tmp_path / "a.pt")
+    save_torch(state, tmp_path / "b" / "model_final.pt")
+    assert sha256_file(tmp_path / "a.pt") == sha256_file(tmp_path / "b" / "model_final.pt")
+    assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["w"], state["w"])
+
+
 def test_security_cli_outputs_are_world_readable_under_umask_022(umask, tmp_path):
     umask(0o022)
     results, reports = tmp_path / "results", tmp_path / "reports"

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -33,9 +35,21 @@ CHECKPOINT_RE = re.compile(r"checkpoint_(\d{8})\.pt$")
 
 # -- files --------------------------------------------------------------------------------------------
 def save_torch(obj: Any, path: Path) -> None:
-    """``torch.save`` atomically; a failed write (torch reports a full disk as ``RuntimeError: [enforce
-    fail at inline_container.cc] ... unexpected pos``) becomes an ``OSError`` naming ``path``."""
-    write_with(path, lambda tmp: torch.save(obj, tmp), "checkpoint")
+    """``torch.save`` atomically and reproducibly: equal objects give equal bytes, so a file's sha256 (the
+    pin of the mini backbones, DVC's cache key of the final weights) names its tensors. Saved to a file,
+    torch names the archive's root folder after the file, here a random temporary name; saved to a
+    buffer, the root is always ``archive``. A failed write (torch reports a full disk as ``RuntimeError:
+    [enforce fail at inline_container.cc] ... unexpected pos``) becomes an ``OSError`` naming ``path``."""
+
+    def write(tmp: Path) -> None:
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        with open(tmp, "wb") as fh:
+            fh.write(buffer.getbuffer())
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    write_with(path, write, "checkpoint")
 
 
 def save_checkpoint(run_dir: Path, iteration: int, state: dict[str, Any], keep: int = 2) -> Path:
