@@ -186,6 +186,19 @@ def test_a_run_that_finds_a_pinned_backbone_loads_it_and_records_its_sha256(
     assert identity == {"file": pinned.name, "sha256": before[1], "pinned_sha256": before[1]}
 
 
+def test_a_fresh_clone_has_every_mini_backbone_pinned() -> None:
+    """The mini backbones are committed (the miniature's downloaded ImageNet files, issue #35): every
+    pretraining spec the mini runs need has its weights in the checkout, pinned by the sha256 of the
+    record beside them, so a run on a fresh clone loads them (test above) instead of pretraining."""
+    specs = pretraining_specs("mini")
+    assert len(specs) == 3  # ResNet-50, ResNet-101, ResNeXt-101
+    for spec in specs.values():
+        path = pretrained_weights(None, "mini", spec)
+        record = json.loads(path.with_suffix(".json").read_text())
+        assert record["spec"] == spec, path
+        assert pretrain.verify_pinned(path, spec) == record["weights_sha256"], path
+
+
 def test_status_calls_a_run_from_another_pinned_backbone_stale(tmp_path: Path) -> None:
     """After `segbench pretrain --force` pins new weights, every run that recorded the old sha256 is stale
     (the DAG then retrains it); a run that predates the recording is left to the audit to name."""

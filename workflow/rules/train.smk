@@ -4,9 +4,9 @@ rule train:
         # a real dataset's MANIFEST (ancient) or nothing for a synthetic one (common.smk: dataset_inputs);
         # the dataset's definition is part of the config hash, so a changed one changes the params below.
         data=dataset_inputs,
-        # the scale's miniature-pretrained backbone (mini; none where ImageNet weights are used), ancient:
-        # a fresh clone lacks the uncommitted weights and must not retrain for it; a changed spec changes
-        # the file name (and the run's config hash), which is what retrains.
+        # the scale's miniature-pretrained backbone (mini, committed; none where ImageNet weights are used),
+        # ancient: its file date never retrains a run; a changed spec changes the file name (and the run's
+        # config hash), which is what retrains.
         pretrained=pretrained_inputs,
         # a committed run trained with another config than the registry's (common.smk: stale_training)
         stale=stale_training,
@@ -38,8 +38,10 @@ rule train:
 
 rule pretrain:
     """Pretrain one backbone spec of a CPU scale on the glyphs corpus (segbench/engine/pretrain.py): the
-    miniature of the paper's ImageNet initialisation, done once and cached (the weights are not committed;
-    their .json record is)."""
+    miniature of the paper's ImageNet initialisation. The mini weights are committed, pinned by the sha256
+    of the .json record beside each (they play the downloaded ImageNet files' part), so this rule runs
+    only for a scale or spec without them; `make reproduce FORCE=1` (--forcerun train) keeps them, and
+    `segbench pretrain --force` pins new ones."""
     output:
         weights=f"{RESULTS}/{{scale}}/pretrained/{{backbone}}-{{spec}}.pt",
     log:
