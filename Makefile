@@ -16,6 +16,8 @@ SCALE ?= $(DEFAULT_SCALE)
 TARGET ?= reproduce_table2
 CORES ?= all
 FORCE ?=
+# pytest workers of `make test` (pytest-xdist; the slow tests start first, tests/conftest.py); 0 = in one process
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.segbench-installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -53,7 +55,7 @@ status: install
 	$(BIN)/segbench status $(TARGET) --scale $(SCALE)
 
 test: install
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 lint: install
 	$(BIN)/ruff check segbench tests benchmarks examples scripts

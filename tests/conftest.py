@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from segbench.paths import shared_data_root
+from segbench.io import waiting_lock
+from segbench.paths import REPO_ROOT, shared_data_root
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked ``slow`` run first (a stable sort): under ``pytest -n 2`` (``make test``) the
+    longest ones then start at once instead of ending the run on one busy worker."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@contextlib.contextmanager
+def dvc_in_checkout() -> Iterator[None]:
+    """One DVC command at a time in the checkout: DVC takes a repository lock and refuses a second
+    process ("Unable to acquire lock"), which parallel test workers (``pytest -n``) would otherwise be."""
+    with waiting_lock(REPO_ROOT / ".dvc" / "tmp", "segbench-tests"):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import dvc_in_checkout
 
 from segbench.cli import build_parser
 from segbench.paths import REPO_ROOT
@@ -118,7 +119,8 @@ def check(where: str, command: str) -> None:
             pytest.skip(f"{command}: {missing.group(1)} not produced yet (run the DAG first)")
         assert out.returncode == 0, f"{where}: snakemake -n {args}: {(out.stdout + out.stderr)[-1500:]}"
     elif tool == "dvc" and args[:1] == ["repro"]:
-        out = run([str(BIN / "dvc"), "repro", "--dry", *args[1:]])
+        with dvc_in_checkout():
+            out = run([str(BIN / "dvc"), "repro", "--dry", *args[1:]])
         assert out.returncode == 0, f"{where}: dvc repro --dry: {(out.stdout + out.stderr)[-1500:]}"
     elif (
         tool == "dvc"

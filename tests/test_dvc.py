@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import dvc_in_checkout
 from test_faults import one_error_line
 
 from segbench.cli import main
@@ -50,7 +51,10 @@ def run(cmd: list[str], cwd: Path, data: Path | None = None, timeout: int = 600)
 
 
 def dvc(*args: str, cwd: Path, data: Path | None = None) -> str:
-    return run([str(BIN / "dvc"), *args], cwd, data)
+    if cwd != REPO_ROOT:  # a copy of its own
+        return run([str(BIN / "dvc"), *args], cwd, data)
+    with dvc_in_checkout():  # one DVC process at a time in the checkout (pytest -n)
+        return run([str(BIN / "dvc"), *args], cwd, data)
 
 
 def test_metrics_show_lines_are_short_on_the_committed_mini_results():
