@@ -61,6 +61,14 @@ class Registry(Mapping[str, T], Generic[T]):
     def __getitem__(self, name: str) -> T:
         return self._items[name]
 
+    def lookup(self, name: object, register_with: str | None = None) -> T:
+        """The object named ``name``; an unknown name is one line naming the known ones (and the function
+        that registers another, ``register_with``)."""
+        if not isinstance(name, str) or name not in self._items:
+            how = f" (register one with {register_with})" if register_with else ""
+            raise InputError(f"unknown {self.what} {name!r}; known: {', '.join(self._items)}{how}")
+        return self._items[name]
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)
 

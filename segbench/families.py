@@ -15,7 +15,6 @@ from types import MappingProxyType
 from typing import Any
 
 from segbench.component_registry import Registry
-from segbench.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -49,12 +48,7 @@ def register_family(spec: FamilySpec, *, override: bool = False) -> FamilySpec:
 
 def family_spec(name: str) -> FamilySpec:
     """The spec of family ``name``; an unknown one fails with one line naming the known ones."""
-    if name not in FAMILIES:
-        raise InputError(
-            f"unknown model family {name!r}; known: {', '.join(FAMILIES)} "
-            "(register one with segbench.families.register_family)"
-        )
-    return FAMILIES[name]
+    return FAMILIES.lookup(name, "segbench.families.register_family")
 
 
 register_family(

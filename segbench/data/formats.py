@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from segbench.component_registry import Registry
-from segbench.errors import InputError
 
 Fail = Callable[[str], None]  # raises InputError naming the entry
 At = Callable[[str], Path]  # a layout path relative to the dataset directory -> an absolute one
@@ -40,9 +39,7 @@ def register_format(fmt: DatasetFormat, *, override: bool = False) -> DatasetFor
 
 def dataset_format(name: Any) -> DatasetFormat:
     """The format ``name``; an unknown one fails with one line naming the known ones."""
-    if name not in FORMATS:
-        raise InputError(f"unknown dataset format {name!r}; known: {', '.join(FORMATS)}")
-    return FORMATS[name]
+    return FORMATS.lookup(name)
 
 
 def _coco_layout(layout: dict[str, Any], fail: Fail) -> None:

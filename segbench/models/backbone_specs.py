@@ -44,12 +44,7 @@ def register_backbone(spec: BackboneSpec, *, override: bool = False) -> Backbone
 
 def backbone_spec(name: str) -> BackboneSpec:
     """The spec of backbone ``name``; an unknown name fails with one line naming the known ones."""
-    if name not in BACKBONES:
-        raise InputError(
-            f"unknown backbone {name!r}; known: {', '.join(BACKBONES)} "
-            "(register one with segbench.models.backbone_specs.register_backbone)"
-        )
-    return BACKBONES[name]
+    return BACKBONES.lookup(name, "segbench.models.backbone_specs.register_backbone")
 
 
 # The paper's backbones (section 3; Tables 2a, 3). ResNet-101's ratio: the paper trains R101-FPN in 44 h and
