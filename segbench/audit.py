@@ -655,7 +655,7 @@ def audit(
     reports = []
     for index, run_id in enumerate(run_ids, 1):
         took = f"{expected[index - 1]:.0f} s" if expected[index - 1] is not None else "an unrecorded time"
-        say(f"[{index}/{len(run_ids)}] {run_id}: rerun (committed: {took})")
+        say(f"[{index}/{len(run_ids)}] {run_id}: its committed training took {took}")
         report = audit_instance(
             scale, run_id, work, data, results=results, device=device, echo=say, threads=threads
         )

@@ -254,7 +254,7 @@ def test_the_verdict_shows_headline_metrics_and_what_varied_not_raw_arrays(commi
     )
     text = "\n".join(lines)
     assert lines[0].startswith("audit of 1 run(s) at scale smoke: the committed trainings took")
-    assert any(line.startswith("[1/1] unet_isbi-seed0: rerun (committed: ") for line in lines)
+    assert any(line.startswith("[1/1] unet_isbi-seed0: its committed training took ") for line in lines)
     assert any("training (3 iterations)" in line for line in lines)
     assert any("evaluating" in line for line in lines)
     verdict = summary["runs"][0]["verdict"]
