@@ -42,6 +42,19 @@ def test_the_default_scale_is_named_only_in_the_registry():
     assert "sed -i" not in ci and "default_scale=smoke" in ci
 
 
+def test_no_command_option_defaults_to_a_scale_of_its_own():
+    """A ``--scale`` of the CLI that means "the default scale" reads the registry's default_scale when it runs
+    instead of naming it (``segbench plan`` defaults to paper on purpose: it costs GPU runs)."""
+    default = load_registry()["default_scale"]
+    literal = re.compile(rf"""["']--scale["'],\s*default=["']{re.escape(default)}["']""")
+    found = [
+        path.name
+        for path in sorted((REPO_ROOT / "segbench" / "cli").glob("*.py"))
+        if literal.search(path.read_text(encoding="utf-8"))
+    ]
+    assert not found, f"--scale with a literal default in {found}"
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make absent")
 def test_the_makefile_scale_follows_the_registry(tmp_path):
     """A copy of the Makefile beside a registry whose default_scale is changed takes the new one; an

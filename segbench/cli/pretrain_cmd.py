@@ -19,7 +19,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "sha256 their record pins (the mini ones are committed) and left alone unless --force, which "
         "pretrains anew and pins the new file: every run trained from the old one then differs.",
     )
-    p.add_argument("--scale", default="mini", help="scale whose runs' backbones to pretrain (default: mini)")
+    p.add_argument(
+        "--scale",
+        default=None,
+        help="scale whose runs' backbones to pretrain (default: the registry's default_scale)",
+    )
     p.add_argument("--backbone", default=None, help="only this backbone (e.g. resnet50)")
     p.add_argument("--spec", default=None, help="only the spec with this hash (the Snakemake rule's key)")
     p.add_argument("--results", default=None, help="results root (default: <repo>/results)")
@@ -34,8 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from segbench.engine.pretrain import ensure_pretrained
     from segbench.paths import pretrained_weights
-    from segbench.registry import check_scale, pretraining_specs
+    from segbench.registry import check_scale, load_registry, pretraining_specs
 
+    args.scale = args.scale or load_registry()["default_scale"]
     check_scale(args.scale)
     specs = pretraining_specs(args.scale)
     chosen = {

@@ -17,7 +17,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "rewritten. The registry's runs are not touched.",
     )
     p.add_argument("run", nargs="?", help="registry run (a Mask R-CNN run)")
-    p.add_argument("--scale", default="mini")
+    p.add_argument(
+        "--scale",
+        default=None,
+        help="the scale whose schedule is swept (default: the registry's default_scale)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--name", default=None, help="the row's name (default: RUN plus the overrides' hash)")
@@ -33,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from segbench.errors import InputError
     from segbench.paths import child_path, data_root, results_root
     from segbench.provenance import config_hash
-    from segbench.registry import check_scale
+    from segbench.registry import check_scale, load_registry
 
+    args.scale = args.scale or load_registry()["default_scale"]
     check_scale(args.scale)
     results = results_root(args.results)
     out = child_path(results, args.scale, what="scale") / "sweep.jsonl"
