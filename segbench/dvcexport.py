@@ -24,10 +24,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from segbench.engine.checkpoint import FINAL_MODEL
 from segbench.errors import InputError
 from segbench.io import json_text, read_json, read_jsonl, write_text_atomic, write_with
-from segbench.paths import child_path, dvc_dir, record_run_dir, table_file, weights_dir
+from segbench.paths import FINAL_MODEL, child_path, dvc_dir, record_run_dir, table_file, weights_dir
 from segbench.registry import (
     check_table_at_scale,
     headline_column,

@@ -149,12 +149,13 @@ def run_pretrained_weights(cfg: dict, run_dir: str | os.PathLike[str]) -> Path:
     return pretrained_weights(results, cfg["scale"], cfg["pretraining"])
 
 
+FINAL_MODEL = "model_final.pt"  # a run's trained weights (segbench.engine.checkpoint.save_final)
+
+
 def final_model(run_dir: str | os.PathLike[str]) -> Path:
     """A run's trained weights: its ``model_final.pt``, else a copy pulled by ``dvc pull``
     (``<results>/<scale>/weights/<table>/<run_id>.pt``, written by ``segbench dvc export``; every copy
     is identity-checked on load). Where neither exists, the run's own path (for the error)."""
-    from segbench.engine.checkpoint import FINAL_MODEL
-
     folder = Path(run_dir)
     own = folder / FINAL_MODEL
     if own.is_file():

@@ -23,12 +23,11 @@ import torch
 from segbench.engine.seeding import capture_rng_state, restore_rng_state
 from segbench.errors import InputError
 from segbench.io import read_json, write_with
-from segbench.paths import final_model
+from segbench.paths import FINAL_MODEL, final_model
 from segbench.provenance import config_hash
 
 log = logging.getLogger(__name__)
 
-FINAL_MODEL = "model_final.pt"
 IDENTITY_KEYS = ("run", "config_hash", "dataset_hash")
 CHECKPOINT_RE = re.compile(r"checkpoint_(\d{8})\.pt$")
 
