@@ -249,7 +249,7 @@ EXPECTED_CLAIMS = {
     "table6": 1,
     "reference_torchvision": 2,
     "unet_table1": 6,
-    "unet_budget": 2,
+    "unet_budget": 10,
     "unet_table2": 2,
 }
 

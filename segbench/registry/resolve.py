@@ -43,6 +43,7 @@ def resolve_run(
         **overlay.get("schedule", {}),
         **by_backbone.get("schedule", {}),
         **by_dataset.get("schedule", {}),
+        **spec.get("schedule", {}),  # the run's own keys (e.g. amp), before its budget scales the counts
     }
     dataset_name = dataset_for(run, scale, reg)
     cfg = {
