@@ -340,13 +340,18 @@ def stage_backbone(cfg: dict[str, Any], committed_root: Path, work: Path) -> dic
 
     if not cfg.get("pretraining"):
         return None
-    from segbench.engine.pretrain import backbone_identity
-    from segbench.paths import pretrained_weights
+    from segbench.engine.pretrain import backbone_identity, restore_from_stored
+    from segbench.paths import pretrained_weights, stored_weights
 
     source = pretrained_weights(committed_root, cfg["scale"], cfg["pretraining"])
     target = pretrained_weights(work, cfg["scale"], cfg["pretraining"])
     target.parent.mkdir(parents=True, exist_ok=True)
-    for src, dst in ((source.with_suffix(".json"), target.with_suffix(".json")), (source, target)):
+    restore_from_stored(source)  # a clone holds the committed .pt.xz; the .pt is decompressed on first use
+    for src, dst in (
+        (source.with_suffix(".json"), target.with_suffix(".json")),
+        (stored_weights(source), stored_weights(target)),
+        (source, target),
+    ):
         if src.exists() and not dst.exists():
             shutil.copy2(src, dst)
     return backbone_identity(source) if source.exists() else None

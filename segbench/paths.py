@@ -135,7 +135,8 @@ def record_run_dir(
 
 def pretrained_weights(results: str | os.PathLike[str] | None, scale: str, spec: dict) -> Path:
     """The cached weights of a miniature-pretrained backbone (:mod:`segbench.engine.pretrain`):
-    ``<results>/<scale>/pretrained/<backbone>-<spec hash>.pt``; its record is the ``.json`` beside it."""
+    ``<results>/<scale>/pretrained/<backbone>-<spec hash>.pt``; its record is the ``.json`` beside it, its
+    committed form the ``.pt.xz`` (:func:`stored_weights`)."""
     from segbench.provenance import config_hash
 
     folder = scale_dir(results_root(results), scale) / "pretrained"
@@ -162,6 +163,13 @@ def final_model(run_dir: str | os.PathLike[str]) -> Path:
         return own
     pulled = sorted((folder.parents[1] / "weights").glob(f"*/{folder.name}.pt"))
     return pulled[0] if pulled else own
+
+
+def stored_weights(weights: Path) -> Path:
+    """The committed form of pretrained ``weights``: ``<name>.pt.xz`` beside them (xz keeps every committed
+    file under the repository's 2 MB limit); the ``.pt`` itself is a local, gitignored copy decompressed
+    from it on first use (:func:`segbench.engine.pretrain.restore_from_stored`)."""
+    return weights.with_name(weights.name + ".xz")
 
 
 def pinned_sha256(weights: Path) -> str | None:

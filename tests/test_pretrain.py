@@ -14,9 +14,11 @@ from segbench.data.synthetic import glyphs
 from segbench.engine import pretrain
 from segbench.errors import InputError
 from segbench.models.maskrcnn import build_maskrcnn
-from segbench.paths import pretrained_weights
+from segbench.paths import pretrained_weights, stored_weights
 from segbench.provenance import config_hash
 from segbench.registry import pretraining_specs, resolve_run
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY = {
     "backbone": "resnet50",
@@ -151,10 +153,30 @@ def test_the_record_pins_the_weights_and_a_changed_file_is_refused_by_name(tmp_p
         pretrain.ensure_pretrained(TINY, path)
 
 
+def test_a_missing_pt_is_decompressed_from_the_committed_xz_bit_for_bit(tmp_path: Path) -> None:
+    """The committed form is the .pt.xz (a clone has no .pt): the weights come back byte for byte."""
+    path = pretrain.ensure_pretrained(TINY, tmp_path / "mini" / "pretrained" / "w.pt")
+    original = path.read_bytes()
+    assert stored_weights(path).stat().st_size < len(original)
+    path.unlink()
+    assert pretrain.verify_pinned(path, TINY) == pretrain.sha256_file(path)
+    assert path.read_bytes() == original
+
+
+def test_a_corrupt_xz_is_refused_by_name(tmp_path: Path) -> None:
+    path = pretrain.ensure_pretrained(TINY, tmp_path / "mini" / "pretrained" / "w.pt")
+    path.unlink()
+    stored_weights(path).write_bytes(b"not xz")
+    with pytest.raises(InputError, match=r"w\.pt\.xz: not a readable xz file .*git checkout"):
+        pretrain.ensure_pretrained(TINY, path)
+    assert not path.exists()
+
+
 def test_a_missing_pinned_file_is_refused_not_pretrained_again(tmp_path: Path) -> None:
     path = pretrain.ensure_pretrained(TINY, tmp_path / "mini" / "pretrained" / "w.pt")
     path.unlink()
-    with pytest.raises(InputError, match=r"w\.pt: missing; its record pins sha256 .*git checkout"):
+    stored_weights(path).unlink()
+    with pytest.raises(InputError, match=r"w\.pt\.xz: missing; its record pins sha256 .*git checkout"):
         pretrain.ensure_pretrained(TINY, path)
     assert not path.exists()
     pretrain.ensure_pretrained(TINY, path, force=True)  # only on request: new weights, newly pinned
@@ -186,14 +208,33 @@ def test_a_run_that_finds_a_pinned_backbone_loads_it_and_records_its_sha256(
     assert identity == {"file": pinned.name, "sha256": before[1], "pinned_sha256": before[1]}
 
 
-def test_a_fresh_clone_has_every_mini_backbone_pinned() -> None:
+def test_a_fresh_clone_has_every_mini_backbone_pinned(tmp_path: Path) -> None:
     """The mini backbones are committed (the miniature's downloaded ImageNet files, issue #35): every
-    pretraining spec the mini runs need has its weights in the checkout, pinned by the sha256 of the
-    record beside them, so a run on a fresh clone loads them (test above) instead of pretraining."""
+    pretraining spec the mini runs need has its record and its .pt.xz tracked by git (not the .pt, which
+    is gitignored), and in a results root holding only those two files (a clone) the weights decompress
+    to the sha256 the record pins, so a run there loads them (test above) instead of pretraining."""
+    import shutil
+    import subprocess
+
+    tracked = set(
+        subprocess.run(
+            ["git", "ls-files", "results/mini/pretrained"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+        ).stdout.split()
+    )
     specs = pretraining_specs("mini")
     assert len(specs) == 3  # ResNet-50, ResNet-101, ResNeXt-101
     for spec in specs.values():
-        path = pretrained_weights(None, "mini", spec)
+        committed = pretrained_weights(REPO / "results", "mini", spec)
+        names = {f"results/mini/pretrained/{committed.name}{suffix}" for suffix in ("", ".xz")}
+        assert tracked & names == {f"results/mini/pretrained/{committed.name}.xz"}, committed
+        path = pretrained_weights(tmp_path, "mini", spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for source in (committed.with_suffix(".json"), stored_weights(committed)):
+            shutil.copy(source, path.parent / source.name)
         record = json.loads(path.with_suffix(".json").read_text())
         assert record["spec"] == spec, path
         assert pretrain.verify_pinned(path, spec) == record["weights_sha256"], path

@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="pretrain the backbones of a CPU scale on the synthetic classification corpus",
         description="The CPU scales' stand-in for ImageNet pretraining (segbench.engine.pretrain): each "
         "distinct backbone spec the scale's runs need is trained as a classifier on the glyphs corpus "
-        "and cached as <results>/<scale>/pretrained/<backbone>-<spec hash>.pt with a .json record "
+        "and cached as <results>/<scale>/pretrained/<backbone>-<spec hash>.pt (committed as .pt.xz) with a .json record "
         "(accuracy, wall time, provenance, the weights' sha256). Existing weights are checked against the "
         "sha256 their record pins (the mini ones are committed) and left alone unless --force, which "
         "pretrains anew and pins the new file: every run trained from the old one then differs.",

@@ -6,8 +6,10 @@ set (mini) instead pretrains each width-reduced backbone once, as a classifier o
 of that backbone starts from it. The paper scale has no such block and keeps torchvision's ImageNet weights.
 
 The weights are a DAG artifact, ``<results>/<scale>/pretrained/<backbone>-<spec hash>.pt``, beside a
-record ``<same>.json`` (provenance, held-out accuracy, wall time, and the weights' ``weights_sha256``). At
-the mini scale both are committed: they play the role of the ImageNet files at the paper scale, downloaded
+record ``<same>.json`` (provenance, held-out accuracy, wall time, and the weights' ``weights_sha256``) and
+their xz-compressed form ``<same>.pt.xz``. At the mini scale the record and the ``.pt.xz`` are committed
+(the ``.pt`` is decompressed from it on first use, :func:`restore_from_stored`, and checked against the
+pin): they play the role of the ImageNet files at the paper scale, downloaded
 and pinned, not retrained, so a run on another machine starts from the very weights the committed runs
 started from (pretraining on another CPU gives other weights: float sums in another order). A pinned file
 that is missing or whose sha256 differs is refused by name (:func:`verify_pinned`); only ``segbench
@@ -19,6 +21,7 @@ config, so changing it changes the file name and the runs' config hashes: the DA
 from __future__ import annotations
 
 import logging
+import lzma
 import math
 import multiprocessing
 import time
@@ -31,10 +34,10 @@ from torch import nn
 from segbench.engine.checkpoint import save_torch
 from segbench.engine.seeding import capture_rng_state, restore_rng_state, seed_everything
 from segbench.errors import InputError
-from segbench.io import dumps, sha256_file, waiting_lock, write_text_atomic
+from segbench.io import dumps, sha256_file, waiting_lock, write_bytes_atomic, write_text_atomic
 from segbench.models.maskrcnn.backbones import NORM_LAYERS, ScaledResNet, cardinality
 from segbench.optional import require
-from segbench.paths import pinned_sha256
+from segbench.paths import pinned_sha256, stored_weights
 from segbench.provenance import config_hash, provenance
 
 log = logging.getLogger(__name__)
@@ -171,6 +174,7 @@ def pretrain(spec: dict[str, Any], out_path: Path, *, scale: str | None = None) 
         },
         out_path,
     )
+    store_compressed(out_path)
     record = {
         "backbone": spec["backbone"],
         "spec": spec,
@@ -189,23 +193,50 @@ def pretrain(spec: dict[str, Any], out_path: Path, *, scale: str | None = None) 
     return record
 
 
+def store_compressed(path: Path) -> Path:
+    """Write the committed form of the weights at ``path`` (:func:`segbench.paths.stored_weights`): the same
+    bytes, xz-compressed (preset 9; ResNeXt-101's 2.1 MB file becomes 1.9 MB)."""
+    stored = stored_weights(path)
+    write_bytes_atomic(stored, lzma.compress(path.read_bytes(), preset=9))
+    return stored
+
+
+def restore_from_stored(path: Path) -> bool:
+    """Decompress the committed ``.pt.xz`` into ``path`` where the ``.pt`` is missing (atomically; the pin
+    is checked on the result by :func:`verify_pinned`); False where there is nothing to restore from."""
+    stored = stored_weights(path)
+    if path.exists() or not stored.exists():
+        return False
+    try:
+        data = lzma.decompress(stored.read_bytes())
+    except lzma.LZMAError as exc:
+        raise InputError(
+            f"{stored}: not a readable xz file ({exc}); restore it (git checkout -- '{stored}')"
+        ) from None
+    write_bytes_atomic(path, data)
+    return True
+
+
 def verify_pinned(path: Path, spec: dict[str, Any]) -> str | None:
-    """The sha256 of the weights at ``path`` when its record pins them, refused by name when the file is
-    missing or differs; ``None`` when nothing is pinned yet (the file is then made on first use)."""
+    """The sha256 of the weights at ``path`` when its record pins them (decompressed from the committed
+    ``.pt.xz`` first where the ``.pt`` is missing), refused by name when both are missing or the weights
+    differ; ``None`` when nothing is pinned yet (the file is then made on first use)."""
     pinned = pinned_sha256(path)
     if pinned is None:
         return None
     regenerate = f"segbench pretrain --scale {path.parent.parent.name} --backbone {spec['backbone']} --force"
+    stored = stored_weights(path)
+    restore_from_stored(path)
     if not path.exists():
         raise InputError(
-            f"{path}: missing; its record pins sha256 {pinned[:12]}. Restore it (git checkout -- '{path}') "
+            f"{stored}: missing; its record pins sha256 {pinned[:12]}. Restore it (git checkout -- '{stored}') "
             f"or, to pretrain new weights (every run from them then differs), run `{regenerate}`"
         )
     actual = sha256_file(path)
     if actual != pinned:
         raise InputError(
-            f"{path}: sha256 {actual[:12]} is not the pinned {pinned[:12]} of its record; restore it "
-            f"(git checkout -- '{path}') or, to pin new weights, run `{regenerate}`"
+            f"{path}: sha256 {actual[:12]} is not the pinned {pinned[:12]} of its record; delete it and "
+            f"restore '{stored}' (git checkout -- '{stored}') or, to pin new weights, run `{regenerate}`"
         )
     return actual
 
@@ -218,6 +249,7 @@ def ensure_pretrained(
     with waiting_lock(path.parent, path.stem):  # concurrent runs of one backbone pretrain it once
         if force:
             path.unlink(missing_ok=True)
+            stored_weights(path).unlink(missing_ok=True)
         if (force or verify_pinned(path, spec) is None) and not path.exists():
             log.info("pretraining %s into %s (not cached)", spec["backbone"], path)
             # the child needs the glyphs generator's packages: a missing one is one line here, not a

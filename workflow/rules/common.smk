@@ -42,15 +42,17 @@ def dataset_inputs(wildcards):
 
 
 def pretrained_inputs(wildcards):
-    """The run's miniature-pretrained backbone weights (rule pretrain), as ancient(); none at scales that
-    initialise from ImageNet."""
+    """The run's miniature-pretrained backbone (rule pretrain): its record, which pins the weights' sha256,
+    as ancient(); none at scales that initialise from ImageNet. The committed form of the weights is the
+    .pt.xz beside it; the .pt is a local copy the run decompresses (segbench.engine.pretrain)."""
     spec = run_config(wildcards).get("pretraining")
     return [ancient(pretrained_file(wildcards.scale, spec))] if spec else []
 
 
 def pretrained_file(scale, spec):
-    """As segbench.paths.pretrained_weights, relative to RESULTS as the rules' outputs are."""
-    return f"{RESULTS}/{scale}/pretrained/{spec['backbone']}-{config_hash(spec)}.pt"
+    """The backbone's record, as segbench.paths.pretrained_weights with .json, relative to RESULTS as the
+    rules' outputs are."""
+    return f"{RESULTS}/{scale}/pretrained/{spec['backbone']}-{config_hash(spec)}.json"
 
 
 def stale_training(wildcards):

@@ -39,11 +39,12 @@ rule train:
 rule pretrain:
     """Pretrain one backbone spec of a CPU scale on the glyphs corpus (segbench/engine/pretrain.py): the
     miniature of the paper's ImageNet initialisation. The mini weights are committed, pinned by the sha256
-    of the .json record beside each (they play the downloaded ImageNet files' part), so this rule runs
-    only for a scale or spec without them; `make reproduce FORCE=1` (--forcerun train) keeps them, and
-    `segbench pretrain --force` pins new ones."""
+    of the .json record beside each (they play the downloaded ImageNet files' part; committed as .pt.xz,
+    decompressed on first use), so this rule runs only for a scale or spec without them; `make reproduce
+    FORCE=1` (--forcerun train) keeps them, and `segbench pretrain --force` pins new ones."""
     output:
-        weights=f"{RESULTS}/{{scale}}/pretrained/{{backbone}}-{{spec}}.pt",
+        record=f"{RESULTS}/{{scale}}/pretrained/{{backbone}}-{{spec}}.json",
+        stored=f"{RESULTS}/{{scale}}/pretrained/{{backbone}}-{{spec}}.pt.xz",
     log:
         "logs/{scale}/pretrain/{backbone}-{spec}.log",
     benchmark:
@@ -52,7 +53,7 @@ rule pretrain:
         "../../environment.yml"
     threads: config.get("train_threads", 1)
     params:
-        results=lambda wc, output: root_of(output.weights, 3),
+        results=lambda wc, output: root_of(output.record, 3),
     shell:
         "OMP_NUM_THREADS={threads} segbench pretrain --scale {wildcards.scale:q} --spec {wildcards.spec:q} "
         "--results {params.results:q} > {log:q} 2>&1"
