@@ -250,6 +250,14 @@ def _check_table(name: str, table: dict[str, Any], data: dict[str, Any], fail: F
                 fail(dwhere, f"{key}={direction[key]!r} is not a row id of {name}")
         if direction["metric"] not in columns:
             fail(dwhere, f"metric {direction['metric']!r} is not a column of {name}")
+    curve = table.get("compute_curve")
+    if curve:
+        named = [*curve["rows"], curve["reference"], curve["target_row"]]
+        unknown = [r for r in named if r not in row_ids]
+        if unknown:
+            fail(f"{where}/compute_curve", f"{unknown} are not row ids of {name}")
+        if curve["reference"] not in curve["rows"]:
+            fail(f"{where}/compute_curve", f"reference {curve['reference']!r} must be one of its rows")
     if "headline" in table and table["headline"] not in columns:
         fail(f"{where}/headline", f"{table['headline']!r} is not a column of {name} ({columns})")
     _check_evaluated_on(where, table, fail)

@@ -38,6 +38,7 @@ from segbench.paths import record_run_dir
 from segbench.paths import tables_dir as scale_tables_dir
 from segbench.reporting.scale_text import sample_words
 from segbench.status import table_state
+from segbench.tables.compute_curve import curve_sentences
 
 RUN_FILES = ("config.json", "train_log.jsonl", "metrics.json")
 
@@ -230,6 +231,10 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
         "rows": rows,
         "converged": any(r["converged"] is not None for r in rows),  # tables assembled before: no column
         "convergence_rule": table.get("convergence_rule"),
+        "compute_curve": curve_sentences(table["compute_curve"], kind.value)
+        if table.get("compute_curve")
+        else [],
+        "compute_curve_rows": ", ".join((table.get("compute_curve") or {}).get("rows", [])),
         "directions": directions,
         "paper_directions": [d for d in directions if d["source"] == "paper"],
         "our_directions": [d for d in directions if d["source"] == "ours"],

@@ -35,6 +35,7 @@ from segbench.tables.aggregate import (
 )
 from segbench.tables.caveats import first_config
 from segbench.tables.claims import table_claims
+from segbench.tables.compute_curve import compute_curve
 from segbench.tables.render import to_csv, to_markdown
 from segbench.trainlog import CONVERGENCE_RULE, TRAIN_LOG, log_convergence
 
@@ -103,6 +104,7 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
     }
     wall = sum((p["train_wall_time_s"] or 0) + (p["eval_wall_time_s"] or 0) for p in run_provenance.values())
     seeds = sorted({s for run in runs_used for s in seeds_for_run(run, scale, registry)})
+    curve = table.get("compute_curve")
     return {
         "table": name,
         "title": table["title"],
@@ -129,6 +131,7 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
                 if (cfg := first_config(run, scale, root, seeds_for_run(run, scale, registry))) is not None
             },
         ),
+        **({"compute_curve": compute_curve(curve, table, rows, scale, registry)} if curve else {}),
         "runs": run_provenance,
         "provenance": provenance(
             {"table": name, "runs": {k: v["config_hash"] for k, v in run_provenance.items()}},

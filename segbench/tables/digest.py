@@ -7,8 +7,9 @@ A digest block is delimited by two HTML comments, which Markdown renders as noth
     <!-- digest:end -->
 
 The begin marker says what the block holds: ``scale`` (required), ``tables`` (default: every assembled
-table of the scale, in registry order) and ``parts`` (any of ``values``, ``count``, ``claims``, in that
-order; default all three, i.e. ``segbench table --summary``). ``segbench table --summary --write``
+table of the scale, in registry order) and ``parts`` (any of ``values``, ``count``, ``claims``, ``curve``,
+in that order; default the first three, i.e. ``segbench table --summary``; ``curve``: the error-vs-compute
+fit of the tables that have one, :mod:`segbench.tables.compute_curve`). ``segbench table --summary --write``
 rewrites every block from ``results/<scale>/tables/*.json``; ``--check`` says which file is stale.
 """
 
@@ -23,7 +24,13 @@ from typing import Any
 
 from segbench.errors import InputError
 from segbench.io import write_text_atomic
-from segbench.tables.summary import claims_count_markdown, claims_markdown, load_tables, values_markdown
+from segbench.tables.summary import (
+    claims_count_markdown,
+    claims_markdown,
+    curve_markdown,
+    load_tables,
+    values_markdown,
+)
 
 #: The files holding digest blocks, relative to the repository root.
 DIGEST_FILES = ("README.md", "docs/results.md")
@@ -33,8 +40,10 @@ PARTS: dict[str, Callable[[str, list[dict[str, Any]], str], str]] = {
     "values": values_markdown,
     "count": lambda scale, tables, _root: claims_count_markdown(scale, tables),
     "claims": lambda scale, tables, _root: claims_markdown(scale, tables),
+    "curve": lambda _scale, tables, _root: curve_markdown(tables),
 }
-FIX = "write it as <!-- digest:begin scale=S [tables=A,B] [parts=values,count,claims] -->"
+DEFAULT_PARTS = ("values", "count", "claims")
+FIX = "write it as <!-- digest:begin scale=S [tables=A,B] [parts=values,count,claims,curve] -->"
 
 
 @dataclass(frozen=True)
@@ -71,10 +80,10 @@ def _options(
         raise InputError(
             f"{where}: digest marker names unknown table(s) {', '.join(unknown)} (segbench list)"
         )
-    parts = tuple(options.get("parts", ",".join(PARTS)).split(","))
+    parts = tuple(options["parts"].split(",")) if "parts" in options else DEFAULT_PARTS
     if set(parts) - set(PARTS) or list(parts) != sorted(parts, key=list(PARTS).index):
         raise InputError(
-            f"{where}: digest marker parts={options['parts']!r}: use values, count, claims in that order"
+            f"{where}: digest marker parts={options['parts']!r}: use values, count, claims, curve in that order"
         )
     return scale, tables, parts
 

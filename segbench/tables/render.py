@@ -12,6 +12,7 @@ from typing import Any
 from segbench.claims import TEST_RULE, count_verdicts, verdict_of
 from segbench.formatting import MARKDOWN_MISSING, count_text, evidence_text, table_kind
 from segbench.tables.aggregate import CONVERGED_COLUMN
+from segbench.tables.compute_curve import curve_sentences
 from segbench.trainlog import CONVERGENCE_RULE
 
 
@@ -77,6 +78,13 @@ def to_markdown(table: dict[str, Any]) -> str:
             f"Converged: {table.get('convergence_rule', CONVERGENCE_RULE)}; "
             "yes / no / k of m run instances, with the mean relative change.",
         ]
+    if table.get("compute_curve"):
+        lines += [
+            "",
+            "Error against compute (a power law fitted to the pooled errors; segbench.tables.compute_curve):",
+            "",
+        ]
+        lines += [f"- {sentence}" for sentence in curve_sentences(table["compute_curve"], kind.value)]
     if table["directions"]:
         lines += ["", f"Claims: {count_text(count_verdicts(table['directions']))}. Test: {TEST_RULE}."]
     prov = table["provenance"]

@@ -107,3 +107,17 @@ def summary_markdown(scale: str, results: Path, tables: list[dict[str, Any]] | N
     return "\n".join(
         [values_markdown(scale, tables), claims_count_markdown(scale, tables), claims_markdown(scale, tables)]
     )
+
+
+def curve_markdown(tables: list[dict[str, Any]]) -> str:
+    """The error-vs-compute fit of every table that has one (:mod:`segbench.tables.compute_curve`), one
+    bullet per error column under the table's name."""
+    from segbench.tables.compute_curve import curve_sentences
+
+    lines = []
+    for t in tables:
+        if t.get("compute_curve"):
+            lines.append(f"Error against compute, {t['table']} at {t['scale']}:")
+            lines.append("")
+            lines += [f"- {s}" for s in curve_sentences(t["compute_curve"], table_kind(t).value)]
+    return "\n".join(lines) if lines else f"No table here has an error-vs-compute fit {MARKDOWN_MISSING}."
