@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from segbench.bench import unet as unet_suite
 from segbench.cli import main
 from segbench.cli.bench_cmd import SUITE_NAMES
 
@@ -26,7 +27,18 @@ TINY = {
         "--runs",
         "r50_fpn,r50_fpn_mlp2",
     ],
-    "unet": ["--base-channels", "2", "--tile", "220", "--tiles", "1", "--image-size", "64"],
+    "unet": [
+        "--base-channels",
+        "2",
+        "--tile",
+        "220",
+        "--tiles",
+        "1",
+        "--image-size",
+        "64",
+        "--train-steps",
+        "1",
+    ],
     "coco_eval": ["--repeats", "1"],
     "isbi_metrics": ["--synthetic", "--slices", "1", "--repeats", "1"],
     "roi_ops": ["--rois-per-image", "4", "--repeats", "1"],
@@ -131,6 +143,53 @@ def test_other_suites_write_rows(bench_results):
         assert all(r["max_abs_stat_difference"] <= 1e-12 for r in coco["rows"])
 
 
+def test_unet_times_a_training_step_in_three_variants(bench_results):
+    """float32, the engine's CPU amp (bfloat16 autocast) and channels_last, each with its timing, speed-up
+    over float32 and column; the loss check from the same weights in the row and the notes."""
+    record = json.loads((bench_results / "unet-cpu.json").read_text())
+    row = record["rows"][0]
+    assert row["train_steps"] == 1 and row["train_amp_dtype"] == "bfloat16"
+    assert row["train_lr"] == 0.01 and row["train_momentum"] == 0.99  # unet_isbi's schedule
+    variants = ("train_ms_per_step", "train_ms_per_step_amp", "train_ms_per_step_channels_last")
+    for key in (*variants, "train_speedup_amp", "train_speedup_channels_last"):
+        assert row[key] > 0, key
+    assert row["train_speedup_amp"] == pytest.approx(row["train_ms_per_step"] / row["train_ms_per_step_amp"])
+    assert row["train_speedup_channels_last"] == pytest.approx(
+        row["train_ms_per_step"] / row["train_ms_per_step_channels_last"]
+    )
+    keys = [c["key"] for c in record["columns"]]
+    inference = [c["key"] for c in unet_suite.COLUMNS]
+    assert keys[: len(inference)] == inference  # the inference columns unchanged, training's after them
+    assert {*variants, "train_speedup_amp", "train_speedup_channels_last"} <= set(keys)
+    labels = [c["label"] for c in record["columns"]]
+    assert "train ms/step bf16 autocast" in labels and "bf16 speed-up" in labels
+    assert [t["what"] for t in row["timings"]] == [
+        "tile 220 (ms/tile)",
+        "image 64 (ms/image)",
+        "train step 220, float32 (ms/step)",
+        "train step 220, bfloat16 autocast (ms/step)",
+        "train step 220, float32 channels_last (ms/step)",
+    ]
+    assert [t["median"] for t in row["timings"][2:]] == pytest.approx([row[k] for k in variants])
+    # same weights and input: channels_last is float32 reordered, bfloat16 a few per cent off at most
+    first = row["train_losses_first_two_steps"]["float32"][0]
+    assert row["train_max_abs_loss_difference_channels_last"] < 1e-4
+    assert 0 < row["train_max_abs_loss_difference_amp"] < 0.25 * first
+    assert any(n.startswith("loss check") for n in record["notes"])
+    assert record["settings"]["determinism"]["deterministic_algorithms"]
+
+
+def test_unet_train_steps_0_skips_the_training_step(tmp_path):
+    argv = ["--base-channels", "4", "--tile", "204", "--tiles", "1", "--image-size", "32", "--threads", "1"]
+    assert main(["bench", "unet", *argv, "--train-steps", "0", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "unet-cpu.json").read_text())
+    row = record["rows"][0]
+    assert row["ms_per_tile"] > 0 and not [k for k in row if k.startswith("train")]
+    assert record["columns"] == unet_suite.COLUMNS
+    assert [t["what"] for t in row["timings"]] == ["tile 204 (ms/tile)", "image 32 (ms/image)"]
+    assert "training step not timed (--train-steps 0)." in record["notes"]
+
+
 def test_maskrcnn_bench_builds_the_backbone_training_builds_at_each_scale():
     """Paper: ImageNet start, FrozenBatchNorm, stem and res2 frozen (torchvision's reference alike); mini:
     GroupNorm."""
@@ -170,6 +229,7 @@ def test_report_shows_every_suite_escaped(bench_results, tmp_path, capsys):
         "roi_align max (ours)",
         "1x512x512",
         "220 -&gt; 36",
+        "train ms/step bf16 autocast",
     ):
         assert cell in html
     coco = json.loads((out / "coco_eval-cpu.json").read_text())
@@ -201,6 +261,7 @@ def test_terminal_table_and_path_are_printed(tmp_path, capsys):
         ["bench", "maskrcnn", "--amp", "--device", "cpu"],
         ["bench", "maskrcnn", "--runs", "unet_isbi"],
         ["bench", "unet", "--runs", "r50_fpn"],
+        ["bench", "unet", "--train-steps", "-1"],
         ["bench", "all", "--iters", "3"],
         ["bench", "report", "--iters", "3"],
     ],
@@ -224,7 +285,7 @@ def test_all_runs_every_suite_with_its_defaults(tmp_path, monkeypatch, capsys):
             "warmup": 0,
             "runs": "r50_fpn_person_faster",
         },
-        "unet": {"base_channels": 2, "tile": 220, "tiles": 1, "image_size": 32},
+        "unet": {"base_channels": 2, "tile": 220, "tiles": 1, "image_size": 32, "train_steps": 1},
         "coco_eval": {"repeats": 1},
         "isbi_metrics": {"synthetic": True, "slices": 1, "repeats": 1},
         "roi_ops": {"rois_per_image": 2, "repeats": 1},
@@ -251,3 +312,4 @@ def test_bench_page_prints_no_machine_paths_and_titles_the_unet_tile_size() -> N
     assert portable(settings) == {"data": "<data root>/coco_val2014_100", "out": ".../x/y.json", "repeats": 5}
     title = suite_title("unet", {"tile": 572, "image_size": 512})
     assert "572 x 572 input tiles" in title and "572 tiles/s" not in title
+    assert suite_title("unet", {"tile": 572, "train_steps": 5}).endswith(", ms per training step")

@@ -74,6 +74,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--image-size", type=int, default=s, help="overlap-tile image side (default 512)")
     u.add_argument("--images", type=int, default=s, help="timed overlap-tile images (default 1)")
     u.add_argument("--test-time-versions", type=int, default=s, help="1 (no averaging) .. 8 (the paper's)")
+    u.add_argument(
+        "--train-steps",
+        type=int,
+        default=s,
+        help="timed training steps (forward, weighted loss, backward, SGD) per variant: float32, the "
+        "engine's amp autocast (bfloat16 on CPU, float16 on CUDA) and channels_last (default 5; 0 skips)",
+    )
     o = p.add_argument_group("coco_eval, isbi_metrics, roi_ops")
     o.add_argument("--repeats", type=int, default=s, help="timed repeats (defaults 5, 3, 5)")
     o.add_argument("--sigma", type=float, default=s, help="isbi_metrics: blur of the label prediction (2.0)")
