@@ -43,9 +43,10 @@ def power_law(iterations: list[int], errors: list[float]) -> dict[str, float] | 
     if len(errors) < 2 or min(errors) <= 0 or len(set(iterations)) < 2:
         return None
     fit = stats.linregress([math.log(i) for i in iterations], [math.log(e) for e in errors])
+    stderr = float(fit.stderr)  # undefined (nan) through 2 points: no residual degree of freedom
     return {
         "slope": float(fit.slope),
-        "slope_stderr": float(fit.stderr),
+        "slope_stderr": stderr if len(errors) > 2 and math.isfinite(stderr) else None,
         "intercept": float(fit.intercept),
         "r2": float(fit.rvalue**2),
     }
@@ -146,6 +147,7 @@ def curve_sentences(curve: dict[str, Any], value: Any) -> list[str]:
             if c["fold_slope_std"] is not None
             else ""
         )
+        stderr = "" if fit["slope_stderr"] is None else f"± {fit['slope_stderr']:.2f}, "
         target = f"{curve['target_factor']:g}x the paper ({value(c['target'])})"
         if c["predicted_multiple"] is None:
             reach = f"the fitted line never reaches {target}"
@@ -174,7 +176,7 @@ def curve_sentences(curve: dict[str, Any], value: Any) -> list[str]:
             + f" (flattened: below {curve['flattened_below']:g} of the fitted slope)"
         )
         out.append(
-            f"{col}: pooled error ∝ iterations^{fit['slope']:+.2f} (± {fit['slope_stderr']:.2f}, "
-            f"R² {fit['r2']:.2f}{spread}) over {budgets}; {reach}{reached}{shape}."
+            f"{col}: pooled error ∝ iterations^{fit['slope']:+.2f} ({stderr}R² {fit['r2']:.2f}{spread}) "
+            f"over {budgets}; {reach}{reached}{shape}."
         )
     return out

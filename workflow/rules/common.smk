@@ -42,16 +42,16 @@ def dataset_inputs(wildcards):
 
 
 def pretrained_inputs(wildcards):
-    """The run's miniature-pretrained backbone (rule pretrain): its record, which pins the weights' sha256,
-    as ancient(); none at scales that initialise from ImageNet. The committed form of the weights is the
-    .pt.xz beside it; the .pt is a local copy the run decompresses (segbench.engine.pretrain)."""
+    """The record of the run's miniature-pretrained backbone (made by rule pretrain), which pins the
+    weights' sha256, as ancient(); none at scales that initialise from ImageNet. The committed form of the
+    weights is the .pt.xz beside it; the .pt is a local copy the run decompresses (engine/pretrain.py)."""
     spec = run_config(wildcards).get("pretraining")
     return [ancient(pretrained_file(wildcards.scale, spec))] if spec else []
 
 
 def pretrained_file(scale, spec):
-    """The backbone's record, as segbench.paths.pretrained_weights with .json, relative to RESULTS as the
-    rules' outputs are."""
+    """The backbone's record (segbench.paths.pretrained_weights with .json), relative to RESULTS as
+    the outputs of the rules are."""
     return f"{RESULTS}/{scale}/pretrained/{spec['backbone']}-{config_hash(spec)}.json"
 
 
