@@ -41,18 +41,29 @@ def normalize_input(image: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
 
 
 def score_probability_maps(fmt: str, split: Split, cell_probability: list[np.ndarray]) -> dict[str, Any]:
-    """Metrics of P(cell) maps of the held-out images: ``{"isbi": ...}`` or ``{"ctc": ...}``."""
+    """Metrics of P(cell) maps of the held-out images: ``{"isbi": ...}`` or ``{"ctc": ...}``.
+
+    ISBI: the organisers' errors of the held-out stack, its ``counts`` (pooled over folds by the tables),
+    and ``per_slice``: for each held-out slice (``index`` in the stack, ``name``) its three errors at the
+    thresholds the stack's errors use, with its counts there
+    (:func:`segbench.metrics.isbi_pooled.slice_errors`)."""
     held_out = [img.name for img in split.held_out]
     if fmt == "isbi2012":
         from segbench.metrics.isbi_pooled import isbi_metrics_with_counts  # counts: pooled over folds
 
         labels = np.stack([np.where(img.instances > 0, 255, 0).astype(np.uint8) for img in split.held_out])
         pred = np.clip(np.stack(cell_probability), 0.0, 1.0).astype(np.float32)
+        scored = isbi_metrics_with_counts(pred, labels, per_slice=True)
+        slices = scored.pop("per_slice")
         return {
             "isbi": {
-                **isbi_metrics_with_counts(pred, labels),
+                **scored,
                 "protocol": split.protocol,
                 "held_out": held_out,
+                "per_slice": [
+                    {"index": img.index, "name": img.name, **errors}
+                    for img, errors in zip(split.held_out, slices, strict=True)
+                ],
             }
         }
     from scipy import ndimage
