@@ -21,8 +21,12 @@ file                       family        content
                                          "keypoints": ...}, ...]``: val-split AP at the schedule's
                                          ``eval_points`` (written during training, the run's IoU
                                          types only; absent with ``eval_points: 0``)
-``predictions_val.npz``    unet          one held-out image: arrays ``image``, ``prediction``
-                                         (cell probability > 0.5), ``ground_truth``
+``predictions_val.npz``    unet,         the first held-out image: arrays ``image``, ``prediction``
+                           sliding_      (cell probability > 0.5), ``ground_truth``; and every
+                           window        held-out image: ``images``, ``probabilities`` (P(cell),
+                                         float16), ``ground_truths``, ``slice_index``, ``names``
+                                         (:func:`segbench.engine.biomedical.save_held_out_predictions`;
+                                         files written before these keys have only the first three)
 ``overlap_tile.json``      unet          ``{"run", "run_id", "input_tile", "output_size", "stride",
                                          "border"}``: the overlap-tile geometry evaluation used
 =========================  ============  =========================================================

@@ -121,6 +121,39 @@ def test_pooled_errors_equal_the_errors_of_the_whole_stack():
         assert pooled[key] == whole[key], key
 
 
+def test_per_slice_errors_are_each_slices_errors_at_the_stacks_thresholds_and_add_up_to_them():
+    """per_slice: the fold's other keys unchanged; each slice's error is that of isbi_metrics on the slice
+    alone at the stack's best threshold of the error; the slices' counts there sum to the stack's, so
+    they reproduce its pixel and Rand errors, and its warping error is their pixel-weighted mean."""
+    from segbench.metrics.isbi import THRESHOLDS, f_score
+
+    rng = np.random.default_rng(2)
+    labels = np.where(rng.random((3, 24, 24)) > 0.3, 255, 0).astype(np.uint8)
+    pred = np.clip(labels / 255.0 + rng.normal(0, 0.5, labels.shape), 0, 1).astype(np.float32)
+    plain = isbi_metrics_with_counts(pred, labels)
+    full = isbi_metrics_with_counts(pred, labels, per_slice=True)
+    assert {k: v for k, v in full.items() if k != "per_slice"} == plain
+    slices, best = full["per_slice"], full["best_threshold"]
+    assert len(slices) == 3 and all(s["pixels"] == 24 * 24 for s in slices)
+    for z, entry in enumerate(slices):
+        alone = isbi_metrics(pred[z], labels[z])["per_threshold"]
+        for m in ("warping_error", "rand_error", "pixel_error"):
+            assert entry[m] == alone[m][THRESHOLDS.index(best[m])], (z, m)
+    at = {
+        "pixel": "pixel_error",
+        "rand": "rand_error",
+        "warping": "warping_error",
+        "mismatch": "warping_error",
+    }
+    for key, m in at.items():
+        summed = np.sum([s["counts"][key] for s in slices], axis=0).tolist()
+        assert summed == full["counts"][key][THRESHOLDS.index(best[m])], key
+    tp, fp, fn = np.sum([s["counts"]["pixel"] for s in slices], axis=0)
+    assert 1.0 - f_score(tp, fp, fn) == full["pixel_error"]
+    weighted = sum(s["warping_error"] * s["pixels"] for s in slices) / full["pixels"]
+    assert weighted == pytest.approx(full["warping_error"], abs=1e-15)
+
+
 def fake_fold_metrics(root: Path, values: dict[str, list[float]], counts: dict) -> None:
     for rs in runs_for_tables(["unet_table1"], SCALE):
         v = values[rs.run][rs.seed]

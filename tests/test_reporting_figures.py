@@ -35,6 +35,7 @@ def test_registry_has_every_paper_figure_and_a_bar_chart_per_reproduced_table() 
         "unet_fig2",
         "unet_fig3",
         "unet_fig4",
+        "isbi_predictions",
     }
     tables = [n for n, t in load_registry()["tables"].items() if any(row_runs(r) for r in t["rows"])]
     assert expected | {f"bars_{t}" for t in tables} == set(FIGURES)
@@ -68,6 +69,7 @@ def test_missing_inputs_skip_with_a_note(tmp_path: Path) -> None:
         "maskrcnn_fig7",
         "unet_fig2",
         "unet_fig4",
+        "isbi_predictions",
     ):
         result = render_figure(name, context(tmp_path))
         assert result.status == "skipped" and result.note, name
@@ -136,6 +138,62 @@ def test_fig2_reads_the_tile_record_that_evaluation_writes(tmp_path: Path) -> No
     assert result.status == "ok", result.note
     out = tmp_path / "reports" / SCALE / "figures"
     assert (out / "unet_fig2.png").stat().st_size > 5000 and (out / "unet_fig2.svg").is_file()
+
+
+def test_isbi_predictions_draw_a_smoke_runs_held_out_slices_with_their_errors(tmp_path: Path) -> None:
+    """From a smoke U-Net run's records (two held-out slices): one row per slice, each titled with its
+    per_slice errors, the title naming the scale and the data; a run of the same fold with older records
+    (no per_slice) is left out with a note, and with none usable the figure is skipped saying why."""
+    from unittest import mock
+
+    from segbench.data import prepare
+    from segbench.engine.runner import evaluate_run, train_run
+    from segbench.formatting import FRACTION
+    from segbench.registry import figure_tables, resolve_run
+    from segbench.reporting.figures import isbi
+
+    assert set(figure_tables("isbi_predictions")) == {"unet_table1", "unet_budget"}
+    prepare("em_smoke", tmp_path / "data", progress=False)
+    cfg = resolve_run("unet_isbi", SCALE, 0)
+    cfg["model"].update(depth=2, base_channels=2)
+    cfg["input"]["tile"] = 60
+    cfg["schedule"].update(iterations=1, checkpoint_every=1)
+    cfg["split"] = {"fold": 0, "folds": 2}  # slices 0-1 of 4 held out
+    runs = tmp_path / "results" / SCALE / "runs"
+    unet = runs / cfg["run_id"]
+    train_run(cfg, unet, tmp_path / "data")
+    evaluate_run(cfg, unet, tmp_path / "data")
+    older = runs / "swcnn_isbi-seed0"  # a sliding-window run of the fold, evaluated before per_slice
+    older.mkdir()
+    for name in ("config.json", "predictions_val.npz"):
+        (older / name).write_bytes((unet / name).read_bytes())
+    metrics = json.loads((unet / "metrics.json").read_text())
+    per_slice = metrics["metrics"]["isbi"].pop("per_slice")
+    (older / "metrics.json").write_text(json.dumps(metrics))
+
+    saved = {}
+    with mock.patch.object(
+        isbi, "save_matplotlib", lambda fig, out, name: saved.setdefault(name, fig) and []
+    ):
+        isbi.render_isbi_predictions(context(tmp_path))
+    fig = saved["isbi_predictions"]
+    title = fig._suptitle.get_text()
+    assert "scale smoke: slices 0-1 of em_smoke (fold 1 of 2, synthetic data), run unet_isbi-seed0" in title
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 2 * 3  # two held-out slices: raw image, P(cell), thresholded vs ground truth
+    for k, entry in enumerate(per_slice):
+        assert titles[3 * k].startswith(f"slice0{k} (stack index {k})")
+        assert f"pixel {FRACTION.value(entry['pixel_error'])}" in titles[3 * k + 2]
+        assert f"Rand {FRACTION.value(entry['rand_error'])}" in titles[3 * k + 2]
+    assert "not shown: swcnn_isbi-seed0: metrics.json has no per_slice" in fig._supxlabel.get_text()
+    result = render_figure("isbi_predictions", context(tmp_path))
+    assert result.status == "ok", result.note
+    assert (tmp_path / "reports" / SCALE / "figures" / "isbi_predictions.png").stat().st_size > 5000
+
+    (unet / "metrics.json").write_text(json.dumps(metrics))  # the U-Net run's records are older too
+    result = render_figure("isbi_predictions", context(tmp_path))
+    assert result.status == "skipped" and "unet_isbi-seed0: metrics.json has no per_slice" in result.note
+    assert "\n" not in result.note
 
 
 def test_reporting_imports_no_model_or_engine_code() -> None:

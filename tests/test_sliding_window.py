@@ -87,3 +87,6 @@ def test_the_family_is_registered_and_trains_one_step_at_smoke(tmp_path: Path) -
     metrics = evaluate_run(cfg, run_dir, data_root)["metrics"]["isbi"]
     assert {"warping_error", "rand_error", "pixel_error", "counts"} <= set(metrics)
     assert 0 <= metrics["pixel_error"] <= 1
+    assert [s["name"] for s in metrics["per_slice"]] == metrics["held_out"]  # the report's ISBI figure
+    with np.load(run_dir / "predictions_val.npz") as saved:
+        assert saved["probabilities"].shape[0] == len(metrics["held_out"])

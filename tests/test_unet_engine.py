@@ -117,6 +117,42 @@ def test_unet_evaluate_reports_isbi_metrics_on_held_out_slices(data_root: Path, 
     assert tile["run"] == "unet_isbi" and tile["input_tile"] - tile["output_size"] == 2 * tile["border"]
 
 
+def test_unet_evaluate_records_per_slice_errors_and_every_held_out_prediction(
+    data_root: Path, tmp_path: Path
+) -> None:
+    """Two held-out slices (2 folds of em_smoke's 4): ``per_slice`` has one entry per slice, in stack
+    order, whose counts at the run's thresholds add up to the run's (so they give its pixel error) and
+    whose warping errors average, weighted by pixels, to the run's; ``predictions_val.npz`` keeps Fig. 4's
+    arrays and adds every held-out slice's P(cell) map."""
+    from segbench.metrics.isbi import THRESHOLDS, f_score
+    from segbench.records import CELL_EXAMPLE
+
+    cfg = tiny("unet_isbi", iterations=1, checkpoint_every=1)
+    cfg["split"] = {"fold": 0, "folds": 2}
+    unet_engine.train(cfg, tmp_path, data_root)
+    isbi = unet_engine.evaluate(cfg, tmp_path, data_root)["isbi"]
+    slices = isbi["per_slice"]
+    assert [(s["index"], s["name"]) for s in slices] == [(0, "slice00"), (1, "slice01")]
+    assert [s["name"] for s in slices] == isbi["held_out"]
+    assert sum(s["pixels"] for s in slices) == isbi["pixels"]
+    k = {m: THRESHOLDS.index(isbi["best_threshold"][m]) for m in ("pixel_error", "warping_error")}
+    tp, fp, fn = np.sum([s["counts"]["pixel"] for s in slices], axis=0)
+    assert [tp, fp, fn] == isbi["counts"]["pixel"][k["pixel_error"]]
+    assert 1.0 - f_score(tp, fp, fn) == isbi["pixel_error"]
+    weighted = sum(s["warping_error"] * s["pixels"] for s in slices) / isbi["pixels"]
+    assert weighted == pytest.approx(isbi["warping_error"], abs=1e-15)
+    assert all(0.0 <= s[m] <= 1.0 for s in slices for m in ("warping_error", "rand_error", "pixel_error"))
+    with np.load(tmp_path / CELL_EXAMPLE) as saved:
+        assert {"image", "prediction", "ground_truth"} <= set(saved.files)  # U-Net Fig. 4's arrays
+        assert saved["probabilities"].shape == (2, *saved["image"].shape)
+        assert saved["probabilities"].dtype == np.float16 and saved["images"].dtype == np.float16
+        assert saved["slice_index"].tolist() == [0, 1] and saved["names"].tolist() == isbi["held_out"]
+        assert np.array_equal(saved["ground_truths"][0], saved["ground_truth"])
+        p16 = saved["probabilities"][0].astype(np.float64)
+        differ = (p16 > 0.5) != (saved["prediction"] > 0)  # float16 rounds P(cell) by at most 2.5e-4
+        assert np.all(np.abs(p16[differ] - 0.5) <= 2.5e-4)
+
+
 def test_classical_engine_on_cell_tracking_data(data_root: Path, tmp_path: Path) -> None:
     cfg = tiny("threshold_phc")
     summary = classical_engine.train(cfg, tmp_path, data_root)

@@ -27,12 +27,18 @@ import torch
 import torch.nn.functional as F
 
 from segbench.engine import contract
-from segbench.engine.biomedical import load_split, normalize_input, score_probability_maps
+from segbench.engine.biomedical import (
+    load_split,
+    normalize_input,
+    save_held_out_predictions,
+    score_probability_maps,
+)
 from segbench.engine.checkpoint import load_final, run_identity
 from segbench.engine.distributed import Replica, resolve_device
 from segbench.errors import InputError
 from segbench.families import family_spec
 from segbench.models.sliding_window import WindowClassifier, build_sliding_window
+from segbench.records import CELL_EXAMPLE
 from segbench.schedule import Schedule, effective_schedule
 
 #: Values of omitted schedule keys (:attr:`segbench.families.FamilySpec.schedule_defaults`).
@@ -188,13 +194,16 @@ def load_trained(cfg: dict[str, Any], run_dir: Path, device: torch.device) -> Wi
 def evaluate(
     cfg: dict[str, Any], run_dir: Path, data_root: Path, *, device: str | None = None
 ) -> dict[str, Any]:
-    """The ISBI errors of the dense P(cell) maps of the held-out slices."""
+    """The ISBI errors of the dense P(cell) maps of the held-out slices; also writes the maps as the
+    report's record ``predictions_val.npz`` (segbench.records)."""
     predict = cell_probability_predictor(cfg, run_dir, device=device)
     fmt, split = load_split(cfg, data_root)
-    metrics = score_probability_maps(fmt, split, [predict(img.image) for img in split.held_out])
+    probabilities = [predict(img.image) for img in split.held_out]
+    metrics = score_probability_maps(fmt, split, probabilities)
     next(iter(metrics.values()))["test_time_versions"] = (
         int(cfg.get("model", {}).get("test_time_rotations", 0)) + 1
     )
+    save_held_out_predictions(Path(run_dir) / CELL_EXAMPLE, split.held_out, probabilities)
     return metrics
 
 

@@ -29,6 +29,7 @@ from segbench.engine.biomedical import (  # noqa: F401 - re-exported (earlier ho
     INPUT_NORMALIZATIONS,
     load_split,
     normalize_input,
+    save_held_out_predictions,
     score_probability_maps,
 )
 from segbench.engine.checkpoint import FINAL_MODEL, load_final, run_identity
@@ -37,7 +38,7 @@ from segbench.engine.overlap_tile import TileGeometry, cell_probability_fn
 from segbench.engine.seeding import loader_options
 from segbench.errors import InputError
 from segbench.families import family_spec
-from segbench.io import dumps, write_text_atomic, write_with
+from segbench.io import dumps, write_text_atomic
 from segbench.models import build as build_model
 from segbench.models.unet import (
     UNet,
@@ -310,8 +311,7 @@ def evaluate(
     probabilities = [predict(img.image) for img in split.held_out]
     metrics = score_probability_maps(fmt, split, probabilities)
     next(iter(metrics.values()))["test_time_versions"] = inference_versions(cfg)
-    if split.held_out:
-        save_example_prediction(run_dir / CELL_EXAMPLE, split.held_out[0], probabilities[0])
+    save_held_out_predictions(run_dir / CELL_EXAMPLE, split.held_out, probabilities)
     return metrics
 
 
@@ -355,19 +355,3 @@ def write_tile_record(run_dir: Path, geometry: TileGeometry, cfg: dict[str, Any]
         "border": geometry.border,
     }
     write_text_atomic(Path(run_dir) / OVERLAP_TILE, dumps(record, indent=1))
-
-
-def save_example_prediction(path: Path, image: LabelledImage, cell_probability: np.ndarray) -> None:
-    """One held-out image with its prediction (cell probability > 0.5) and ground truth, for the report's
-    U-Net Figure 4 (arrays ``image``, ``prediction``, ``ground_truth``); written atomically."""
-    arrays = {
-        "image": image.image.astype(np.float32),
-        "prediction": (cell_probability > 0.5).astype(np.uint8),
-        "ground_truth": (image.instances > 0).astype(np.uint8),
-    }
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:  # a file object: np.savez on a path would append ".npz"
-            np.savez_compressed(fh, **arrays)
-
-    write_with(path, write, "example prediction")

@@ -354,16 +354,25 @@ def _threads(n_slices: int) -> int:
     return max(1, min(cpus, n_slices, 8))
 
 
-def _stack_counts(pred: np.ndarray, gt: np.ndarray, want: frozenset[str]) -> dict[str, np.ndarray]:
-    """Counts summed over slices (slices run on a thread pool; the kernels release the GIL)."""
+def stack_slice_counts(pred: np.ndarray, gt: np.ndarray, want: frozenset[str]) -> list[dict[str, np.ndarray]]:
+    """Per-threshold counts of each slice of a validated stack, in stack order (slices run on a thread
+    pool; the kernels release the GIL)."""
     n = pred.shape[0]
     workers = _threads(n)
     if workers == 1:
-        parts = [_slice_counts(gt[z], pred[z], THRESHOLDS, want) for z in range(n)]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(lambda z: _slice_counts(gt[z], pred[z], THRESHOLDS, want), range(n)))
+        return [_slice_counts(gt[z], pred[z], THRESHOLDS, want) for z in range(n)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda z: _slice_counts(gt[z], pred[z], THRESHOLDS, want), range(n)))
+
+
+def sum_slice_counts(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The stack's counts: the slices' per-threshold counts added up (the organisers' sums over slices)."""
     return {key: sum(part[key] for part in parts) for key in parts[0]}
+
+
+def _stack_counts(pred: np.ndarray, gt: np.ndarray, want: frozenset[str]) -> dict[str, np.ndarray]:
+    """Counts summed over slices."""
+    return sum_slice_counts(stack_slice_counts(pred, gt, want))
 
 
 # --------------------------------------------------------------------------------------------------

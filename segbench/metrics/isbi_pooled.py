@@ -7,6 +7,10 @@ of its fold; the pooled errors are those of the whole stack: the per-fold counts
 assembly. :func:`isbi_metrics_with_counts` returns a fold's metrics (identical to
 :func:`segbench.metrics.isbi.isbi_metrics`) together with its raw counts, which ``metrics.json`` keeps
 under ``isbi.counts``; :func:`pooled_isbi_metrics` turns several folds' counts into the pooled errors.
+
+With ``per_slice=True`` it also returns ``per_slice``: each slice's three errors at the stack's best
+thresholds (the thresholds the fold's reported errors use; :func:`slice_errors`), assembled from the same
+per-slice counts the stack's are summed from, so they cost no second scoring pass.
 """
 
 from __future__ import annotations
@@ -17,23 +21,79 @@ from typing import Any
 import numpy as np
 
 from segbench.errors import InputError
-from segbench.metrics.isbi import _stack_counts, results_from_counts, validate_isbi_inputs
+from segbench.metrics.isbi import (
+    METRICS,
+    THRESHOLDS,
+    results_from_counts,
+    stack_slice_counts,
+    sum_slice_counts,
+    validate_isbi_inputs,
+)
 
 COUNT_KEYS = ("pixel", "rand", "warping", "mismatch")
 
 
 def isbi_metrics_with_counts(
-    pred: Any, labels: Any, *, rand_form: str = "n2", warping_form: str = "splits_mergers"
+    pred: Any,
+    labels: Any,
+    *,
+    rand_form: str = "n2",
+    warping_form: str = "splits_mergers",
+    per_slice: bool = False,
 ) -> dict[str, Any]:
-    """:func:`segbench.metrics.isbi.isbi_metrics` plus ``counts`` (JSON-ready per-threshold sums)."""
+    """:func:`segbench.metrics.isbi.isbi_metrics` plus ``counts`` (JSON-ready per-threshold sums), and with
+    ``per_slice`` each slice's errors at the stack's best thresholds (:func:`slice_errors`)."""
     p, g = validate_isbi_inputs(pred, labels)
-    c = _stack_counts(p, g, frozenset({"pixel", "rand", "warping"}))
+    parts = stack_slice_counts(p, g, frozenset({"pixel", "rand", "warping"}))
+    c = sum_slice_counts(parts)
     counts = {
         **{key: np.asarray(c[key]).tolist() for key in COUNT_KEYS},
         "pixels": int(g.size),
         "slices": int(g.shape[0]),
     }
-    return {**metrics_from_counts(counts, rand_form=rand_form, warping_form=warping_form), "counts": counts}
+    forms = {"rand_form": rand_form, "warping_form": warping_form}
+    out = {**metrics_from_counts(counts, **forms), "counts": counts}
+    if per_slice:
+        out["per_slice"] = slice_errors(parts, out["best_threshold"], int(g[0].size), **forms)
+    return out
+
+
+def slice_errors(
+    parts: Sequence[dict[str, Any]],
+    best_threshold: dict[str, float],
+    pixels: int,
+    *,
+    rand_form: str = "n2",
+    warping_form: str = "splits_mergers",
+) -> list[dict[str, Any]]:
+    """Each slice's warping, Rand and pixel error at the stack's ``best_threshold`` of that error (not the
+    slice's own best), from its per-threshold counts ``parts`` (slices of ``pixels`` pixels each), with its
+    counts at those thresholds: ``counts`` holds ``pixel`` (TP, FP, FN) and ``rand`` (the Rand sums) at
+    the pixel and Rand thresholds, ``warping`` (mismatch classes) and ``mismatch`` (before, after the warp)
+    at the warping threshold. The slices' ``counts`` add up to the stack's at those thresholds, so the
+    stack's errors follow from them; the warping error, a sum over pixels, is the pixel-weighted mean of
+    the slices'. The errors are assembled by :func:`segbench.metrics.isbi.results_from_counts`, as the
+    stack's are."""
+    index = {m: THRESHOLDS.index(best_threshold[m]) for m in METRICS}
+    at = {
+        "pixel": "pixel_error",
+        "rand": "rand_error",
+        "warping": "warping_error",
+        "mismatch": "warping_error",
+    }
+    out = []
+    for part in parts:
+        curves = results_from_counts(
+            part, slices=1, pixels=pixels, rand_form=rand_form, warping_form=warping_form
+        )["per_threshold"]
+        out.append(
+            {
+                **{m: curves[m][index[m]] for m in METRICS},
+                "pixels": pixels,
+                "counts": {key: np.asarray(part[key][index[m]]).tolist() for key, m in at.items()},
+            }
+        )
+    return out
 
 
 def metrics_from_counts(

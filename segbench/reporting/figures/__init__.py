@@ -137,6 +137,17 @@ def _static_specs(registry: dict) -> list[FigureSpec]:
             tables=tables("unet_fig3"),
         ),
         FigureSpec(
+            "isbi_predictions",
+            "ISBI 2012: held-out predictions and their errors per slice",
+            "raw image, predicted P(cell) and the prediction thresholded at the run's warping-error "
+            "threshold against the ground truth, on held-out slices of a U-Net run of the table and the "
+            "sliding-window CNN run of the same fold (seed); each panel titled with that slice's warping, "
+            "Rand and pixel error at the run's thresholds (metrics.json per_slice), the title with the "
+            "run's errors over all its held-out slices",
+            _lazy("isbi", "render_isbi_predictions"),
+            tables=tables("isbi_predictions"),
+        ),
+        FigureSpec(
             "unet_fig4",
             "U-Net Fig. 4: cell segmentation results",
             "raw image, prediction and ground truth on the cell tracking data from a trained run",
