@@ -92,3 +92,10 @@ def test_a_curve_naming_an_unknown_row_is_refused_by_name() -> None:
     registry["tables"]["unet_budget"]["compute_curve"]["rows"].append("x16")
     with pytest.raises(InputError, match=r"tables/unet_budget/compute_curve.*\['x16'\] are not row ids"):
         validate_registry(registry, source="experiments.yaml")
+
+
+def test_equal_errors_give_a_flat_fit_without_nan() -> None:
+    curve = column_curve(ITERATIONS, [0.1] * 4, [[0.1] * 4], 0.05, unit=2000)
+    assert curve["fit"]["slope"] == 0 and curve["fit"]["r2"] is None
+    assert curve["predicted_multiple"] is None
+    assert power_law(ITERATIONS[:2], [0.2, 0.1])["slope_stderr"] is None  # 2 points: no residual

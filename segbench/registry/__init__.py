@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from segbench.registry.query import (
     RunSeed,
+    absolute_values,
     artifacts,
     check_scale,
     check_table_at_scale,
@@ -53,6 +54,7 @@ __all__ = [
     "MAX_SEEDS",
     "REGISTRY_FILE",
     "RunSeed",
+    "absolute_values",
     "SCHEMA_FILE",
     "artifacts",
     "check_scale",

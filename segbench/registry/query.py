@@ -41,6 +41,16 @@ def scales(registry: dict[str, Any] | None = None) -> list[str]:
     return list((registry or load_registry())["scales"])
 
 
+def absolute_values(scale: str, registry: dict[str, Any] | None = None) -> bool:
+    """Whether the paper's absolute values are a target at ``scale``: a scale whose registry entry says
+    ``absolute_values: true`` (real data, e.g. real_cpu, and the paper scale), or whose ``base`` does."""
+    all_scales = (registry or load_registry())["scales"]
+    entry = all_scales.get(scale, {})
+    return bool(
+        entry.get("absolute_values", all_scales.get(entry.get("base", ""), {}).get("absolute_values"))
+    )
+
+
 def check_scale(scale: str, registry: dict[str, Any] | None = None) -> None:
     known = scales(registry)
     if scale not in known:

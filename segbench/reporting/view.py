@@ -57,13 +57,10 @@ UNCOLOURED_LEGEND = (
 
 
 def scale_is_absolute(scale: str) -> bool:
-    """Whether the paper's absolute values are a target at this scale: the paper scale, and a scale whose
-    registry entry says ``absolute_values: true`` (real data, e.g. real_cpu), or whose ``base`` does."""
-    from segbench.registry import load_registry
+    """Whether the paper's absolute values are a target at this scale (:func:`segbench.registry.absolute_values`)."""
+    from segbench.registry import absolute_values
 
-    scales = load_registry()["scales"]
-    entry = scales.get(scale, {})
-    return bool(entry.get("absolute_values", scales.get(entry.get("base", ""), {}).get("absolute_values")))
+    return absolute_values(scale)
 
 
 def url_between(target: Path, page_dir: Path) -> str:

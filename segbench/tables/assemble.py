@@ -17,6 +17,7 @@ from segbench.io import dumps, json_text, read_json, write_text_atomic
 from segbench.paths import child_path, results_root, tables_dir
 from segbench.provenance import provenance
 from segbench.registry import (
+    absolute_values,
     check_table_at_scale,
     evaluated_on,
     get_table,
@@ -104,7 +105,8 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
     }
     wall = sum((p["train_wall_time_s"] or 0) + (p["eval_wall_time_s"] or 0) for p in run_provenance.values())
     seeds = sorted({s for run in runs_used for s in seeds_for_run(run, scale, registry)})
-    curve = table.get("compute_curve")
+    # the paper's errors are a target (2x the paper) only where the scale's values are absolute (real data)
+    curve = table.get("compute_curve") if absolute_values(scale, registry) else None
     return {
         "table": name,
         "title": table["title"],

@@ -1,5 +1,8 @@
 """Error against training compute: a power law fitted per error to the rows of a budget study (issue #38).
 
+Computed at the scales whose values are absolute (real data: real_cpu, paper), where the paper's errors
+are a target; elsewhere the table has no curve.
+
 A table's ``compute_curve`` (registry) names its rows along one compute axis (the same network at
 several multiples of one schedule: the ``budget`` runs), the row whose iterations are the unit
 (``reference``: Table 1's), and a target (``target_factor`` times the paper's value of ``target_row``).
@@ -48,7 +51,7 @@ def power_law(iterations: list[int], errors: list[float]) -> dict[str, float] | 
         "slope": float(fit.slope),
         "slope_stderr": stderr if len(errors) > 2 and math.isfinite(stderr) else None,
         "intercept": float(fit.intercept),
-        "r2": float(fit.rvalue**2),
+        "r2": float(fit.rvalue**2) if math.isfinite(fit.rvalue) else None,  # undefined for equal errors
     }
 
 
@@ -148,6 +151,7 @@ def curve_sentences(curve: dict[str, Any], value: Any) -> list[str]:
             else ""
         )
         stderr = "" if fit["slope_stderr"] is None else f"± {fit['slope_stderr']:.2f}, "
+        r2 = "undefined" if fit["r2"] is None else f"{fit['r2']:.2f}"
         target = f"{curve['target_factor']:g}x the paper ({value(c['target'])})"
         if c["predicted_multiple"] is None:
             reach = f"the fitted line never reaches {target}"
@@ -176,7 +180,7 @@ def curve_sentences(curve: dict[str, Any], value: Any) -> list[str]:
             + f" (flattened: below {curve['flattened_below']:g} of the fitted slope)"
         )
         out.append(
-            f"{col}: pooled error ∝ iterations^{fit['slope']:+.2f} ({stderr}R² {fit['r2']:.2f}{spread}) "
+            f"{col}: pooled error ∝ iterations^{fit['slope']:+.2f} ({stderr}R² {r2}{spread}) "
             f"over {budgets}; {reach}{reached}{shape}."
         )
     return out
