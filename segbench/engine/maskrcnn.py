@@ -56,10 +56,20 @@ SCHEDULE_DEFAULTS = dict(family_spec("maskrcnn").schedule_defaults)
 
 # -- data and model -----------------------------------------------------------------------------------
 def split_paths(cfg: dict[str, Any], data_root: Path, split: str) -> tuple[Path, Path]:
-    """(images folder, annotation file) of a split of the run's dataset."""
+    """(images folder, annotation file) of a split of the run's dataset; at a cross-validation scale
+    (``cfg["split"]``: seed k is fold k) the layout's ``fold<k>_<split>``."""
     from segbench.data.registry import dataset_paths
 
-    paths = dataset_paths(cfg["dataset"]["name"], Path(data_root))[split]
+    name = cfg["dataset"]["name"]
+    key = split
+    if "split" in cfg:
+        key = f"fold{int(cfg['split']['fold'])}_{split}"
+        if key not in cfg["dataset"].get("layout", {}):
+            raise InputError(
+                f"dataset {name!r} has no split {key!r} for {cfg['split']['folds']}-fold cross-validation; "
+                f"add fold<k>_train / fold<k>_val to its layout in datasets.yaml"
+            )
+    paths = dataset_paths(name, Path(data_root))[key]
     return Path(paths["images"]), Path(paths["annotations"])
 
 
