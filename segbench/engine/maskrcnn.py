@@ -106,9 +106,10 @@ def pretrained_backbone(cfg: dict[str, Any], run_dir: Path) -> Path:
     """The run's miniature-pretrained backbone weights, checked against the sha256 their record pins, or
     pretrained now if nothing is pinned and the cache lacks them (the DAG's ``pretrain`` rule)."""
     from segbench.engine.pretrain import ensure_pretrained
-    from segbench.paths import run_pretrained_weights
+    from segbench.paths import pretraining_scale, run_pretrained_weights
 
-    return ensure_pretrained(cfg["pretraining"], run_pretrained_weights(cfg, run_dir), scale=cfg["scale"])
+    path = run_pretrained_weights(cfg, run_dir)
+    return ensure_pretrained(cfg["pretraining"], path, scale=pretraining_scale(cfg))
 
 
 def apply_train_scales(model: torch.nn.Module, scales: list[int] | None) -> None:

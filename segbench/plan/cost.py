@@ -295,6 +295,8 @@ def plan(
 
 
 def _download_size(entry: dict[str, Any]) -> tuple[int | None, str]:
+    if entry.get("source") == "derived":
+        return 0, f"derived locally from {entry['derive_from']}"
     if entry.get("source") != "real":
         return 0, "synthetic: generated locally"
     downloads = entry.get("downloads", [])
