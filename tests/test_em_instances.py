@@ -236,3 +236,12 @@ def test_smoke_run_trains_and_evaluates_on_the_derived_crops(tmp_path: Path):
     record = evaluate_run(cfg, tmp_path / "results" / "smoke" / "runs" / cfg["run_id"], tmp_path / "data")
     assert 0.0 <= record["metrics"]["segm"]["AP"] <= 1.0
     assert record["provenance"]["dataset"]["derived_from"]["name"] == "em_smoke"
+    from segbench.reporting.figures import FigureContext, render_figure
+
+    ctx = FigureContext("smoke", tmp_path / "results", tmp_path / "figures", tmp_path / "data")
+    result = render_figure("em_maskrcnn_predictions", ctx)
+    assert result.status in ("ok", "skipped"), result.note  # skipped: a 2-iteration model may detect nothing
+    if result.status == "skipped":
+        assert "segm predictions" in result.note
+    else:
+        assert (tmp_path / "figures" / "em_maskrcnn_predictions.png").is_file()
