@@ -341,10 +341,10 @@ def stage_backbone(cfg: dict[str, Any], committed_root: Path, work: Path) -> dic
     if not cfg.get("pretraining"):
         return None
     from segbench.engine.pretrain import backbone_identity, restore_from_stored
-    from segbench.paths import pretrained_weights, stored_weights
+    from segbench.paths import pretrained_weights, pretraining_scale, stored_weights
 
-    source = pretrained_weights(committed_root, cfg["scale"], cfg["pretraining"])
-    target = pretrained_weights(work, cfg["scale"], cfg["pretraining"])
+    source = pretrained_weights(committed_root, pretraining_scale(cfg), cfg["pretraining"])
+    target = pretrained_weights(work, pretraining_scale(cfg), cfg["pretraining"])
     target.parent.mkdir(parents=True, exist_ok=True)
     restore_from_stored(source)  # a clone holds the committed .pt.xz; the .pt is decompressed on first use
     for src, dst in (

@@ -145,9 +145,16 @@ def pretrained_weights(results: str | os.PathLike[str] | None, scale: str, spec:
 
 def run_pretrained_weights(cfg: dict, run_dir: str | os.PathLike[str]) -> Path:
     """Where run ``cfg``'s miniature-pretrained backbone weights are: ``<results>/<scale>/pretrained/``,
-    beside the run's ``runs/`` folder (sweeps name another results root: ``pretraining_results``)."""
+    beside the run's ``runs/`` folder (sweeps name another results root: ``pretraining_results``); the
+    scale is the one the run's scale takes its backbones from (``pretrained_from``: real_cpu uses mini's)."""
     results = cfg.get("pretraining_results") or Path(run_dir).resolve().parents[2]
-    return pretrained_weights(results, cfg["scale"], cfg["pretraining"])
+    return pretrained_weights(results, pretraining_scale(cfg), cfg["pretraining"])
+
+
+def pretraining_scale(cfg: dict) -> str:
+    """The scale whose ``pretrained/`` folder holds run ``cfg``'s backbone: its ``pretrained_from``, else
+    its own scale."""
+    return str(cfg.get("pretrained_from") or cfg["scale"])
 
 
 FINAL_MODEL = "model_final.pt"  # a run's trained weights (segbench.engine.checkpoint.save_final)

@@ -68,8 +68,8 @@ def test_every_family_gets_the_same_fold_and_other_scales_keep_their_configs(reg
         resolve_run("unet_isbi", SCALE, 5, registry)
 
 
-def test_only_the_unet_tables_on_isbi_are_defined_at_real_cpu(registry):
-    assert table_names(registry, SCALE) == ["unet_table1", "unet_budget"]
+def test_only_the_tables_on_isbi_are_defined_at_real_cpu(registry):
+    assert table_names(registry, SCALE) == ["unet_table1", "unet_budget", "em_maskrcnn"]
     assert "table2a" in table_names(registry, "mini")
     assert seeds_for_run("r50_c4", SCALE, registry) == []
     ids = [rs.run_id for rs in runs_for_tables(["unet_table1"], SCALE, registry)]

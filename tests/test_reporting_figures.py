@@ -28,6 +28,7 @@ def test_registry_has_every_paper_figure_and_a_bar_chart_per_reproduced_table() 
         "training_curves",
         "run_metrics",
         "maskrcnn_fig2_5",
+        "em_maskrcnn_predictions",
         "maskrcnn_fig3",
         "maskrcnn_fig6",
         "maskrcnn_fig4",

@@ -65,7 +65,7 @@ def run_action(args: argparse.Namespace) -> int:
         if args.action == "generate" and source != "synthetic":
             raise InputError(f"{name}: not a synthetic dataset; use `segbench data download {name}`")
         if args.action == "download" and source != "real":
-            raise InputError(f"{name}: a synthetic dataset; use `segbench data generate {name}`")
+            raise InputError(f"{name}: a {source} dataset; use `segbench data prepare {name}`")
         if args.action == "verify":
             manifest = data.verify(name, root)
             print(

@@ -54,9 +54,10 @@ def run(args: argparse.Namespace) -> int:
             f"no pretraining spec at scale {args.scale!r} matches backbone={args.backbone} spec={args.spec}; "
             f"the scale's specs: {known}"
         )
+    home = load_registry()["scales"][args.scale].get("pretrained_from") or args.scale  # real_cpu: mini's
     for spec in chosen.values():
-        path = pretrained_weights(args.results, args.scale, spec)
-        ensure_pretrained(spec, path, scale=args.scale, force=args.force)
+        path = pretrained_weights(args.results, home, spec)
+        ensure_pretrained(spec, path, scale=home, force=args.force)
         record = json.loads(path.with_suffix(".json").read_text())
         print(
             f"{path.name}: val top-1 {record['val_top1']:.3f} over {record['classes']} classes "

@@ -145,6 +145,19 @@ class Split:
     protocol: str
 
 
+def held_out_slices(slices: int, fold: int, folds: int) -> tuple[int, int]:
+    """Slices ``lo..hi-1`` that fold ``fold`` of ``folds`` contiguous blocks over a stack of ``slices``
+    holds out (30 slices, 5 folds: fold k holds out 6k..6k+5); the one rule the U-Net's split and the
+    Mask R-CNN instance crops (:mod:`segbench.data.derived.isbi_instances`) share."""
+    if not 0 <= fold < folds or folds < 2 or slices < folds:
+        raise InputError(
+            f"split.fold={fold} of {folds} folds over {slices} slices: needs "
+            "0 <= fold < folds and at least 2 slices"
+        )
+    bounds = np.linspace(0, slices, folds + 1).round().astype(int)
+    return int(bounds[fold]), int(bounds[fold + 1])
+
+
 def held_out_split(
     fmt: str, groups: list[list[LabelledImage]], fold: int | None = None, folds: int = 5
 ) -> Split:
@@ -158,13 +171,7 @@ def held_out_split(
         images = groups[0]
         folds = min(folds, len(images))
         fold = folds - 1 if fold is None else fold
-        if not 0 <= fold < folds or folds < 2:
-            raise InputError(
-                f"split.fold={fold} of {folds} folds over {len(images)} slices: needs "
-                "0 <= fold < folds and at least 2 slices"
-            )
-        bounds = np.linspace(0, len(images), folds + 1).round().astype(int)
-        lo, hi = int(bounds[fold]), int(bounds[fold + 1])
+        lo, hi = held_out_slices(len(images), fold, folds)
         return Split(
             images[:lo] + images[hi:],
             images[lo:hi],

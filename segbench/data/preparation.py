@@ -56,6 +56,8 @@ def prepare(
     with dataset_lock(name, Path(data_root)):  # concurrent jobs that need the same dataset: one prepares it
         if entry["source"] == "synthetic":
             return _prepare_synthetic(name, entry, Path(data_root), seed=seed, force=force, verify=verify)
+        if entry["source"] == "derived":
+            return _prepare_derived(name, entry, Path(data_root), force=force, verify=verify)
         return _prepare_real(name, entry, Path(data_root), force=force, progress=progress, verify=verify)
 
 
@@ -82,7 +84,7 @@ def dataset_identity(
     manifest = read_manifest(root)
     if manifest is None:
         return None
-    if entry["source"] == "synthetic":  # prepare() checks it against its MANIFEST, or regenerates it
+    if entry["source"] in ("synthetic", "derived"):  # prepare() checks it (and a derived one's source)
         prepare(
             name, data_root, seed=int(manifest.get("seed", 0)), progress=False, verify=verify, entry=entry
         )
@@ -94,7 +96,10 @@ def dataset_identity(
                 f"dataset {name!r}: {result.changed} {result.reason}; restore the file or run "
                 f"`segbench data prepare {name} --force` to re-download"
             )
-    return {"name": name, "sha256": integrity.manifest_sha256(manifest), "files": len(manifest["files"])}
+    identity = {"name": name, "sha256": integrity.manifest_sha256(manifest), "files": len(manifest["files"])}
+    if entry["source"] == "derived":  # the data it was derived from: the real stack's hash reaches the runs
+        identity["derived_from"] = manifest.get("derived_from")
+    return identity
 
 
 def verify(name: str, data_root: str | os.PathLike[str]) -> dict[str, Any]:
@@ -160,7 +165,6 @@ def _prepare_synthetic(
 ) -> Path:
     from segbench.data.synthetic import GENERATORS
     from segbench.errors import warn
-    from segbench.io import write_json_atomic
 
     target = dataset_dir(name, data_root)
     params = entry.get("params", {})
@@ -177,13 +181,27 @@ def _prepare_synthetic(
             warn(
                 f"dataset {name!r}: {target} was generated with other params than asked for now; regenerating it"
             )
+    generator = GENERATORS[entry["generator"]]
+    return _write_dataset(
+        name, entry, data_root, identity, lambda out: generator.generate(out, dict(params), int(seed))
+    )
+
+
+def _write_dataset(
+    name: str, entry: dict[str, Any], data_root: Path, identity: dict[str, Any], write: Any
+) -> Path:
+    """Write a generated or derived dataset into a temporary folder (``write(folder)``), check its layout,
+    record its MANIFEST (``identity`` + every file's hash), then swap it into place."""
+    from segbench.io import write_json_atomic
+
+    target = dataset_dir(name, data_root)
     data_root.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(data_root, name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=data_root))
     try:
         start = time.perf_counter()
         with _name_failed_writes(target, tmp):
-            GENERATORS[entry["generator"]].generate(tmp, dict(params), int(seed))
+            write(tmp)
             manifest = build_manifest(tmp, **identity)
         missing = [str(p) for p in layout_files(resolve_layout(entry, tmp)) if not p.exists()]
         if missing:
@@ -199,6 +217,53 @@ def _prepare_synthetic(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+# ---------------------------------------------------------------------------------------------------
+# Derived (from another registry dataset: segbench.data.derived)
+# ---------------------------------------------------------------------------------------------------
+def _prepare_derived(name: str, entry: dict[str, Any], data_root: Path, *, force: bool, verify: bool) -> Path:
+    """Prepare the source dataset, then derive ``name`` from it unless its MANIFEST records the same
+    derivation, params and source hash and its files are unchanged (a changed source derives again)."""
+    from segbench.data.derived import DERIVATIONS
+    from segbench.errors import warn
+
+    source = entry["derive_from"]
+    prepare(source, data_root, progress=False, verify=verify)
+    source_identity = dataset_identity(source, data_root, verify=verify)
+    if source_identity is None:  # a real dataset on a read-only data root: no MANIFEST, hash its files
+        files = {
+            path.name: integrity.file_record(path) for path in layout_files(dataset_paths(source, data_root))
+        }
+        source_identity = {"name": source, "sha256": integrity.dataset_sha256(files), "files": len(files)}
+    identity = {
+        "dataset": name,
+        "generator": entry["generator"],
+        "params": entry.get("params", {}),
+        "derived_from": {k: source_identity[k] for k in ("name", "sha256")},
+    }
+    target = dataset_dir(name, data_root)
+    current = read_manifest(target)
+    if not force and current is not None:
+        if all(current.get(k) == v for k, v in identity.items()):
+            result = integrity.check(target, current, full=verify)
+            if result.ok:
+                log.info("%s: up to date in %s", name, target)
+                return target
+            warn(f"dataset {name!r}: {result.changed} {result.reason}; deriving it again from {source!r}")
+        else:
+            warn(
+                f"dataset {name!r}: {target} was derived from other data or params than now; deriving it again"
+            )
+    derivation = DERIVATIONS[entry["generator"]]
+    paths = dataset_paths(source, data_root)
+    return _write_dataset(
+        name,
+        entry,
+        data_root,
+        identity,
+        lambda out: derivation.derive(paths, out, dict(entry.get("params", {}))),
+    )
 
 
 @contextlib.contextmanager

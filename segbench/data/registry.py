@@ -14,11 +14,12 @@ from segbench.optional import MissingPackage
 from segbench.yamlfile import load_yaml
 
 DATASETS_YAML = Path(__file__).resolve().parents[1] / "registry" / "datasets.yaml"
-SOURCES = ("synthetic", "real")
+SOURCES = ("synthetic", "real", "derived")
 COMMON_KEYS = {"description", "source", "format", "layout", "directory", "num_classes"}
 SOURCE_KEYS = {
     "synthetic": {"generator", "params"},
     "real": {"downloads", "homepage", "license", "registration"},
+    "derived": {"derive_from", "generator", "params"},  # generator: a segbench.data.derived derivation
 }
 DOWNLOAD_KEYS = {"url", "file", "sha256", "md5", "extract", "size_bytes", "extracted_bytes"}
 HEX_DIGITS = {"sha256": 64, "md5": 32}
@@ -34,7 +35,34 @@ def _load(path: Path) -> dict[str, dict[str, Any]]:
         raise InputError(f"{path}: expected a top-level 'datasets:' mapping; fix the file")
     for name, entry in raw["datasets"].items():
         validate_entry(name, entry, path)
+    for name, entry in raw["datasets"].items():
+        if entry["source"] == "derived":
+            _check_derivation_chain(name, raw["datasets"], path)
     return raw["datasets"]
+
+
+def _check_derivation_chain(name: str, datasets: dict[str, Any], where: Path) -> None:
+    """A derived dataset's ``derive_from`` names a dataset of the registry, and following the chain ends at
+    a synthetic or real one (no cycle)."""
+    seen = [name]
+    while datasets[seen[-1]]["source"] == "derived":
+        source = datasets[seen[-1]].get("derive_from")
+        if source not in datasets:
+            raise InputError(
+                f"{where}: dataset {seen[-1]!r}: derive_from {source!r} is not a dataset of the registry; fix the entry"
+            )
+        if source in seen:
+            raise InputError(
+                f"{where}: dataset {name!r}: derive_from cycles through {seen + [source]}; fix the entries"
+            )
+        seen.append(source)
+
+
+def root_source(name: str) -> str:
+    """``real`` or ``synthetic``: where a dataset's content comes from, following ``derive_from`` (the
+    crops derived from the real ISBI 2012 stack are real data)."""
+    entry = dataset_entry(name)
+    return root_source(entry["derive_from"]) if entry["source"] == "derived" else entry["source"]
 
 
 def load_datasets(path: Path | None = None) -> dict[str, dict[str, Any]]:
@@ -71,7 +99,9 @@ def validate_entry(name: str, entry: Any, where: Path | str = "datasets.yaml") -
     classes = entry.get("num_classes", 2)
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
         fail(f"num_classes must be an int >= 2 (object classes + background), got {classes!r}")
-    if source == "synthetic":
+    if source == "derived":
+        _validate_derivation(entry, fail)
+    elif source == "synthetic":
         from segbench.data.synthetic import GENERATORS
 
         generator = entry.get("generator")
@@ -110,6 +140,25 @@ def validate_entry(name: str, entry: Any, where: Path | str = "datasets.yaml") -
                         f"download {item['file']!r}: {key} must be a non-negative integer or null, got {value!r}"
                     )
     _validate_layout(fmt, entry.get("layout"), fail)
+
+
+def _validate_derivation(entry: dict[str, Any], fail) -> None:
+    """``derive_from`` (checked against the registry by :func:`_load`), a known derivation and its params."""
+    from segbench.data.derived import DERIVATIONS
+
+    if not isinstance(entry.get("derive_from"), str):
+        fail("a derived dataset needs 'derive_from', the name of the dataset it is derived from")
+    generator = entry.get("generator")
+    if generator not in DERIVATIONS:
+        fail(f"generator must be one of the derivations {sorted(DERIVATIONS)}, got {generator!r}")
+    params = entry.get("params", {})
+    try:
+        defaults = set(DERIVATIONS[generator].DEFAULTS)
+    except MissingPackage:
+        defaults = set(params) if isinstance(params, dict) else set()
+    extra = set(params) - defaults if isinstance(params, dict) else {"<not a mapping>"}
+    if extra:
+        fail(f"unknown params {sorted(extra)} for derivation {generator!r}")
 
 
 def _validate_layout(fmt: str, layout: Any, fail) -> None:

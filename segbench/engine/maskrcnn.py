@@ -56,10 +56,20 @@ SCHEDULE_DEFAULTS = dict(family_spec("maskrcnn").schedule_defaults)
 
 # -- data and model -----------------------------------------------------------------------------------
 def split_paths(cfg: dict[str, Any], data_root: Path, split: str) -> tuple[Path, Path]:
-    """(images folder, annotation file) of a split of the run's dataset."""
+    """(images folder, annotation file) of a split of the run's dataset; at a cross-validation scale
+    (``cfg["split"]``: seed k is fold k) the layout's ``fold<k>_<split>``."""
     from segbench.data.registry import dataset_paths
 
-    paths = dataset_paths(cfg["dataset"]["name"], Path(data_root))[split]
+    name = cfg["dataset"]["name"]
+    key = split
+    if "split" in cfg:
+        key = f"fold{int(cfg['split']['fold'])}_{split}"
+        if key not in cfg["dataset"].get("layout", {}):
+            raise InputError(
+                f"dataset {name!r} has no split {key!r} for {cfg['split']['folds']}-fold cross-validation; "
+                f"add fold<k>_train / fold<k>_val to its layout in datasets.yaml"
+            )
+    paths = dataset_paths(name, Path(data_root))[key]
     return Path(paths["images"]), Path(paths["annotations"])
 
 
@@ -96,9 +106,10 @@ def pretrained_backbone(cfg: dict[str, Any], run_dir: Path) -> Path:
     """The run's miniature-pretrained backbone weights, checked against the sha256 their record pins, or
     pretrained now if nothing is pinned and the cache lacks them (the DAG's ``pretrain`` rule)."""
     from segbench.engine.pretrain import ensure_pretrained
-    from segbench.paths import run_pretrained_weights
+    from segbench.paths import pretraining_scale, run_pretrained_weights
 
-    return ensure_pretrained(cfg["pretraining"], run_pretrained_weights(cfg, run_dir), scale=cfg["scale"])
+    path = run_pretrained_weights(cfg, run_dir)
+    return ensure_pretrained(cfg["pretraining"], path, scale=pretraining_scale(cfg))
 
 
 def apply_train_scales(model: torch.nn.Module, scales: list[int] | None) -> None:

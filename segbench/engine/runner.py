@@ -41,10 +41,11 @@ def dataset_of(cfg: dict[str, Any], data_root: Path, *, verify: bool = False) ->
         return None
     from segbench.data import dataset_dir, dataset_identity, prepare
 
-    if cfg["dataset"].get("source") == "synthetic" and not dataset_dir(name, data_root).exists():
-        # generated on first use (deterministic, seconds), under the dataset's lock: Snakemake's train
-        # jobs do not depend on a synthetic dataset's MANIFEST, so generating it reruns nothing. A
-        # directory without a MANIFEST is data someone placed there: used as it is, never overwritten.
+    if cfg["dataset"].get("source") in ("synthetic", "derived") and not dataset_dir(name, data_root).exists():
+        # generated (or derived from its prepared source) on first use (deterministic, seconds), under the
+        # dataset's lock: Snakemake's train jobs do not depend on a generated dataset's MANIFEST, so
+        # generating it reruns nothing. A directory without a MANIFEST is data someone placed there: used
+        # as it is, never overwritten.
         prepare(name, data_root, progress=False, entry=cfg["dataset"])
     return dataset_identity(name, data_root, verify=verify, entry=cfg["dataset"])
 

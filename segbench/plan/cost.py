@@ -295,6 +295,8 @@ def plan(
 
 
 def _download_size(entry: dict[str, Any]) -> tuple[int | None, str]:
+    if entry.get("source") == "derived":
+        return 0, f"derived locally from {entry['derive_from']}"
     if entry.get("source") != "real":
         return 0, "synthetic: generated locally"
     downloads = entry.get("downloads", [])
@@ -368,7 +370,7 @@ class _Speeds:
         rows = record.rows()
         measured = self._nearest(cfg, rows, resolve_run)
         row = rows[measured]
-        mcfg = resolve_run(measured, self.scale, 0, self.reg) if measured in self.reg["runs"] else cfg
+        mcfg = {"model": self._model(measured, resolve_run)} if measured in self.reg["runs"] else cfg
         backbone = str(cfg["model"].get("backbone", "resnet50"))
         spec = backbone_spec(backbone)
         cost, cost_why = spec.cost, spec.cost_why or spec.label
@@ -422,9 +424,11 @@ class _Speeds:
         return max(rows, key=score)
 
     def _model(self, run: str, resolve_run) -> dict[str, Any]:
+        """A measured run's architecture keys (arch, tasks, backbone): the run's own registry keys, which
+        no scale overlays, so a run whose dataset the scale does not map (COCO's at real_cpu) still serves."""
         if run not in self.reg["runs"]:
             return {}
-        return resolve_run(run, self.scale, 0, self.reg)["model"]
+        return dict(self.reg["runs"][run].get("model", {}))
 
     def unet(self, cfg: dict[str, Any]) -> tuple[float, str]:
         record = self.unet_record

@@ -64,7 +64,7 @@ def table_names(registry: dict[str, Any] | None = None, scale: str | None = None
 
 
 def table_defined_at(name: str, scale: str, registry: dict[str, Any] | None = None) -> bool:
-    """Whether table ``name`` exists at ``scale`` (Mask R-CNN tables do not at the real-data CPU scale)."""
+    """Whether table ``name`` exists at ``scale`` (most Mask R-CNN tables do not at the real-data CPU scale)."""
     return scale in get_table(name, registry)["seeds"]
 
 
@@ -145,8 +145,9 @@ def real_datasets(logical: str, registry: dict[str, Any] | None = None) -> list[
     names = list(
         dict.fromkeys(s["datasets"][logical] for s in reg["scales"].values() if logical in s["datasets"])
     )
-    entries = {name: _dataset_entry(name) for name in names}
-    return sorted(names, key=lambda n: entries[n].get("source") != "real")
+    from segbench.data.registry import root_source
+
+    return sorted(names, key=lambda n: root_source(n) != "real")
 
 
 def runs_of_family(family: str, registry: dict[str, Any] | None = None) -> list[str]:

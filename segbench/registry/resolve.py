@@ -64,6 +64,8 @@ def resolve_run(
         cfg["imagenet"] = imagenet
     if overlay.get("pretraining") and model.get("pretrained", True):
         cfg["pretraining"] = pretraining_spec(model, overlay["pretraining"])
+        if reg["scales"][scale].get("pretrained_from"):  # another scale's backbones (real_cpu: mini's)
+            cfg["pretrained_from"] = reg["scales"][scale]["pretrained_from"]
     cross_validation = reg["scales"][scale].get("cross_validation")
     if cross_validation:  # seed k is fold k (segbench.data.biomedical.held_out_split); seeds the RNG too
         folds = int(cross_validation["folds"])

@@ -176,6 +176,7 @@ def _check_references(data: dict[str, Any], source: str) -> None:
         fail("default_scale", f"unknown scale {data['default_scale']!r}; known: {sorted(data['scales'])}")
     _check_runs(data, fail)
     _check_scale_datasets(data, fail)
+    _check_pretrained_from(data, fail)
     for name, table in data["tables"].items():
         _check_table(name, table, data, fail)
     for suite, bench in data.get("benchmarks", {}).items():
@@ -200,6 +201,26 @@ def _check_runs(data: dict[str, Any], fail: Fail) -> None:
             fail(
                 f"runs/{name}/model/backbone", f"unknown backbone {backbone!r}; known: {', '.join(BACKBONES)}"
             )
+
+
+def _check_pretrained_from(data: dict[str, Any], fail: Fail) -> None:
+    """A scale's ``pretrained_from`` names another scale that pretrains its backbones with the same spec
+    (each family's ``pretraining`` block equal), so the spec hashes, and the files, are that scale's."""
+    scales = data["scales"]
+    for name, scale in scales.items():
+        home = scale.get("pretrained_from")
+        if home is None:
+            continue
+        where = f"scales/{name}/pretrained_from"
+        if home not in scales or home == name:
+            fail(where, f"must name another scale; known: {sorted(scales)}")
+        for family, overlay in scale["families"].items():
+            theirs = scales[home]["families"].get(family, {}).get("pretraining")
+            if overlay.get("pretraining") is not None and overlay["pretraining"] != theirs:
+                fail(
+                    f"scales/{name}/families/{family}/pretraining",
+                    f"differs from scale {home!r}'s, whose pretrained backbones the scale uses; make them equal",
+                )
 
 
 def _check_scale_datasets(data: dict[str, Any], fail: Fail) -> None:

@@ -56,7 +56,7 @@ def scale_banner(scale: str, registry: dict[str, Any] | None = None) -> dict[str
     and shorter schedules than the paper's``), ``real`` whether all of its data is real (the paper's values
     are then a target), ``example`` a claim to compare by. ``None`` for the paper scale itself (real data,
     the paper's networks and schedules) and where the registry does not know the scale."""
-    from segbench.data.registry import dataset_entry
+    from segbench.data.registry import dataset_entry, root_source
     from segbench.errors import InputError
     from segbench.registry import datasets_for_scale, load_registry, table_names
 
@@ -72,7 +72,7 @@ def scale_banner(scale: str, registry: dict[str, Any] | None = None) -> dict[str
         entries = {name: dataset_entry(name) for name in names}
     except InputError:
         return None
-    real = [name for name in names if entries[name].get("source") == "real"]
+    real = [name for name in names if root_source(name) == "real"]  # derived from real data is real data
     generated = [name for name in names if name not in real]
     parts = []
     if real:

@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 from segbench.launch import Launcher, eval_gpus_needed, gpus_needed
+from segbench.paths import pretraining_scale
 from segbench.provenance import config_hash
 from segbench.data import dataset_entry
 from segbench.registry import dataset_for, pretraining_specs, resolve_run
@@ -36,17 +37,20 @@ def dataset_inputs(wildcards):
     (deterministic, seconds), so a fresh clone or a deleted data/ does not make every run that uses the
     dataset look updated."""
     name = dataset_for(wildcards.run, wildcards.scale, REGISTRY)
+    while dataset_entry(name)["source"] == "derived":  # derived on first use from its source: the
+        name = dataset_entry(name)["derive_from"]       # source's MANIFEST, where real, is the input
     if dataset_entry(name)["source"] == "synthetic":
         return []
-    return [ancient(dataset_manifest(wildcards))]
+    return [ancient(f"{DATA_ROOT}/{name}/MANIFEST.json")]
 
 
 def pretrained_inputs(wildcards):
     """The record of the run's miniature-pretrained backbone (made by rule pretrain), which pins the
     weights' sha256, as ancient(); none at scales that initialise from ImageNet. The committed form of the
     weights is the .pt.xz beside it; the .pt is a local copy the run decompresses (engine/pretrain.py)."""
-    spec = run_config(wildcards).get("pretraining")
-    return [ancient(pretrained_file(wildcards.scale, spec))] if spec else []
+    cfg = run_config(wildcards)
+    spec = cfg.get("pretraining")
+    return [ancient(pretrained_file(pretraining_scale(cfg), spec))] if spec else []
 
 
 def pretrained_file(scale, spec):

@@ -105,6 +105,14 @@ def _static_specs(registry: dict) -> list[FigureSpec]:
             tables=tables("maskrcnn_fig2_5"),
         ),
         FigureSpec(
+            "em_maskrcnn_predictions",
+            "Mask R-CNN on the EM cells: predictions",
+            "masks, boxes and scores of a run of table em_maskrcnn on held-out crops of its fold "
+            "(the cells of the ISBI 2012 stack as instances)",
+            _lazy("predictions", "render_em_instances"),
+            tables=tables("em_maskrcnn_predictions"),
+        ),
+        FigureSpec(
             "maskrcnn_fig6",
             "Mask R-CNN Fig. 6: overlapping objects",
             "validation images with the most overlapping instances: ground truth (top) and the "

@@ -46,9 +46,14 @@ def shown(path: Path) -> str:
     return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
-def find_predictions(ctx: FigureContext, iou_type: str, preferred: tuple[str, ...]) -> tuple[Path, dict]:
-    """The predictions file (and its content) of the first run with ``iou_type`` detections."""
+def find_predictions(
+    ctx: FigureContext, iou_type: str, preferred: tuple[str, ...], *, only_preferred: bool = False
+) -> tuple[Path, dict]:
+    """The predictions file (and its content) of the first run with ``iou_type`` detections (with
+    ``only_preferred``, of the ``preferred`` runs only: a figure of one dataset's runs)."""
     runs = sorted(ctx.runs_dir.glob(f"*/{PREDICTIONS}"))
+    if only_preferred:
+        runs = [path for path in runs if run_name(path.parent) in preferred]
     rank = {name: i for i, name in enumerate(preferred)}
     runs.sort(key=lambda p: (rank.get(run_name(p.parent), len(rank)), p.parent.name))
     for path in runs:
@@ -62,19 +67,21 @@ def find_predictions(ctx: FigureContext, iou_type: str, preferred: tuple[str, ..
 
 
 def val_split(ctx: FigureContext, run_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """(images directory, COCO annotation dict) of the run's validation split."""
+    """(images directory, COCO annotation dict) of the run's validation split (at a cross-validation
+    scale its fold's, ``fold<k>_val``, as the run was evaluated on)."""
     from segbench.data.registry import dataset_paths
     from segbench.errors import InputError
 
     config = read_json(run_dir / "config.json", "run config") if (run_dir / "config.json").is_file() else {}
     name = (config.get("dataset") or {}).get("name")
+    split = f"fold{int(config['split']['fold'])}_val" if isinstance(config.get("split"), dict) else "val"
     if not name:
         from segbench.registry import resolve_run
 
         name = resolve_run(run_name(run_dir), ctx.scale)["dataset"]["name"]
     try:
-        paths = dataset_paths(name, ctx.data_root or Path("data"))["val"]
-    except InputError as exc:
+        paths = dataset_paths(name, ctx.data_root or Path("data"))[split]
+    except (InputError, KeyError) as exc:
         raise MissingInput(f"the images of dataset {name!r} are absent ({exc})") from None
     return paths["images"], read_json(paths["annotations"], "COCO annotations")
 
@@ -141,9 +148,21 @@ def panel_grid(n: int, columns: int = 3, size: float = 3.6):  # noqa: ANN201 - m
 
 
 def render_instances(ctx: FigureContext) -> list[str]:
+    """Mask R-CNN Figs. 2/5: masks, boxes, classes and scores of the best trained run on val images."""
+    return _render_instances(ctx, "maskrcnn_fig2_5", "Mask R-CNN results (Figs. 2/5)")
+
+
+def render_em_instances(ctx: FigureContext) -> list[str]:
+    """Table em_maskrcnn's runs on held-out crops of the EM stack (cells as instances), as Figs. 2/5."""
+    return _render_instances(ctx, "em_maskrcnn_predictions", "Mask R-CNN on EM cells", only_preferred=True)
+
+
+def _render_instances(
+    ctx: FigureContext, figure: str, title: str, *, only_preferred: bool = False
+) -> list[str]:
     from matplotlib.patches import Rectangle
 
-    path, predictions = find_predictions(ctx, "segm", preferred_runs("maskrcnn_fig2_5"))
+    path, predictions = find_predictions(ctx, "segm", preferred_runs(figure), only_preferred=only_preferred)
     images_dir, coco = val_split(ctx, path.parent)
     names = {c["id"]: c["name"] for c in coco["categories"]}
     segm, boxes = by_image(predictions["segm"]), by_image(predictions.get("bbox", []))
@@ -178,12 +197,10 @@ def render_instances(ctx: FigureContext) -> list[str]:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(
-        plain(
-            f"Mask R-CNN results (Figs. 2/5): run {path.parent.name}, val images, score >= {threshold:.2g}"
-        ),
+        plain(f"{title}: run {path.parent.name}, held-out images, score >= {threshold:.2g}"),
         fontsize=10,
     )
-    return save_matplotlib(fig, ctx.out_dir, "maskrcnn_fig2_5")
+    return save_matplotlib(fig, ctx.out_dir, figure)
 
 
 def annotation_mask(annotation: dict[str, Any], height: int, width: int) -> np.ndarray:
