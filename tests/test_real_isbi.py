@@ -154,6 +154,26 @@ def test_per_slice_errors_are_each_slices_errors_at_the_stacks_thresholds_and_ad
     assert weighted == pytest.approx(full["warping_error"], abs=1e-15)
 
 
+def test_pooled_thinned_scores_equal_the_scores_of_both_folds_slices_together():
+    """pooled_value of isbi.thinned.<score>: the folds' sums added up, as thinned_metrics on all their
+    slices; None where a fold was evaluated before the scores existed (no thinned block)."""
+    from segbench.metrics.isbi_thinned import thinned_metrics, thinned_record, thinned_stats
+    from segbench.tables.aggregate import pooled_value
+
+    rng = np.random.default_rng(3)
+    labels = np.where(rng.random((4, 24, 24)) > 0.3, 255, 0).astype(np.uint8)
+    pred = np.clip(labels / 255.0 + rng.normal(0, 0.4, labels.shape), 0, 1).astype(np.float32)
+    folds = [
+        {"metrics": {"isbi": {"thinned": thinned_record(thinned_stats(pred[a:b], labels[a:b]))}}}
+        for a, b in ((0, 2), (2, 4))
+    ]
+    whole = thinned_metrics(pred, labels)
+    for score in ("v_rand", "v_info"):
+        assert pooled_value(folds, f"isbi.thinned.{score}") == pytest.approx(whole[score], rel=1e-12)
+    older = [folds[0], {"metrics": {"isbi": {"rand_error": 0.1}}}]
+    assert pooled_value(older, "isbi.thinned.v_rand") is None
+
+
 def fake_fold_metrics(root: Path, values: dict[str, list[float]], counts: dict) -> None:
     for rs in runs_for_tables(["unet_table1"], SCALE):
         v = values[rs.run][rs.seed]
