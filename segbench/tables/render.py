@@ -68,7 +68,8 @@ def to_markdown(table: dict[str, Any]) -> str:
         label = row["label"] + (" *(reference)*" if row["reference_only"] else "")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if scores:
-        lines += ["", f"↑ {SCORES_LEGEND}; cells: mean ± std (n), pooled."]
+        pooled = "; pooled" if table.get("cross_validation_folds") else ""
+        lines += ["", f"↑ {SCORES_LEGEND}; cells: mean ± std (n){pooled}."]
         if table.get("scores_missing"):
             lines += ["", scores_missing_text(table["scores_missing"], missing=dash) + "."]
     for source, heading in (("paper", "The paper's claims"), ("ours", "Against our baselines")):
