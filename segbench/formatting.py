@@ -179,7 +179,7 @@ def scores_missing_text(run_ids: list[str], *, missing: str = MISSING) -> str:
     runs = list(dict.fromkeys(rid.rsplit("-seed", 1)[0] for rid in run_ids))
     count = f"{len(run_ids)} run instance{'s' if len(run_ids) != 1 else ''}"
     return (
-        f"{missing} for the scores: {', '.join(runs)} ({count}) evaluated before the scores existed; "
+        f"Scores shown as {missing}: {', '.join(runs)} ({count}) evaluated before the scores existed; "
         "re-run `segbench evaluate` on them"
     )
 

@@ -285,7 +285,7 @@ def test_the_isbi_tables_show_the_thinned_scores_beside_the_errors_and_name_runs
     assert SCORES_LEGEND in md
     missing = [line for line in md.splitlines() if "evaluated before the scores existed" in line]
     assert missing == [
-        "- for the scores: swcnn_isbi, threshold_isbi (10 run instances) evaluated before the scores existed; "
+        "Scores shown as -: swcnn_isbi, threshold_isbi (10 run instances) evaluated before the scores existed; "
         "re-run `segbench evaluate` on them."
     ]
     lines = list(csv.DictReader(io.StringIO(to_csv(table))))
