@@ -8,6 +8,8 @@ Every metric has a *kind* (:func:`metric_kind`, from its key's prefix) that fixe
   significant digits, since they span decades (warping error ``0.000353``, human value ``5e-06``); the
   paper's own values with up to four, as the paper prints them (SEG ``0.9203``); tolerance bands
   10 % / 25 % relative.
+* **score** (the ISBI challenge's current V_rand and V_info, thinned: ``isbi.thinned.``): fractions near
+  1, higher is better, with four significant digits as the leaderboard separates them (``0.9727``).
 
 A value, its std, a delta, a gap, an interval bound and a spread of one metric all use its kind's format;
 differences are signed (``+0.7``); an exact zero is never ``-0``. P-values have two significant digits,
@@ -141,12 +143,45 @@ FRACTION = MetricKind(
     resolution=0.0,
     tolerance=Tolerance("", good_abs=0.0, good_rel=0.10, near_abs=0.0, near_rel=0.25),
 )
+SCORE = MetricKind(
+    "score",
+    ("isbi.thinned.",),
+    ".4g",
+    paper_spec=".4g",
+    scale=1.0,
+    resolution=0.0,
+    tolerance=FRACTION.tolerance,
+)
 PAPER_KINDS = {"maskrcnn": POINTS, "unet": FRACTION}  # a table without metric keys: by its paper
 
 
 def metric_kind(key: str) -> MetricKind:
-    """The kind of a metric key (``segm.AP`` -> :data:`POINTS`); any other metric is a :data:`FRACTION`."""
+    """The kind of a metric key (``segm.AP`` -> :data:`POINTS`, ``isbi.thinned.v_rand`` -> :data:`SCORE`);
+    any other metric is a :data:`FRACTION`."""
+    if key.startswith(SCORE.prefixes):
+        return SCORE
     return POINTS if key.startswith(POINTS.prefixes) else FRACTION
+
+
+# ---- a table's scores (registry ``scores:``): reported beside its columns, never claimed -----------
+
+SCORES_LEGEND = (
+    "V_rand and V_info (thinned): the ISBI 2012 challenge's current ranking scores, higher is better "
+    "(1 = perfect), each at its own best threshold, reported beside the errors and never claimed; "
+    "Arganda-Carreras et al., Front. Neuroanat. 9:142 (2015), eqs. 3 and 6 "
+    "(segbench.metrics.isbi_thinned)"
+)
+
+
+def scores_missing_text(run_ids: list[str], *, missing: str = MISSING) -> str:
+    """The line for run instances (``<run>-seed<k>``) whose metrics.json lacks a table's scores: evaluated
+    before the scores existed."""
+    runs = list(dict.fromkeys(rid.rsplit("-seed", 1)[0] for rid in run_ids))
+    count = f"{len(run_ids)} run instance{'s' if len(run_ids) != 1 else ''}"
+    return (
+        f"Scores shown as {missing}: {', '.join(runs)} ({count}) evaluated before the scores existed; "
+        "re-run `segbench evaluate` on them"
+    )
 
 
 def table_kind(table: dict[str, Any]) -> MetricKind:

@@ -223,7 +223,8 @@ def validate_on_training(
     """The format check: write the run's held-out TRAINING slices as a submission file, read it back and
     score it with the evaluation's metrics; ``match`` says whether its three errors equal those the
     evaluation recorded in ``metrics.json`` (``None`` where the run is not evaluated). Also V_rand and
-    V_info (thinned) of the file, which the evaluation does not compute."""
+    V_info (thinned) of the file (the evaluation records them too, under ``isbi.thinned``; runs
+    evaluated before lack them)."""
     from segbench.engine.biomedical import load_split
     from segbench.io import read_json
     from segbench.metrics.isbi import METRICS

@@ -89,6 +89,8 @@ def test_scoring_the_held_out_submission_file_reproduces_the_evaluation(trained,
     for key in ("warping_error", "rand_error", "pixel_error"):
         assert scored[key] == trained["metrics"][key] == result["submission_errors"][key]
     assert 0.0 < result["thinned"]["v_rand"] <= 1.0 and 0.0 < result["thinned"]["v_info"] <= 1.0
+    for key in ("v_rand", "v_info", "best_threshold"):  # the file's scores are those the evaluation recorded
+        assert result["thinned"][key] == trained["metrics"]["thinned"][key]
 
 
 def test_a_submission_that_scores_differently_fails_in_one_line(trained, cli, capsys) -> None:
@@ -162,6 +164,13 @@ def test_the_table_page_shows_the_organisers_scores_beside_the_held_out_ones(tmp
     assert f"0.0382 · {held_out:.3g}" in section and "0.97 · –" in section
     assert "unet_isbi-seed0" in section and "unet_isbi-seed1" not in section
     assert "2026-01-02" in section
+    # a run evaluated since: its held-out V_rand comes from metrics.json's isbi.thinned
+    record = json.loads((run_dir / "metrics.json").read_text())
+    record["metrics"]["isbi"]["thinned"] = {"v_rand": 0.9512, "v_info": 0.9634}
+    (run_dir / "metrics.json").write_text(json.dumps(record))
+    build_pages("real_cpu", tmp_path, tmp_path / "reports")
+    html = (tmp_path / "reports" / "real_cpu" / "unet_table1.html").read_text()
+    assert "0.97 · 0.951" in html.split('id="official-test-set"')[1].split("</section>")[0]
 
 
 def test_a_committed_run_without_weights_says_how_to_regenerate_them(capsys) -> None:

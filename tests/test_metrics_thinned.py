@@ -3,6 +3,7 @@ cross-checks with scikit-image's adapted Rand error and variation of information
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -13,11 +14,14 @@ from segbench.data.synthetic.em import draw_stack
 from segbench.errors import InputError
 from segbench.metrics import topology
 from segbench.metrics.isbi_thinned import (
+    RECORD_KEYS,
     THINNED_THRESHOLDS,
     contingency_stats,
+    pooled_thinned,
     scores_from_stats,
     thin_boundaries,
     thinned_metrics,
+    thinned_record,
     thinned_results,
     thinned_stats,
 )
@@ -104,14 +108,39 @@ def test_slices_pool_by_summing_their_statistics() -> None:
     assert r["v_rand"] == max(r["per_threshold"]["v_rand"])
 
 
+def test_the_record_keeps_the_scores_and_folds_pool_from_their_sums() -> None:
+    """metrics.json's isbi.thinned: the scores of thinned_metrics, and sums whose pooling over two folds
+    gives the scores of the two folds' slices together."""
+    pred, labels = _em_case()
+    record = thinned_record(thinned_stats(pred, labels))
+    direct = thinned_metrics(pred, labels)
+    assert {k: record[k] for k in RECORD_KEYS} == {k: direct[k] for k in RECORD_KEYS}
+    assert record["best_threshold"] == direct["best_threshold"]
+    assert record["sums"]["thresholds"] == list(THINNED_THRESHOLDS) and len(record["sums"]["nij2"]) == 11
+    folds = [thinned_record(thinned_stats(pred[a:b], labels[a:b]))["sums"] for a, b in ((0, 1), (1, 2))]
+    pooled = pooled_thinned(json.loads(json.dumps(folds)))  # as read back from metrics.json
+    for name in ("v_rand", "v_info"):
+        assert pooled[name] == pytest.approx(direct[name], rel=1e-12, abs=1e-12)
+        assert pooled["best_threshold"][name] == direct["best_threshold"][name]
+
+
+def test_malformed_or_mismatched_sums_are_one_line() -> None:
+    pred, labels = _em_case()
+    sums = thinned_record(thinned_stats(pred, labels))["sums"]
+    with pytest.raises(InputError, match="no folds to pool"):
+        pooled_thinned([])
+    with pytest.raises(InputError, match="malformed sums"):
+        pooled_thinned([{k: v for k, v in sums.items() if k != "a2"}])
+    with pytest.raises(InputError, match="are not"):
+        pooled_thinned([{**sums, "thresholds": [0.5] * 11}])
+
+
 def test_bad_input_is_one_line() -> None:
     with pytest.raises(InputError, match="labels must be exactly 0/255"):
         thinned_metrics(GT / 255.0, GT // 2)
 
 
 def test_segbench_metrics_isbi_thinned_prints_both_scores(tmp_path, capsys) -> None:
-    import json
-
     import tifffile
 
     from segbench.cli import main

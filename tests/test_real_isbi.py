@@ -154,6 +154,26 @@ def test_per_slice_errors_are_each_slices_errors_at_the_stacks_thresholds_and_ad
     assert weighted == pytest.approx(full["warping_error"], abs=1e-15)
 
 
+def test_pooled_thinned_scores_equal_the_scores_of_both_folds_slices_together():
+    """pooled_value of isbi.thinned.<score>: the folds' sums added up, as thinned_metrics on all their
+    slices; None where a fold was evaluated before the scores existed (no thinned block)."""
+    from segbench.metrics.isbi_thinned import thinned_metrics, thinned_record, thinned_stats
+    from segbench.tables.aggregate import pooled_value
+
+    rng = np.random.default_rng(3)
+    labels = np.where(rng.random((4, 24, 24)) > 0.3, 255, 0).astype(np.uint8)
+    pred = np.clip(labels / 255.0 + rng.normal(0, 0.4, labels.shape), 0, 1).astype(np.float32)
+    folds = [
+        {"metrics": {"isbi": {"thinned": thinned_record(thinned_stats(pred[a:b], labels[a:b]))}}}
+        for a, b in ((0, 2), (2, 4))
+    ]
+    whole = thinned_metrics(pred, labels)
+    for score in ("v_rand", "v_info"):
+        assert pooled_value(folds, f"isbi.thinned.{score}") == pytest.approx(whole[score], rel=1e-12)
+    older = [folds[0], {"metrics": {"isbi": {"rand_error": 0.1}}}]
+    assert pooled_value(older, "isbi.thinned.v_rand") is None
+
+
 def fake_fold_metrics(root: Path, values: dict[str, list[float]], counts: dict) -> None:
     for rs in runs_for_tables(["unet_table1"], SCALE):
         v = values[rs.run][rs.seed]
@@ -205,6 +225,75 @@ def test_the_real_cpu_table_has_fold_statistics_pooled_errors_and_both_kinds_of_
     assert "; pooled " in md and "5 folds" in md and "not the secret test set" in md
     with pytest.raises(InputError, match="not defined at scale"):
         assemble_table("table2a", SCALE, tmp_path)
+
+
+def test_the_isbi_tables_show_the_thinned_scores_beside_the_errors_and_name_runs_evaluated_before(tmp_path):
+    """unet_table1 at real_cpu: the u-net's folds carry isbi.thinned (fold k scored on slices 2k, 2k+1 of a
+    stack), the other runs were evaluated before the scores existed. The scores' cells: mean ± std over the
+    folds and the pooled score (thinned_metrics of all ten slices); the others' cells empty and named in one
+    line; the columns, claims and lower_is_better as without scores."""
+    import csv
+    import io
+    import json
+
+    from segbench.formatting import SCORES_LEGEND
+    from segbench.metrics.isbi_thinned import thinned_metrics, thinned_record, thinned_stats
+    from segbench.tables.render import to_csv
+
+    rng = np.random.default_rng(4)
+    labels = np.where(rng.random((10, 16, 16)) > 0.3, 255, 0).astype(np.uint8)
+    pred = np.clip(labels / 255.0 + rng.normal(0, 0.4, labels.shape), 0, 1).astype(np.float32)
+    counts = isbi_metrics_with_counts(pred[:2], labels[:2])["counts"]
+    values = {"unet_isbi": [0.05] * 5, "swcnn_isbi": [0.09] * 5, "threshold_isbi": [0.2] * 5}
+    fake_fold_metrics(tmp_path, values, counts)
+    before = assemble_table("unet_table1", SCALE, tmp_path)
+    folds = []
+    for k in range(5):
+        path = tmp_path / SCALE / "runs" / f"unet_isbi-seed{k}" / "metrics.json"
+        record = json.loads(path.read_text())
+        record["metrics"]["isbi"]["thinned"] = thinned_record(
+            thinned_stats(pred[2 * k : 2 * k + 2], labels[2 * k : 2 * k + 2])
+        )
+        folds.append(record["metrics"]["isbi"]["thinned"])
+        write_json_atomic(path, record)
+    table = assemble_table("unet_table1", SCALE, tmp_path)
+    assert table["scores"] == {"V_rand": "isbi.thinned.v_rand", "V_info": "isbi.thinned.v_info"}
+    assert table["columns"] == before["columns"] and table["lower_is_better"] is True
+    assert table["directions"] == before["directions"]  # scores are never claimed
+    rows = {r["id"]: r for r in table["rows"]}
+    whole = thinned_metrics(pred, labels)
+    for name, score in (("V_rand", "v_rand"), ("V_info", "v_info")):
+        cell = rows["unet"]["scores"][name]
+        per_fold = [f[score] for f in folds]
+        assert cell["n"] == 5 and cell["per_seed"] == per_fold
+        assert cell["mean"] == pytest.approx(np.mean(per_fold)) and cell["std"] == pytest.approx(
+            np.std(per_fold, ddof=1)
+        )
+        assert cell["pooled"] == pytest.approx(whole[score], rel=1e-12)
+        assert rows["idsia"]["scores"][name]["n"] == 0 and rows["idsia"]["scores"][name]["pooled"] is None
+        assert rows["human"]["scores"][name]["n"] == 0  # a reference row: no run, no score
+    assert table["scores_missing"] == sorted(
+        f"{run}-seed{k}" for run in ("swcnn_isbi", "threshold_isbi") for k in range(5)
+    )
+    md = to_markdown(table)
+    header = next(line for line in md.splitlines() if line.startswith("| row |"))
+    assert header.endswith("| pixel_error | V_rand ↑ | V_info ↑ | converged |")
+    unet_line = next(line for line in md.splitlines() if line.startswith("| u-net |"))
+    assert f"; pooled {whole['v_rand']:.4g}" in unet_line and "(5)" in unet_line
+    idsia_line = next(line for line in md.splitlines() if line.startswith("| sliding-window CNN"))
+    assert idsia_line.split(" | ")[-3:-1] == ["-", "-"]
+    assert SCORES_LEGEND in md
+    missing = [line for line in md.splitlines() if "evaluated before the scores existed" in line]
+    assert missing == [
+        "Scores shown as -: swcnn_isbi, threshold_isbi (10 run instances) evaluated before the scores existed; "
+        "re-run `segbench evaluate` on them."
+    ]
+    lines = list(csv.DictReader(io.StringIO(to_csv(table))))
+    score_lines = [line for line in lines if line["column"] == "V_rand" and line["row"] == "unet"]
+    assert len(score_lines) == 1 and float(score_lines[0]["pooled"]) == pytest.approx(
+        whole["v_rand"], rel=1e-12
+    )
+    assert score_lines[0]["paper"] == score_lines[0]["delta"] == ""
 
 
 def test_a_run_without_the_real_data_stops_naming_the_data_root_and_the_file(tmp_path):

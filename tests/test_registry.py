@@ -195,6 +195,14 @@ def test_a_backbone_overlay_reaches_only_the_runs_of_that_backbone(registry):
             lambda r: r["tables"]["table6"].__setitem__("metrics", {"APkp": "keypoints.AP"}),
             "tables/table6/metrics",
         ),
+        (  # a score names a metric path of a form the evaluation does not record
+            lambda r: r["tables"]["unet_table1"]["scores"].__setitem__("V_rand", "isbi.v_rand"),
+            "tables/unet_table1/scores/V_rand",
+        ),
+        (  # a score under a column's name
+            lambda r: r["tables"]["unet_table1"]["scores"].__setitem__("rand_error", "isbi.thinned.v_rand"),
+            "tables/unet_table1/scores/rand_error",
+        ),
     ],
 )
 def test_bad_entries_are_named(registry, mutate, message):
@@ -203,6 +211,23 @@ def test_bad_entries_are_named(registry, mutate, message):
     with pytest.raises(InputError, match="entry " + message) as info:
         validate_registry(bad, source="experiments.yaml")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("jsonschema", [True, False])
+def test_a_score_of_an_unknown_metric_path_is_one_line(registry, monkeypatch, jsonschema):
+    """``scores:`` accept only the paths of validate.SCORE_METRICS, with or without jsonschema (the schema's
+    enum and the cross-reference check), and those are the scores isbi_thinned records."""
+    from segbench.metrics.isbi_thinned import SCORES
+    from segbench.registry import validate
+
+    assert validate.SCORE_METRICS == tuple(f"isbi.thinned.{s}" for s in SCORES)
+    assert set(registry["tables"]["unet_table1"]["scores"].values()) == set(validate.SCORE_METRICS)
+    monkeypatch.setattr(validate, "available", lambda name: jsonschema)
+    bad = copy.deepcopy(registry)
+    bad["tables"]["unet_budget"]["scores"]["V_info"] = "isbi.thinned.v_info.mean"
+    with pytest.raises(InputError, match="entry tables/unet_budget/scores/V_info: ") as info:
+        validate_registry(bad, source="experiments.yaml")
+    assert "\n" not in str(info.value) and "isbi.thinned.v_info.mean" in str(info.value)
 
 
 def test_broken_yaml_file_names_the_line(tmp_path, monkeypatch):

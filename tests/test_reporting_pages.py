@@ -127,6 +127,40 @@ def test_table_page_shows_mean_std_paper_delta_directions_provenance(report: dic
     )
 
 
+def test_the_isbi_page_shows_the_thinned_scores_and_the_runs_evaluated_before(tmp_path: Path) -> None:
+    """unet_table1's page: V_rand and V_info (thinned) as uncoloured columns beside the errors, the legend
+    with the formula's source, and one line naming the runs evaluated before the scores existed; the
+    fixture's runs lack them, except the u-net's, given a thinned block here."""
+    import json
+    from html import unescape
+
+    import numpy as np
+
+    from segbench.formatting import SCORES_LEGEND
+    from segbench.io import write_json_atomic
+    from segbench.metrics.isbi_thinned import thinned_record, thinned_stats
+    from segbench.tables import write_table
+
+    results = tmp_path / "results"
+    build_results(results, ("unet_table1",))
+    labels = np.array([[[255, 255, 0, 255, 255]] * 3], dtype=np.uint8)
+    for run_dir in sorted((results / SCALE / "runs").glob("unet_isbi-seed*")):
+        record = json.loads((run_dir / "metrics.json").read_text())
+        record["metrics"]["isbi"]["thinned"] = thinned_record(thinned_stats(labels / 255.0, labels))
+        write_json_atomic(run_dir / "metrics.json", record)
+    write_table("unet_table1", SCALE, results)
+    build_report(SCALE, results, tmp_path / "reports", figures=[])
+    html = (tmp_path / "reports" / SCALE / "unet_table1.html").read_text()
+    assert '<th class="score" title="isbi.thinned.v_rand (higher is better)">V_rand ↑</th>' in html
+    assert html.count('<span class="rep">1 ± 0</span> <span class="n">(3)</span>') == 2  # V_rand, V_info
+    assert html.count('<td class="cell score band-none"') == 2 * 7  # two scores on each of the 7 rows
+    assert SCORES_LEGEND in unescape(html) and 'id="scores-legend"' in html
+    missing = re.search(r'<p class="note" id="scores-missing">(.*?)</p>', html)
+    assert missing is not None and "swcnn_isbi, threshold_isbi (6 run instances)" in missing.group(1)
+    assert "evaluated before the scores existed; re-run `segbench evaluate`" in missing.group(1)
+    assert "Lower is better." in html  # the errors' direction, unchanged
+
+
 def test_mini_cells_are_uncoloured_claims_coloured_by_verdict_and_split(report: dict[str, Path]) -> None:
     """At mini the paper's absolute values are not expected: no cell is coloured (a cell is not "red"
     because a claim on its row failed); each claim's badge carries its verdict's colour."""

@@ -153,6 +153,40 @@ def test_unet_evaluate_records_per_slice_errors_and_every_held_out_prediction(
         assert np.all(np.abs(p16[differ] - 0.5) <= 2.5e-4)
 
 
+def test_unet_evaluate_records_the_thinned_scores_of_its_probability_maps(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``isbi.thinned``: V_rand and V_info (thinned) equal to ``thinned_metrics`` on the very P(cell) maps and
+    labels the evaluation scored, with the per-threshold sums that pool folds; the other keys unchanged."""
+    from segbench.engine import biomedical
+    from segbench.metrics.isbi_pooled import isbi_metrics_with_counts
+    from segbench.metrics.isbi_thinned import RECORD_KEYS, STAT_FIELDS, THINNED_THRESHOLDS, thinned_metrics
+
+    seen: dict[str, Any] = {}
+
+    def spy(fmt: str, split: Any, cell_probability: list[np.ndarray]) -> dict[str, Any]:
+        seen.update(split=split, maps=[p.copy() for p in cell_probability])
+        return biomedical.score_probability_maps(fmt, split, cell_probability)
+
+    monkeypatch.setattr(unet_engine, "score_probability_maps", spy)
+    cfg = tiny("unet_isbi", iterations=1, checkpoint_every=1)
+    cfg["split"] = {"fold": 0, "folds": 2}
+    unet_engine.train(cfg, tmp_path, data_root)
+    isbi = unet_engine.evaluate(cfg, tmp_path, data_root)["isbi"]
+    pred = np.clip(np.stack(seen["maps"]), 0.0, 1.0).astype(np.float32)
+    labels = np.stack(
+        [np.where(img.instances > 0, 255, 0).astype(np.uint8) for img in seen["split"].held_out]
+    )
+    direct = thinned_metrics(pred, labels)
+    thinned = isbi["thinned"]
+    assert {k: thinned[k] for k in RECORD_KEYS} == {k: direct[k] for k in RECORD_KEYS}
+    assert thinned["best_threshold"] == direct["best_threshold"]
+    assert set(thinned["sums"]) == {"thresholds", *STAT_FIELDS}
+    assert thinned["sums"]["thresholds"] == list(THINNED_THRESHOLDS)
+    old = isbi_metrics_with_counts(pred, labels)
+    assert {k: isbi[k] for k in old} == old  # the three errors and their counts as before
+
+
 def test_classical_engine_on_cell_tracking_data(data_root: Path, tmp_path: Path) -> None:
     cfg = tiny("threshold_phc")
     summary = classical_engine.train(cfg, tmp_path, data_root)

@@ -47,10 +47,13 @@ def score_probability_maps(fmt: str, split: Split, cell_probability: list[np.nda
     ISBI: the organisers' errors of the held-out stack, its ``counts`` (pooled over folds by the tables),
     and ``per_slice``: for each held-out slice (``index`` in the stack, ``name``) its three errors at the
     thresholds the stack's errors use, with its counts there
-    (:func:`segbench.metrics.isbi_pooled.slice_errors`)."""
+    (:func:`segbench.metrics.isbi_pooled.slice_errors`); and ``thinned``: the challenge's current scores
+    V_rand and V_info (thinned) of the held-out stack at their best thresholds, with the per-threshold
+    ``sums`` that pool over folds (:func:`segbench.metrics.isbi_thinned.thinned_record`)."""
     held_out = [img.name for img in split.held_out]
     if fmt == "isbi2012":
         from segbench.metrics.isbi_pooled import isbi_metrics_with_counts  # counts: pooled over folds
+        from segbench.metrics.isbi_thinned import thinned_record, thinned_stats
 
         labels = np.stack([np.where(img.instances > 0, 255, 0).astype(np.uint8) for img in split.held_out])
         pred = np.clip(np.stack(cell_probability), 0.0, 1.0).astype(np.float32)
@@ -65,6 +68,7 @@ def score_probability_maps(fmt: str, split: Split, cell_probability: list[np.nda
                     {"index": img.index, "name": img.name, **errors}
                     for img, errors in zip(split.held_out, slices, strict=True)
                 ],
+                "thinned": thinned_record(thinned_stats(pred, labels)),
             }
         }
     from scipy import ndimage

@@ -40,11 +40,13 @@ old errors (:mod:`segbench.metrics.isbi_pooled`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from segbench.errors import InputError
 from segbench.metrics import topology
 from segbench.metrics.isbi import validate_isbi_inputs
 
@@ -63,6 +65,11 @@ THINNED_THRESHOLDS: tuple[float, ...] = _thresholds()
 #: Per threshold, the sums that pool over slices: N, sum n_ij^2, sum a_i^2, sum b_j^2, and the same
 #: with x log x in place of x^2 (natural log).
 STAT_FIELDS = ("n", "nij2", "a2", "b2", "nij_log", "a_log", "b_log")
+
+#: The two scores (higher is better) and the keys of ``metrics.json``'s ``isbi.thinned`` block besides
+#: ``best_threshold`` and ``sums`` (:func:`thinned_record`).
+SCORES = ("v_rand", "v_info")
+RECORD_KEYS = ("v_rand", "v_rand_split", "v_rand_merge", "v_info", "v_info_split", "v_info_merge")
 
 
 def thin_boundaries(pred_lab: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -157,3 +164,50 @@ def thinned_metrics(pred: Any, labels: Any) -> dict[str, Any]:
     binary labels (255 or 1 = cell, 0 = membrane): the scores, their split/merge parts at the best
     threshold, ``best_threshold`` and ``per_threshold`` per score. Higher is better."""
     return thinned_results(thinned_stats(pred, labels))
+
+
+def thinned_record(stats: Any) -> dict[str, Any]:
+    """``metrics.json``'s ``isbi.thinned``: :data:`RECORD_KEYS` and ``best_threshold`` of
+    :func:`thinned_results`, and ``sums``, the per-threshold :data:`STAT_FIELDS` (``thresholds`` and one
+    list per field) that pool over folds (:func:`pooled_thinned`)."""
+    arr = np.asarray(stats, dtype=np.float64)
+    res = thinned_results(arr)
+    return {
+        **{k: res[k] for k in RECORD_KEYS},
+        "best_threshold": res["best_threshold"],
+        "sums": {
+            "thresholds": res["thresholds"],
+            **{field: arr[:, i].tolist() for i, field in enumerate(STAT_FIELDS)},
+        },
+    }
+
+
+def stats_from_sums(sums: dict[str, Any]) -> np.ndarray:
+    """The (thresholds x :data:`STAT_FIELDS`) array of a :func:`thinned_record`'s ``sums``."""
+    try:
+        arr = np.array([sums[field] for field in STAT_FIELDS], dtype=np.float64).T
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"thinned scores: malformed sums ({type(exc).__name__}: {exc}); re-run segbench evaluate"
+        ) from None
+    if arr.ndim != 2 or list(sums.get("thresholds", [])) != list(THINNED_THRESHOLDS[: len(arr)]):
+        raise InputError(
+            f"thinned scores: sums over thresholds {sums.get('thresholds')} are not "
+            f"{list(THINNED_THRESHOLDS)}; re-run segbench evaluate"
+        )
+    return arr
+
+
+def pooled_thinned(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """V_rand and V_info (thinned) of the union of several folds' held-out slices: their ``sums`` added up
+    (segments of different slices are different segments, so the statistics add; module docstring), then
+    :func:`thinned_results`."""
+    if not parts:
+        raise InputError("pooled thinned scores: no folds to pool")
+    arrays = [stats_from_sums(p) for p in parts]
+    if len({a.shape for a in arrays}) != 1:
+        raise InputError(
+            "pooled thinned scores: folds disagree on their thresholds; re-evaluate the runs with one "
+            "segbench version"
+        )
+    return thinned_results(sum(arrays))

@@ -23,6 +23,9 @@ EVALUATED_ON_DEFAULT = "default"  # a table's evaluated_on per scale: the text f
 #: the most seeds a table (or a derived scale) may ask for at one scale: each seed is a full training run,
 #: and a count beyond this is a typo (200000 made `segbench status` run on silently at 700 MB)
 MAX_SEEDS = 1000
+#: the metric paths a table's ``scores:`` may name: the ISBI challenge's current scores, recorded by the
+#: evaluation under ``isbi.thinned`` (:data:`segbench.metrics.isbi_thinned.SCORES`); as the schema's enum
+SCORE_METRICS = ("isbi.thinned.v_rand", "isbi.thinned.v_info")
 
 
 def registry_path() -> Path:
@@ -279,9 +282,20 @@ def _check_table(name: str, table: dict[str, Any], data: dict[str, Any], fail: F
             fail(f"{where}/compute_curve", f"{unknown} are not row ids of {name}")
         if curve["reference"] not in curve["rows"]:
             fail(f"{where}/compute_curve", f"reference {curve['reference']!r} must be one of its rows")
+    _check_scores(where, table, fail)
     if "headline" in table and table["headline"] not in columns:
         fail(f"{where}/headline", f"{table['headline']!r} is not a column of {name} ({columns})")
     _check_evaluated_on(where, table, fail)
+
+
+def _check_scores(where: str, table: dict[str, Any], fail: Fail) -> None:
+    """``scores:`` name metrics of :data:`SCORE_METRICS` under names that are not columns (checked here too,
+    since the schema is skipped without jsonschema)."""
+    for name, key in (table.get("scores") or {}).items():
+        if key not in SCORE_METRICS:
+            fail(f"{where}/scores/{name}", f"unknown score metric {key!r}; known: {', '.join(SCORE_METRICS)}")
+        if name in table["columns"]:
+            fail(f"{where}/scores/{name}", f"{name!r} is a column of the table; give the score another name")
 
 
 def _check_rows(where: str, table: dict[str, Any], runs: dict[str, Any], fail: Fail) -> list[str]:

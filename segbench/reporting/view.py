@@ -26,11 +26,14 @@ from urllib.parse import quote
 
 from segbench.claims import TEST_RULE, Claim, Verdict, count_verdicts, verdict_of
 from segbench.formatting import (
+    SCORES_LEGEND,
     VERDICT_LEGEND,
     MetricKind,
     count_text,
     interval_text,
+    metric_kind,
     p_text,
+    scores_missing_text,
     spread_text,
     table_kind,
 )
@@ -80,6 +83,19 @@ def cell_view(value: dict[str, Any], band: str, kind: MetricKind, reference_only
         "seeds": ", ".join(kind.value(v) for v in per_seed),
         # cross-validation: the errors of all folds' held-out slices counted together (aggregate.pooled_value)
         "pooled": None if reference_only or value.get("pooled") is None else kind.value(value["pooled"]),
+    }
+
+
+def score_view(value: dict[str, Any], key: str) -> dict[str, Any]:
+    """A score's cell (registry ``scores:``): mean ± std, n, the per-fold values and the pooled score;
+    never coloured (no paper value, never claimed)."""
+    kind = metric_kind(key)
+    per_seed = [v for v in value.get("per_seed", []) if v is not None]
+    return {
+        "reproduced": kind.mean_std(value),  # the missing marker without a value
+        "n": value.get("n", 0),
+        "seeds": ", ".join(kind.value(v) for v in per_seed),
+        "pooled": None if value.get("pooled") is None else kind.value(value["pooled"]),
     }
 
 
@@ -181,6 +197,7 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
         return tol.classify(value.get("delta"), value.get("paper"), lower_is_better=lower, noise=noise)
 
     labels = {row["id"]: row["label"] for row in table["rows"]}
+    scores: dict[str, str] = table.get("scores") or {}  # tables assembled before: none
     rows = [
         {
             "id": row["id"],
@@ -191,6 +208,7 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
                 cell_view(row["values"][col], band(row, col), kind, row.get("reference_only", False))
                 for col in table["columns"]
             ],
+            "scores": [score_view(row.get("scores", {}).get(name, {}), key) for name, key in scores.items()],
             "converged": row.get("converged", {}).get("text"),
         }
         for row in table["rows"]
@@ -221,6 +239,11 @@ def table_view(table: dict[str, Any], results: Path, page_dir: Path) -> dict[str
         "columns": table["columns"],
         "metrics": table.get("metrics", {}),
         "lower_is_better": table.get("lower_is_better", False),
+        "scores": [{"name": name, "key": key} for name, key in scores.items()],
+        "scores_legend": SCORES_LEGEND if scores else None,
+        "scores_missing": scores_missing_text(table["scores_missing"])
+        if scores and table.get("scores_missing")
+        else None,
         "tolerance": (tol.describe() + "; within twice the seed spread of the paper's value: green")
         if absolute
         else UNCOLOURED_LEGEND,

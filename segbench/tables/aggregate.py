@@ -21,6 +21,7 @@ from segbench.provenance import config_hash
 from segbench.registry import resolve_run, run_id, seeds_for_run
 
 CONVERGED_COLUMN = "converged"  # beside the metric columns: did each row's training loss level off?
+THINNED_PREFIX = "thinned."  # isbi.thinned.<score>: pooled from the folds' sums, not their counts
 
 
 def metric_value(metrics: dict[str, Any], key: str, source: Path) -> float | None:
@@ -131,11 +132,34 @@ def load_run_metrics(run: str, scale: str, root: Path, registry: dict[str, Any])
 
 def pooled_value(records: list[dict[str, Any]], key: str) -> float | None:
     """The ISBI error ``key`` (``isbi.<metric>``) of the folds' held-out slices pooled (their per-threshold
-    counts summed, :mod:`segbench.metrics.isbi_pooled`); ``None`` for other metrics or records without counts."""
+    counts summed, :mod:`segbench.metrics.isbi_pooled`), or the thinned score ``isbi.thinned.<score>``
+    pooled from the folds' ``sums`` (:func:`segbench.metrics.isbi_thinned.pooled_thinned`); ``None`` for
+    other metrics or where a record lacks them."""
     section, _, metric = key.partition(".")
-    parts = [rec["metrics"].get(section, {}).get("counts") for rec in records]
-    if section != "isbi" or not parts or any(p is None for p in parts):
+    if section != "isbi" or not records:
+        return None
+    isbi = [rec["metrics"].get(section) or {} for rec in records]
+    if metric.startswith(THINNED_PREFIX):
+        sums = [(block.get("thinned") or {}).get("sums") for block in isbi]
+        if any(p is None for p in sums):
+            return None
+        from segbench.metrics.isbi_thinned import pooled_thinned
+
+        return float(pooled_thinned(sums)[metric.removeprefix(THINNED_PREFIX)])
+    parts = [block.get("counts") for block in isbi]
+    if any(p is None for p in parts):
         return None
     from segbench.metrics.isbi_pooled import pooled_isbi_metrics
 
     return float(pooled_isbi_metrics(parts)[metric])
+
+
+def score_value(metrics: dict[str, Any], key: str, source: Path) -> float | None:
+    """A table's score (``scores:``, e.g. ``isbi.thinned.v_rand``) of one run: :func:`metric_value`, but
+    ``None`` where the run's metrics.json lacks the key (evaluated before the score existed)."""
+    node: Any = metrics
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return metric_value(metrics, key, source)

@@ -32,6 +32,7 @@ from segbench.tables.aggregate import (
     metric_value,
     pooled_value,
     run_source,
+    score_value,
     seed_summary,
 )
 from segbench.tables.caveats import first_config
@@ -63,6 +64,22 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
             {"run_id": path.parent.name, **log_convergence(path.parent / TRAIN_LOG)} for path, _ in cache[run]
         ]
 
+    # scores: reported beside the columns (higher is better), never claimed; a run's own only ("run" rows)
+    scores: dict[str, str] = table.get("scores") or {}
+
+    def row_scores(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name, key in scores.items():
+            cell: dict[str, Any] = {"mean": None, "std": None, "n": 0, "per_seed": []}
+            if "run" in row:
+                cell = seed_summary(
+                    [score_value(rec["metrics"], key, path) for path, rec in cache[row["run"]]]
+                )
+                if folds:
+                    cell["pooled"] = pooled_value([rec for _, rec in cache[row["run"]]], key)
+            out[name] = cell
+        return out
+
     rows = []
     for row in table["rows"]:
         values = {}
@@ -93,6 +110,7 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
                 "runs": row_runs(row),
                 "reference_only": not row_runs(row),
                 "values": values,
+                **({"scores": row_scores(row)} if scores else {}),
                 CONVERGED_COLUMN: converged_cell([s for run in row_runs(row) for s in convergence(run)]),
             }
         )
@@ -121,6 +139,20 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
         "columns": table["columns"],
         "metrics": table["metrics"],
         "lower_is_better": bool(table.get("lower_is_better", False)),
+        **(
+            {
+                "scores": scores,
+                # run instances whose metrics.json lacks a score: evaluated before it existed
+                "scores_missing": sorted(
+                    rec["run_id"]
+                    for run in runs_used
+                    for path, rec in cache.get(run, [])
+                    if any(score_value(rec["metrics"], key, path) is None for key in scores.values())
+                ),
+            }
+            if scores
+            else {}
+        ),
         "convergence_rule": CONVERGENCE_RULE,
         "rows": rows,
         "directions": table_claims(

@@ -10,7 +10,15 @@ import io
 from typing import Any
 
 from segbench.claims import TEST_RULE, count_verdicts, verdict_of
-from segbench.formatting import MARKDOWN_MISSING, count_text, evidence_text, table_kind
+from segbench.formatting import (
+    MARKDOWN_MISSING,
+    SCORES_LEGEND,
+    count_text,
+    evidence_text,
+    metric_kind,
+    scores_missing_text,
+    table_kind,
+)
 from segbench.tables.aggregate import CONVERGED_COLUMN
 from segbench.tables.compute_curve import curve_sentences
 from segbench.trainlog import CONVERGENCE_RULE
@@ -36,7 +44,8 @@ def to_markdown(table: dict[str, Any]) -> str:
         "",
     ]
     converged = any(CONVERGED_COLUMN in row for row in table["rows"])  # tables assembled before: none
-    extra = [CONVERGED_COLUMN] if converged else []
+    scores = table.get("scores") or {}  # reported beside the columns, higher is better, never claimed
+    extra = [f"{name} ↑" for name in scores] + ([CONVERGED_COLUMN] if converged else [])
     lines.append("| row | " + " | ".join([*table["columns"], *extra]) + " |")
     lines.append("|---|" + "---|" * (len(table["columns"]) + len(extra)))
     dash = MARKDOWN_MISSING
@@ -52,10 +61,17 @@ def to_markdown(table: dict[str, Any]) -> str:
                 f"{kind.reproduced(v, missing=dash)}{pooled} / {kind.paper(v['paper'], missing=dash)} / "
                 f"{kind.value(v['delta'], signed=True, missing=dash)}"
             )
+        for name, key in scores.items():
+            cells.append(score_text(row.get("scores", {}).get(name, {}), key))
         if converged:
             cells.append(row.get(CONVERGED_COLUMN, {}).get("text", dash))
         label = row["label"] + (" *(reference)*" if row["reference_only"] else "")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if scores:
+        pooled = "; pooled" if table.get("cross_validation_folds") else ""
+        lines += ["", f"↑ {SCORES_LEGEND}; cells: mean ± std (n){pooled}."]
+        if table.get("scores_missing"):
+            lines += ["", scores_missing_text(table["scores_missing"], missing=dash) + "."]
     for source, heading in (("paper", "The paper's claims"), ("ours", "Against our baselines")):
         group = [dirn for dirn in table["directions"] if dirn.get("source", "paper") == source]
         if not group:
@@ -100,6 +116,15 @@ def to_markdown(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def score_text(cell: dict[str, Any], key: str) -> str:
+    """A score's Markdown cell: ``mean ± std (n); pooled p``, or ``-`` without a value."""
+    kind = metric_kind(key)
+    if cell.get("mean") is None:
+        return MARKDOWN_MISSING
+    pooled = f"; pooled {kind.value(cell['pooled'])}" if cell.get("pooled") is not None else ""
+    return kind.reproduced(cell) + pooled
+
+
 def short_commit(commit: str) -> str:
     """``c2293d89c8dd...+dirty`` -> ``c2293d8+dirty``."""
     sha, plus, rest = str(commit).partition("+")
@@ -128,7 +153,8 @@ def runs_trained_text(table: dict[str, Any]) -> str:
 
 
 def to_csv(table: dict[str, Any]) -> str:
-    """One line per row and column: mean, std, n, the per-seed values, paper, delta, pooled, converged."""
+    """One line per row and column: mean, std, n, the per-seed values, paper, delta, pooled, converged; then
+    one per row and score (``scores:``, no paper value or delta)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(
@@ -166,6 +192,25 @@ def to_csv(table: dict[str, Any]) -> str:
                     " ".join(map(str, v["per_seed"])),
                     v["paper"],
                     v["delta"],
+                    v.get("pooled"),
+                    row.get(CONVERGED_COLUMN, {}).get("text"),
+                ]
+            )
+        for name, v in row.get("scores", {}).items():  # a score: no paper value, no delta
+            writer.writerow(
+                [
+                    table["table"],
+                    table["scale"],
+                    row["id"],
+                    row["label"],
+                    row["reference_only"],
+                    name,
+                    v["mean"],
+                    v["std"],
+                    v["n"],
+                    " ".join(map(str, v["per_seed"])),
+                    None,
+                    None,
                     v.get("pooled"),
                     row.get(CONVERGED_COLUMN, {}).get("text"),
                 ]
