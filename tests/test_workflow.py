@@ -111,7 +111,8 @@ def test_list_json_lists_every_table_with_rows_and_scales():
     assert set(data["tables"]) == set(artifacts()["all"])
     for name, table in data["tables"].items():
         assert table["rows"] and {"smoke", "mini"} <= set(table["scales"])
-        if name != "em_maskrcnn":  # a study of ours on the real ISBI stack's cells (real_cpu), not a paper table
+        # em_maskrcnn: a study of ours on the real ISBI stack's cells (real_cpu), not a paper table
+        if name != "em_maskrcnn":
             assert {"paper", "rehearsal"} <= set(table["scales"]), name
     assert set(data["tables"]["em_maskrcnn"]["scales"]) == {"smoke", "mini", "real_cpu"}
     assert set(data["tables"]["unet_table1"]["scales"]) == {"smoke", "mini", "paper", "rehearsal", "real_cpu"}
