@@ -325,3 +325,23 @@ def test_real_data_smoke_two_iterations_on_two_slices(shared_data: Path, tmp_pat
         isbi = evaluate_run(cfg, tmp_path / run, root)["metrics"]["isbi"]
         assert isbi["held_out"] == ["slice00"] and isbi["slices"] == 1
         assert all(0 <= isbi[m] <= 1 for m in ("warping_error", "rand_error", "pixel_error"))
+
+
+def test_the_test_stack_beside_the_training_stack_leaves_the_runs_dataset_identity_alone(tmp_path):
+    """ISBI 2012's test stack (labels secret) is read only by a submission: placing test-volume.tif beside
+    the training stack must not change the dataset hash every run records (segbench.data.formats
+    outside_identity), while the MANIFEST still lists and checks it."""
+    from segbench.data import dataset_identity, prepare
+    from segbench.data.preparation import read_manifest
+
+    folder = tmp_path / "isbi2012"
+    folder.mkdir()
+    stack = np.arange(2 * 8 * 8, dtype=np.uint8).reshape(2, 8, 8)
+    tifffile.imwrite(folder / "train-volume.tif", stack)
+    tifffile.imwrite(folder / "train-labels.tif", (stack > 60).astype(np.uint8) * 255)
+    prepare("isbi2012", tmp_path, progress=False)
+    before = dataset_identity("isbi2012", tmp_path)
+    tifffile.imwrite(folder / "test-volume.tif", stack[::-1])
+    prepare("isbi2012", tmp_path, progress=False, force=True)
+    assert "test-volume.tif" in read_manifest(folder)["files"]
+    assert dataset_identity("isbi2012", tmp_path) == before and before["files"] == 2

@@ -27,6 +27,9 @@ class DatasetFormat:
     check_layout: Callable[[dict[str, Any], Fail], None]  # calls fail(problem) on a malformed layout
     resolve: Callable[[dict[str, Any], At], dict[str, Any]]  # the layout as absolute paths
     optional: tuple[str, ...] = ()  # top-level layout keys whose files may be absent (dropped when they are)
+    # files a dataset directory may hold that no run reads (the challenge's unlabelled test stack, read only
+    # by a submission): left out of the dataset's identity, so placing one beside the data changes no run
+    outside_identity: tuple[str, ...] = ()
 
 
 FORMATS: Registry[DatasetFormat] = Registry("dataset format")
@@ -82,6 +85,7 @@ register_format(
         lambda layout, at: {key: at(rel) for key, rel in layout.items()},
         # the challenge's test stack has no public labels and is needed only for a submission
         optional=("test_volume",),
+        outside_identity=("test-volume.tif",),
     )
 )
 register_format(

@@ -96,10 +96,26 @@ def dataset_identity(
                 f"dataset {name!r}: {result.changed} {result.reason}; restore the file or run "
                 f"`segbench data prepare {name} --force` to re-download"
             )
-    identity = {"name": name, "sha256": integrity.manifest_sha256(manifest), "files": len(manifest["files"])}
+    identity = run_identity(name, manifest, entry)
     if entry["source"] == "derived":  # the data it was derived from: the real stack's hash reaches the runs
         identity["derived_from"] = manifest.get("derived_from")
     return identity
+
+
+def run_identity(name: str, manifest: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """``{"name", "sha256", "files"}``: the hash of the files runs read, i.e. the MANIFEST's files less the
+    format's ``outside_identity`` ones (ISBI 2012's test stack, read only by a submission); the MANIFEST's
+    own hash where there are none of those (so every existing record keeps its value)."""
+    from segbench.data.formats import dataset_format
+
+    outside = set(dataset_format(entry["format"]).outside_identity)
+    files = {rel: record for rel, record in manifest["files"].items() if rel not in outside}
+    sha = integrity.manifest_sha256(manifest) if len(files) == len(manifest["files"]) else None
+    return {
+        "name": name,
+        "sha256": sha or integrity.dataset_sha256(files),
+        "files": len(files),
+    }
 
 
 def verify(name: str, data_root: str | os.PathLike[str]) -> dict[str, Any]:
