@@ -10,6 +10,7 @@ turns any other ``ModuleNotFoundError`` of a dependency into the same line.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 
 from segbench.errors import InputError
@@ -64,6 +65,29 @@ def require(module: str, purpose: str, instead: str = "") -> ModuleType:
         if error is None:
             raise
         raise error from None
+
+
+class LazyModules(Mapping[str, ModuleType]):
+    """Name -> ``<package>.<name>``, imported on first use by :func:`require` (a missing package is one
+    line naming it), for plug-in tables of modules (data generators, derivations) whose dependencies
+    ``segbench list`` / ``plan`` on a bare GPU image do without."""
+
+    def __init__(self, package: str, names: tuple[str, ...], what: str) -> None:
+        self.package, self.names, self.what = package, names, what
+
+    def __getitem__(self, name: str) -> ModuleType:
+        if name not in self.names:
+            raise KeyError(name)
+        return require(f"{self.package}.{name}", f"{self.what} {name!r}")
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 def available(module: str) -> bool:

@@ -176,27 +176,46 @@ def build_manifest(root: Path, **fields: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 # Synthetic
 # ---------------------------------------------------------------------------------------------------
+def up_to_date(
+    name: str, target: Path, identity: dict[str, Any], *, verify: bool, changed: str, other: str
+) -> bool:
+    """Whether a generated or derived dataset in ``target`` is the one ``identity`` (its MANIFEST's keys)
+    names and unchanged on disk; otherwise one warning line (``changed``: a file differs; ``other``: made
+    from other params or data) and False, so the caller makes it again."""
+    from segbench.errors import warn
+
+    current = read_manifest(target)
+    if current is None:
+        return False
+    if any(current.get(k) != v for k, v in identity.items()):
+        warn(f"dataset {name!r}: {target} {other}")
+        return False
+    result = integrity.check(target, current, full=verify)
+    if not result.ok:
+        warn(f"dataset {name!r}: {result.changed} {result.reason}; {changed}")
+        return False
+    log.info("%s: up to date in %s", name, target)
+    return True
+
+
 def _prepare_synthetic(
     name: str, entry: dict[str, Any], data_root: Path, *, seed: int, force: bool, verify: bool = False
 ) -> Path:
     from segbench.data.synthetic import GENERATORS
-    from segbench.errors import warn
 
     target = dataset_dir(name, data_root)
     params = entry.get("params", {})
     identity = {"dataset": name, "generator": entry["generator"], "params": params, "seed": int(seed)}
-    current = read_manifest(target)
-    if not force and current is not None:
-        if all(current.get(k) == v for k, v in identity.items()):
-            result = integrity.check(target, current, full=verify)
-            if result.ok:
-                log.info("%s: up to date in %s", name, target)
-                return target
-            warn(f"dataset {name!r}: {result.changed} {result.reason}; regenerating the synthetic dataset")
-        else:  # other params than asked for (an edited registry entry, a sweep's override): so must the data
-            warn(
-                f"dataset {name!r}: {target} was generated with other params than asked for now; regenerating it"
-            )
+    # other params than asked for (an edited registry entry, a sweep's override): so must the data
+    if not force and up_to_date(
+        name,
+        target,
+        identity,
+        verify=verify,
+        changed="regenerating the synthetic dataset",
+        other="was generated with other params than asked for now; regenerating it",
+    ):
+        return target
     generator = GENERATORS[entry["generator"]]
     return _write_dataset(
         name, entry, data_root, identity, lambda out: generator.generate(out, dict(params), int(seed))
@@ -242,7 +261,6 @@ def _prepare_derived(name: str, entry: dict[str, Any], data_root: Path, *, force
     """Prepare the source dataset, then derive ``name`` from it unless its MANIFEST records the same
     derivation, params and source hash and its files are unchanged (a changed source derives again)."""
     from segbench.data.derived import DERIVATIONS
-    from segbench.errors import warn
 
     source = entry["derive_from"]
     prepare(source, data_root, progress=False, verify=verify)
@@ -259,18 +277,15 @@ def _prepare_derived(name: str, entry: dict[str, Any], data_root: Path, *, force
         "derived_from": {k: source_identity[k] for k in ("name", "sha256")},
     }
     target = dataset_dir(name, data_root)
-    current = read_manifest(target)
-    if not force and current is not None:
-        if all(current.get(k) == v for k, v in identity.items()):
-            result = integrity.check(target, current, full=verify)
-            if result.ok:
-                log.info("%s: up to date in %s", name, target)
-                return target
-            warn(f"dataset {name!r}: {result.changed} {result.reason}; deriving it again from {source!r}")
-        else:
-            warn(
-                f"dataset {name!r}: {target} was derived from other data or params than now; deriving it again"
-            )
+    if not force and up_to_date(
+        name,
+        target,
+        identity,
+        verify=verify,
+        changed=f"deriving it again from {source!r}",
+        other="was derived from other data or params than now; deriving it again",
+    ):
+        return target
     derivation = DERIVATIONS[entry["generator"]]
     paths = dataset_paths(source, data_root)
     return _write_dataset(

@@ -9,31 +9,8 @@ dataset's MANIFEST and derives again when the source changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from types import ModuleType
+from segbench.optional import LazyModules
 
-from segbench.optional import require
-
-
-class _Derivations(Mapping[str, ModuleType]):
-    """Derivation name -> module, imported on first use (they need scipy, tifffile and pycocotools,
-    which ``segbench list`` / ``plan`` do without)."""
-
-    NAMES = ("isbi_instances",)
-
-    def __getitem__(self, name: str) -> ModuleType:
-        if name not in self.NAMES:
-            raise KeyError(name)
-        return require(f"{__name__}.{name}", f"the dataset derivation {name!r}")
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.NAMES
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.NAMES)
-
-    def __len__(self) -> int:
-        return len(self.NAMES)
-
-
-DERIVATIONS: Mapping[str, ModuleType] = _Derivations()
+# derivation name -> module, imported on first use (they need scipy, tifffile and pycocotools, which
+# ``segbench list`` / ``plan`` do without)
+DERIVATIONS = LazyModules(__name__, ("isbi_instances",), "the dataset derivation")
