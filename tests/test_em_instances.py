@@ -245,3 +245,28 @@ def test_smoke_run_trains_and_evaluates_on_the_derived_crops(tmp_path: Path):
         assert "segm predictions" in result.note
     else:
         assert (tmp_path / "figures" / "em_maskrcnn_predictions.png").is_file()
+
+
+def test_the_predictions_figure_reads_the_runs_fold_from_its_config_json(tmp_path: Path, monkeypatch):
+    """A run's config.json holds its resolved config under "config": the figure must read the fold there,
+    so a cross-validation run is drawn on its own held-out crops (its predictions' image ids), not on the
+    default split's (found on the real_cpu page: fold 0's predictions were looked up in fold 4's crops)."""
+    import segbench.data.registry as data_registry
+    from segbench.reporting.figures.base import FigureContext
+    from segbench.reporting.figures.predictions import val_split
+
+    splits = {}
+    for split, first in (("val", 385), ("fold0_val", 1), ("fold2_val", 193)):
+        path = tmp_path / f"{split}.json"
+        path.write_text(
+            json.dumps({"images": [{"id": first + k, "file_name": f"{k}.png"} for k in range(3)]})
+        )
+        splits[split] = {"images": tmp_path, "annotations": path}
+    monkeypatch.setattr(data_registry, "dataset_paths", lambda name, root: splits)
+    run_dir = tmp_path / "results" / "real_cpu" / "runs" / "em_r50_c4-seed2"
+    run_dir.mkdir(parents=True)
+    cfg = resolve_run("em_r50_c4", "real_cpu", 2)
+    (run_dir / "config.json").write_text(json.dumps({"config": cfg, "config_hash": "x"}))
+    ctx = FigureContext("real_cpu", tmp_path / "results", tmp_path / "out", tmp_path)
+    _, coco = val_split(ctx, run_dir)
+    assert [image["id"] for image in coco["images"]] == [193, 194, 195]

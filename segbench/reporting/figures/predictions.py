@@ -72,7 +72,8 @@ def val_split(ctx: FigureContext, run_dir: Path) -> tuple[Path, dict[str, Any]]:
     from segbench.data.registry import dataset_paths
     from segbench.errors import InputError
 
-    config = read_json(run_dir / "config.json", "run config") if (run_dir / "config.json").is_file() else {}
+    record = read_json(run_dir / "config.json", "run config") if (run_dir / "config.json").is_file() else {}
+    config = record.get("config", record)  # config.json holds the resolved config under "config"
     name = (config.get("dataset") or {}).get("name")
     split = f"fold{int(config['split']['fold'])}_val" if isinstance(config.get("split"), dict) else "val"
     if not name:
