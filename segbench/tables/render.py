@@ -40,7 +40,13 @@ def to_markdown(table: dict[str, Any]) -> str:
         "Cells: reproduced mean ± std over seeds (number of seeds) / paper / delta."
         if not table.get("cross_validation_folds")
         else f"Cells: reproduced mean ± std over the {table['cross_validation_folds']} folds (number of folds; "
-        "seed k = fold k); pooled = the errors of all held-out slices together / paper / delta (of the mean).",
+        "seed k = fold k)"
+        + (
+            "; pooled = the errors of all held-out slices together"
+            if any(v.get("pooled") is not None for row in table["rows"] for v in row["values"].values())
+            else ""
+        )
+        + " / paper / delta (of the mean).",
         "",
     ]
     converged = any(CONVERGED_COLUMN in row for row in table["rows"])  # tables assembled before: none
