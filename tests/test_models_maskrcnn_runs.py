@@ -14,7 +14,9 @@ SIZE = 64
 MASKRCNN_RUNS = sorted(name for name, run in load_registry()["runs"].items() if run["family"] == "maskrcnn")
 
 
-def random_targets(num_images: int, num_keypoints: int, seed: int) -> list[dict[str, torch.Tensor]]:
+def random_targets(
+    num_images: int, num_keypoints: int, seed: int, num_classes: int = 81
+) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
     targets = []
     for _ in range(num_images):
@@ -33,7 +35,12 @@ def random_targets(num_images: int, num_keypoints: int, seed: int) -> list[dict[
             dim=2,
         )
         targets.append(
-            {"boxes": boxes, "labels": torch.tensor([1, 2, 5]), "masks": masks, "keypoints": keypoints}
+            {
+                "boxes": boxes,
+                "labels": torch.tensor([1, 2, 5]).clamp(max=num_classes - 1),  # em_*: one class, cell
+                "masks": masks,
+                "keypoints": keypoints,
+            }
         )
     return targets
 
@@ -56,7 +63,10 @@ def test_registry_run_trains_one_step_and_detects(run: str) -> None:
 
     model.train()
     images = [torch.rand(3, SIZE, SIZE) for _ in range(2)]
-    losses = model(images, random_targets(2, model.settings.num_keypoints, seed=1))
+    losses = model(
+        images,
+        random_targets(2, model.settings.num_keypoints, seed=1, num_classes=model.settings.num_classes),
+    )
     assert ("loss_mask" in losses) == ("mask" in tasks)
     assert ("loss_keypoint" in losses) == ("keypoint" in tasks)
     total = sum(losses.values())

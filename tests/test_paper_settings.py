@@ -12,12 +12,17 @@ import yaml
 from segbench.engine.maskrcnn import effective_schedule
 from segbench.models.maskrcnn import settings_from_config
 from segbench.paths import REPO_ROOT
-from segbench.registry import load_registry, resolve_run
+from segbench.registry import load_registry, resolve_run, runs_for_tables, table_names
 
 PAPER_TABLES = Path(
     os.environ.get("SEGBENCH_PAPER_TABLES", REPO_ROOT.parent / "shared" / "reference" / "paper_tables.yaml")
 )
-MASKRCNN_RUNS = sorted(name for name, run in load_registry()["runs"].items() if run["family"] == "maskrcnn")
+REGISTRY = load_registry()
+# the Mask R-CNN runs of the paper scale's tables (em_*: a real_cpu study, not defined at paper)
+MASKRCNN_RUNS = sorted(
+    {rs.run for rs in runs_for_tables(table_names(REGISTRY, "paper"), "paper", REGISTRY)}
+    & {name for name, run in REGISTRY["runs"].items() if run["family"] == "maskrcnn"}
+)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from segbench.paths import REPO_ROOT
-from segbench.registry import artifacts
+from segbench.registry import artifacts, table_defined_at
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -57,9 +57,12 @@ def test_every_artifact_has_a_target_rule():
 
 @pytest.mark.parametrize("scale", ["smoke", "mini", "paper", "rehearsal"])
 def test_dry_run_of_every_target(scale, tmp_path):
+    # the targets with a table at the scale (em_maskrcnn exists at smoke, mini and real_cpu only)
+    defined = [t for t, tables in artifacts().items() if any(table_defined_at(n, scale) for n in tables)]
+    assert ("em_maskrcnn" in defined) == (scale in ("smoke", "mini")) and len(defined) >= len(TARGETS) - 1
     result = snakemake(
         "-n",
-        *TARGETS,
+        *[f"reproduce_{t}" for t in defined],
         "--config",
         f"scale={scale}",
         f"results={tmp_path}/results",
