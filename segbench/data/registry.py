@@ -107,14 +107,7 @@ def validate_entry(name: str, entry: Any, where: Path | str = "datasets.yaml") -
         generator = entry.get("generator")
         if generator not in GENERATORS:
             fail(f"generator must be one of {sorted(GENERATORS)}, got {generator!r}")
-        params = entry.get("params", {})
-        try:
-            defaults = set(GENERATORS[generator].DEFAULTS)
-        except MissingPackage:  # checked where the generator runs (it names the package); `plan` needs none
-            defaults = set(params) if isinstance(params, dict) else set()
-        extra = set(params) - defaults if isinstance(params, dict) else {"<not a mapping>"}
-        if extra:
-            fail(f"unknown params {sorted(extra)} for generator {generator!r}")
+        _check_params(GENERATORS, generator, entry.get("params", {}), "generator", fail)
     else:
         downloads = entry.get("downloads")
         if not isinstance(downloads, list) or not downloads:
@@ -151,14 +144,18 @@ def _validate_derivation(entry: dict[str, Any], fail) -> None:
     generator = entry.get("generator")
     if generator not in DERIVATIONS:
         fail(f"generator must be one of the derivations {sorted(DERIVATIONS)}, got {generator!r}")
-    params = entry.get("params", {})
+    _check_params(DERIVATIONS, generator, entry.get("params", {}), "derivation", fail)
+
+
+def _check_params(modules: Any, generator: str, params: Any, what: str, fail) -> None:
+    """``params`` name only keys of the module's ``DEFAULTS`` (a generator's or a derivation's)."""
     try:
-        defaults = set(DERIVATIONS[generator].DEFAULTS)
-    except MissingPackage:
+        defaults = set(modules[generator].DEFAULTS)
+    except MissingPackage:  # checked where the module runs (it names the package); `plan` needs none
         defaults = set(params) if isinstance(params, dict) else set()
     extra = set(params) - defaults if isinstance(params, dict) else {"<not a mapping>"}
     if extra:
-        fail(f"unknown params {sorted(extra)} for derivation {generator!r}")
+        fail(f"unknown params {sorted(extra)} for {what} {generator!r}")
 
 
 def _validate_layout(fmt: str, layout: Any, fail) -> None:

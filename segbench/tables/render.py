@@ -182,8 +182,8 @@ def to_csv(table: dict[str, Any]) -> str:
         ]
     )
     for row in table["rows"]:
-        for col in table["columns"]:
-            v = row["values"][col]
+        values = [(col, row["values"][col]) for col in table["columns"]]
+        for col, v in [*values, *row.get("scores", {}).items()]:  # a score: no paper value, no delta
             writer.writerow(
                 [
                     table["table"],
@@ -196,27 +196,8 @@ def to_csv(table: dict[str, Any]) -> str:
                     v["std"],
                     v["n"],
                     " ".join(map(str, v["per_seed"])),
-                    v["paper"],
-                    v["delta"],
-                    v.get("pooled"),
-                    row.get(CONVERGED_COLUMN, {}).get("text"),
-                ]
-            )
-        for name, v in row.get("scores", {}).items():  # a score: no paper value, no delta
-            writer.writerow(
-                [
-                    table["table"],
-                    table["scale"],
-                    row["id"],
-                    row["label"],
-                    row["reference_only"],
-                    name,
-                    v["mean"],
-                    v["std"],
-                    v["n"],
-                    " ".join(map(str, v["per_seed"])),
-                    None,
-                    None,
+                    v.get("paper"),
+                    v.get("delta"),
                     v.get("pooled"),
                     row.get(CONVERGED_COLUMN, {}).get("text"),
                 ]
