@@ -38,7 +38,10 @@ SUBCOMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or of ``only`` (a subcommand's name): a command line that names its
+    subcommand imports that module alone, so ``segbench table`` does not pay for torch's import (1-2 s),
+    which the training and evaluation modules need; ``segbench --help`` imports all of them."""
     parser = argparse.ArgumentParser(
         prog="segbench",
         description=(
@@ -49,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"segbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in SUBCOMMANDS.values():
+    for name, module_name in SUBCOMMANDS.items():
+        if only is not None and name != only:
+            continue
         importlib.import_module(f"segbench.cli.{module_name}").add_parser(sub)
     return parser
 
@@ -75,8 +80,14 @@ def os_error_line(exc: OSError) -> str:
     return f"{where}{reason}; {fix}"
 
 
+def _named_subcommand(argv: list[str]) -> str | None:
+    """The subcommand a command line names (its first word, when that is one), else None."""
+    return argv[0] if argv and argv[0] in SUBCOMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(only=_named_subcommand(words))
     args = parser.parse_args(argv)
     args.cli_argv = list(
         sys.argv[1:] if argv is None else argv

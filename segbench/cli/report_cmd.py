@@ -37,8 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--table",
         action="append",
         metavar="NAME",
-        help="render only the figures of this table (and the run-wide ones) before writing the "
-        "pages (repeatable; what the Snakemake report rule does per table)",
+        help="render only the figures of this table before writing the pages (repeatable; what the "
+        "Snakemake report rule does per table). The run-wide figures (training curves, metric per run) "
+        "are left to --figure (their Snakemake targets, and reproduce_all): rendered per table they "
+        "were drawn once per page, each time over a part of the runs",
     )
     p.add_argument("--list-figures", action="store_true", help="print the figure names and exit")
     p.set_defaults(func=run)
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             for name in args.table:
                 get_table(name, registry)
             chosen = [
-                n for n, spec in FIGURES.items() if not spec.tables or set(spec.tables) & set(args.table)
+                n for n, spec in FIGURES.items() if set(spec.tables) & set(args.table)
             ]
         paths, results = build_report(
             scale,
