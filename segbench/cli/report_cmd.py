@@ -64,9 +64,7 @@ def run(args: argparse.Namespace) -> int:
         if args.table:
             for name in args.table:
                 get_table(name, registry)
-            chosen = [
-                n for n, spec in FIGURES.items() if set(spec.tables) & set(args.table)
-            ]
+            chosen = [n for n, spec in FIGURES.items() if set(spec.tables) & set(args.table)]
         paths, results = build_report(
             scale,
             args.results,
