@@ -8,10 +8,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from segbench.paths import reports_root, results_root
 from segbench.reporting.figures import FIGURES, FigureContext, FigureResult, figure_names, render_figure
-from segbench.reporting.html import ReportPaths, build_pages
+
+if TYPE_CHECKING:
+    from segbench.reporting.html import ReportPaths
+
+
+def __getattr__(name: str) -> Any:
+    """``ReportPaths`` and ``build_pages`` on first use: the page writer imports the claims engine (scipy),
+    which the Snakefile, importing ``FIGURES`` from here at every parse, does not need."""
+    if name in ("ReportPaths", "build_pages"):
+        from segbench.reporting import html
+
+        return getattr(html, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FIGURES",
@@ -55,6 +69,8 @@ def build_report(
     page from the tables and figure manifests on disk."""
     ctx = figure_context(scale, results, out, data_root)
     names = figures if figures is not None else figure_names()
+    from segbench.reporting.html import build_pages
+
     rendered = [render_figure(name, ctx) for name in names] if render else []
     paths = build_pages(scale, ctx.results, reports_root(out), figure_names())
     return paths, rendered
