@@ -23,10 +23,10 @@ from segbench.engine.device import check_device
 from segbench.engine.runner import ensure_evaluated
 from segbench.errors import InputError
 from segbench.formatting import COMPARISON_WORDS, MARKDOWN_MISSING, evidence_text, percent, table_kind
-from segbench.io import read_json, write_json_atomic, write_text_atomic
+from segbench.io import write_json_atomic, write_text_atomic
 from segbench.paths import child_path, compare_dir, results_root, run_dir
 from segbench.paths import data_root as default_data_root
-from segbench.plugin_identity import identity_hash, method_identity
+from segbench.plugin_identity import identity_hash, spec_slug
 from segbench.plugin_probe import probe_method_run
 from segbench.plugins import Plugin, method_run_config, plugin_identity, register_plugin
 from segbench.provenance import provenance
@@ -35,34 +35,9 @@ from segbench.reporting.scale_text import sample_words
 from segbench.tables.aggregate import metric_value, run_source, seed_summary
 
 
-def spec_slug(spec: str) -> str:
-    """The file-name stem of a method spec (its attribute name): ``pkg.mod:PreciseRoIPool`` -> ``PreciseRoIPool``."""
-    return spec.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
-
-
 def compare_path(scale: str, table: str, spec: str, results: str | Path | None = None) -> Path:
     root = compare_dir(results_root(results), scale)
     return child_path(root, f"{table}--{spec_slug(spec)}", ".json", what="method")
-
-
-def method_code(spec: str) -> str:
-    """What the Snakemake ``compare`` job depends on (a ``params`` entry): the plugin's distribution,
-    version and source hash (:mod:`segbench.plugin_identity`), found without importing it; a plugin that
-    cannot be found gives a text that names why (the job then stops with the full error)."""
-    try:
-        return identity_hash(method_identity(spec))
-    except InputError as exc:
-        return f"unresolved ({exc})"
-
-
-def comparison_stale(path: str | Path, spec: str) -> bool:
-    """Whether the comparison at ``path`` was computed with other plugin code than ``spec`` now names
-    (another distribution, version or source hash); ``False`` where it does not exist yet."""
-    path = Path(path)
-    if not path.is_file():
-        return False
-    recorded = (read_json(path, "comparison").get("method") or {}).get("identity")
-    return recorded is None or identity_hash(recorded) != method_code(spec)
 
 
 def baseline_rows(table: dict[str, Any]) -> list[dict[str, Any]]:

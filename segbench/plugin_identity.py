@@ -31,7 +31,11 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from segbench.errors import InputError
-from segbench.plugins import ENTRY_POINT_GROUP, SPEC_RE
+from segbench.io import read_json
+
+# a method spec: ``package.module:attribute`` or the name of an entry point of this group
+ENTRY_POINT_GROUP = "segbench.plugins"
+SPEC_RE = re.compile(r"^(?P<module>[^:]+):(?P<attr>[A-Za-z_][\w.]*)$")
 
 
 def _entry_point(name: str) -> metadata.EntryPoint:
@@ -152,3 +156,29 @@ def identity_hash(identity: dict[str, Any]) -> str:
     dist = identity.get("distribution")
     release = f"{dist}=={identity.get('version')}" if dist else "no distribution"
     return f"{release}, source {identity.get('source_sha256')}"
+
+
+def spec_slug(spec: str) -> str:
+    """The file-name stem of a method spec (its attribute name): ``pkg.mod:PreciseRoIPool`` -> ``PreciseRoIPool``."""
+    return spec.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+
+
+def method_code(spec: str) -> str:
+    """What the Snakemake ``compare`` job depends on (a ``params`` entry): the plugin's distribution,
+    version and source hash, found without importing it; a plugin that cannot be found gives a text that
+    names why (the job then stops with the full error)."""
+    try:
+        return identity_hash(method_identity(spec))
+    except InputError as exc:
+        return f"unresolved ({exc})"
+
+
+def comparison_stale(path: str | Path, spec: str) -> bool:
+    """Whether the comparison at ``path`` (``segbench compare``'s record) was computed with other plugin
+    code than ``spec`` now names (another distribution, version or source hash); ``False`` where it does
+    not exist yet."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    recorded = (read_json(path, "comparison").get("method") or {}).get("identity")
+    return recorded is None or identity_hash(recorded) != method_code(spec)

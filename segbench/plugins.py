@@ -40,9 +40,7 @@ from typing import Any
 import torch
 
 from segbench.errors import InputError, SegbenchError
-
-ENTRY_POINT_GROUP = "segbench.plugins"
-SPEC_RE = re.compile(r"^(?P<module>[^:]+):(?P<attr>[A-Za-z_][\w.]*)$")
+from segbench.plugin_identity import ENTRY_POINT_GROUP, SPEC_RE
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from segbench.checkout import checkout_of, default_results, workflow_threads
-from segbench.compare import comparison_markdown, comparison_stale, method_code, method_comparisons
+from segbench.compare import comparison_markdown, method_comparisons
 from segbench.errors import InputError
 from segbench.paths import REPO_ROOT
-from segbench.plugin_identity import method_identity
+from segbench.plugin_identity import comparison_stale, method_code, method_identity
 from segbench.plugins import Plugin, method_run_config
 from segbench.provenance import config_hash
 from segbench.registry import evaluated_on, load_registry, resolve_run
