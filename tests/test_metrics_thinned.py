@@ -1,5 +1,6 @@
-"""V_rand (thinned) and V_info (thinned): hand-computed cases, border thinning, pooling over slices, and the
-cross-checks with scikit-image's adapted Rand error and variation of information."""
+"""V_rand (thinned) and V_info (thinned): hand-computed cases, the watershed border thinning and its order,
+the mean over slices, pooling over folds, and the cross-checks with scikit-image's adapted Rand error and
+variation of information."""
 
 from __future__ import annotations
 
@@ -45,25 +46,53 @@ def test_a_merge_by_hand() -> None:
     assert s["v_info"] == 0.0 and s["v_info_split"] == 1.0 and s["v_info_merge"] == 0.0
 
 
-def test_a_split_by_hand_with_the_predicted_membrane_thinned_away() -> None:
+def test_a_split_by_hand_with_the_predicted_membrane_thinned_into_dams() -> None:
     pred = (GT > 0).astype(np.float32)
     pred[1, 0:2] = 0.0  # a membrane across the left cell splits it (rows 0 and 2)
     pred_lab, n = topology.label4(pred > 0.5)
-    assert n == 3  # (0, 0) -> 1, the right cell -> 2, row 2 left -> 3
-    thinned = thin_boundaries(pred_lab, GT > 0)
-    assert thinned[1, 0] == thinned[1, 1] == 3  # grown over by a neighbour; the larger label wins the tie
-    # n_ij: (left, 1) = 2, (left, 3) = 4, (right, 2) = 6; sum n^2 = sum b^2 = 56, sum a^2 = 72
+    assert n == 3
+    thinned = thin_boundaries(pred_lab)
+    # both pixels of the cut touch the segment above and the one below: dams (0), one segment each
+    assert thinned[1, 0] == thinned[1, 1] == 0
+    # inside the GT foreground: left cell = 2 (row 0) + 2 (row 2) + 1 + 1 (dams), right cell = 6
+    # sum n^2 = sum b^2 = 4 + 4 + 1 + 1 + 36 = 46, sum a^2 = 72
     r = thinned_metrics(pred, GT)
-    assert r["v_rand"] == pytest.approx(56 / 64) and r["v_rand_split"] == pytest.approx(56 / 72)
+    assert r["v_rand"] == pytest.approx(46 / 59) and r["v_rand_split"] == pytest.approx(46 / 72)
     assert r["v_rand_merge"] == 1.0
-    h_s = -sum(p * math.log(p) for p in (2 / 12, 4 / 12, 6 / 12))
+    h_s = -sum(p * math.log(p) for p in (2 / 12, 2 / 12, 1 / 12, 1 / 12, 6 / 12))
     assert r["v_info"] == pytest.approx(math.log(2) / (0.5 * h_s + 0.5 * math.log(2)))
     assert r["v_info_split"] == pytest.approx(math.log(2) / h_s) and r["v_info_merge"] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize(
+    ("row", "thinned"),
+    [
+        ([1, 0, 1], [1, 0, 2]),  # one pixel between two segments: a dam
+        ([1, 0, 0, 1], [1, 1, 0, 2]),  # two: the first queued (x-major) joins its segment, the other is a dam
+        ([1, 0, 0, 0, 1], [1, 1, 0, 2, 2]),  # three: each side floods one, the middle is a dam
+        ([1, 0, 0], [1, 1, 1]),  # membrane next to one segment only: flooded by it
+        ([0, 0, 0], [1, 1, 1]),  # no segment: the membrane is one (the flooding's new minimum)
+    ],
+)
+def test_the_watershed_thinning_by_hand(row: list[int], thinned: list[int]) -> None:
+    lab = topology.label4(np.array([row]) > 0)[0]
+    assert thin_boundaries(lab).tolist() == [thinned]
+
+
+def test_the_flooding_order_is_x_major_with_4_neighbours() -> None:
+    """A 2 x 2 membrane block between a segment on the left and one below: the pixels queue column by
+    column (x outer, y inner) and each takes the first labelled neighbour in the order x-1, y-1, x+1, y+1
+    unless another segment touches it."""
+    seg = np.array([[1, 0, 0], [1, 0, 0], [0, 2, 2]])
+    # queue: (y0,x1) <- 1, (y1,x1) <- 1 then 2 below: dam; (y1,x2) <- 2; (y0,x2) <- from (y1,x2)? it is
+    # reached from (y0,x1) = 1 first (x-1) and from (y1,x2) = 2 (y+1): a dam.
+    assert thin_boundaries(seg).tolist() == [[1, 1, 0], [1, 0, 2], [0, 2, 2]]
+
+
 def test_an_all_membrane_proposal_is_one_segment() -> None:
-    assert np.array_equal(thin_boundaries(np.zeros((3, 5), np.int32), GT > 0), np.ones((3, 5), np.int32))
-    assert thinned_metrics(np.zeros(GT.shape, np.float32), GT)["v_rand"] == pytest.approx(2 / 3)
+    assert np.array_equal(thin_boundaries(np.zeros((3, 5), np.int32)), np.ones((3, 5), np.int64))
+    r = thinned_metrics(np.zeros(GT.shape, np.float32), GT)
+    assert r["v_rand"] == pytest.approx(2 / 3) and r["v_info"] == 0.0  # one segment: H(S) = 0
 
 
 def _em_case() -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +107,9 @@ def _em_case() -> tuple[np.ndarray, np.ndarray]:
 def test_cross_check_with_skimage_on_a_thinned_slice() -> None:
     pred, labels = _em_case()
     gt_lab = topology.label4(labels[0] > 0)[0]
-    thinned = thin_boundaries(topology.label4(pred[0].astype(np.float64) > 0.5)[0], labels[0] > 0)
+    thinned = thin_boundaries(topology.label4(pred[0].astype(np.float64) > 0.5)[0])
+    dams = thinned == 0  # each a segment of its own (contingency_stats); numbered so for scikit-image
+    thinned[dams] = thinned.max() + 1 + np.arange(int(dams.sum()))
     n, nij2, a2, b2, *_ = contingency_stats(gt_lab, thinned)
     # skimage counts pairs (n^2 - n); with the same contingency table its error follows exactly
     are, _, _ = adapted_rand_error(gt_lab, thinned, ignore_labels=(0,))
@@ -98,14 +129,25 @@ def test_cross_check_with_skimage_on_a_thinned_slice() -> None:
     assert s["v_info"] == pytest.approx(info_s / (0.5 * entropy(thinned) + 0.5 * entropy(gt_lab)), abs=1e-9)
 
 
-def test_slices_pool_by_summing_their_statistics() -> None:
+def test_a_stack_scores_the_mean_over_its_slices_at_the_best_threshold() -> None:
+    """The script's per-slice average: the mean of the slices' scores per threshold, then the maximum."""
     pred, labels = _em_case()
     whole = thinned_stats(pred, labels)
-    assert np.allclose(whole, thinned_stats(pred[:1], labels[:1]) + thinned_stats(pred[1:], labels[1:]))
-    assert thinned_results(whole)["v_rand"] == thinned_metrics(pred, labels)["v_rand"]
+    first, second = thinned_stats(pred[:1], labels[:1]), thinned_stats(pred[1:], labels[1:])
+    assert np.allclose(whole, first + second) and whole[0, 0] == 2
     r = thinned_metrics(pred, labels)
+    for name in ("v_rand", "v_info"):
+        mean = [
+            (a + b) / 2
+            for a, b in zip(
+                thinned_results(first)["per_threshold"][name],
+                thinned_results(second)["per_threshold"][name],
+                strict=True,
+            )
+        ]
+        assert r["per_threshold"][name] == pytest.approx(mean, abs=1e-15)
+        assert r[name] == max(r["per_threshold"][name])
     assert 0.0 < r["v_rand"] < 1.0 and 0.0 < r["v_info"] < 1.0
-    assert r["v_rand"] == max(r["per_threshold"]["v_rand"])
 
 
 def test_the_record_keeps_the_scores_and_folds_pool_from_their_sums() -> None:
@@ -116,7 +158,7 @@ def test_the_record_keeps_the_scores_and_folds_pool_from_their_sums() -> None:
     direct = thinned_metrics(pred, labels)
     assert {k: record[k] for k in RECORD_KEYS} == {k: direct[k] for k in RECORD_KEYS}
     assert record["best_threshold"] == direct["best_threshold"]
-    assert record["sums"]["thresholds"] == list(THINNED_THRESHOLDS) and len(record["sums"]["nij2"]) == 11
+    assert record["sums"]["thresholds"] == list(THINNED_THRESHOLDS) and len(record["sums"]["v_rand"]) == 11
     folds = [thinned_record(thinned_stats(pred[a:b], labels[a:b]))["sums"] for a, b in ((0, 1), (1, 2))]
     pooled = pooled_thinned(json.loads(json.dumps(folds)))  # as read back from metrics.json
     for name in ("v_rand", "v_info"):
@@ -129,8 +171,10 @@ def test_malformed_or_mismatched_sums_are_one_line() -> None:
     sums = thinned_record(thinned_stats(pred, labels))["sums"]
     with pytest.raises(InputError, match="no folds to pool"):
         pooled_thinned([])
-    with pytest.raises(InputError, match="malformed sums"):
-        pooled_thinned([{k: v for k, v in sums.items() if k != "a2"}])
+    with pytest.raises(InputError, match="malformed or outdated sums"):
+        pooled_thinned([{k: v for k, v in sums.items() if k != "v_info"}])
+    with pytest.raises(InputError, match="outdated sums"):  # a record of the pooled-contingency version
+        pooled_thinned([{"thresholds": sums["thresholds"], "n": [1.0] * 11, "nij2": [1.0] * 11}])
     with pytest.raises(InputError, match="are not"):
         pooled_thinned([{**sums, "thresholds": [0.5] * 11}])
 
