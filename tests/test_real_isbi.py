@@ -154,7 +154,7 @@ def test_per_slice_errors_are_each_slices_errors_at_the_stacks_thresholds_and_ad
     assert weighted == pytest.approx(full["warping_error"], abs=1e-15)
 
 
-def test_pooled_thinned_scores_equal_the_scores_of_both_folds_slices_together():
+def test_pooled_thinned_scores_equal_the_scores_of_both_folds_slices_together(tmp_path):
     """pooled_value of isbi.thinned.<score>: the folds' sums added up, as thinned_metrics on all their
     slices; None where a fold was evaluated before the scores existed (no thinned block)."""
     from segbench.metrics.isbi_thinned import thinned_metrics, thinned_record, thinned_stats
@@ -172,6 +172,14 @@ def test_pooled_thinned_scores_equal_the_scores_of_both_folds_slices_together():
         assert pooled_value(folds, f"isbi.thinned.{score}") == pytest.approx(whole[score], rel=1e-12)
     older = [folds[0], {"metrics": {"isbi": {"rand_error": 0.1}}}]
     assert pooled_value(older, "isbi.thinned.v_rand") is None
+    # a block of the earlier pooled-contingency version (sums without slice counts) reads as missing too
+    outdated = {"v_rand": 0.9, "v_info": 0.9, "sums": {"thresholds": [0.0], "n": [1.0], "nij2": [1.0]}}
+    assert (
+        pooled_value([folds[0], {"metrics": {"isbi": {"thinned": outdated}}}], "isbi.thinned.v_rand") is None
+    )
+    from segbench.tables.aggregate import score_value
+
+    assert score_value({"isbi": {"thinned": outdated}}, "isbi.thinned.v_rand", tmp_path) is None
 
 
 def fake_fold_metrics(root: Path, values: dict[str, list[float]], counts: dict) -> None:

@@ -262,6 +262,12 @@ def thinned_record(stats: Any) -> dict[str, Any]:
     }
 
 
+def is_current(thinned: dict[str, Any] | None) -> bool:
+    """Whether a ``metrics.json``'s ``isbi.thinned`` block is this version's (per-slice means, whose ``sums``
+    count slices); one from the earlier pooled version reads as missing (re-run ``segbench evaluate``)."""
+    return isinstance(thinned, dict) and isinstance(thinned.get("sums"), dict) and "slices" in thinned["sums"]
+
+
 def stats_from_sums(sums: dict[str, Any]) -> np.ndarray:
     """The (thresholds x :data:`STAT_FIELDS`) array of a :func:`thinned_record`'s ``sums``."""
     try:

@@ -140,11 +140,11 @@ def pooled_value(records: list[dict[str, Any]], key: str) -> float | None:
         return None
     isbi = [rec["metrics"].get(section) or {} for rec in records]
     if metric.startswith(THINNED_PREFIX):
-        sums = [(block.get("thinned") or {}).get("sums") for block in isbi]
-        if any(p is None for p in sums):
-            return None
-        from segbench.metrics.isbi_thinned import pooled_thinned
+        from segbench.metrics.isbi_thinned import is_current, pooled_thinned
 
+        if not all(is_current(block.get("thinned")) for block in isbi):
+            return None
+        sums = [block["thinned"]["sums"] for block in isbi]
         return float(pooled_thinned(sums)[metric.removeprefix(THINNED_PREFIX)])
     parts = [block.get("counts") for block in isbi]
     if any(p is None for p in parts):
@@ -156,7 +156,13 @@ def pooled_value(records: list[dict[str, Any]], key: str) -> float | None:
 
 def score_value(metrics: dict[str, Any], key: str, source: Path) -> float | None:
     """A table's score (``scores:``, e.g. ``isbi.thinned.v_rand``) of one run: :func:`metric_value`, but
-    ``None`` where the run's metrics.json lacks the key (evaluated before the score existed)."""
+    ``None`` where the run's metrics.json lacks the key (evaluated before the score existed, or by the
+    earlier pooled version of the thinned scores: :func:`segbench.metrics.isbi_thinned.is_current`)."""
+    if key.startswith(f"isbi.{THINNED_PREFIX}"):
+        from segbench.metrics.isbi_thinned import is_current
+
+        if not is_current((metrics.get("isbi") or {}).get("thinned")):
+            return None
     node: Any = metrics
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
