@@ -269,3 +269,23 @@ def test_unet_table2_cells_are_seg_and_iou_and_the_note_is_written(tmp_path):
     md = to_markdown(table)
     assert "| row | PhC-U373 SEG | DIC-HeLa SEG | PhC-U373 IoU | DIC-HeLa IoU |" in md
     assert f"Note: {table['note']}" in md
+
+
+def test_origin_caveats_take_the_training_commit_not_the_last_evaluation():
+    """A run re-evaluated at a later commit (e.g. for a new score) was still trained where its
+    train_done.json says: the caveat compares training commits; an untrained baseline (no training record)
+    falls back to its metrics.json."""
+    from segbench.tables.caveats import origin_caveats
+
+    def rec(evaluated: str, trained: str | None) -> dict:
+        where = {"git_commit": trained, "machine_signature_hash": "m1"} if trained else None
+        return {"provenance": {"git_commit": evaluated, "machine_signature_hash": "m1"}, "trained_at": where}
+
+    same = {"a": [rec("bbbbbbb", "aaaaaaa")], "b": [rec("ccccccc", "aaaaaaa")]}
+    assert origin_caveats(["a", "b"], same) == []
+    differ = {"a": [rec("bbbbbbb", "aaaaaaa")], "b": [rec("bbbbbbb", "ddddddd")]}
+    assert origin_caveats(["a", "b"], differ) == ["trained at different commits: a at aaaaaaa; b at ddddddd"]
+    baseline = {"a": [rec("aaaaaaa", "aaaaaaa")], "t": [rec("eeeeeee", None)]}
+    assert origin_caveats(["a", "t"], baseline) == [
+        "trained at different commits: a at aaaaaaa; t at eeeeeee"
+    ]

@@ -34,6 +34,7 @@ from segbench.tables.aggregate import (
     run_source,
     score_value,
     seed_summary,
+    trained_at,
 )
 from segbench.tables.caveats import first_config
 from segbench.tables.claims import table_claims
@@ -158,7 +159,11 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
         "directions": table_claims(
             table,
             rows,
-            {run: [rec for _, rec in cache.get(run, [])] for run in runs_used},
+            # the caveats' origins: where each run instance was trained, not where it was last evaluated
+            {
+                run: [{**rec, "trained_at": trained_at(path.parent)} for path, rec in cache.get(run, [])]
+                for run in runs_used
+            },
             {
                 run: cfg
                 for run in runs_used

@@ -82,12 +82,15 @@ def convergence_caveat(runs: list[str], convergence: dict[str, list[dict[str, An
 
 
 def origin_caveats(runs: list[str], records: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """Runs of the two sides trained at more than one commit or on more than one machine."""
+    """Runs of the two sides trained at more than one commit or on more than one machine: from each run
+    instance's training record (``trained_at``, :func:`segbench.tables.aggregate.trained_at`), else from its
+    metrics.json's provenance (an untrained baseline, or a record without its train_done.json); a run
+    re-evaluated later at another commit is still where it was trained."""
     commits: dict[str, set[str]] = {}
     machines: set[str] = set()
     for run in dict.fromkeys(runs):
         for rec in records.get(run, []):
-            prov = rec.get("provenance", {})
+            prov = rec.get("trained_at") or rec.get("provenance", {})
             commits.setdefault(run, set()).add(str(prov.get("git_commit", "?"))[:7])
             machines.add(str(prov.get("machine_signature_hash") or prov.get("device") or "?"))
     out = []
