@@ -116,7 +116,8 @@ def render(block: Block, results: Path, link_root: str) -> str:
         raise InputError(
             f"{results / block.scale / 'tables'}: no assembled table for the digest; run `segbench table`"
         )
-    return "\n".join(PARTS[part](block.scale, tables, link_root) for part in block.parts)
+    text = "\n".join(PARTS[part](block.scale, tables, link_root) for part in block.parts)
+    return text if text.endswith("\n") else text + "\n"  # the end marker on a line of its own
 
 
 def updated_text(path: Path, repo: Path, results: Path, scale: str | None = None) -> str:
