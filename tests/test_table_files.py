@@ -278,7 +278,7 @@ def test_origin_caveats_take_the_training_commit_not_the_last_evaluation():
     from segbench.tables.caveats import origin_caveats
 
     def rec(evaluated: str, trained: str | None) -> dict:
-        where = {"git_commit": trained, "machine_signature_hash": "m1"} if trained else None
+        where = {"git_commit": trained, "device": "cpu", "host": "vm"} if trained else None
         return {"provenance": {"git_commit": evaluated, "machine_signature_hash": "m1"}, "trained_at": where}
 
     same = {"a": [rec("bbbbbbb", "aaaaaaa")], "b": [rec("ccccccc", "aaaaaaa")]}
@@ -289,3 +289,24 @@ def test_origin_caveats_take_the_training_commit_not_the_last_evaluation():
     assert origin_caveats(["a", "t"], baseline) == [
         "trained at different commits: a at aaaaaaa; t at eeeeeee"
     ]
+
+
+def test_a_recorded_table_renders_in_the_assemblys_column_order():
+    """The table JSON is written with sorted keys; re-rendering an unchanged table from it keeps the
+    registry's order of its score columns (V_rand before V_info), so a re-assembly rewrites no Markdown."""
+    import json
+
+    from segbench.tables.assemble import in_order_of, json_text
+
+    fresh = {
+        "scores": {"V_rand": "isbi.thinned.v_rand", "V_info": "isbi.thinned.v_info"},
+        "rows": [{"scores": {"V_rand": {"mean": 0.9}, "V_info": {"mean": 0.8}}}],
+    }
+    recorded = json.loads(json_text(fresh))
+    assert list(recorded["scores"]) == ["V_info", "V_rand"]  # what the round trip does
+    again = in_order_of(recorded, fresh)
+    assert list(again["scores"]) == ["V_rand", "V_info"] and list(again["rows"][0]["scores"]) == [
+        "V_rand",
+        "V_info",
+    ]
+    assert again == recorded  # the same content

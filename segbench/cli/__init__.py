@@ -89,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     parser = build_parser(only=_named_subcommand(words))
     args = parser.parse_args(argv)
-    args.cli_argv = list(
-        sys.argv[1:] if argv is None else argv
-    )  # for commands that record their command line
+    args.cli_argv = list(words)  # for commands that record their command line
     try:
         return int(args.func(args) or 0)
     except SegbenchError as exc:

@@ -81,17 +81,14 @@ def converged_cell(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def trained_at(run_dir: Path) -> dict[str, Any] | None:
-    """Where a run instance was trained: commit, device and host of its ``train_done.json`` provenance (and
-    the machine's signature hash where recorded); ``None`` without that record (a run assembled from its
-    metrics.json alone, or a classical baseline, which is not trained)."""
+    """Where a run instance was trained: commit, device and host of its ``train_done.json`` provenance;
+    ``None`` without that record (a run assembled from its metrics.json alone, or a classical baseline,
+    which is not trained)."""
     path = run_dir / "train_done.json"
     if not path.is_file():
         return None
     prov = read_json(path, "train record").get("provenance") or {}
-    where = {key: prov.get(key) for key in ("git_commit", "device", "host")}
-    if prov.get("machine_signature_hash"):
-        where["machine_signature_hash"] = prov["machine_signature_hash"]
-    return where
+    return {key: prov.get(key) for key in ("git_commit", "device", "host")}
 
 
 def run_source(path: Path, record: dict[str, Any], root: Path) -> dict[str, Any]:

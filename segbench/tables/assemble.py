@@ -34,7 +34,6 @@ from segbench.tables.aggregate import (
     run_source,
     score_value,
     seed_summary,
-    trained_at,
 )
 from segbench.tables.caveats import first_config
 from segbench.tables.claims import table_claims
@@ -161,7 +160,10 @@ def assemble_table(name: str, scale: str, results: str | Path | None = None) -> 
             rows,
             # the caveats' origins: where each run instance was trained, not where it was last evaluated
             {
-                run: [{**rec, "trained_at": trained_at(path.parent)} for path, rec in cache.get(run, [])]
+                run: [
+                    {**rec, "trained_at": run_provenance[rec["run_id"]]["trained_at"]}
+                    for _, rec in cache.get(run, [])
+                ]
                 for run in runs_used
             },
             {
@@ -205,6 +207,17 @@ def table_content(table: dict[str, Any]) -> str:
     return dumps(data, sort_keys=True)
 
 
+def in_order_of(recorded: Any, fresh: Any) -> Any:
+    """``recorded`` (read back from a table JSON, whose keys :func:`json_text` sorted) with its mappings'
+    keys in ``fresh``'s order (the registry's: e.g. a table's ``scores`` columns), keys only it has last."""
+    if isinstance(recorded, dict) and isinstance(fresh, dict):
+        keys = [k for k in fresh if k in recorded] + [k for k in recorded if k not in fresh]
+        return {k: in_order_of(recorded[k], fresh.get(k)) for k in keys}
+    if isinstance(recorded, list) and isinstance(fresh, list) and len(recorded) == len(fresh):
+        return [in_order_of(r, f) for r, f in zip(recorded, fresh, strict=True)]
+    return recorded
+
+
 @dataclass(frozen=True)
 class TableWrite:
     """What :func:`update_table` did: the table's JSON path and the files it (re)wrote (none: unchanged)."""
@@ -230,7 +243,8 @@ def update_table(name: str, scale: str, results: str | Path | None = None) -> Ta
     except InputError:  # unreadable: replaced
         recorded = None
     if isinstance(recorded, dict) and table_content(recorded) == table_content(table):
-        table = recorded
+        # the recorded JSON, rendered in the assembly's column order (a JSON round trip sorts the keys)
+        table = in_order_of(recorded, table)
     texts = {"json": json_text(table), "csv": to_csv(table), "md": to_markdown(table)}
     written = []
     for ext, path in paths.items():

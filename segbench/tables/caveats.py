@@ -82,16 +82,18 @@ def convergence_caveat(runs: list[str], convergence: dict[str, list[dict[str, An
 
 
 def origin_caveats(runs: list[str], records: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """Runs of the two sides trained at more than one commit or on more than one machine: from each run
-    instance's training record (``trained_at``, :func:`segbench.tables.aggregate.trained_at`), else from its
-    metrics.json's provenance (an untrained baseline, or a record without its train_done.json); a run
-    re-evaluated later at another commit is still where it was trained."""
+    """Runs of the two sides trained at more than one commit or on more than one machine. The commit is the
+    training record's (``trained_at``, :func:`segbench.tables.aggregate.trained_at`: a run re-evaluated
+    later at another commit is still where it was trained), else the metrics.json's (an untrained
+    baseline); the machine is the metrics.json's signature (the training record keeps no signature in
+    the table)."""
     commits: dict[str, set[str]] = {}
     machines: set[str] = set()
     for run in dict.fromkeys(runs):
         for rec in records.get(run, []):
-            prov = rec.get("trained_at") or rec.get("provenance", {})
-            commits.setdefault(run, set()).add(str(prov.get("git_commit", "?"))[:7])
+            prov = rec.get("provenance", {})
+            commit = (rec.get("trained_at") or {}).get("git_commit") or prov.get("git_commit", "?")
+            commits.setdefault(run, set()).add(str(commit)[:7])
             machines.add(str(prov.get("machine_signature_hash") or prov.get("device") or "?"))
     out = []
     if len(set().union(*commits.values()) if commits else set()) > 1:
