@@ -87,14 +87,14 @@ _DAM, _UNSEEN, _MASK, _QUEUED = 0, -1, -2, -3
 @numba.njit(cache=True, nogil=True)
 def _flood(segments: np.ndarray) -> np.ndarray:
     """Vincent-Soille flooding of the membrane (label 0) of a 2D label image from its segments (> 0), in
-    4-connectivity and x-major order; pixels reached from two segments are dams (0)."""
+    4-connectivity and x-major order; pixels reached from two segments are dams (0). With at least one
+    segment every membrane pixel is reached (a membrane component short of the whole image borders a
+    segment), so the flooding's new-minimum step is needed only without any: :func:`thin_boundaries`."""
     h, w = segments.shape
     lab = np.empty((h, w), np.int64)
-    top = 0
     for y in range(h):
         for x in range(w):
             lab[y, x] = segments[y, x] if segments[y, x] > 0 else _UNSEEN
-            top = max(top, lab[y, x])
     dx = (-1, 0, 1, 0)
     dy = (0, -1, 0, 1)
     queue = np.empty(h * w, np.int64)  # x * h + y; a pixel is queued at most once
@@ -134,30 +134,15 @@ def _flood(segments: np.ndarray) -> np.ndarray:
                 lab[v, u] = _QUEUED
                 queue[tail] = u * h + v
                 tail += 1
-    for x in range(w):  # membrane no segment reached (a slice without segments): new segments
-        for y in range(h):
-            if lab[y, x] != _MASK:
-                continue
-            top += 1
-            lab[y, x] = top
-            head, tail = 0, 1
-            queue[0] = x * h + y
-            while head < tail:
-                px, py = queue[head] // h, queue[head] % h
-                head += 1
-                for k in range(4):
-                    u, v = px + dx[k], py + dy[k]
-                    if 0 <= u < w and 0 <= v < h and lab[v, u] == _MASK:
-                        lab[v, u] = top
-                        queue[tail] = u * h + v
-                        tail += 1
     return lab
 
 
 def thin_boundaries(pred_lab: np.ndarray) -> np.ndarray:
     """``pred_lab`` (segments > 0, membrane 0) with its membrane flooded by the segments: int64 labels,
-    0 only on the one-pixel dams between segments (module docstring, step 2)."""
-    return _flood(np.ascontiguousarray(pred_lab, dtype=np.int64))
+    0 only on the one-pixel dams between segments (module docstring, step 2). Without any segment the
+    membrane is the flooding's one new minimum: one segment."""
+    lab = np.ascontiguousarray(pred_lab, dtype=np.int64)
+    return _flood(lab) if lab.any() else np.ones_like(lab)
 
 
 def _xlogx(counts: np.ndarray) -> float:
