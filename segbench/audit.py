@@ -73,7 +73,7 @@ def select_instances(
     available = committed_instances(scale, results)
     if not available:
         raise InputError(
-            f"no committed run records under {results_root(results) / scale / 'runs'}; nothing to audit"
+            f"no committed run records under {runs_dir(results_root(results), scale)}; nothing to audit"
         )
     if sample is not None:
         if sample < 1:

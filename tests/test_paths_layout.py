@@ -12,7 +12,9 @@ import segbench
 PACKAGE = Path(segbench.__file__).parent
 REPO = PACKAGE.parent
 # a results sub-folder joined by hand: `x / "runs"`, `"runs" / x`, or an f-string `.../tables/{...}`
-HAND_BUILT = re.compile(r'/ "(runs|tables|pretrained|compare|bench)"|"(runs|tables)" /|/(runs|tables)/\{')
+HAND_BUILT = re.compile(
+    r"""/ (["'])(runs|tables|pretrained|compare|bench)\1|(["'])(runs|tables)\3 /|/(runs|tables)/\{"""
+)
 
 
 def test_no_results_path_is_built_outside_paths_py():
@@ -29,6 +31,7 @@ def test_no_results_path_is_built_outside_paths_py():
 def test_the_pattern_finds_a_hand_built_path():
     assert HAND_BUILT.search('runs = results / scale / "runs"')
     assert HAND_BUILT.search('f"{root}/{scale}/tables/{name}.json"')
+    assert HAND_BUILT.search("f\"under {results / scale / 'runs'}\"")  # in a message too
     assert not HAND_BUILT.search("runs = runs_dir(results, scale)")
 
 

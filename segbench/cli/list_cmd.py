@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from segbench.io import dumps
-from segbench.paths import record_run_dir
+from segbench.paths import record_run_dir, runs_dir
 from segbench.registry import artifacts, load_registry, row_runs, runs_for_tables, seeds_for_run, table_names
 
 
@@ -112,7 +112,7 @@ def instance_lines(tables: list[str], scale: str, results: str | None = None) ->
                 train = f"{seconds:.0f} s" if seconds < 600 else f"{seconds / 60:.1f} min"
         lines.append(f"{rs.run_id:{width}s}  {state.state:22s}  {metric:26s}  {train}")
     lines.append(
-        f"{len(instances)} run instances at scale {scale} under {root / scale / 'runs'}: "
+        f"{len(instances)} run instances at scale {scale} under {runs_dir(root, scale)}: "
         + ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(["current", *states]))
     )
     return lines

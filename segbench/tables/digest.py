@@ -24,6 +24,7 @@ from typing import Any
 
 from segbench.errors import InputError
 from segbench.io import write_text_atomic
+from segbench.paths import tables_dir
 from segbench.tables.summary import (
     claims_count_markdown,
     claims_markdown,
@@ -114,7 +115,7 @@ def render(block: Block, results: Path, link_root: str) -> str:
     tables = load_tables(block.scale, results, list(block.tables) if block.tables else None)
     if not tables:
         raise InputError(
-            f"{results / block.scale / 'tables'}: no assembled table for the digest; run `segbench table`"
+            f"{tables_dir(results, block.scale)}: no assembled table for the digest; run `segbench table`"
         )
     text = "\n".join(PARTS[part](block.scale, tables, link_root) for part in block.parts)
     return text if text.endswith("\n") else text + "\n"  # the end marker on a line of its own

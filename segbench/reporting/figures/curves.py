@@ -59,7 +59,7 @@ def grid(n: int, columns: int = 4) -> tuple[int, int]:
 def render_training_curves(ctx: FigureContext) -> list[str]:
     logs = train_logs(ctx)
     if not logs:
-        raise MissingInput(f"no train_log.jsonl under {ctx.scale_dir / 'runs'}; train a run first")
+        raise MissingInput(f"no train_log.jsonl under {ctx.runs_dir}; train a run first")
     rows, cols = grid(len(logs))
     words = scale_sample_words(ctx.scale)  # folds at a cross-validation scale
     fig = new_figure(3.4 * cols, 2.6 * rows)
@@ -119,7 +119,7 @@ def run_metrics(ctx: FigureContext) -> dict[str, dict[str, list[float]]]:
 def render_run_metrics(ctx: FigureContext) -> list[str]:
     groups = run_metrics(ctx)
     if not groups:
-        raise MissingInput(f"no metrics.json under {ctx.scale_dir / 'runs'}; evaluate a run first")
+        raise MissingInput(f"no metrics.json under {ctx.runs_dir}; evaluate a run first")
     ordered = sorted(groups.items())  # the heights follow the panels' order: one 0.3 in row per run
     words = scale_sample_words(ctx.scale)  # folds at a cross-validation scale
     heights = [max(1.6, 0.3 * len(runs) + 1.0) for _, runs in ordered]

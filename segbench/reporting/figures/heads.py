@@ -63,7 +63,7 @@ def render_fig4(ctx: FigureContext) -> list[str]:
             views.append(architecture_view(run, title, found[1], found[0]))
     if not views:
         raise MissingInput(
-            f"no {HEADS} of runs {', '.join(missing)} under {ctx.scale_dir / 'runs'}; "
+            f"no {HEADS} of runs {', '.join(missing)} under {ctx.runs_dir}; "
             "evaluate them first (segbench evaluate writes it)"
         )
     html = environment().get_template("fig4_heads.html.j2").render(architectures=views, scale=ctx.scale)

@@ -62,7 +62,7 @@ def find_predictions(
             return path, content
     raise MissingInput(
         f"no trained run with {iou_type} predictions ({PREDICTIONS}) under "
-        f"{shown(ctx.scale_dir / 'runs')}; train and evaluate a run first"
+        f"{shown(ctx.runs_dir)}; train and evaluate a run first"
     )
 
 
@@ -345,7 +345,7 @@ def render_cells(ctx: FigureContext) -> list[str]:
     if not found:
         raise MissingInput(
             "no U-Net run with predictions_val.npz (arrays image, prediction, ground_truth) under "
-            f"{shown(ctx.scale_dir / 'runs')}; evaluate a U-Net run first"
+            f"{shown(ctx.runs_dir)}; evaluate a U-Net run first"
         )
     # one row per run (PhC-U373, DIC-HeLa, ...), one column per seed
     by_run: dict[str, list[Path]] = defaultdict(list)

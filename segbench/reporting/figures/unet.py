@@ -116,7 +116,7 @@ def tile_geometry(ctx: FigureContext) -> TileRecord:
                 int(r["border"]),
             )
     raise MissingInput(
-        f"no U-Net run with {OVERLAP_TILE} under {ctx.scale_dir / 'runs'}; evaluate a U-Net "
+        f"no U-Net run with {OVERLAP_TILE} under {ctx.runs_dir}; evaluate a U-Net "
         "run first (segbench evaluate writes it)"
     )
 
