@@ -1,11 +1,11 @@
 """The optimisation schedule a run trains with, resolved in one place and without torch.
 
 The registry gives each run a ``schedule`` block (``segbench.registry.resolve_run``: the scale's family
-overlay, then its per-backbone and per-dataset keys). :func:`effective_schedule` turns that block into the
-:class:`Schedule` that actually runs: the family's values of omitted keys (:attr:`segbench.families.FamilySpec.schedule_defaults`), the
-Mask R-CNN sub-schedules (``resnext``, ``keypoint``; paper section 5), the U-Net registry spellings
-(``lr``, ``batch_size``) read as aliases, and the linear scaling rule for another device count (Goyal et al.
-2017). The training contract (:mod:`segbench.engine.contract`), the planner (:mod:`segbench.plan`) and the
+overlay, then its per-backbone, per-task and per-dataset overrides, then the run's own keys).
+:func:`effective_schedule` turns that block into the :class:`Schedule` that actually runs: the family's
+values of omitted keys (:attr:`segbench.families.FamilySpec.schedule_defaults`), the U-Net registry
+spellings (``lr``, ``batch_size``) read as aliases, and the linear scaling rule for another device count
+(Goyal et al. 2017). The training contract (:mod:`segbench.engine.contract`), the planner (:mod:`segbench.plan`) and the
 run record (``config.json``'s ``schedule``) all read it from here.
 """
 
@@ -84,7 +84,6 @@ def parse_schedule(
     *,
     replicas: int = 1,
     gpus: int = 0,
-    train_scales: list[int] | None = None,
 ) -> Schedule:
     """The :class:`Schedule` of a ``schedule`` block for ``replicas`` data-parallel processes.
 
@@ -148,33 +147,10 @@ def parse_schedule(
         # the CPU (torch.autocast's CPU default; the rehearsal scale runs the paper's AMP path this way)
         amp=bool(values.get("amp", False)),
         replicas=replicas,
-        train_scales=train_scales,
+        # scale jitter (the keypoint runs, section 5): the shorter side drawn from these in training
+        train_scales=[int(s) for s in values["train_scales"]] if values.get("train_scales") else None,
         rescaled=rescaled,
     )
-
-
-def maskrcnn_block(cfg: dict[str, Any]) -> tuple[dict[str, Any], list[int] | None]:
-    """A Mask R-CNN run's schedule block with its sub-schedule applied, and its training scales.
-
-    The registry's ``resnext`` / ``keypoint`` sub-schedules replace the base one for those runs (the paper
-    trains ResNeXt with 1 image per GPU at lr 0.01, and keypoints for 90k iterations, section 5); the
-    keypoint one's learning rate applies to every run on the person-keypoint data (Table 5 compares them
-    "trained on the same data"; at mini, mask-only at the base lr diverged at iteration 45; at paper scale
-    both rates are 0.02)."""
-    raw = dict(cfg["schedule"])
-    overlays = {"resnext": raw.pop("resnext", None), "keypoint": raw.pop("keypoint", None)}
-    model = cfg.get("model", {})
-    if str(model.get("backbone", "")).startswith("resnext") and overlays["resnext"]:
-        raw.update(overlays["resnext"])
-    train_scales = None
-    person = (cfg.get("dataset") or {}).get("logical") == "coco_person_keypoints"
-    if "keypoint" in model.get("tasks", ()) and overlays["keypoint"]:
-        kp = overlays["keypoint"]
-        raw.update({k: kp[k] for k in ("iterations", "base_lr", "lr_decay_at") if k in kp})
-        train_scales = kp.get("train_scales")
-    elif person and overlays["keypoint"] and "base_lr" in overlays["keypoint"]:
-        raw["base_lr"] = overlays["keypoint"]["base_lr"]  # the rate only; the paper's 160k schedule stays
-    return raw, train_scales
 
 
 def effective_schedule(cfg: dict[str, Any], *, replicas: int = 1, gpus: int = 0) -> Schedule | None:
@@ -184,7 +160,4 @@ def effective_schedule(cfg: dict[str, Any], *, replicas: int = 1, gpus: int = 0)
     family = family_spec(cfg["family"])
     if family.schedule_defaults is None:
         return None
-    raw, train_scales = maskrcnn_block(cfg) if family.name == "maskrcnn" else (cfg["schedule"], None)
-    return parse_schedule(
-        raw, dict(family.schedule_defaults), replicas=replicas, gpus=gpus, train_scales=train_scales
-    )
+    return parse_schedule(cfg["schedule"], dict(family.schedule_defaults), replicas=replicas, gpus=gpus)

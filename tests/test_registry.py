@@ -172,6 +172,59 @@ def test_a_backbone_overlay_reaches_only_the_runs_of_that_backbone(registry):
         )
 
 
+def test_a_task_overlay_reaches_only_the_runs_with_that_task(registry):
+    """``by_task`` (paper: the keypoint schedule of section 5) sets the schedule keys of every run with the
+    task, after ``by_backbone`` and before ``by_dataset``, and leaves the other runs' hashes as they were."""
+    from segbench.provenance import config_hash
+    from segbench.schedule import effective_schedule
+
+    paper = resolve_run("r50_fpn_person_kp", "paper", 0, registry)
+    assert effective_schedule(paper, replicas=8, gpus=8).train_scales == [640, 800]
+    assert paper["schedule"]["iterations"] == 90000 and paper["schedule"]["lr_decay_at"] == [60000, 80000]
+    for run in ("r50_fpn", "r50_fpn_person_mask"):  # no keypoint task: the 160k schedule, no jitter
+        cfg = resolve_run(run, "paper", 0, registry)
+        assert cfg["schedule"]["iterations"] == 160000 and "train_scales" not in cfg["schedule"]
+
+    reg = copy.deepcopy(registry)
+    mini = reg["scales"]["mini"]["families"]["maskrcnn"]
+    mini["by_task"] = {"keypoint": {"schedule": {"iterations": 7, "base_lr": 0.5}}}
+    kp = resolve_run("r50_fpn_person_kp", "mini", 0, reg)
+    # by_dataset (the person runs' 2000 x 8 at lr 0.02) comes after by_task and wins where both set a key
+    assert (
+        kp["schedule"]["iterations"] == mini["by_dataset"]["coco_person_keypoints"]["schedule"]["iterations"]
+    )
+    assert kp["schedule"]["base_lr"] == mini["by_dataset"]["coco_person_keypoints"]["schedule"]["base_lr"]
+    mini["by_task"] = {"keypoint": {"schedule": {"momentum": 0.5}}}
+    assert resolve_run("r50_fpn_person_kp", "mini", 0, reg)["schedule"]["momentum"] == 0.5
+    for run in ("r50_fpn", "x101_fpn", "r50_fpn_person_mask"):
+        assert config_hash(resolve_run(run, "mini", 0, reg)) == config_hash(
+            resolve_run(run, "mini", 0, registry)
+        )
+
+
+@pytest.mark.parametrize("jsonschema", [True, False])
+@pytest.mark.parametrize(
+    ("kind", "name", "known"),
+    [
+        ("by_backbone", "resnet42", "resnet101"),
+        ("by_task", "keypoint", None),
+        ("by_dataset", "cocoa", "coco"),
+    ],
+)
+def test_an_override_for_nothing_is_one_line(registry, monkeypatch, jsonschema, kind, name, known):
+    """A ``by_*`` key no run of the family has (a misspelling) would change no run: refused, naming it."""
+    from segbench.registry import validate
+
+    monkeypatch.setattr(validate, "available", lambda package: jsonschema)
+    bad = copy.deepcopy(registry)
+    family = "unet" if kind == "by_task" else "maskrcnn"  # no U-Net run has tasks
+    bad["scales"]["mini"]["families"][family][kind] = {name: {"schedule": {"iterations": 1}}}
+    where = f"entry scales/mini/families/{family}/{kind}/{name}: "
+    with pytest.raises(InputError, match=where) as info:
+        validate_registry(bad, source="experiments.yaml")
+    assert "\n" not in str(info.value) and (known is None or known in str(info.value))
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [

@@ -57,7 +57,9 @@ def test_a_rehearsal_run_has_the_paper_models_inputs_and_schedule_shape(run: str
         and r["lr_decay_at"]
         and r["warmup_iters"]
     )
-    assert r["keypoint"]["train_scales"] == p["keypoint"]["train_scales"]
+    # the keypoint runs' scale jitter (by_task keypoint, deep-merged from the paper's) survives the cut
+    assert r.get("train_scales") == p.get("train_scales")
+    assert ("train_scales" in r) == ("keypoint" in paper["model"].get("tasks", ()))
 
 
 def test_the_rehearsal_schedule_goes_through_the_linear_scaling_rule() -> None:

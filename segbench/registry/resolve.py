@@ -33,18 +33,20 @@ def resolve_run(
     model = {**copy.deepcopy(overlay.get("model", {})), **copy.deepcopy(spec["model"])}
     # Per-architecture input sizes (mini: the stride-32 C5 runs see 256 px, an 8 x 8 map, Table 2d)
     inputs = {**overlay.get("input", {}), **overlay.get("input_by_arch", {}).get(model.get("arch"), {})}
-    # Per-dataset input and schedule keys (mini: the person-keypoint runs of Tables 4-6 at 320 px, 2000 x 8);
-    # the runs on other datasets keep the family's keys, and so their config hashes.
-    by_dataset = overlay.get("by_dataset", {}).get(spec["dataset"], {})
-    # Per-backbone schedule keys (mini: ResNet-101 with a longer warm-up); other backbones keep their hashes.
-    by_backbone = overlay.get("by_backbone", {}).get(model.get("backbone"), {})
-    inputs.update(by_dataset.get("input", {}))
-    schedule = {
-        **overlay.get("schedule", {}),
-        **by_backbone.get("schedule", {}),
-        **by_dataset.get("schedule", {}),
-        **spec.get("schedule", {}),  # the run's own keys (e.g. amp), before its budget scales the counts
-    }
+    # The scale's overrides for a subset of the runs, each over the last (experiments.yaml, "Scales"): per
+    # backbone (mini: ResNet-101's warm-up, ResNeXt's halved rate), per task (paper: the keypoint schedule),
+    # per dataset (mini: the person runs at 320 px, 2000 x 8); then the run's own keys (e.g. amp), before its
+    # budget scales the counts. A run no override names keeps the family's keys, and so its config hash.
+    overrides = [
+        overlay.get("by_backbone", {}).get(model.get("backbone"), {}),
+        *(overlay.get("by_task", {}).get(task, {}) for task in model.get("tasks", ())),
+        overlay.get("by_dataset", {}).get(spec["dataset"], {}),
+    ]
+    schedule = dict(overlay.get("schedule", {}))
+    for override in overrides:
+        inputs.update(override.get("input", {}))
+        schedule.update(override.get("schedule", {}))
+    schedule.update(spec.get("schedule", {}))
     dataset_name = dataset_for(run, scale, reg)
     cfg = {
         "run": run,

@@ -178,6 +178,7 @@ def _check_references(data: dict[str, Any], source: str) -> None:
     if data["default_scale"] not in data["scales"]:
         fail("default_scale", f"unknown scale {data['default_scale']!r}; known: {sorted(data['scales'])}")
     _check_runs(data, fail)
+    _check_overrides(data, fail)
     _check_scale_datasets(data, fail)
     _check_pretrained_from(data, fail)
     for name, table in data["tables"].items():
@@ -204,6 +205,26 @@ def _check_runs(data: dict[str, Any], fail: Fail) -> None:
             fail(
                 f"runs/{name}/model/backbone", f"unknown backbone {backbone!r}; known: {', '.join(BACKBONES)}"
             )
+
+
+def _check_overrides(data: dict[str, Any], fail: Fail) -> None:
+    """A scale's ``by_backbone`` / ``by_task`` / ``by_dataset`` keys name a backbone, task or logical dataset
+    some run of the family has: an override for nothing (a misspelling) would silently change no run."""
+    for scale_name, scale in data["scales"].items():
+        for family, overlay in scale["families"].items():
+            runs = [spec for spec in data["runs"].values() if spec["family"] == family]
+            known = {
+                "by_backbone": {spec.get("model", {}).get("backbone") for spec in runs} - {None},
+                "by_task": {task for spec in runs for task in spec.get("model", {}).get("tasks", ())},
+                "by_dataset": {spec["dataset"] for spec in runs},
+            }
+            for kind, names in known.items():
+                for name in overlay.get(kind, {}):
+                    if name not in names:
+                        fail(
+                            f"scales/{scale_name}/families/{family}/{kind}/{name}",
+                            f"no {family} run has {kind[3:]} {name!r}; known: {', '.join(sorted(names))}",
+                        )
 
 
 def _check_pretrained_from(data: dict[str, Any], fail: Fail) -> None:
