@@ -5,8 +5,8 @@ overlay, then its per-backbone, per-task and per-dataset overrides, then the run
 :func:`effective_schedule` turns that block into the :class:`Schedule` that actually runs: the family's
 values of omitted keys (:attr:`segbench.families.FamilySpec.schedule_defaults`), the U-Net registry
 spellings (``lr``, ``batch_size``) read as aliases, and the linear scaling rule for another device count
-(Goyal et al. 2017). The training contract (:mod:`segbench.engine.contract`), the planner (:mod:`segbench.plan`) and the
-run record (``config.json``'s ``schedule``) all read it from here.
+(Goyal et al. 2017). The training contract (:mod:`segbench.engine.contract`), the planner
+(:mod:`segbench.plan`) and the run record (``config.json``'s ``schedule``) all read it from here.
 """
 
 from __future__ import annotations
