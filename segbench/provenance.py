@@ -70,6 +70,34 @@ def git_commit(root: Path | None = None) -> str:
         return "unknown"
 
 
+#: what a run's training executes: the package (its code and its registry). Orchestration (Snakefile,
+#: workflow/) only calls the CLI; what it sets for a run (threads) is in the machine signature.
+SOURCE_DIR = "segbench"
+
+
+@lru_cache(maxsize=256)
+def source_tree(commit: str, root: Path | None = None) -> str | None:
+    """The git tree id of ``segbench/`` at ``commit``: two commits with the same id trained with the same
+    code, whatever else (results, docs) they changed. ``None`` where it cannot be known: a ``+dirty`` or
+    ``unknown`` commit, one this clone does not hold (shallow), or no git."""
+    if not re.fullmatch(r"[0-9a-f]{7,40}", commit or ""):
+        return None
+    root = root or Path(__file__).resolve().parents[1]
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}:{SOURCE_DIR}"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if found.returncode != 0:
+        return None
+    return found.stdout.strip() or None
+
+
 @lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}

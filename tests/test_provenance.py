@@ -1,11 +1,12 @@
-"""Provenance: the commit is marked dirty by code changes, not by the DAG rewriting committed results."""
+"""Provenance: the commit is marked dirty by code changes, not by the DAG rewriting committed results; two
+commits trained with the same code when their ``segbench/`` trees are equal."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-from segbench.provenance import git_commit
+from segbench.provenance import git_commit, source_tree
 
 
 def git(root: Path, *args: str) -> str:
@@ -42,6 +43,38 @@ def test_outside_git_is_unknown(tmp_path: Path) -> None:
     git_commit.cache_clear()
     assert git_commit(tmp_path / "nowhere") == "unknown"
     git_commit.cache_clear()
+
+
+def test_source_tree_is_the_same_across_commits_that_change_only_results_or_docs(tmp_path: Path) -> None:
+    """The code identity the claims' commit caveat compares (:func:`segbench.tables.caveats.origin_caveats`):
+    equal for a commit that touched only results and docs, different once a file under segbench/ changes,
+    and unknown (``None``) for a dirty, absent or malformed commit and outside git."""
+    for rel in ("segbench/code.py", "results/mini/tables/t.json", "README.md"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("v1\n")
+    git(tmp_path, "init", "-q")
+
+    def commit(message: str) -> str:
+        git(tmp_path, "add", "-A")
+        git(tmp_path, "commit", "-qm", message)
+        return git(tmp_path, "rev-parse", "HEAD")
+
+    trained = commit("code")
+    (tmp_path / "results/mini/tables/t.json").write_text("v2\n")
+    (tmp_path / "README.md").write_text("v2\n")
+    results_only = commit("results and docs")
+    (tmp_path / "segbench/code.py").write_text("v2\n")
+    code_changed = commit("code change")
+
+    tree = source_tree(trained, tmp_path)
+    assert tree and tree == git(tmp_path, "rev-parse", f"{trained}:segbench")
+    assert source_tree(results_only, tmp_path) == tree
+    assert source_tree(results_only[:7], tmp_path) == tree  # the short form the tables show
+    assert source_tree(code_changed, tmp_path) not in (None, tree)
+    assert source_tree(trained + "+dirty", tmp_path) is None
+    assert source_tree("0" * 40, tmp_path) is None  # not in this clone
+    assert source_tree("unknown", tmp_path) is None
+    assert source_tree(trained, tmp_path / "nowhere") is None
 
 
 def test_machine_signature_is_compact_stable_and_in_every_provenance() -> None:

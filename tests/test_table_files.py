@@ -281,14 +281,45 @@ def test_origin_caveats_take_the_training_commit_not_the_last_evaluation():
         where = {"git_commit": trained, "device": "cpu", "host": "vm"} if trained else None
         return {"provenance": {"git_commit": evaluated, "machine_signature_hash": "m1"}, "trained_at": where}
 
+    def unknown(commit: str) -> None:  # no git to compare the code: each commit is its own
+        return None
+
     same = {"a": [rec("bbbbbbb", "aaaaaaa")], "b": [rec("ccccccc", "aaaaaaa")]}
-    assert origin_caveats(["a", "b"], same) == []
+    assert origin_caveats(["a", "b"], same, code_of=unknown) == []
     differ = {"a": [rec("bbbbbbb", "aaaaaaa")], "b": [rec("bbbbbbb", "ddddddd")]}
-    assert origin_caveats(["a", "b"], differ) == ["trained at different commits: a at aaaaaaa; b at ddddddd"]
+    assert origin_caveats(["a", "b"], differ, code_of=unknown) == [
+        "trained at different commits: a at aaaaaaa; b at ddddddd"
+    ]
     baseline = {"a": [rec("aaaaaaa", "aaaaaaa")], "t": [rec("eeeeeee", None)]}
-    assert origin_caveats(["a", "t"], baseline) == [
+    assert origin_caveats(["a", "t"], baseline, code_of=unknown) == [
         "trained at different commits: a at aaaaaaa; t at eeeeeee"
     ]
+
+
+def test_origin_caveats_compare_the_code_the_commits_trained_with():
+    """Runs retrained in several result commits of one code change trained with the same code: no caveat.
+    Where segbench/ differs the caveat says so; where one commit's code cannot be looked up it says only
+    that the commits differ."""
+    from segbench.tables.caveats import origin_caveats
+
+    def rec(trained: str, machine: str = "m1") -> dict:
+        return {
+            "provenance": {"git_commit": "fffffff", "machine_signature_hash": machine},
+            "trained_at": {"git_commit": trained},
+        }
+
+    trees = {"aaaaaaa": "tree1", "bbbbbbb": "tree1", "ccccccc": "tree2"}
+    runs = {"a": [rec("aaaaaaa"), rec("bbbbbbb")], "b": [rec("bbbbbbb")], "c": [rec("ccccccc")]}
+    runs["d"] = [rec("ddddddd")]
+    assert origin_caveats(["a", "b"], runs, code_of=trees.get) == []
+    assert origin_caveats(["a", "c"], runs, code_of=trees.get) == [
+        "trained at commits whose segbench/ differs: a at aaaaaaa, bbbbbbb; c at ccccccc"
+    ]
+    assert origin_caveats(["b", "d"], runs, code_of=trees.get) == [
+        "trained at different commits: b at bbbbbbb; d at ddddddd"
+    ]
+    runs["e"] = [rec("aaaaaaa", machine="m2")]
+    assert origin_caveats(["a", "e"], runs, code_of=trees.get) == ["trained on 2 different machines"]
 
 
 def test_a_recorded_table_renders_in_the_assemblys_column_order():

@@ -6,7 +6,7 @@ differs is a caveat the reader must see beside the verdict:
 * training-protocol settings that differ between the two sides (``schedule.*``, ``input.*``,
   ``dataset.*`` of the recorded ``config.json``): e.g. ResNet-101's longer warm-up in Table 2a;
 * runs whose training loss had not levelled off (:func:`segbench.trainlog.log_convergence`);
-* runs trained at different commits or on different machines.
+* runs trained with different code (``segbench/`` differs between their commits) or on different machines.
 
 Model and pretraining keys are the factor itself or follow from it (ResNet-101's pretraining depth), and
 bookkeeping keys (checkpoint and evaluation cadence) change no result; neither is a caveat.
@@ -14,12 +14,14 @@ bookkeeping keys (checkpoint and evaluation cadence) change no result; neither i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from segbench.configdiff import ABSENT, config_diff, format_value, run_config
 from segbench.errors import InputError
 from segbench.paths import record_run_dir
+from segbench.provenance import source_tree
 
 PROTOCOL_PREFIXES = ("schedule.", "input.", "dataset.")
 BOOKKEEPING_KEYS = frozenset({"schedule.checkpoint_every", "schedule.eval_points", "schedule.eval_every"})
@@ -81,24 +83,38 @@ def convergence_caveat(runs: list[str], convergence: dict[str, list[dict[str, An
     return "loss not levelled off: " + ", ".join(parts) if parts else None
 
 
-def origin_caveats(runs: list[str], records: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """Runs of the two sides trained at more than one commit or on more than one machine. The commit is the
-    training record's (``trained_at``, :func:`segbench.tables.aggregate.trained_at`: a run re-evaluated
-    later at another commit is still where it was trained), else the metrics.json's (an untrained
-    baseline); the machine is the metrics.json's signature (the training record keeps no signature in
-    the table)."""
+def origin_caveats(
+    runs: list[str],
+    records: dict[str, list[dict[str, Any]]],
+    code_of: Callable[[str], str | None] = source_tree,
+) -> list[str]:
+    """Runs of the two sides trained with different code or on more than one machine.
+
+    The commit is the training record's (``trained_at``, :func:`segbench.tables.aggregate.trained_at`: a
+    run re-evaluated later at another commit is still where it was trained), else the metrics.json's (an
+    untrained baseline). Commits are compared by ``code_of`` (the tree of ``segbench/``): runs trained at
+    two commits that changed only results or docs trained with the same code, and no caveat is due. A
+    commit whose code cannot be looked up (``+dirty``, not in this clone) counts as code of its own, and
+    the caveat then says only that the commits differ. The machine is the metrics.json's signature (the
+    training record keeps no signature in the table)."""
     commits: dict[str, set[str]] = {}
+    codes: set[str] = set()
+    unresolved = False
     machines: set[str] = set()
     for run in dict.fromkeys(runs):
         for rec in records.get(run, []):
             prov = rec.get("provenance", {})
-            commit = (rec.get("trained_at") or {}).get("git_commit") or prov.get("git_commit", "?")
-            commits.setdefault(run, set()).add(str(commit)[:7])
+            commit = str((rec.get("trained_at") or {}).get("git_commit") or prov.get("git_commit", "?"))
+            commits.setdefault(run, set()).add(commit[:7])
+            code = code_of(commit)
+            unresolved |= code is None
+            codes.add(code or commit)
             machines.add(str(prov.get("machine_signature_hash") or prov.get("device") or "?"))
     out = []
-    if len(set().union(*commits.values()) if commits else set()) > 1:
+    if len(codes) > 1:
+        what = "different commits" if unresolved else "commits whose segbench/ differs"
         out.append(
-            "trained at different commits: "
+            f"trained at {what}: "
             + "; ".join(f"{run} at {', '.join(sorted(c))}" for run, c in commits.items())
         )
     if len(machines) > 1:
