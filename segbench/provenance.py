@@ -15,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from segbench.paths import REPO_ROOT
+
 TRACKED_PACKAGES = (
     "segbench",
     "torch",
@@ -39,35 +41,31 @@ def config_hash(config: Any) -> str:
 GENERATED_DIRS = ("results", "reports")  # outputs the DAG writes, committed beside the code
 
 
+def _git(root: Path | None, *args: str) -> str | None:
+    """``git args`` in the checkout at ``root`` (default: segbench's): the stripped output, ``None`` when
+    the command fails or there is no git."""
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=root or REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
 @lru_cache(maxsize=4)
 def git_commit(root: Path | None = None) -> str:
     """The commit of the checkout at ``root`` (default: segbench's), with ``+dirty`` when tracked files
     other than results and reports differ (a rerun rewrites the committed tables and pages, which does
     not make the code dirty); ``unknown`` outside git."""
-    root = root or Path(__file__).resolve().parents[1]
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [
-                "git",
-                "status",
-                "--porcelain",
-                "--untracked-files=no",
-                "--",
-                ".",
-                *(f":(exclude){out}" for out in GENERATED_DIRS),
-            ],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
+    sha = _git(root, "rev-parse", "HEAD")
+    if not sha:
         return "unknown"
+    generated = (f":(exclude){out}" for out in GENERATED_DIRS)
+    dirty = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", *generated)
+    if dirty is None:
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
 
 
 #: what a run's training executes: the package (its code and its registry). Orchestration (Snakefile,
@@ -82,20 +80,7 @@ def source_tree(commit: str, root: Path | None = None) -> str | None:
     ``unknown`` commit, one this clone does not hold (shallow), or no git."""
     if not re.fullmatch(r"[0-9a-f]{7,40}", commit or ""):
         return None
-    root = root or Path(__file__).resolve().parents[1]
-    try:
-        found = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}:{SOURCE_DIR}"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if found.returncode != 0:
-        return None
-    return found.stdout.strip() or None
+    return _git(root, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}:{SOURCE_DIR}") or None
 
 
 @lru_cache(maxsize=1)
